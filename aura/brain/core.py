@@ -1,0 +1,230 @@
+"""What every planner acts through: the task tree, its decision log, and the supervisor.
+
+Planners decide; the core does, and it enforces the rules a planner cannot bend: every
+status change carries a reason and evidence, "completed" needs evidence the brain checked
+itself, a failed attempt is retried once and then blocked, and a worker killed for its
+resources is retried once smaller, then blocked with a resource-fix subtask.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from aura.config import Config
+from aura.paths import ProjectPaths
+from ipc.client import Client, DaemonUnavailable, RemoteError
+
+from . import evidence as ev
+from .decisions import DecisionLog
+from .state import ROOT, TERMINAL, StateStore, add_task, counts, leaves, new_task
+from .taskfile import TaskFile, TaskFileError, read_task_file
+from .workerspec import write_task_md
+
+MAX_ATTEMPTS = 2
+RESOURCE_FIX_SUFFIX = ".fix"
+
+
+class BrainCore:
+    def __init__(self, paths: ProjectPaths, cfg: Config, log: Any, publish: Callable[..., Any], ctx: Any):
+        self.paths = paths
+        self.cfg = cfg
+        self.log = log
+        self.publish = publish
+        self.store = StateStore(paths.state_dir)
+        loaded = self.store.load()
+        self.state = loaded.state
+        self.load_problem = loaded.problem
+        if loaded.source == "reset":
+            self.state["safe_mode"] = {"since": time.time(), "reason": loaded.problem}
+        self.decisions = DecisionLog(paths.state_dir)
+        self.supervisor = Client(paths.endpoint("supervisor"), "supervisor", timeout=5.0, retries=1, ctx=ctx)
+        self.workers: dict[str, dict] = {}
+        self.supervisor_ok = False
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self) -> None:
+        self.store.save(self.state)
+
+    @property
+    def tasks(self) -> dict[str, dict]:
+        return self.state["tasks"]
+
+    def task_file(self) -> TaskFile | None:
+        path = self.state.get("task_file")
+        if not path:
+            return None
+        try:
+            return read_task_file(Path(path))
+        except TaskFileError as exc:
+            self.log.error("task_file_unusable", error=str(exc))
+            return None
+
+    # -- status changes ---------------------------------------------------------------------------
+    def set_status(self, task: dict, new: str, reason: str, evidence: str, by: str = "brain") -> None:
+        """The only way a status changes: recorded with reason and evidence, published."""
+        old = task["status"]
+        if old == new and task.get("reason") == reason:
+            return
+        now = time.time()
+        task.update(status=new, reason=reason, evidence=evidence, updated_at=now)
+        if new == "in_progress":
+            task["started_at"] = now
+        if new in TERMINAL:
+            task["finished_at"] = now
+        self.decisions.record("status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence,
+                              by=by, cycle=self.state["total_cycles"])
+        self.log.info("task_status", task=task["id"], old=old, new=new, reason=reason)
+        self.publish("task_status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence)
+
+    def add_task(self, task_id: str, title: str, parent: str = ROOT, **extra: Any) -> dict:
+        task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
+        self.decisions.record("task_added", task_id=task_id, title=title, parent=parent,
+                              cycle=self.state["total_cycles"])
+        return task
+
+    # -- workers ----------------------------------------------------------------------------------
+    def refresh_workers(self) -> bool:
+        """The supervisor's view of every worker; False (and nothing changes) while it is down."""
+        try:
+            listed = self.supervisor.call("list", {"include_exited": True})
+        except (DaemonUnavailable, RemoteError) as exc:
+            if self.supervisor_ok:
+                self.log.warning("supervisor_unavailable", error=str(exc))
+            self.supervisor_ok = False
+            return False
+        self.workers = {w["worker_id"]: w for w in listed}
+        self.supervisor_ok = True
+        return True
+
+    def running(self) -> list[dict]:
+        return [t for t in self.tasks.values() if t["status"] == "in_progress"]
+
+    def capacity(self) -> int:
+        return max(0, self.cfg.int("AURA_MAX_CONCURRENT_TASKS") - len(self.running()))
+
+    def spawn(self, task: dict, spec: dict) -> dict | None:
+        """Start an attempt of `task`. The intent is saved before the request, and the worker id
+        is deterministic, so a brain that crashes mid-spawn never starts the same attempt twice."""
+        task["attempts"] = int(task.get("attempts", 0)) + 1
+        task["spawns"] = int(task.get("spawns", 0)) + 1
+        wid = f"{task['id']}-{task['spawns']}"
+        task["worker_id"] = wid
+        task.setdefault("workers", []).append(wid)
+        task_dir = self.paths.task_dir(task["id"])
+        write_task_md(task_dir, self.state, task, self.cfg)
+        full = {"worker_id": wid, "task_id": task["id"], "task_dir": str(task_dir), **spec}
+        task["spawn_spec"] = full
+        self.set_status(task, "in_progress", f"attempt {task['attempts']} started",
+                        f"spawn request for worker {wid} ({spec.get('backend')})")
+        self.save()
+        return self.send_spawn(task)
+
+    def send_spawn(self, task: dict) -> dict | None:
+        spec = task.get("spawn_spec") or {}
+        try:
+            rec = self.supervisor.call("spawn", spec, timeout=20.0)
+        except DaemonUnavailable as exc:
+            self.log.warning("spawn_deferred", task=task["id"], error=str(exc))
+            return None  # the intent is saved; reconcile sends it again when the supervisor answers
+        except RemoteError as exc:
+            self.attempt_failed(task, f"could not start the worker: {exc.message}", evidence=f"supervisor: {exc.code}")
+            self.save()
+            return None
+        self.workers[rec["worker_id"]] = rec
+        if rec.get("state") == "exited":
+            self.settle(task, rec)
+            self.save()
+        return rec
+
+    def kill(self, task: dict, reason: str) -> dict:
+        wid = task.get("worker_id")
+        if not wid:
+            return {"killed": False, "message": f"task {task['id']} has no worker"}
+        try:
+            return self.supervisor.call("kill", {"worker_id": wid, "reason": reason, "by": "brain"})
+        except (DaemonUnavailable, RemoteError) as exc:
+            return {"killed": False, "message": str(exc)}
+
+    # -- settling finished attempts -----------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Match in-progress tasks with the supervisor's workers: settle the finished ones and
+        re-send spawns that never reached it."""
+        for task in self.running():
+            wid = task.get("worker_id")
+            worker = self.workers.get(wid) if wid else None
+            if worker is None:
+                if task.get("spawn_spec"):
+                    self.log.info("spawn_resent", task=task["id"], worker=wid)
+                    self.send_spawn(task)
+                else:
+                    self.attempt_failed(task, "no worker record for this attempt", "supervisor list")
+            elif worker.get("state") == "exited":
+                self.settle(task, worker)
+
+    def settle(self, task: dict, worker: dict) -> None:
+        """Decide a finished attempt on evidence the brain checks itself."""
+        kill = worker.get("kill") or {}
+        if kill.get("reason_code") == "resource":
+            self.resource_killed(task, worker)
+            return
+        artifacts = task.get("artifacts") or []
+        need_result = task.get("kind") == "agent"
+        proof = ev.check_worker(worker, self.paths.root, artifacts, need_result)
+        if proof.ok:
+            self.set_status(task, "completed", "evidence checked", proof.summary())
+            self.publish("task_done", task_id=task["id"], title=task.get("title"))
+        else:
+            self.attempt_failed(task, proof.problems[0] if proof.problems else "no evidence", proof.summary())
+
+    def attempt_failed(self, task: dict, reason: str, evidence: str) -> None:
+        if task.get("attempts", 0) < MAX_ATTEMPTS:
+            self.set_status(task, "pending", f"attempt {task.get('attempts', 0)} failed: {reason}; retrying once", evidence)
+        else:
+            self.set_status(task, "blocked", f"failed {task.get('attempts', 0)} times; last: {reason}", evidence)
+            self.publish("task_blocked", task_id=task["id"], reason=reason)
+
+    def resource_killed(self, task: dict, worker: dict) -> None:
+        """Kill #1: back to pending once, for a smaller retry. Kill #2: blocked, plus a fix subtask."""
+        kill = worker.get("kill") or {}
+        kills = int(task.get("resource_kills", 0)) + 1
+        task["resource_kills"] = kills
+        sample = {"worker_id": worker.get("worker_id"), "reason": kill.get("reason"), "limit": kill.get("limit")}
+        task.setdefault("resource_violations", []).append(sample)
+        evidence = f"watchdog kill record for {worker.get('worker_id')}: {kill.get('reason')}"
+        if kills == 1:
+            task["attempts"] = max(0, task.get("attempts", 1) - 1)  # a resource kill is not the task's failure
+            task["resource_retry_required"] = True
+            self.set_status(task, "pending", "killed by the watchdog; retry once with smaller settings "
+                                             "(smaller batch, fewer workers or threads, less data)", evidence)
+            return
+        self.set_status(task, "blocked", "killed by the watchdog twice; needs a resource fix", evidence)
+        self.publish("task_blocked", task_id=task["id"], reason="resource limits exceeded twice")
+        fix_id = task["id"] + RESOURCE_FIX_SUFFIX
+        if fix_id not in self.tasks:
+            self.add_task(fix_id, f"Resource fix for {task['id']}: make it fit the limits", parent=task["id"],
+                          kind="resource_fix", fix_for=task["id"], violations=list(task["resource_violations"]))
+
+    # -- the end ------------------------------------------------------------------------------------
+    def check_finished(self) -> bool:
+        todo = [t for t in leaves(self.state) if t["status"] not in TERMINAL]
+        run = self.state.setdefault("run", {"finished": False})
+        if todo or not leaves(self.state):
+            if run.get("finished"):
+                run.update(finished=False, reopened_at=time.time())
+            return False
+        if run.get("finished"):
+            return True
+        c = counts(self.state)
+        run.update(finished=True, finished_at=time.time(), counts=c)
+        done_all = c["completed"] + c["archived"] == sum(c.values())
+        summary = (f"run finished: {c['completed']} done, {c['blocked']} blocked, {c['failed']} failed"
+                   + ("" if done_all else " (see `aura status`)"))
+        self.set_status(self.tasks[ROOT], "completed" if done_all else "blocked", summary,
+                        f"{c['completed']} of {sum(c.values())} tasks completed with evidence")
+        self.log.info("run_finished", **c)
+        self.publish("run_finished", ok=done_all, **c)
+        if done_all:
+            self.publish("goal_done", mission=self.state.get("mission"))
+        return True

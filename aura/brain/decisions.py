@@ -1,0 +1,22 @@
+"""The append-only decision log: every status change with its reason and evidence."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from aura.fsutil import append_line, read_jsonl
+
+
+class DecisionLog:
+    def __init__(self, state_dir: Path):
+        self.path = state_dir / "decisions.jsonl"
+
+    def record(self, kind: str, **fields: object) -> dict:
+        entry = {"ts": time.time(), "kind": kind, **fields}
+        append_line(self.path, json.dumps(entry, default=str, ensure_ascii=False))
+        return entry
+
+    def recent(self, n: int = 30) -> list[dict]:
+        return read_jsonl(self.path)[-n:]

@@ -1,0 +1,98 @@
+"""The `local` planner: no model, no network, deterministic.
+
+Each `- [ ]` checklist item of the task file becomes a task; an item with a command in
+backticks runs it with the `shell` backend, any other item goes to the configured Layer 2
+backend. A goal with no checklist becomes one task for that backend. It is the default
+when no API key is configured, so `aura up` does real work on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from .core import BrainCore
+from .state import ROOT
+from .taskfile import TaskFile
+from .workerspec import spawn_spec
+
+WHOLE_GOAL = "GOAL"
+ACCEPT = "ACCEPT"
+
+
+class LocalPlanner:
+    name = "local"
+
+    def cycle(self, core: BrainCore) -> dict:
+        tf = core.task_file()
+        if tf is not None:
+            self.sync(core, tf)
+        core.reconcile()
+        started = self.dispatch(core)
+        return {"spawned": started}
+
+    def sync(self, core: BrainCore, tf: TaskFile) -> None:
+        """Bring the tree in line with the checklist: new items become tasks, removed pending ones are archived."""
+        root = core.tasks[ROOT]
+        root["title"] = tf.mission
+        core.state["mission"] = tf.mission
+        wanted = {item.id: item for item in tf.items}
+        if not tf.items:
+            wanted = {}
+            if WHOLE_GOAL not in core.tasks:
+                core.add_task(WHOLE_GOAL, tf.mission, kind="agent", description=tf.text)
+        for item in tf.items:
+            task = core.tasks.get(item.id)
+            if task is None:
+                task = core.add_task(item.id, item.text, kind="command" if item.command else "agent",
+                                     command=item.command, artifacts=item.artifacts, line=item.line)
+                if item.checked:
+                    core.set_status(task, "archived", "checked in the task file by the user",
+                                    f"task file line {item.line}")
+            task["line"] = item.line
+        self.sync_acceptance(core, tf)
+        for task in list(core.tasks.values()):
+            if task.get("parent") == ROOT and task["id"] not in (WHOLE_GOAL, ACCEPT) and task["id"] not in wanted:
+                if task["status"] == "pending":
+                    core.set_status(task, "archived", "removed from the task file", "task file no longer lists it")
+        root["children"].sort(key=lambda tid: core.tasks[tid].get("line", 0))
+
+    def sync_acceptance(self, core: BrainCore, tf: TaskFile) -> None:
+        """The task file's `Accept: \`cmd\`` lines become one last task, run after all the others."""
+        if not tf.acceptance:
+            return
+        command = " && ".join(f"( {c} )" for c in tf.acceptance)
+        task = core.tasks.get(ACCEPT)
+        if task is None:
+            task = core.add_task(ACCEPT, "Acceptance checks from the task file", kind="command", command=command,
+                                 artifacts=[], line=10 ** 9)
+        elif task["status"] == "pending":
+            task["command"] = command
+        others = [t for t in core.tasks[ROOT]["children"] if t != ACCEPT]
+        unfinished = [core.tasks[t] for t in others if core.tasks[t]["status"] in ("blocked", "failed")]
+        if unfinished and task["status"] == "pending":
+            core.set_status(task, "blocked", "not run: other tasks did not complete",
+                            ", ".join(f"{t['id']} {t['status']}" for t in unfinished))
+
+    def dispatch(self, core: BrainCore) -> int:
+        started = 0
+        for task in self.ready(core):
+            if core.capacity() <= 0 or not core.supervisor_ok:
+                break
+            spec = spawn_spec(task, core.cfg, core.paths.root, core.paths.task_dir(task["id"]))
+            core.spawn(task, spec)
+            started += 1
+        return started
+
+    def ready(self, core: BrainCore) -> list[dict]:
+        out = []
+        others_done = all(core.tasks[t]["status"] in ("completed", "archived")
+                          for t in core.tasks[ROOT]["children"] if t != ACCEPT)
+        for tid in core.tasks[ROOT]["children"]:
+            task = core.tasks[tid]
+            if tid == ACCEPT and not others_done:
+                continue
+            if task["status"] == "pending" and not task.get("children"):
+                out.append(task)
+            for sub in task.get("children", []):
+                st = core.tasks.get(sub)
+                if st and st["status"] == "pending" and st.get("kind") != "resource_fix":
+                    out.append(st)
+        return out

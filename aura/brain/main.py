@@ -1,0 +1,183 @@
+"""The brain daemon: runs a planning cycle every AURA_CYCLE_INTERVAL seconds, or at once on
+`aura wake`, on a worker event, or when the task file changes.
+
+It never owns a worker: a crashed brain loses nothing, and when it comes back it catches up
+on the events it missed from the journals and reconciles with the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aura.daemon import Daemon
+from aura.fsutil import read_json
+from ipc.envelope import arg
+from ipc.events import EventFeed
+
+from . import progress
+from .core import BrainCore
+from .local_planner import LocalPlanner
+from .state import counts, tree_lines
+from .taskfile import TaskFileError, read_task_file
+
+WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted")
+RETRY_DELAY = 2.0
+EVENT_BATCH_DELAY = 0.02
+
+
+class BrainDaemon(Daemon):
+    name = "brain"
+    task_file: Path | None = None
+
+    def __init__(self, *a: Any, **kw: Any):
+        super().__init__(*a, **kw)
+        self.core: BrainCore | None = None
+        self.planner: Any = None
+        self.feed: EventFeed | None = None
+        self.cycle_due = 0.0
+        self.last_cycle_at: float | None = None
+        self.interval = self.cfg.float("AURA_CYCLE_INTERVAL")
+        self._task_sig: tuple | None = None
+        self.wake_reasons: list[str] = []
+
+    def handlers(self) -> dict:
+        h = super().handlers()
+        h.update({"wake": self.op_wake, "status": self.op_status})
+        return h
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.core = BrainCore(self.paths, self.cfg, self.log, self.publish, self.ctx)
+        if self.core.load_problem:
+            self.log.error("state_restored", problem=self.core.load_problem)
+        self._resolve_task_file()
+        self.planner = self._choose_planner()
+        self.feed = EventFeed(self.ctx, {n: (self.paths.pub_endpoint(n), self.paths.journal(n))
+                                         for n in ("supervisor", "watchdog")},
+                              cursors=self.core.state.get("event_cursors"))
+        self.add_reader(self.feed.sock, self.on_events)
+        missed = self.feed.catch_up()
+        if missed:
+            self.log.info("events_caught_up", count=len(missed))
+        self.request_cycle("start", 0)
+        self.call_every(1.0, self.watch_task_file)
+
+    def _resolve_task_file(self) -> None:
+        state = self.core.state
+        launch = read_json(self.paths.launch_file) or {}
+        path = self.task_file or (Path(launch["task"]) if launch.get("task") else None) or \
+            (Path(state["task_file"]) if state.get("task_file") else None)
+        if path is None:
+            self.log.error("no_task_file", hint="start with `aura up TASK`")
+            return
+        state["task_file"] = str(Path(path).resolve())
+        try:
+            tf = read_task_file(Path(state["task_file"]))
+            state["mission"] = tf.mission
+        except TaskFileError as exc:
+            self.log.error("task_file_unusable", error=str(exc))
+
+    def _choose_planner(self) -> Any:
+        choice = self.cfg.str("AURA_PLANNER").lower()
+        has_key = bool(self.cfg.str("AURA_API_KEY"))
+        if choice == "llm" or (choice == "auto" and has_key):
+            try:
+                from .llm_planner import LlmPlanner
+            except ImportError as exc:
+                self.log.error("llm_planner_unavailable", error=repr(exc))
+            else:
+                self.log.info("planner", name="llm", model=self.cfg.str("AURA_API_MODEL"))
+                return LlmPlanner(self)
+        if choice == "auto" and not has_key:
+            self.log.info("planner", name="local", why="no API key configured (AURA_API_KEY): using the offline "
+                                                       "local planner")
+        else:
+            self.log.info("planner", name="local")
+        return LocalPlanner()
+
+    # -- triggers ---------------------------------------------------------------------------------
+    def request_cycle(self, reason: str, delay: float = 0.0) -> None:
+        due = time.monotonic() + delay
+        if self.cycle_due and self.cycle_due <= due:
+            return
+        self.cycle_due = due
+        if reason != "interval":
+            self.wake_reasons.append(reason)
+        self.call_later(delay, self._maybe_cycle)
+
+    def _maybe_cycle(self) -> None:
+        if self.cycle_due and time.monotonic() >= self.cycle_due:
+            self.run_cycle()
+
+    def on_events(self) -> None:
+        assert self.feed is not None
+        wake = [e for e in self.feed.drain() if e.get("kind") in WAKE_EVENTS]
+        if wake:
+            self.request_cycle(f"event {wake[-1]['kind']}", EVENT_BATCH_DELAY)
+
+    def watch_task_file(self) -> None:
+        path = self.core.state.get("task_file") if self.core else None
+        if not path:
+            return
+        try:
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            sig = None
+        if self._task_sig is not None and sig != self._task_sig:
+            self.request_cycle("task file changed", 0.2)
+        self._task_sig = sig
+
+    # -- the cycle ----------------------------------------------------------------------------------
+    def run_cycle(self) -> None:
+        core = self.core
+        assert core is not None
+        self.cycle_due = 0.0
+        reasons, self.wake_reasons = self.wake_reasons or ["interval"], []
+        started = time.monotonic()
+        core.state["total_cycles"] = core.state.get("total_cycles", 0) + 1
+        core.state["event_cursors"] = dict(self.feed.cursors) if self.feed else {}
+        if not core.refresh_workers():
+            self.request_cycle("supervisor unavailable", RETRY_DELAY)
+        result: dict = {}
+        try:
+            if core.supervisor_ok:
+                result = self.planner.cycle(core) or {}
+        finally:
+            finished = core.check_finished()
+            core.save()
+            progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
+        self.last_cycle_at = time.time()
+        self.log.info("cycle", n=core.state["total_cycles"], reasons=reasons, ms=round((time.monotonic() - started) * 1000, 1),
+                      finished=finished, **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
+        self.publish("cycle_done", cycle=core.state["total_cycles"], reasons=reasons, finished=finished,
+                     counts=counts(core.state))
+        if not self.cycle_due:
+            self.request_cycle("interval", self.interval)
+
+    # -- ops ------------------------------------------------------------------------------------------
+    def op_wake(self, args: dict) -> dict:
+        reason = arg(args, "reason", str, "aura wake")
+        self.log.info("wake", reason=reason)
+        self.request_cycle(f"wake: {reason}", 0)
+        return {"woken": True, "cycle": self.core.state.get("total_cycles", 0) + 1 if self.core else None}
+
+    def op_status(self, args: dict) -> dict:
+        core = self.core
+        assert core is not None
+        return {"mission": core.state.get("mission"), "task_file": core.state.get("task_file"),
+                "planner": getattr(self.planner, "name", None), "cycles": core.state.get("total_cycles", 0),
+                "last_cycle_at": self.last_cycle_at, "counts": counts(core.state), "run": core.state.get("run"),
+                "tree": tree_lines(core.state), "safe_mode": core.state.get("safe_mode"),
+                "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": self.started_at}
+
+    def teardown(self) -> None:
+        if self.core is not None:
+            if self.feed is not None:
+                self.core.state["event_cursors"] = dict(self.feed.cursors)
+                self.feed.close()
+            self.core.supervisor.close()
+            self.core.save()

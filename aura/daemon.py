@@ -1,0 +1,294 @@
+"""The loop every Aura daemon runs: lock, bind, serve, publish, tick, stop cleanly.
+
+`python -m aura.daemon {supervisor|watchdog|brain} --project ROOT [--managed]` starts one.
+A daemon takes its single-instance lock *before* binding, because a second bind on an
+`ipc://` path silently steals the endpoint from the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import zmq
+from filelock import FileLock, Timeout
+
+from ipc import envelope as env
+from ipc.events import Publisher
+from ipc.server import Handler, RequestServer
+
+from . import __version__, sdnotify
+from .config import Config, ConfigError, load_config
+from .logs import setup_logging
+from .paths import ProjectPaths
+from .pidfile import live_record, write_pidfile
+
+EXIT_ALREADY_RUNNING = 3
+EXIT_CONFIG = 2
+
+
+class Daemon:
+    """Base class: subclasses add request handlers, timers and readers."""
+
+    name = "daemon"
+
+    def __init__(self, paths: ProjectPaths, cfg: Config, managed: bool = False, argv: list[str] | None = None):
+        self.paths = paths
+        self.cfg = cfg
+        self.managed = managed
+        self.argv = argv or []
+        self.ctx = zmq.Context()
+        self.log = setup_logging(paths.logfile(self.name), self.name, cfg.str("AURA_LOG_LEVEL"), to_stderr=managed)
+        self.started_at = time.time()
+        self.stopping = False
+        self.stop_reason = ""
+        self._timers: list[tuple[float, int, Callable[[], Any]]] = []
+        self._tick = itertools.count()
+        self._readers: dict[Any, Callable[[], Any]] = {}
+        self.server: RequestServer | None = None
+        self.events: Publisher | None = None
+
+    # -- hooks for subclasses -------------------------------------------------------------
+    def handlers(self) -> dict[str, Handler]:
+        return {"ping": self._op_ping, "hello": self._op_hello, "shutdown": self._op_shutdown}
+
+    def setup(self) -> None:
+        """Called after the sockets are bound, before readiness is reported."""
+
+    def teardown(self) -> None:
+        """Called once when the loop ends."""
+
+    def status_fields(self) -> dict:
+        return {}
+
+    # -- scheduling -----------------------------------------------------------------------
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay), next(self._tick), fn))
+
+    def call_every(self, interval: float, fn: Callable[[], Any], first: float | None = None) -> None:
+        def run() -> None:
+            try:
+                fn()
+            finally:
+                if not self.stopping:
+                    self.call_later(interval, run)
+        self.call_later(interval if first is None else first, run)
+
+    def add_reader(self, source: Any, fn: Callable[[], Any]) -> None:
+        """Call `fn` when a zmq socket or file descriptor becomes readable."""
+        self._readers[source] = fn
+        if self._poller is not None:
+            self._poller.register(source, zmq.POLLIN)
+
+    def remove_reader(self, source: Any) -> None:
+        if self._readers.pop(source, None) is not None and self._poller is not None:
+            try:
+                self._poller.unregister(source)
+            except KeyError:
+                pass
+
+    _poller: zmq.Poller | None = None
+
+    # -- built-in ops ------------------------------------------------------------------------
+    def _op_ping(self, args: dict) -> dict:
+        return {"pong": True, "pid": os.getpid(), "t": time.time()}
+
+    def _op_hello(self, args: dict) -> dict:
+        return {"daemon": self.name, "version": __version__, "protocol": [1, env.PROTOCOL], "pid": os.getpid(),
+                "started_at": self.started_at, "managed": self.managed, **self.status_fields()}
+
+    def _op_shutdown(self, args: dict) -> dict:
+        self.request_stop(str(args.get("reason") or "shutdown requested"))
+        return {"stopping": True, "pid": os.getpid()}
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.stop_reason = reason
+
+    def publish(self, kind: str, **data: Any) -> dict | None:
+        if self.events is None:
+            return None
+        return self.events.publish(kind, **data)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        lock = FileLock(str(self.paths.lockfile(self.name)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            rec = live_record(self.paths.pidfile(self.name)) or {}
+            msg = f"{self.name} is already running for {self.paths.root} (pid {rec.get('pid', '?')})"
+            print(msg, file=sys.stderr)
+            self.log.error("already_running", pid=rec.get("pid"))
+            return EXIT_ALREADY_RUNNING
+        try:
+            return self._run_locked()
+        finally:
+            lock.release()
+
+    def _run_locked(self) -> int:
+        self.paths.ensure()
+        for suffix in (".sock", ".pub"):  # stale files of a crashed predecessor; we hold the lock
+            stale = self.paths.runtime_dir / f"{self.name}{suffix}"
+            if stale.exists():
+                stale.unlink()
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        old_handlers = self._install_signals(wake_w)
+        self._poller = zmq.Poller()
+        try:
+            self.server = RequestServer(self.ctx, self.paths.endpoint(self.name), self.handlers(),
+                                        on_error=lambda code, msg: self.log.warning("bad_request", code=code,
+                                                                                    detail=msg[:500]))
+            self.events = Publisher(self.ctx, self.name, self.paths.pub_endpoint(self.name),
+                                    self.paths.journal(self.name))
+            self._poller.register(self.server.sock, zmq.POLLIN)
+            self._poller.register(wake_r.fileno(), zmq.POLLIN)
+            for source in self._readers:
+                self._poller.register(source, zmq.POLLIN)
+            self.setup()
+            self._write_pid("running")
+            self.log.info("started", pid=os.getpid(), managed=self.managed, project=str(self.paths.root))
+            self.publish("daemon_started", daemon=self.name, pid=os.getpid())
+            sdnotify.ready()
+            self._start_heartbeat()
+            self._loop(wake_r)
+            self.log.info("stopping", reason=self.stop_reason)
+            sdnotify.stopping()
+            return 0
+        finally:
+            self._shutdown(old_handlers, wake_r, wake_w)
+
+    def _loop(self, wake_r: socket.socket) -> None:
+        assert self._poller is not None and self.server is not None
+        while not self.stopping:
+            timeout = 1000
+            if self._timers:
+                timeout = max(0, min(timeout, int((self._timers[0][0] - time.monotonic()) * 1000) + 1))
+            try:
+                ready = dict(self._poller.poll(timeout))
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EINTR:
+                    continue
+                raise
+            if wake_r.fileno() in ready:
+                _drain(wake_r)
+            if self.server.sock in ready:
+                self.server.handle_ready()
+            for source, fn in list(self._readers.items()):
+                if source in ready or (isinstance(source, int) and source in ready):
+                    self._guard(fn)
+            self._run_due_timers()
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now and not self.stopping:
+            _, _, fn = heapq.heappop(self._timers)
+            self._guard(fn)
+
+    def _guard(self, fn: Callable[[], Any]) -> None:
+        """A bug in one callback is logged; the daemon keeps serving."""
+        try:
+            fn()
+        except Exception as exc:
+            self.log.error("callback_failed", error=repr(exc), trace=traceback.format_exc()[-2000:])
+
+    def _start_heartbeat(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if interval:
+            self.call_every(interval / 2, sdnotify.watchdog_ping, first=0)
+
+    def _install_signals(self, wake_w: socket.socket) -> dict:
+        def on_signal(signum: int, _frame: Any) -> None:
+            self.request_stop(f"signal {signal.Signals(signum).name}")
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        return old
+
+    def _write_pid(self, state: str) -> None:
+        write_pidfile(self.paths.pidfile(self.name), daemon=self.name, state=state, managed=self.managed,
+                      started_at=self.started_at, endpoint=self.paths.endpoint(self.name),
+                      pub=self.paths.pub_endpoint(self.name), version=__version__, protocol=env.PROTOCOL,
+                      stop_reason=self.stop_reason or None)
+
+    def _shutdown(self, old_handlers: dict, wake_r: socket.socket, wake_w: socket.socket) -> None:
+        try:
+            self.teardown()
+        except Exception as exc:
+            self.log.error("teardown_failed", error=repr(exc))
+        if self.events is not None:
+            self.publish("daemon_stopped", daemon=self.name, reason=self.stop_reason)
+        self._write_pid("stopped")
+        signal.set_wakeup_fd(-1)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        for closable in (self.server, self.events):
+            if closable is not None:
+                closable.close()
+        for suffix in (".sock", ".pub"):
+            try:
+                (self.paths.runtime_dir / f"{self.name}{suffix}").unlink()
+            except FileNotFoundError:
+                pass
+        wake_r.close()
+        wake_w.close()
+        self.ctx.destroy(linger=0)
+        self.log.info("stopped", reason=self.stop_reason)
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
+def _daemon_class(name: str) -> type[Daemon]:
+    if name == "supervisor":
+        from supervisor.main import SupervisorDaemon
+        return SupervisorDaemon
+    if name == "watchdog":
+        from watchdog.main import WatchdogDaemon
+        return WatchdogDaemon
+    if name == "brain":
+        from .brain.main import BrainDaemon
+        return BrainDaemon
+    raise SystemExit(f"unknown daemon {name!r}: expected supervisor, watchdog or brain")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aura.daemon", description="Run one Aura daemon.")
+    parser.add_argument("name", choices=["supervisor", "watchdog", "brain"])
+    parser.add_argument("--project", required=True, type=Path, help="project root (where `aura up` ran)")
+    parser.add_argument("--task", type=Path, default=None, help="task file (brain only)")
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("-O", "--override", action="append", default=[])
+    parser.add_argument("--managed", action="store_true", help="run under systemd/launchd: no peer restarts")
+    args = parser.parse_args(argv)
+    paths = ProjectPaths.for_root(args.project)
+    try:
+        cfg = load_config(paths.root, args.config, args.override)
+    except ConfigError as exc:
+        print(f"aura {args.name}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    cls = _daemon_class(args.name)
+    daemon = cls(paths, cfg, managed=args.managed, argv=list(argv if argv is not None else sys.argv[1:]))
+    if args.task is not None and hasattr(daemon, "task_file"):
+        daemon.task_file = args.task.resolve()
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Where a project's files and sockets live.
+
+The project root is the folder where `aura up` ran; everything Aura writes goes under
+`<root>/.aura/`, except the sockets, which live in a short per-project runtime folder
+(Unix socket paths must stay under ~107 bytes wherever the project is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DAEMONS = ("supervisor", "watchdog", "brain")
+DATA_DIRNAME = ".aura"
+
+
+def project_id(root: Path) -> str:
+    """A short stable id of a project folder, used for the runtime folder and service names."""
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+
+
+def runtime_base() -> Path:
+    """`$XDG_RUNTIME_DIR/aura` when usable (not cleaned like /tmp), else a per-user temp folder."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
+        return Path(xdg) / "aura"
+    return Path(tempfile.gettempdir()) / f"aura-{os.getuid()}"
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above `start` that holds a `.aura/` folder."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DATA_DIRNAME).is_dir():
+            return folder
+    return None
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Every path of one project, derived from its root (and the data dir, if overridden)."""
+
+    root: Path
+    data: Path
+
+    @classmethod
+    def for_root(cls, root: Path, data_dir: Path | None = None) -> "ProjectPaths":
+        root = Path(root).resolve()
+        return cls(root=root, data=Path(data_dir).resolve() if data_dir else root / DATA_DIRNAME)
+
+    # -- folders -----------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.data / "state"
+
+    @property
+    def memory_dir(self) -> Path:
+        return self.data / "memory"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data / "run"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.data / "events"
+
+    @property
+    def workers_dir(self) -> Path:
+        return self.run_dir / "workers"
+
+    @property
+    def watchdog_dir(self) -> Path:
+        return self.run_dir / "watchdog"
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.data / "workspace" / "tasks"
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.workspace_dir / safe_name(task_id)
+
+    def worker_dir(self, worker_id: str) -> Path:
+        return self.workers_dir / safe_name(worker_id)
+
+    # -- per-daemon files ------------------------------------------------------------
+    def pidfile(self, daemon: str) -> Path:
+        return self.run_dir / f"{daemon}.json"
+
+    def lockfile(self, daemon: str) -> Path:
+        return self.run_dir / f"{daemon}.lock"
+
+    def logfile(self, daemon: str) -> Path:
+        return self.logs_dir / f"{daemon}.log"
+
+    def stdio_file(self, daemon: str) -> Path:
+        return self.logs_dir / f"{daemon}.out"
+
+    def journal(self, daemon: str) -> Path:
+        return self.events_dir / f"{daemon}.jsonl"
+
+    @property
+    def launch_file(self) -> Path:
+        return self.run_dir / "launch.json"
+
+    # -- sockets -----------------------------------------------------------------------
+    @property
+    def runtime_dir(self) -> Path:
+        return runtime_base() / project_id(self.root)
+
+    def endpoint(self, daemon: str) -> str:
+        return f"ipc://{self.runtime_dir / (daemon + '.sock')}"
+
+    def pub_endpoint(self, daemon: str) -> str:
+        return f"ipc://{self.runtime_dir / (daemon + '.pub')}"
+
+    def ensure(self) -> None:
+        """Create the folders; the runtime folder is private to the user (mode 0700)."""
+        for folder in (self.state_dir, self.memory_dir, self.logs_dir, self.run_dir, self.events_dir,
+                       self.workers_dir, self.watchdog_dir, self.workspace_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.runtime_dir)
+
+
+def ensure_private_dir(folder: Path) -> None:
+    """Create `folder` (and a private parent) with mode 0700; refuse one owned by someone else."""
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for f in (folder.parent, folder):
+        st = f.stat()
+        if st.st_uid != os.getuid():
+            raise PermissionError(f"runtime folder {f} belongs to uid {st.st_uid}, not to you")
+        if st.st_mode & 0o077:
+            os.chmod(f, 0o700)
+
+
+def safe_name(name: str) -> str:
+    """A task or worker id as a file name: keep [A-Za-z0-9._-], replace the rest."""
+    cleaned = "".join(c if (c.isalnum() or c in "._-") else "_" for c in name)
+    cleaned = cleaned.lstrip(".") or "_"
+    return cleaned[:120]

@@ -1,0 +1,162 @@
+"""Daemons restart each other when no service manager does it for them.
+
+The supervisor restarts the brain and the watchdog; the watchdog restarts the supervisor.
+Like an OTP supervisor: exponential backoff between tries, and at most AURA_RESTART_MAX
+restarts per AURA_RESTART_WINDOW_SECONDS, after which it stops trying and says so (the
+record in `.aura/run/<restarter>.peers.json` is what `aura status` shows).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .fsutil import atomic_write_json, read_json
+from .pidfile import live_record
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+CHECK_INTERVAL = 0.5
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether some process holds a daemon's single-instance lock (i.e. it is running or starting)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def launch_spec(run_dir: Path) -> dict | None:
+    spec = read_json(run_dir / "launch.json")
+    return spec if isinstance(spec, dict) else None
+
+
+def start_daemon(spec: dict, name: str, stdio: Path) -> subprocess.Popen:
+    """Start one daemon the way `aura up` did: own session, output to its .out file."""
+    entry = spec["daemons"][name]
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (spec.get("env") or {}).items()})
+    stdio.parent.mkdir(parents=True, exist_ok=True)
+    with open(stdio, "ab") as out:
+        return subprocess.Popen(entry["argv"], cwd=spec.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+
+class PeerKeeper:
+    """Watches the pid files of some peer daemons and restarts the ones that crashed."""
+
+    def __init__(self, daemon: "Daemon", peers: list[str]):
+        self.daemon = daemon
+        self.peers = peers
+        self.max_restarts = daemon.cfg.int("AURA_RESTART_MAX")
+        self.window = daemon.cfg.float("AURA_RESTART_WINDOW_SECONDS")
+        self.history: dict[str, deque[float]] = {p: deque() for p in peers}
+        self.gave_up: dict[str, str] = {}
+        self.children: dict[str, subprocess.Popen] = {}
+        self.not_before: dict[str, float] = {}
+        self.record_path = daemon.paths.run_dir / f"{daemon.name}.peers.json"
+        self._load()
+
+    def _load(self) -> None:
+        """Keep the restart history across our own restarts, so a crash loop is still bounded."""
+        rec = read_json(self.record_path) or {}
+        spec = launch_spec(self.daemon.paths.run_dir) or {}
+        if rec.get("launch") != spec.get("started_at"):
+            return  # a record of an earlier `aura up`
+        now = time.time()
+        for peer, info in (rec.get("peers") or {}).items():
+            if peer in self.history:
+                self.history[peer].extend(t for t in info.get("restarts", []) if now - t < self.window)
+                if info.get("gave_up"):
+                    self.gave_up[peer] = info["gave_up"]
+
+    def start(self) -> None:
+        self.daemon.call_every(CHECK_INTERVAL, self.check, first=CHECK_INTERVAL)
+
+    def check(self) -> None:
+        spec = launch_spec(self.daemon.paths.run_dir)
+        if not spec or spec.get("desired") != "up" or self.daemon.stopping:
+            return
+        for peer in self.peers:
+            if peer in spec.get("daemons", {}):
+                self._check_peer(spec, peer)
+
+    def _check_peer(self, spec: dict, peer: str) -> None:
+        child = self.children.get(peer)
+        if child is not None and child.poll() is not None:
+            self.children.pop(peer, None)  # reaped
+        paths = self.daemon.paths
+        pidfile = read_json(paths.pidfile(peer)) or {}
+        if pidfile.get("state") == "stopped" and pidfile.get("started_at", 0) >= spec.get("started_at", 0):
+            return  # it stopped cleanly on request: not a crash
+        if live_record(paths.pidfile(peer)) is not None:
+            if self.gave_up.pop(peer, None) is not None:  # someone started it again by hand
+                self._save()
+            return
+        if lock_is_held(paths.lockfile(peer)):
+            return  # starting up: locked, pid file not written yet
+        if peer in self.gave_up:
+            return
+        now = time.time()
+        if now < self.not_before.get(peer, 0):
+            return
+        hist = self.history[peer]
+        while hist and now - hist[0] > self.window:
+            hist.popleft()
+        if len(hist) >= self.max_restarts:
+            self._give_up(peer, f"{len(hist)} restarts in {self.window:g}s; not restarting again")
+            return
+        self._restart(spec, peer, now)
+
+    def _restart(self, spec: dict, peer: str, now: float) -> None:
+        hist = self.history[peer]
+        hist.append(now)
+        backoff = min(30.0, 0.5 * 2 ** (len(hist) - 1))
+        self.not_before[peer] = now + backoff
+        try:
+            self.children[peer] = start_daemon(spec, peer, self.daemon.paths.stdio_file(peer))
+        except (OSError, KeyError) as exc:
+            self.daemon.log.error("peer_restart_failed", peer=peer, error=repr(exc))
+        else:
+            self.daemon.log.warning("peer_restarted", peer=peer, pid=self.children[peer].pid,
+                                    restarts_in_window=len(hist), next_backoff_s=backoff)
+            self.daemon.publish("daemon_restarted", daemon=peer, by=self.daemon.name,
+                                pid=self.children[peer].pid, restarts_in_window=len(hist))
+        self._save()
+
+    def _give_up(self, peer: str, reason: str) -> None:
+        self.gave_up[peer] = reason
+        self.daemon.log.error("peer_gave_up", peer=peer, reason=reason)
+        self.daemon.publish("daemon_down", daemon=peer, by=self.daemon.name, reason=reason)
+        self._save()
+
+    def _save(self) -> None:
+        atomic_write_json(self.record_path, {
+            "restarter": self.daemon.name,
+            "launch": (launch_spec(self.daemon.paths.run_dir) or {}).get("started_at"),
+            "peers": {p: {"restarts": list(self.history[p]), "gave_up": self.gave_up.get(p)} for p in self.peers},
+        })
+
+    def reap(self) -> None:
+        for peer, child in list(self.children.items()):
+            if child.poll() is not None:
+                self.children.pop(peer, None)
+
+    def summary(self) -> dict[str, Any]:
+        return {p: {"restarts_in_window": len(self.history[p]), "gave_up": self.gave_up.get(p)} for p in self.peers}

@@ -1,0 +1,438 @@
+"""The supervisor daemon: starts, stops, lists and re-adopts Layer 2 workers.
+
+It owns the worker registry. A worker's exit reaches it event-driven (a pidfd per shim in
+the poll loop, where the platform has pidfds; a short poll elsewhere), so the brain hears
+of it in milliseconds rather than at the next poll of a circus- or supervisord-style loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aura.daemon import Daemon
+from aura.fsutil import read_json
+from aura.paths import safe_name
+from aura.peers import PeerKeeper
+from aura.procgroup import signal_group
+from aura.pidfile import is_alive
+from ipc import envelope as env
+from ipc.envelope import BadArgs, IpcError, arg
+
+from .backends import BackendError, get_backend
+from .monitor import OutputMonitor
+from .registry import LIVE_STATES, Registry
+from .workerenv import worker_env
+
+SHIM = str(Path(__file__).resolve().with_name("shim.py"))
+LAUNCH_TIMEOUT = 15.0
+SPAWN_FAILED = "spawn_failed"
+
+
+class SupervisorDaemon(Daemon):
+    name = "supervisor"
+
+    def __init__(self, *a: Any, **kw: Any):
+        super().__init__(*a, **kw)
+        self.registry = Registry(self.paths)
+        self.workers: dict[str, dict] = {}
+        self.children: dict[str, subprocess.Popen] = {}
+        self.watch_fds: dict[str, int] = {}
+        self.polled: set[str] = set()
+        self.kill_deadlines: dict[str, float] = {}
+        self.monitor = OutputMonitor()
+        self.stop_workers_on_exit = False
+        self.peers: PeerKeeper | None = None
+        self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
+
+    # -- daemon hooks -------------------------------------------------------------------------
+    def handlers(self) -> dict:
+        h = super().handlers()
+        h.update({"spawn": self.op_spawn, "kill": self.op_kill, "list": self.op_list, "get": self.op_get})
+        return h
+
+    def _op_shutdown(self, args: dict) -> dict:
+        self.stop_workers_on_exit = bool(args.get("stop_workers"))
+        return super()._op_shutdown(args)
+
+    def setup(self) -> None:
+        self.adopt_all()
+        if not self.managed:
+            self.peers = PeerKeeper(self, ["brain", "watchdog"])
+            self.peers.start()
+        self.call_every(1.0, self.housekeeping)
+        self.call_every(2.0, self.scan_outputs)
+
+    def teardown(self) -> None:
+        if self.stop_workers_on_exit:
+            self.stop_all_workers()
+        for fd in self.watch_fds.values():
+            os.close(fd)
+        self.watch_fds.clear()
+
+    def status_fields(self) -> dict:
+        live = [w for w in self.workers.values() if w.get("state") in LIVE_STATES]
+        return {"workers_live": len(live), "workers_known": len(self.workers),
+                "peers": self.peers.summary() if self.peers else None}
+
+    # -- adoption -----------------------------------------------------------------------------
+    def adopt_all(self) -> None:
+        """Take over every worker a previous supervisor left behind (PID + start time guard)."""
+        for rec in self.registry.records():
+            wid = rec["worker_id"]
+            self.workers[wid] = rec
+            if rec.get("state") not in LIVE_STATES:
+                continue
+            exit_rec = self.registry.exit(wid)
+            if exit_rec is not None:
+                self.finalize(wid, exit_rec, note="ended while the supervisor was down")
+                continue
+            launch = self.registry.launch(wid) or {}
+            rec.update({k: v for k, v in launch.items() if k != "started_at" and v is not None})
+            if launch.get("error"):
+                self.finalize(wid, {"exit_code": None, "signal": None, "error": launch["error"]})
+            elif is_alive(rec.get("shim_pid"), rec.get("shim_create_time")):
+                rec["state"] = "running"
+                self.registry.save(rec)
+                self.watch(wid, rec["shim_pid"])
+                self.log.info("worker_adopted", worker=wid, pid=rec.get("worker_pid"))
+                self.publish("worker_adopted", worker_id=wid, task_id=rec.get("task_id"), pid=rec.get("worker_pid"))
+            else:
+                self.shim_gone(wid)
+
+    # -- watching shims -------------------------------------------------------------------------
+    def watch(self, wid: str, pid: int, *, is_worker: bool = False) -> None:
+        """Get told when `pid` exits: a pidfd in the poll loop where possible, else a 0.25 s poll."""
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.polled.add(wid)
+            self._ensure_polling()
+            return
+        rec = self.workers[wid]
+        created = rec.get("worker_create_time" if is_worker else "shim_create_time")
+        if not is_alive(pid, created):  # reused PID or already gone: it ended before we looked
+            os.close(fd)
+            self.call_later(0, lambda: self.on_watched_exit(wid))
+            return
+        self.watch_fds[wid] = fd
+        self.add_reader(fd, lambda: self.on_watched_exit(wid))
+
+    _polling = False
+
+    def _ensure_polling(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self.call_every(0.25, self._poll_unwatched)
+
+    def _poll_unwatched(self) -> None:
+        for wid in list(self.polled):
+            rec = self.workers.get(wid, {})
+            key = "worker" if rec.get("state") == "orphaned" else "shim"
+            if not is_alive(rec.get(f"{key}_pid"), rec.get(f"{key}_create_time")):
+                self.polled.discard(wid)
+                self.on_watched_exit(wid)
+
+    def unwatch(self, wid: str) -> None:
+        fd = self.watch_fds.pop(wid, None)
+        if fd is not None:
+            self.remove_reader(fd)
+            os.close(fd)
+        self.polled.discard(wid)
+        child = self.children.pop(wid, None)
+        if child is not None:
+            try:
+                child.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.children[wid] = child
+
+    def on_watched_exit(self, wid: str) -> None:
+        rec = self.workers.get(wid)
+        if rec is None or rec.get("state") not in LIVE_STATES:
+            self.unwatch(wid)
+            return
+        self.unwatch(wid)
+        exit_rec = self.registry.exit(wid)
+        if exit_rec is not None:
+            self.finalize(wid, exit_rec)
+        elif rec.get("state") == "orphaned":
+            self.finalize(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
+                                "error": "the shim died before the worker; exit status unknown"}, lost=True)
+        else:
+            self.shim_gone(wid)
+
+    def shim_gone(self, wid: str) -> None:
+        """The shim died without an exit record: follow the worker itself, or call it lost."""
+        rec = self.workers[wid]
+        launch = self.registry.launch(wid) or {}
+        pid, created = rec.get("worker_pid") or launch.get("worker_pid"), rec.get("worker_create_time") or launch.get("worker_create_time")
+        if pid and is_alive(pid, created):
+            rec.update(state="orphaned", worker_pid=pid, worker_create_time=created)
+            self.registry.save(rec)
+            self.log.warning("worker_orphaned", worker=wid, pid=pid)
+            self.watch(wid, pid, is_worker=True)
+        else:
+            self.finalize(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
+                                "error": "the worker's shim ended without an exit record"}, lost=True)
+
+    # -- finishing --------------------------------------------------------------------------
+    def finalize(self, wid: str, exit_rec: dict, note: str | None = None, lost: bool = False) -> None:
+        rec = self.workers[wid]
+        backend = get_backend(rec.get("backend", "shell"))
+        progress = self.monitor.finish(rec)
+        kill = rec.get("kill") or self._watchdog_kill(wid)
+        if kill and not rec.get("kill"):
+            rec["kill"] = kill
+        outcome = "lost" if lost else backend.outcome(exit_rec, kill, progress)
+        rec.update(state="exited", exit=exit_rec, outcome=outcome, ended_at=exit_rec.get("ended_at") or time.time())
+        if progress:
+            rec["progress"] = progress
+        if note:
+            rec["note"] = note
+        self.kill_deadlines.pop(wid, None)
+        self.registry.save(rec)
+        self.log.info("worker_exited", worker=wid, outcome=outcome, exit_code=exit_rec.get("exit_code"),
+                      signal=exit_rec.get("signal"), note=note)
+        self.publish("worker_exited", worker_id=wid, task_id=rec.get("task_id"), outcome=outcome,
+                     exit_code=exit_rec.get("exit_code"), signal=exit_rec.get("signal"),
+                     error=exit_rec.get("error"), kill=kill, note=note)
+
+    def _watchdog_kill(self, wid: str) -> dict | None:
+        rec = read_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json")
+        if not isinstance(rec, dict):
+            return None
+        return {"by": "watchdog", "reason_code": "resource", "reason": rec.get("reason"),
+                "requested_at": rec.get("killed_at"), "limit": rec.get("limit")}
+
+    # -- ops ----------------------------------------------------------------------------------
+    def op_get(self, args: dict) -> dict:
+        wid = arg(args, "worker_id", str)
+        rec = self.workers.get(wid)
+        if rec is None:
+            raise IpcError(env.NOT_FOUND, f"no worker {wid!r}")
+        return self._public(rec)
+
+    def op_list(self, args: dict) -> list[dict]:
+        include_exited = arg(args, "include_exited", bool, True)
+        ids = arg(args, "worker_ids", list, None)
+        out = []
+        for wid, rec in self.workers.items():
+            if ids is not None and wid not in ids:
+                continue
+            if not include_exited and rec.get("state") not in LIVE_STATES:
+                continue
+            out.append(self._public(rec))
+        return out
+
+    def _public(self, rec: dict) -> dict:
+        out = dict(rec)
+        out.pop("env", None)
+        live = self.monitor.summary(rec["worker_id"])
+        if live:
+            out["progress"] = live
+        return out
+
+    def op_spawn(self, args: dict) -> dict:
+        task_id = arg(args, "task_id", str, "")
+        wid = arg(args, "worker_id", str, "") or self._new_worker_id(task_id)
+        if safe_name(wid) != wid:
+            raise BadArgs(f"worker_id {wid!r} may hold only letters, digits, '.', '_' and '-'")
+        if wid in self.workers:
+            return {**self._public(self.workers[wid]), "existing": True}
+        spec = self._spec(args, wid, task_id)
+        backend_name = spec["backend"]
+        try:
+            backend = get_backend(backend_name)
+            plan = backend.plan(spec, self.cfg)
+        except BackendError as exc:
+            raise IpcError(SPAWN_FAILED, str(exc)) from None
+        return self._launch(wid, spec, plan)
+
+    def _new_worker_id(self, task_id: str) -> str:
+        base = safe_name(task_id) if task_id else "w"
+        return f"{base}-{uuid.uuid4().hex[:6]}"
+
+    def _spec(self, args: dict, wid: str, task_id: str) -> dict:
+        backend = arg(args, "backend", str, self.cfg.str("AURA_LAYER2_BACKEND"))
+        task_dir = Path(arg(args, "task_dir", str, "") or self.paths.task_dir(task_id or wid))
+        cwd = arg(args, "cwd", str, "") or None
+        extra_env = arg(args, "env", dict, {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra_env.items()):
+            raise BadArgs("`env` must map strings to strings")
+        budget_s = arg(args, "budget_s", float, self.cfg.float("AURA_TASK_BUDGET") * 60)
+        if budget_s < 0:
+            raise BadArgs("`budget_s` must not be negative")
+        return {"worker_id": wid, "task_id": task_id, "backend": backend, "task_dir": str(task_dir), "cwd": cwd,
+                "argv": arg(args, "argv", list, None), "command": arg(args, "command", str, None),
+                "prompt": arg(args, "prompt", str, None), "env": extra_env, "budget_s": budget_s,
+                "max_turns": arg(args, "max_turns", int, None), "model": arg(args, "model", str, None),
+                "max_budget_usd": arg(args, "max_budget_usd", float, None),
+                "resume_session": arg(args, "resume_session", str, None),
+                "limits": arg(args, "limits", dict, {}), "meta": arg(args, "meta", dict, {})}
+
+    def _launch(self, wid: str, spec: dict, plan: Any) -> dict:
+        task_dir = Path(spec["task_dir"])
+        task_dir.mkdir(parents=True, exist_ok=True)
+        wdir = self.registry.dir(wid)
+        wdir.mkdir(parents=True, exist_ok=True)
+        out, err = task_dir / plan.stdout_name, task_dir / plan.stderr_name
+        env_vars = worker_env(self.cfg)
+        env_vars.update(plan.env)
+        env_vars.update(spec["env"])
+        env_vars.update({"AURA_TASK_ID": spec["task_id"], "AURA_WORKER_ID": wid, "AURA_TASK_DIR": str(task_dir),
+                         "AURA_PROJECT_ROOT": str(self.paths.root)})
+        rec = {"worker_id": wid, "task_id": spec["task_id"], "backend": spec["backend"], "argv": plan.argv,
+               "cwd": plan.cwd, "task_dir": str(task_dir), "output": str(out), "error_log": str(err),
+               "budget_s": spec["budget_s"], "limits": spec["limits"], "meta": spec["meta"],
+               "created_at": time.time(), "state": "starting"}
+        self.workers[wid] = rec
+        self.registry.save(rec)
+        launch = self._start_shim(wid, wdir, plan, out, err, env_vars)
+        if not launch.get("ok"):
+            self.finalize(wid, self.registry.exit(wid) or {"exit_code": None, "signal": None,
+                                                            "error": launch.get("error", "launch failed")})
+            return self._public(rec)
+        rec.update({k: launch[k] for k in ("worker_pid", "worker_create_time", "pgid", "shim_pid",
+                                           "shim_create_time", "started_at")})
+        rec["state"] = "running"
+        if spec["budget_s"]:
+            rec["deadline"] = rec["started_at"] + spec["budget_s"]
+        self.registry.save(rec)
+        self.watch(wid, rec["shim_pid"])
+        self.monitor.track(rec, get_backend(spec["backend"]))
+        self.log.info("worker_started", worker=wid, task=spec["task_id"], pid=rec["worker_pid"],
+                      backend=spec["backend"])
+        self.publish("worker_started", worker_id=wid, task_id=spec["task_id"], pid=rec["worker_pid"],
+                     backend=spec["backend"])
+        return self._public(rec)
+
+    def _start_shim(self, wid: str, wdir: Path, plan: Any, out: Path, err: Path, env_vars: dict) -> dict:
+        """Start the shim in a new session and wait for its launch report (a pipe, then the file)."""
+        r, w = os.pipe()
+        cmd = [sys.executable, "-I", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
+               "--stderr", str(err), "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
+        try:
+            with open(wdir / "shim.log", "ab") as shim_log:
+                child = subprocess.Popen(cmd, env=env_vars, stdin=subprocess.DEVNULL, stdout=shim_log,
+                                         stderr=shim_log, start_new_session=True, pass_fds=(w,),
+                                         cwd=str(self.paths.root))
+        except OSError as exc:
+            os.close(r)
+            os.close(w)
+            return {"ok": False, "error": f"could not start the shim: {exc}"}
+        os.close(w)
+        self.children[wid] = child
+        try:
+            report = _read_report(r, LAUNCH_TIMEOUT)
+        finally:
+            os.close(r)
+        if report is None:
+            report = self.registry.launch(wid) or {}
+            report.setdefault("ok", bool(report.get("worker_pid")))
+            report.setdefault("error", "the shim did not report a launch")
+        return report
+
+    def op_kill(self, args: dict) -> dict:
+        wid = arg(args, "worker_id", str)
+        reason = arg(args, "reason", str, "killed on request")
+        grace = arg(args, "grace_s", float, self.grace)
+        code = arg(args, "reason_code", str, "killed")
+        rec = self.workers.get(wid)
+        if rec is None:
+            raise IpcError(env.NOT_FOUND, f"no worker {wid!r}")
+        if rec.get("state") not in LIVE_STATES:
+            return {"killed": False, "worker_id": wid, "state": rec.get("state"), "message": "worker is not running"}
+        return self.kill_worker(wid, reason, code, grace, by=arg(args, "by", str, "brain"))
+
+    def kill_worker(self, wid: str, reason: str, code: str, grace: float, by: str) -> dict:
+        rec = self.workers[wid]
+        pgid, pid, created = rec.get("pgid"), rec.get("worker_pid"), rec.get("worker_create_time")
+        if not pgid or not is_alive(pid, created):
+            sent = signal_group(pgid, signal.SIGTERM) if pgid else False  # the group may outlive its leader
+            if not sent:
+                return {"killed": False, "worker_id": wid, "message": "worker process already gone"}
+        else:
+            signal_group(pgid, signal.SIGTERM)
+        rec["kill"] = {"requested_at": time.time(), "reason": reason, "reason_code": code, "by": by}
+        self.registry.save(rec)
+        self.kill_deadlines[wid] = time.monotonic() + grace
+        self.log.info("worker_kill", worker=wid, reason=reason, by=by, grace_s=grace)
+        self.publish("worker_killed", worker_id=wid, task_id=rec.get("task_id"), reason=reason, by=by,
+                     reason_code=code)
+        return {"killed": True, "worker_id": wid, "signal": "SIGTERM", "grace_s": grace}
+
+    # -- periodic -------------------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        now_wall, now = time.time(), time.monotonic()
+        for wid, rec in list(self.workers.items()):
+            if rec.get("state") not in ("running", "orphaned"):
+                continue
+            if rec.get("deadline") and now_wall > rec["deadline"] and not rec.get("kill"):
+                minutes = (rec.get("budget_s") or 0) / 60
+                self.kill_worker(wid, f"time budget of {minutes:g} min exceeded", "timed_out", self.grace, "supervisor")
+            due = self.kill_deadlines.get(wid)
+            if due is not None and now >= due:
+                self.kill_deadlines.pop(wid, None)
+                if signal_group(rec.get("pgid"), signal.SIGKILL):
+                    self.log.warning("worker_sigkill", worker=wid, reason="still running after the grace period")
+        for wid, child in list(self.children.items()):
+            if child.poll() is not None and wid not in self.watch_fds and wid not in self.polled:
+                self.children.pop(wid, None)
+
+    def scan_outputs(self) -> None:
+        for wid, rec in self.workers.items():
+            if rec.get("state") in ("running", "orphaned"):
+                self.monitor.scan(rec)
+                stop = self.monitor.should_stop(rec)
+                if stop and not rec.get("kill"):
+                    self.kill_worker(wid, stop, "finished_hung", self.grace, "supervisor")
+
+    def stop_all_workers(self) -> None:
+        """`aura down --stop-workers`: SIGTERM every group, wait the grace, SIGKILL the rest."""
+        live = [w for w in self.workers.values() if w.get("state") in ("running", "orphaned")]
+        for rec in live:
+            rec["kill"] = {"requested_at": time.time(), "reason": "aura down --stop-workers", "reason_code": "killed",
+                           "by": "supervisor"}
+            self.registry.save(rec)
+            signal_group(rec.get("pgid"), signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and any(is_alive(r.get("worker_pid"), r.get("worker_create_time")) for r in live):
+            time.sleep(0.05)
+        for rec in live:
+            signal_group(rec.get("pgid"), signal.SIGKILL)
+        end = time.monotonic() + 3.0
+        for rec in live:  # let each shim write its exit record, then take it in
+            while time.monotonic() < end and self.registry.exit(rec["worker_id"]) is None:
+                time.sleep(0.02)
+            exit_rec = self.registry.exit(rec["worker_id"])
+            if exit_rec is not None:
+                self.finalize(rec["worker_id"], exit_rec)
+
+
+
+def _read_report(fd: int, timeout: float) -> dict | None:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    try:
+        return json.loads(buf.split(b"\n", 1)[0])
+    except ValueError:
+        return None

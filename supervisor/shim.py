@@ -1,0 +1,204 @@
+"""The shim between the supervisor and one worker.
+
+It starts the worker in a session of its own, writes `launch.json`, waits for it, stops
+whatever the worker left running in its group, and writes `exit.json` atomically. The shim
+outlives the supervisor on purpose (no parent-death signal): a worker that ends while the
+supervisor is down still gets its exit record. The worker's output goes to files that the
+shim opened, never to a pipe that a dead supervisor could break.
+
+    python -m supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
+                              [--status-fd N] [--grace S] -- ARGV...
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Run as a script with `python -I`, so that nothing of Aura's leaks into the worker's
+# environment (no PYTHONPATH): put Aura's own source root on the shim's path only.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from aura.fsutil import atomic_write_json  # noqa: E402
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Orphaned grandchildren get reparented to us, so we can reap and stop them (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _process_start(pid: int) -> float | None:
+    try:
+        import psutil
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def _tell(status_fd: int | None, message: dict) -> None:
+    """Report the launch to the supervisor; it may be gone already, which is fine."""
+    if status_fd is None:
+        return
+    try:
+        os.write(status_fd, (json.dumps(message) + "\n").encode())
+    except OSError:
+        pass
+    try:
+        os.close(status_fd)
+    except OSError:
+        pass
+
+
+def _wait_for(pid: int) -> int:
+    """Wait for `pid`, reaping any adopted orphans along the way; returns the raw wait status."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+        if got == pid:
+            return status
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            got, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if got == 0:
+            return
+
+
+def _adopted_children() -> list[int]:
+    try:
+        import psutil
+        return [c.pid for c in psutil.Process().children(recursive=True)]
+    except Exception:
+        return []
+
+
+def stop_leftovers(pgid: int, grace: float) -> int:
+    """Stop what the worker left behind: its process group, then any orphans we adopted."""
+    left = 0
+    if _group_alive(pgid):
+        left += 1
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except OSError:
+            pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(pgid):
+            _reap_all()
+            time.sleep(0.05)
+        if _group_alive(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+    for pid in _adopted_children():
+        left += 1
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _reap_all()
+    return left
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m supervisor.shim")
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--cwd", required=True)
+    parser.add_argument("--stdout", required=True)
+    parser.add_argument("--stderr", required=True)
+    parser.add_argument("--status-fd", type=int, default=None)
+    parser.add_argument("--grace", type=float, default=3.0)
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    subreaper = become_subreaper()
+    started = time.time()
+    try:
+        out = open(args.stdout, "wb")
+        err = open(args.stderr, "wb")
+        proc = subprocess.Popen(cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True, close_fds=True)
+    except (OSError, ValueError) as exc:
+        reason = _launch_error(exc, cmd, args.cwd)
+        atomic_write_json(args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(), "started_at": started})
+        atomic_write_json(args.dir / "exit.json", {"exit_code": None, "signal": None, "error": reason,
+                                                   "started_at": started, "ended_at": time.time()})
+        _tell(args.status_fd, {"ok": False, "error": reason})
+        return 127
+    out.close()
+    err.close()
+    pid = proc.pid
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.killpg(pid, signum)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    launch = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
+              "shim_pid": os.getpid(), "shim_create_time": _process_start(os.getpid()),
+              "started_at": started, "subreaper": subreaper}
+    atomic_write_json(args.dir / "launch.json", launch)
+    _tell(args.status_fd, {"ok": True, **launch})
+    status = _wait_for(pid)
+    ended = time.time()
+    leftovers = stop_leftovers(pid, args.grace)
+    code = os.waitstatus_to_exitcode(status)
+    record = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
+              "started_at": started, "ended_at": ended, "duration_s": round(ended - started, 3),
+              "leftovers_stopped": leftovers}
+    atomic_write_json(args.dir / "exit.json", record)
+    return 0
+
+
+def _launch_error(exc: BaseException, cmd: list[str], cwd: str) -> str:
+    exe = cmd[0] if cmd else "(empty command)"
+    if isinstance(exc, FileNotFoundError) and getattr(exc, "filename", None) == cwd:
+        return f"working folder not found: {cwd}"
+    if isinstance(exc, FileNotFoundError):
+        return f"executable not found: {exe}"
+    if isinstance(exc, PermissionError):
+        return f"executable not permitted: {exe}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOEXEC:
+        return f"not an executable format: {exe}"
+    return f"could not start {exe}: {exc}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

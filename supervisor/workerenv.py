@@ -1,0 +1,57 @@
+"""The environment a worker gets: an allow-list, never a copy of the daemon's.
+
+The original tool handed every worker its whole environment, API keys included. Workers
+get the variables below, the names listed in AURA_WORKER_ENV_PASS (comma-separated, `*`
+allowed at the end), what their backend needs, and Aura's own task and limit variables.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from aura.config import Config
+
+BASE_ALLOW = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
+    "VIRTUAL_ENV", "PYTHONPATH", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "JAVA_HOME", "GOPATH", "CARGO_HOME",
+    "RUSTUP_HOME", "NVM_DIR", "NODE_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+)
+BASE_PREFIXES = ("LC_",)
+
+LIMIT_KEYS = (
+    "AURA_WORKER_RESOURCE_GUARD", "AURA_WORKER_MAX_CPU_PERCENT", "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT",
+    "AURA_WORKER_MAX_GPU_UTIL_PERCENT", "AURA_WORKER_MAX_GPU_MEMORY_PERCENT", "AURA_WORKER_MAX_SYSTEM_MEMORY_GB",
+    "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB", "AURA_WORKER_MAX_GPU_MEMORY_GB", "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB",
+)
+
+
+def _patterns(cfg_value: str) -> list[str]:
+    return [p.strip() for p in cfg_value.split(",") if p.strip()]
+
+
+def _allowed(name: str, extra: list[str]) -> bool:
+    if name in BASE_ALLOW or name.startswith(BASE_PREFIXES):
+        return True
+    for pat in extra:
+        if pat.endswith("*") and name.startswith(pat[:-1]) or name == pat:
+            return True
+    return False
+
+
+def worker_env(cfg: Config, source: Mapping[str, str] | None = None, extra_pass: list[str] | None = None) -> dict[str, str]:
+    """The allow-listed base environment plus Aura's limit variables."""
+    src = os.environ if source is None else source
+    extra = _patterns(os.environ.get("AURA_WORKER_ENV_PASS", "") if source is None else src.get("AURA_WORKER_ENV_PASS", ""))
+    extra += extra_pass or []
+    env = {k: v for k, v in src.items() if _allowed(k, extra)}
+    for key in LIMIT_KEYS:
+        env[key] = cfg.str(key)
+    env["AURA_WORKER_FORBID_OFFLOAD"] = "1"
+    cuda = cfg.str("AURA_WORKER_CUDA_VISIBLE_DEVICES")
+    if cuda:
+        env["CUDA_VISIBLE_DEVICES"] = cuda
+    env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return env
