@@ -1,0 +1,150 @@
+"""The control plane in isolation: envelope, server loop helper, client retry, events + journal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from ipc import envelope as env
+from ipc.client import Client, DaemonUnavailable, RemoteError
+from ipc.events import EventFeed, Publisher, last_seq, read_journal
+from ipc.server import RequestServer
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+def _serve(ctx: zmq.Context, endpoint: str, handlers: dict, stop: threading.Event) -> threading.Thread:
+    server = RequestServer(ctx, endpoint, handlers)
+
+    def loop() -> None:
+        while not stop.is_set():
+            if server.sock.poll(20):
+                server.handle_ready()
+        server.close()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def test_round_trip_errors_and_handler_failures(ctx: zmq.Context, tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/s.sock"
+    stop = threading.Event()
+
+    def boom(args: dict) -> None:
+        raise RuntimeError("kaput")
+
+    t = _serve(ctx, endpoint, {"echo": lambda a: a, "boom": boom,
+                               "typed": lambda a: env.arg(a, "n", int) * 2}, stop)
+    try:
+        c = Client(endpoint, "test", timeout=2.0, ctx=ctx)
+        assert c.call("echo", {"x": [1, "two"]}) == {"x": [1, "two"]}
+        assert c.call("typed", {"n": 21}) == 42
+        with pytest.raises(RemoteError) as e:
+            c.call("typed", {"n": "21"})
+        assert e.value.code == env.BAD_ARGS and "must be int" in e.value.message
+        with pytest.raises(RemoteError) as e:
+            c.call("boom")
+        assert e.value.code == env.INTERNAL and "kaput" in e.value.message
+        assert c.call("echo", {"after": True}) == {"after": True}  # the server survived
+        c.close()
+    finally:
+        stop.set()
+        t.join(2)
+
+
+def test_client_fails_fast_without_a_socket_and_times_out_on_a_silent_peer(ctx: zmq.Context, tmp_path: Path) -> None:
+    c = Client(f"ipc://{tmp_path}/none.sock", "brain", timeout=0.3, ctx=ctx)
+    started = time.monotonic()
+    with pytest.raises(DaemonUnavailable) as e:
+        c.call("ping")
+    assert time.monotonic() - started < 0.2 and "no socket" in str(e.value)
+    silent = ctx.socket(zmq.ROUTER)
+    silent.bind(f"ipc://{tmp_path}/silent.sock")
+    c = Client(f"ipc://{tmp_path}/silent.sock", "brain", timeout=0.2, retries=2, ctx=ctx)
+    started = time.monotonic()
+    with pytest.raises(DaemonUnavailable) as e:
+        c.call("ping")
+    elapsed = time.monotonic() - started
+    assert 0.55 < elapsed < 2.0 and "3 tries" in str(e.value)
+    silent.close(0)
+
+
+def test_lazy_pirate_retry_gets_the_answer_after_a_lost_reply(ctx: zmq.Context, tmp_path: Path) -> None:
+    """The first request is dropped (no reply); the retry on a fresh socket is answered."""
+    endpoint = f"ipc://{tmp_path}/flaky.sock"
+    sock = ctx.socket(zmq.ROUTER)
+    sock.bind(endpoint)
+    seen = []
+
+    def flaky() -> None:
+        for _ in range(2):
+            if not sock.poll(3000):
+                return
+            frames = sock.recv_multipart()
+            req = env.parse_request(frames[-1])
+            seen.append(req.id)
+            if len(seen) == 2:
+                sock.send_multipart([frames[0], env.ok_reply(req.id, "second time")])
+
+    t = threading.Thread(target=flaky, daemon=True)
+    t.start()
+    c = Client(endpoint, "flaky", timeout=0.3, retries=1, ctx=ctx)
+    assert c.call("ping") == "second time"
+    assert seen[0] == seen[1], "the retry carries the same request id (the server can de-duplicate)"
+    t.join(2)
+    sock.close(0)
+
+
+def test_events_are_journaled_numbered_and_caught_up_after_a_gap(ctx: zmq.Context, tmp_path: Path) -> None:
+    journal = tmp_path / "sup.jsonl"
+    pub = Publisher(ctx, "supervisor", f"ipc://{tmp_path}/sup.pub", journal)
+    for i in range(3):
+        pub.publish("early", i=i)  # nobody subscribed yet: PUB drops them
+    feed = EventFeed(ctx, {"supervisor": (f"ipc://{tmp_path}/sup.pub", journal)})
+    assert [e["data"]["i"] for e in feed.catch_up()] == [0, 1, 2]
+    time.sleep(0.2)  # let the SUB connect
+    pub.publish("live", i=3)
+    got = []
+    deadline = time.monotonic() + 3
+    while not got and time.monotonic() < deadline:
+        if feed.sock.poll(100):
+            got = feed.drain()
+    assert [e["seq"] for e in got] == [4]
+    # a gap (events published while nobody listened) is repaired from the journal
+    feed.sock.setsockopt(zmq.UNSUBSCRIBE, b"")
+    pub.publish("missed", i=4)
+    pub.publish("missed", i=5)
+    time.sleep(0.1)
+    feed.sock.setsockopt(zmq.SUBSCRIBE, b"")
+    time.sleep(0.2)
+    pub.publish("after", i=6)
+    got = []
+    deadline = time.monotonic() + 3
+    while len(got) < 3 and time.monotonic() < deadline:
+        if feed.sock.poll(100):
+            got += feed.drain()
+    assert [e["seq"] for e in got] == [5, 6, 7]
+    pub.close()
+    # a new publisher continues the numbering from the journal
+    pub2 = Publisher(ctx, "supervisor", f"ipc://{tmp_path}/sup2.pub", journal)
+    assert pub2.publish("next")["seq"] == 8 == last_seq(journal)
+    assert [e["seq"] for e in read_journal(journal, 6)] == [7, 8]
+    pub2.close()
+    feed.close()
+
+
+def test_journal_reader_skips_a_torn_last_line(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"seq": 1, "kind": "a"}\n{"seq": 2, "kind": "b"}\n{"seq": 3, "ki')
+    assert [e["seq"] for e in read_journal(journal)] == [1, 2]
+    assert last_seq(journal) == 2
