@@ -19,11 +19,25 @@ from . import __version__
 EXIT_NOT_RUNNING = 3
 
 
+LAZY_COMMANDS = {"service": ("aura.service_cli", "service")}
+
+
 class AuraGroup(click.Group):
-    """Keeps the original tool's shorthand: `aura task.md` means `aura up task.md`."""
+    """Keeps the original tool's shorthand (`aura task.md` means `aura up task.md`) and loads
+    rarely used command groups only when they are asked for, so `aura ps` starts fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> Any:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+            module, attr = LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and (args[0].endswith(".md") or Path(args[0]).is_file()):
+        if args and args[0] not in self.commands and args[0] not in LAZY_COMMANDS and (args[0].endswith(".md") or Path(args[0]).is_file()):
             args = ["up", *args]
         return super().resolve_command(ctx, args)
 
@@ -337,14 +351,6 @@ def doctor() -> None:
         bad += check.fatal and not check.ok
         click.echo(f"[{mark}] {check.name}: {check.detail}")
     sys.exit(1 if bad else 0)
-
-
-def _register_extras() -> None:
-    from .service_cli import service
-    cli.add_command(service)
-
-
-_register_extras()
 
 
 def main() -> None:
