@@ -33,7 +33,15 @@ SYSTEMD, LAUNCHD, NONE = "systemd", "launchd", "none"
 MANAGERS = (SYSTEMD, LAUNCHD, NONE)
 
 #: Where `systemd/` and `launchd/` live: the repository (or source tree) holding this package.
-TEMPLATES_ROOT = Path(__file__).resolve().parent.parent
+def _templates_root() -> Path:
+    """The source tree's systemd/ and launchd/ folders; a wheel install puts them under share/aura."""
+    source = Path(__file__).resolve().parent.parent
+    if (source / "systemd").is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "aura"
+
+
+TEMPLATES_ROOT = _templates_root()
 TASK_ENV_VAR = "AURA_TASK_FILE"
 NO_MANAGER_MESSAGE = (
     "No service manager found here: neither systemd (systemctl) nor launchd (launchctl).\n"

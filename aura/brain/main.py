@@ -68,7 +68,9 @@ class BrainDaemon(Daemon):
     def _resolve_task_file(self) -> None:
         state = self.core.state
         launch = read_json(self.paths.launch_file) or {}
-        path = self.task_file or (Path(launch["task"]) if launch.get("task") else None) or \
+        from_env = os.environ.get("AURA_TASK_FILE")  # set by the systemd / launchd units
+        path = self.task_file or (Path(from_env) if from_env else None) or \
+            (Path(launch["task"]) if launch.get("task") else None) or \
             (Path(state["task_file"]) if state.get("task_file") else None)
         if path is None:
             self.log.error("no_task_file", hint="start with `aura up TASK`")
