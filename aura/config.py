@@ -73,6 +73,7 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_DOCKER_CLAUDE_SUBAGENT_MODEL": ("", "sub-agent model in the container"),
     "AURA_STUCK_MINUTES": (10.0, "minutes of agreeing stuck signals before a worker is reported stuck"),
     "AURA_KILL_GRACE_SECONDS": (5.0, "SIGTERM-to-SIGKILL grace when stopping a worker"),
+    "AURA_WORKER_SCOPE": ("auto", "auto / on / off: each worker in its own systemd scope when under systemd"),
     # Watchdog
     "AURA_WORKER_RESOURCE_GUARD": ("1", "1 / 0 / dry-run"),
     "AURA_WORKER_RESOURCE_POLL_SECONDS": (10.0, "seconds between watchdog samples"),

@@ -30,6 +30,7 @@ from ipc.envelope import BadArgs, IpcError, arg
 from .backends import BackendError, get_backend
 from .monitor import OutputMonitor
 from .registry import LIVE_STATES, Registry
+from .scope import scope_command, scoped
 from .workerenv import worker_env
 
 SHIM = str(Path(__file__).resolve().with_name("shim.py"))
@@ -52,6 +53,7 @@ class SupervisorDaemon(Daemon):
         self.stop_workers_on_exit = False
         self.peers: PeerKeeper | None = None
         self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
+        self.scope_prefix: list[str] = []
 
     # -- daemon hooks -------------------------------------------------------------------------
     def handlers(self) -> dict:
@@ -64,6 +66,7 @@ class SupervisorDaemon(Daemon):
         return super()._op_shutdown(args)
 
     def setup(self) -> None:
+        self.scope_prefix = scope_command(self.cfg.str("AURA_WORKER_SCOPE"), log=self.log)
         self.adopt_all()
         if not self.managed:
             self.peers = PeerKeeper(self, ["brain", "watchdog"])
@@ -319,6 +322,7 @@ class SupervisorDaemon(Daemon):
         r, w = os.pipe()
         cmd = [sys.executable, "-I", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
                "--stderr", str(err), "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
+        cmd = scoped(self.scope_prefix, self.paths.root, wid, cmd)
         try:
             with open(wdir / "shim.log", "ab") as shim_log:
                 child = subprocess.Popen(cmd, env=env_vars, stdin=subprocess.DEVNULL, stdout=shim_log,
