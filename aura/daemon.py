@@ -187,7 +187,7 @@ class Daemon:
             if self.server.sock in ready:
                 self.server.handle_ready()
             for source, fn in list(self._readers.items()):
-                if source in ready or (isinstance(source, int) and source in ready):
+                if source in ready:
                     self._guard(fn)
             self._run_due_timers()
 

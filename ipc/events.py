@@ -40,20 +40,46 @@ def last_seq(journal: Path) -> int:
     return 0
 
 
-def read_journal(journal: Path, after: int = 0) -> Iterator[dict]:
-    """Events with seq > `after`, in order; torn lines are skipped."""
+def read_journal(journal: Path, after: int = 0, offsets: dict[Path, int] | None = None) -> Iterator[dict]:
+    """Events with seq > `after`, in order; torn lines are skipped.
+
+    With `offsets`, reading resumes where the previous call stopped (complete lines only),
+    so following a journal for days does not re-read it from the start each time.
+    """
     try:
         fh = open(journal, "rb")
     except FileNotFoundError:
         return
     with fh:
+        start = (offsets or {}).get(journal, 0)
+        if start > os.fstat(fh.fileno()).st_size:
+            start = 0  # the journal was replaced
+        fh.seek(start)
+        pos = start
         for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # a line still being written: read it next time
+            pos += len(raw)
             try:
                 ev = json.loads(raw)
             except ValueError:
                 continue
             if isinstance(ev, dict) and isinstance(ev.get("seq"), int) and ev["seq"] > after:
                 yield ev
+        if offsets is not None:
+            offsets[journal] = pos
+
+
+def _terminate_torn_line(journal: Path, fd: int) -> None:
+    """A predecessor killed mid-write may have left half a line: end it, so the next event
+    starts on a line of its own instead of being glued to (and lost with) the fragment."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    with open(journal, "rb") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) != b"\n":
+            os.write(fd, b"\n")
 
 
 class Publisher:
@@ -69,6 +95,7 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, 10000)
         self.sock.bind(endpoint)
         self._fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _terminate_torn_line(journal, self._fd)
 
     def publish(self, kind: str, **data: Any) -> dict:
         self.seq += 1
@@ -95,6 +122,7 @@ class EventFeed:
         self.sources = sources
         self.cursors: dict[str, int] = {name: 0 for name in sources}
         self.cursors.update(cursors or {})
+        self.offsets: dict[Path, int] = {}
         self.sock = ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, 10000)
@@ -106,7 +134,7 @@ class EventFeed:
         """Everything in the journals past our cursors (call at start and after a gap)."""
         out: list[dict] = []
         for name, (_, journal) in self.sources.items():
-            for ev in read_journal(journal, self.cursors.get(name, 0)):
+            for ev in read_journal(journal, self.cursors.get(name, 0), self.offsets):
                 self.cursors[name] = ev["seq"]
                 out.append(ev)
         out.sort(key=lambda e: e.get("ts", 0))
@@ -140,7 +168,7 @@ class EventFeed:
             self.cursors[src] = seq
             return [ev]
         # a gap (slow joiner, dropped at HWM, or we were down): the journal has the truth
-        missed = list(read_journal(self.sources[src][1], last))
+        missed = list(read_journal(self.sources[src][1], last, self.offsets))
         if missed:
             self.cursors[src] = missed[-1]["seq"]
         return missed

@@ -148,3 +148,16 @@ def test_journal_reader_skips_a_torn_last_line(tmp_path: Path) -> None:
     journal.write_text('{"seq": 1, "kind": "a"}\n{"seq": 2, "kind": "b"}\n{"seq": 3, "ki')
     assert [e["seq"] for e in read_journal(journal)] == [1, 2]
     assert last_seq(journal) == 2
+
+
+def test_a_new_publisher_does_not_glue_its_first_event_to_a_torn_line(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"seq": 1, "kind": "a"}\n{"seq": 2, "ki')
+    ctx = zmq.Context()
+    try:
+        pub = Publisher(ctx, "supervisor", f"ipc://{tmp_path}/p.pub", journal)
+        assert pub.publish("after_crash")["seq"] == 2
+        pub.close()
+    finally:
+        ctx.destroy(linger=0)
+    assert [e["kind"] for e in read_journal(journal)] == ["a", "after_crash"]
