@@ -188,3 +188,29 @@ def test_down_keep_workers_then_up_readopts(project: Project) -> None:
     project.up()
     wait_for(lambda: run_finished(project), 30, what="the run to finish after re-adoption")
     assert len(project.workers()) == 1, "the worker was re-adopted, not started twice"
+
+
+def test_foreground_up_streams_events_and_ctrl_c_stops_everything(project: Project) -> None:
+    import signal
+    import subprocess
+    import sys
+    project.write_task("# Long\n\n- [ ] long `sleep 60`\n")
+    proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "up", "task.md"], cwd=project.root, env=project.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("started (pid" in ln for ln in lines):
+            line = proc.stdout.readline()
+            assert line, "aura up ended early:\n" + "".join(lines)
+            lines.append(line)
+        project.remember()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert "stopping Aura and its workers" in out and "supervisor stopped" in out
+    assert project.survivors() == []
+    worker = next(iter(project.workers().values()))
+    assert worker["state"] == "exited" and worker["outcome"] == "killed"
