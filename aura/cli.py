@@ -19,7 +19,9 @@ from . import __version__
 EXIT_NOT_RUNNING = 3
 
 
-LAZY_COMMANDS = {"service": ("aura.service_cli", "service")}
+LAZY_COMMANDS = {"service": ("aura.service_cli", "service"), "setup": ("aura.setup_cmd", "setup"),
+                 **{n: ("aura.cli_brain", n) for n in ("history", "progress", "changelog", "summaries", "projects",
+                                                       "budget")}}
 
 
 class AuraGroup(click.Group):
@@ -108,11 +110,16 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     click.echo(f"Aura {__version__}: {tf.mission}")
     if not cfg.str("AURA_API_KEY") and cfg.str("AURA_PLANNER") in ("auto", "local"):
         click.echo("  no API key configured: the offline `local` planner runs the task file's checklist")
+    if cfg.float("AURA_BUDGET_USD") <= 0 and (cfg.str("AURA_API_KEY") or cfg.str("AURA_LAYER2_BACKEND") != "shell"):
+        click.echo("  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
+                   "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running")
     cursors = journal_positions(paths)
     try:
         start_all(paths, tf.path.resolve(), ctx.obj["config"], ctx.obj["overrides"], click.echo)
     except LaunchError as exc:
         raise click.ClickException(str(exc)) from None
+    from .projects import register
+    register(root, tf.path.resolve())
     if detach:
         click.echo(f"Running in the background in {root}.\n"
                    "  aura status · aura ps · aura logs -f · aura wake · aura down")
@@ -222,6 +229,8 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         state = w.get("outcome") if w.get("state") == "exited" else w.get("state")
         if p.get("stuck"):
             state += "/stuck"
+        if p.get("loop"):
+            state += "/loop"
         table.append([w["worker_id"], w.get("task_id") or "-", w.get("backend", "-"), str(w.get("worker_pid") or "-"),
                       state or "-", _age(end - (w.get("started_at") or w.get("created_at") or end)),
                       f"{u['cpu_percent']:.1f}" if "cpu_percent" in u else "-", _bytes(u.get("rss_bytes")),
@@ -235,15 +244,35 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo(f"(from {source})")
 
 
+@cli.command("tail")
+@click.argument("task")
+@click.option("-f", "--follow", "follow_it", is_flag=True, help="Keep printing until the worker ends.")
+@click.option("-n", "--lines", default=40, show_default=True, help="How many recent lines to show (0: all).")
+@click.option("--raw", is_flag=True, help="Print the output lines as stored (no decoding).")
+@click.option("--stderr", is_flag=True, help="Show the worker's error.log instead of its output.")
+@click.pass_context
+def tail_cmd(ctx: click.Context, task: str, follow_it: bool, lines: int, raw: bool, stderr: bool) -> None:
+    """A worker's output as readable lines (TASK: a task id or a worker id; its latest worker)."""
+    from .tail import TailError, tail
+    paths = _paths(ctx)
+    try:
+        tail(paths, task, follow_it, lines, raw, stderr, click.echo)
+    except TailError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def _brain_from_disk(paths: Any) -> dict:
     from .brain.state import counts, tree_lines
     from .fsutil import read_json
     state = read_json(paths.state_dir / "state.json")
     if not isinstance(state, dict) or "tasks" not in state:
         return {"from_disk": True}
+    from .cli_brain import brain_extras_from_disk
     tree = tree_lines(state)
     return {"mission": state.get("mission"), "run": state.get("run"), "cycles": state.get("total_cycles"),
-            "counts": counts(state), "tree": tree, "from_disk": True}
+            "counts": counts(state), "tree": tree, "from_disk": True, **brain_extras_from_disk(state)}
 
 
 @cli.command()
@@ -291,6 +320,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                + (" · ".join(f"{k} {v}" for k, v in c.items() if v) or "no tasks yet"))
     if run.get("finished"):
         click.echo("Run      finished " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("finished_at", 0))))
+    from .cli_brain import status_cost_lines
+    for line in status_cost_lines(brain):
+        click.echo(line)
     for line in brain.get("tree") or []:
         click.echo(f"  {line}")
     if len(live) < len(DAEMONS):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .daemon import Daemon
 
 CHECK_INTERVAL = 0.5
+START_GRACE = 30.0  # how long a copy we started may take to take its lock before we give up on it
 
 
 def lock_is_held(path: Path) -> bool:
@@ -70,6 +71,7 @@ class PeerKeeper:
         self.gave_up: dict[str, str] = {}
         self.children: dict[str, subprocess.Popen] = {}
         self.not_before: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
         self.record_path = daemon.paths.run_dir / f"{daemon.name}.peers.json"
         self._load()
 
@@ -111,6 +113,8 @@ class PeerKeeper:
             return
         if lock_is_held(paths.lockfile(peer)):
             return  # starting up: locked, pid file not written yet
+        if self._still_starting(peer):
+            return  # our copy runs but has not taken its lock yet (a slow start under load)
         if peer in self.gave_up:
             return
         now = time.time()
@@ -129,6 +133,7 @@ class PeerKeeper:
         hist.append(now)
         backoff = min(30.0, 0.5 * 2 ** (len(hist) - 1))
         self.not_before[peer] = now + backoff
+        self.started_at[peer] = time.monotonic()
         try:
             self.children[peer] = start_daemon(spec, peer, self.daemon.paths.stdio_file(peer))
         except (OSError, KeyError) as exc:
@@ -139,6 +144,23 @@ class PeerKeeper:
             self.daemon.publish("daemon_restarted", daemon=peer, by=self.daemon.name,
                                 pid=self.children[peer].pid, restarts_in_window=len(hist))
         self._save()
+
+    def _still_starting(self, peer: str) -> bool:
+        """A copy we started that runs without its lock is starting, not dead: starting another
+        would only count a restart per check. Past START_GRACE it is hung: stop it by PID."""
+        child = self.children.get(peer)
+        if child is None or child.poll() is not None:
+            return False
+        if time.monotonic() - self.started_at.get(peer, 0.0) < START_GRACE:
+            return True
+        self.daemon.log.error("peer_start_hung", peer=peer, pid=child.pid, grace_s=START_GRACE)
+        child.kill()
+        try:
+            child.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.children.pop(peer, None)
+        return False
 
     def _give_up(self, peer: str, reason: str) -> None:
         self.gave_up[peer] = reason

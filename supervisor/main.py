@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from aura.daemon import Daemon
 from aura.fsutil import read_json
 from aura.paths import safe_name
@@ -25,9 +27,10 @@ from aura.peers import PeerKeeper
 from aura.procgroup import signal_group
 from aura.pidfile import is_alive
 from ipc import envelope as env
+from ipc.client import Client, DaemonUnavailable, RemoteError
 from ipc.envelope import BadArgs, IpcError, arg
 
-from .backends import BackendError, get_backend
+from .backends import BackendError, get_backend, plan_worker
 from .monitor import OutputMonitor
 from .registry import LIVE_STATES, Registry
 from .scope import scope_command, scoped
@@ -36,6 +39,9 @@ from .workerenv import worker_env
 SHIM = str(Path(__file__).resolve().with_name("shim.py"))
 LAUNCH_TIMEOUT = 15.0
 SPAWN_FAILED = "spawn_failed"
+SPAWN_REFUSED = "spawn_refused"
+PREFLIGHT_TIMEOUT = 1.0  # seconds the spawn waits for the watchdog's preflight answer
+CPU_CEILING = "AURA_WORKER_MAX_CPU_PERCENT"
 
 
 class SupervisorDaemon(Daemon):
@@ -49,7 +55,7 @@ class SupervisorDaemon(Daemon):
         self.watch_fds: dict[str, int] = {}
         self.polled: set[str] = set()
         self.kill_deadlines: dict[str, float] = {}
-        self.monitor = OutputMonitor()
+        self.monitor = OutputMonitor(self.cfg)
         self.stop_workers_on_exit = False
         self.peers: PeerKeeper | None = None
         self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
@@ -90,26 +96,43 @@ class SupervisorDaemon(Daemon):
     def adopt_all(self) -> None:
         """Take over every worker a previous supervisor left behind (PID + start time guard)."""
         for rec in self.registry.records():
-            wid = rec["worker_id"]
-            self.workers[wid] = rec
-            if rec.get("state") not in LIVE_STATES:
-                continue
-            exit_rec = self.registry.exit(wid)
-            if exit_rec is not None:
-                self.finalize(wid, exit_rec, note="ended while the supervisor was down")
-                continue
-            launch = self.registry.launch(wid) or {}
-            rec.update({k: v for k, v in launch.items() if k != "started_at" and v is not None})
-            if launch.get("error"):
-                self.finalize(wid, {"exit_code": None, "signal": None, "error": launch["error"]})
-            elif is_alive(rec.get("shim_pid"), rec.get("shim_create_time")):
-                rec["state"] = "running"
-                self.registry.save(rec)
-                self.watch(wid, rec["shim_pid"])
-                self.log.info("worker_adopted", worker=wid, pid=rec.get("worker_pid"))
-                self.publish("worker_adopted", worker_id=wid, task_id=rec.get("task_id"), pid=rec.get("worker_pid"))
-            else:
-                self.shim_gone(wid)
+            self.workers[rec["worker_id"]] = rec
+            if rec.get("state") in LIVE_STATES:
+                self.adopt(rec["worker_id"])
+
+    def adopt(self, wid: str) -> None:
+        rec = self.workers[wid]
+        if rec.get("state") not in LIVE_STATES:
+            return
+        exit_rec = self.registry.exit(wid)
+        if exit_rec is not None:
+            self.finalize(wid, exit_rec, note="ended while the supervisor was down")
+            return
+        launch = self.registry.launch(wid) or {}
+        if not launch and rec.get("state") == "starting":
+            self.await_launch(wid)
+            return
+        rec.update({k: v for k, v in launch.items() if k != "started_at" and v is not None})
+        if launch.get("error"):
+            self.finalize(wid, {"exit_code": None, "signal": None, "error": launch["error"]})
+        elif is_alive(rec.get("shim_pid"), rec.get("shim_create_time")):
+            rec["state"] = "running"
+            self.registry.save(rec)
+            self.watch(wid, rec["shim_pid"])
+            self.log.info("worker_adopted", worker=wid, pid=rec.get("worker_pid"))
+            self.publish("worker_adopted", worker_id=wid, task_id=rec.get("task_id"), pid=rec.get("worker_pid"))
+        else:
+            self.shim_gone(wid)
+
+    def await_launch(self, wid: str) -> None:
+        """A `starting` record with no launch record: the last supervisor died mid-spawn (found by the
+        chaos run). A shim that is slow to start will still run the worker, so wait for its launch
+        record until LAUNCH_TIMEOUT after the spawn; none by then means the worker never started."""
+        if time.time() - float(self.workers[wid].get("created_at") or 0) < LAUNCH_TIMEOUT:
+            self.call_later(0.1, lambda: self.adopt(wid))
+            return
+        self.finalize(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
+                            "error": "never started: the supervisor stopped before the worker was launched"})
 
     # -- watching shims -------------------------------------------------------------------------
     def watch(self, wid: str, pid: int, *, is_worker: bool = False) -> None:
@@ -254,10 +277,96 @@ class SupervisorDaemon(Daemon):
         backend_name = spec["backend"]
         try:
             backend = get_backend(backend_name)
-            plan = backend.plan(spec, self.cfg)
+            plan = plan_worker(backend, spec, self.cfg)
         except BackendError as exc:
             raise IpcError(SPAWN_FAILED, str(exc)) from None
-        return self._launch(wid, spec, plan)
+        preflight = self._preflight(wid, spec)
+        public = self._launch(wid, spec, plan)
+        if public.get("state") == "running":
+            self._place(self.workers[wid], self._cpu_ceiling(spec, preflight))
+            public = self._public(self.workers[wid])
+        return public
+
+    # -- preflight and placement ------------------------------------------------------------------
+    _watchdog: Client | None = None
+    _affinity_note: str | None = None
+
+    def _preflight(self, wid: str, spec: dict) -> dict | None:
+        """Ask the watchdog before a spawn; raise spawn_refused (with its reason, which names the
+        reserve) when a free-memory reserve is not met. A watchdog that is down or slow does not
+        stop the work: the spawn goes ahead after PREFLIGHT_TIMEOUT and the log says so."""
+        if self._watchdog is None:
+            self._watchdog = Client(self.paths.endpoint("watchdog"), "watchdog", timeout=PREFLIGHT_TIMEOUT,
+                                    retries=0, ctx=self.ctx)
+        try:
+            reply = self._watchdog.call("preflight", {"worker_id": wid, "task_id": spec["task_id"],
+                                                      "limits": spec["limits"]})
+        except (DaemonUnavailable, RemoteError) as exc:
+            self.log.warning("preflight_skipped", worker=wid, reason=str(exc))
+            return None
+        if reply.get("ok"):
+            return reply
+        reason = str(reply.get("reason") or "no reason given")
+        self.log.warning("spawn_refused", worker=wid, task=spec["task_id"], reason=reason)
+        self.publish("spawn_refused", worker_id=wid, task_id=spec["task_id"], reason=reason)
+        raise IpcError(SPAWN_REFUSED, f"resource preflight refused the spawn: {reason}")
+
+    def _cpu_ceiling(self, spec: dict, preflight: dict | None) -> float:
+        """The worker's CPU ceiling in force: the watchdog's answer (run-time changes included),
+        else the configuration with the task's own override."""
+        limits = (preflight or {}).get("limits")
+        value = limits.get(CPU_CEILING) if isinstance(limits, dict) else spec["limits"].get(CPU_CEILING,
+                                                                                          self.cfg.str(CPU_CEILING))
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return 0.0
+
+    def _place(self, rec: dict, ceiling: float) -> None:
+        """Under a CPU ceiling, pin the worker (its children inherit it) to the share of cores the
+        ceiling allows, choosing the cores least used by other pinned workers, so workers spread
+        over distinct cores (the original pinned every worker to the same ones)."""
+        if not 0 < ceiling < 100:
+            return
+        cpus = self._pick_cpus(ceiling)
+        if cpus is None:
+            return
+        try:
+            kids = [c.pid for c in psutil.Process(rec["worker_pid"]).children(recursive=True)]
+        except psutil.Error:
+            kids = []
+        try:
+            for pid in (rec["worker_pid"], *kids):
+                os.sched_setaffinity(pid, cpus)
+        except OSError as exc:  # gone already, or not ours to pin
+            self.log.warning("cpu_affinity_failed", worker=rec["worker_id"], error=str(exc))
+            return
+        rec["cpus"] = sorted(cpus)
+        self.registry.save(rec)
+        self.log.info("worker_pinned", worker=rec["worker_id"], cpus=rec["cpus"], ceiling_percent=ceiling)
+
+    def _pick_cpus(self, ceiling: float) -> set[int] | None:
+        """floor(n * ceiling / 100) cores (at least one) of those this daemon may use; None, said
+        once in the log, where the platform cannot pin."""
+        if not hasattr(os, "sched_setaffinity"):
+            return self._no_affinity("this platform has no CPU affinity call (sched_setaffinity)")
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            return self._no_affinity(f"only {len(allowed)} CPU available: nothing to spread workers over")
+        want = max(1, int(len(allowed) * ceiling / 100))
+        load = {c: 0 for c in allowed}
+        for w in self.workers.values():
+            if w.get("state") in LIVE_STATES:
+                for c in w.get("cpus") or ():
+                    if c in load:
+                        load[c] += 1
+        return set(sorted(allowed, key=lambda c: (load[c], c))[:want])
+
+    def _no_affinity(self, reason: str) -> None:
+        if self._affinity_note != reason:
+            self._affinity_note = reason
+            self.log.info("cpu_affinity_skipped", reason=reason)
+        return None
 
     def _new_worker_id(self, task_id: str) -> str:
         base = safe_name(task_id) if task_id else "w"
@@ -279,6 +388,8 @@ class SupervisorDaemon(Daemon):
                 "max_turns": arg(args, "max_turns", int, None), "model": arg(args, "model", str, None),
                 "max_budget_usd": arg(args, "max_budget_usd", float, None),
                 "resume_session": arg(args, "resume_session", str, None),
+                "isolation": arg(args, "isolation", str, None), "mounts": arg(args, "mounts", list, []),
+                "project_root": str(self.paths.root), "data_dir": str(self.paths.data),
                 "limits": arg(args, "limits", dict, {}), "meta": arg(args, "meta", dict, {})}
 
     def _launch(self, wid: str, spec: dict, plan: Any) -> dict:
@@ -295,7 +406,9 @@ class SupervisorDaemon(Daemon):
         rec = {"worker_id": wid, "task_id": spec["task_id"], "backend": spec["backend"], "argv": plan.argv,
                "cwd": plan.cwd, "task_dir": str(task_dir), "output": str(out), "error_log": str(err),
                "budget_s": spec["budget_s"], "limits": spec["limits"], "meta": spec["meta"],
-               "created_at": time.time(), "state": "starting"}
+               "created_at": time.time(), "state": "starting", **plan.record}
+        if plan.max_turns:
+            rec["max_turns_enforced"] = plan.max_turns
         self.workers[wid] = rec
         self.registry.save(rec)
         launch = self._start_shim(wid, wdir, plan, out, err, env_vars)
@@ -395,9 +508,12 @@ class SupervisorDaemon(Daemon):
         for wid, rec in self.workers.items():
             if rec.get("state") in ("running", "orphaned"):
                 self.monitor.scan(rec)
+                for kind, data in self.monitor.transitions(rec):
+                    self.log.warning(kind, worker=wid, quiet_s=data.get("quiet_s"), repeat=data.get("repeat_count"))
+                    self.publish(kind, **data)
                 stop = self.monitor.should_stop(rec)
                 if stop and not rec.get("kill"):
-                    self.kill_worker(wid, stop, "finished_hung", self.grace, "supervisor")
+                    self.kill_worker(wid, stop[0], stop[1], self.grace, "supervisor")
 
     def stop_all_workers(self) -> None:
         """`aura down --stop-workers`: SIGTERM every group, wait the grace, SIGKILL the rest."""

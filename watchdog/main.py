@@ -8,7 +8,6 @@ and one log line per kill with the numbers that justified it.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -20,13 +19,13 @@ from aura.fsutil import atomic_write_json, read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import group_alive, signal_group
-from aura.pidfile import is_alive
 from ipc.envelope import BadArgs, arg
-from supervisor.registry import LIVE_STATES, Registry, merged_view
+from supervisor.registry import Registry
 
-from .gpu import GpuSampler, best_free_bytes, tree_usage, visible_total_bytes
-from .policy import LIMITS, POLICY_KEYS, Policy, Violation, WorkerWindow
-from .sampler import TreeSample, TreeTracker, tree_pids
+from .gpu import GpuSampler, GpuSnapshot, best_free_bytes, tree_usage, visible_total_bytes
+from .policy import LIMITS, POLICY_KEYS, Policy, Violation, check_task_limits, reserve_victim
+from .sampler import TreeSample
+from .workers import RegistryView, Watched
 
 GB = 1024 ** 3
 RESERVE_MIN_RSS = 128 * 1024 ** 2  # a worker this small is never the victim of a reserve shortfall
@@ -38,18 +37,18 @@ class WatchdogDaemon(Daemon):
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
         self.registry = Registry(self.paths)
+        self.view = RegistryView(self.registry)
         self.overrides: dict[str, str] = self._load_overrides()
         self.policy = Policy.from_config(self.cfg, self.overrides)
-        self.windows: dict[str, WorkerWindow] = {}
-        self.trackers: dict[str, TreeTracker] = {}
-        self.latest: dict[str, dict] = {}
-        self.records: dict[str, tuple[float, dict]] = {}
+        self.policy_gen = 0
+        self.watched: dict[str, Watched] = {}
         self.pending_kills: dict[str, tuple[float, int]] = {}
         self.cooldown_until = 0.0
         self.last_sample_at: float | None = None
         self.max_gap_s = 0.0
         self.sample_cost_s = 0.0
         self.gpu = GpuSampler(self.cfg.str("AURA_WORKER_CUDA_VISIBLE_DEVICES"))
+        self.gpu_notes_logged = 0
         self.peers: PeerKeeper | None = None
         self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
 
@@ -68,14 +67,17 @@ class WatchdogDaemon(Daemon):
                                                             for k, v in self.policy.as_dict().items()})
         if not self.gpu.available:
             self.log.info("gpu_checks_off", reason=self.gpu.reason)
+        self._log_gpu_notes()
         self.call_later(0, self._sample_loop)
         self.call_every(0.2, self._finish_kills)
 
     def status_fields(self) -> dict:
-        return {"mode": self.policy.mode, "workers_watched": len(self.latest), "last_sample_at": self.last_sample_at,
+        return {"mode": self.policy.mode, "workers_watched": len(self.watched), "last_sample_at": self.last_sample_at,
                 "max_sample_gap_s": round(self.max_gap_s, 3), "last_sample_cost_ms": round(self.sample_cost_s * 1000, 3),
-                "gpu": {"available": self.gpu.available, "reason": self.gpu.reason},
-                "peers": self.peers.summary() if self.peers else None}
+                "gpu": self._gpu_status(), "peers": self.peers.summary() if self.peers else None}
+
+    def _gpu_status(self) -> dict:
+        return {"available": self.gpu.available, "source": self.gpu.source, "reason": self.gpu.reason}
 
     # -- sampling ------------------------------------------------------------------------------
     def _sample_loop(self) -> None:
@@ -85,61 +87,52 @@ class WatchdogDaemon(Daemon):
             if not self.stopping:
                 self.call_later(self.policy.poll_s, self._sample_loop)
 
-    def live_workers(self) -> dict[str, dict]:
-        """Running workers from the registry, re-reading only records whose file changed."""
-        out: dict[str, dict] = {}
-        for wid in self.registry.ids():
-            path = self.registry.dir(wid) / "record.json"
-            try:
-                mtime = path.stat().st_mtime_ns
-            except FileNotFoundError:
-                continue
-            cached = self.records.get(wid)
-            if cached is None or cached[0] != mtime:
-                rec = self.registry.record(wid)
-                if rec is None:
-                    continue
-                cached = (mtime, rec)
-                self.records[wid] = cached
-            rec = cached[1]
-            if rec.get("state") not in LIVE_STATES:
-                continue
-            view = merged_view(self.registry, rec)
-            if view.get("state") in LIVE_STATES and view.get("worker_pid"):
-                out[wid] = view
-        return out
-
     def sample_once(self) -> None:
+        """One pass: each worker process read once, NVML once for all workers, then the policy."""
         started = time.monotonic()
         now = time.time()
         if self.last_sample_at is not None:
             self.max_gap_s = max(self.max_gap_s, now - self.last_sample_at)
-        workers = self.live_workers()
+        workers = self.view.live()
         gpu_snap = self.gpu.sample() if self.gpu.available else None
         samples: dict[str, TreeSample] = {}
         for wid, rec in workers.items():
-            pids = self._tree(rec)
-            if not pids:
+            w = self.watched.get(wid)
+            if w is None or w.rec is not rec:
+                w = self._watch(wid, rec, w)
+            stats = w.read()
+            if not stats:
                 continue
-            sample = self.trackers.setdefault(wid, TreeTracker()).sample(pids)
+            sample = w.tracker.sample(stats)
             if gpu_snap is not None:
-                sample.gpu_mem_bytes, sample.gpu_util_percent = tree_usage(gpu_snap, sample.pids)
+                sample.gpu_mem_bytes, sample.gpu_util_percent = tree_usage(gpu_snap, stats)
+            w.sample, w.sampled_at = sample, now
             samples[wid] = sample
-        self._evaluate(workers, samples, gpu_snap, now)
-        for gone in set(self.windows) - set(samples):
-            self.windows.pop(gone, None)
-            self.trackers.pop(gone, None)
-            self.latest.pop(gone, None)
+        self._evaluate(samples, gpu_snap, now)
+        for gone in set(self.watched) - set(samples):
+            del self.watched[gone]
+        if gpu_snap is not None and len(gpu_snap.notes) > self.gpu_notes_logged:
+            self._log_gpu_notes()
         self.last_sample_at = now
         self.sample_cost_s = time.monotonic() - started
 
-    def _tree(self, rec: dict) -> list[int]:
-        """The worker's processes: everything under its shim (which adopts orphans), or under the worker."""
-        if is_alive(rec.get("shim_pid"), rec.get("shim_create_time")):
-            return tree_pids(rec["shim_pid"], include_root=False)
-        if is_alive(rec.get("worker_pid"), rec.get("worker_create_time")):
-            return tree_pids(rec["worker_pid"])
-        return []
+    def _watch(self, wid: str, rec: dict, old: Watched | None) -> Watched:
+        """Start watching a worker, or take in its changed record (keeping its window)."""
+        if old is None:
+            w = Watched(rec)
+            if rec.get("limits"):
+                self.log.info("worker_limits", worker=wid, task=rec.get("task_id"), overrides=rec["limits"])
+        else:
+            w, w.rec, w.limits_gen = old, rec, -1
+        w.resolve_root()
+        self.watched[wid] = w
+        return w
+
+    def _limits(self, w: Watched) -> dict[str, float]:
+        """The worker's limits in force, rebuilt only when the policy or its record changed."""
+        if w.limits is None or w.limits_gen != self.policy_gen:
+            w.limits, w.limits_gen = self.policy.for_worker(w.rec.get("limits")), self.policy_gen
+        return w.limits
 
     def _metrics(self, sample: TreeSample, gpu_total: int) -> dict[str, float | None]:
         return {"cpu_percent": sample.cpu_percent, "mem_percent": sample.mem_percent,
@@ -149,68 +142,85 @@ class WatchdogDaemon(Daemon):
                 "gpu_mem_gb": sample.gpu_mem_bytes / GB if gpu_total else None,
                 "system_free_gb": None, "gpu_free_gb": None}
 
-    def _evaluate(self, workers: dict[str, dict], samples: dict[str, TreeSample], gpu_snap: Any, now: float) -> None:
+    def _evaluate(self, samples: dict[str, TreeSample], gpu_snap: GpuSnapshot | None, now: float) -> None:
         gpu_total = visible_total_bytes(gpu_snap) if gpu_snap is not None else 0
         metrics = {wid: self._metrics(s, gpu_total) for wid, s in samples.items()}
         self._attach_reserves(samples, metrics, gpu_snap)
-        candidates: list[tuple[float, str, Violation]] = []
-        for wid, sample in samples.items():
-            limits = self.policy.for_worker(workers[wid].get("limits"))
-            window = self.windows.setdefault(wid, WorkerWindow())
-            over = window.add(now, metrics[wid], limits, self.policy)
-            self.latest[wid] = {"sampled_at": now, "cpu_percent": sample.cpu_percent, "rss_bytes": sample.rss_bytes,
-                                "mem_percent": round(sample.mem_percent, 3), "nprocs": sample.nprocs,
-                                "gpu_mem_bytes": sample.gpu_mem_bytes, "gpu_util_percent": sample.gpu_util_percent,
-                                "avg": {k: round(v, 4) for k, v in window.averages().items()},
-                                "strikes": {k: v for k, v in window.strikes.items() if v},
-                                "task_id": workers[wid].get("task_id")}
-            for v in over:
-                candidates.append((v.average / v.threshold if LIMITS[v.key][1] == "max" else v.threshold / max(v.average, 1e-9), wid, v))
-        if candidates and self.policy.mode != "off":
-            _, wid, violation = max(candidates, key=lambda c: c[0])
-            self._act(wid, workers[wid], violation)
+        worst: tuple[float, str, Violation] | None = None
+        for wid in samples:
+            w = self.watched[wid]
+            for v in w.window.add(now, metrics[wid], self._limits(w), self.policy):
+                if worst is None or v.severity > worst[0]:
+                    worst = (v.severity, wid, v)
+        if worst is not None and self.policy.mode != "off":
+            self._act(worst[1], worst[2])
 
-    def _attach_reserves(self, samples: dict[str, TreeSample], metrics: dict[str, dict], gpu_snap: Any) -> None:
-        """A reserve shortfall is charged to one victim: the biggest worker (one victim at a time)."""
-        if not samples:
+    def _attach_reserves(self, samples: dict[str, TreeSample], metrics: dict[str, dict],
+                         gpu_snap: GpuSnapshot | None) -> None:
+        """A reserve shortfall is charged to one victim: the biggest worker (one victim at a time),
+        under the reserve in force for it (a task may have its own)."""
+        wid = reserve_victim({w: s.rss_bytes for w, s in samples.items()}, RESERVE_MIN_RSS)
+        if wid is not None and self._limits(self.watched[wid])["AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"] > 0:
+            metrics[wid]["system_free_gb"] = psutil.virtual_memory().available / GB
+        if gpu_snap is None:
             return
-        if self.policy.limits["AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"] > 0:
-            wid = max(samples, key=lambda w: samples[w].rss_bytes)
-            if samples[wid].rss_bytes >= RESERVE_MIN_RSS:
-                metrics[wid]["system_free_gb"] = psutil.virtual_memory().available / GB
-        if gpu_snap is not None and self.policy.limits["AURA_WORKER_MIN_GPU_MEMORY_FREE_GB"] > 0:
-            wid = max(samples, key=lambda w: samples[w].gpu_mem_bytes)
-            if samples[wid].gpu_mem_bytes > 0:
-                metrics[wid]["gpu_free_gb"] = best_free_bytes(gpu_snap) / GB
+        wid = reserve_victim({w: s.gpu_mem_bytes for w, s in samples.items()}, 1)
+        free = best_free_bytes(gpu_snap)
+        if wid is not None and free is not None and \
+                self._limits(self.watched[wid])["AURA_WORKER_MIN_GPU_MEMORY_FREE_GB"] > 0:
+            metrics[wid]["gpu_free_gb"] = free / GB
+
+    def _log_gpu_notes(self) -> None:
+        """Say each GPU degradation once in this log ("GPU per-process data unavailable: why")."""
+        notes = self.gpu.notes
+        for note in notes[self.gpu_notes_logged:]:
+            self.log.warning("gpu_note", note=note)
+        self.gpu_notes_logged = len(notes)
 
     # -- enforcement -----------------------------------------------------------------------------
-    def _act(self, wid: str, rec: dict, violation: Violation) -> None:
+    def _act(self, wid: str, violation: Violation) -> None:
         now = time.monotonic()
         if self.pending_kills or now < self.cooldown_until:
             return  # one victim at a time, and a cool-down after each kill
-        window = self.windows[wid]
-        reason = violation.describe()
-        record = {"worker_id": wid, "task_id": rec.get("task_id"), "reason": reason, "limit": violation.key,
-                  "average": violation.average, "threshold": violation.threshold, "strikes": violation.strikes,
-                  "window_s": self.policy.window_s, "poll_s": self.policy.poll_s, "samples": window.recent(),
-                  "killed_at": time.time(), "dry_run": self.policy.mode == "dry-run", "pid": rec.get("worker_pid")}
+        w = self.watched[wid]
+        rec, reason = w.rec, violation.describe()
         if self.policy.mode == "dry-run":
-            self.log.warning("would_kill", worker=wid, reason=reason)
+            self.log.warning("would_kill", worker=wid, task=rec.get("task_id"), reason=reason,
+                             average=round(violation.average, 4), threshold=violation.threshold,
+                             strikes=violation.strikes)
             self.publish("resource_violation", worker_id=wid, task_id=rec.get("task_id"), reason=reason,
-                         limit=violation.key, dry_run=True)
-            window.strikes.clear()
+                         limit=violation.key, average=violation.average, threshold=violation.threshold, dry_run=True)
+            w.window.clear_strikes()
             return
+        record = self._kill_record(wid, w, violation)
         atomic_write_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json", record)
         pgid = rec.get("pgid") or rec.get("worker_pid")
         signal_group(pgid, signal.SIGTERM)
         self.pending_kills[wid] = (now + self.grace, pgid)
         self.cooldown_until = now + self.policy.cooldown_s
-        window.strikes.clear()
+        w.window.clear_strikes()
         self.log.warning("worker_resource_kill", worker=wid, task=rec.get("task_id"), reason=reason,
                          average=round(violation.average, 4), threshold=violation.threshold,
-                         strikes=violation.strikes, samples=len(window.samples))
+                         strikes=violation.strikes, samples=len(record["samples"]), pgid=pgid)
         self.publish("worker_resource_killed", worker_id=wid, task_id=rec.get("task_id"), reason=reason,
                      limit=violation.key, average=violation.average, threshold=violation.threshold)
+
+    def _kill_record(self, wid: str, w: Watched, v: Violation) -> dict:
+        """Written before the signal: the numbers, the strike run and the samples behind it."""
+        return {"worker_id": wid, "task_id": w.rec.get("task_id"), "reason": v.describe(), "limit": v.key,
+                "metric": v.metric, "average": v.average, "threshold": v.threshold, "strikes": v.strikes,
+                "strike_averages": [{"t": round(t, 6), "average": round(a, 4)} for t, a in v.run],
+                "window_s": self.policy.window_s, "poll_s": self.policy.poll_s,
+                "limits": self._limits(w), "overrides": w.rec.get("limits") or {},
+                "samples": w.window.evidence(self._evidence_start(w, v)), "killed_at": time.time(), "dry_run": False,
+                "pid": w.rec.get("worker_pid"), "pgid": w.rec.get("pgid") or w.rec.get("worker_pid")}
+
+    def _evidence_start(self, w: Watched, v: Violation) -> float:
+        """From the window of the sample before the first strike: the record then shows the run of
+        strikes from its start, and that the sample before it was no strike."""
+        first = v.run[0][0] if v.run else 0.0
+        before = [t for t, _ in w.window.history if t < first]
+        return (before[-1] if before else first) - self.policy.window_s
 
     def _finish_kills(self) -> None:
         now = time.monotonic()
@@ -225,9 +235,21 @@ class WatchdogDaemon(Daemon):
     # -- ops ---------------------------------------------------------------------------------------
     def op_usage(self, args: dict) -> dict:
         ids = arg(args, "worker_ids", list, None)
-        workers = {w: u for w, u in self.latest.items() if ids is None or w in ids}
+        workers = {wid: self._usage(w) for wid, w in self.watched.items()
+                   if w.sample is not None and (ids is None or wid in ids)}
         return {"workers": workers, "sampled_at": self.last_sample_at, "mode": self.policy.mode,
-                "gpu": {"available": self.gpu.available, "reason": self.gpu.reason}}
+                "gpu": {**self._gpu_status(), "notes": list(self.gpu.notes)}}
+
+    def _usage(self, w: Watched) -> dict:
+        """One worker's latest figures, built on request rather than at every sample."""
+        s = w.sample
+        assert s is not None
+        return {"sampled_at": w.sampled_at, "cpu_percent": s.cpu_percent, "rss_bytes": s.rss_bytes,
+                "mem_percent": round(s.mem_percent, 3), "nprocs": s.nprocs, "gpu_mem_bytes": s.gpu_mem_bytes,
+                "gpu_util_percent": s.gpu_util_percent,
+                "avg": {k: round(v, 4) for k, v in w.window.averages().items()},
+                "strikes": {k: n for k, n in w.window.strikes.items() if n}, "task_id": w.rec.get("task_id"),
+                "limits": self._limits(w), "overrides": w.rec.get("limits") or {}}
 
     def op_limits(self, args: dict) -> dict:
         return {"limits": self.policy.as_dict(), "overrides": self.overrides}
@@ -244,8 +266,12 @@ class WatchdogDaemon(Daemon):
             policy = Policy.from_config(self.cfg, merged)
         except ValueError as exc:
             raise BadArgs(f"bad limit value: {exc}") from None
+        problems = check_task_limits({k: v for k, v in clean.items() if k in LIMITS})
+        if problems:
+            raise BadArgs("; ".join(problems))
         old = self.policy.as_dict()
         self.overrides, self.policy = merged, policy
+        self.policy_gen += 1
         atomic_write_json(self.paths.watchdog_dir / "limits.json", {"overrides": merged, "updated_at": time.time()})
         changed = {k: {"old": old.get(k), "new": v} for k, v in policy.as_dict().items() if old.get(k) != v}
         self.log.warning("limits_changed", changed=changed, by=arg(args, "by", str, "cli"))
@@ -253,22 +279,33 @@ class WatchdogDaemon(Daemon):
         return {"limits": policy.as_dict(), "changed": changed}
 
     def op_preflight(self, args: dict) -> dict:
-        """May a new worker start? Refused, with a reason, when a free-memory reserve is not met."""
+        """May a new worker start? Refused, with a reason naming the reserve, when a free-memory
+        reserve is not met or the task's own limits are malformed. The reply carries the limits
+        that will be in force for the worker, so the supervisor can place it (CPU affinity)."""
+        task_limits = arg(args, "limits", dict, {})
+        problems = check_task_limits(task_limits)
+        if problems:
+            return {"ok": False, "reason": "bad per-task limits: " + "; ".join(problems)}
+        limits = self.policy.for_worker(task_limits)
+        reply = {"ok": True, "reason": "reserves met", "limits": limits, "mode": self.policy.mode}
         if self.policy.mode == "off":
-            return {"ok": True, "reason": "resource guard off"}
-        limits = self.policy.for_worker(arg(args, "limits", dict, {}))
+            return {**reply, "reason": "resource guard off"}
+        refusal = self._reserve_refusal(limits)
+        return {**reply, "ok": False, "reason": refusal} if refusal else reply
+
+    def _reserve_refusal(self, limits: dict[str, float]) -> str | None:
         reserve = limits["AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"]
         if reserve > 0:
             free = psutil.virtual_memory().available / GB
             if free < reserve:
-                return {"ok": False, "reason": f"only {free:.2f} GB of RAM free; the reserve is {reserve:g} GB "
-                                               f"(AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB)"}
+                return (f"only {free:.2f} GB of RAM free; the reserve AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB "
+                        f"is {reserve:g} GB")
         gpu_reserve = limits["AURA_WORKER_MIN_GPU_MEMORY_FREE_GB"]
         if gpu_reserve > 0:
-            ok, reason = self.gpu.preflight_free_ok(gpu_reserve)
+            ok, why = self.gpu.preflight_free_ok(gpu_reserve)
             if not ok:
-                return {"ok": False, "reason": reason}
-        return {"ok": True, "reason": "reserves met"}
+                return f"{why} (AURA_WORKER_MIN_GPU_MEMORY_FREE_GB)"
+        return None
 
     def _load_overrides(self) -> dict[str, str]:
         rec = read_json(self.paths.watchdog_dir / "limits.json") or {}

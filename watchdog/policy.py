@@ -8,9 +8,10 @@ alternates between two excesses is still caught.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from aura.config import Config
 
@@ -29,6 +30,9 @@ POLICY_KEYS = ("AURA_WORKER_RESOURCE_GUARD", "AURA_WORKER_RESOURCE_POLL_SECONDS"
                "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_VIOLATION_STRIKES",
                "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS")
 MIN_SAMPLES = 2
+MAX_POLL_S = 3600.0
+MAX_STRIKES = 100_000
+EVIDENCE_MAX = 240  # samples a kill record may carry (the strike run and the windows behind it)
 
 
 def guard_mode(value: str) -> str:
@@ -36,6 +40,34 @@ def guard_mode(value: str) -> str:
     if v in ("dry-run", "dry_run", "dryrun"):
         return "dry-run"
     return "off" if v in ("0", "false", "no", "off", "") else "on"
+
+
+def check_task_limits(values: Mapping[str, Any]) -> list[str]:
+    """Problems with per-task overrides given at spawn time (config names, numbers >= 0)."""
+    problems = []
+    for key, value in values.items():
+        if key not in LIMITS:
+            problems.append(f"{key!r} is not a per-task limit (known: {', '.join(LIMITS)})")
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            problems.append(f"{key}={value!r} is not a number")
+            continue
+        if not math.isfinite(number) or number < 0:
+            problems.append(f"{key}={value!r} must be a number >= 0 (0 disables the limit)")
+    return problems
+
+
+def reserve_victim(sizes: Mapping[str, float], floor: float) -> str | None:
+    """The one worker a reserve shortfall is charged to: the biggest, if it is at least `floor`.
+
+    One victim at a time, like earlyoom: killing the biggest frees the most, and a worker
+    too small to matter is never killed for a shortfall others caused."""
+    if not sizes:
+        return None
+    wid = max(sizes, key=lambda w: sizes[w])
+    return wid if sizes[wid] >= floor and sizes[wid] > 0 else None
 
 
 @dataclass
@@ -55,22 +87,35 @@ class Policy:
 
     @classmethod
     def from_values(cls, values: dict[str, str]) -> "Policy":
-        return cls(limits={k: float(values[k]) for k in LIMITS},
+        num = {k: _finite(k, values[k]) for k in (*LIMITS, *POLICY_KEYS[1:])}
+        for key in ("AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"):
+            if num[key] < 0:
+                raise ValueError(f"{key}={values[key]!r} must not be negative")
+        for key, most in (("AURA_WORKER_RESOURCE_POLL_SECONDS", MAX_POLL_S),
+                          ("AURA_WORKER_RESOURCE_VIOLATION_STRIKES", MAX_STRIKES)):
+            if num[key] > most:  # larger means no sample or no kill ever, and breaks `aura limits`
+                raise ValueError(f"{key}={values[key]!r} is above its ceiling of {most:g}")
+        return cls(limits={k: num[k] for k in LIMITS},
                    mode=guard_mode(values["AURA_WORKER_RESOURCE_GUARD"]),
-                   poll_s=max(0.05, float(values["AURA_WORKER_RESOURCE_POLL_SECONDS"])),
-                   window_s=float(values["AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"]),
-                   strikes=max(1, int(float(values["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"]))),
-                   cooldown_s=float(values["AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"]))
+                   poll_s=max(0.05, num["AURA_WORKER_RESOURCE_POLL_SECONDS"]),
+                   window_s=num["AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"],
+                   strikes=max(1, int(num["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"])),
+                   cooldown_s=num["AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"])
 
-    def for_worker(self, task_limits: dict[str, Any] | None) -> dict[str, float]:
-        """Limits in force for one worker: the global ones with its spawn-time overrides."""
+    def for_worker(self, task_limits: Mapping[str, Any] | None) -> dict[str, float]:
+        """Limits in force for one worker: the global ones with its spawn-time overrides.
+
+        An override that is no finite number >= 0 is ignored (preflight refuses it, but a spawn
+        made while the watchdog was down was not checked): a nan would silently disable a limit."""
         merged = dict(self.limits)
         for key, value in (task_limits or {}).items():
             if key in LIMITS:
                 try:
-                    merged[key] = float(value)
+                    number = float(value)
                 except (TypeError, ValueError):
                     continue
+                if math.isfinite(number) and number >= 0:
+                    merged[key] = number
         return merged
 
     def as_dict(self) -> dict[str, Any]:
@@ -81,6 +126,15 @@ class Policy:
                 "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": self.cooldown_s}
 
 
+def _finite(key: str, raw: Any) -> float:
+    """A policy number; inf or nan would switch enforcement off without a word (found by fuzzing:
+    a poll interval of inf stopped every sample, a nan window or limit made every comparison false)."""
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"{key}={raw!r} is not a finite number")
+    return value
+
+
 @dataclass
 class Violation:
     key: str
@@ -89,24 +143,41 @@ class Violation:
     threshold: float
     strikes: int
     unit: str
+    run: list[tuple[float, float]] = field(default_factory=list)  # (t, window average) of each strike
 
     def describe(self) -> str:
         word = "below the reserve of" if LIMITS[self.key][1] == "min" else "over the limit of"
         return (f"{self.metric} averaged {self.average:.3g}{self.unit} {word} {self.threshold:g}{self.unit} "
                 f"for {self.strikes} consecutive samples ({self.key})")
 
+    @property
+    def severity(self) -> float:
+        """How far past its limit: the ratio used to pick the one victim among several."""
+        if LIMITS[self.key][1] == "max":
+            return self.average / self.threshold
+        return self.threshold / max(self.average, 1e-9)
+
 
 @dataclass
 class WorkerWindow:
-    """Rolling samples and per-limit strike counters of one worker."""
+    """Rolling samples and per-limit strike counters of one worker.
+
+    The window keeps running sums, so a sample costs the same whatever the window's length;
+    `history` keeps the recent samples a kill record cites (the windows behind every strike)."""
 
     samples: deque = field(default_factory=deque)
     strikes: dict[str, int] = field(default_factory=dict)
+    runs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    history: deque = field(default_factory=lambda: deque(maxlen=EVIDENCE_MAX))
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, t: float, metrics: dict[str, float | None], limits: dict[str, float], policy: Policy) -> list[Violation]:
-        self.samples.append((t, metrics))
+    def add(self, t: float, metrics: dict[str, float | None], limits: dict[str, float],
+            policy: Policy) -> list[Violation]:
+        """Take one sample; the limits struck `policy.strikes` times in a row (or more)."""
+        self._push(t, metrics)
         while self.samples and t - self.samples[0][0] > policy.window_s:
-            self.samples.popleft()
+            self._pop()
         if len(self.samples) < MIN_SAMPLES:
             return []
         avgs = self.averages()
@@ -114,25 +185,50 @@ class WorkerWindow:
         for key, threshold in limits.items():
             metric, kind, unit = LIMITS[key]
             avg = avgs.get(metric)
-            if threshold <= 0 or avg is None:
-                self.strikes[key] = 0
+            bad = threshold > 0 and avg is not None and (avg > threshold if kind == "max" else avg < threshold)
+            if not bad:
+                if self.strikes.get(key):
+                    self.strikes[key] = 0
+                    self.runs.pop(key, None)
                 continue
-            bad = avg > threshold if kind == "max" else avg < threshold
-            self.strikes[key] = self.strikes.get(key, 0) + 1 if bad else 0
+            self.strikes[key] = self.strikes.get(key, 0) + 1
+            self.runs.setdefault(key, []).append((t, avg))
             if self.strikes[key] >= policy.strikes:
-                over.append(Violation(key, metric, avg, threshold, self.strikes[key], unit))
+                over.append(Violation(key, metric, avg, threshold, self.strikes[key], unit, list(self.runs[key])))
         return over
 
+    def _push(self, t: float, metrics: dict[str, float | None]) -> None:
+        self.samples.append((t, metrics))
+        self.history.append((t, metrics))
+        for k, v in metrics.items():
+            if v is not None:
+                self.sums[k] = self.sums.get(k, 0.0) + v
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def _pop(self) -> None:
+        _, metrics = self.samples.popleft()
+        for k, v in metrics.items():
+            if v is not None:
+                left = self.counts[k] - 1
+                if left:
+                    self.counts[k], self.sums[k] = left, self.sums[k] - v
+                else:  # drop the key, so no rounding residue outlives the samples
+                    del self.counts[k], self.sums[k]
+
     def averages(self) -> dict[str, float]:
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for _, m in self.samples:
-            for k, v in m.items():
-                if v is not None:
-                    sums[k] = sums.get(k, 0.0) + v
-                    counts[k] = counts.get(k, 0) + 1
-        return {k: sums[k] / counts[k] for k in sums}
+        return {k: self.sums[k] / n for k, n in self.counts.items()}
+
+    def clear_strikes(self) -> None:
+        self.strikes.clear()
+        self.runs.clear()
+
+    def evidence(self, since: float) -> list[dict]:
+        """The samples from `since` on (the first strike's window start), rounded for a record."""
+        return [_rounded(t, m) for t, m in self.history if t >= since]
 
     def recent(self, n: int = 20) -> list[dict]:
-        return [{"t": round(t, 3), **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()}}
-                for t, m in list(self.samples)[-n:]]
+        return [_rounded(t, m) for t, m in list(self.samples)[-n:]]
+
+
+def _rounded(t: float, metrics: dict[str, float | None]) -> dict:
+    return {"t": round(t, 6), **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}}

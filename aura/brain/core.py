@@ -17,6 +17,8 @@ from aura.paths import ProjectPaths
 from ipc.client import Client, DaemonUnavailable, RemoteError
 
 from . import evidence as ev
+from . import parking
+from .costs import remaining_usd
 from .decisions import DecisionLog
 from .state import ROOT, TERMINAL, StateStore, add_task, counts, leaves, new_task
 from .taskfile import TaskFile, TaskFileError, read_task_file
@@ -42,6 +44,8 @@ class BrainCore:
         self.supervisor = Client(paths.endpoint("supervisor"), "supervisor", timeout=5.0, retries=1, ctx=ctx)
         self.workers: dict[str, dict] = {}
         self.supervisor_ok = False
+        self.spawn_block: str | None = None  # why no new worker may start now (e.g. the run budget is spent)
+        self.finish_gate: Callable[[], bool] | None = None  # a planner that must agree before the run ends
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -106,7 +110,18 @@ class BrainCore:
 
     def spawn(self, task: dict, spec: dict) -> dict | None:
         """Start an attempt of `task`. The intent is saved before the request, and the worker id
-        is deterministic, so a brain that crashes mid-spawn never starts the same attempt twice."""
+        is deterministic, so a brain that crashes mid-spawn never starts the same attempt twice.
+        A task parked by a rate limit is not started before its resume time, and then continues
+        its worker's session."""
+        if self.spawn_block:
+            self.log.info("spawn_refused", task=task["id"], reason=self.spawn_block)
+            return None
+        if not parking.due(task):
+            return None
+        spec = parking.resume_spec(task, spec, self.paths.task_dir(task["id"]))
+        remaining = remaining_usd(self.state)
+        if remaining is not None and not spec.get("max_budget_usd"):
+            spec = {**spec, "max_budget_usd": round(remaining, 4)}  # the worker's own cap, where its CLI has one
         task["attempts"] = int(task.get("attempts", 0)) + 1
         task["spawns"] = int(task.get("spawns", 0)) + 1
         wid = f"{task['id']}-{task['spawns']}"
@@ -148,6 +163,39 @@ class BrainCore:
             return {"killed": False, "message": str(exc)}
 
     # -- settling finished attempts -----------------------------------------------------------------
+    def verify_done(self, task: dict, acceptance_timeout: float = 300.0) -> ev.Evidence:
+        """Check a planner's claim that `task` is done on evidence the brain reads itself: all
+        subtasks done (a parent), else the attempt's exit record, the named artifacts written since
+        the attempt (or the task) started, result.md for agents, and the task's acceptance commands."""
+        if task.get("children"):
+            open_ = [c for c in task["children"] if self.tasks.get(c, {}).get("status") not in ("completed", "archived")]
+            return ev.Evidence(ok=not open_, facts=[f"all {len(task['children'])} subtasks completed or archived"],
+                               problems=[f"subtasks not done: {', '.join(open_)}"] if open_ else [])
+        wid = task.get("worker_id")
+        worker = self.workers.get(wid) if wid else None
+        artifacts = task.get("artifacts") or []
+        commands = task.get("accept_commands") or []
+        if wid and worker is None:
+            return ev.Evidence(ok=False, problems=[f"no record of worker {wid} at the supervisor"])
+        if worker is not None and worker.get("state") != "exited":
+            return ev.Evidence(ok=False, problems=[f"worker {wid} is still running"])
+        if worker is not None:
+            proof = ev.check_worker(worker, self.paths.root, artifacts, task.get("kind") == "agent")
+        else:
+            proof = ev.Evidence(ok=bool(artifacts or commands), problems=[] if artifacts or commands else [
+                "nothing to check: no worker attempt, no named artifact and no acceptance command"])
+            since = float(task.get("reopened_at") or task.get("created_at") or 0)
+            for rel in artifacts:
+                ok, fact = ev.check_artifact(self.paths.root, rel, since)
+                (proof.facts if ok else proof.problems).append(fact)
+                proof.ok = proof.ok and ok
+        if commands:
+            acc = ev.run_acceptance(commands, self.paths.root, acceptance_timeout)
+            proof.facts += acc.facts
+            proof.problems += acc.problems
+            proof.ok = proof.ok and acc.ok
+        return proof
+
     def reconcile(self) -> None:
         """Match in-progress tasks with the supervisor's workers: settle the finished ones and
         re-send spawns that never reached it."""
@@ -169,6 +217,9 @@ class BrainCore:
         if kill.get("reason_code") == "resource":
             self.resource_killed(task, worker)
             return
+        if worker.get("outcome") == "rate_limited":
+            self.rate_limited(task, worker)
+            return
         artifacts = task.get("artifacts") or []
         need_result = task.get("kind") == "agent"
         proof = ev.check_worker(worker, self.paths.root, artifacts, need_result)
@@ -176,7 +227,23 @@ class BrainCore:
             self.set_status(task, "completed", "evidence checked", proof.summary())
             self.publish("task_done", task_id=task["id"], title=task.get("title"))
         else:
-            self.attempt_failed(task, proof.problems[0] if proof.problems else "no evidence", proof.summary())
+            reason = proof.problems[0] if proof.problems else "no evidence"
+            tail = (worker.get("progress") or {}).get("error_tail")
+            if tail and worker.get("outcome") != "succeeded":
+                reason += f"; its stderr ends: {tail[-300:]}"
+            self.attempt_failed(task, reason, proof.summary())
+
+    def rate_limited(self, task: dict, worker: dict) -> None:
+        """Park the task until the limit lifts (then resume the session), or block it (see parking)."""
+        decision = parking.decide(task, worker, self.cfg)
+        evidence = f"worker {worker.get('worker_id')} outcome rate_limited"
+        if not decision.park:
+            self.set_status(task, "blocked", decision.reason, evidence)
+            self.publish("task_blocked", task_id=task["id"], reason=decision.reason)
+            return
+        parking.park(task, decision)
+        self.set_status(task, "pending", decision.reason, evidence)
+        self.publish("task_parked", task_id=task["id"], resume_at=decision.resume_at, session_id=decision.session_id)
 
     def attempt_failed(self, task: dict, reason: str, evidence: str) -> None:
         if task.get("attempts", 0) < MAX_ATTEMPTS:
@@ -186,25 +253,52 @@ class BrainCore:
             self.publish("task_blocked", task_id=task["id"], reason=reason)
 
     def resource_killed(self, task: dict, worker: dict) -> None:
-        """Kill #1: back to pending once, for a smaller retry. Kill #2: blocked, plus a fix subtask."""
+        """Kill #1: back to pending once, with the reason, for a smaller retry. Kill #2: blocked, plus a
+        resource-fix subtask carrying the samples the watchdog recorded to justify both kills."""
+        from aura.fsutil import read_json  # local: this method is the only user
+        from aura.paths import safe_name
+
         kill = worker.get("kill") or {}
+        wid = str(worker.get("worker_id") or "")
+        record = read_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json") if wid else None
+        record = record if isinstance(record, dict) else {}
         kills = int(task.get("resource_kills", 0)) + 1
         task["resource_kills"] = kills
-        sample = {"worker_id": worker.get("worker_id"), "reason": kill.get("reason"), "limit": kill.get("limit")}
-        task.setdefault("resource_violations", []).append(sample)
-        evidence = f"watchdog kill record for {worker.get('worker_id')}: {kill.get('reason')}"
+        violation = {"worker_id": wid, "reason": kill.get("reason") or record.get("reason"),
+                     "limit": kill.get("limit") or record.get("limit"),
+                     **{k: record.get(k) for k in ("metric", "average", "threshold", "strikes", "strike_averages",
+                                                   "window_s", "poll_s", "killed_at")},
+                     "samples": list(record.get("samples") or [])}
+        task.setdefault("resource_violations", []).append(violation)
+        task["last_resource_violation"] = {k: violation[k] for k in ("reason", "limit", "average", "threshold")}
+        evidence = (f"watchdog kill record for {wid}: {violation['reason']} "
+                    f"({len(violation['samples'])} samples recorded)")
         if kills == 1:
             task["attempts"] = max(0, task.get("attempts", 1) - 1)  # a resource kill is not the task's failure
             task["resource_retry_required"] = True
-            self.set_status(task, "pending", "killed by the watchdog; retry once with smaller settings "
-                                             "(smaller batch, fewer workers or threads, less data)", evidence)
+            self.set_status(task, "pending", f"killed by the watchdog: {violation['reason']}; retry once with "
+                                             "smaller settings (smaller batch, fewer workers or threads, less data)",
+                            evidence)
             return
         self.set_status(task, "blocked", "killed by the watchdog twice; needs a resource fix", evidence)
         self.publish("task_blocked", task_id=task["id"], reason="resource limits exceeded twice")
         fix_id = task["id"] + RESOURCE_FIX_SUFFIX
-        if fix_id not in self.tasks:
-            self.add_task(fix_id, f"Resource fix for {task['id']}: make it fit the limits", parent=task["id"],
-                          kind="resource_fix", fix_for=task["id"], violations=list(task["resource_violations"]))
+        if fix_id in self.tasks:
+            return
+        violations = list(task["resource_violations"])
+        lines = [f"Task {task['id']} ({task.get('title', '')}) was killed twice by Aura's watchdog for its "
+                 "resource use. Find what uses too much, change the task's parameters so it fits the limits, "
+                 "and explain in result.md what was over, what you changed and why it now fits.", ""]
+        for n, v in enumerate(violations, 1):
+            metric = v.get("metric")
+            samples = v.get("samples") or []  # a kill recorded by an older brain has none
+            tail = [f"{s.get(metric)}" for s in samples[-12:] if metric and s.get(metric) is not None]
+            lines.append(f"- kill {n} (worker {v.get('worker_id')}): {v.get('reason')}"
+                         + (f"; last samples of {metric}: {', '.join(tail)}" if tail else ""))
+        lines += ["", f"The full samples are in the watchdog's kill records under {self.paths.watchdog_dir / 'kills'}."]
+        self.add_task(fix_id, f"Resource fix for {task['id']}: make it fit the limits", parent=task["id"],
+                      kind="resource_fix", fix_for=task["id"], violations=violations, budget_minutes=20,
+                      description="\n".join(lines))
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
@@ -216,6 +310,8 @@ class BrainCore:
             return False
         if run.get("finished"):
             return True
+        if self.finish_gate is not None and not self.finish_gate():
+            return False
         c = counts(self.state)
         run.update(finished=True, finished_at=time.time(), counts=c)
         done_all = c["completed"] + c["archived"] == sum(c.values())

@@ -55,7 +55,7 @@ class LocalPlanner:
         root["children"].sort(key=lambda tid: core.tasks[tid].get("line", 0))
 
     def sync_acceptance(self, core: BrainCore, tf: TaskFile) -> None:
-        """The task file's `Accept: \`cmd\`` lines become one last task, run after all the others."""
+        """The task file's `Accept:` lines (a command in backticks) lines become one last task, run after all the others."""
         if not tf.acceptance:
             return
         command = " && ".join(f"( {c} )" for c in tf.acceptance)
@@ -91,8 +91,8 @@ class LocalPlanner:
                 continue
             if task["status"] == "pending" and not task.get("children"):
                 out.append(task)
-            for sub in task.get("children", []):
+            for sub in task.get("children", []):  # subtasks, resource fixes included (Layer 2 backend)
                 st = core.tasks.get(sub)
-                if st and st["status"] == "pending" and st.get("kind") != "resource_fix":
+                if st and st["status"] == "pending":
                     out.append(st)
         return out

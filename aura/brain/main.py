@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from aura.daemon import Daemon
 from aura.fsutil import read_json
-from ipc.envelope import arg
+from ipc.envelope import BadArgs, arg
 from ipc.events import EventFeed
 
+from . import costs as costmod
 from . import progress
+from .changelog import TaskFileChangelog
 from .core import BrainCore
 from .local_planner import LocalPlanner
-from .state import counts, tree_lines
+from .notify import EVENTS as NOTIFY_EVENTS
+from .notify import Notifier
+from .state import ROOT, TERMINAL, counts, tree_lines
+from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
 WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted")
@@ -42,11 +48,47 @@ class BrainDaemon(Daemon):
         self.interval = self.cfg.float("AURA_CYCLE_INTERVAL")
         self._task_sig: tuple | None = None
         self.wake_reasons: list[str] = []
+        self.cycle_reasons: list[str] = []  # why the cycle in progress runs (the llm planner reads it)
+        self.changelog = TaskFileChangelog(self.paths.state_dir)
+        self.costbook = costmod.CostBook(self.paths.state_dir, self.cfg)
+        self.notifier = Notifier(self.cfg, self.log, self.paths.root, self.paths.state_dir / "notifications.jsonl")
 
     def handlers(self) -> dict:
         h = super().handlers()
-        h.update({"wake": self.op_wake, "status": self.op_status})
+        h.update({"wake": self.op_wake, "status": self.op_status, "budget": self.op_budget})
         return h
+
+    # -- events this brain publishes: notifications and summaries ---------------------------------------
+    def publish(self, kind: str, **data: Any) -> dict | None:
+        ev = super().publish(kind, **data)
+        try:
+            self._after_event(kind, data)
+        except Exception as exc:  # a summary or a hook must never break the cycle that published
+            self.log.error("after_event_failed", event=kind, error=repr(exc))
+        return ev
+
+    def _after_event(self, kind: str, data: dict) -> None:
+        if kind in NOTIFY_EVENTS:
+            self.notifier.notify(kind, data)
+        core = self.core
+        if core is None or not self.cfg.bool("AURA_TASK_SUMMARY"):
+            return
+        if kind == "task_status" and data.get("new") in TERMINAL and data.get("task_id") != ROOT:
+            task = core.tasks.get(data["task_id"])
+            if task is not None:
+                write_task_summary(self.paths, core.state, task, core.workers)
+        elif kind == "run_finished":
+            write_final_report(self.paths, core.state)
+
+    def refresh_budget(self) -> None:
+        """Recompute the spend against the budget; publish its events; stop or allow new spawns."""
+        core = self.core
+        assert core is not None
+        for kind, data in costmod.update_budget(core.state, self.cfg):
+            core.decisions.record(kind, cycle=core.state.get("total_cycles"), by="brain", **data)
+            self.log.warning(kind, **data)
+            self.publish(kind, **data)
+        core.spawn_block = "the run budget is spent" if costmod.budget_reached(core.state) else None
 
     # -- start-up ---------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -116,7 +158,11 @@ class BrainDaemon(Daemon):
 
     def on_events(self) -> None:
         assert self.feed is not None
-        wake = [e for e in self.feed.drain() if e.get("kind") in WAKE_EVENTS]
+        events = self.feed.drain()
+        for e in events:
+            if e.get("kind") == "daemon_down":  # a peer gave up restarting another daemon
+                self.notifier.notify("daemon_down", e.get("data") or {})
+        wake = [e for e in events if e.get("kind") in WAKE_EVENTS]
         if wake:
             self.request_cycle(f"event {wake[-1]['kind']}", EVENT_BATCH_DELAY)
 
@@ -139,16 +185,27 @@ class BrainDaemon(Daemon):
         assert core is not None
         self.cycle_due = 0.0
         reasons, self.wake_reasons = self.wake_reasons or ["interval"], []
+        self.cycle_reasons = reasons
         started = time.monotonic()
         core.state["total_cycles"] = core.state.get("total_cycles", 0) + 1
         core.state["event_cursors"] = dict(self.feed.cursors) if self.feed else {}
-        if not core.refresh_workers():
-            self.request_cycle("supervisor unavailable", RETRY_DELAY)
+        change = self.changelog.check(core.state, core.state["total_cycles"])
+        if change and change.get("kind") == "changed":
+            self.log.info("task_file_changed", summary=change["summary"], hash=change["hash"][:12])
+        if not core.refresh_workers():  # at start-up the supervisor may still be binding: look again soon
+            self.request_cycle("supervisor unavailable", 0.3 if time.time() - self.started_at < 10 else RETRY_DELAY)
+        self.costbook.ingest_workers(core.state, core.workers)
+        self.refresh_budget()
         result: dict = {}
         try:
             if core.supervisor_ok:
                 result = self.planner.cycle(core) or {}
+        except Exception as exc:  # a planner bug costs this cycle, never the next ones
+            self.log.error("planner_failed", error=repr(exc), trace=traceback.format_exc()[-3000:])
+            result = {"planner_error": repr(exc)[:200]}
         finally:
+            self.costbook.ingest_workers(core.state, core.workers)
+            self.refresh_budget()
             finished = core.check_finished()
             core.save()
             progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
@@ -157,6 +214,9 @@ class BrainDaemon(Daemon):
                       finished=finished, **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
         self.publish("cycle_done", cycle=core.state["total_cycles"], reasons=reasons, finished=finished,
                      counts=counts(core.state))
+        if result.get("retry_in") is not None:
+            self.request_cycle("retry: " + str(result.get("model_error") or result.get("skipped") or "model"),
+                               min(self.interval, float(result["retry_in"])))
         if not self.cycle_due:
             self.request_cycle("interval", self.interval)
 
@@ -174,7 +234,26 @@ class BrainDaemon(Daemon):
                 "planner": getattr(self.planner, "name", None), "cycles": core.state.get("total_cycles", 0),
                 "last_cycle_at": self.last_cycle_at, "counts": counts(core.state), "run": core.state.get("run"),
                 "tree": tree_lines(core.state), "safe_mode": core.state.get("safe_mode"),
-                "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": self.started_at}
+                "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": self.started_at,
+                "costs": costmod.summary(core.state), "budget": core.state.get("budget"),
+                "llm": {k: v for k, v in (core.state.get("llm") or {}).items()
+                        if k in ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")}}
+
+    def op_budget(self, args: dict) -> dict:
+        """`aura budget USD`: change the run budget now (raising it resumes a stopped run)."""
+        core = self.core
+        assert core is not None
+        usd = arg(args, "usd", float)
+        if usd < 0:
+            raise BadArgs("the budget must be 0 (none) or more")
+        old = costmod.budget_limit(core.state, self.cfg)
+        core.state.setdefault("budget", {})["override_usd"] = usd
+        self.refresh_budget()
+        core.decisions.record("budget_set", cycle=core.state.get("total_cycles"), by="user", old_usd=old, new_usd=usd)
+        core.save()
+        self.log.info("budget_set", old_usd=old, new_usd=usd)
+        self.request_cycle("wake: budget changed", 0)
+        return {"old_usd": old, "budget": core.state.get("budget"), "costs": costmod.summary(core.state)}
 
     def teardown(self) -> None:
         if self.core is not None:
@@ -183,3 +262,4 @@ class BrainDaemon(Daemon):
                 self.feed.close()
             self.core.supervisor.close()
             self.core.save()
+        self.notifier.wait(2.0)

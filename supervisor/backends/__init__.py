@@ -1,17 +1,25 @@
-"""Worker backends by name."""
+"""Worker backends by name, and the one entry point that plans a worker (backend + isolation)."""
 
 from __future__ import annotations
 
-from .base import OUTCOMES, Backend, BackendError, LaunchPlan
+from aura.config import Config
+
+from .base import OUTCOMES, Backend, BackendError, LaunchPlan, decide_outcome
 from .claude import ClaudeBackend
+from .codex import CodexBackend
+from .dscode import DsCodeBackend
+from .isolation import apply_isolation
+from .opencode import OpenCodeBackend
 from .shell import ShellBackend
 
-_BACKENDS: dict[str, Backend] = {"shell": ShellBackend(), "claude": ClaudeBackend()}
+_BACKENDS: dict[str, Backend] = {b.name: b for b in (ShellBackend(), ClaudeBackend(), OpenCodeBackend(),
+                                                      CodexBackend(), DsCodeBackend())}
+ALIASES = {"ds-code": "ds_code", "dscode": "ds_code"}
 
 
 def get_backend(name: str) -> Backend:
     try:
-        return _BACKENDS[name]
+        return _BACKENDS[ALIASES.get(name, name)]
     except KeyError:
         raise BackendError(f"unknown backend {name!r}; known: {', '.join(sorted(_BACKENDS))}") from None
 
@@ -20,4 +28,10 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
-__all__ = ["OUTCOMES", "Backend", "BackendError", "LaunchPlan", "get_backend", "backend_names"]
+def plan_worker(backend: Backend, spec: dict, cfg: Config) -> LaunchPlan:
+    """The backend's command line, wrapped in the isolation the spec or the config asks for."""
+    return apply_isolation(backend.plan(spec, cfg), spec, cfg)
+
+
+__all__ = ["OUTCOMES", "Backend", "BackendError", "LaunchPlan", "backend_names", "decide_outcome", "get_backend",
+           "plan_worker"]

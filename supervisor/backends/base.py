@@ -1,14 +1,24 @@
-"""What every worker backend provides: how to launch it and how to read its outcome."""
+"""What every worker backend provides, and the one outcome rule they all share.
+
+A backend builds the command line and environment (`plan`), may give an incremental output parser
+(`new_parser`), and names the outcome of a finished worker (`outcome`). Every backend speaks the
+same outcome vocabulary, `OUTCOMES`, decided by `decide_outcome` from the shim's exit record, the
+kill Aura asked for (if any) and what the parser saw (its `verdict` and `final` keys).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aura.config import Config
+from supervisor.streams.common import OUTCOMES
 
-OUTCOMES = ("succeeded", "failed", "timed_out", "budget_exceeded", "turns_exceeded", "api_error",
-            "rate_limited", "killed", "lost", "unknown")
+KILL_SIGNALS = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP}
+TIMEOUT_EXIT = 124  # timeout(1)'s convention
 
 
 class BackendError(Exception):
@@ -17,11 +27,20 @@ class BackendError(Exception):
 
 @dataclass
 class LaunchPlan:
+    """How to start one worker. `record` holds extra facts for the worker record (isolation,
+    container); `max_turns` is a turn cap the supervisor enforces for CLIs that have none;
+    `home_writable` lists what the CLI must write under $HOME (kept writable by the sandbox);
+    `exe` is the CLI's host path, which a container replaces with the image's command of that name."""
+
     argv: list[str]
     cwd: str
     env: dict[str, str] = field(default_factory=dict)
     stdout_name: str = "output.txt"
     stderr_name: str = "error.log"
+    record: dict[str, Any] = field(default_factory=dict)
+    max_turns: int | None = None
+    home_writable: list[str] = field(default_factory=list)
+    exe: str | None = None
 
 
 class Backend(Protocol):
@@ -37,17 +56,87 @@ class Backend(Protocol):
         """One of OUTCOMES."""
 
 
-def basic_outcome(exit_rec: dict, kill: dict | None) -> str:
-    """Outcome from the exit record and who asked for a kill: shared by every backend."""
+def effective_signal(exit_code: int | None, signal: int | None) -> int | None:
+    """The signal that ended a process: reported directly, as a negative code, or as a shell's 128+N."""
+    if signal:
+        return signal
+    if exit_code is not None and exit_code < 0:
+        return -exit_code
+    if exit_code is not None and exit_code - 128 in KILL_SIGNALS:
+        return exit_code - 128
+    return None
+
+
+def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, needs_final: bool = False) -> str:
+    """The outcome of a finished worker, the same rule for every backend.
+
+    1. It never started (launch error) -> failed.
+    2. The CLI's own final line said success -> succeeded, even if Aura then stopped a CLI that
+       printed its result and did not exit.
+    3. Aura stopped it for its time budget -> timed_out; for its turn cap -> turns_exceeded.
+    4. The CLI's own verdict (turns_exceeded, budget_exceeded, api_error, rate_limited, failed).
+    5. Any other kill Aura asked for -> killed.
+    6. Ended by SIGTERM/SIGKILL/SIGINT/SIGHUP -> killed; by another signal -> failed; exit 124 ->
+       timed_out; no exit status at all -> lost.
+    7. Exit 0 -> succeeded, or unknown for agent CLIs whose final line never came (`needs_final`).
+    8. Any other exit code -> failed.
+    """
+    progress = progress or {}
+    verdict = progress.get("verdict")
     if exit_rec.get("error"):
         return "failed"
-    if kill:
-        if kill.get("reason_code") == "timed_out":
-            return "timed_out"
-        if exit_rec.get("signal") or exit_rec.get("exit_code") not in (0, None):
-            return "killed"
-    if exit_rec.get("exit_code") == 0:
+    if verdict == "succeeded":
         return "succeeded"
-    if exit_rec.get("exit_code") is None and exit_rec.get("signal") is None:
-        return "unknown"
+    code = (kill or {}).get("reason_code")
+    if code in ("timed_out", "turns_exceeded"):
+        return code
+    if verdict in OUTCOMES:
+        return verdict
+    if kill:
+        return "killed"
+    exit_code = exit_rec.get("exit_code")
+    sig = effective_signal(exit_code, exit_rec.get("signal"))
+    if sig is not None:
+        return "killed" if sig in KILL_SIGNALS else "failed"
+    if exit_code == TIMEOUT_EXIT:
+        return "timed_out"
+    if exit_code is None:
+        return "lost"
+    if exit_code == 0:
+        return "unknown" if needs_final else "succeeded"
     return "failed"
+
+
+def basic_outcome(exit_rec: dict, kill: dict | None) -> str:
+    """Outcome of a worker whose output is not parsed (the shell backend)."""
+    return decide_outcome(exit_rec, kill, None)
+
+
+def resolve_exe(cfg: Config, key: str, name: str, hint: str) -> str:
+    """The executable named by config key `key`, else `name` on PATH; BackendError says how to fix it."""
+    explicit = cfg.str(key)
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise BackendError(f"{key}={explicit} is not an executable file")
+    found = shutil.which(name)
+    if not found:
+        raise BackendError(f"the {name} CLI is not installed (not on PATH): {hint}")
+    return found
+
+
+def pass_env(prefixes: tuple[str, ...], names: tuple[str, ...] = ()) -> dict[str, str]:
+    """The daemon's variables a backend needs (its API keys and settings), by prefix or exact name."""
+    return {k: v for k, v in os.environ.items() if k.startswith(prefixes) or k in names}
+
+
+def task_file(spec: dict) -> str:
+    """The task's `task.md`, written from the spawn prompt when the caller did not write one."""
+    path = os.path.join(spec["task_dir"], "task.md")
+    if not os.path.isfile(path):
+        if not spec.get("prompt"):
+            raise BackendError(f"{path} does not exist and the spawn request has no `prompt` to write into it")
+        os.makedirs(spec["task_dir"], exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(spec["prompt"])
+    return path

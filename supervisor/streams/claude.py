@@ -21,26 +21,15 @@ Facts this relies on (Claude Code 2.1.x, checked against the real CLI; see tests
 from __future__ import annotations
 
 import json
-import re
 import signal as _signal
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from supervisor.streams.common import OUTCOMES, is_rate_limit_text, rate_limit_reset_at
+
 __all__ = ["OUTCOMES", "ClaudeStream", "classify_claude"]
 
-OUTCOMES = (
-    "succeeded",
-    "failed",
-    "timed_out",
-    "budget_exceeded",
-    "turns_exceeded",
-    "api_error",
-    "rate_limited",
-    "killed",
-    "lost",
-    "unknown",
-)
 LAST_TEXT_CHARS = 500
 RESULT_FIELDS = (
     "subtype",
@@ -274,7 +263,23 @@ class ClaudeStream:
             "lines": self.lines,
             "bad_lines": self.bad_lines,
             "result": self.result_fields(),
+            "final": self.result is not None,
+            "verdict": _classify_result(self.result) if self.result is not None else None,
+            "error": self._error_text(),
+            "rate_limit_reset_at": self._reset_at(),
         }
+
+    def _error_text(self) -> str | None:
+        """What went wrong, in the CLI's words: the error result's text, else the last API error."""
+        if self.result is not None and self.result.get("is_error") is True:
+            errors = " ".join(map(str, self.result.get("errors") or []))
+            return (str(self.result.get("result") or "") + " " + errors).strip()[:LAST_TEXT_CHARS] or None
+        return self.last_api_error
+
+    def _reset_at(self) -> float | None:
+        """When a rate or usage limit lifts, if the CLI's error text says so."""
+        text = self._error_text() or ""
+        return rate_limit_reset_at(text) if is_rate_limit_text(text) else None
 
 
 def _str_or(value: Any, fallback: str | None) -> str | None:
@@ -283,7 +288,6 @@ def _str_or(value: Any, fallback: str | None) -> str | None:
 
 # --------------------------------------------------------------------------- outcome
 
-_RATE_LIMIT = re.compile(r"rate.?limit|usage limit|\b429\b", re.IGNORECASE)
 _KILL_SIGNALS = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP}
 _TIMEOUT_EXIT = 124  # timeout(1)'s convention
 
@@ -350,7 +354,7 @@ def _classify_result(result: Mapping[str, Any]) -> str | None:
     text = str(result.get("result") or "") + " " + " ".join(map(str, result.get("errors") or []))
     status = result.get("api_error_status")
     if is_error is True and subtype == "success":  # the shape of an API failure after retries
-        if status == 429 or _RATE_LIMIT.search(text):
+        if status == 429 or is_rate_limit_text(text):
             return "rate_limited"
         if status is not None or text.lstrip().startswith("API Error"):
             return "api_error"

@@ -1,0 +1,211 @@
+"""CLI commands that read the brain's records: history, progress, changelog, summaries, projects,
+and budget. They read files on disk (the brain may be down), never import the model SDK, and are
+loaded only when used (`aura.cli.LAZY_COMMANDS`), so `aura ps` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+
+def _paths(ctx: click.Context) -> Any:
+    from .control import project_paths
+    paths = project_paths(ctx.obj["project"])
+    if paths is None:
+        raise click.ClickException("no Aura project here: no .aura/ folder in this folder or above it; "
+                                   "start one with `aura up TASK.md`")
+    return paths
+
+
+def _when(ts: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts))) if ts else "-"
+
+
+def _state(paths: Any) -> dict:
+    from .fsutil import read_json
+    state = read_json(paths.state_dir / "state.json")
+    return state if isinstance(state, dict) and "tasks" in state else {}
+
+
+def format_decision(d: dict) -> str:
+    """One line per decision: status changes first-class, the rest by kind."""
+    head = f"[{_when(d.get('ts'))}]"
+    kind = d.get("kind")
+    if kind == "status":
+        return (f"{head} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} - {str(d.get('reason', ''))[:80]}"
+                f" (evidence: {str(d.get('evidence', ''))[:80]})")
+    if kind == "tool":
+        return f"{head} tool {d.get('tool')} {'ok' if d.get('ok') else 'ERROR'}: {str(d.get('result', ''))[:100]}"
+    if kind == "model_cycle":
+        usd = d.get("usd")
+        return (f"{head} model cycle {d.get('cycle')}: {d.get('rounds')} calls, {d.get('tool_calls')} tools, "
+                f"{d.get('prompt_tokens')} prompt tokens" + (f", ${usd:.4f}" if isinstance(usd, (int, float)) else "")
+                + f" - {str(d.get('ended_by', ''))[:60]}")
+    detail = d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or ""
+    who = f" {d['task_id']}" if d.get("task_id") else ""
+    return f"{head} {kind}{who}: {str(detail)[:120]}"
+
+
+KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "safe_mode_entered", "safe_mode_left",
+             "budget_warning", "budget_reached", "budget_resumed", "budget_set", "model_error", "no_op", "review"}
+
+
+@click.command()
+@click.option("-n", "--lines", default=30, show_default=True, help="How many entries.")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Every entry (tool calls, model cycles, tasks added).")
+@click.option("--json", "as_json", is_flag=True, help="The entries as stored (JSON lines).")
+@click.pass_context
+def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> None:
+    """The decision log: every status change with its reason and evidence."""
+    from .fsutil import read_jsonl
+    entries = read_jsonl(_paths(ctx).state_dir / "decisions.jsonl")
+    if not show_all:
+        entries = [d for d in entries if d.get("kind") in KEY_KINDS]
+    for d in entries[-lines:] if lines > 0 else entries:
+        click.echo(json.dumps(d, default=str) if as_json else format_decision(d))
+    if not entries:
+        click.echo("no decisions yet")
+
+
+@click.command()
+@click.pass_context
+def progress(ctx: click.Context) -> None:
+    """The run at a glance (.aura/state/progress.md), with its cost."""
+    from .brain import costs as costmod
+    from .brain import progress as progmod
+    from .fsutil import read_jsonl
+    paths = _paths(ctx)
+    path = paths.state_dir / "progress.md"
+    state = _state(paths)
+    if path.exists():
+        text = path.read_text(encoding="utf-8", errors="replace")
+    elif state:
+        text = progmod.render(state, read_jsonl(paths.state_dir / "decisions.jsonl")[-30:])
+    else:
+        raise click.ClickException("no progress yet: the brain has not run a cycle")
+    click.echo(text.rstrip())
+    if state:
+        s = costmod.summary(state)
+        click.echo(f"\nCost: ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f}, workers ${s['workers_usd']:.4f})")
+    click.echo(f"({path})")
+
+
+@click.command()
+@click.option("--diff", "show_diff", is_flag=True, help="Show each change's diff.")
+@click.pass_context
+def changelog(ctx: click.Context, show_diff: bool) -> None:
+    """Every version of the task file the brain has seen, with what changed."""
+    from .brain.changelog import TaskFileChangelog
+    entries = TaskFileChangelog(_paths(ctx).state_dir).entries()
+    if not entries:
+        click.echo("no task-file versions recorded yet")
+    for e in entries:
+        click.echo(f"[{_when(e.get('ts'))}] cycle {e.get('cycle')} {str(e.get('hash'))[:16]} {e.get('kind')}: "
+                   f"{e.get('summary')}")
+        if show_diff and e.get("diff"):
+            for line in e["diff"]:
+                click.echo(f"    {line}")
+
+
+@click.command()
+@click.argument("task_id", required=False)
+@click.pass_context
+def summaries(ctx: click.Context, task_id: str | None) -> None:
+    """Completion summaries per finished task (TASK_ID: print that task's latest)."""
+    from .brain.summaries import summaries_dir
+    folder = summaries_dir(_paths(ctx))
+    files = sorted(folder.glob("*.md"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    if task_id:
+        from .paths import safe_name
+        mine = [p for p in files if p.name.startswith(safe_name(task_id) + "_")]
+        if not mine:
+            raise click.ClickException(f"no summary for task {task_id}")
+        click.echo(mine[-1].read_text(encoding="utf-8", errors="replace").rstrip())
+        return
+    if not files:
+        click.echo("no summaries yet")
+    for p in files:
+        name = p.stem.rsplit("_", 2)[0] if p.stem != "final_report" else "(final report)"
+        click.echo(f"{name:<20} {_when(p.stat().st_mtime)}  {p.stat().st_size / 1024:.1f} KB  {p}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def projects(as_json: bool) -> None:
+    """Every project `aura up` has run for this user, with its state and spend."""
+    from .projects import index_path, listing
+    rows = listing()
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=1))
+        return
+    if not rows:
+        click.echo(f"no projects yet ({index_path()})")
+    for r in rows:
+        if not r["exists"]:
+            click.echo(f"{r['root']}  (folder gone)")
+            continue
+        state = "running" if r["running"] else ("finished" if r.get("finished") else "stopped")
+        spent = f"${r['spent_usd']:.4f}" if r.get("spent_usd") is not None else "-"
+        click.echo(f"{r['root']}  {state}  cycles {r.get('cycles', 0)}  {spent}  last up {_when(r.get('last_up'))}")
+        click.echo(f"    {str(r.get('mission') or r.get('task') or '')[:100]}")
+
+
+@click.command()
+@click.argument("usd", required=False, type=click.FloatRange(min=0))
+@click.pass_context
+def budget(ctx: click.Context, usd: float | None) -> None:
+    """Show the run budget, or set it to USD now (raising it resumes a run stopped at its budget)."""
+    from .brain import costs as costmod
+    from .control import NotRunning, call
+    paths = _paths(ctx)
+    if usd is None:
+        state = _state(paths)
+        b, s = state.get("budget") or {}, costmod.summary(state) if state else None
+        spent = f"${s['total_usd']:.4f}" if s else "$0"
+        limit = b.get("limit_usd")
+        click.echo(f"spent {spent} of " + (f"${limit:.2f} ({b.get('state')})" if limit else "no budget (AURA_BUDGET_USD)"))
+        return
+    try:
+        reply = call(paths, "brain", "budget", {"usd": usd}, timeout=5.0)
+    except NotRunning as exc:
+        click.echo(f"aura: {exc}; set AURA_BUDGET_USD in the config and start again", err=True)
+        sys.exit(3)
+    b = reply["budget"]
+    click.echo(f"budget ${reply['old_usd']:.2f} -> ${usd:.2f}; spent ${b.get('spent_usd', 0):.4f} ({b.get('state')})")
+
+
+def status_cost_lines(brain: dict) -> list[str]:
+    """The cost and budget lines of `aura status` (also from a state read off disk)."""
+    lines = []
+    s = brain.get("costs")
+    if s:
+        lines.append(f"Cost     ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
+                     f"workers ${s['workers_usd']:.4f})")
+    b = brain.get("budget") or {}
+    if b.get("limit_usd"):
+        word = {"reached": "BUDGET REACHED: no new spawns or model calls; `aura budget USD` raises it",
+                "warning": f"WARNING: {b.get('percent')}% spent", "ok": f"{b.get('percent')}% spent"}
+        lines.append(f"Budget   ${b['limit_usd']:.2f} · {word.get(b.get('state'), b.get('state'))}")
+    llm = brain.get("llm") or {}
+    if llm.get("model_cycles") is not None:
+        lines.append(f"Model    {llm.get('model_cycles', 0)} cycles called the model, {llm.get('skipped_total', 0)} "
+                     "skipped it (nothing new)" + (f", {llm['failures_in_row']} failing in a row"
+                                                  if llm.get("failures_in_row") else ""))
+    safe = brain.get("safe_mode")
+    if safe:
+        lines.append(f"SAFE MODE since {_when(safe.get('since'))}: {safe.get('reason')}")
+    return lines
+
+
+def brain_extras_from_disk(state: dict) -> dict:
+    from .brain import costs as costmod
+    llm = {k: v for k, v in (state.get("llm") or {}).items()
+           if k in ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")}
+    return {"costs": costmod.summary(state), "budget": state.get("budget"), "safe_mode": state.get("safe_mode"),
+            "llm": llm or None}
+

@@ -1,0 +1,249 @@
+"""Measures one process manager from inside a client: request round trips, and N workers
+spawned, released at once and reaped.
+
+The same loop measures Aura, circus and supervisord, each through an adapter, so the three
+figures mean the same thing. It runs in two interpreters: in Aura's own (the `aura`
+adapter), and in the throwaway environment that holds circus and supervisord, so it imports
+nothing of Aura at module level: only the standard library and psutil (which circus needs).
+
+    python bench/driver.py rtt   --kind circus --endpoint ipc://... --n 5000
+    python bench/driver.py scale --kind supervisord --endpoint unix://... --n 32 --fifo F --group w
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import psutil
+
+POLL_S = 0.02  # how often each manager's API is asked during a scale run (the same for all three)
+
+
+# -- adapters -------------------------------------------------------------------------------------
+
+class CircusAdapter:
+    """circusd through its own client (a DEALER socket speaking JSON)."""
+
+    def __init__(self, endpoint: str, group: str = "w"):
+        from circus.client import CircusClient
+        self.client = CircusClient(endpoint=endpoint, timeout=30.0)
+        self.group = group
+
+    def light(self) -> Any:
+        return self._call("list")
+
+    def listing(self) -> Any:
+        return self._call("status")
+
+    def start(self, n: int) -> None:
+        self._call("start", name=self.group, waiting=True)
+
+    def running_pids(self) -> list[int]:
+        return list(self._call("list", name=self.group).get("pids") or [])
+
+    def _call(self, command: str, **props: Any) -> dict:
+        reply = self.client.call({"command": command, "properties": props})
+        if reply.get("status") != "ok":
+            raise RuntimeError(f"circus {command}: {reply.get('reason')}")
+        return reply
+
+    def close(self) -> None:
+        self.client.stop()
+
+
+class SupervisordAdapter:
+    """supervisord through XML-RPC on its Unix socket, with supervisor's own transport."""
+
+    def __init__(self, endpoint: str, group: str = "w"):
+        import xmlrpc.client
+
+        from supervisor.xmlrpc import SupervisorTransport
+        self.proxy = xmlrpc.client.ServerProxy("http://127.0.0.1",
+                                               transport=SupervisorTransport(None, None, endpoint))
+        self.group = group
+
+    def light(self) -> Any:
+        return self.proxy.supervisor.getState()
+
+    def listing(self) -> Any:
+        return self.proxy.supervisor.getAllProcessInfo()
+
+    def start(self, n: int) -> None:
+        self.proxy.supervisor.startProcessGroup(self.group, True)
+
+    def running_pids(self) -> list[int]:
+        return [p["pid"] for p in self.proxy.supervisor.getAllProcessInfo()
+                if p["group"] == self.group and p["statename"] in ("RUNNING", "STARTING", "STOPPING") and p["pid"]]
+
+    def close(self) -> None:
+        pass
+
+
+class AuraAdapter:
+    """Aura's supervisor through Aura's own client; workers are started with `spawn`, one request each."""
+
+    def __init__(self, endpoint: str, group: str = "w", argv: list[str] | None = None):
+        from ipc.client import Client
+        self.client = Client(endpoint, "supervisor", timeout=30.0, retries=0)
+        self.group = group
+        self.argv = argv or []
+        self.ids: list[str] = []
+
+    def light(self) -> Any:
+        return self.client.call("ping")
+
+    def listing(self) -> Any:
+        return self.client.call("list")
+
+    def start(self, n: int) -> None:
+        for i in range(n):
+            rec = self.client.call("spawn", {"worker_id": f"{self.group}-{i}", "task_id": self.group,
+                                             "backend": "shell", "argv": self.argv, "budget_s": 0})
+            if rec.get("state") != "running":
+                raise RuntimeError(f"aura spawn {self.group}-{i}: {rec.get('state')} {rec.get('exit')}")
+            self.ids.append(rec["worker_id"])
+
+    def _mine(self) -> list[dict]:
+        return self.client.call("list", {"worker_ids": self.ids})
+
+    def running_pids(self) -> list[int]:
+        return [w["worker_pid"] for w in self._mine() if w.get("state") in ("running", "orphaned")]
+
+    def tracked_pids(self) -> list[int]:
+        """Workers and their shims: a shim left unreaped would be Aura's zombie."""
+        out: list[int] = []
+        for w in self._mine():
+            out += [p for p in (w.get("worker_pid"), w.get("shim_pid")) if p]
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_adapter(kind: str, endpoint: str, group: str, argv: list[str] | None = None) -> Any:
+    if kind == "circus":
+        return CircusAdapter(endpoint, group)
+    if kind == "supervisord":
+        return SupervisordAdapter(endpoint, group)
+    if kind == "aura":
+        return AuraAdapter(endpoint, group, argv)
+    raise SystemExit(f"unknown kind {kind!r}")
+
+
+# -- measurements --------------------------------------------------------------------------------
+
+def round_trips(call: Callable[[], Any], n: int, warmup: int = 50) -> list[float]:
+    """Seconds per request, `n` requests one after another on one connection."""
+    for _ in range(warmup):
+        call()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def identities(pids: list[int]) -> list[list[float]]:
+    """[pid, start time] pairs, so whoever cleans up can stop them by PID without hitting a reused one."""
+    out = []
+    for pid in pids:
+        try:
+            out.append([pid, psutil.Process(pid).create_time()])
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def gone(pid: int) -> bool:
+    """True once nobody has to reap `pid` any more (not a zombie waiting for its parent)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_DEAD
+    except psutil.NoSuchProcess:
+        return True
+
+
+def release(fifo: str, pids: list[int], timeout: float = 30.0) -> None:
+    """Open and close the barrier FIFO until every worker got past it (each waits for EOF on it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no worker has it open
+        except OSError:
+            fd = None
+        if fd is not None:
+            os.close(fd)  # every worker that has it open reads EOF now
+        if not any(_waiting_on_fifo(p) for p in pids):
+            return
+        time.sleep(0.05)
+
+
+def _waiting_on_fifo(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0) -> dict:
+    """Start `n` workers, wait until the manager reports all running, release them together, then
+    time until the manager reports none running and until every process has been reaped."""
+    t0 = time.time()
+    adapter.start(n)
+    t_started = time.time()
+    pids = _wait(lambda: (p := adapter.running_pids()) and len(p) >= n and p, timeout, "all workers running")
+    t_running = time.time()
+    tracked = adapter.tracked_pids() if hasattr(adapter, "tracked_pids") else list(pids)
+    ids = identities(tracked)
+    release(fifo, pids)
+    t_released = time.time()
+    seen = reaped = None
+    deadline = time.monotonic() + timeout
+    while (seen is None or reaped is None) and time.monotonic() < deadline:
+        if seen is None and not adapter.running_pids():
+            seen = time.time()
+        if reaped is None and all(gone(p) for p in tracked):
+            reaped = time.time()
+        time.sleep(POLL_S)
+    return {"n": n, "t0": t0, "start_returned": t_started, "all_running": t_running, "released": t_released,
+            "exit_seen": seen, "reaped": reaped, "pids": ids}
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(POLL_S)
+    raise SystemExit(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["rtt", "scale"])
+    parser.add_argument("--kind", required=True, choices=["circus", "supervisord", "aura"])
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--group", default="w")
+    parser.add_argument("--fifo")
+    args = parser.parse_args(argv)
+    adapter = make_adapter(args.kind, args.endpoint, args.group)
+    try:
+        if args.what == "rtt":
+            out = {"light": round_trips(adapter.light, args.n), "listing": round_trips(adapter.listing, args.n)}
+        else:
+            out = scale(adapter, args.n, args.fifo)
+    finally:
+        adapter.close()
+    json.dump(out, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

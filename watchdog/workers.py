@@ -1,0 +1,144 @@
+"""The watchdog's view of the worker registry, rebuilt only where something changed.
+
+The registry grows by one folder per worker over a run of days, and almost every folder
+belongs to a worker that ended long ago. Each sample therefore lists the folder only when
+its mtime changed, never looks at an ended worker again (a record that left the live
+states never returns to them), and re-reads a live worker's record only when its file
+changed. A timestamp younger than RACY_NS is not trusted to reveal a change (two writes
+inside one clock tick share an mtime), so such a file is read again until it is older.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from aura.fsutil import read_json
+from aura.pidfile import is_alive
+from supervisor.registry import LIVE_STATES, Registry
+
+from .policy import WorkerWindow
+from .sampler import TreeSample, TreeTracker, read_tree, start_ticks
+
+RACY_NS = 1_000_000_000
+LAUNCH_KEYS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_mtime_ns, st.st_ino, st.st_size
+
+
+class RegistryView:
+    """Live workers' records, from the registry folder, with per-file change detection."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.root = str(registry.root)
+        self._dir_key: tuple[int, int, int] | None = None
+        self._ids: list[str] = []
+        self._records: dict[str, tuple[tuple[int, int, int], dict]] = {}
+        self._ended: set[str] = set()
+
+    def live(self) -> dict[str, dict]:
+        """worker id -> record (the same dict object while its file is unchanged)."""
+        now_ns = time.time_ns()
+        self._refresh_ids(now_ns)
+        out: dict[str, dict] = {}
+        for wid in self._ids:
+            if wid in self._ended:
+                continue
+            rec = self._record(wid, now_ns)
+            if rec is None:
+                continue
+            if rec.get("state") not in LIVE_STATES:
+                self._ended.add(wid)
+                self._records.pop(wid, None)
+                continue
+            if not rec.get("worker_pid"):
+                rec = self._with_launch(wid, rec)
+            if rec.get("worker_pid"):
+                out[wid] = rec
+        return out
+
+    def _refresh_ids(self, now_ns: int) -> None:
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            self._ids, self._dir_key = [], None
+            return
+        key = _key(st)
+        if key == self._dir_key and now_ns - st.st_mtime_ns >= RACY_NS:
+            return
+        self._dir_key = key
+        self._ids = self.registry.ids()
+        present = set(self._ids)
+        self._ended &= present
+        for gone in set(self._records) - present:
+            del self._records[gone]
+
+    def _record(self, wid: str, now_ns: int) -> dict | None:
+        path = f"{self.root}/{wid}/record.json"
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        key = _key(st)
+        cached = self._records.get(wid)
+        if cached is not None and cached[0] == key and now_ns - st.st_mtime_ns >= RACY_NS:
+            return cached[1]
+        rec = read_json(path)
+        if not isinstance(rec, dict):
+            return None
+        if cached is not None and cached[1] == rec:
+            rec = cached[1]  # unchanged content: keep the object, so callers keep their caches
+        self._records[wid] = (key, rec)
+        return rec
+
+    def _with_launch(self, wid: str, rec: dict) -> dict:
+        """A record written before the launch report: fill the pids from the shim's launch.json."""
+        launch = self.registry.launch(wid) or {}
+        return {**rec, **{k: launch[k] for k in LAUNCH_KEYS if launch.get(k) is not None}}
+
+
+@dataclass
+class Watched:
+    """What the watchdog keeps per worker between samples."""
+
+    rec: dict
+    tracker: TreeTracker = field(default_factory=TreeTracker)
+    window: WorkerWindow = field(default_factory=WorkerWindow)
+    root: tuple[int, int, bool] | None = None  # (pid, start ticks, include the root)
+    limits: dict[str, float] | None = None
+    limits_gen: int = -1
+    sample: TreeSample | None = None
+    sampled_at: float = 0.0
+
+    def resolve_root(self) -> None:
+        """Where the tree hangs: under the shim (which adopts orphans), else the worker itself.
+
+        Checked once with the recorded start time (the PID-reuse guard); later samples only
+        compare the start ticks that `read_tree` reads anyway."""
+        self.root = None
+        rec = self.rec
+        for key, include in (("shim", False), ("worker", True)):
+            pid = rec.get(f"{key}_pid")
+            if isinstance(pid, int) and is_alive(pid, rec.get(f"{key}_create_time")):
+                ticks = start_ticks(pid)
+                if ticks is not None:
+                    self.root = (pid, ticks, include)
+                    return
+
+    def read(self) -> dict | None:
+        """The tree's processes with their stats; None when the worker's processes are gone."""
+        if self.root is None:
+            self.resolve_root()
+        for _ in range(2):  # the shim may have died since: resolve once more (to the worker)
+            if self.root is None:
+                return None
+            pid, ticks, include = self.root
+            stats = read_tree(pid, include, ticks)
+            if stats is not None:
+                return stats
+            self.resolve_root()
+        return None
