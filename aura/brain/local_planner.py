@@ -55,7 +55,7 @@ class LocalPlanner:
         root["children"].sort(key=lambda tid: core.tasks[tid].get("line", 0))
 
     def sync_acceptance(self, core: BrainCore, tf: TaskFile) -> None:
-        """The task file's `Accept:` lines (a command in backticks) lines become one last task, run after all the others."""
+        """The task file's `Accept:` lines (a command in backticks) become one last task, run after all the others."""
         if not tf.acceptance:
             return
         command = " && ".join(f"( {c} )" for c in tf.acceptance)
