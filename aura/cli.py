@@ -306,6 +306,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             extra = ""
             if n == "watchdog" and h.get("last_sample_at"):
                 extra = f", mode {h.get('mode')}, last sample {now - h['last_sample_at']:.1f}s ago"
+                gpu = h.get("gpu") or {}
+                if not gpu.get("available"):
+                    extra += f"; GPU checks off ({gpu.get('reason') or 'no GPU'})"
             if n == "supervisor":
                 extra = f", {h.get('workers_live', 0)} live workers"
             click.echo(f"  {n:<10} running  pid {h['pid']}, up {_age(now - h['started_at'])}{extra}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from .paths import DAEMONS, ProjectPaths
 from .peers import lock_is_held, start_daemon
 
 READY_TIMEOUT = 20.0
-START_ORDER = ("supervisor", "watchdog", "brain")
+START_STAGES = (("supervisor", "watchdog"), ("brain",))
 STOP_ORDER = ("brain", "supervisor", "watchdog")  # enforcement stays on while workers stop
 
 
@@ -56,32 +57,36 @@ def write_launch(paths: ProjectPaths, task: Path, config_file: Path | None, over
 
 def start_all(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...],
               echo: Callable[[str], None]) -> dict[str, int]:
-    """Start every daemon and wait until each answers `ping`; on failure stop what started."""
+    """Start every daemon and wait until each answers `ping`; on failure stop what started.
+
+    The brain starts last, once the supervisor answers, so its first cycle can spawn at once."""
     paths.ensure()
     spec = write_launch(paths, task, config_file, overrides)
-    children = {}
-    for name in START_ORDER:
-        children[name] = start_daemon(spec, name, paths.stdio_file(name))
     pids: dict[str, int] = {}
     deadline = time.monotonic() + READY_TIMEOUT
-    for name in START_ORDER:
-        while True:
-            code = children[name].poll()
-            if code is not None and daemon_record(paths, name) is None:
-                stop_all(paths, stop_workers=False, echo=lambda s: None)
-                raise LaunchError(f"the {name} exited with code {code} while starting:\n{_tail(paths.stdio_file(name))}")
-            if daemon_record(paths, name) is not None:
-                try:
-                    pids[name] = call(paths, name, "ping", timeout=1.0)["pid"]
-                    break
-                except NotRunning:
-                    pass
-            if time.monotonic() > deadline:
-                stop_all(paths, stop_workers=False, echo=lambda s: None)
-                raise LaunchError(f"the {name} did not answer within {READY_TIMEOUT:g}s; see {paths.stdio_file(name)}")
-            time.sleep(0.05)
-        echo(f"  {name:<10} pid {pids[name]}")
+    for stage in START_STAGES:
+        children = {name: start_daemon(spec, name, paths.stdio_file(name)) for name in stage}
+        for name in stage:
+            pids[name] = _wait_ready(paths, name, children[name], deadline)
+            echo(f"  {name:<10} pid {pids[name]}")
     return pids
+
+
+def _wait_ready(paths: ProjectPaths, name: str, child: subprocess.Popen, deadline: float) -> int:
+    while True:
+        code = child.poll()
+        if code is not None and daemon_record(paths, name) is None:
+            stop_all(paths, stop_workers=False, echo=lambda s: None)
+            raise LaunchError(f"the {name} exited with code {code} while starting:\n{_tail(paths.stdio_file(name))}")
+        if daemon_record(paths, name) is not None:
+            try:
+                return call(paths, name, "ping", timeout=1.0)["pid"]
+            except NotRunning:
+                pass
+        if time.monotonic() > deadline:
+            stop_all(paths, stop_workers=False, echo=lambda s: None)
+            raise LaunchError(f"the {name} did not answer within {READY_TIMEOUT:g}s; see {paths.stdio_file(name)}")
+        time.sleep(0.02)
 
 
 def stop_all(paths: ProjectPaths, stop_workers: bool, echo: Callable[[str], None]) -> bool:

@@ -14,6 +14,18 @@ import zmq
 from . import envelope as env
 
 Handler = Callable[[dict], Any]
+
+
+class Deferred:
+    """What a handler returns when it will answer later (e.g. after a child process reports):
+    the loop keeps serving other requests meanwhile; the daemon calls `resolve` or `reject`."""
+
+    __slots__ = ("req_id", "route", "done")
+
+    def __init__(self) -> None:
+        self.req_id: Any = None
+        self.route: list[bytes] | None = None
+        self.done = False
 ZMQ_MAX_MSG = 64 << 20  # hard ceiling in libzmq; requests above MAX_REQUEST_BYTES get an error reply
 
 
@@ -53,12 +65,28 @@ class RequestServer:
             reply = env.error_reply(None, env.BAD_FRAME, f"expected one body frame, got {len(rest)}")
         else:
             reply = self._dispatch(rest[0])
+        if isinstance(reply, Deferred):
+            reply.route = [identity, *prefix]
+            return
+        self._send([identity, *prefix], reply)
+
+    def _send(self, route: list[bytes], reply: bytes) -> None:
         try:
-            self.sock.send_multipart([identity, *prefix, reply], zmq.NOBLOCK)
+            self.sock.send_multipart([*route, reply], zmq.NOBLOCK)
         except (zmq.Again, zmq.ZMQError):
             pass  # the client went away; nothing to deliver
 
-    def _dispatch(self, body: bytes) -> bytes:
+    def resolve(self, deferred: Deferred, result: Any) -> None:
+        if not deferred.done and deferred.route is not None:
+            deferred.done = True
+            self._send(deferred.route, env.ok_reply(deferred.req_id, result))
+
+    def reject(self, deferred: Deferred, code: str, message: str) -> None:
+        if not deferred.done and deferred.route is not None:
+            deferred.done = True
+            self._send(deferred.route, env.error_reply(deferred.req_id, code, message))
+
+    def _dispatch(self, body: bytes) -> bytes | Deferred:
         try:
             req = env.parse_request(body)
         except env.IpcError as exc:
@@ -69,7 +97,11 @@ class RequestServer:
             known = ", ".join(sorted(self.handlers))
             return env.error_reply(req.id, env.UNKNOWN_OP, f"unknown op {req.op!r}; this daemon answers: {known}")
         try:
-            return env.ok_reply(req.id, handler(req.args))
+            result = handler(req.args)
+            if isinstance(result, Deferred):
+                result.req_id = req.id
+                return result
+            return env.ok_reply(req.id, result)
         except env.IpcError as exc:
             return env.error_reply(req.id, exc.code, exc.message)
         except Exception as exc:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from aura.pidfile import is_alive
 from ipc import envelope as env
 from ipc.client import Client, DaemonUnavailable, RemoteError
 from ipc.envelope import BadArgs, IpcError, arg
+from ipc.server import Deferred
 
 from .backends import BackendError, get_backend, plan_worker
 from .monitor import OutputMonitor
@@ -42,6 +43,17 @@ SPAWN_FAILED = "spawn_failed"
 SPAWN_REFUSED = "spawn_refused"
 PREFLIGHT_TIMEOUT = 1.0  # seconds the spawn waits for the watchdog's preflight answer
 CPU_CEILING = "AURA_WORKER_MAX_CPU_PERCENT"
+
+
+@dataclass
+class _PendingLaunch:
+    """A spawn whose shim has not reported yet."""
+
+    fd: int
+    deferred: Deferred
+    spec: dict
+    cpu_ceiling: float
+    buf: bytes = b""
 
 
 class SupervisorDaemon(Daemon):
@@ -60,6 +72,7 @@ class SupervisorDaemon(Daemon):
         self.peers: PeerKeeper | None = None
         self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
         self.scope_prefix: list[str] = []
+        self.launches: dict[str, _PendingLaunch] = {}
 
     # -- daemon hooks -------------------------------------------------------------------------
     def handlers(self) -> dict:
@@ -81,6 +94,8 @@ class SupervisorDaemon(Daemon):
         self.call_every(2.0, self.scan_outputs)
 
     def teardown(self) -> None:
+        for wid in list(self.launches):
+            self._finish_launch(wid, None)
         if self.stop_workers_on_exit:
             self.stop_all_workers()
         for fd in self.watch_fds.values():
@@ -266,7 +281,7 @@ class SupervisorDaemon(Daemon):
             out["progress"] = live
         return out
 
-    def op_spawn(self, args: dict) -> dict:
+    def op_spawn(self, args: dict) -> dict | Deferred:
         task_id = arg(args, "task_id", str, "")
         wid = arg(args, "worker_id", str, "") or self._new_worker_id(task_id)
         if safe_name(wid) != wid:
@@ -281,11 +296,7 @@ class SupervisorDaemon(Daemon):
         except BackendError as exc:
             raise IpcError(SPAWN_FAILED, str(exc)) from None
         preflight = self._preflight(wid, spec)
-        public = self._launch(wid, spec, plan)
-        if public.get("state") == "running":
-            self._place(self.workers[wid], self._cpu_ceiling(spec, preflight))
-            public = self._public(self.workers[wid])
-        return public
+        return self._launch(wid, spec, plan, self._cpu_ceiling(spec, preflight))
 
     # -- preflight and placement ------------------------------------------------------------------
     _watchdog: Client | None = None
@@ -392,7 +403,10 @@ class SupervisorDaemon(Daemon):
                 "project_root": str(self.paths.root), "data_dir": str(self.paths.data),
                 "limits": arg(args, "limits", dict, {}), "meta": arg(args, "meta", dict, {})}
 
-    def _launch(self, wid: str, spec: dict, plan: Any) -> dict:
+    def _launch(self, wid: str, spec: dict, plan: Any, cpu_ceiling: float) -> dict | Deferred:
+        """Write the record, start the shim, and answer the spawn once the shim reports the worker's
+        PID. The answer is deferred, not waited for: the loop keeps serving (other spawns, exits,
+        kills) while shims start, so many workers start in parallel."""
         task_dir = Path(spec["task_dir"])
         task_dir.mkdir(parents=True, exist_ok=True)
         wdir = self.registry.dir(wid)
@@ -411,11 +425,76 @@ class SupervisorDaemon(Daemon):
             rec["max_turns_enforced"] = plan.max_turns
         self.workers[wid] = rec
         self.registry.save(rec)
-        launch = self._start_shim(wid, wdir, plan, out, err, env_vars)
-        if not launch.get("ok"):
-            self.finalize(wid, self.registry.exit(wid) or {"exit_code": None, "signal": None,
-                                                            "error": launch.get("error", "launch failed")})
+        try:
+            fd = self._start_shim(wid, wdir, plan, out, err, env_vars)
+        except OSError as exc:
+            self.finalize(wid, {"exit_code": None, "signal": None, "error": f"could not start the shim: {exc}"})
             return self._public(rec)
+        pending = _PendingLaunch(fd=fd, deferred=Deferred(), spec=spec, cpu_ceiling=cpu_ceiling)
+        self.launches[wid] = pending
+        self.add_reader(fd, lambda: self._on_launch_report(wid))
+        self.call_later(LAUNCH_TIMEOUT, lambda: self._finish_launch(wid, None))
+        return pending.deferred
+
+    def _start_shim(self, wid: str, wdir: Path, plan: Any, out: Path, err: Path, env_vars: dict) -> int:
+        """Start the shim in a new session; returns the read end of its launch-report pipe."""
+        r, w = os.pipe()
+        cmd = [sys.executable, "-I", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
+               "--stderr", str(err), "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
+        cmd = scoped(self.scope_prefix, self.paths.root, wid, cmd)
+        try:
+            with open(wdir / "shim.log", "ab") as shim_log:
+                child = subprocess.Popen(cmd, env=env_vars, stdin=subprocess.DEVNULL, stdout=shim_log,
+                                         stderr=shim_log, start_new_session=True, pass_fds=(w,),
+                                         cwd=str(self.paths.root))
+        except OSError:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        os.set_blocking(r, False)
+        self.children[wid] = child
+        return r
+
+    def _on_launch_report(self, wid: str) -> None:
+        pending = self.launches.get(wid)
+        if pending is None:
+            return
+        try:
+            chunk = os.read(pending.fd, 65536)
+        except BlockingIOError:
+            return
+        pending.buf += chunk
+        if chunk and b"\n" not in pending.buf:
+            return
+        try:
+            report = json.loads(pending.buf.split(b"\n", 1)[0]) if pending.buf else None
+        except ValueError:
+            report = None
+        self._finish_launch(wid, report)
+
+    def _finish_launch(self, wid: str, report: dict | None) -> None:
+        """The shim reported (or did not, in time): record the launch and answer the spawn."""
+        pending = self.launches.pop(wid, None)
+        if pending is None:
+            return
+        self.remove_reader(pending.fd)
+        os.close(pending.fd)
+        if report is None:
+            report = self.registry.launch(wid) or {}
+            report.setdefault("ok", bool(report.get("worker_pid")))
+            report.setdefault("error", "the shim did not report a launch")
+        rec = self.workers[wid]
+        if not report.get("ok"):
+            self.finalize(wid, self.registry.exit(wid) or {"exit_code": None, "signal": None,
+                                                            "error": report.get("error", "launch failed")})
+        else:
+            self._started(wid, rec, report, pending.spec)
+            self._place(rec, pending.cpu_ceiling)
+        if self.server is not None:
+            self.server.resolve(pending.deferred, self._public(rec))
+
+    def _started(self, wid: str, rec: dict, launch: dict, spec: dict) -> None:
         rec.update({k: launch[k] for k in ("worker_pid", "worker_create_time", "pgid", "shim_pid",
                                            "shim_create_time", "started_at")})
         rec["state"] = "running"
@@ -428,34 +507,6 @@ class SupervisorDaemon(Daemon):
                       backend=spec["backend"])
         self.publish("worker_started", worker_id=wid, task_id=spec["task_id"], pid=rec["worker_pid"],
                      backend=spec["backend"])
-        return self._public(rec)
-
-    def _start_shim(self, wid: str, wdir: Path, plan: Any, out: Path, err: Path, env_vars: dict) -> dict:
-        """Start the shim in a new session and wait for its launch report (a pipe, then the file)."""
-        r, w = os.pipe()
-        cmd = [sys.executable, "-I", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
-               "--stderr", str(err), "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
-        cmd = scoped(self.scope_prefix, self.paths.root, wid, cmd)
-        try:
-            with open(wdir / "shim.log", "ab") as shim_log:
-                child = subprocess.Popen(cmd, env=env_vars, stdin=subprocess.DEVNULL, stdout=shim_log,
-                                         stderr=shim_log, start_new_session=True, pass_fds=(w,),
-                                         cwd=str(self.paths.root))
-        except OSError as exc:
-            os.close(r)
-            os.close(w)
-            return {"ok": False, "error": f"could not start the shim: {exc}"}
-        os.close(w)
-        self.children[wid] = child
-        try:
-            report = _read_report(r, LAUNCH_TIMEOUT)
-        finally:
-            os.close(r)
-        if report is None:
-            report = self.registry.launch(wid) or {}
-            report.setdefault("ok", bool(report.get("worker_pid")))
-            report.setdefault("error", "the shim did not report a launch")
-        return report
 
     def op_kill(self, args: dict) -> dict:
         wid = arg(args, "worker_id", str)
@@ -538,21 +589,3 @@ class SupervisorDaemon(Daemon):
 
 
 
-def _read_report(fd: int, timeout: float) -> dict | None:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return None
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-    try:
-        return json.loads(buf.split(b"\n", 1)[0])
-    except ValueError:
-        return None

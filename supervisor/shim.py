@@ -43,6 +43,17 @@ def become_subreaper() -> bool:
 
 
 def _process_start(pid: int) -> float | None:
+    """The process start time exactly as psutil computes it (boot time + start ticks), read from
+    /proc on Linux so the shim does not pay for importing psutil on every worker start."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+        ticks = int(data[data.rfind(b")") + 2:].split()[19])
+        with open("/proc/stat", "rb") as fh:
+            btime = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
+        return ticks / os.sysconf("SC_CLK_TCK") + btime
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
     try:
         import psutil
         return psutil.Process(pid).create_time()

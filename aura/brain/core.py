@@ -221,7 +221,7 @@ class BrainCore:
             self.rate_limited(task, worker)
             return
         artifacts = task.get("artifacts") or []
-        need_result = task.get("kind") == "agent"
+        need_result = task.get("kind") in ("agent", "resource_fix")
         proof = ev.check_worker(worker, self.paths.root, artifacts, need_result)
         if proof.ok:
             self.set_status(task, "completed", "evidence checked", proof.summary())

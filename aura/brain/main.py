@@ -29,7 +29,8 @@ from .state import ROOT, TERMINAL, counts, tree_lines
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
-WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted")
+WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted", "worker_stuck",
+               "worker_loop")
 RETRY_DELAY = 2.0
 EVENT_BATCH_DELAY = 0.02
 
