@@ -6,9 +6,9 @@ kill -9 at any instant leaves either the old or the new content, never half of o
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temp file in the same folder, fsync, rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -32,6 +32,20 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+_serial = itertools.count()
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file in the target's folder (same file system, so the rename is atomic).
+    Not `tempfile`: the shim imports this module on every worker start and that import is slow."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{next(_serial)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+        except FileExistsError:
+            continue
 
 
 def _fsync_dir(folder: Path) -> None:

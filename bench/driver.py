@@ -85,7 +85,8 @@ class SupervisordAdapter:
 
 
 class AuraAdapter:
-    """Aura's supervisor through Aura's own client; workers are started with `spawn`, one request each."""
+    """Aura's supervisor through Aura's own client; workers are started with one `spawn` request
+    each, sent together (circus and supervisord start a group with one command)."""
 
     def __init__(self, endpoint: str, group: str = "w", argv: list[str] | None = None):
         from ipc.client import Client
@@ -101,9 +102,11 @@ class AuraAdapter:
         return self.client.call("list")
 
     def start(self, n: int) -> None:
-        for i in range(n):
-            rec = self.client.call("spawn", {"worker_id": f"{self.group}-{i}", "task_id": self.group,
-                                             "backend": "shell", "argv": self.argv, "budget_s": 0})
+        requests = [("spawn", {"worker_id": f"{self.group}-{i}", "task_id": self.group, "backend": "shell",
+                               "argv": self.argv, "budget_s": 0}) for i in range(n)]
+        for i, rec in enumerate(self.client.call_many(requests, timeout=120.0)):
+            if isinstance(rec, Exception):
+                raise RuntimeError(f"aura spawn {self.group}-{i}: {rec}")
             if rec.get("state") != "running":
                 raise RuntimeError(f"aura spawn {self.group}-{i}: {rec.get('state')} {rec.get('exit')}")
             self.ids.append(rec["worker_id"])

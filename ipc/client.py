@@ -86,6 +86,35 @@ class Client:
             self._drop()  # the socket may hold a half-delivered request: start clean
         raise DaemonUnavailable(self.daemon, f"did not answer {op!r} within {wait:g}s ({attempts} tries)")
 
+    def call_many(self, requests: list[tuple[str, dict | None]], timeout: float | None = None) -> list[Any]:
+        """Send several requests at once and collect every answer (results, or the RemoteError
+        for those that failed). The daemon may answer them in any order; no retry here, since
+        a partial batch cannot be resent blindly."""
+        path = ipc_path(self.endpoint)
+        if path is not None and not os.path.exists(path):
+            raise DaemonUnavailable(self.daemon, f"is not running (no socket at {path})")
+        sock = self._socket()
+        ids = [f"{os.getpid()}-{next(_ids)}" for _ in requests]
+        for req_id, (op, args) in zip(ids, requests):
+            sock.send(env.make_request(req_id, op, args))
+        answers: dict[str, Any] = {}
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while len(answers) < len(ids):
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+                self._drop()
+                raise DaemonUnavailable(self.daemon, f"answered {len(answers)} of {len(ids)} requests in time")
+            try:
+                reply = env.unpack(sock.recv_multipart()[-1])
+            except Exception:
+                continue
+            if isinstance(reply, dict) and reply.get("id") in ids:
+                try:
+                    answers[reply["id"]] = _result(reply)
+                except RemoteError as exc:
+                    answers[reply["id"]] = exc
+        return [answers[i] for i in ids]
+
     def _attempt(self, body: bytes, req_id: str, wait: float) -> dict | None:
         sock = self._socket()
         try:

@@ -25,7 +25,7 @@ from aura.fsutil import read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import signal_group
-from aura.pidfile import is_alive
+from aura.pidfile import is_alive, start_time
 from ipc import envelope as env
 from ipc.client import Client, DaemonUnavailable, RemoteError
 from ipc.envelope import BadArgs, IpcError, arg
@@ -439,7 +439,7 @@ class SupervisorDaemon(Daemon):
     def _start_shim(self, wid: str, wdir: Path, plan: Any, out: Path, err: Path, env_vars: dict) -> int:
         """Start the shim in a new session; returns the read end of its launch-report pipe."""
         r, w = os.pipe()
-        cmd = [sys.executable, "-I", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
+        cmd = [sys.executable, "-I", "-S", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
                "--stderr", str(err), "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
         cmd = scoped(self.scope_prefix, self.paths.root, wid, cmd)
         try:
@@ -497,6 +497,9 @@ class SupervisorDaemon(Daemon):
     def _started(self, wid: str, rec: dict, launch: dict, spec: dict) -> None:
         rec.update({k: launch[k] for k in ("worker_pid", "worker_create_time", "pgid", "shim_pid",
                                            "shim_create_time", "started_at")})
+        for key in ("worker", "shim"):  # a shim without /proc (macOS) cannot read start times itself
+            if rec.get(f"{key}_create_time") is None:
+                rec[f"{key}_create_time"] = start_time(rec[f"{key}_pid"])
         rec["state"] = "running"
         if spec["budget_s"]:
             rec["deadline"] = rec["started_at"] + spec["budget_s"]

@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script with `python -I`, so that nothing of Aura's leaks into the worker's
-# environment (no PYTHONPATH): put Aura's own source root on the shim's path only.
+# Run as a script with `python -I -S` (no site-packages: a fast start, nothing of Aura's leaks
+# into the worker's environment): put Aura's own source root on the shim's path only.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aura.fsutil import atomic_write_json  # noqa: E402
 
@@ -109,6 +109,17 @@ def _reap_all() -> None:
 
 
 def _adopted_children() -> list[int]:
+    """Our children (orphans we adopted as subreaper): from /proc on Linux, else psutil."""
+    task_dir = f"/proc/{os.getpid()}/task"
+    if os.path.isdir(task_dir):
+        kids: list[int] = []
+        for tid in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{tid}/children", "rb") as fh:
+                    kids.extend(int(x) for x in fh.read().split())
+            except (OSError, ValueError):
+                continue
+        return kids
     try:
         import psutil
         return [c.pid for c in psutil.Process().children(recursive=True)]
