@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import Config
 from .control import call, daemon_record, running_daemons, set_desired, stop_daemon, NotRunning
 from .fsutil import atomic_write_json
 from .paths import DAEMONS, ProjectPaths

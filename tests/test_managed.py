@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aura.paths import ProjectPaths
-from conftest import REPO, Project, _alive, wait_for
+from conftest import Project, _alive, wait_for
 from ipc.client import Client
 
 
@@ -75,7 +75,7 @@ def test_unit_style_supervisor_restart_keeps_workers_and_readopts(project: Proje
     wait_for(lambda: _answers(client()), what="the supervisor")
     long = client().call("spawn", {"task_id": "long", "worker_id": "long-1", "backend": "shell",
                                    "command": "sleep 6; echo done > long.txt", "cwd": str(project.root)})
-    short = client().call("spawn", {"task_id": "short", "worker_id": "short-1", "backend": "shell",
+    client().call("spawn", {"task_id": "short", "worker_id": "short-1", "backend": "shell",
                                     "command": "sleep 1.5; exit 4", "cwd": str(project.root)})
     project.remember()
     os.kill(sup.pid, signal.SIGKILL)

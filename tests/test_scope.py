@@ -3,14 +3,11 @@ through a stand-in `systemd-run` that records its arguments and execs the comman
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 from conftest import Project, wait_for
-from ipc.client import Client
 from supervisor.scope import scope_command, scoped
 
 FAKE = """#!/bin/sh

@@ -199,7 +199,7 @@ def test_unit_contents(project: Path) -> None:
     units = render_systemd(svc_for(project), "user")
     assert set(units) == {f"aura@{pid}.target", *(f"aura-{d}@{pid}.service" for d in DAEMONS)}
     target = units[f"aura@{pid}.target"]
-    assert f"Wants=aura-supervisor@%i.service aura-watchdog@%i.service aura-brain@%i.service" in target
+    assert "Wants=aura-supervisor@%i.service aura-watchdog@%i.service aura-brain@%i.service" in target
     assert "WantedBy=default.target" in target
     sup = units[f"aura-supervisor@{pid}.service"]
     assert re.search(r"^KillMode=process$", sup, re.M)

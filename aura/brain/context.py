@@ -207,7 +207,7 @@ def snapshot(core: Any, cfg: Config, *, cycle: int, reasons: list[str], news: li
     lines += ["## Task tree", *tree_section(state), ""]
     running = running_section(core, now)
     lines += [f"## Workers: {len(running)} running of {cfg.int('AURA_MAX_CONCURRENT_TASKS')} allowed",
-              *running, f"Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values())
+              *running, "Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values())
               else "Leaves: none yet", ""]
     if recent:
         lines += ["## Recent model decisions", *[f"- {_when(d.get('ts'))} {d.get('text', '')[:200]}" for d in recent], ""]

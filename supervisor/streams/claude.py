@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.streams.common import OUTCOMES, is_rate_limit_text, rate_limit_reset_at
+from supervisor.streams.common import OUTCOMES, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
 
 __all__ = ["OUTCOMES", "ClaudeStream", "classify_claude"]
 
@@ -50,21 +50,6 @@ USAGE_KEYS = {
     "cache_read_tokens": "cache_read_input_tokens",
 }
 SYNTHETIC_MODEL = "<synthetic>"
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _plain(value: Any) -> Any:
-    """Keep only msgpack-friendly plain types (drop anything exotic a line might decode to)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
 
 
 class ClaudeStream:
