@@ -171,25 +171,40 @@ class Daemon:
             self._shutdown(old_handlers, wake_r, wake_w)
 
     def _loop(self, wake_r: socket.socket) -> None:
-        assert self._poller is not None and self.server is not None
+        self._wake_r = wake_r
         while not self.stopping:
             timeout = 1000
             if self._timers:
                 timeout = max(0, min(timeout, int((self._timers[0][0] - time.monotonic()) * 1000) + 1))
-            try:
-                ready = dict(self._poller.poll(timeout))
-            except zmq.ZMQError as exc:
-                if exc.errno == zmq.EINTR:
-                    continue
-                raise
-            if wake_r.fileno() in ready:
-                _drain(wake_r)
-            if self.server.sock in ready:
-                self.server.handle_ready()
-            for source, fn in list(self._readers.items()):
-                if source in ready:
-                    self._guard(fn)
+            self._poll_once(timeout)
             self._run_due_timers()
+
+    _wake_r: socket.socket | None = None
+
+    def _poll_once(self, timeout_ms: int) -> None:
+        """Wait up to `timeout_ms` and serve whatever became ready: requests, signals, readers."""
+        assert self._poller is not None and self.server is not None
+        try:
+            ready = dict(self._poller.poll(timeout_ms))
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EINTR:
+                return
+            raise
+        if self._wake_r is not None and self._wake_r.fileno() in ready:
+            _drain(self._wake_r)
+        if self.server.sock in ready:
+            self.server.handle_ready()
+        for source, fn in list(self._readers.items()):
+            if source in ready:
+                self._guard(fn)
+
+    def pump(self, seconds: float) -> None:
+        """Keep answering requests (and noting events) while the caller waits on something slow,
+        e.g. a model call: timers do not run here, so no cycle starts inside another."""
+        if self._poller is None or self.server is None:
+            time.sleep(seconds)
+            return
+        self._poll_once(max(0, int(seconds * 1000)))
 
     def _run_due_timers(self) -> None:
         now = time.monotonic()

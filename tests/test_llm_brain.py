@@ -332,3 +332,21 @@ def test_notification_hook_fires_on_task_done_and_budget_warning_and_a_failing_h
     assert "status: **completed**" in project.aura("summaries", "A1").stdout
     assert "Cost: $8.5" in project.aura("progress").stdout
     assert str(project.root) in project.aura("projects").stdout
+
+
+def test_the_brain_keeps_answering_while_a_model_call_is_slow(project: Project, serve: Any) -> None:
+    """A model call runs beside the daemon's loop: `aura wake` and `aura status` answer at once."""
+    import time
+    server = serve({"steps": [{**NO_OP, "delay": 8}], "default": NO_OP})
+    use_llm(project, server)
+    project.write_task("# Slow model\n\nThink slowly.\n")
+    project.up()
+    wait_for(lambda: server.requests, 20, what="the first (slow) model request")
+    started = time.monotonic()
+    status = project.status()
+    wake = project.aura("wake", "while the model thinks", check=False)
+    elapsed = time.monotonic() - started
+    assert wake.returncode == 0, wake.stderr
+    assert not status["brain"].get("from_disk"), "status came from the live brain"
+    assert elapsed < 4.0, f"the brain answered only after {elapsed:.1f}s"
+    assert server.requests[0]["status"] is None, "the answers came while the model call was still open"

@@ -283,7 +283,8 @@ class LlmPlanner:
         """Built inside the cycle's error handling: a failing construction counts as a failed cycle
         (and leads to safe mode) instead of killing every cycle as in the original tool."""
         if self.client is None:
-            self.client = ModelClient(ClientSettings.from_config(self.cfg), should_stop=lambda: self.daemon.stopping)
+            self.client = ModelClient(ClientSettings.from_config(self.cfg), should_stop=lambda: self.daemon.stopping,
+                                      wait=self.daemon.pump)
         return self.client
 
     def _tool_loop(self, client: ModelClient, why: list[str], probe: bool) -> dict:

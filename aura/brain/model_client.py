@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ PROVIDERS = ("anthropic", "deepseek", "openai")
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_DELAY = 60.0
 SLEEP_SLICE = 0.1
+CALL_POLL = 0.02  # how often a waiting brain checks whether its model call came back
 
 
 class ModelError(Exception):
@@ -110,9 +112,11 @@ class ClientSettings:
 class ModelClient:
     """Builds the provider (construction errors become ModelError) and retries failed calls."""
 
-    def __init__(self, settings: ClientSettings, should_stop: Callable[[], bool] = lambda: False):
+    def __init__(self, settings: ClientSettings, should_stop: Callable[[], bool] = lambda: False,
+                 wait: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.should_stop = should_stop
+        self.wait = wait
         if settings.provider not in PROVIDERS:
             raise ModelError(f"unknown AURA_API_PROVIDER {settings.provider!r}; use one of {', '.join(PROVIDERS)}",
                              kind="client")
@@ -137,7 +141,8 @@ class ModelClient:
         errors: list[str] = []
         for attempt in range(1, tries + 1):
             try:
-                reply = self.provider.create(system, tools, messages, max_tokens or self.settings.max_tokens)
+                reply = self._in_background(lambda: self.provider.create(system, tools, messages,
+                                                                         max_tokens or self.settings.max_tokens))
             except ModelError as exc:
                 errors.append(f"{exc.status or exc.kind}: {exc}"[:300])
                 exc.attempts = attempt
@@ -148,6 +153,28 @@ class ModelClient:
             reply.attempts, reply.errors = attempt, errors
             return reply
         raise AssertionError("unreachable")
+
+    def _in_background(self, call: Callable[[], Reply]) -> Reply:
+        """Run the HTTP call in a helper thread while `wait` keeps the daemon answering (`aura wake`,
+        `aura status` must not hang for the length of a model call)."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["reply"] = call()
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, name="model-call", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            if self.should_stop():
+                raise ModelError("the brain is stopping; the model call was abandoned", kind="stopped")
+            self.wait(CALL_POLL)
+            thread.join(0)
+        if "error" in box:
+            raise box["error"]
+        return box["reply"]
 
     def _delay(self, exc: ModelError, attempt: int) -> float:
         if exc.retry_after is not None:
@@ -161,7 +188,7 @@ class ModelClient:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(SLEEP_SLICE, left))
+            self.wait(min(SLEEP_SLICE, left))
 
 
 def _retry_after(headers: Any) -> float | None:
