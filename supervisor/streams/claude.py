@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import json
 import signal as _signal
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.streams.common import OUTCOMES, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
+from supervisor.streams.common import OUTCOMES, ToolCalls, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
 
 __all__ = ["OUTCOMES", "ClaudeStream", "classify_claude"]
 
@@ -64,19 +63,13 @@ class ClaudeStream:
         self.bad_lines = 0  # garbage, partial or non-object lines, ignored
         self.api_retries = 0
         self.last_api_error: str | None = None  # e.g. "overloaded", "rate_limit"
-        self.last_tool: str | None = None
         self.last_text: str = ""
-        self.tool_counts: Counter[str] = Counter()
-        self.repeat_count = 0  # consecutive identical tool calls ending with the latest one
-        self.max_repeat = 0
-        self.last_call: dict[str, Any] | None = None  # {name, input} of the latest call
+        self.tools = ToolCalls()  # counts, and consecutive identical calls (a loop)
         self.result: dict[str, Any] | None = None  # the final result line, as printed
         self._usage_by_message: dict[str, dict[str, int]] = {}
         self._message_order: list[str] = []
         self._last_text_id: str | None = None
         self._last_text_parts: list[str] = []
-        self._seen_tool_ids: set[str] = set()
-        self._last_call_key: str | None = None
         self._pending = ""
 
     # ----------------------------------------------------------------- feeding
@@ -158,19 +151,15 @@ class ClaudeStream:
             self._on_tool_use(block)
 
     def _on_tool_use(self, block: Mapping[str, Any]) -> None:
-        tool_id = str(block.get("id") or "")
-        if tool_id and tool_id in self._seen_tool_ids:
-            return  # the same block printed twice
-        self._seen_tool_ids.add(tool_id)
-        name = str(block.get("name") or "?")
         tool_input = block.get("input") if isinstance(block.get("input"), Mapping) else {}
-        key = name + "\x00" + json.dumps(tool_input, sort_keys=True, default=str)
-        self.repeat_count = self.repeat_count + 1 if key == self._last_call_key else 1
-        self._last_call_key = key
-        self.max_repeat = max(self.max_repeat, self.repeat_count)
-        self.last_call = {"name": name, "input": _plain(tool_input)}
-        self.last_tool = name
-        self.tool_counts[name] += 1
+        self.tools.add(str(block.get("name") or "?"), tool_input, str(block.get("id") or "") or None)
+
+    # the tool-call figures, under the names callers and summaries use
+    last_tool = property(lambda self: self.tools.last_tool)
+    last_call = property(lambda self: self.tools.last_call)
+    tool_counts = property(lambda self: self.tools.counts)
+    repeat_count = property(lambda self: self.tools.repeat_count)
+    max_repeat = property(lambda self: self.tools.max_repeat)
 
     def _on_result(self, event: Mapping[str, Any]) -> None:
         self.result = dict(event)
