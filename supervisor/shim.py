@@ -27,6 +27,7 @@ from pathlib import Path
 # into the worker's environment): put Aura's own source root on the shim's path only.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aura.fsutil import atomic_write_json  # noqa: E402
+from aura.procgroup import group_alive as _group_alive  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -86,16 +87,6 @@ def _wait_for(pid: int) -> int:
             continue
         if got == pid:
             return status
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def _reap_all() -> None:

@@ -20,12 +20,11 @@ Facts this relies on (Claude Code 2.1.x, checked against the real CLI; see tests
 
 from __future__ import annotations
 
-import json
 import signal as _signal
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.streams.common import OUTCOMES, ToolCalls, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
+from supervisor.streams.common import OUTCOMES, ToolCalls, parse_json_line, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
 
 __all__ = ["OUTCOMES", "ClaudeStream", "classify_claude"]
 
@@ -76,15 +75,10 @@ class ClaudeStream:
 
     def feed(self, line: str) -> dict[str, Any] | None:
         """Take one line; return the parsed event, or None when it was blank or garbage (counted)."""
-        text = line.strip()
-        if not text:
+        if not line.strip():
             return None
-        try:
-            event = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            self.bad_lines += 1
-            return None
-        if not isinstance(event, dict):
+        event = parse_json_line(line)
+        if event is None:
             self.bad_lines += 1
             return None
         self.lines += 1
