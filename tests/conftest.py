@@ -56,7 +56,7 @@ class Project:
         self.env.update(FAST_ENV)
         self.env["HOME"] = str(home)
         self.env.pop("XDG_RUNTIME_DIR", None)
-        self.env["PYTHONPATH"] = str(REPO)
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         self.seen: dict[int, float] = {}  # pid -> create time, of every process the test caused
 
     # -- running the CLI -----------------------------------------------------------------------
@@ -165,3 +165,13 @@ def project(tmp_path: Path) -> Any:
     proj = Project(root, home)
     yield proj
     proj.cleanup()
+
+
+@pytest.fixture
+def rig(project: Project, tmp_path: Path) -> Any:
+    """The supervisor and the watchdog of `project` as real daemons (see daemon_rig.Rig)."""
+    from daemon_rig import Rig  # it imports this module
+
+    r = Rig(project, tmp_path)
+    yield r
+    r.stop()

@@ -128,10 +128,13 @@ def test_opencode_codex_and_ds_code_command_lines(tmp_path: Path, monkeypatch: p
 
 def test_worker_environment_is_an_allow_list() -> None:
     source = {"PATH": "/bin", "HOME": "/h", "LC_ALL": "C", "AWS_SECRET_ACCESS_KEY": "s", "AURA_API_KEY": "k",
-              "MY_TOKEN": "t", "MY_OTHER": "o", "AURA_WORKER_ENV_PASS": "MY_T*"}
+              "MY_TOKEN": "t", "MY_OTHER": "o", "AURA_WORKER_ENV_PASS": "MY_T*", "LD_LIBRARY_PATH": "/cuda/lib",
+              "CUDA_HOME": "/cuda", "CUDA_VISIBLE_DEVICES": "0,1", "HF_TOKEN": "h"}
     env = worker_env(cfg(AURA_WORKER_CUDA_VISIBLE_DEVICES="1"), source=source)
-    assert {"PATH", "HOME", "LC_ALL", "MY_TOKEN"} <= set(env) and env["CUDA_VISIBLE_DEVICES"] == "1"
-    assert not {"AWS_SECRET_ACCESS_KEY", "AURA_API_KEY", "MY_OTHER"} & set(env)
+    assert {"PATH", "HOME", "LC_ALL", "MY_TOKEN", "LD_LIBRARY_PATH", "CUDA_HOME"} <= set(env)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"  # Aura's placement wins over the daemon's own
+    assert not {"AWS_SECRET_ACCESS_KEY", "AURA_API_KEY", "MY_OTHER", "HF_TOKEN"} & set(env)
+    assert worker_env(cfg(), source=source)["CUDA_VISIBLE_DEVICES"] == "0,1"  # no placement: the user's own
 
 
 # -- isolation ------------------------------------------------------------------------------------------
