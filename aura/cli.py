@@ -227,6 +227,8 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         u, p = w["usage"], w.get("progress") or {}
         end = w.get("ended_at") or now
         state = w.get("outcome") if w.get("state") == "exited" else w.get("state")
+        if w.get("managed") and w.get("state") == "running":  # the agent ended; jobs it registered run on
+            state = f"jobs:{len((w['managed'].get('children') or []))}"
         if p.get("stuck"):
             state += "/stuck"
         if p.get("loop"):

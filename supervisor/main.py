@@ -24,7 +24,7 @@ from aura.daemon import Daemon
 from aura.fsutil import read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
-from aura.procgroup import signal_group
+from aura.procgroup import signal_group, terminate_worker
 from aura.pidfile import is_alive, start_time
 from ipc import envelope as env
 from ipc.client import Client, DaemonUnavailable, RemoteError
@@ -440,7 +440,8 @@ class SupervisorDaemon(Daemon):
         """Start the shim in a new session; returns the read end of its launch-report pipe."""
         r, w = os.pipe()
         cmd = [sys.executable, "-I", "-S", SHIM, "--dir", str(wdir), "--cwd", plan.cwd, "--stdout", str(out),
-               "--stderr", str(err), "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
+               "--stderr", str(err), "--task-dir", self.workers[wid]["task_dir"], "--status-fd", str(w),
+               "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
         cmd = scoped(self.scope_prefix, self.paths.root, wid, cmd)
         try:
             with open(wdir / "shim.log", "ab") as shim_log:
@@ -525,13 +526,8 @@ class SupervisorDaemon(Daemon):
 
     def kill_worker(self, wid: str, reason: str, code: str, grace: float, by: str) -> dict:
         rec = self.workers[wid]
-        pgid, pid, created = rec.get("pgid"), rec.get("worker_pid"), rec.get("worker_create_time")
-        if not pgid or not is_alive(pid, created):
-            sent = signal_group(pgid, signal.SIGTERM) if pgid else False  # the group may outlive its leader
-            if not sent:
-                return {"killed": False, "worker_id": wid, "message": "worker process already gone"}
-        else:
-            signal_group(pgid, signal.SIGTERM)
+        if not terminate_worker(rec):  # the group may outlive its leader, the shim its worker
+            return {"killed": False, "worker_id": wid, "message": "worker process already gone"}
         rec["kill"] = {"requested_at": time.time(), "reason": reason, "reason_code": code, "by": by}
         self.registry.save(rec)
         self.kill_deadlines[wid] = time.monotonic() + grace
@@ -561,6 +557,8 @@ class SupervisorDaemon(Daemon):
     def scan_outputs(self) -> None:
         for wid, rec in self.workers.items():
             if rec.get("state") in ("running", "orphaned"):
+                if "managed" not in rec:
+                    self._note_managed(wid, rec)
                 self.monitor.scan(rec)
                 for kind, data in self.monitor.transitions(rec):
                     self.log.warning(kind, worker=wid, quiet_s=data.get("quiet_s"), repeat=data.get("repeat_count"))
@@ -569,6 +567,20 @@ class SupervisorDaemon(Daemon):
                 if stop and not rec.get("kill"):
                     self.kill_worker(wid, stop[0], stop[1], self.grace, "supervisor")
 
+    def _note_managed(self, wid: str, rec: dict) -> None:
+        """The worker ended and left children it registered: the task runs on until they end."""
+        note = self.registry.managed(wid)
+        if note is None:
+            return
+        rec["managed"] = note
+        rec.pop("deadline", None)  # the time budget bounds the agent, not the jobs it registered
+        self.registry.save(rec)
+        kids = [{"pid": c.get("pid"), "kind": c.get("kind"), "log_path": c.get("log_path")}
+                for c in note.get("children") or []]
+        self.log.info("worker_managed", worker=wid, worker_exit=note.get("worker_exit"), children=kids)
+        self.publish("worker_managed", worker_id=wid, task_id=rec.get("task_id"),
+                     worker_exit=note.get("worker_exit"), children=kids)
+
     def stop_all_workers(self) -> None:
         """`aura down --stop-workers`: SIGTERM every group, wait the grace, SIGKILL the rest."""
         live = [w for w in self.workers.values() if w.get("state") in ("running", "orphaned")]
@@ -576,7 +588,7 @@ class SupervisorDaemon(Daemon):
             rec["kill"] = {"requested_at": time.time(), "reason": "aura down --stop-workers", "reason_code": "killed",
                            "by": "supervisor"}
             self.registry.save(rec)
-            signal_group(rec.get("pgid"), signal.SIGTERM)
+            terminate_worker(rec)
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline and any(is_alive(r.get("worker_pid"), r.get("worker_create_time")) for r in live):
             time.sleep(0.05)

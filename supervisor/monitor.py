@@ -3,7 +3,8 @@ when it is stuck, looping, over its turn cap, or done but not exiting.
 
 Progress signals (the original's, plus what stream-json tells): output size, a hash of the output's
 tail, new or changed files in the task workspace and working folder, error-log growth, CPU time of
-the worker's whole process tree (of the container, for Docker workers), and new turns. A worker is
+the worker's whole process tree (of the container, for Docker workers), new turns, and the growth of
+the logs of children the worker registered to outlive it (supervisor/managed.py). A worker is
 stuck only when all of them have been quiet for AURA_STUCK_MINUTES, so a worker that computes in
 silence (CPU busy) is never stuck, and one that is silent, idle and writes nothing is reported within
 that time. The same tool call repeated AURA_LOOP_REPEAT times in a row is a loop.
@@ -27,7 +28,7 @@ ARTIFACT_SCAN_MAX = 5000
 ARTIFACT_SCAN_EVERY = 10.0
 SKIP_DIRS = {".git", ".aura", "node_modules", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".tox"}
 OWN_FILES = {"output.jsonl", "output.txt", "error.log", "task.md", "container.id"}
-SIGNALS = ("output", "tail", "errors", "artifacts", "cpu", "turns")
+SIGNALS = ("output", "tail", "errors", "artifacts", "cpu", "turns", "managed_logs")
 
 
 @dataclass
@@ -238,13 +239,19 @@ class _Follow:
     def observe(self, now: float, live: bool) -> None:
         """Feed this scan's signals to the tracker (output must have been scanned just before)."""
         values: dict[str, Any] = {"output": self.size, "tail": self._tail(), "errors": _size(self.rec.get("error_log")),
-                                  "turns": self.parsed().get("turns")}
+                                  "turns": self.parsed().get("turns"), "managed_logs": self._managed_logs()}
         if now >= self.next_artifact_scan:
             self.next_artifact_scan = now + min(ARTIFACT_SCAN_EVERY, max(0.5, self.settings.stuck_s / 4))
             values["artifacts"] = artifacts_fingerprint(self._folders())
         if live:
             values["cpu"] = tree_cpu_seconds(self.rec)
         self.tracker.observe(now, **values)
+
+    def _managed_logs(self) -> int | None:
+        """Total size of the logs of the children the worker registered: their progress."""
+        children = (self.rec.get("managed") or {}).get("children") or []
+        sizes = [_size(c.get("log_path")) for c in children if c.get("log_path")]
+        return sum(s for s in sizes if s is not None) if sizes else None
 
     def _tail(self) -> str | None:
         if self._last_tail[0] != self.stat_key:
@@ -352,6 +359,7 @@ class OutputMonitor:
         turns = follow.parsed().get("turns") or 0
         if cap and turns > cap:
             return f"went past its turn cap of {cap} ({turns} turns)", "turns_exceeded"
-        if follow.final_seen_at is not None and time.time() - follow.final_seen_at > self.settings.result_grace:
+        if follow.final_seen_at is not None and time.time() - follow.final_seen_at > self.settings.result_grace \
+                and not rec.get("managed"):  # the agent exited; the shim waits for its registered jobs
             return f"printed its final result {self.settings.result_grace:g}s ago but did not exit", "finished_hung"
         return None

@@ -43,6 +43,11 @@ class Registry:
         rec = read_json(self.dir(worker_id) / "exit.json")
         return rec if isinstance(rec, dict) else None
 
+    def managed(self, worker_id: str) -> dict | None:
+        """The shim's note that the worker ended and registered children are kept (shim.py)."""
+        rec = read_json(self.dir(worker_id) / "managed.json")
+        return rec if isinstance(rec, dict) else None
+
     def save(self, rec: dict) -> None:
         atomic_write_json(self.dir(rec["worker_id"]) / "record.json", rec)
 

@@ -1,13 +1,16 @@
 """The shim between the supervisor and one worker.
 
 It starts the worker in a session of its own, writes `launch.json`, waits for it, stops
-whatever the worker left running in its group, and writes `exit.json` atomically. The shim
+whatever the worker left running in its group, and writes `exit.json` atomically. Children the
+worker registered in its task folder's `process.json` (supervisor/managed.py) are kept: the shim
+writes `managed.json` and waits for them before it writes `exit.json`, so the task stays running
+until they end. A SIGTERM to the shim (a kill) stops the worker and every descendant. The shim
 outlives the supervisor on purpose (no parent-death signal): a worker that ends while the
 supervisor is down still gets its exit record. The worker's output goes to files that the
 shim opened, never to a pipe that a dead supervisor could break.
 
     python -m supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
-                              [--status-fd N] [--grace S] -- ARGV...
+                              [--task-dir DIR] [--status-fd N] [--grace S] -- ARGV...
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aura.fsutil import atomic_write_json  # noqa: E402
 from aura.procgroup import group_alive as _group_alive  # noqa: E402
+from supervisor import managed  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -118,6 +122,98 @@ def _adopted_children() -> list[int]:
         return []
 
 
+def _children_map(root: int) -> dict[int, list[int]]:
+    """pid -> children for `root`'s whole tree (the worker's and the orphans we adopted)."""
+    out: dict[int, list[int]] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        kids: list[int] = []
+        task_dir = f"/proc/{pid}/task"
+        try:
+            tids = os.listdir(task_dir)
+        except OSError:
+            tids = []
+        for tid in tids:
+            try:
+                with open(f"{task_dir}/{tid}/children", "rb") as fh:
+                    kids.extend(int(x) for x in fh.read().split())
+            except (OSError, ValueError):
+                continue
+        if not tids:
+            try:
+                import psutil
+                kids = [c.pid for c in psutil.Process(pid).children()]
+            except Exception:
+                kids = []
+        out[pid] = kids
+        todo.extend(k for k in kids if k not in out)
+    return out
+
+
+def keep_registered(task_dir: Path | None) -> tuple[list[managed.Registered], set[int]]:
+    """The registered children to keep after the worker's exit, and their whole subtrees."""
+    if task_dir is None:
+        return [], set()
+    registered = managed.read_registered(task_dir)
+    if not registered:
+        return [], set()
+    children = _children_map(os.getpid())
+    tree = managed.subtrees([os.getpid()], children) - {os.getpid()}
+    kept = managed.keep(registered, tree, _process_start)
+    return kept, managed.subtrees([k.pid for k in kept], children)
+
+
+def stop_unregistered(pgid: int, kept_tree: set[int], grace: float) -> int:
+    """Stop what the worker left behind except the kept subtrees: one by one, not by group,
+    since a kept child may share the worker's group."""
+    def others() -> list[int]:
+        return sorted(managed.subtrees([os.getpid()], _children_map(os.getpid())) - kept_tree - {os.getpid()})
+    left = others()
+    managed.signal_pids(left, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and others():
+        _reap_all()
+        time.sleep(0.05)
+    managed.signal_pids(others(), signal.SIGKILL)
+    _reap_all()
+    return len(left)
+
+
+def wait_for_kept(kept: list[managed.Registered], stop: "StopRequest", grace: float) -> dict[int, dict]:
+    """Reap until no descendant is left; a stop request ends them (TERM, then KILL after `grace`).
+    Returns the exit of each kept child that ended as our child (reparented to us)."""
+    ends: dict[int, dict] = {}
+    wanted = {k.pid for k in kept}
+    killed_at: float | None = None
+    while True:
+        if stop.requested and killed_at is None:
+            killed_at = time.monotonic()
+            managed.signal_pids(managed.subtrees([os.getpid()], _children_map(os.getpid())) - {os.getpid()},
+                                signal.SIGTERM)
+        if killed_at is not None and time.monotonic() - killed_at > grace:
+            managed.signal_pids(managed.subtrees([os.getpid()], _children_map(os.getpid())) - {os.getpid()},
+                                signal.SIGKILL)
+        try:
+            got, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ends
+        if got == 0:
+            time.sleep(0.2)
+            continue
+        if got in wanted:
+            code = os.waitstatus_to_exitcode(status)
+            ends[got] = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
+                         "ended_at": time.time()}
+
+
+class StopRequest:
+    """Set by SIGTERM: the worker is being killed, so nothing of it is kept."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
 def stop_leftovers(pgid: int, grace: float) -> int:
     """Stop what the worker left behind: its process group, then any orphans we adopted."""
     left = 0
@@ -152,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cwd", required=True)
     parser.add_argument("--stdout", required=True)
     parser.add_argument("--stderr", required=True)
+    parser.add_argument("--task-dir", type=Path, default=None)
     parser.add_argument("--status-fd", type=int, default=None)
     parser.add_argument("--grace", type=float, default=3.0)
     parser.add_argument("argv", nargs=argparse.REMAINDER)
@@ -176,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     out.close()
     err.close()
     pid = proc.pid
+    stop = StopRequest()
 
     def forward(signum: int, _frame: object) -> None:
+        stop.requested = True
         try:
             os.killpg(pid, signum)
         except OSError:
@@ -191,11 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     _tell(args.status_fd, {"ok": True, **launch})
     status = _wait_for(pid)
     ended = time.time()
-    leftovers = stop_leftovers(pid, args.grace)
     code = os.waitstatus_to_exitcode(status)
-    record = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
-              "started_at": started, "ended_at": ended, "duration_s": round(ended - started, 3),
-              "leftovers_stopped": leftovers}
+    worker_exit = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None}
+    kept, kept_tree = ([], set()) if stop.requested else keep_registered(args.task_dir)
+    record: dict = {**worker_exit, "started_at": started}
+    if kept:
+        stopped = stop_unregistered(pid, kept_tree, args.grace)
+        atomic_write_json(args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit,
+                                                      "children": managed.describe(kept)})
+        ends = wait_for_kept(kept, stop, args.grace)
+        record["managed"] = {"worker_ended_at": ended, "stopped_by_request": stop.requested,
+                             "children": [{**c, **ends.get(c["pid"], {})} for c in managed.describe(kept)]}
+        leftovers = stopped + stop_leftovers(pid, args.grace)
+    else:
+        leftovers = stop_leftovers(pid, args.grace)
+    finished = time.time()
+    record.update(ended_at=finished, duration_s=round(finished - started, 3), leftovers_stopped=leftovers)
     atomic_write_json(args.dir / "exit.json", record)
     return 0
 

@@ -168,8 +168,18 @@ def running_section(core: Any, now: float) -> list[str]:
         out.append(f"- {task['id']} worker {task.get('worker_id')} {w.get('state', 'not at the supervisor')}{flags}, "
                    f"{int(now - (w.get('started_at') or now))}s, output {p.get('output_bytes', 0)} B"
                    + (f", {p['turns']} turns" if p.get("turns") else "")
-                   + (f", last tool {p['last_tool']}" if p.get("last_tool") else ""))
+                   + (f", last tool {p['last_tool']}" if p.get("last_tool") else "")
+                   + _jobs_note(w))
     return out
+
+
+def _jobs_note(worker: dict) -> str:
+    """The agent has exited and the jobs it registered run on (supervisor/managed.py)."""
+    kids = (worker.get("managed") or {}).get("children") or []
+    if not kids:
+        return ""
+    jobs = ", ".join(f"{c.get('kind') or 'job'} pid {c.get('pid')} (log {c.get('log_path') or '-'})" for c in kids)
+    return f"; the agent exited, registered jobs still running: {jobs}"
 
 
 def news_section(news: list[dict]) -> list[str]:

@@ -22,28 +22,102 @@ status of done without the evidence is refused.
 """
 
 
+LONG_JOBS_GUIDE = """\
+If the task needs a job that runs longer than you should stay (a training run, a long
+benchmark), start it as your own child process, send its output to a log file in your
+workspace, and register it in `{registry}`:
+
+    {{"managed_subprocesses": [{{"pid": 12345, "started_at": "2026-01-01T12:00:00+00:00",
+                               "kind": "training", "log_path": "{task_dir}/train_progress.log"}}]}}
+
+Aura then keeps this task running after you exit, counts the log's growth as progress, holds
+the job to the resource limits, and records how it ended. Write checkpoints so a restarted job
+can resume. Anything you leave running that is not registered is stopped when you exit. Do not
+detach jobs from yourself (no nohup, setsid, screen, tmux or cron), and never kill processes by
+name (no pkill or killall python: other programs, Aura's included, run under that name).
+"""
+SIBLINGS_SHOWN = 12
+
+
 def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
-    parent = state["tasks"].get(task.get("parent") or ROOT, {})
     lines = [f"# Task {task['id']}: {task.get('title', '')}", ""]
     lines += ["## Goal of the whole project", "", state.get("mission") or "(no mission)", ""]
-    if parent and parent.get("id") != ROOT:
-        lines += ["## Part of", "", f"{parent['id']}: {parent.get('title', '')}", ""]
+    lines += _context_section(state)
+    lines += _hierarchy_section(state, task)
     if task.get("description"):
         lines += ["## Details", "", task["description"], ""]
+    if task.get("acceptance_criteria"):
+        lines += ["## Done means", "", str(task["acceptance_criteria"]), ""]
     if task.get("artifacts"):
         lines += ["## Evidence this task must leave", ""] + [f"- `{a}`" for a in task["artifacts"]] + [""]
-    if task.get("resource_retry_required"):
-        lines += ["## Resource limits", "", "A previous attempt was killed for exceeding its resource limits. "
-                  "Use less: smaller batches, fewer processes or threads, less data in memory.", ""]
+    lines += _siblings_section(state, task)
+    lines += _resource_section(task, cfg)
     budget = float(task.get("budget_minutes") or cfg.float("AURA_TASK_BUDGET"))
-    lines += ["## Constraints", "", f"- Time budget: {budget:g} minutes (enforced: the worker is stopped after it).",
+    lines += ["## Constraints", "",
+              f"- Time budget: {budget:g} minutes for you (enforced: you are stopped after it; "
+              "jobs you registered are not bound by it).",
               f"- Turn limit: {cfg.int('AURA_MAX_TURNS')} model turns (agent workers).",
               f"- Your workspace is {task_dir}: keep scratch files there; `output.jsonl`/`output.txt` and "
-              "`error.log` in it are Aura's records of your output.",
-              "- Do not start background processes that outlive you (no nohup, screen, tmux, cron).",
-              "- Do not kill processes by name (no pkill/killall).", ""]
+              "`error.log` in it are Aura's records of your output.", ""]
+    lines += ["## Long-running jobs", "", LONG_JOBS_GUIDE.format(registry=task_dir / "process.json", task_dir=task_dir)]
     lines += ["## Output", "", RESULT_MD_GUIDE.format(result=task_dir / "result.md")]
     return "\n".join(lines)
+
+
+def _context_section(state: dict) -> list[str]:
+    ctx = {k: v for k, v in (state.get("project_context") or {}).items() if k != "updated_at" and v}
+    if not ctx:
+        return []
+    return ["## Project context", "", *[f"- {k}: {str(v)[:500]}" for k, v in ctx.items()], ""]
+
+
+def _hierarchy_section(state: dict, task: dict) -> list[str]:
+    """Where the task sits: the path from the top of the tree down to it."""
+    path, seen = [], set()
+    node = state["tasks"].get(task.get("parent") or ROOT)
+    while node and node.get("id") != ROOT and node["id"] not in seen:
+        seen.add(node["id"])
+        path.append(f"{node['id']}: {node.get('title', '')}")
+        node = state["tasks"].get(node.get("parent") or ROOT)
+    if not path:
+        return []
+    return ["## Part of", "", " > ".join(reversed(path)), ""]
+
+
+def _siblings_section(state: dict, task: dict) -> list[str]:
+    """The other tasks under the same parent, so a worker neither redoes nor undoes their work."""
+    parent = task.get("parent") or ROOT
+    peers = [t for t in state["tasks"].values()
+             if (t.get("parent") or ROOT) == parent and t.get("id") not in (task["id"], ROOT)]
+    if not peers:
+        return []
+    out = ["## Other tasks beside this one", ""]
+    for t in peers[:SIBLINGS_SHOWN]:
+        why = f" ({str(t['reason'])[:160]})" if t.get("reason") and t.get("status") != "pending" else ""
+        out.append(f"- {t['id']} [{t.get('status', 'pending')}] {t.get('title', '')}{why}")
+    if len(peers) > SIBLINGS_SHOWN:
+        out.append(f"- and {len(peers) - SIBLINGS_SHOWN} more")
+    return out + [""]
+
+
+def _resource_section(task: dict, cfg: Config) -> list[str]:
+    """The resource limits in force for this task, so a worker can stay inside them."""
+    from supervisor.workerenv import LIMIT_KEYS
+
+    overrides = task.get("limits") or {}
+    active = []
+    for key in LIMIT_KEYS[1:]:
+        value = overrides.get(key, cfg.float(key))
+        if value:
+            active.append(f"- {key} = {float(value):g}")
+    out = ["## Resource limits", ""]
+    if task.get("resource_retry_required"):
+        out += ["A previous attempt was killed for exceeding its resource limits. Use less: smaller batches, "
+                "fewer processes or threads, less data in memory.", ""]
+    if not active:
+        return out if len(out) > 2 else []
+    return out + ["The watchdog stops a worker (you and your jobs together) whose use stays over one of these "
+                  "for several samples in a row; a task killed twice is blocked:", *active, ""]
 
 
 def write_task_md(task_dir: Path, state: dict, task: dict, cfg: Config) -> Path:
