@@ -7,6 +7,7 @@ to a daemon, must feel instant, and never import the model SDK.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,10 +54,15 @@ class AuraGroup(click.Group):
 @click.option("--override", "-O", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one setting.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None,
               help="Max concurrent workers (AURA_MAX_CONCURRENT_TASKS).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data folder of the run (AURA_DATA_DIR; default: <project>/.aura). Separate folders let "
+                   "several runs share one project folder.")
 @click.pass_context
 def cli(ctx: click.Context, project: Path | None, config_file: Path | None, overrides: tuple[str, ...],
-        workers: int | None) -> None:
+        workers: int | None, data_dir: Path | None) -> None:
     """Run an autonomous agent on one goal for hours or days without babysitting it."""
+    if data_dir is not None:  # the environment carries it to the daemons, and from them to their peers
+        os.environ["AURA_DATA_DIR"] = str(data_dir.resolve())
     if workers is not None:
         overrides = (*overrides, f"AURA_MAX_CONCURRENT_TASKS={workers}")
     ctx.obj = {"project": project, "config": config_file, "overrides": overrides}
@@ -92,7 +98,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     from .launcher import LaunchError, already_running, follow_events, journal_positions, start_all, stop_all
     from .paths import ProjectPaths
 
-    root = Path(ctx.obj["project"] or Path.cwd()).resolve()
+    root = Path(ctx.obj["project"] or os.environ.get("AURA_PROJECT_ROOT") or Path.cwd()).resolve()
     paths = ProjectPaths.for_root(root)
     try:
         tf = read_task_file(task)

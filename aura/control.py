@@ -27,8 +27,12 @@ class NotRunning(Exception):
 
 
 def project_paths(project: Path | None = None) -> ProjectPaths | None:
-    root = Path(project).resolve() if project else find_project_root()
-    return ProjectPaths.for_root(root) if root else None
+    """The project named, else $AURA_PROJECT_ROOT, else the nearest one with a data folder (with
+    $AURA_DATA_DIR set, the data folder says where the run is, and the root is this folder)."""
+    root = project or os.environ.get("AURA_PROJECT_ROOT") or None
+    if root is None:
+        root = Path.cwd() if os.environ.get("AURA_DATA_DIR") else find_project_root()
+    return ProjectPaths.for_root(Path(root).resolve()) if root else None
 
 
 def daemon_record(paths: ProjectPaths, name: str) -> dict | None:

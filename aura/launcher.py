@@ -48,7 +48,7 @@ def daemon_argv(name: str, paths: ProjectPaths, task: Path, config_file: Path | 
 def write_launch(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...]) -> dict:
     spec = {"desired": "up", "started_at": time.time(), "cwd": str(paths.root), "task": str(task),
             "daemons": {n: {"argv": daemon_argv(n, paths, task, config_file, overrides)} for n in DAEMONS},
-            "env": {}}
+            "env": {} if paths.default_data else {"AURA_DATA_DIR": str(paths.data)}}
     atomic_write_json(paths.launch_file, spec, mode=0o600)
     return spec
 

@@ -1,8 +1,9 @@
 """Where a project's files and sockets live.
 
 The project root is the folder where `aura up` ran; everything Aura writes goes under
-`<root>/.aura/`, except the sockets, which live in a short per-project runtime folder
-(Unix socket paths must stay under ~107 bytes wherever the project is).
+`<root>/.aura/` (the data folder; `--data-dir` or AURA_DATA_DIR put it elsewhere, so one folder
+can hold several runs), except the sockets, which live in a short per-run runtime folder (Unix
+socket paths must stay under ~107 bytes wherever the project is).
 """
 
 from __future__ import annotations
@@ -48,8 +49,14 @@ class ProjectPaths:
 
     @classmethod
     def for_root(cls, root: Path, data_dir: Path | None = None) -> "ProjectPaths":
+        """`data_dir`, else $AURA_DATA_DIR (relative to the root), else `<root>/.aura`."""
         root = Path(root).resolve()
-        return cls(root=root, data=Path(data_dir).resolve() if data_dir else root / DATA_DIRNAME)
+        data = data_dir or os.environ.get("AURA_DATA_DIR") or None
+        return cls(root=root, data=(root / data).resolve() if data else root / DATA_DIRNAME)
+
+    @property
+    def default_data(self) -> bool:
+        return self.data == self.root / DATA_DIRNAME
 
     # -- folders -----------------------------------------------------------------
     @property
@@ -113,7 +120,8 @@ class ProjectPaths:
     # -- sockets -----------------------------------------------------------------------
     @property
     def runtime_dir(self) -> Path:
-        return runtime_base() / project_id(self.root)
+        """Keyed by the root (by the data folder when that was moved, so runs can sit side by side)."""
+        return runtime_base() / project_id(self.root if self.default_data else self.data)
 
     def endpoint(self, daemon: str) -> str:
         return f"ipc://{self.runtime_dir / (daemon + '.sock')}"
