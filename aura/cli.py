@@ -45,7 +45,7 @@ class AuraGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-@click.group(cls=AuraGroup)
+@click.group(cls=AuraGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aura")
 @click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Project folder (default: the current folder, or the nearest one above it that holds .aura/).")

@@ -138,3 +138,9 @@ def test_read_commands_do_not_import_the_model_sdk() -> None:
             "print('anthropic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["ps", "-h"], ["--help"]])
+def test_short_and_long_help_options_work_as_in_the_original(argv: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "aura.cli", *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage: "), proc.stderr
