@@ -26,7 +26,8 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_API_TIMEOUT": (300.0, "per-request timeout, seconds"),
     "AURA_PLANNER": ("auto", "auto (llm when a key is set, else local) / llm / local"),
     "AURA_CYCLE_INTERVAL": (300.0, "seconds between brain cycles"),
-    "AURA_DEEP_REFLECTION_INTERVAL": (12, "cycles between reflection reviews (alias AURA_DEEP_REVIEW_INTERVAL)"),
+    "AURA_DEEP_REFLECTION_INTERVAL": (120, "minutes between reflection reviews, checked after model cycles; "
+                                             "fractions allowed, 0 disables (alias AURA_DEEP_REVIEW_INTERVAL)"),
     "AURA_LLM_DEAD_THROTTLE": (300.0, "seconds between model retries in safe mode"),
     "AURA_MAX_API_ROUNDS_PER_CYCLE": (20, "hard cap on model calls per cycle"),
     "AURA_MAX_TOOL_CALLS_PER_CYCLE": (40, "hard cap on tool calls per cycle"),
@@ -122,6 +123,8 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_WORKER_MAX_GPU_MEMORY_GB": (0.0, "per-worker GPU memory ceiling, GB; 0 disables"),
     "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB": (0.0, "free GPU memory reserve, GB; 0 disables"),
     "AURA_WORKER_CUDA_VISIBLE_DEVICES": ("", "CUDA_VISIBLE_DEVICES injected into workers"),
+    "AURA_WORKER_ENV_PASS": ("", "more variables workers get from the daemon's environment "
+                                 "(comma-separated names, `*` allowed at the end)"),
     # Daemons
     "AURA_LOG_LEVEL": ("info", "debug / info / warning / error"),
     "AURA_RESTART_MAX": (5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS"),

@@ -31,6 +31,7 @@ from .config import Config, ConfigError, load_config
 from .logs import setup_logging
 from .paths import ProjectPaths
 from .pidfile import live_record, write_pidfile
+from .proctitle import set_process_name
 
 EXIT_ALREADY_RUNNING = 3
 EXIT_CONFIG = 2
@@ -292,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-O", "--override", action="append", default=[])
     parser.add_argument("--managed", action="store_true", help="run under systemd/launchd: no peer restarts")
     args = parser.parse_args(argv)
+    # before any thread starts (they inherit it): `pkill python` / `killall python` from a worker
+    # must not match a daemon
+    set_process_name(f"aura-{args.name}")
     paths = ProjectPaths.for_root(args.project)
     try:
         cfg = load_config(paths.root, args.config, args.override)

@@ -2,7 +2,8 @@
 
 The original tool handed every worker its whole environment, API keys included. Workers
 get the variables below, the names listed in AURA_WORKER_ENV_PASS (comma-separated, `*`
-allowed at the end), what their backend needs, and Aura's own task and limit variables.
+allowed at the end; set in config.env, with -O, or in the daemon's environment), what their
+backend needs, and Aura's own task and limit variables.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def _allowed(name: str, extra: list[str]) -> bool:
 def worker_env(cfg: Config, source: Mapping[str, str] | None = None, extra_pass: list[str] | None = None) -> dict[str, str]:
     """The allow-listed base environment plus Aura's limit variables."""
     src = os.environ if source is None else source
-    extra = _patterns(os.environ.get("AURA_WORKER_ENV_PASS", "") if source is None else src.get("AURA_WORKER_ENV_PASS", ""))
+    # AURA_WORKER_ENV_PASS from the configuration (config.env, -O, the environment at load time)
+    # and from the source environment itself: the names of both are passed
+    extra = _patterns(cfg.str("AURA_WORKER_ENV_PASS")) + _patterns(src.get("AURA_WORKER_ENV_PASS", ""))
     extra += extra_pass or []
     env = {k: v for k, v in src.items() if _allowed(k, extra)}
     for key in LIMIT_KEYS:

@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from aura.brain import parking
-from aura.config import Config
+from aura.config import Config, load_config
 from aura.tail import claude_lines, codex_lines, formatter, opencode_lines
 from supervisor.backends import BackendError, decide_outcome, get_backend, plan_worker
 from supervisor.backends.claude import check_root_bypass
@@ -135,6 +135,25 @@ def test_worker_environment_is_an_allow_list() -> None:
     assert env["CUDA_VISIBLE_DEVICES"] == "1"  # Aura's placement wins over the daemon's own
     assert not {"AWS_SECRET_ACCESS_KEY", "AURA_API_KEY", "MY_OTHER", "HF_TOKEN"} & set(env)
     assert worker_env(cfg(), source=source)["CUDA_VISIBLE_DEVICES"] == "0,1"  # no placement: the user's own
+    # AURA_WORKER_ENV_PASS from the configuration (config.env, -O), added to the source's own
+    both = worker_env(cfg(AURA_WORKER_ENV_PASS="MY_OTHER, HF_*"), source=source)
+    assert {"MY_TOKEN", "MY_OTHER", "HF_TOKEN"} <= set(both) and "AWS_SECRET_ACCESS_KEY" not in both
+    plain = {k: v for k, v in source.items() if k != "AURA_WORKER_ENV_PASS"}
+    only_cfg = worker_env(cfg(AURA_WORKER_ENV_PASS="MY_OTHER"), source=plain)
+    assert "MY_OTHER" in only_cfg and not {"MY_TOKEN", "HF_TOKEN", "AURA_API_KEY"} & set(only_cfg)
+
+
+def test_worker_env_pass_is_a_configuration_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AURA_HOME", str(tmp_path / "home"))  # no global config.env
+    (tmp_path / ".aura").mkdir()
+    (tmp_path / ".aura" / "config.env").write_text("AURA_WORKER_ENV_PASS=WANDB_*\n")
+    env = {"HOME": str(tmp_path)}
+    from_file = load_config(tmp_path, environ=env)
+    assert from_file.str("AURA_WORKER_ENV_PASS") == "WANDB_*"
+    assert load_config(tmp_path, overrides=["AURA_WORKER_ENV_PASS=X"], environ=env).str("AURA_WORKER_ENV_PASS") == "X"
+    assert load_config(None, environ=env).str("AURA_WORKER_ENV_PASS") == ""  # the default
+    out = worker_env(from_file, source={"PATH": "/bin", "WANDB_API_KEY": "w", "OTHER_KEY": "o"})
+    assert out["WANDB_API_KEY"] == "w" and "OTHER_KEY" not in out
 
 
 # -- isolation ------------------------------------------------------------------------------------------

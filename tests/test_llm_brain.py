@@ -98,8 +98,8 @@ def test_whole_run_plans_replans_refuses_unproven_done_and_finishes(project: Pro
 
 def test_task_file_edit_reaches_the_next_request_as_a_diff_and_changes_the_tree(project: Project, serve: Any) -> None:
     server = serve({"routes": [
-        {"name": "review", "match": {"system": "Reflection Engine"},
-         "steps": [{"text": "## Progress\nplanned\n## Recommendations\n- keep tasks small\n"}]},
+        {"name": "review", "match": {"system": "Reflection Engine"}, "steps": [],
+         "default": {"text": "## Progress\nplanned\n## Recommendations\n- keep tasks small\n"}},
         {"name": "changed", "match": {"first_user": "## Task file changed"},
          "steps": [tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
              {"description": "second requirement", "artifacts": ["out/y.txt"]}]), NO_OP]},
@@ -108,7 +108,8 @@ def test_task_file_edit_reaches_the_next_request_as_a_diff_and_changes_the_tree(
              {"id": "A1", "description": "first requirement", "artifacts": ["out/x.txt"]}]),
              tool_step("write_memory", mem_type="lesson", content="LESSON-42: keep tasks small"), NO_OP]}],
         "default": NO_OP})
-    use_llm(project, server, AURA_DEEP_REVIEW_INTERVAL="2")  # the original README's name for the setting
+    # the original README's name for the setting; minutes, so a tiny fraction: a review after each model cycle
+    use_llm(project, server, AURA_DEEP_REVIEW_INTERVAL="0.0001")
     task = project.write_task("# Edit test\n\n- [ ] first requirement\n")
     project.up()
     reviews = project.paths.memory_dir / "reviews"

@@ -309,6 +309,42 @@ def test_state_reset_safe_mode_is_told_to_the_model_and_spawns_wait(brain: Any) 
     assert core.tasks["A1"]["status"] == "pending" and core.state["safe_mode"] is None
 
 
+def test_reflection_review_comes_after_the_interval_in_minutes_and_survives_a_restart(brain: Any) -> None:
+    """AURA_DEEP_REFLECTION_INTERVAL is minutes (the original's meaning), counted from the run's start or the
+    last review, checked after model cycles; the last review time is in state.json."""
+    script = {"routes": [{"name": "review", "match": {"system": "Reflection Engine"},
+                          "steps": [{"text": "## Recommendations\n- keep going\n", "repeat": 5}]}],
+              "default": NO_OP}
+    with ScriptedServer(script) as srv:
+        daemon, core, planner = brain(srv.url, AURA_DEEP_REVIEW_INTERVAL="120")  # the alias, 120 minutes
+        start = core.state["created_at"]
+        clock = [start]
+        planner.clock = lambda: clock[0]
+        core.supervisor_ok = True
+
+        def cycle_at(minutes: float) -> int:
+            """One model cycle (no plan yet, so the model is always asked); how many reviews it added."""
+            before = len(srv.messages_requests("review"))
+            clock[0] = start + minutes * 60
+            assert "model_calls" in planner.cycle(core)
+            return len(srv.messages_requests("review")) - before
+
+        assert cycle_at(1) == 0 and cycle_at(119.9) == 0, "not before 120 minutes of the run"
+        assert cycle_at(120) == 1
+        assert core.state["llm"]["last_review_at"] == start + 120 * 60
+        assert core.state["llm"]["pending_review"]["recommendations"] == ["keep going"]
+        assert cycle_at(121) == 0 and cycle_at(239) == 0, "the next one is 120 minutes after the last"
+        core.save()
+        # a restarted brain: state from disk, a new planner
+        daemon.core = core = BrainCore(core.paths, core.cfg, daemon.log, daemon.publish, daemon.ctx)
+        core.supervisor_ok = True
+        planner = LlmPlanner(daemon)
+        planner.clock = lambda: clock[0]
+        assert core.state["llm"]["last_review_at"] == start + 120 * 60
+        assert cycle_at(239.5) == 0 and cycle_at(240) == 1
+    assert planner.review_due(now=start + 360 * 60) and not planner.review_due(now=start + 359 * 60)
+
+
 # -- changelog, memory, notifications ------------------------------------------------------------------------
 
 def test_changelog_records_versions_and_leaves_the_diff_for_the_model(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import context as ctxmod
 from . import costs as costmod
@@ -53,6 +53,7 @@ class LlmPlanner:
         self.tool_defs = definitions(self.cfg)
         self.toolbox: Toolbox | None = None
         self.cycle_no = 0
+        self.clock: Callable[[], float] = time.time  # the review interval's clock; tests drive it
 
     # -- the Host protocol used by the tools ------------------------------------------------------
     def spawn_refusal(self) -> str | None:
@@ -431,8 +432,7 @@ class LlmPlanner:
                                    tool_calls=outcome["tool_calls"], ended_by=outcome["ended_by"],
                                    usd=cycle_cost.get("usd"), prompt_tokens=cycle_cost.get("prompt_tokens"))
         self.memory.write_session(self.cycle_no, outcome["tools"], outcome["ended_by"], bool(state.get("safe_mode")))
-        interval = self.cfg.int("AURA_DEEP_REFLECTION_INTERVAL")
-        if interval > 0 and llm["model_cycles"] % interval == 0:
+        if self.review_due():
             self._review()
 
     def _failed(self, exc: ModelError) -> dict:
@@ -455,9 +455,24 @@ class LlmPlanner:
         retry = min(self.cfg.float("AURA_CYCLE_INTERVAL"), max(1.0, 4 * self.cfg.float("AURA_API_RETRY_BASE_DELAY")))
         return {"model_error": str(exc)[:200], "retry_in": retry}
 
+    def review_due(self, now: float | None = None) -> bool:
+        """AURA_DEEP_REFLECTION_INTERVAL minutes have passed since the last review, or since the run
+        started (the state's creation) when there was none. Both times live in state.json, so a
+        brain restart does not reset the clock. 0 or less: never."""
+        minutes = self.cfg.float("AURA_DEEP_REFLECTION_INTERVAL")
+        if minutes <= 0:
+            return False
+        now = self.clock() if now is None else now
+        llm = self._llm_state()
+        since = (llm.get("last_review_at") or self.core.state.get("created_at")
+                 or llm.setdefault("review_clock_from", now))
+        return now - float(since) >= minutes * 60.0
+
     def _review(self) -> None:
         """A reflection review: a separate, tool-less call; advisory input for the next cycle."""
         llm = self._llm_state()
+        # set before the call: a failed review waits for the next interval, as the original did
+        llm["last_review_at"] = self.clock()
         text_in = ctxmod.review_context(self.core, self.memory.for_context(1500), self.core.decisions.recent(30))
         try:
             reply = self._client().create([{"type": "text", "text": ctxmod.REVIEW_PROMPT}], [],

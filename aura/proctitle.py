@@ -1,0 +1,35 @@
+"""The kernel's name for this process, so a worker's `pkill python` cannot hit Aura.
+
+`pkill NAME` and `killall NAME` (without -f) match the kernel's short process name (`comm`,
+/proc/PID/comm, at most 15 bytes), which for a Python daemon is `python3`. The original tool
+re-ran itself as a copied interpreter named `aura-runner` for this reason; Aura renames the
+process in place instead: `prctl(PR_SET_NAME)` on Linux, nothing elsewhere.
+
+PR_SET_NAME names the calling thread; called from the main thread it names the process, and
+threads started afterwards inherit the name, so call it early.
+"""
+
+from __future__ import annotations
+
+import sys
+
+PR_SET_NAME = 15
+MAX_LEN = 15  # TASK_COMM_LEN - 1
+
+
+def set_process_name(name: str) -> bool:
+    """Set the kernel process name (truncated to 15 bytes); True when it was set. Never raises."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        import ctypes.util
+
+        raw = str(name).encode("utf-8", "replace")[:MAX_LEN]
+        if not raw or b"\0" in raw:
+            return False
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        buf = ctypes.create_string_buffer(raw)
+        return libc.prctl(PR_SET_NAME, buf, 0, 0, 0) == 0
+    except Exception:  # no libc, no prctl, a sandbox refusing it: the name is a nicety
+        return False
