@@ -23,12 +23,11 @@ def set_process_name(name: str) -> bool:
         return False
     try:
         import ctypes
-        import ctypes.util
 
         raw = str(name).encode("utf-8", "replace")[:MAX_LEN]
         if not raw or b"\0" in raw:
             return False
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded (no find_library subprocess)
         buf = ctypes.create_string_buffer(raw)
         return libc.prctl(PR_SET_NAME, buf, 0, 0, 0) == 0
     except Exception:  # no libc, no prctl, a sandbox refusing it: the name is a nicety

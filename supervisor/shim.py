@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aura.fsutil import atomic_write_json  # noqa: E402
 from aura.procgroup import group_alive as _group_alive  # noqa: E402
+from aura.proctitle import set_process_name  # noqa: E402
 from supervisor import managed  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     subreaper = become_subreaper()
+    set_process_name("aura-shim")  # a worker's `pkill python` must not take its own exit record with it
     started = time.time()
     try:
         out = open(args.stdout, "wb")

@@ -71,6 +71,7 @@ def test_registered_job_outlives_the_worker_and_the_task_runs_until_it_ends(rig:
     assert is_alive(pids["job"], rig.p.seen[pids["job"]])
     worker = rig.worker("trainer")
     assert worker["state"] == "running" and "deadline" not in worker
+    assert Path(f"/proc/{worker['shim_pid']}/comm").read_text().strip() == "aura-shim"  # out of `pkill python`'s reach
     usage = wait_for(lambda: (u := rig.usage("trainer")) and u["nprocs"] >= 1 and u, 10, what="a sample of the job")
     assert usage["rss_bytes"] > 0  # the watchdog still samples the job through the shim's tree
     log = Path(rec["task_dir"]) / "train_progress.log"
