@@ -22,7 +22,10 @@ EXIT_NOT_RUNNING = 3
 
 LAZY_COMMANDS = {"service": ("aura.service_cli", "service"), "setup": ("aura.setup_cmd", "setup"),
                  **{n: ("aura.cli_brain", n) for n in ("history", "progress", "changelog", "summaries", "projects",
-                                                       "budget")}}
+                                                       "budget")},
+                 **{n: ("aura.cli_maint", n.replace("-", "_")) for n in ("clean-workspaces", "cleanup", "restart",
+                                                                        "token-stats", "cache-stats",
+                                                                        "changelog-overview")}}
 
 
 class AuraGroup(click.Group):
