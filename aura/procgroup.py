@@ -20,19 +20,26 @@ def group_alive(pgid: int | None) -> bool:
     return signal_group(pgid, 0)
 
 
-def terminate_worker(rec: dict) -> bool:
-    """SIGTERM a worker's group and its shim: the shim then stops every descendant, the children
-    the worker registered to outlive it included. False when neither was there."""
+def signal_shim(rec: dict) -> bool:
+    """SIGTERM a worker's shim, which then stops every descendant, the children the worker
+    registered to outlive it included (supervisor/shim.py). False when it is not there."""
     import signal
 
     from .pidfile import is_alive  # not at import time: the shim imports this module without psutil
 
-    sent = signal_group(rec.get("pgid") or rec.get("worker_pid"), signal.SIGTERM)
     shim = rec.get("shim_pid")
-    if shim and rec.get("state") != "orphaned" and is_alive(shim, rec.get("shim_create_time")):
-        try:
-            os.kill(shim, signal.SIGTERM)
-            sent = True
-        except OSError:
-            pass
-    return sent
+    if not shim or rec.get("state") == "orphaned" or not is_alive(shim, rec.get("shim_create_time")):
+        return False
+    try:
+        os.kill(shim, signal.SIGTERM)
+        return True
+    except OSError:
+        return False
+
+
+def terminate_worker(rec: dict) -> bool:
+    """SIGTERM a worker's group and its shim; False when neither was there."""
+    import signal
+
+    sent = signal_group(rec.get("pgid") or rec.get("worker_pid"), signal.SIGTERM)
+    return signal_shim(rec) or sent

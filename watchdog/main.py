@@ -18,7 +18,7 @@ from aura.daemon import Daemon
 from aura.fsutil import atomic_write_json, read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
-from aura.procgroup import group_alive, signal_group, terminate_worker
+from aura.procgroup import group_alive, signal_group, signal_shim
 from ipc.envelope import BadArgs, arg
 from supervisor.registry import Registry
 
@@ -195,7 +195,8 @@ class WatchdogDaemon(Daemon):
         record = self._kill_record(wid, w, violation)
         atomic_write_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json", record)
         pgid = rec.get("pgid") or rec.get("worker_pid")
-        terminate_worker(rec)
+        signal_group(pgid, signal.SIGTERM)
+        signal_shim(rec)
         self.pending_kills[wid] = (now + self.grace, pgid)
         self.cooldown_until = now + self.policy.cooldown_s
         w.window.clear_strikes()
