@@ -16,14 +16,7 @@ from typing import Any
 
 import click
 
-
-def _paths(ctx: click.Context) -> Any:
-    from .control import project_paths
-    paths = project_paths(ctx.obj["project"])
-    if paths is None:
-        raise click.ClickException("no Aura project here: no .aura/ folder in this folder or above it; "
-                                   "start one with `aura up TASK.md`")
-    return paths
+from .cli import _paths  # one wording of "no project here" for every command
 
 
 def _config(ctx: click.Context, paths: Any) -> Any:

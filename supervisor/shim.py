@@ -104,25 +104,6 @@ def _reap_all() -> None:
             return
 
 
-def _adopted_children() -> list[int]:
-    """Our children (orphans we adopted as subreaper): from /proc on Linux, else psutil."""
-    task_dir = f"/proc/{os.getpid()}/task"
-    if os.path.isdir(task_dir):
-        kids: list[int] = []
-        for tid in os.listdir(task_dir):
-            try:
-                with open(f"{task_dir}/{tid}/children", "rb") as fh:
-                    kids.extend(int(x) for x in fh.read().split())
-            except (OSError, ValueError):
-                continue
-        return kids
-    try:
-        import psutil
-        return [c.pid for c in psutil.Process().children(recursive=True)]
-    except Exception:
-        return []
-
-
 def _children_map(root: int) -> dict[int, list[int]]:
     """pid -> children for `root`'s whole tree (the worker's and the orphans we adopted)."""
     out: dict[int, list[int]] = {}
@@ -152,31 +133,35 @@ def _children_map(root: int) -> dict[int, list[int]]:
     return out
 
 
-def keep_registered(task_dir: Path | None) -> tuple[list[managed.Registered], set[int]]:
-    """The registered children to keep after the worker's exit, and their whole subtrees."""
-    if task_dir is None:
-        return [], set()
-    registered = managed.read_registered(task_dir)
+def _descendants() -> set[int]:
+    """Every process under the shim: the worker's tree and the orphans adopted as subreaper."""
+    me = os.getpid()
+    return managed.subtrees([me], _children_map(me)) - {me}
+
+
+def keep_registered(task_dir: Path | None) -> tuple[list[managed.Registered], set[int], list[dict]]:
+    """The registered children to keep after the worker's exit, their whole subtrees, and the
+    entries not kept (said in exit.json, so a wrong pid in process.json is not a silent kill)."""
+    registered = managed.read_registered(task_dir) if task_dir is not None else []
     if not registered:
-        return [], set()
+        return [], set(), []
     children = _children_map(os.getpid())
-    tree = managed.subtrees([os.getpid()], children) - {os.getpid()}
-    kept = managed.keep(registered, tree, _process_start)
-    return kept, managed.subtrees([k.pid for k in kept], children)
+    kept = managed.keep(registered, _descendants(), _process_start)
+    refused = [{"pid": r.pid, "kind": r.kind, "why": "not a live descendant of the worker started at that time"}
+               for r in registered if all(k.pid != r.pid for k in kept)]
+    return kept, managed.subtrees([k.pid for k in kept], children), refused
 
 
-def stop_unregistered(pgid: int, kept_tree: set[int], grace: float) -> int:
+def stop_unregistered(kept_tree: set[int], grace: float) -> int:
     """Stop what the worker left behind except the kept subtrees: one by one, not by group,
     since a kept child may share the worker's group."""
-    def others() -> list[int]:
-        return sorted(managed.subtrees([os.getpid()], _children_map(os.getpid())) - kept_tree - {os.getpid()})
-    left = others()
+    left = sorted(_descendants() - kept_tree)
     managed.signal_pids(left, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and others():
+    while time.monotonic() < deadline and _descendants() - kept_tree:
         _reap_all()
         time.sleep(0.05)
-    managed.signal_pids(others(), signal.SIGKILL)
+    managed.signal_pids(_descendants() - kept_tree, signal.SIGKILL)
     _reap_all()
     return len(left)
 
@@ -190,11 +175,9 @@ def wait_for_kept(kept: list[managed.Registered], stop: "StopRequest", grace: fl
     while True:
         if stop.requested and killed_at is None:
             killed_at = time.monotonic()
-            managed.signal_pids(managed.subtrees([os.getpid()], _children_map(os.getpid())) - {os.getpid()},
-                                signal.SIGTERM)
+            managed.signal_pids(_descendants(), signal.SIGTERM)
         if killed_at is not None and time.monotonic() - killed_at > grace:
-            managed.signal_pids(managed.subtrees([os.getpid()], _children_map(os.getpid())) - {os.getpid()},
-                                signal.SIGKILL)
+            managed.signal_pids(_descendants(), signal.SIGKILL)
         try:
             got, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
@@ -203,9 +186,12 @@ def wait_for_kept(kept: list[managed.Registered], stop: "StopRequest", grace: fl
             time.sleep(0.2)
             continue
         if got in wanted:
-            code = os.waitstatus_to_exitcode(status)
-            ends[got] = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
-                         "ended_at": time.time()}
+            ends[got] = {**_exit_fields(status), "ended_at": time.time()}
+
+
+def _exit_fields(status: int) -> dict:
+    code = os.waitstatus_to_exitcode(status)
+    return {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None}
 
 
 class StopRequest:
@@ -216,7 +202,7 @@ class StopRequest:
 
 
 def stop_leftovers(pgid: int, grace: float) -> int:
-    """Stop what the worker left behind: its process group, then any orphans we adopted."""
+    """Stop what the worker left behind: its process group, then every other descendant."""
     left = 0
     if _group_alive(pgid):
         left += 1
@@ -233,12 +219,7 @@ def stop_leftovers(pgid: int, grace: float) -> int:
                 os.killpg(pgid, signal.SIGKILL)
             except OSError:
                 pass
-    for pid in _adopted_children():
-        left += 1
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    left += managed.signal_pids(_descendants(), signal.SIGKILL)  # orphans we adopted, and theirs
     _reap_all()
     return left
 
@@ -292,12 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     _tell(args.status_fd, {"ok": True, **launch})
     status = _wait_for(pid)
     ended = time.time()
-    code = os.waitstatus_to_exitcode(status)
-    worker_exit = {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None}
-    kept, kept_tree = ([], set()) if stop.requested else keep_registered(args.task_dir)
+    worker_exit = _exit_fields(status)
+    kept, kept_tree, refused = ([], set(), []) if stop.requested else keep_registered(args.task_dir)
     record: dict = {**worker_exit, "started_at": started}
+    if refused:
+        record["registered_not_kept"] = refused
     if kept:
-        stopped = stop_unregistered(pid, kept_tree, args.grace)
+        stopped = stop_unregistered(kept_tree, args.grace)
         atomic_write_json(args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit,
                                                       "children": managed.describe(kept)})
         ends = wait_for_kept(kept, stop, args.grace)

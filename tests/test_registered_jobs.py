@@ -148,3 +148,16 @@ def test_only_live_descendants_started_when_they_say_are_kept() -> None:
     kept = managed.keep(regs, tree={100, 101, 102, 103}, start_of=starts.get)
     assert [k.pid for k in kept] == [100, 101] and kept[0].create_time == now
     assert managed.subtrees([1], {1: [2, 3], 3: [4]}) == {1, 2, 3, 4}
+
+
+def test_a_registered_pid_that_is_not_the_workers_own_is_not_kept_and_exit_json_says_so(rig: Rig) -> None:
+    rig.start("watchdog", "supervisor")
+    body = ('import json, os\n'
+            'entries = [{"pid": os.getppid(), "kind": "shim"}, {"pid": 1, "kind": "init"}]\n'
+            'with open(os.path.join(os.environ["AURA_TASK_DIR"], "process.json"), "w") as fh:\n'
+            '    json.dump({"managed_subprocesses": entries}, fh)\n')
+    rig.spawn("liar", body)
+    done = wait_for(lambda: rig.exited("liar"), 20, what="the worker's exit")
+    assert "managed" not in done["exit"] and done["outcome"] == "succeeded"
+    assert [(r["pid"] == 1, r["kind"]) for r in done["exit"]["registered_not_kept"]] == [(False, "shim"), (True, "init")]
+    assert "not a live descendant" in done["exit"]["registered_not_kept"][0]["why"]

@@ -103,21 +103,21 @@ def _siblings_section(state: dict, task: dict) -> list[str]:
 def _resource_section(task: dict, cfg: Config) -> list[str]:
     """The resource limits in force for this task, so a worker can stay inside them."""
     from supervisor.workerenv import LIMIT_KEYS
+    from watchdog.policy import guard_mode
 
     overrides = task.get("limits") or {}
-    active = []
-    for key in LIMIT_KEYS[1:]:
-        value = overrides.get(key, cfg.float(key))
-        if value:
-            active.append(f"- {key} = {float(value):g}")
-    out = ["## Resource limits", ""]
-    if task.get("resource_retry_required"):
-        out += ["A previous attempt was killed for exceeding its resource limits. Use less: smaller batches, "
-                "fewer processes or threads, less data in memory.", ""]
-    if not active:
-        return out if len(out) > 2 else []
-    return out + ["The watchdog stops a worker (you and your jobs together) whose use stays over one of these "
-                  "for several samples in a row; a task killed twice is blocked:", *active, ""]
+    enforced = guard_mode(str(overrides.get(LIMIT_KEYS[0], cfg.str(LIMIT_KEYS[0])))) == "on"
+    active = [f"- {key} = {float(value):g}" for key in LIMIT_KEYS[1:]
+              if enforced and (value := overrides.get(key, cfg.float(key)))]
+    retry = ["A previous attempt was killed for exceeding its resource limits. Use less: smaller batches, "
+             "fewer processes or threads, less data in memory.", ""] if task.get("resource_retry_required") else []
+    if not active and not retry:
+        return []
+    out = ["## Resource limits", "", *retry]
+    if active:
+        out += ["The watchdog stops a worker (you and your jobs together) whose use stays over one of these "
+                "for several samples in a row; a task killed twice is blocked:", *active, ""]
+    return out
 
 
 def write_task_md(task_dir: Path, state: dict, task: dict, cfg: Config) -> Path:

@@ -67,8 +67,7 @@ def nvml_pids() -> set[int]:
 
 def _allocator() -> str:
     """The first way to take GPU memory that this Python has (libcuda through ctypes always remains)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    from gpu_check import _can_try
+    from bench.gpu_check import _can_try
 
     return next(a for a in ALLOCATORS if not _can_try(a))
 
