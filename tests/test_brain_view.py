@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Project, wait_for
+from llm_support import NO_OP, decisions, tool_results, tool_step, use_llm
 
 from aura.brain import context as ctxmod
 from aura.brain.core import BrainCore
@@ -21,8 +23,6 @@ from aura.brain.tools import Toolbox
 from aura.config import load_config
 from aura.paths import ProjectPaths
 from aura.scripted_server import ScriptedServer
-from conftest import Project, wait_for
-from llm_support import NO_OP, decisions, tool_results, tool_step, use_llm
 
 HOLD_50MB = "python3 -c \"import time; b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(40)\""
 
@@ -73,7 +73,7 @@ def test_the_snapshot_carries_criteria_results_and_worker_figures_and_survives_a
     assert "### A1 [completed] result.md (first 1000 characters of" in snap and "PREVIEW-MARK 1" in snap
     preview = snap.split("### A1 [completed] result.md")[1]
     assert "PREVIEW-MARK 150" not in preview, "the preview stops at 1000 characters"
-    running = [ln for ln in snap.splitlines() if ln.startswith("- A2 worker")][0]
+    running = next(ln for ln in snap.splitlines() if ln.startswith("- A2 worker"))
     assert "cpu " in running and "rss " in running and "% of RAM" in running
     assert "strikes MAX_SYSTEM_MEMORY_GB " in running and "/100000" in running, running
     listed = tool_results(reqs[4])[0]["content"]
@@ -89,7 +89,7 @@ def test_the_snapshot_carries_criteria_results_and_worker_figures_and_survives_a
         os.kill(watchdog, signal.SIGCONT)
     reqs = server.messages_requests()
     snap = snapshot_of(reqs[5])
-    running = [ln for ln in snap.splitlines() if ln.startswith("- A2 worker")][0]
+    running = next(ln for ln in snap.splitlines() if ln.startswith("- A2 worker"))
     assert running.endswith("; watchdog down") and "(watchdog down: no CPU, RSS, GPU or strike figures)" in snap
     assert "watchdog down" in tool_results(reqs[6])[0]["content"]
     assert len(decisions(project, "model_cycle")) >= 3, "the brain finished the cycle"

@@ -12,17 +12,17 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from conftest import Project, wait_for
+from llm_support import NO_OP, state, use_llm
 
 from aura.brain.costs import CostBook
 from aura.brain.model_client import ClientSettings, ModelClient
 from aura.config import load_config
 from aura.fsutil import read_jsonl
 from aura.scripted_server import ScriptedServer
-from conftest import Project, wait_for
-from llm_support import NO_OP, state, use_llm
 
 
 @pytest.fixture
@@ -81,7 +81,8 @@ def test_anthropic_cache_writes_are_priced_by_ttl_and_token_stats_shows_them(pro
     assert total["cache_write_1h_tokens"] >= one["cache_write_1h_tokens"] + 600
     assert stats["prices"]["brain"]["write_1h"] == 6.0 and stats["prices"]["brain"]["write_5m"] == 3.75
     text = project.aura("token-stats").stdout
-    header, row = text.splitlines()[0].split(), [ln for ln in text.splitlines() if ln.startswith("total")][0].split()
+    header = text.splitlines()[0].split()
+    row = next(ln for ln in text.splitlines() if ln.startswith("total")).split()
     assert "WRITE$" in header and row[header.index("WRITE$")] == f"{total['write_usd']:.4f}"
     assert "1-hour writes cost more" in text
 
@@ -104,9 +105,9 @@ def test_deepseek_fields_win_and_a_claude_name_is_billed_at_deepseeks_prices(pro
 
 
 class _Chat(BaseHTTPRequestHandler):
-    replies: list[dict] = []
+    replies: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps(self.replies.pop(0)).encode()
         self.send_response(200)

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from aura.scripted_server import ScriptedServer
 from conftest import Project, wait_for
 from llm_support import NO_OP, decisions, use_llm
+
+from aura.scripted_server import ScriptedServer
 
 HOOK = 'printf "%s|%s\\n" "$AURA_EVENT" "$AURA_MESSAGE" >> hooks.log'
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aura.config import Config

@@ -118,8 +118,8 @@ SCHEMAS: dict[str, tuple[str, dict]] = {
     "kill_task": ("Stop a task's running worker; the task becomes killed only if the kill happened.", {
         "task_id": _s("task whose worker to stop", minLength=1), "reason": _s("why"),
     }, ["task_id"]),
-    "list_running_tasks": ("Running workers: pid, age, output size, turns, tokens, cost, last tool, stuck/loop, "
-                           "and the watchdog's CPU, RSS, GPU and strikes.", {}, []),
+    "list_running_tasks": (("Running workers: pid, age, output size, turns, tokens, cost, last tool, stuck/loop, "
+                            "and the watchdog's CPU, RSS, GPU and strikes."), {}, []),
     "update_task_tree": ("Change a task's status with reason and evidence. `completed` is accepted only on evidence "
                          "the brain checks itself (exit record, artifacts written by this attempt, result.md, "
                          "acceptance commands); ROOT completed declares the goal done.", {
