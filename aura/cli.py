@@ -122,6 +122,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     if cfg.float("AURA_BUDGET_USD") <= 0 and (cfg.str("AURA_API_KEY") or cfg.str("AURA_LAYER2_BACKEND") != "shell"):
         click.echo("  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
                    "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running")
+    _price_check(cfg)
     cursors = journal_positions(paths)
     try:
         start_all(paths, tf.path.resolve(), ctx.obj["config"], ctx.obj["overrides"], click.echo)
@@ -138,6 +139,20 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     click.echo("Stopping:")
     stop_all(paths, stop_workers=True, echo=click.echo)
     sys.exit(0 if code == 0 else (130 if code == 130 else 1))
+
+
+def _price_check(cfg: Any) -> None:
+    """A model brain Aura has no price for: refused with a run budget, a warning without."""
+    from .brain.pricing import start_notice
+    from .config import ConfigError
+    try:
+        line, refuse = start_notice(cfg)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    if refuse:
+        raise click.ClickException(f"{line}. Nothing was started.")
+    if line:
+        click.echo(f"  warning: {line}")
 
 
 @cli.command("start", hidden=True)

@@ -187,6 +187,13 @@ def _table(rows: list[list[str]]) -> None:
         click.echo("  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
 
 
+def _price_notes(prices: dict) -> list[str]:
+    """One line per model Aura has no price for (its tokens count 0 USD)."""
+    return [f"No price known for {name.split('/', 1)[-1]}: its tokens count 0 USD; set AURA_TOKEN_PRICE_* "
+            "(brain) or AURA_WORKER_TOKEN_PRICE_* (workers)" for name, p in prices.items()
+            if "/" in name and not p.get("known")]
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -204,11 +211,11 @@ def token_stats(ctx: click.Context, as_json: bool) -> None:
     if not s["sources"]:
         click.echo(f"no model usage recorded yet ({paths.state_dir / 'costs.jsonl'})")
         return
-    rows = [["SOURCE", "CALLS", "INPUT", "OUTPUT", "CACHE-READ", "CACHE-WRITE", "HIT%", "COST$", "SAVED$"]]
+    rows = [["SOURCE", "CALLS", "INPUT", "OUTPUT", "CACHE-READ", "CACHE-WRITE", "HIT%", "COST$", "WRITE$", "SAVED$"]]
     for name, r in [*s["sources"].items(), ("total", s["total"])]:
         rows.append([name, str(r["calls"]), str(r["input_tokens"]), str(r["output_tokens"]),
                      str(r["cache_read_tokens"]), str(r["cache_write_tokens"]), _pct(r["hit_rate"]),
-                     f"{r['usd']:.4f}", f"{r['saved_usd']:.4f}"])
+                     f"{r['usd']:.4f}", f"{r['write_usd']:.4f}", f"{r['saved_usd']:.4f}"])
     _table(rows)
     if s["brain_calls"]:
         click.echo(f"Brain: {s['brain_calls']} call(s), ${s['avg_brain_usd']:.4f} and {s['avg_prompt_tokens']} "
@@ -220,8 +227,11 @@ def token_stats(ctx: click.Context, as_json: bool) -> None:
         extra = (f"; their CLIs reported ${s['workers_reported_usd']:.4f} (not summed: priced by model name)"
                  if s["workers_reported_usd"] is not None else "")
         click.echo(f"Workers: {s['worker_runs']} run(s) (CALLS counts runs){extra}")
-    click.echo("Cost: Aura's price table (AURA_TOKEN_PRICE_*); saved: cache reads at the hit price instead of "
-               "the miss price, at today's prices.")
+    click.echo("Cost: each provider's published prices (AURA_TOKEN_PRICE_* / AURA_WORKER_TOKEN_PRICE_* win where "
+               "set); WRITE$: the part of COST$ paid for cache writes (1-hour writes cost more than 5-minute ones); "
+               "SAVED$: cache reads at the hit price instead of the miss price, at today's prices.")
+    for line in _price_notes(s["prices"]):
+        click.echo(line)
 
 
 @click.command("cache-stats")
@@ -232,8 +242,8 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
     and the dollars the cache saved. (The original's cache-stats showed an in-memory file cache
     that was always empty in a fresh process; Aura has only the model's prompt cache.)"""
     paths, s = _stats(ctx)
-    keys = ("calls", "prompt_tokens", "cache_read_tokens", "cache_write_tokens", "input_tokens", "hit_rate",
-            "saved_usd", "write_extra_usd")
+    keys = ("calls", "prompt_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+            "input_tokens", "hit_rate", "write_usd", "saved_usd", "write_extra_usd")
     if as_json:
         out = {name: {k: r[k] for k in keys} for name, r in s["sources"].items()}
         click.echo(json.dumps({"sources": out, "total": {k: s["total"][k] for k in keys}, "prices": s["prices"]},
@@ -250,7 +260,10 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
     _table(rows)
     p = s["prices"]["brain"]
     click.echo(f"Saved: cache reads priced at ${p['hit']:g} instead of ${p['miss']:g} per 1M tokens (brain; workers "
-               "use AURA_WORKER_TOKEN_PRICE_* when set); write-extra: cache writes above the miss price.")
+               "at their model's prices); write-extra: what cache writes cost above the same tokens as input "
+               f"(brain: ${p['write_5m']:g} for a 5-minute write, ${p['write_1h']:g} for a 1-hour one).")
+    for line in _price_notes(s["prices"]):
+        click.echo(line)
 
 
 # -- changelog-overview ------------------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_SKIP_HEALTHY_CYCLES": (True, "skip the model call when nothing changed"),
     "AURA_MAX_SKIPPED_CYCLES": (8, "force a model call after this many skipped cycles"),
     "AURA_EXPLICIT_PROMPT_CACHE": (True, "mark the stable prompt prefix for caching"),
-    "AURA_TOKEN_PRICE_CACHE_HIT": (0.145, "USD per 1M cached input tokens"),
-    "AURA_TOKEN_PRICE_CACHE_MISS": (1.74, "USD per 1M uncached input tokens"),
-    "AURA_TOKEN_PRICE_OUTPUT": (1.74, "USD per 1M output tokens"),
-    "AURA_TOKEN_PRICE_CACHE_WRITE": (0.0, "USD per 1M cache-write tokens (0: priced as a miss)"),
+    "AURA_TOKEN_PRICE_CACHE_HIT": ("", "USD per 1M cached input tokens (empty: the provider's price for the model)"),
+    "AURA_TOKEN_PRICE_CACHE_MISS": ("", "USD per 1M uncached input tokens (empty: the provider's price)"),
+    "AURA_TOKEN_PRICE_OUTPUT": ("", "USD per 1M output tokens (empty: the provider's price)"),
+    "AURA_TOKEN_PRICE_CACHE_WRITE": ("", "USD per 1M cache-write tokens, any TTL (empty: the provider's price by TTL)"),
     "AURA_TOOL_CALL_BUDGET_NORMAL": (12, "tool-call hint per normal cycle"),
     "AURA_TOOL_CALL_BUDGET_DIAGNOSTIC": (40, "tool-call hint per diagnostic cycle"),
     "AURA_TOOL_CALL_BUDGET_PLANNING": (40, "tool-call hint per planning cycle"),
@@ -55,10 +55,11 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_MEMORY_CONTEXT_CHARS": (3000, "MEMORY.md characters shown to the model, newest first"),
     "AURA_ACCEPTANCE_TIMEOUT": (300.0, "seconds each acceptance command may run"),
     "AURA_WEB_FETCH_ALLOW_PRIVATE": (False, "let web_fetch reach loopback and private addresses"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_HIT": ("", "USD per 1M cached input tokens for workers (empty: L1 price)"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": ("", "USD per 1M uncached input tokens for workers (empty: L1 price)"),
-    "AURA_WORKER_TOKEN_PRICE_OUTPUT": ("", "USD per 1M output tokens for workers (empty: L1 price)"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_WRITE": ("", "USD per 1M cache-write tokens for workers (empty: L1 price)"),
+    "AURA_WORKER_TOKEN_PRICE_CACHE_HIT": ("", ("USD per 1M cached input tokens for workers (empty: the price of "
+                                               "the worker's model, else the L1 price)")),
+    "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": ("", "USD per 1M uncached input tokens for workers (empty: as above)"),
+    "AURA_WORKER_TOKEN_PRICE_OUTPUT": ("", "USD per 1M output tokens for workers (empty: as above)"),
+    "AURA_WORKER_TOKEN_PRICE_CACHE_WRITE": ("", "USD per 1M cache-write tokens for workers (empty: as above)"),
     "AURA_BUDGET_WARN_PERCENT": (80.0, "budget share that raises budget_warning"),
     "AURA_NOTIFY_COMMAND": ("", "shell command run on notifications (AURA_EVENT, AURA_MESSAGE, ... set)"),
     "AURA_NOTIFY_WEBHOOK": ("", "URL that receives each notification as a JSON POST"),
@@ -129,6 +130,9 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_LOG_LEVEL": ("info", "debug / info / warning / error"),
     "AURA_RESTART_MAX": (5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS"),
     "AURA_RESTART_WINDOW_SECONDS": (60.0, "window of the restart-intensity limit"),
+    # -- costs
+    "AURA_NO_PROGRESS_MINUTES": (60.0, ("notify (no_progress) when nothing started, ended or called the model "
+                                        "for this long; once per stall; 0 disables")),
 }
 
 ALIASES = {

@@ -31,7 +31,7 @@ DAY = 86400.0
 LIVE_STATES = ("starting", "running", "orphaned")  # as supervisor.registry (not imported: keep this light)
 TERMINAL = ("completed", "archived", "blocked", "failed", "killed")  # as aura.brain.state
 RESTART_PREFIX = "state.restart-"
-TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cache_write_1h_tokens")
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -331,24 +331,31 @@ def archive_run(paths: ProjectPaths, now: float | None = None) -> Path | None:
 
 # -- token-stats / cache-stats ---------------------------------------------------------------------------------
 
+MONEY_KEYS = ("usd", "write_usd", "saved_usd", "write_extra_usd")
+
+
 def _blank() -> dict:
-    return {"calls": 0, **{k: 0 for k in TOKEN_KEYS}, "usd": 0.0, "saved_usd": 0.0, "write_extra_usd": 0.0}
+    return {"calls": 0, **{k: 0 for k in TOKEN_KEYS}, **{k: 0.0 for k in MONEY_KEYS}}
 
 
-def _cache_money(tokens: dict, prices: Any) -> tuple[float, float]:
-    """(saved, extra): cache reads priced at the hit price instead of the miss price; cache writes
-    priced above a miss where the price table has a cache-write price."""
-    saved = tokens.get("cache_read_tokens", 0) * max(0.0, prices.miss - prices.hit) / 1e6
-    extra = tokens.get("cache_write_tokens", 0) * max(0.0, (prices.write or prices.miss) - prices.miss) / 1e6
-    return saved, extra
+def _cache_money(tokens: dict, prices: Any) -> tuple[float, float, float]:
+    """(write, saved, extra): what the cache writes cost; cache reads priced at the hit price instead
+    of the miss price; and what the cache writes cost above the same tokens as ordinary input."""
+    parts = prices.parts(tokens)
+    saved = int(tokens.get("cache_read_tokens") or 0) * max(0.0, prices.miss - prices.hit) / 1e6
+    extra = max(0.0, parts["cache_write"] - int(tokens.get("cache_write_tokens") or 0) * prices.miss / 1e6)
+    return parts["cache_write"], saved, extra
 
 
-def _add(row: dict, tokens: dict, usd: float, prices: Any, calls: int = 1) -> None:
+def _add(row: dict, tokens: dict, prices: Any, calls: int = 1) -> None:
+    """Add one call (or one worker's totals) to a row; the dollars recorded with it win over a
+    recomputation at today's prices."""
+    write, saved, extra = _cache_money(tokens, prices)
     row["calls"] += calls
     for k in TOKEN_KEYS:
         row[k] += int(tokens.get(k) or 0)
-    row["usd"] += float(usd or 0)
-    saved, extra = _cache_money(tokens, prices)
+    row["usd"] += float(tokens["usd"]) if tokens.get("usd") is not None else prices.usd(tokens)
+    row["write_usd"] += float(tokens["write_usd"]) if tokens.get("write_usd") is not None else write
     row["saved_usd"] += saved
     row["write_extra_usd"] += extra
 
@@ -357,7 +364,7 @@ def finish_row(row: dict) -> dict:
     prompt = row["input_tokens"] + row["cache_read_tokens"] + row["cache_write_tokens"]
     row["prompt_tokens"] = prompt
     row["hit_rate"] = round(row["cache_read_tokens"] / prompt, 4) if prompt else None
-    for k in ("usd", "saved_usd", "write_extra_usd"):
+    for k in MONEY_KEYS:
         row[k] = round(row[k], 6)
     return row
 
@@ -365,20 +372,28 @@ def finish_row(row: dict) -> dict:
 def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
     """Model usage of this run, per source: every brain call from `state/costs.jsonl` (by what
     the call was for), every worker from the brain's per-worker totals (by model), plus workers the
-    brain has not counted yet from the supervisor's records. Dollars are Aura's (its price table);
-    saved dollars use today's prices."""
-    from .brain.costs import brain_prices, worker_prices
+    brain has not counted yet from the supervisor's records. Dollars are Aura's (its price table,
+    aura/brain/pricing.py); saved dollars use today's prices."""
+    from .brain.pricing import brain_model, brain_prices, worker_prices
 
-    bp, wp = brain_prices(cfg), worker_prices(cfg)
+    configured = brain_model(cfg)[0]
+    prices: dict[tuple[str, str], Any] = {}
+
+    def price(layer: str, model: Any) -> Any:
+        key = (layer, str(model or (configured if layer == "brain" else "")))
+        if key not in prices:
+            prices[key] = (brain_prices if layer == "brain" else worker_prices)(cfg, key[1] or None)
+        return prices[key]
+
     state = read_state(paths.state_dir)
     rows: dict[str, dict] = {}
     ledger = read_jsonl(paths.state_dir / "costs.jsonl")
     for e in ledger:
-        _add(rows.setdefault(f"brain/{e.get('source') or 'call'}", {**_blank(), "layer": "brain"}),
-             e, e.get("usd") or bp.usd(e), bp)
+        _add(rows.setdefault(f"brain/{e.get('source') or 'call'}", {**_blank(), "layer": "brain"}), e,
+             price("brain", e.get("model")))
     brain_book = ((state.get("costs") or {}).get("brain") or {})
     if not ledger and brain_book.get("calls"):  # the ledger is gone: the totals still say something
-        _add(rows.setdefault("brain/(totals)", {**_blank(), "layer": "brain"}), brain_book, brain_book.get("usd"), bp,
+        _add(rows.setdefault("brain/(totals)", {**_blank(), "layer": "brain"}), brain_book, price("brain", None),
              calls=int(brain_book.get("calls") or 0))
     book = dict((state.get("costs") or {}).get("workers") or {})
     for wdir in sorted(_subdirs(paths.workers_dir)):
@@ -389,20 +404,21 @@ def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
         tokens = {k: int(progress.get(k) or 0) for k in TOKEN_KEYS}
         if any(tokens.values()):
             book[wdir.name] = {**tokens, "model": progress.get("model") or rec.get("backend"),
-                               "usd": wp.usd(tokens), "reported_usd": progress.get("total_cost_usd")}
+                               "reported_usd": progress.get("total_cost_usd")}
     reported = 0.0
     for w in book.values():
-        _add(rows.setdefault(f"worker/{w.get('model') or 'unknown'}", {**_blank(), "layer": "worker"}),
-             w, w.get("usd"), wp)
+        _add(rows.setdefault(f"worker/{w.get('model') or 'unknown'}", {**_blank(), "layer": "worker"}), w,
+             price("worker", w.get("model")))
         if isinstance(w.get("reported_usd"), (int, float)):
             reported += w["reported_usd"]
     total = _blank()
     for r in rows.values():
-        for k in ("calls", *TOKEN_KEYS, "usd", "saved_usd", "write_extra_usd"):
+        for k in ("calls", *TOKEN_KEYS, *MONEY_KEYS):
             total[k] += r[k]
     brain_calls = sum(r["calls"] for r in rows.values() if r["layer"] == "brain")
     brain_usd = sum(r["usd"] for r in rows.values() if r["layer"] == "brain")
     llm = state.get("llm") or {}
+    price("brain", None)
     return {"sources": {k: finish_row(v) for k, v in sorted(rows.items())}, "total": finish_row(total),
             "brain_calls": brain_calls, "worker_runs": len(book),
             "avg_brain_usd": round(brain_usd / brain_calls, 6) if brain_calls else None,
@@ -410,7 +426,8 @@ def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
                                        / brain_calls) if brain_calls else None,
             "model_cycles": llm.get("model_cycles"), "skipped_cycles": llm.get("skipped_total"),
             "workers_reported_usd": round(reported, 6) if reported else None,
-            "prices": {"brain": vars(bp), "worker": vars(wp)}}
+            "prices": {"brain": price("brain", None).as_dict(),
+                       **{f"{layer}/{model or '(no model named)'}": p.as_dict() for (layer, model), p in prices.items()}}}
 
 
 # -- changelog-overview --------------------------------------------------------------------------------------

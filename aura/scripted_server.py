@@ -58,8 +58,9 @@ Usage numbers: tokens are estimated as characters / 4 per content block. Prompt 
 when the tools/system/messages (in that order) carry ``cache_control`` markers, the prefix up to each
 marker is hashed with the model name and remembered. A later request reads the longest remembered
 prefix found at one of its markers or up to 20 blocks before one (``cache_read_input_tokens``), writes
-the rest up to its last marker (``cache_creation_input_tokens``), and pays ``input_tokens`` for what
-follows. Entries live 5 minutes (1 hour with ``"ttl": "1h"``), refreshed on each hit, as the API does.
+the rest up to its last marker (``cache_creation_input_tokens``, split by TTL in ``cache_creation``),
+and pays ``input_tokens`` for what follows. Entries live 5 minutes (1 hour with ``"ttl": "1h"``),
+refreshed on each hit, as the API does.
 
 Other endpoints: ``POST /v1/messages/count_tokens`` (the same estimate), ``GET /v1/models`` and
 ``GET/HEAD`` probes of any other path answer sensibly. Query strings such as ``?beta=true`` are ignored.
@@ -322,6 +323,7 @@ class PromptUsage:
     input_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cache_creation_1h_tokens: int = 0  # the part of the cache writes made with a 1-hour TTL
 
     @property
     def total(self) -> int:
@@ -365,6 +367,7 @@ class PromptCache:
             input_tokens=total - cached_to,
             cache_creation_input_tokens=cached_to - read,
             cache_read_input_tokens=read,
+            cache_creation_1h_tokens=_written_1h(prefixes, breakpoints, read),
         )
 
     def _candidates(
@@ -382,6 +385,18 @@ class PromptCache:
         if refresh:
             self._entries[key] = (now + ttl, ttl)
         return True
+
+
+def _written_1h(prefixes: list[tuple[str, int]], breakpoints: list[tuple[int, float]], read: int) -> int:
+    """Written tokens that fall under a 1-hour breakpoint: each span between breakpoints takes the
+    TTL of the breakpoint that ends it."""
+    out, start = 0, 0
+    for position, ttl in breakpoints:
+        end = prefixes[position][1]
+        if ttl >= CACHE_TTL_S["1h"]:
+            out += max(0, end - max(start, read))
+        start = max(start, end)
+    return out
 
 
 def _prefix_hashes(body: Mapping[str, Any]) -> tuple[list[tuple[str, int]], list[tuple[int, float]]]:
@@ -446,6 +461,8 @@ def build_message(step: Mapping[str, Any], body: Mapping[str, Any], prompt: Prom
     usage: dict[str, Any] = {
         "input_tokens": prompt.input_tokens,
         "cache_creation_input_tokens": prompt.cache_creation_input_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": prompt.cache_creation_input_tokens - prompt.cache_creation_1h_tokens,
+                           "ephemeral_1h_input_tokens": prompt.cache_creation_1h_tokens},
         "cache_read_input_tokens": prompt.cache_read_input_tokens,
         "output_tokens": output_tokens(content),
         "service_tier": "standard",

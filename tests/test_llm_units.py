@@ -179,8 +179,9 @@ def test_worker_cost_comes_from_tokens_and_aura_prices_not_the_cli_figure() -> N
     book = costmod.CostBook(Path("/nonexistent"), cfg)
     book.ingest_workers(state, {"T-1": {"task_id": "T", "state": "exited", "progress": progress}})
     w = state["costs"]["workers"]["T-1"]
-    expected = (progress["input_tokens"] * 1 + progress["cache_write_tokens"] * 1 + progress["cache_read_tokens"] * 0.1
-                + progress["output_tokens"] * 4) / 1e6
+    assert progress["model"] == "claude-opus-4-8[1m]", "priced by its model's row; the worker's own key wins"
+    expected = (progress["input_tokens"] * 5 + progress["cache_write_tokens"] * 6.25
+                + progress["cache_read_tokens"] * 0.5 + progress["output_tokens"] * 4) / 1e6
     assert w["usd"] == pytest.approx(expected) and w["reported_usd"] == progress["total_cost_usd"] != w["usd"]
     assert costmod.summary(state)["by_task"] == {"T": pytest.approx(expected)}
 

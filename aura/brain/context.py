@@ -19,16 +19,25 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aura.config import Config
 
 from . import costs as costmod
 from .state import ROOT, TERMINAL, counts, walk
+from .worker_usage import DOWN as WATCHDOG_DOWN
+from .worker_usage import describe as describe_usage
 
 TASK_FILE_MAX_CHARS = 6000
 TREE_MAX_LINES = 150
 NEWS_MAX = 40
+CRITERIA_MAX_CHARS = 300
+ACCEPT_SHOWN = 3
+RESULT_PREVIEW_CHARS = 1000
+RESULTS_MAX_CHARS = 6000
+SNAPSHOT_MAX_CHARS = 40000
 
 SYSTEM_PROMPT = """\
 You are Aura's brain, the Layer 1 orchestrator of a long-running autonomous agent. You are not a chatbot:
@@ -153,13 +162,60 @@ def tree_section(state: dict) -> list[str]:
         if task["status"] == "completed" and task.get("evidence"):
             bits.append(f"| evidence: {task['evidence'][:120]}")
         lines.append(" ".join(bits))
+        if task["status"] not in ("completed", "archived"):
+            lines += _done_means(task, "  " * depth + "    ")
     if len(lines) > TREE_MAX_LINES:
         done = [ln for ln in lines if "[archived]" in ln or "[completed]" in ln]
         lines = [ln for ln in lines if ln not in done[: len(lines) - TREE_MAX_LINES]]
     return lines
 
 
-def running_section(core: Any, now: float) -> list[str]:
+def _done_means(task: dict, indent: str) -> list[str]:
+    """What proves an open task done: its acceptance criteria and commands (bounded)."""
+    out = []
+    if task.get("acceptance_criteria"):
+        out.append(f"{indent}done when: {_clip(str(task['acceptance_criteria']), CRITERIA_MAX_CHARS)}")
+    commands = [str(c) for c in task.get("accept_commands") or []]
+    if commands:
+        shown = "; ".join(f"`{_clip(c, 120)}`" for c in commands[:ACCEPT_SHOWN])
+        more = f" (+{len(commands) - ACCEPT_SHOWN} more)" if len(commands) > ACCEPT_SHOWN else ""
+        out.append(f"{indent}accept: {shown}{more}")
+    return out
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def results_section(state: dict, task_dir: Callable[[str], Path]) -> list[str]:
+    """The start of each finished attempt's result.md, newest first, within RESULTS_MAX_CHARS."""
+    done = [t for _, t in walk(state) if t.get("worker_id") and t["status"] != "in_progress" and t["id"] != ROOT]
+    done.sort(key=lambda t: float(t.get("finished_at") or t.get("updated_at") or 0), reverse=True)
+    out: list[str] = []
+    used = left_out = 0
+    for task in done:
+        path = task_dir(task["id"]) / "result.md"
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(RESULT_PREVIEW_CHARS * 4).decode("utf-8", "replace")
+            size = path.stat().st_size
+        except OSError:
+            continue
+        preview = head[:RESULT_PREVIEW_CHARS].strip()
+        if used + len(preview) > RESULTS_MAX_CHARS:
+            left_out += 1
+            continue
+        used += len(preview)
+        cut = f" (first {RESULT_PREVIEW_CHARS} characters of {size} bytes)" if size > RESULT_PREVIEW_CHARS else ""
+        out += [f"### {task['id']} [{task['status']}] result.md{cut}", preview]
+    if left_out:
+        out.append(f"({left_out} more result.md previews not shown: the section is capped at {RESULTS_MAX_CHARS} "
+                   "characters; read_file .aura/workspace/tasks/<id>/result.md for the rest)")
+    return out
+
+
+def running_section(core: Any, now: float, usage: dict[str, dict] | None = None, strikes_to_kill: int = 0) -> list[str]:
     out = []
     for task in core.running():
         w = core.workers.get(task.get("worker_id") or "", {})
@@ -169,6 +225,7 @@ def running_section(core: Any, now: float) -> list[str]:
                    f"{int(now - (w.get('started_at') or now))}s, output {p.get('output_bytes', 0)} B"
                    + (f", {p['turns']} turns" if p.get("turns") else "")
                    + (f", last tool {p['last_tool']}" if p.get("last_tool") else "")
+                   + f"; {describe_usage(usage, task.get('worker_id'), strikes_to_kill)}"
                    + _jobs_note(w))
     return out
 
@@ -198,8 +255,9 @@ def news_section(news: list[dict]) -> list[str]:
 
 
 def snapshot(core: Any, cfg: Config, *, cycle: int, reasons: list[str], news: list[dict], planning: str | None,
-             notices: list[str], recent: list[dict], session: str) -> str:
-    """The volatile part: compact, everything the model needs to decide this cycle."""
+             notices: list[str], recent: list[dict], session: str, usage: dict[str, dict] | None = None) -> str:
+    """The volatile part: compact, everything the model needs to decide this cycle, at most
+    SNAPSHOT_MAX_CHARS. `usage` is the watchdog's figures per worker (None: it did not answer)."""
     state, now = core.state, time.time()
     c = counts(state)
     lines = [f"# Cycle {cycle} · {time.strftime('%Y-%m-%d %H:%M:%S')} · woken by: {', '.join(reasons)}"]
@@ -215,16 +273,28 @@ def snapshot(core: Any, cfg: Config, *, cycle: int, reasons: list[str], news: li
     if ctx:
         lines += ["## Project context", *[f"- {k}: {str(v)[:300]}" for k, v in ctx.items()], ""]
     lines += ["## Task tree", *tree_section(state), ""]
-    running = running_section(core, now)
+    running = running_section(core, now, usage, cfg.int("AURA_WORKER_RESOURCE_VIOLATION_STRIKES"))
     lines += [f"## Workers: {len(running)} running of {cfg.int('AURA_MAX_CONCURRENT_TASKS')} allowed",
-              *running, "Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values())
+              *running, *([f"({WATCHDOG_DOWN})"] if usage is None and running else []),
+              "Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values())
               else "Leaves: none yet", ""]
+    results = results_section(state, core.paths.task_dir)
+    if results:
+        lines += ["## Finished attempts: result.md previews", *results, ""]
     if recent:
         lines += ["## Recent model decisions", *[f"- {_when(d.get('ts'))} {d.get('text', '')[:200]}" for d in recent], ""]
     if session:
         lines += ["## Last session", session.strip()[:500], ""]
-    lines.append("Decide and act; end with no_op.")
-    return "\n".join(lines)
+    return _capped("\n".join(lines)) + "\nDecide and act; end with no_op."
+
+
+def _capped(text: str) -> str:
+    if len(text) <= SNAPSHOT_MAX_CHARS:
+        return text
+    cut = text.rfind("\n", 0, SNAPSHOT_MAX_CHARS)
+    cut = cut if cut > 0 else SNAPSHOT_MAX_CHARS
+    return (text[:cut] + f"\n… [snapshot cut at {SNAPSHOT_MAX_CHARS} characters: {len(text) - cut} more not shown; "
+            "read_file or list_running_tasks for the rest]")
 
 
 def _budget_line(state: dict) -> str:

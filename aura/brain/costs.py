@@ -1,20 +1,19 @@
 """Token and dollar accounting for both layers, and the run budget.
 
-Dollars always come from token counts and Aura's own price table (AURA_TOKEN_PRICE_*, and
-AURA_WORKER_TOKEN_PRICE_* for workers when they use another model). A worker CLI's own
-`total_cost_usd` is priced from its built-in table by model name, which is wrong behind
-DeepSeek or any other base URL, so it is kept beside ("reported_usd") and never summed.
+Dollars always come from token counts and Aura's price table (aura/brain/pricing.py: each
+provider's published prices, with AURA_TOKEN_PRICE_* and AURA_WORKER_TOKEN_PRICE_* winning where
+set). A worker CLI's own `total_cost_usd` is priced from its built-in table by model name, which is
+wrong behind DeepSeek or any other base URL, so it is kept beside ("reported_usd") and never summed.
 
-Where the figures live: every model call is one line of `.aura/state/costs.jsonl`; the totals
-(per layer, per worker, per task, per cycle) are in `state["costs"]`; the budget in
-`state["budget"]`. The brain is the only writer of both.
+Where the figures live: every model call is one line of `.aura/state/costs.jsonl` (with the part
+of its cost that paid for cache writes); the totals (per layer, per worker, per task, per cycle) are
+in `state["costs"]`; the budget in `state["budget"]`. The brain is the only writer of both.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +21,15 @@ from aura.config import Config
 from aura.fsutil import append_line
 
 from .model_client import Usage
+from .pricing import Prices, brain_prices, worker_prices
 
-TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cache_write_1h_tokens")
 KEEP_CYCLES = 50
-
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per million tokens; a cache write of 0 is priced as a miss."""
-
-    hit: float
-    miss: float
-    output: float
-    write: float = 0.0
-
-    def usd(self, usage: dict) -> float:
-        write = self.write or self.miss
-        return (usage.get("cache_read_tokens", 0) * self.hit + usage.get("input_tokens", 0) * self.miss
-                + usage.get("cache_write_tokens", 0) * write + usage.get("output_tokens", 0) * self.output) / 1e6
-
-
-def brain_prices(cfg: Config) -> Prices:
-    return Prices(cfg.float("AURA_TOKEN_PRICE_CACHE_HIT"), cfg.float("AURA_TOKEN_PRICE_CACHE_MISS"),
-                  cfg.float("AURA_TOKEN_PRICE_OUTPUT"), cfg.float("AURA_TOKEN_PRICE_CACHE_WRITE"))
-
-
-def worker_prices(cfg: Config) -> Prices:
-    base = brain_prices(cfg)
-
-    def pick(key: str, fallback: float) -> float:
-        raw = (cfg.raw(key) or "").strip()
-        return cfg.float(key) if raw else fallback
-
-    return Prices(pick("AURA_WORKER_TOKEN_PRICE_CACHE_HIT", base.hit), pick("AURA_WORKER_TOKEN_PRICE_CACHE_MISS", base.miss),
-                  pick("AURA_WORKER_TOKEN_PRICE_OUTPUT", base.output),
-                  pick("AURA_WORKER_TOKEN_PRICE_CACHE_WRITE", base.write))
 
 
 def _costs(state: dict) -> dict:
     costs = state.setdefault("costs", {})
-    costs.setdefault("brain", {"calls": 0, "usd": 0.0, **{k: 0 for k in TOKEN_KEYS}})
+    costs.setdefault("brain", {"calls": 0, "usd": 0.0, "write_usd": 0.0, **{k: 0 for k in TOKEN_KEYS}})
     costs.setdefault("workers", {})
     costs.setdefault("cycles", {})
     return costs
@@ -72,39 +40,59 @@ class CostBook:
 
     def __init__(self, state_dir: Path, cfg: Config):
         self.ledger = state_dir / "costs.jsonl"
-        self.brain = brain_prices(cfg)
-        self.workers = worker_prices(cfg)
+        self.cfg = cfg
+        self.cache_ttl = cfg.str("AURA_PROMPT_CACHE_TTL").strip()
+        self._prices: dict[tuple[str, str], Prices] = {}
+
+    def prices_for(self, layer: str, model: str | None) -> Prices:
+        key = (layer, model or "")
+        if key not in self._prices:
+            pick = brain_prices if layer == "brain" else worker_prices
+            self._prices[key] = pick(self.cfg, model or None)
+        return self._prices[key]
 
     def record_call(self, state: dict, *, source: str, cycle: int, model: str, provider: str, usage: Usage,
                     attempts: int = 1) -> dict:
-        """Price one model call, add it to the totals and append it to the ledger."""
+        """Price one model call, add it to the totals and append it to the ledger. Cache writes the
+        reply did not split by TTL were made with the TTL the brain asks for (AURA_PROMPT_CACHE_TTL)."""
         tokens = usage.as_dict()
-        usd = self.brain.usd(tokens)
+        if usage.cache_write_1h_tokens is None:
+            tokens["cache_write_1h_tokens"] = usage.cache_write_tokens if self.cache_ttl != "5m" else 0
+        now = time.time()
+        prices = self.prices_for("brain", model)
+        parts = prices.parts(tokens, now)
+        usd = sum(parts.values())
         brain = _costs(state)["brain"]
         brain["calls"] += 1
         brain["usd"] = round(brain["usd"] + usd, 8)
+        brain["write_usd"] = round(brain.get("write_usd", 0.0) + parts["cache_write"], 8)
         for key in TOKEN_KEYS:
-            brain[key] += tokens[key]
+            brain[key] = brain.get(key, 0) + tokens[key]
         per_cycle = _costs(state)["cycles"].setdefault(str(cycle), {"calls": 0, "usd": 0.0, "prompt_tokens": 0})
         per_cycle["calls"] += 1
         per_cycle["usd"] = round(per_cycle["usd"] + usd, 8)
         per_cycle["prompt_tokens"] += usage.prompt_tokens
         _trim_cycles(_costs(state)["cycles"])
-        entry = {"ts": time.time(), "layer": "brain", "source": source, "cycle": cycle, "model": model,
-                 "provider": provider, "attempts": attempts, **tokens, "usd": round(usd, 8)}
+        entry = {"ts": now, "layer": "brain", "source": source, "cycle": cycle, "model": model,
+                 "provider": provider, "attempts": attempts, **tokens, "usd": round(usd, 8),
+                 "write_usd": round(parts["cache_write"], 8), "prices": prices.source}
         append_line(self.ledger, json.dumps(entry))
         return entry
 
     def ingest_workers(self, state: dict, workers: dict[str, dict]) -> None:
-        """Worker token counts (from the supervisor's records) priced with Aura's table."""
+        """Worker token counts (from the supervisor's records) priced with Aura's table for the
+        worker's model; cache writes count as 5-minute ones unless the record splits them."""
         book = _costs(state)["workers"]
         for wid, worker in workers.items():
             progress = worker.get("progress") or {}
             tokens = {k: int(progress.get(k) or 0) for k in TOKEN_KEYS}
             if not any(tokens.values()) and progress.get("total_cost_usd") is None:
                 continue
+            prices = self.prices_for("worker", progress.get("model"))
+            parts = prices.parts(tokens)
             book[wid] = {"task_id": worker.get("task_id"), "model": progress.get("model"), **tokens,
-                         "usd": round(self.workers.usd(tokens), 8), "reported_usd": progress.get("total_cost_usd"),
+                         "usd": round(sum(parts.values()), 8), "write_usd": round(parts["cache_write"], 8),
+                         "prices": prices.source, "reported_usd": progress.get("total_cost_usd"),
                          "final": worker.get("state") == "exited"}
 
 
@@ -127,7 +115,9 @@ def summary(state: dict) -> dict[str, Any]:
     reported = [w.get("reported_usd") for w in workers if isinstance(w.get("reported_usd"), (int, float))]
     return {"brain_usd": round(brain["usd"], 6), "workers_usd": round(worker_usd, 6),
             "total_usd": round(brain["usd"] + worker_usd, 6), "brain_calls": brain["calls"],
-            "brain_tokens": {k: brain[k] for k in TOKEN_KEYS}, "worker_tokens": worker_tokens, "by_task": by_task,
+            "brain_tokens": {k: brain.get(k, 0) for k in TOKEN_KEYS}, "worker_tokens": worker_tokens,
+            "by_task": by_task, "write_usd": round(brain.get("write_usd", 0.0)
+                                                   + sum(float(w.get("write_usd") or 0) for w in workers), 6),
             "workers_reported_usd": round(sum(reported), 6) if reported else None}
 
 

@@ -31,6 +31,7 @@ from .memory import Memory, recommendations
 from .model_client import ClientSettings, ModelClient, ModelError, Reply
 from .state import ROOT, TERMINAL, leaves
 from .tools import Toolbox, definitions
+from .worker_usage import WorkerUsage
 
 MAX_RESULT_CHARS = 20000
 NEWS_KEEP = 100
@@ -54,6 +55,7 @@ class LlmPlanner:
         self.toolbox: Toolbox | None = None
         self.cycle_no = 0
         self.clock: Callable[[], float] = time.time  # the review interval's clock; tests drive it
+        self.usage = WorkerUsage(self.paths.endpoint("watchdog"), daemon.ctx)
 
     # -- the Host protocol used by the tools ------------------------------------------------------
     def spawn_refusal(self) -> str | None:
@@ -66,6 +68,10 @@ class LlmPlanner:
         if not self.core.supervisor_ok:
             return "the supervisor is not answering"
         return None
+
+    def worker_usage(self) -> dict[str, dict] | None:
+        """The watchdog's figures for the running workers; None when it does not answer."""
+        return self.usage.fetch([str(t.get("worker_id")) for t in self.core.running() if t.get("worker_id")])
 
     def record(self, kind: str, **fields: Any) -> None:
         self.core.decisions.record(kind, cycle=self.cycle_no, by="model", **fields)
@@ -330,7 +336,8 @@ class LlmPlanner:
         tf = self.core.task_file()
         snap = ctxmod.snapshot(self.core, self.cfg, cycle=self.cycle_no, reasons=self._wake_reasons() + why, news=news,
                                planning=self._planning_reason(), notices=self._notices(),
-                               recent=llm["recent"], session=self.memory.session_text())
+                               recent=llm["recent"], session=self.memory.session_text(),
+                               usage=self.worker_usage())
         memory = self.memory.for_context(self.cfg.int("AURA_MEMORY_CONTEXT_CHARS"))
         return ctxmod.first_message(state, tf.text if tf else None, memory, snap, self.marker)
 
@@ -425,8 +432,9 @@ class LlmPlanner:
         safe = state.get("safe_mode") or {}
         if safe and not safe.get("kind"):
             state["safe_mode"] = None
-            self.core.decisions.record("safe_mode_left", cycle=self.cycle_no, by="brain",
-                                       reason="the model rebuilt the plan after the state reset")
+            reason = "the model rebuilt the plan after the state reset"
+            self.core.decisions.record("safe_mode_left", cycle=self.cycle_no, by="brain", reason=reason)
+            self.daemon.publish("safe_mode_left", reason=reason)
         cycle_cost = (state.get("costs", {}).get("cycles", {}) or {}).get(str(self.cycle_no), {})
         self.core.decisions.record("model_cycle", cycle=self.cycle_no, by="brain", why=why, rounds=outcome["rounds"],
                                    tool_calls=outcome["tool_calls"], ended_by=outcome["ended_by"],

@@ -13,18 +13,20 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from aura.config import ConfigError
 from aura.daemon import Daemon
 from aura.fsutil import read_json
 from ipc.envelope import BadArgs, arg
 from ipc.events import EventFeed
 
 from . import costs as costmod
-from . import progress
+from . import progress, stall
 from .changelog import TaskFileChangelog
 from .core import BrainCore
 from .local_planner import LocalPlanner
 from .notify import EVENTS as NOTIFY_EVENTS
 from .notify import Notifier
+from .pricing import start_notice
 from .state import ROOT, TERMINAL, counts, tree_lines
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
@@ -98,6 +100,14 @@ class BrainDaemon(Daemon):
             self.log.error("state_restored", problem=self.core.load_problem)
         self._resolve_task_file()
         self.planner = self._choose_planner()
+        if self.core.load_problem and self.core.state.get("safe_mode") and self.planner.name == "llm":
+            self.publish("safe_mode_entered", reason=str(self.core.load_problem))
+        try:
+            line, _ = start_notice(self.cfg)
+        except ConfigError as exc:
+            line = str(exc)
+        if line:
+            self.log.warning("price_unknown", detail=line)
         self.feed = EventFeed(self.ctx, {n: (self.paths.pub_endpoint(n), self.paths.journal(n))
                                          for n in ("supervisor", "watchdog")},
                               cursors=self.core.state.get("event_cursors"))
@@ -208,6 +218,7 @@ class BrainDaemon(Daemon):
             self.costbook.ingest_workers(core.state, core.workers)
             self.refresh_budget()
             finished = core.check_finished()
+            self._check_stall()
             core.save()
             progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
         self.last_cycle_at = time.time()
@@ -220,6 +231,15 @@ class BrainDaemon(Daemon):
                                min(self.interval, float(result["retry_in"])))
         if not self.cycle_due:
             self.request_cycle("interval", self.interval)
+
+    def _check_stall(self) -> None:
+        assert self.core is not None
+        event = stall.check(self.core.state, self.cfg)
+        if event:
+            self.log.warning("no_progress", **event)
+            self.core.decisions.record("no_progress", cycle=self.core.state.get("total_cycles"), by="brain",
+                                       reason=event["message"])
+            self.publish("no_progress", **event)
 
     # -- ops ------------------------------------------------------------------------------------------
     def op_wake(self, args: dict) -> dict:

@@ -46,12 +46,14 @@ class ModelError(Exception):
 
 @dataclass
 class Usage:
-    """Token counts of one call; `input_tokens` is the uncached part only."""
+    """Token counts of one call; `input_tokens` is the uncached part only. `cache_write_1h_tokens`
+    is the part of the cache writes made with a 1-hour TTL, None when the reply did not say."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    cache_write_1h_tokens: int | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -59,7 +61,48 @@ class Usage:
 
     def as_dict(self) -> dict[str, int]:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cache_write_tokens": self.cache_write_tokens, "cache_read_tokens": self.cache_read_tokens}
+                "cache_write_tokens": self.cache_write_tokens, "cache_read_tokens": self.cache_read_tokens,
+                "cache_write_1h_tokens": self.cache_write_1h_tokens or 0}
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def messages_usage(usage: Any) -> Usage:
+    """A Messages API usage object as Usage. DeepSeek's own `prompt_cache_hit_tokens` /
+    `prompt_cache_miss_tokens`, where its Anthropic-compatible endpoint sends them, win over the
+    Anthropic fields; Anthropic's `cache_creation` splits the cache writes by TTL."""
+    field = (lambda name: usage.get(name)) if isinstance(usage, dict) else (lambda name: getattr(usage, name, None))
+    hit, miss = field("prompt_cache_hit_tokens"), field("prompt_cache_miss_tokens")
+    if hit is not None or miss is not None:
+        return Usage(input_tokens=_count(miss), output_tokens=_count(field("output_tokens")),
+                     cache_read_tokens=_count(hit))
+    written = _count(field("cache_creation_input_tokens"))
+    split = field("cache_creation")
+    one_hour: int | None = None
+    if split is not None:
+        get = split.get if isinstance(split, dict) else (lambda name: getattr(split, name, None))
+        one_hour = min(written, _count(get("ephemeral_1h_input_tokens")))
+    return Usage(input_tokens=_count(field("input_tokens")), output_tokens=_count(field("output_tokens")),
+                 cache_write_tokens=written, cache_read_tokens=_count(field("cache_read_input_tokens")),
+                 cache_write_1h_tokens=one_hour)
+
+
+def chat_usage(u: dict) -> Usage:
+    """An OpenAI-style usage dict as Usage: `prompt_tokens` includes the cached part, given as
+    `prompt_tokens_details.cached_tokens` (OpenAI, vLLM) or `prompt_cache_hit_tokens` (DeepSeek)."""
+    found = u.get("prompt_tokens_details")
+    details: dict = found if isinstance(found, dict) else {}
+    cached = _count(details.get("cached_tokens") or u.get("prompt_cache_hit_tokens"))
+    if u.get("prompt_cache_miss_tokens") is not None:
+        uncached = _count(u.get("prompt_cache_miss_tokens"))
+    else:
+        uncached = max(0, _count(u.get("prompt_tokens")) - cached)
+    return Usage(input_tokens=uncached, output_tokens=_count(u.get("completion_tokens")), cache_read_tokens=cached)
 
 
 @dataclass
@@ -231,12 +274,8 @@ class MessagesApi:
                              retry_after=_retry_after(getattr(exc.response, "headers", None))) from exc
         except sdk.APIError as exc:  # e.g. a reply the SDK cannot parse
             raise ModelError(f"bad reply: {exc}", kind="bad_reply") from exc
-        usage = msg.usage
         return Reply(content=[b for b in (_plain_block(x) for x in msg.content) if b],
-                     stop_reason=str(msg.stop_reason or "end_turn"),
-                     usage=Usage(input_tokens=int(usage.input_tokens or 0), output_tokens=int(usage.output_tokens or 0),
-                                 cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
-                                 cache_read_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0)),
+                     stop_reason=str(msg.stop_reason or "end_turn"), usage=messages_usage(msg.usage),
                      model=str(msg.model))
 
 
@@ -363,9 +402,6 @@ def from_openai_reply(doc: dict) -> Reply:
     finish = choice.get("finish_reason")
     stop = "tool_use" if content and content[-1]["type"] == "tool_use" else \
         {"length": "max_tokens", "content_filter": "refusal"}.get(finish, "end_turn")
-    u = doc.get("usage") or {}
-    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or u.get("prompt_cache_hit_tokens") or 0)
-    prompt = int(u.get("prompt_tokens") or 0)
+    u = doc.get("usage")
     return Reply(content=content, stop_reason=stop, model=str(doc.get("model", "")),
-                 usage=Usage(input_tokens=max(0, prompt - cached), output_tokens=int(u.get("completion_tokens") or 0),
-                             cache_read_tokens=cached))
+                 usage=chat_usage(u if isinstance(u, dict) else {}))

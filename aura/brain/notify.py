@@ -1,8 +1,9 @@
 """Notifications: a user command and/or a webhook run on the events a person waits for.
 
-Events: task_done, task_blocked, budget_warning, budget_reached, goal_done, daemon_down.
-Levels (AURA_NOTIFY_LEVEL): `state_changes` (all of them), `done_only` (the run ended or cannot
-go on: goal_done, budget_reached), `silent`.
+Events: task_done, task_blocked, budget_warning, budget_reached, goal_done, daemon_down,
+safe_mode_entered, safe_mode_left, no_progress (nothing started, ended or answered for
+AURA_NO_PROGRESS_MINUTES; once per stall). Levels (AURA_NOTIFY_LEVEL): `state_changes` (all of
+them), `done_only` (the run ended or cannot go on: goal_done, budget_reached), `silent`.
 
 The command runs through /bin/sh with AURA_EVENT, AURA_MESSAGE, AURA_EVENT_JSON, AURA_TASK_ID
 and AURA_PROJECT_ROOT set; the webhook receives the same JSON as a POST. Each runs in a thread
@@ -24,7 +25,8 @@ from typing import Any
 from aura.config import Config
 from aura.fsutil import append_line
 
-EVENTS = ("task_done", "task_blocked", "budget_warning", "budget_reached", "goal_done", "daemon_down")
+EVENTS = ("task_done", "task_blocked", "budget_warning", "budget_reached", "goal_done", "daemon_down",
+          "safe_mode_entered", "safe_mode_left", "no_progress")
 LEVELS: dict[str, frozenset[str]] = {
     "state_changes": frozenset(EVENTS),
     "done_only": frozenset({"goal_done", "budget_reached"}),
@@ -44,6 +46,10 @@ def message_for(kind: str, data: dict) -> str:
         return f"goal done: {data.get('mission') or ''}".strip()
     if kind == "daemon_down":
         return f"{data.get('daemon')} is down: {data.get('reason') or ''}".strip()
+    if kind == "safe_mode_entered":
+        return f"safe mode: no new workers until it ends ({data.get('reason') or 'no reason given'})"
+    if kind == "safe_mode_left":
+        return f"safe mode ended: {data.get('reason') or ''}".strip()
     return f"{kind}: {json.dumps(data, default=str)[:300]}"
 
 

@@ -27,6 +27,8 @@ from aura.paths import safe_name
 
 from .memory import MEM_TYPES
 from .state import ROOT, STATUSES, TERMINAL
+from .worker_usage import DOWN as WATCHDOG_DOWN
+from .worker_usage import describe as describe_usage
 from .workerspec import spawn_spec
 
 BACKENDS = ["shell", "claude", "ds_code", "opencode", "codex"]
@@ -57,6 +59,7 @@ class Host(Protocol):
     log: Any
 
     def spawn_refusal(self) -> str | None: ...
+    def worker_usage(self) -> dict[str, dict] | None: ...
     def confirm_goal(self, reason: str, evidence: str) -> tuple[bool, str]: ...
     def close_goal(self, status: str, reason: str, evidence: str) -> str: ...
     def record(self, kind: str, **fields: Any) -> None: ...
@@ -115,7 +118,8 @@ SCHEMAS: dict[str, tuple[str, dict]] = {
     "kill_task": ("Stop a task's running worker; the task becomes killed only if the kill happened.", {
         "task_id": _s("task whose worker to stop", minLength=1), "reason": _s("why"),
     }, ["task_id"]),
-    "list_running_tasks": ("Running workers: pid, age, output size, turns, tokens, cost, last tool, stuck/loop.", {}, []),
+    "list_running_tasks": (("Running workers: pid, age, output size, turns, tokens, cost, last tool, stuck/loop, "
+                            "and the watchdog's CPU, RSS, GPU and strikes."), {}, []),
     "update_task_tree": ("Change a task's status with reason and evidence. `completed` is accepted only on evidence "
                          "the brain checks itself (exit record, artifacts written by this attempt, result.md, "
                          "acceptance commands); ROOT completed declares the goal done.", {
@@ -491,14 +495,21 @@ class Toolbox:
     def t_list_running_tasks(self, a: dict) -> ToolResult:
         rows = []
         now = time.time()
-        for task in self.core.running():
+        running = self.core.running()
+        usage = self.host.worker_usage() if running else {}
+        strikes = self.host.cfg.int("AURA_WORKER_RESOURCE_VIOLATION_STRIKES")
+        for task in running:
             w = self.core.workers.get(task.get("worker_id") or "", {})
             p = w.get("progress") or {}
             flags = "".join(f" {f}" for f in ("stuck", "loop") if p.get(f))
+            cost = f" cost ${p['total_cost_usd']:.4f} (its CLI's figure)" if p.get("total_cost_usd") is not None else ""
             rows.append(f"- {task['id']} worker {task.get('worker_id')} {w.get('state', 'unknown')}{flags} pid "
                         f"{w.get('worker_pid')} age {int(now - (w.get('started_at') or now))}s output "
                         f"{p.get('output_bytes', 0)} B turns {p.get('turns', '-')} tokens in/out "
-                        f"{p.get('input_tokens', '-')}/{p.get('output_tokens', '-')} last tool {p.get('last_tool') or '-'}")
+                        f"{p.get('input_tokens', '-')}/{p.get('output_tokens', '-')}{cost} last tool "
+                        f"{p.get('last_tool') or '-'}; {describe_usage(usage, task.get('worker_id'), strikes)}")
+        if running and usage is None:
+            rows.append(f"({WATCHDOG_DOWN})")
         return ToolResult("\n".join(rows) or "no task is running")
 
     # -- the tree --
