@@ -45,8 +45,10 @@ def shown(key: str, value: str) -> str:
 
 def suggestion(key: str, names: Iterable[str] | None = None) -> str:
     """"; did you mean X?" with the nearest known names (every setting, or `names`)."""
-    close = difflib.get_close_matches(key, list(names) if names is not None else [*KEYS, *ALIASES], n=3,
-                                      cutoff=0.6)
+    scored = sorted(((difflib.SequenceMatcher(None, key, name).ratio(), name)
+                     for name in (names if names is not None else [*KEYS, *ALIASES])), reverse=True)
+    best = scored[0][0] if scored else 0.0
+    close = [name for ratio, name in scored[:3] if ratio >= max(0.6, best - 0.1)]  # a clear winner stands alone
     if close:
         return "; did you mean " + (f"{', '.join(close[:-1])} or " if len(close) > 1 else "") + close[-1] + "?"
     return "" if names is not None else "; aura/config.py lists every setting"
