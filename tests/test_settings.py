@@ -16,7 +16,6 @@ import pytest
 
 from aura.config import KEYS, load_config
 from aura.paths import DAEMONS
-from aura.settings_check import check_start, problems
 from conftest import REPO, Project, wait_for
 
 TASK = "# Settings\n- [ ] sleep `sleep 60`\n"
@@ -118,6 +117,7 @@ def test_the_table_types_every_key_as_the_code_reads_it() -> None:
 
 
 def test_choices_and_booleans_take_the_usual_spellings_and_nothing_else() -> None:
+    from aura.settings_check import problems
     cfg = load_config(None, None, ["AURA_PLANNER= LOCAL ", "AURA_FILE_CACHE=Off", "AURA_API_PROVIDER="],
                       environ={})
     assert problems(cfg.values, cfg.sources) == []
@@ -295,6 +295,7 @@ def test_secret_values_are_never_printed_in_a_refusal(project: Project) -> None:
 
 
 def test_check_start_passes_the_defaults_and_the_test_settings() -> None:
+    from aura.settings_check import check_start
     from conftest import FAST_ENV
     check_start(load_config(None, None, [], environ={}))
     check_start(load_config(None, None, [f"{k}={v}" for k, v in FAST_ENV.items()], environ={}))
