@@ -154,7 +154,8 @@ def test_a_misspelt_key_in_the_environment_is_a_warning_and_aura_own_names_are_n
     proc = project.up()
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("aura: warning:")]
     assert warnings == ["aura: warning: AURA_WORKER_MAX_MEMORY_GB in the environment is not an Aura setting and is "
-                        "ignored; did you mean AURA_WORKER_MAX_GPU_MEMORY_GB or AURA_WORKER_MAX_SYSTEM_MEMORY_GB?"], proc.stderr
+                        "ignored; did you mean AURA_WORKER_MAX_GPU_MEMORY_GB or "
+                        "AURA_WORKER_MAX_SYSTEM_MEMORY_GB?"], proc.stderr
     assert all(project.daemon_pid(n) for n in DAEMONS)
 
 
@@ -188,8 +189,9 @@ def test_aura_limits_answers_in_aura_words_and_shows_window_strikes_and_cooldown
     assert "for 3 samples in a row: at the earliest 0.6 s after its first sample" in shown
     assert "cooldown: for 15 s after a kill (75 samples)" in shown and "can take more than 3 samples" in shown
     for setting, expected in [
-        ("AURA_WORKER_RESOURCE_POLL_SECONDS=abc", "Error: AURA_WORKER_RESOURCE_POLL_SECONDS='abc' from `aura limits`: "
-                                                  "expected a number from 0.05 to 3600 (seconds between watchdog samples)"),
+        ("AURA_WORKER_RESOURCE_POLL_SECONDS=abc",
+         "Error: AURA_WORKER_RESOURCE_POLL_SECONDS='abc' from `aura limits`: expected a number from 0.05 to 3600 "
+         "(seconds between watchdog samples)"),
         ("AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS=0.3", "Error: AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS='0.3' from "
                                                         "`aura limits` is shorter than two polls"),
         ("AURA_WORKER_RESOURCE_POLL_SECONDS=0.6", "Error: AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS='1' from "
@@ -214,9 +216,9 @@ def test_an_internal_error_is_one_line_and_the_traceback_goes_to_a_file(project:
     proc = project.aura("up", "-d", "task.md", check=False)
     log = Path(project.env["HOME"]) / ".aura" / "logs" / "cli-errors.log"
     assert proc.returncode == 70 and "Traceback" not in proc.stderr + proc.stdout
+    journal = project.root / "not-a-folder" / "events" / "supervisor.jsonl"
     assert proc.stderr.strip().splitlines() == [f"aura: internal error: NotADirectoryError: [Errno 20] Not a "
-                                                f"directory: '{project.root / 'not-a-folder'}/events/supervisor.jsonl'; "
-                                                f"details in {log}"]
+                                                f"directory: '{journal}'; details in {log}"]
     assert "Traceback" in log.read_text() and stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
@@ -299,3 +301,34 @@ def test_check_start_passes_the_defaults_and_the_test_settings() -> None:
     from conftest import FAST_ENV
     check_start(load_config(None, None, [], environ={}))
     check_start(load_config(None, None, [f"{k}={v}" for k, v in FAST_ENV.items()], environ={}))
+
+
+def test_no_backend_puts_a_key_on_the_worker_command_line(tmp_path: Path) -> None:
+    """The shim's command line ends with the worker's: each backend passes keys in the environment."""
+    from aura.config import Config
+    from supervisor.backends import get_backend, plan_worker
+    cfg = Config()
+    for key, value in SECRETS.items():
+        cfg.set(key, value, "test")
+    for name in ("claude", "opencode", "codex", "dscode"):
+        tool = tmp_path / name
+        tool.write_text("#!/bin/sh\nexit 0\n")
+        tool.chmod(0o755)
+        cfg.set(f"AURA_{name.upper()}_BIN", str(tool), "test")
+    cfg.set("AURA_CLAUDE_PERMISSION_MODE", "acceptEdits", "test")
+    task = tmp_path / "proj" / ".aura" / "workspace" / "tasks" / "T1"
+    task.mkdir(parents=True)
+    (task / "task.md").write_text("# T1\n")
+    spec: dict = {"worker_id": "T1-1", "task_id": "T1", "task_dir": str(task), "cwd": None, "env": {}, "prompt": None,
+            "project_root": str(tmp_path / "proj"), "data_dir": str(tmp_path / "proj" / ".aura")}
+    carried: set[str] = set()
+    for backend in ("claude", "opencode", "codex", "ds_code"):
+        for isolation in ("none", "docker"):
+            cfg.set("AURA_WORKER_ISOLATION", isolation, "test")
+            cfg.set("AURA_DOCKER_IMAGE", "aura-worker:1", "test")
+            plan = plan_worker(get_backend(backend), dict(spec), cfg)
+            line = " ".join(plan.argv)
+            assert not any(v in line for v in SECRETS.values()), f"{backend}/{isolation}: {line}"
+            carried |= {v for v in SECRETS.values() if v in (plan.env or {}).values()}
+    # the keys are in play: carried in the environment
+    assert carried >= {SECRETS["AURA_DEEPSEEK_API_KEY"], SECRETS["AURA_DOCKER_CLAUDE_API_KEY"]}
