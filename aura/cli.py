@@ -100,6 +100,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     from .doctor import fatal_problems
     from .launcher import LaunchError, already_running, follow_events, journal_positions, start_all, stop_all
     from .paths import ProjectPaths
+    from .settings_check import check_start, refused
 
     root = Path(ctx.obj["project"] or os.environ.get("AURA_PROJECT_ROOT") or Path.cwd()).resolve()
     paths = ProjectPaths.for_root(root)
@@ -109,8 +110,9 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         raise click.ClickException(f"{exc}. Nothing was started.") from None
     try:
         cfg = load_config(root, ctx.obj["config"], ctx.obj["overrides"])
+        check_start(cfg, paths.watchdog_dir, warn=lambda line: click.echo(f"aura: warning: {line}", err=True))
     except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
+        raise click.ClickException(refused(exc)) from None
     for problem in fatal_problems():
         raise click.ClickException(problem)
     busy = already_running(paths)
@@ -397,9 +399,9 @@ def limits(ctx: click.Context, settings: tuple[str, ...]) -> None:
         _fail_not_running(str(exc))
     except RemoteError as exc:
         raise click.ClickException(exc.message) from None
-    for key, value in reply["limits"].items():
-        mark = "  (changed at run time)" if key in reply.get("overrides", {}) else ""
-        click.echo(f"{key}={value}{mark}")
+    from .limits_view import limit_lines
+    for line in limit_lines(reply["limits"], reply.get("overrides", {})):
+        click.echo(line)
 
 
 @cli.command()
@@ -415,7 +417,11 @@ def doctor() -> None:
 
 
 def main() -> None:
-    cli(prog_name="aura")
+    try:
+        cli(prog_name="aura")
+    except Exception as exc:  # a bug: one line in Aura's words, the traceback in a file
+        from .crashlog import report_and_exit
+        report_and_exit(exc)
 
 
 if __name__ == "__main__":

@@ -148,14 +148,18 @@ def projects(as_json: bool) -> None:
         click.echo(f"    {str(r.get('mission') or r.get('task') or '')[:100]}")
 
 
-@click.command()
-@click.argument("usd", required=False, type=click.FloatRange(min=0))
+@click.command(context_settings={"ignore_unknown_options": True})  # `aura budget -5` is a value, refused below
+@click.argument("amount", required=False, metavar="[USD]")
 @click.pass_context
-def budget(ctx: click.Context, usd: float | None) -> None:
+def budget(ctx: click.Context, amount: str | None) -> None:
     """Show the run budget, or set it to USD now (raising it resumes a run stopped at its budget)."""
     from .brain import costs as costmod
     from .control import NotRunning, call
+    from .settings_check import value_problem
     paths = _paths(ctx)
+    if amount is not None and (problem := value_problem("AURA_BUDGET_USD", amount, "`aura budget`")):
+        raise click.ClickException(problem)
+    usd = None if amount is None else float(amount)
     if usd is None:
         state = _state(paths)
         b, s = state.get("budget") or {}, costmod.summary(state) if state else None

@@ -143,10 +143,12 @@ def restart(ctx: click.Context, task_file: Path, detach: bool) -> None:
     summaries and memory inside it under previous-run/), then `aura up`. Nothing is deleted."""
     from .brain.taskfile import TaskFileError, read_task_file
     from .cli import up
+    from .config import ConfigError, load_config
     from .control import running_daemons
     from .launcher import already_running, stop_all
     from .maintenance import archive_run, unfinished_workers
     from .paths import ProjectPaths
+    from .settings_check import check_start
 
     if not task_file.is_file():
         raise click.ClickException(f"task file {task_file} does not exist. Nothing was stopped or moved.")
@@ -156,6 +158,10 @@ def restart(ctx: click.Context, task_file: Path, detach: bool) -> None:
         raise click.ClickException(f"{exc}. Nothing was stopped or moved.") from None
     root = Path(ctx.obj["project"] or os.environ.get("AURA_PROJECT_ROOT") or Path.cwd()).resolve()
     paths = ProjectPaths.for_root(root)
+    try:  # a setting `up` would refuse must not cost the running run
+        check_start(load_config(root, ctx.obj["config"], ctx.obj["overrides"]), paths.watchdog_dir)
+    except ConfigError as exc:
+        raise click.ClickException(f"{exc}. Nothing was stopped or moved.") from None
     if running_daemons(paths):
         click.echo(f"Stopping Aura in {paths.root}:")
         if not stop_all(paths, stop_workers=True, echo=click.echo):

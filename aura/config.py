@@ -4,143 +4,281 @@ Precedence, lowest first (documented in the README):
   built-in defaults < ~/.aura/config.env < <project>/.aura/config.env < environment (AURA_*)
   < --config FILE < --override KEY=VALUE
 
-Values stay strings until read through a typed getter, so an unknown or malformed value
-is reported where it is used, with its key, instead of crashing at start-up.
+KEYS gives every key its type and the values it allows. Values stay strings until read through a
+typed getter; `aura.settings_check` checks all of them once, when a run or a daemon starts, so a
+getter never meets a value it cannot use and nothing runs on a value that would not work.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-# name -> (default, description). Types follow the default.
-KEYS: dict[str, tuple[object, str]] = {
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One AURA_* key: default, meaning, type (text / int / float / bool / choice / url) and range.
+
+    An empty number means its default; an empty choice or URL is allowed only when the default
+    is empty. `above` makes `low` exclusive (a value must be greater than it)."""
+
+    default: object
+    description: str
+    kind: str = "text"
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    def problem(self, raw: str) -> str | None:
+        """None when `raw` is allowed; else what is allowed, in words."""
+        value = raw.strip()
+        if self.kind == "text":
+            return None
+        if self.kind == "bool":
+            return None if value.lower() in TRUE_WORDS + FALSE_WORDS else self.allowed()
+        if value == "":
+            return None if self.kind in ("int", "float") or self.default == "" else self.allowed()
+        if self.kind == "choice":
+            return None if self.canonical(value) in self.choices else self.allowed()
+        if self.kind == "url":
+            return None if value.lower().startswith(("http://", "https://")) and len(value) > 8 else self.allowed()
+        try:
+            number = float(value)
+        except ValueError:
+            return self.allowed()
+        if not math.isfinite(number) or (self.kind == "int" and not number.is_integer()):
+            return self.allowed()
+        if self.low is not None and (number <= self.low if self.above else number < self.low):
+            return self.allowed()
+        if self.high is not None and number > self.high:
+            return self.allowed()
+        return None
+
+    def canonical(self, raw: str) -> str:
+        """A choice in the table's spelling (`LOCAL ` is `local`); other kinds unchanged."""
+        if self.kind != "choice":
+            return raw
+        value = raw.strip().lower()
+        return next((c for c in self.choices if c.lower() == value), raw)
+
+    def allowed(self) -> str:
+        if self.kind == "bool":
+            return "1/0, true/false, yes/no or on/off"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices) + (" (or empty)" if self.default == "" else "")
+        if self.kind == "url":
+            return "an http:// or https:// URL" + (" (or empty)" if self.default == "" else "")
+        if self.kind == "text":
+            return "any text"
+        noun = "a whole number" if self.kind == "int" else "a number"
+        low, high = _num(self.low), _num(self.high)
+        if low is not None and high is not None and not self.above:
+            return f"{noun} from {low} to {high}"
+        parts = [f"{'>' if self.above else '>='} {low}" if low is not None else "",
+                 f"<= {high}" if high is not None else ""]
+        return f"{noun} " + " and ".join(p for p in parts if p) if any(parts) else noun
+
+
+def _num(x: float | None) -> str | None:
+    return None if x is None else f"{x:g}"
+
+
+def text(default: str, description: str, secret: bool = False) -> Setting:
+    return Setting(default, description, secret=secret)
+
+
+def url(default: str, description: str, secret: bool = False) -> Setting:
+    return Setting(default, description, "url", secret=secret)
+
+
+def flag(default: bool, description: str) -> Setting:
+    return Setting(default, description, "bool")
+
+
+def whole(default: int, description: str, low: int = 0, high: int | None = None) -> Setting:
+    return Setting(default, description, "int", low=low, high=high)
+
+
+def number(default: float | str, description: str, low: float = 0.0, high: float | None = None,
+           above: bool = False) -> Setting:
+    return Setting(default, description, "float", low=low, high=high, above=above)
+
+
+def positive(default: float, description: str, high: float | None = None) -> Setting:
+    return number(default, description, 0.0, high, above=True)
+
+
+def one_of(default: str, description: str, *choices: str) -> Setting:
+    return Setting(default, description, "choice", choices=choices)
+
+
+def percent(default: float, description: str) -> Setting:
+    return number(default, description, 0.0, 100.0)
+
+
+def _typed(table: Mapping[str, Setting | tuple[object, str]]) -> dict[str, Setting]:
+    """The table as Settings; a plain (default, description) entry gets the type of its default
+    (numbers >= 0), so a key added in that form is still checked."""
+    out: dict[str, Setting] = {}
+    for key, entry in table.items():
+        if isinstance(entry, Setting):
+            out[key] = entry
+            continue
+        default, description = entry
+        if isinstance(default, bool):
+            out[key] = flag(default, description)
+        elif isinstance(default, int):
+            out[key] = whole(default, description)
+        elif isinstance(default, float):
+            out[key] = number(default, description)
+        else:
+            out[key] = text(str(default), description)
+    return out
+
+
+GUARD_WORDS = ("1", "0", "dry-run", "on", "off", "true", "false", "yes", "no", "dry_run", "dryrun")
+SCOPE_WORDS = ("auto", "on", "off", "1", "0", "true", "false", "yes", "no")
+BACKEND_NAMES = ("claude", "ds_code", "opencode", "codex", "shell", "ds-code", "dscode")
+
+KEYS: dict[str, Setting] = _typed({
     # Layer 1 model
-    "AURA_API_KEY": ("", "API key for the Layer 1 model (no key: the offline `local` planner)"),
-    "AURA_API_BASE_URL": ("https://api.deepseek.com/anthropic", "Anthropic-compatible endpoint"),
-    "AURA_API_MODEL": ("deepseek-v4-pro", "Layer 1 model"),
-    "AURA_API_PROVIDER": ("", "deepseek / anthropic / openai (auto-detected from the base URL)"),
-    "AURA_API_MAX_TOKENS": (4096, "max output tokens per Layer 1 call"),
-    "AURA_API_TIMEOUT": (300.0, "per-request timeout, seconds"),
-    "AURA_PLANNER": ("auto", "auto (llm when a key is set, else local) / llm / local"),
-    "AURA_CYCLE_INTERVAL": (300.0, "seconds between brain cycles"),
-    "AURA_DEEP_REFLECTION_INTERVAL": (120, "minutes between reflection reviews, checked after model cycles; "
-                                             "fractions allowed, 0 disables (alias AURA_DEEP_REVIEW_INTERVAL)"),
-    "AURA_LLM_DEAD_THROTTLE": (300.0, "seconds between model retries in safe mode"),
-    "AURA_MAX_API_ROUNDS_PER_CYCLE": (20, "hard cap on model calls per cycle"),
-    "AURA_MAX_TOOL_CALLS_PER_CYCLE": (40, "hard cap on tool calls per cycle"),
-    "AURA_SKIP_HEALTHY_CYCLES": (True, "skip the model call when nothing changed"),
-    "AURA_MAX_SKIPPED_CYCLES": (8, "force a model call after this many skipped cycles"),
-    "AURA_EXPLICIT_PROMPT_CACHE": (True, "mark the stable prompt prefix for caching"),
-    "AURA_TOKEN_PRICE_CACHE_HIT": ("", "USD per 1M cached input tokens (empty: the provider's price for the model)"),
-    "AURA_TOKEN_PRICE_CACHE_MISS": ("", "USD per 1M uncached input tokens (empty: the provider's price)"),
-    "AURA_TOKEN_PRICE_OUTPUT": ("", "USD per 1M output tokens (empty: the provider's price)"),
-    "AURA_TOKEN_PRICE_CACHE_WRITE": ("", "USD per 1M cache-write tokens, any TTL (empty: the provider's price by TTL)"),
-    "AURA_TOOL_CALL_BUDGET_NORMAL": (12, "tool-call hint per normal cycle"),
-    "AURA_TOOL_CALL_BUDGET_DIAGNOSTIC": (40, "tool-call hint per diagnostic cycle"),
-    "AURA_TOOL_CALL_BUDGET_PLANNING": (40, "tool-call hint per planning cycle"),
-    "AURA_BUDGET_USD": (0.0, "run budget in USD for both layers; 0 = none"),
-    "AURA_SEARCH_API_KEY": ("", "Tavily key for web_search"),
-    "AURA_FILE_CACHE": (True, "mtime-based cache for read_file / list_directory"),
-    "AURA_FILE_CACHE_TTL": (60.0, "file cache TTL, seconds"),
-    "AURA_TASK_SUMMARY": (True, "write a summary per finished task"),
-    "AURA_TASK_CLEANUP_AGE": (7, "days before clean-workspaces removes a workspace"),
-    "AURA_API_AUTH": ("api_key", "how the key is sent: api_key (x-api-key) / auth_token (Authorization: Bearer)"),
-    "AURA_API_RETRY_COUNT": (4, "attempts per model call (429/529/5xx/timeouts/connection errors)"),
-    "AURA_API_RETRY_BASE_DELAY": (5.0, "first retry delay, seconds; doubles per attempt (retry-after wins)"),
-    "AURA_SAFE_MODE_AFTER": (3, "failed model cycles in a row before safe mode (no new spawns)"),
-    "AURA_PROMPT_CACHE_TTL": ("1h", "cache TTL of the stable prompt prefix: 1h / 5m"),
-    "AURA_MEMORY_CONTEXT_CHARS": (3000, "MEMORY.md characters shown to the model, newest first"),
-    "AURA_ACCEPTANCE_TIMEOUT": (300.0, "seconds each acceptance command may run"),
-    "AURA_WEB_FETCH_ALLOW_PRIVATE": (False, "let web_fetch reach loopback and private addresses"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_HIT": ("", ("USD per 1M cached input tokens for workers (empty: the price of "
-                                               "the worker's model, else the L1 price)")),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": ("", "USD per 1M uncached input tokens for workers (empty: as above)"),
-    "AURA_WORKER_TOKEN_PRICE_OUTPUT": ("", "USD per 1M output tokens for workers (empty: as above)"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_WRITE": ("", "USD per 1M cache-write tokens for workers (empty: as above)"),
-    "AURA_BUDGET_WARN_PERCENT": (80.0, "budget share that raises budget_warning"),
-    "AURA_NOTIFY_COMMAND": ("", "shell command run on notifications (AURA_EVENT, AURA_MESSAGE, ... set)"),
-    "AURA_NOTIFY_WEBHOOK": ("", "URL that receives each notification as a JSON POST"),
-    "AURA_NOTIFY_LEVEL": ("state_changes", "state_changes / done_only / silent"),
-    "AURA_NOTIFY_TIMEOUT": (10.0, "seconds a notification hook may take"),
+    "AURA_API_KEY": text("", "API key for the Layer 1 model (no key: the offline `local` planner)", secret=True),
+    "AURA_API_BASE_URL": url("https://api.deepseek.com/anthropic", "Anthropic-compatible endpoint"),
+    "AURA_API_MODEL": text("deepseek-v4-pro", "Layer 1 model"),
+    "AURA_API_PROVIDER": one_of("", "deepseek / anthropic / openai (auto-detected from the base URL)",
+                                "deepseek", "anthropic", "openai"),
+    "AURA_API_MAX_TOKENS": whole(4096, "max output tokens per Layer 1 call", low=1),
+    "AURA_API_TIMEOUT": positive(300.0, "per-request timeout, seconds"),
+    "AURA_PLANNER": one_of("auto", "auto (llm when a key is set, else local) / llm / local", "auto", "llm", "local"),
+    "AURA_CYCLE_INTERVAL": number(300.0, "seconds between brain cycles", low=0.5),
+    "AURA_DEEP_REFLECTION_INTERVAL": number(120, "minutes between reflection reviews, checked after model cycles; "
+                                                 "fractions allowed, 0 disables (alias AURA_DEEP_REVIEW_INTERVAL)"),
+    "AURA_LLM_DEAD_THROTTLE": number(300.0, "seconds between model retries in safe mode"),
+    "AURA_MAX_API_ROUNDS_PER_CYCLE": whole(20, "hard cap on model calls per cycle", low=1),
+    "AURA_MAX_TOOL_CALLS_PER_CYCLE": whole(40, "hard cap on tool calls per cycle", low=1),
+    "AURA_SKIP_HEALTHY_CYCLES": flag(True, "skip the model call when nothing changed"),
+    "AURA_MAX_SKIPPED_CYCLES": whole(8, "force a model call after this many skipped cycles"),
+    "AURA_EXPLICIT_PROMPT_CACHE": flag(True, "mark the stable prompt prefix for caching"),
+    "AURA_TOKEN_PRICE_CACHE_HIT": number("", "USD per 1M cached input tokens (empty: the provider's price for the model)"),
+    "AURA_TOKEN_PRICE_CACHE_MISS": number("", "USD per 1M uncached input tokens (empty: the provider's price)"),
+    "AURA_TOKEN_PRICE_OUTPUT": number("", "USD per 1M output tokens (empty: the provider's price)"),
+    "AURA_TOKEN_PRICE_CACHE_WRITE": number("", "USD per 1M cache-write tokens, any TTL (empty: the provider's price by TTL)"),
+    "AURA_TOOL_CALL_BUDGET_NORMAL": whole(12, "tool-call hint per normal cycle"),
+    "AURA_TOOL_CALL_BUDGET_DIAGNOSTIC": whole(40, "tool-call hint per diagnostic cycle"),
+    "AURA_TOOL_CALL_BUDGET_PLANNING": whole(40, "tool-call hint per planning cycle"),
+    "AURA_BUDGET_USD": number(0.0, "run budget in USD for both layers; 0 = none"),
+    "AURA_SEARCH_API_KEY": text("", "Tavily key for web_search", secret=True),
+    "AURA_FILE_CACHE": flag(True, "mtime-based cache for read_file / list_directory"),
+    "AURA_FILE_CACHE_TTL": number(60.0, "file cache TTL, seconds"),
+    "AURA_TASK_SUMMARY": flag(True, "write a summary per finished task"),
+    "AURA_TASK_CLEANUP_AGE": whole(7, "days before clean-workspaces removes a workspace"),
+    "AURA_API_AUTH": one_of("api_key", "how the key is sent: api_key (x-api-key) / auth_token (Authorization: Bearer)",
+                            "api_key", "auth_token"),
+    "AURA_API_RETRY_COUNT": whole(4, "attempts per model call (429/529/5xx/timeouts/connection errors)", low=1),
+    "AURA_API_RETRY_BASE_DELAY": number(5.0, "first retry delay, seconds; doubles per attempt (retry-after wins)"),
+    "AURA_SAFE_MODE_AFTER": whole(3, "failed model cycles in a row before safe mode (no new spawns)", low=1),
+    "AURA_PROMPT_CACHE_TTL": one_of("1h", "cache TTL of the stable prompt prefix: 1h / 5m", "1h", "5m"),
+    "AURA_MEMORY_CONTEXT_CHARS": whole(3000, "MEMORY.md characters shown to the model, newest first"),
+    "AURA_ACCEPTANCE_TIMEOUT": positive(300.0, "seconds each acceptance command may run"),
+    "AURA_WEB_FETCH_ALLOW_PRIVATE": flag(False, "let web_fetch reach loopback and private addresses"),
+    "AURA_WORKER_TOKEN_PRICE_CACHE_HIT": number("", "USD per 1M cached input tokens for workers (empty: the price of "
+                                                    "the worker's model, else the L1 price)"),
+    "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": number("", "USD per 1M uncached input tokens for workers (empty: as above)"),
+    "AURA_WORKER_TOKEN_PRICE_OUTPUT": number("", "USD per 1M output tokens for workers (empty: as above)"),
+    "AURA_WORKER_TOKEN_PRICE_CACHE_WRITE": number("", "USD per 1M cache-write tokens for workers (empty: as above)"),
+    "AURA_BUDGET_WARN_PERCENT": positive(80.0, "budget share that raises budget_warning", high=100.0),
+    "AURA_NOTIFY_COMMAND": text("", "shell command run on notifications (AURA_EVENT, AURA_MESSAGE, ... set)"),
+    "AURA_NOTIFY_WEBHOOK": url("", "URL that receives each notification as a JSON POST", secret=True),
+    "AURA_NOTIFY_LEVEL": one_of("state_changes", "state_changes / done_only / silent",
+                                "state_changes", "done_only", "silent"),
+    "AURA_NOTIFY_TIMEOUT": positive(10.0, "seconds a notification hook may take"),
+    "AURA_NO_PROGRESS_MINUTES": number(60.0, "notify (no_progress) when nothing started, ended or called the model "
+                                             "for this long; once per stall; 0 disables"),
     # Layer 2 workers
-    "AURA_LAYER2_BACKEND": ("claude", "claude / ds_code / opencode / codex / shell"),
-    "AURA_MAX_CONCURRENT_TASKS": (2, "max concurrent Layer 2 workers"),
-    "AURA_TASK_BUDGET": (30.0, "default worker time budget, minutes (enforced)"),
-    "AURA_MAX_TURNS": (50, "--max-turns for claude workers"),
-    "AURA_CLAUDE_BIN": ("", "explicit claude executable"),
-    "AURA_CLAUDE_PERMISSION_MODE": ("bypassPermissions", "claude --permission-mode"),
-    "AURA_CLAUDE_MODEL": ("", "claude --model (empty: the CLI's default)"),
-    "AURA_OPENCODE_BIN": ("", "explicit opencode executable"),
-    "AURA_OPENCODE_MODEL": ("deepseek-v4-pro", "opencode model"),
-    "AURA_OPENCODE_MAX_TURNS": (50, "opencode max turns"),
-    "AURA_CODEX_BIN": ("", "explicit codex executable"),
-    "AURA_DSCODE_MODEL": ("deepseek-v4-pro", "ds-code model"),
-    "AURA_DSCODE_MAX_TURNS": (0, "ds-code max turns (0: AURA_MAX_TURNS)"),
-    "AURA_DSCODE_BASE_URL": ("", "ds-code base URL"),
-    "AURA_DEEPSEEK_API_KEY": ("", "ds-code DEEPSEEK_API_KEY"),
-    "AURA_WORKERS_IN_DOCKER": (False, "run claude workers in Docker"),
-    "AURA_DOCKER_BIN": ("docker", "docker command"),
-    "AURA_DOCKER_GPUS": ("", "docker --gpus value"),
-    "AURA_DOCKER_EXTRA_ARGS": ("", "extra docker run arguments"),
-    "AURA_DOCKER_CLAUDE_API_KEY": ("", "key for claude in the container"),
-    "AURA_DOCKER_CLAUDE_BASE_URL": ("", "base URL for claude in the container"),
-    "AURA_DOCKER_CLAUDE_MODEL": ("", "model in the container"),
-    "AURA_DOCKER_CLAUDE_SMALL_MODEL": ("", "small model in the container"),
-    "AURA_DOCKER_CLAUDE_SUBAGENT_MODEL": ("", "sub-agent model in the container"),
-    "AURA_STUCK_MINUTES": (10.0, "minutes of agreeing stuck signals before a worker is reported stuck"),
-    "AURA_KILL_GRACE_SECONDS": (5.0, "SIGTERM-to-SIGKILL grace when stopping a worker"),
-    "AURA_STUCK_CPU_PERCENT": (5.0, "a worker tree above this CPU (% of one core) is busy, not stuck"),
-    "AURA_LOOP_REPEAT": (5, "the same tool call this many times in a row is a loop"),
-    "AURA_RESULT_GRACE_SECONDS": (15.0, "seconds a CLI may linger after its final line before it is stopped"),
-    "AURA_CLAUDE_MAX_RETRIES": (2, "CLAUDE_CODE_MAX_RETRIES for claude workers (Aura owns the retry policy)"),
-    "AURA_CODEX_MODEL": ("", "codex -m (empty: the CLI's default)"),
-    "AURA_CODEX_SANDBOX": ("bypass", "codex: bypass / read-only / workspace-write / danger-full-access"),
-    "AURA_DSCODE_BIN": ("", "explicit ds-code executable"),
-    "AURA_AUTO_RESUME": (True, "resume a worker stopped by a rate or usage limit with its session id"),
-    "AURA_MAX_RESUMES": (3, "how many times one task may be parked and resumed"),
-    "AURA_RESUME_DELAY_SECONDS": (300.0, "wait before resuming when the limit does not say when it lifts"),
-    "AURA_WORKER_ISOLATION": ("none", "none / bwrap / docker (AURA_WORKERS_IN_DOCKER=1 means docker)"),
-    "AURA_WORKER_MOUNTS": ("", "extra paths a sandboxed worker may write (comma-separated)"),
-    "AURA_BWRAP_BIN": ("bwrap", "bubblewrap command"),
-    "AURA_BWRAP_SHARE_NET": (True, "bubblewrap workers keep the network (agent CLIs need their API)"),
-    "AURA_BWRAP_HIDE": ("", "more paths hidden from bubblewrap workers (comma-separated)"),
-    "AURA_DOCKER_IMAGE": ("", "image for Docker workers (must hold the worker CLI)"),
-    "AURA_WORKER_SCOPE": ("auto", "auto / on / off: each worker in its own systemd scope when under systemd"),
+    "AURA_LAYER2_BACKEND": one_of("claude", "claude / ds_code / opencode / codex / shell", *BACKEND_NAMES),
+    "AURA_MAX_CONCURRENT_TASKS": whole(2, "max concurrent Layer 2 workers", low=1),
+    "AURA_TASK_BUDGET": positive(30.0, "default worker time budget, minutes (enforced)"),
+    "AURA_MAX_TURNS": whole(50, "--max-turns for claude workers", low=1),
+    "AURA_CLAUDE_BIN": text("", "explicit claude executable"),
+    "AURA_CLAUDE_PERMISSION_MODE": text("bypassPermissions", "claude --permission-mode"),
+    "AURA_CLAUDE_MODEL": text("", "claude --model (empty: the CLI's default)"),
+    "AURA_OPENCODE_BIN": text("", "explicit opencode executable"),
+    "AURA_OPENCODE_MODEL": text("deepseek-v4-pro", "opencode model"),
+    "AURA_OPENCODE_MAX_TURNS": whole(50, "opencode max turns", low=1),
+    "AURA_CODEX_BIN": text("", "explicit codex executable"),
+    "AURA_DSCODE_MODEL": text("deepseek-v4-pro", "ds-code model"),
+    "AURA_DSCODE_MAX_TURNS": whole(0, "ds-code max turns (0: AURA_MAX_TURNS)"),
+    "AURA_DSCODE_BASE_URL": url("", "ds-code base URL"),
+    "AURA_DEEPSEEK_API_KEY": text("", "ds-code DEEPSEEK_API_KEY", secret=True),
+    "AURA_WORKERS_IN_DOCKER": flag(False, "run claude workers in Docker"),
+    "AURA_DOCKER_BIN": text("docker", "docker command"),
+    "AURA_DOCKER_GPUS": text("", "docker --gpus value"),
+    "AURA_DOCKER_EXTRA_ARGS": text("", "extra docker run arguments"),
+    "AURA_DOCKER_CLAUDE_API_KEY": text("", "key for claude in the container", secret=True),
+    "AURA_DOCKER_CLAUDE_BASE_URL": url("", "base URL for claude in the container"),
+    "AURA_DOCKER_CLAUDE_MODEL": text("", "model in the container"),
+    "AURA_DOCKER_CLAUDE_SMALL_MODEL": text("", "small model in the container"),
+    "AURA_DOCKER_CLAUDE_SUBAGENT_MODEL": text("", "sub-agent model in the container"),
+    "AURA_STUCK_MINUTES": positive(10.0, "minutes of agreeing stuck signals before a worker is reported stuck"),
+    "AURA_KILL_GRACE_SECONDS": number(5.0, "SIGTERM-to-SIGKILL grace when stopping a worker"),
+    "AURA_STUCK_CPU_PERCENT": number(5.0, "a worker tree above this CPU (% of one core) is busy, not stuck"),
+    "AURA_LOOP_REPEAT": whole(5, "the same tool call this many times in a row is a loop", low=2),
+    "AURA_RESULT_GRACE_SECONDS": number(15.0, "seconds a CLI may linger after its final line before it is stopped"),
+    "AURA_CLAUDE_MAX_RETRIES": whole(2, "CLAUDE_CODE_MAX_RETRIES for claude workers (Aura owns the retry policy)"),
+    "AURA_CODEX_MODEL": text("", "codex -m (empty: the CLI's default)"),
+    "AURA_CODEX_SANDBOX": one_of("bypass", "codex: bypass / read-only / workspace-write / danger-full-access",
+                                 "bypass", "read-only", "workspace-write", "danger-full-access"),
+    "AURA_DSCODE_BIN": text("", "explicit ds-code executable"),
+    "AURA_AUTO_RESUME": flag(True, "resume a worker stopped by a rate or usage limit with its session id"),
+    "AURA_MAX_RESUMES": whole(3, "how many times one task may be parked and resumed"),
+    "AURA_RESUME_DELAY_SECONDS": number(300.0, "wait before resuming when the limit does not say when it lifts"),
+    "AURA_WORKER_ISOLATION": one_of("none", "none / bwrap / docker (AURA_WORKERS_IN_DOCKER=1 means docker)",
+                                    "none", "bwrap", "docker"),
+    "AURA_WORKER_MOUNTS": text("", "extra paths a sandboxed worker may write (comma-separated)"),
+    "AURA_BWRAP_BIN": text("bwrap", "bubblewrap command"),
+    "AURA_BWRAP_SHARE_NET": flag(True, "bubblewrap workers keep the network (agent CLIs need their API)"),
+    "AURA_BWRAP_HIDE": text("", "more paths hidden from bubblewrap workers (comma-separated)"),
+    "AURA_DOCKER_IMAGE": text("", "image for Docker workers (must hold the worker CLI)"),
+    "AURA_WORKER_SCOPE": one_of("auto", "auto / on / off: each worker in its own systemd scope when under systemd",
+                                *SCOPE_WORDS),
     # Watchdog
-    "AURA_WORKER_RESOURCE_GUARD": ("1", "1 / 0 / dry-run"),
-    "AURA_WORKER_RESOURCE_POLL_SECONDS": (10.0, "seconds between watchdog samples"),
-    "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": (180.0, "rolling window for averages, seconds"),
-    "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": (3, "consecutive over-limit samples before a kill"),
-    "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": (15.0, "pause after a kill before the next one"),
-    "AURA_WORKER_MAX_CPU_PERCENT": (80.0, "per-worker CPU, % of the whole machine; 0 disables"),
-    "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT": (80.0, "per-worker RSS, % of RAM; 0 disables"),
-    "AURA_WORKER_MAX_GPU_UTIL_PERCENT": (80.0, "per-worker GPU SM utilisation %; 0 disables"),
-    "AURA_WORKER_MAX_GPU_MEMORY_PERCENT": (80.0, "per-worker GPU memory, % of visible GPU memory; 0 disables"),
-    "AURA_WORKER_MAX_SYSTEM_MEMORY_GB": (0.0, "per-worker RSS ceiling, GB; 0 disables"),
-    "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": (0.0, "free RAM reserve, GB; 0 disables"),
-    "AURA_WORKER_MAX_GPU_MEMORY_GB": (0.0, "per-worker GPU memory ceiling, GB; 0 disables"),
-    "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB": (0.0, "free GPU memory reserve, GB; 0 disables"),
-    "AURA_WORKER_CUDA_VISIBLE_DEVICES": ("", "CUDA_VISIBLE_DEVICES injected into workers"),
-    "AURA_WORKER_ENV_PASS": ("", "more variables workers get from the daemon's environment "
-                                 "(comma-separated names, `*` allowed at the end)"),
+    "AURA_WORKER_RESOURCE_GUARD": one_of("1", "1 / 0 / dry-run", *GUARD_WORDS),
+    "AURA_WORKER_RESOURCE_POLL_SECONDS": number(10.0, "seconds between watchdog samples", low=0.05, high=3600.0),
+    "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": positive(180.0, "rolling window for averages, seconds "
+                                                               "(at least two polls)"),
+    "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": whole(3, "consecutive over-limit samples before a kill", low=1,
+                                                    high=100_000),
+    "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": number(15.0, "after a kill, no other kill for this long (strikes "
+                                                          "keep counting)", high=86_400.0),
+    "AURA_WORKER_MAX_CPU_PERCENT": percent(80.0, "per-worker CPU, % of the whole machine; 0 disables"),
+    "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT": percent(80.0, "per-worker RSS, % of RAM; 0 disables"),
+    "AURA_WORKER_MAX_GPU_UTIL_PERCENT": percent(80.0, "per-worker GPU SM utilisation %; 0 disables"),
+    "AURA_WORKER_MAX_GPU_MEMORY_PERCENT": percent(80.0, "per-worker GPU memory, % of visible GPU memory; 0 disables"),
+    "AURA_WORKER_MAX_SYSTEM_MEMORY_GB": number(0.0, "per-worker RSS ceiling, GB; 0 disables"),
+    "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": number(0.0, "free RAM reserve, GB; 0 disables"),
+    "AURA_WORKER_MAX_GPU_MEMORY_GB": number(0.0, "per-worker GPU memory ceiling, GB; 0 disables"),
+    "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB": number(0.0, "free GPU memory reserve, GB; 0 disables"),
+    "AURA_WORKER_CUDA_VISIBLE_DEVICES": text("", "CUDA_VISIBLE_DEVICES injected into workers"),
+    "AURA_WORKER_ENV_PASS": text("", "more variables workers get from the daemon's environment "
+                                     "(comma-separated names, `*` allowed at the end)"),
     # Daemons
-    "AURA_LOG_LEVEL": ("info", "debug / info / warning / error"),
-    "AURA_RESTART_MAX": (5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS"),
-    "AURA_RESTART_WINDOW_SECONDS": (60.0, "window of the restart-intensity limit"),
-    # -- costs
-    "AURA_NO_PROGRESS_MINUTES": (60.0, ("notify (no_progress) when nothing started, ended or called the model "
-                                        "for this long; once per stall; 0 disables")),
-}
+    "AURA_LOG_LEVEL": one_of("info", "debug / info / warning / error", "debug", "info", "warning", "error"),
+    "AURA_RESTART_MAX": whole(5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS "
+                                 "(0: none)"),
+    "AURA_RESTART_WINDOW_SECONDS": positive(60.0, "window of the restart-intensity limit"),
+})
 
 ALIASES = {
     "AURA_DEEP_REVIEW_INTERVAL": "AURA_DEEP_REFLECTION_INTERVAL",
 }
-
-_FALSE = {"0", "false", "no", "off", ""}
-
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key and source."""
@@ -177,6 +315,7 @@ class Config:
 
     values: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    unknown_env: list[str] = field(default_factory=list)  # AURA_* names in the environment that are no key
 
     def set(self, key: str, value: str, source: str) -> None:
         key = ALIASES.get(key, key)
@@ -189,11 +328,13 @@ class Config:
     def _default(self, key: str) -> object:
         if key not in KEYS:
             raise KeyError(f"unknown configuration key {key}")
-        return KEYS[key][0]
+        return KEYS[key].default
 
     def str(self, key: str) -> str:
         v = self.values.get(key)
-        return str(self._default(key)) if v is None else v
+        if v is None or (v.strip() == "" and KEYS[key].kind == "choice"):
+            return str(self._default(key))
+        return KEYS[key].canonical(v)
 
     def int(self, key: str) -> int:
         v = self.values.get(key)
@@ -217,7 +358,7 @@ class Config:
         v = self.values.get(key)
         if v is None:
             return bool(self._default(key))
-        return v.strip().lower() not in _FALSE
+        return v.strip().lower() not in FALSE_WORDS
 
     def as_env(self) -> dict[str, str]:
         """Only the keys that were set somewhere, for passing to a child daemon."""
@@ -235,8 +376,10 @@ def load_config(project_root: Path | None = None, config_file: Path | None = Non
     for path, label in files:
         _merge_file(cfg, path, label, required=False)
     for key, value in env.items():
-        if key.startswith("AURA_") and (key in KEYS or key in ALIASES):
+        if key in KEYS or key in ALIASES:
             cfg.set(key, value, "environment")
+        elif key.startswith("AURA_"):
+            cfg.unknown_env.append(key)
     if config_file is not None:
         _merge_file(cfg, Path(config_file), f"--config {config_file}", required=True)
     for item in overrides:

@@ -34,18 +34,29 @@ def already_running(paths: ProjectPaths) -> str | None:
     return None
 
 
+def overrides_file(paths: ProjectPaths) -> Path:
+    return paths.run_dir / "overrides.json"
+
+
 def daemon_argv(name: str, paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...]) -> list[str]:
+    """The daemon's command line. `-O` values are never on it (any of them may be a key, and every
+    process's argv is public through `ps`): it names the private file write_launch puts them in."""
     argv = [sys.executable, "-m", "aura.daemon", name, "--project", str(paths.root)]
     if config_file is not None:
         argv += ["--config", str(Path(config_file).resolve())]
-    for item in overrides:
-        argv += ["-O", item]
+    if overrides:
+        argv += ["--overrides-file", str(overrides_file(paths))]
     if name == "brain":
         argv += ["--task", str(task)]
     return argv
 
 
 def write_launch(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...]) -> dict:
+    """launch.json, which peers restart daemons from, and the 0600 file holding the `-O` values."""
+    if overrides:
+        atomic_write_json(overrides_file(paths), {"overrides": list(overrides)}, mode=0o600)
+    else:
+        overrides_file(paths).unlink(missing_ok=True)
     spec = {"desired": "up", "started_at": time.time(), "cwd": str(paths.root), "task": str(task),
             "daemons": {n: {"argv": daemon_argv(n, paths, task, config_file, overrides)} for n in DAEMONS},
             "env": {} if paths.default_data else {"AURA_DATA_DIR": str(paths.data)}}

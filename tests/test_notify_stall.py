@@ -56,7 +56,7 @@ def test_safe_mode_entered_and_left_reach_the_hook(project: Project, serve: Any)
 
 
 def test_no_progress_is_notified_once_per_stall(project: Project) -> None:
-    project.env.update(AURA_CYCLE_INTERVAL="0.3", AURA_NO_PROGRESS_MINUTES="0.05", AURA_MAX_CONCURRENT_TASKS="1",
+    project.env.update(AURA_CYCLE_INTERVAL="0.5", AURA_NO_PROGRESS_MINUTES="0.05", AURA_MAX_CONCURRENT_TASKS="1",
                        AURA_NOTIFY_COMMAND=HOOK)
     project.write_task("# Slow\n\n- [ ] first `sleep 7`\n- [ ] second `sleep 40`\n")
     project.up()

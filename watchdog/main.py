@@ -14,11 +14,13 @@ from typing import Any
 
 import psutil
 
+from aura.config import ConfigError
 from aura.daemon import Daemon
 from aura.fsutil import atomic_write_json, read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import group_alive, signal_group, signal_shim
+from aura.settings_check import suggestion
 from ipc.envelope import BadArgs, arg
 from supervisor.registry import Registry
 
@@ -256,20 +258,19 @@ class WatchdogDaemon(Daemon):
         return {"limits": self.policy.as_dict(), "overrides": self.overrides}
 
     def op_set_limits(self, args: dict) -> dict:
+        """`aura limits KEY=VALUE`: checked by the same rules as a start, with the run's other settings."""
         values = arg(args, "values", dict)
         clean: dict[str, str] = {}
         for key, value in values.items():
             if key not in LIMITS and key not in POLICY_KEYS:
-                raise BadArgs(f"unknown limit {key!r}; known: {', '.join([*LIMITS, *POLICY_KEYS])}")
+                raise BadArgs(f"unknown limit {key!r}{suggestion(str(key), [*LIMITS, *POLICY_KEYS])} "
+                              f"(known: {', '.join([*LIMITS, *POLICY_KEYS])})")
             clean[key] = str(value)
         merged = {**self.overrides, **clean}
         try:
             policy = Policy.from_config(self.cfg, merged)
-        except ValueError as exc:
-            raise BadArgs(f"bad limit value: {exc}") from None
-        problems = check_task_limits({k: v for k, v in clean.items() if k in LIMITS})
-        if problems:
-            raise BadArgs("; ".join(problems))
+        except ConfigError as exc:
+            raise BadArgs(str(exc)) from None
         old = self.policy.as_dict()
         self.overrides, self.policy = merged, policy
         self.policy_gen += 1

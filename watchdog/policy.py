@@ -8,12 +8,12 @@ alternates between two excesses is still caught.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from aura.config import Config
+from aura.config import KEYS, Config, ConfigError
+from aura.settings_check import cross_problems, value_problem
 
 # config key -> (metric, "max" ceiling or "min" reserve, unit)
 LIMITS: dict[str, tuple[str, str, str]] = {
@@ -30,8 +30,6 @@ POLICY_KEYS = ("AURA_WORKER_RESOURCE_GUARD", "AURA_WORKER_RESOURCE_POLL_SECONDS"
                "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_VIOLATION_STRIKES",
                "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS")
 MIN_SAMPLES = 2
-MAX_POLL_S = 3600.0
-MAX_STRIKES = 100_000
 EVIDENCE_MAX = 240  # samples a kill record may carry (the strike run and the windows behind it)
 
 
@@ -43,19 +41,15 @@ def guard_mode(value: str) -> str:
 
 
 def check_task_limits(values: Mapping[str, Any]) -> list[str]:
-    """Problems with per-task overrides given at spawn time (config names, numbers >= 0)."""
+    """Problems with per-task overrides given at spawn time (config names, values in their range)."""
     problems = []
     for key, value in values.items():
         if key not in LIMITS:
             problems.append(f"{key!r} is not a per-task limit (known: {', '.join(LIMITS)})")
             continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            problems.append(f"{key}={value!r} is not a number")
-            continue
-        if not math.isfinite(number) or number < 0:
-            problems.append(f"{key}={value!r} must be a number >= 0 (0 disables the limit)")
+        line = value_problem(key, str(value), "the task's limits")
+        if line:
+            problems.append(line)
     return problems
 
 
@@ -80,42 +74,42 @@ class Policy:
     cooldown_s: float = 15.0
 
     @classmethod
-    def from_config(cls, cfg: Config, overrides: dict[str, Any] | None = None) -> "Policy":
+    def from_config(cls, cfg: Config, overrides: Mapping[str, Any] | None = None,
+                    source: str = "`aura limits`") -> "Policy":
+        """The configuration's policy with the run-time changes (`overrides`, from `source`) on top."""
         values = {k: cfg.str(k) for k in (*LIMITS, *POLICY_KEYS)}
-        values.update({k: str(v) for k, v in (overrides or {}).items()})
-        return cls.from_values(values)
+        sources = {k: cfg.sources.get(k, "the default") for k in values}
+        for key, value in (overrides or {}).items():
+            values[key], sources[key] = str(value), source
+        return cls.from_values(values, sources)
 
     @classmethod
-    def from_values(cls, values: dict[str, str]) -> "Policy":
-        num = {k: _finite(k, values[k]) for k in (*LIMITS, *POLICY_KEYS[1:])}
-        for key in ("AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"):
-            if num[key] < 0:
-                raise ValueError(f"{key}={values[key]!r} must not be negative")
-        for key, most in (("AURA_WORKER_RESOURCE_POLL_SECONDS", MAX_POLL_S),
-                          ("AURA_WORKER_RESOURCE_VIOLATION_STRIKES", MAX_STRIKES)):
-            if num[key] > most:  # larger means no sample or no kill ever, and breaks `aura limits`
-                raise ValueError(f"{key}={values[key]!r} is above its ceiling of {most:g}")
+    def from_values(cls, values: Mapping[str, str], sources: Mapping[str, str] | None = None) -> "Policy":
+        """Checked against the settings table and the window rule: a value that would switch
+        enforcement off without a word (nan, inf, a window no strike fits in) is a ConfigError."""
+        where = sources or {}
+        found = [line for k in (*LIMITS, *POLICY_KEYS)
+                 if (line := value_problem(k, values[k], where.get(k, "the configuration")))]
+        found += cross_problems(values, where)
+        if found:
+            raise ConfigError("; ".join(found))
+        num = {k: _number(k, values[k]) for k in (*LIMITS, *POLICY_KEYS[1:])}
         return cls(limits={k: num[k] for k in LIMITS},
-                   mode=guard_mode(values["AURA_WORKER_RESOURCE_GUARD"]),
-                   poll_s=max(0.05, num["AURA_WORKER_RESOURCE_POLL_SECONDS"]),
+                   mode=guard_mode(KEYS["AURA_WORKER_RESOURCE_GUARD"].canonical(values["AURA_WORKER_RESOURCE_GUARD"])),
+                   poll_s=num["AURA_WORKER_RESOURCE_POLL_SECONDS"],
                    window_s=num["AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"],
-                   strikes=max(1, int(num["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"])),
+                   strikes=int(num["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"]),
                    cooldown_s=num["AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"])
 
     def for_worker(self, task_limits: Mapping[str, Any] | None) -> dict[str, float]:
         """Limits in force for one worker: the global ones with its spawn-time overrides.
 
-        An override that is no finite number >= 0 is ignored (preflight refuses it, but a spawn
-        made while the watchdog was down was not checked): a nan would silently disable a limit."""
+        An override outside its range is ignored (preflight refuses it, but a spawn made while
+        the watchdog was down was not checked): a nan would silently disable a limit."""
         merged = dict(self.limits)
         for key, value in (task_limits or {}).items():
-            if key in LIMITS:
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue
-                if math.isfinite(number) and number >= 0:
-                    merged[key] = number
+            if key in LIMITS and str(value).strip() and KEYS[key].problem(str(value)) is None:
+                merged[key] = float(value)
         return merged
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,13 +120,9 @@ class Policy:
                 "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": self.cooldown_s}
 
 
-def _finite(key: str, raw: Any) -> float:
-    """A policy number; inf or nan would switch enforcement off without a word (found by fuzzing:
-    a poll interval of inf stopped every sample, a nan window or limit made every comparison false)."""
-    value = float(raw)
-    if not math.isfinite(value):
-        raise ValueError(f"{key}={raw!r} is not a finite number")
-    return value
+def _number(key: str, raw: str) -> float:
+    """A checked value; empty means the key's default."""
+    return float(raw) if raw.strip() else float(KEYS[key].default)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 from aura.config import ConfigError
 from aura.daemon import Daemon
 from aura.fsutil import read_json
+from aura.settings_check import value_problem
 from ipc.envelope import BadArgs, arg
 from ipc.events import EventFeed
 
@@ -265,8 +266,9 @@ class BrainDaemon(Daemon):
         core = self.core
         assert core is not None
         usd = arg(args, "usd", float)
-        if usd < 0:
-            raise BadArgs("the budget must be 0 (none) or more")
+        problem = value_problem("AURA_BUDGET_USD", str(usd), "`aura budget`")
+        if problem:
+            raise BadArgs(problem)
         old = costmod.budget_limit(core.state, self.cfg)
         core.state.setdefault("budget", {})["override_usd"] = usd
         self.refresh_budget()
