@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aura import service as svcmod
+from aura.daemon import EXIT_CONFIG
 from aura.paths import project_id
 from aura.service import Host, ProjectService, ServiceError, render_launchd, render_systemd
 from aura.service_cli import service
@@ -212,6 +213,8 @@ def test_unit_contents(project: Path) -> None:
                      "RuntimeDirectoryPreserve=yes", "PartOf=aura@%i.target"):
             assert re.search(rf"^{re.escape(line)}$", text, re.M), line
         assert not re.search(r"^WatchdogSec=", text, re.M)
+        # a refused setting exits EXIT_CONFIG, which no restart can fix
+        assert re.search(rf"^RestartPreventExitStatus={EXIT_CONFIG}$", text, re.M)
         assert "@" + "PYTHON@" not in text and "\n# Placeholders" not in text
     assert "After=aura-supervisor@%i.service aura-watchdog@%i.service" in units[f"aura-brain@{pid}.service"]
 
