@@ -129,6 +129,9 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_LOG_LEVEL": ("info", "debug / info / warning / error"),
     "AURA_RESTART_MAX": (5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS"),
     "AURA_RESTART_WINDOW_SECONDS": (60.0, "window of the restart-intensity limit"),
+    # -- lifecycle
+    "AURA_PEER_HANG_SECONDS": (60.0, "a daemon that answers no ping for this long is killed and restarted by "
+                                     "its peer (counts against AURA_RESTART_MAX)"),
 }
 
 ALIASES = {
