@@ -18,6 +18,8 @@ import click
 from . import __version__
 
 EXIT_NOT_RUNNING = 3
+# commands that change state: output to a closed pipe is dropped rather than stopping them half-way
+STEADY_COMMANDS = ("restart", "cleanup", "clean-workspaces", "service", "budget", "limits")
 
 
 LAZY_COMMANDS = {"service": ("aura.service_cli", "service"), "setup": ("aura.setup_cmd", "setup"),
@@ -69,6 +71,9 @@ def cli(ctx: click.Context, project: Path | None, config_file: Path | None, over
     if workers is not None:
         overrides = (*overrides, f"AURA_MAX_CONCURRENT_TASKS={workers}")
     ctx.obj = {"project": project, "config": config_file, "overrides": overrides}
+    if ctx.invoked_subcommand in STEADY_COMMANDS:  # `up` and `down` guard their own output
+        from .interrupts import steady_output
+        ctx.with_resource(steady_output())
 
 
 def _paths(ctx: click.Context, must_exist: bool = True) -> Any:

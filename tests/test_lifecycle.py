@@ -257,3 +257,18 @@ def test_a_clean_down_removes_the_runtime_folder(project: Project) -> None:
     assert not runtime.exists(), f"left behind: {sorted(p.name for p in runtime.iterdir())}"
     project.up()  # and the next start makes it again
     assert runtime.is_dir() and all(project.daemon_pid(n) for n in ("supervisor", "watchdog", "brain"))
+
+
+def test_restart_piped_into_head_still_stops_moves_aside_and_starts(project: Project) -> None:
+    """The other commands that change state finish too (here `aura restart`, which stops the run,
+    moves it aside and starts a new one)."""
+    project.write_task(LONG_TASK)
+    project.up()
+    old_worker = _running_worker(project)
+    old_brain = project.daemon_pid("brain")
+    proc = _shell(project, "aura restart -d task.md | head -1")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert not _alive(old_worker["worker_pid"])
+    assert len(list(project.paths.data.glob("state.restart-*"))) == 1
+    assert all(project.daemon_pid(n) for n in ("supervisor", "watchdog", "brain"))
+    assert project.daemon_pid("brain") != old_brain
