@@ -247,10 +247,6 @@ class PeerKeeper:
             if child.poll() is not None:
                 self.children.pop(peer, None)
 
-    def close(self) -> None:
-        for peer in list(self.watches):
-            self._forget_watch(peer)
-
     def summary(self) -> dict[str, Any]:
         return {p: {"restarts_in_window": len(self.history[p]), "gave_up": self.gave_up.get(p),
                     "restarts": self.count.get(p, 0), "last_reason": self.last_reason.get(p)} for p in self.peers}
