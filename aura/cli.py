@@ -18,6 +18,8 @@ import click
 from . import __version__
 
 EXIT_NOT_RUNNING = 3
+# commands that change state: output to a closed pipe is dropped rather than stopping them half-way
+STEADY_COMMANDS = ("restart", "cleanup", "clean-workspaces", "service", "budget", "limits")
 
 
 LAZY_COMMANDS = {"service": ("aura.service_cli", "service"), "setup": ("aura.setup_cmd", "setup"),
@@ -69,6 +71,9 @@ def cli(ctx: click.Context, project: Path | None, config_file: Path | None, over
     if workers is not None:
         overrides = (*overrides, f"AURA_MAX_CONCURRENT_TASKS={workers}")
     ctx.obj = {"project": project, "config": config_file, "overrides": overrides}
+    if ctx.invoked_subcommand in STEADY_COMMANDS:  # `up` and `down` guard their own output
+        from .interrupts import steady_output
+        ctx.with_resource(steady_output())
 
 
 def _paths(ctx: click.Context, must_exist: bool = True) -> Any:
@@ -98,7 +103,8 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     from .brain.taskfile import TaskFileError, read_task_file
     from .config import ConfigError, load_config
     from .doctor import fatal_problems
-    from .launcher import LaunchError, already_running, follow_events, journal_positions, start_all, stop_all
+    from .interrupts import StopSignals, steady_output
+    from .launcher import LaunchError, follow_events, journal_positions, plan_up, start_all, stop_all
     from .paths import ProjectPaths
     from .settings_check import check_start, refused
 
@@ -115,9 +121,10 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         raise click.ClickException(refused(exc)) from None
     for problem in fatal_problems():
         raise click.ClickException(problem)
-    busy = already_running(paths)
-    if busy:
-        raise click.ClickException(busy)
+    try:
+        plan = plan_up(paths, tf.path)
+    except LaunchError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Aura {__version__}: {tf.mission}")
     if not cfg.str("AURA_API_KEY") and cfg.str("AURA_PLANNER") in ("auto", "local"):
         click.echo("  no API key configured: the offline `local` planner runs the task file's checklist")
@@ -125,22 +132,29 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         click.echo("  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
                    "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running")
     _price_check(cfg)
+    if plan.partial and (ctx.obj["config"] or ctx.obj["overrides"]):
+        click.echo("  the missing daemons start with the settings of the running ones; "
+                   "`aura down` then `aura up` changes settings")
     cursors = journal_positions(paths)
-    try:
-        start_all(paths, tf.path.resolve(), ctx.obj["config"], ctx.obj["overrides"], click.echo)
-    except LaunchError as exc:
-        raise click.ClickException(str(exc)) from None
-    from .projects import register
-    register(root, tf.path.resolve())
-    if detach:
-        click.echo(f"Running in the background in {root}.\n"
-                   "  aura status · aura ps · aura logs -f · aura wake · aura down")
-        return
-    click.echo("Streaming events; Ctrl-C stops Aura and its workers.")
-    code = follow_events(paths, click.echo, stop_on_finish=not stay, cursors=cursors)
-    click.echo("Stopping:")
-    stop_all(paths, stop_workers=True, echo=click.echo)
-    sys.exit(0 if code == 0 else (130 if code == 130 else 1))
+    # a closed pipe or terminal, Ctrl-C, SIGTERM or SIGHUP never leaves the run half started or
+    # orphaned: the start finishes, then a signal stops everything gracefully
+    with steady_output() as out, StopSignals(hangup=not detach) as stop:
+        try:
+            start_all(paths, tf.path.resolve(), ctx.obj["config"], ctx.obj["overrides"], click.echo, plan)
+        except LaunchError as exc:
+            raise click.ClickException(str(exc)) from None
+        from .projects import register
+        register(root, tf.path.resolve())
+        if detach and not stop.received:
+            click.echo(f"Running in the background in {root}.\n"
+                       "  aura status · aura ps · aura logs -f · aura wake · aura down")
+            return
+        if not detach:
+            click.echo("Streaming events; Ctrl-C stops Aura and its workers.")
+        code = follow_events(paths, click.echo, stop_on_finish=not stay, cursors=cursors, stop=stop, out=out)
+        click.echo("Stopping:")
+        stop_all(paths, stop_workers=True, echo=click.echo)
+    sys.exit(code)
 
 
 def _price_check(cfg: Any) -> None:
@@ -172,14 +186,17 @@ def start(ctx: click.Context, task_file: Path) -> None:
 def down(ctx: click.Context, keep_workers: bool) -> None:
     """Stop the three daemons and (unless --keep-workers) their workers."""
     from .control import running_daemons
+    from .interrupts import StopSignals, steady_output
     from .launcher import stop_all
 
     paths = _paths(ctx)
     if not running_daemons(paths):
         click.echo(f"Aura is not running in {paths.root}.")
         return
-    click.echo(f"Stopping Aura in {paths.root}" + (" (workers keep running)" if keep_workers else "") + ":")
-    if not stop_all(paths, stop_workers=not keep_workers, echo=click.echo):
+    with steady_output(), StopSignals():  # a closed pipe or a signal must not stop it half-way
+        click.echo(f"Stopping Aura in {paths.root}" + (" (workers keep running)" if keep_workers else "") + ":")
+        ok = stop_all(paths, stop_workers=not keep_workers, echo=click.echo)
+    if not ok:
         sys.exit(1)
 
 
@@ -308,7 +325,7 @@ def _brain_from_disk(paths: Any) -> dict:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """The three daemons, the task tree and the run's state."""
-    from .control import running_daemons, try_call
+    from .control import missing_hint, restart_notes, running_daemons, try_call
     from .fsutil import read_json
     from .paths import DAEMONS
 
@@ -325,8 +342,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         sys.exit(0 if len(live) == len(DAEMONS) else EXIT_NOT_RUNNING)
     click.echo(f"Project  {paths.root}")
     click.echo(f"Mission  {brain.get('mission') or '-'}")
-    gave_up = {p: i["gave_up"] for rec in peers.values() if rec for p, i in (rec.get("peers") or {}).items()
-               if i.get("gave_up")}
+    gave_up, restarted = restart_notes(paths)
     now = time.time()
     for n in DAEMONS:
         h = info.get(n)
@@ -339,10 +355,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     extra += f"; GPU checks off ({gpu.get('reason') or 'no GPU'})"
             if n == "supervisor":
                 extra = f", {h.get('workers_live', 0)} live workers"
+            if n in restarted:
+                extra += f" · {restarted[n]}"
             click.echo(f"  {n:<10} running  pid {h['pid']}, up {_age(now - h['started_at'])}{extra}")
+        elif n in live:
+            click.echo(f"  {n:<10} NOT ANSWERING  pid {live[n]['pid']} (its peer restarts it after "
+                       "AURA_PEER_HANG_SECONDS without an answer)")
         else:
             why = f" (gave up restarting it: {gave_up[n]})" if n in gave_up else ""
             click.echo(f"  {n:<10} DOWN{why}")
+    hint = missing_hint(paths) if len(live) < len(DAEMONS) else None
+    if hint:
+        click.echo(f"  {hint}")
     if brain.get("from_disk"):
         click.echo("(brain down: the task tree below is read from disk)")
     run = brain.get("run") or {}

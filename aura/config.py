@@ -274,6 +274,8 @@ KEYS: dict[str, Setting] = _typed({
     "AURA_RESTART_MAX": whole(5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS "
                                  "(0: none)"),
     "AURA_RESTART_WINDOW_SECONDS": positive(60.0, "window of the restart-intensity limit"),
+    "AURA_PEER_HANG_SECONDS": number(60.0, "a daemon that answers no ping for this long is killed and restarted by "
+                                           "its peer (counts against AURA_RESTART_MAX); 0 disables, else at least 2"),
 })
 
 ALIASES = {

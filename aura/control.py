@@ -74,9 +74,18 @@ def running_daemons(paths: ProjectPaths) -> dict[str, dict]:
 
 def set_desired(paths: ProjectPaths, desired: str) -> None:
     """Tell the daemons' peer keepers whether to restart crashed peers (`up`) or not (`down`)."""
+    update_launch(paths, desired=desired)
+
+
+def update_launch(paths: ProjectPaths, **fields: Any) -> None:
+    """Change fields of `.aura/run/launch.json` (a field set to None is removed)."""
     spec = read_json(paths.launch_file) or {}
     if spec:
-        spec["desired"] = desired
+        for key, value in fields.items():
+            if value is None:
+                spec.pop(key, None)
+            else:
+                spec[key] = value
         atomic_write_json(paths.launch_file, spec, mode=0o600)
 
 
@@ -96,6 +105,8 @@ def stop_daemon(paths: ProjectPaths, name: str, stop_workers: bool, wait: float 
         if is_alive(pid, created):
             try:
                 os.kill(pid, sig)
+                if sig == signal.SIGTERM:
+                    os.kill(pid, signal.SIGCONT)  # a stopped daemon handles SIGTERM only once it runs again
             except ProcessLookupError:
                 break
             if _wait_gone(pid, created, grace):
@@ -110,3 +121,41 @@ def _wait_gone(pid: int, created: float | None, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return not is_alive(pid, created)
+
+
+def restart_notes(paths: ProjectPaths) -> tuple[dict[str, str], dict[str, str]]:
+    """From the peer keepers' records: the daemons they gave up on (and why), and for the others
+    how often they were restarted since `aura up` and why the last time."""
+    gave_up: dict[str, str] = {}
+    restarted: dict[str, str] = {}
+    spec = read_json(paths.launch_file)
+    launch = spec.get("started_at") if isinstance(spec, dict) else None
+    for keeper in ("supervisor", "watchdog"):
+        rec = read_json(paths.run_dir / f"{keeper}.peers.json") or {}
+        if not isinstance(rec, dict) or rec.get("launch") != launch:
+            continue  # a record of an earlier `aura up`
+        for name, info in (rec.get("peers") or {}).items():
+            if not isinstance(info, dict):
+                continue
+            if info.get("gave_up"):
+                gave_up[name] = str(info["gave_up"])
+            count = int(info.get("count") or len(info.get("restarts") or []))
+            if count:
+                why = f": {info['last_reason']}" if info.get("last_reason") else ""
+                restarted[name] = f"restarted {count}x{why}"
+    return gave_up, restarted
+
+
+def missing_hint(paths: ProjectPaths) -> str | None:
+    """The command that starts the missing daemons of a run that should be up, for `aura status`."""
+    spec = read_json(paths.launch_file) or {}
+    task = spec.get("task") if isinstance(spec, dict) else None
+    if not task or spec.get("desired") != "up":
+        return None
+    shown = str(task)
+    try:
+        relative = os.path.relpath(shown)
+        shown = relative if len(relative) < len(shown) else shown
+    except ValueError:
+        pass
+    return f"`aura up {shown}` starts the missing daemons; running workers are kept"

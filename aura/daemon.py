@@ -8,6 +8,7 @@ A daemon takes its single-instance lock *before* binding, because a second bind 
 from __future__ import annotations
 
 import argparse
+import errno
 import heapq
 import itertools
 import json
@@ -31,7 +32,7 @@ from . import __version__, sdnotify
 from .config import Config, ConfigError, load_config
 from .crashlog import crash_line
 from .logs import setup_logging
-from .paths import ProjectPaths
+from .paths import ProjectPaths, ensure_private_dir, remove_runtime_dir_if_empty
 from .pidfile import live_record, write_pidfile
 from .proctitle import set_process_name
 from .settings_check import check_start
@@ -153,11 +154,8 @@ class Daemon:
         old_handlers = self._install_signals(wake_w)
         self._poller = zmq.Poller()
         try:
-            self.server = RequestServer(self.ctx, self.paths.endpoint(self.name), self.handlers(),
-                                        on_error=lambda code, msg: self.log.warning("bad_request", code=code,
-                                                                                    detail=msg[:500]))
-            self.events = Publisher(self.ctx, self.name, self.paths.pub_endpoint(self.name),
-                                    self.paths.journal(self.name))
+            self._bind()
+            assert self.server is not None
             self._poller.register(self.server.sock, zmq.POLLIN)
             self._poller.register(wake_r.fileno(), zmq.POLLIN)
             for source in self._readers:
@@ -174,6 +172,25 @@ class Daemon:
             return 0
         finally:
             self._shutdown(old_handlers, wake_r, wake_w)
+
+    def _bind(self) -> None:
+        """Bind the request and event endpoints. The last daemon of a stopping run removes the
+        runtime folder when it is empty, possibly between our `ensure()` and this bind: then the
+        folder is made again and the bind retried."""
+        for attempt in range(3):
+            try:
+                if self.server is None:
+                    self.server = RequestServer(self.ctx, self.paths.endpoint(self.name), self.handlers(),
+                                                on_error=lambda code, msg: self.log.warning("bad_request", code=code,
+                                                                                            detail=msg[:500]))
+                if self.events is None:
+                    self.events = Publisher(self.ctx, self.name, self.paths.pub_endpoint(self.name),
+                                            self.paths.journal(self.name))
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno != errno.ENOENT or attempt == 2:
+                    raise
+                ensure_private_dir(self.paths.runtime_dir)
 
     def _loop(self, wake_r: socket.socket) -> None:
         self._wake_r = wake_r
@@ -243,6 +260,7 @@ class Daemon:
                       stop_reason=self.stop_reason or None)
 
     def _shutdown(self, old_handlers: dict, wake_r: socket.socket, wake_w: socket.socket) -> None:
+        self._write_pid("stopping")  # no longer serving: peers must neither ping it nor take it for crashed
         try:
             self.teardown()
         except Exception as exc:
@@ -261,6 +279,7 @@ class Daemon:
                 (self.paths.runtime_dir / f"{self.name}{suffix}").unlink()
             except FileNotFoundError:
                 pass
+        remove_runtime_dir_if_empty(self.paths)
         wake_r.close()
         wake_w.close()
         self.ctx.destroy(linger=0)

@@ -1,26 +1,74 @@
-"""`aura up` and `aura down`: start the three daemons, wait until each answers, stop them."""
+"""`aura up` and `aura down`: start the three daemons (or the missing ones), wait until each
+answers, follow the run, stop them."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .control import call, daemon_record, running_daemons, set_desired, stop_daemon, NotRunning
+from .control import call, daemon_record, running_daemons, set_desired, stop_daemon, update_launch, NotRunning
 from .fsutil import atomic_write_json
-from .paths import DAEMONS, ProjectPaths
-from .peers import lock_is_held, start_daemon
+from .interrupts import Output, StopSignals
+from .paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
+from .peers import launch_spec, lock_is_held, start_daemon
+from .pidfile import start_time
 
 READY_TIMEOUT = 20.0
+START_MARGIN = 10.0  # past READY_TIMEOUT, the peer keepers stop waiting for an `aura up` that hangs
 START_STAGES = (("supervisor", "watchdog"), ("brain",))
 STOP_ORDER = ("brain", "supervisor", "watchdog")  # enforcement stays on while workers stop
+EXIT_OUTPUT_GONE = 128 + signal.SIGPIPE
 
 
 class LaunchError(Exception):
     pass
+
+
+@dataclass
+class UpPlan:
+    """What `aura up` does here: start all three daemons, or only those missing from a run
+    that is partly up (a keeper gave up on one, or one was killed)."""
+
+    missing: tuple[str, ...] = DAEMONS
+    running: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.running)
+
+
+def plan_up(paths: ProjectPaths, task: Path) -> UpPlan:
+    """Decide what `aura up TASK` starts; LaunchError (one line) when it must start nothing."""
+    live = running_daemons(paths)
+    busy = already_running(paths)
+    if not live:
+        if busy:
+            raise LaunchError(busy)
+        return UpPlan()
+    missing = tuple(n for n in DAEMONS if n not in live)
+    spec = launch_spec(paths.run_dir) or {}
+    if not missing or any(r.get("managed") for r in live.values()) or not all(n in spec.get("daemons", {}) for n in missing):
+        raise LaunchError(busy or f"Aura is already running in {paths.root}")
+    held = [n for n in missing if lock_is_held(paths.lockfile(n))]
+    if held:
+        raise LaunchError(f"Aura is starting or stopping in {paths.root} ({', '.join(held)} holds its lock); "
+                          "try again shortly")
+    running_task = Path(spec.get("task") or "")
+    if running_task != Path(task).resolve():
+        raise LaunchError(f"Aura runs part of another task in {paths.root} ({running_task}: "
+                          f"{', '.join(missing)} down, {_pids(live)}); `aura up {running_task}` starts the missing "
+                          "daemons, `aura down` stops the others first")
+    return UpPlan(missing=missing, running=live)
+
+
+def _pids(live: dict[str, dict]) -> str:
+    return ", ".join(f"{n} pid {r['pid']}" for n, r in live.items())
 
 
 def already_running(paths: ProjectPaths) -> str | None:
@@ -65,19 +113,43 @@ def write_launch(paths: ProjectPaths, task: Path, config_file: Path | None, over
 
 
 def start_all(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...],
-              echo: Callable[[str], None]) -> dict[str, int]:
-    """Start every daemon and wait until each answers `ping`; on failure stop what started.
+              echo: Callable[[str], None], plan: UpPlan | None = None) -> dict[str, int]:
+    """Start every daemon (or, for a partly running run, the missing ones with the run's own
+    launch record) and wait until each answers `ping`; on failure stop what started.
 
-    The brain starts last, once the supervisor answers, so its first cycle can spawn at once."""
+    The brain starts last, once the supervisor answers, so its first cycle can spawn at once.
+    While this runs, launch.json says so, and the daemons' peer keepers leave the start to it."""
     paths.ensure()
-    spec = write_launch(paths, task, config_file, overrides)
+    plan = plan or UpPlan()
+    if plan.partial:
+        spec = launch_spec(paths.run_dir) or {}
+        echo(f"  partly running ({_pids(plan.running)}); starting the {', '.join(plan.missing)}")
+    else:
+        spec = write_launch(paths, task, config_file, overrides)
+    me = os.getpid()
+    update_launch(paths, desired="up", starting={"pid": me, "create_time": start_time(me),
+                                                 "until": time.time() + READY_TIMEOUT + START_MARGIN})
     pids: dict[str, int] = {}
+    started: list[str] = []
     deadline = time.monotonic() + READY_TIMEOUT
-    for stage in START_STAGES:
-        children = {name: start_daemon(spec, name, paths.stdio_file(name)) for name in stage}
-        for name in stage:
-            pids[name] = _wait_ready(paths, name, children[name], deadline)
-            echo(f"  {name:<10} pid {pids[name]}")
+    try:
+        for stage in START_STAGES:
+            names = [n for n in stage if n in plan.missing]
+            children = {name: start_daemon(spec, name, paths.stdio_file(name)) for name in names}
+            started += names
+            for name in names:
+                try:
+                    pids[name] = _wait_ready(paths, name, children[name], deadline)
+                except LaunchError:
+                    if plan.partial:
+                        for n in started:
+                            stop_daemon(paths, n, stop_workers=False)
+                    else:
+                        stop_all(paths, stop_workers=False, echo=lambda s: None)
+                    raise
+                echo(f"  {name:<10} pid {pids[name]}")
+    finally:
+        update_launch(paths, starting=None)
     return pids
 
 
@@ -85,7 +157,6 @@ def _wait_ready(paths: ProjectPaths, name: str, child: subprocess.Popen, deadlin
     while True:
         code = child.poll()
         if code is not None and daemon_record(paths, name) is None:
-            stop_all(paths, stop_workers=False, echo=lambda s: None)
             raise LaunchError(f"the {name} exited with code {code} while starting:\n{_tail(paths.stdio_file(name))}")
         if daemon_record(paths, name) is not None:
             try:
@@ -93,7 +164,6 @@ def _wait_ready(paths: ProjectPaths, name: str, child: subprocess.Popen, deadlin
             except NotRunning:
                 pass
         if time.monotonic() > deadline:
-            stop_all(paths, stop_workers=False, echo=lambda s: None)
             raise LaunchError(f"the {name} did not answer within {READY_TIMEOUT:g}s; see {paths.stdio_file(name)}")
         time.sleep(0.02)
 
@@ -105,6 +175,8 @@ def stop_all(paths: ProjectPaths, stop_workers: bool, echo: Callable[[str], None
         result = stop_daemon(paths, name, stop_workers=stop_workers and name == "supervisor")
         ok = ok and not result.startswith("still running")
         echo(f"  {name:<10} {result}")
+    if ok:
+        remove_runtime_dir_if_empty(paths)
     return ok
 
 
@@ -122,8 +194,13 @@ def journal_positions(paths: ProjectPaths) -> dict[str, int]:
 
 
 def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_finish: bool = True,
-                  cursors: dict[str, int] | None = None) -> int:
-    """Print the run's events until it finishes or the user presses Ctrl-C; return an exit code."""
+                  cursors: dict[str, int] | None = None, stop: StopSignals | None = None,
+                  out: Output | None = None) -> int:
+    """Print the run's events until it finishes, a stop signal arrives (Ctrl-C, SIGTERM, SIGHUP)
+    or the output's reader goes away; return an exit code (128 + the signal for a signal)."""
+    if stop is None:
+        with StopSignals() as own:
+            return follow_events(paths, echo, stop_on_finish, cursors, own, out)
     import zmq
 
     from ipc.events import EventFeed
@@ -133,12 +210,9 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
     ctx = zmq.Context()
     feed = EventFeed(ctx, {n: (paths.pub_endpoint(n), paths.journal(n)) for n in DAEMONS},
                      cursors=cursors if cursors is not None else journal_positions(paths))
-    interrupted = []
-    old = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
-    code = 0
     try:
         last_catch_up = 0.0
-        while not interrupted:
+        while not stop.received and not (out is not None and out.vanished):
             events = feed.drain() if feed.sock.poll(250) else []
             if time.monotonic() - last_catch_up > 1.0:  # a slow-joining SUB misses the first events
                 events += feed.catch_up()
@@ -152,13 +226,13 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
             if not running_daemons(paths):
                 echo("all daemons have stopped")
                 return 1
-        echo("\nCtrl-C: stopping Aura and its workers")
-        code = 130
     finally:
-        signal.signal(signal.SIGINT, old)
         feed.close()
         ctx.term()
-    return code
+    if not stop.received:
+        return EXIT_OUTPUT_GONE  # nobody reads any more: stop as a closed terminal would
+    echo(f"\n{'Ctrl-C' if stop.received == signal.SIGINT else stop.name}: stopping Aura and its workers")
+    return stop.exit_code
 
 
 def _run_ok(paths: ProjectPaths) -> bool:

@@ -149,6 +149,15 @@ def ensure_private_dir(folder: Path) -> None:
             os.chmod(f, 0o700)
 
 
+def remove_runtime_dir_if_empty(paths: ProjectPaths) -> None:
+    """The last daemon out (or `aura down`) removes the run's socket folder; one that still
+    holds a socket stays (rmdir fails on a folder that is not empty)."""
+    try:
+        paths.runtime_dir.rmdir()
+    except OSError:
+        pass
+
+
 def safe_name(name: str) -> str:
     """A task or worker id as a file name: keep [A-Za-z0-9._-], replace the rest."""
     cleaned = "".join(c if (c.isalnum() or c in "._-") else "_" for c in name)

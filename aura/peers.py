@@ -4,20 +4,28 @@ The supervisor restarts the brain and the watchdog; the watchdog restarts the su
 Like an OTP supervisor: exponential backoff between tries, and at most AURA_RESTART_MAX
 restarts per AURA_RESTART_WINDOW_SECONDS, after which it stops trying and says so (the
 record in `.aura/run/<restarter>.peers.json` is what `aura status` shows).
+
+A peer counts as gone when its process is, and also when it has answered no ping for
+AURA_PEER_HANG_SECONDS (stopped, deadlocked): then it is killed by PID and start time and
+restarted like a crashed one. Peers that `aura up` is still starting are left to it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import zmq
+
 from .fsutil import atomic_write_json, read_json
-from .pidfile import live_record
+from .liveness import PingWatch, kill_instance
+from .pidfile import is_alive, live_record
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -48,6 +56,19 @@ def launch_spec(run_dir: Path) -> dict | None:
     return spec if isinstance(spec, dict) else None
 
 
+def launcher_starting(spec: dict) -> bool:
+    """Whether the `aura up` that wrote `spec` is still starting the daemons (it is alive and
+    its start deadline has not passed): until then the peers it starts are its business."""
+    starting = spec.get("starting")
+    if not isinstance(starting, dict):
+        return False
+    try:
+        until = float(starting.get("until", 0))
+    except (TypeError, ValueError):
+        return False
+    return time.time() < until and is_alive(starting.get("pid"), starting.get("create_time"))
+
+
 def start_daemon(spec: dict, name: str, stdio: Path) -> subprocess.Popen:
     """Start one daemon the way `aura up` did: own session, output to its .out file."""
     entry = spec["daemons"][name]
@@ -67,11 +88,16 @@ class PeerKeeper:
         self.peers = peers
         self.max_restarts = daemon.cfg.int("AURA_RESTART_MAX")
         self.window = daemon.cfg.float("AURA_RESTART_WINDOW_SECONDS")
+        self.hang_s = daemon.cfg.float("AURA_PEER_HANG_SECONDS")
         self.history: dict[str, deque[float]] = {p: deque() for p in peers}
         self.gave_up: dict[str, str] = {}
         self.children: dict[str, subprocess.Popen] = {}
         self.not_before: dict[str, float] = {}
         self.started_at: dict[str, float] = {}
+        self.count: dict[str, int] = {p: 0 for p in peers}  # restarts since this `aura up`
+        self.last_reason: dict[str, str] = {}
+        self.why_gone: dict[str, str] = {}  # what ended the peer we are about to restart
+        self.watches: dict[str, tuple[tuple, PingWatch]] = {}
         self.record_path = daemon.paths.run_dir / f"{daemon.name}.peers.json"
         self._load()
 
@@ -85,6 +111,9 @@ class PeerKeeper:
         for peer, info in (rec.get("peers") or {}).items():
             if peer in self.history:
                 self.history[peer].extend(t for t in info.get("restarts", []) if now - t < self.window)
+                self.count[peer] = int(info.get("count") or 0)
+                if info.get("last_reason"):
+                    self.last_reason[peer] = info["last_reason"]
                 if info.get("gave_up"):
                     self.gave_up[peer] = info["gave_up"]
 
@@ -93,7 +122,7 @@ class PeerKeeper:
 
     def check(self) -> None:
         spec = launch_spec(self.daemon.paths.run_dir)
-        if not spec or spec.get("desired") != "up" or self.daemon.stopping:
+        if not spec or spec.get("desired") != "up" or self.daemon.stopping or launcher_starting(spec):
             return
         for peer in self.peers:
             if peer in spec.get("daemons", {}):
@@ -103,14 +132,20 @@ class PeerKeeper:
         child = self.children.get(peer)
         if child is not None and child.poll() is not None:
             self.children.pop(peer, None)  # reaped
+            self.why_gone.setdefault(peer, _exit_words(child.returncode))
         paths = self.daemon.paths
         pidfile = read_json(paths.pidfile(peer)) or {}
         if pidfile.get("state") == "stopped" and pidfile.get("started_at", 0) >= spec.get("started_at", 0):
             return  # it stopped cleanly on request: not a crash
-        if live_record(paths.pidfile(peer)) is not None:
-            if self.gave_up.pop(peer, None) is not None:  # someone started it again by hand
+        rec = live_record(paths.pidfile(peer))
+        if rec is not None:
+            if self.gave_up.pop(peer, None) is not None:  # someone started it again by hand: a fresh allowance
+                self.history[peer].clear()
                 self._save()
-            return
+            if not self._hung(peer, rec):
+                return
+        else:
+            self._forget_watch(peer)
         if lock_is_held(paths.lockfile(peer)):
             return  # starting up: locked, pid file not written yet
         if self._still_starting(peer):
@@ -128,9 +163,37 @@ class PeerKeeper:
             return
         self._restart(spec, peer, now)
 
+    def _hung(self, peer: str, rec: dict) -> bool:
+        """Ping the running peer; one that has answered nothing for AURA_PEER_HANG_SECONDS is
+        killed (PID and start time checked), so that the caller restarts it."""
+        if self.hang_s <= 0:
+            return False
+        instance = (rec.get("pid"), rec.get("create_time"))
+        held = self.watches.get(peer)
+        if held is None or held[0] != instance:
+            self._forget_watch(peer)
+            ctx = getattr(self.daemon, "ctx", None) or zmq.Context.instance()
+            held = self.watches[peer] = (instance, PingWatch(ctx, rec.get("endpoint") or self.daemon.paths.endpoint(peer)))
+        waited = held[1].unanswered_for()
+        if waited < self.hang_s:
+            return False
+        self._forget_watch(peer)
+        reason = f"did not answer pings for {waited:.0f}s"
+        killed = kill_instance(rec["pid"], rec.get("create_time"))
+        self.daemon.log.error("peer_hung", peer=peer, pid=rec["pid"], unanswered_s=round(waited, 1), killed=killed)
+        self.why_gone[peer] = reason
+        return killed and not lock_is_held(self.daemon.paths.lockfile(peer))
+
+    def _forget_watch(self, peer: str) -> None:
+        held = self.watches.pop(peer, None)
+        if held is not None:
+            held[1].close()
+
     def _restart(self, spec: dict, peer: str, now: float) -> None:
         hist = self.history[peer]
         hist.append(now)
+        self.count[peer] = self.count.get(peer, 0) + 1
+        self.last_reason[peer] = self.why_gone.pop(peer, "") or "it was gone (crashed or killed)"
         backoff = min(30.0, 0.5 * 2 ** (len(hist) - 1))
         self.not_before[peer] = now + backoff
         self.started_at[peer] = time.monotonic()
@@ -139,9 +202,9 @@ class PeerKeeper:
         except (OSError, KeyError) as exc:
             self.daemon.log.error("peer_restart_failed", peer=peer, error=repr(exc))
         else:
-            self.daemon.log.warning("peer_restarted", peer=peer, pid=self.children[peer].pid,
+            self.daemon.log.warning("peer_restarted", peer=peer, pid=self.children[peer].pid, why=self.last_reason[peer],
                                     restarts_in_window=len(hist), next_backoff_s=backoff)
-            self.daemon.publish("daemon_restarted", daemon=peer, by=self.daemon.name,
+            self.daemon.publish("daemon_restarted", daemon=peer, by=self.daemon.name, why=self.last_reason[peer],
                                 pid=self.children[peer].pid, restarts_in_window=len(hist))
         self._save()
 
@@ -163,6 +226,9 @@ class PeerKeeper:
         return False
 
     def _give_up(self, peer: str, reason: str) -> None:
+        why = self.why_gone.pop(peer, "")
+        if why:
+            reason += f" (last: {why})"
         self.gave_up[peer] = reason
         self.daemon.log.error("peer_gave_up", peer=peer, reason=reason)
         self.daemon.publish("daemon_down", daemon=peer, by=self.daemon.name, reason=reason)
@@ -172,7 +238,8 @@ class PeerKeeper:
         atomic_write_json(self.record_path, {
             "restarter": self.daemon.name,
             "launch": (launch_spec(self.daemon.paths.run_dir) or {}).get("started_at"),
-            "peers": {p: {"restarts": list(self.history[p]), "gave_up": self.gave_up.get(p)} for p in self.peers},
+            "peers": {p: {"restarts": list(self.history[p]), "gave_up": self.gave_up.get(p),
+                          "count": self.count.get(p, 0), "last_reason": self.last_reason.get(p)} for p in self.peers},
         })
 
     def reap(self) -> None:
@@ -181,4 +248,16 @@ class PeerKeeper:
                 self.children.pop(peer, None)
 
     def summary(self) -> dict[str, Any]:
-        return {p: {"restarts_in_window": len(self.history[p]), "gave_up": self.gave_up.get(p)} for p in self.peers}
+        return {p: {"restarts_in_window": len(self.history[p]), "gave_up": self.gave_up.get(p),
+                    "restarts": self.count.get(p, 0), "last_reason": self.last_reason.get(p)} for p in self.peers}
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "it was gone (crashed or killed)"
+    if code < 0:
+        try:
+            return f"it was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"it was killed by signal {-code}"
+    return f"it exited with code {code}"

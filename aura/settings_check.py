@@ -30,6 +30,8 @@ SECRET_NAME = re.compile(r"(KEY|TOKEN)$|SECRET|PASSWORD|PASSWD|CREDENTIAL")
 POLL = "AURA_WORKER_RESOURCE_POLL_SECONDS"
 WINDOW = "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"
 MIN_POLLS_PER_WINDOW = 2  # a strike compares a window average, which needs two samples
+HANG = "AURA_PEER_HANG_SECONDS"
+MIN_HANG_SECONDS = 2.0
 
 
 def is_secret(key: str) -> bool:
@@ -69,19 +71,25 @@ def unknown_problem(key: str, source: str) -> str:
 
 
 def cross_problems(values: Mapping[str, str], sources: Mapping[str, str]) -> list[str]:
-    """Settings each valid alone that cannot work together (values: raw strings; absent or
-    empty means the default)."""
+    """Settings each valid alone that cannot work together, or that a plain range cannot say
+    (values: raw strings; absent or empty means the default)."""
     def number(key: str) -> float | None:
         raw = (values.get(key) or "").strip() or str(KEYS[key].default)
         return float(raw) if KEYS[key].problem(raw) is None else None
 
+    found = []
     poll, window = number(POLL), number(WINDOW)
-    if poll is None or window is None or window >= MIN_POLLS_PER_WINDOW * poll:
-        return []
-    return [(f"{shown(WINDOW, values.get(WINDOW) or str(window))} from {sources.get(WINDOW, 'the default')} is "
-            f"shorter than two polls of {POLL}={poll:g} (from {sources.get(POLL, 'the default')}): a strike "
-            f"compares a window average, which needs two samples, so no limit would ever be enforced; "
-            f"expected a window of at least {MIN_POLLS_PER_WINDOW * poll:g} s, or a shorter poll")]
+    if poll is not None and window is not None and window < MIN_POLLS_PER_WINDOW * poll:
+        found.append(f"{shown(WINDOW, values.get(WINDOW) or str(window))} from {sources.get(WINDOW, 'the default')} "
+                     f"is shorter than two polls of {POLL}={poll:g} (from {sources.get(POLL, 'the default')}): a "
+                     f"strike compares a window average, which needs two samples, so no limit would ever be "
+                     f"enforced; expected a window of at least {MIN_POLLS_PER_WINDOW * poll:g} s, or a shorter poll")
+    hang = number(HANG)
+    if hang is not None and 0 < hang < MIN_HANG_SECONDS:
+        found.append(f"{shown(HANG, values.get(HANG) or str(hang))} from {sources.get(HANG, 'the default')}: a peer "
+                     f"pings about once a second, so a bound this short would kill daemons that are merely busy; "
+                     f"expected 0 (no hang check) or at least {MIN_HANG_SECONDS:g}")
+    return found
 
 
 def problems(values: Mapping[str, str], sources: Mapping[str, str]) -> list[str]:

@@ -185,8 +185,12 @@ def test_restart_keeps_the_old_run_aside_and_starts_a_new_one(project: Project, 
     exits = [read_json(p / "exit.json") for p in project.paths.workers_dir.iterdir()]
     assert exits and all(e and e["ended_at"] >= before for e in exits)
 
-    # stopped: cleanup lists the socket folder, removes it only with --force
+    # a clean `aura down` removes the socket folder itself; the one a crashed run leaves behind
+    # is listed by cleanup and removed only with --force
     project.aura("down")
+    assert not project.paths.runtime_dir.exists()
+    project.paths.runtime_dir.mkdir(mode=0o700)
+    (project.paths.runtime_dir / "brain.sock").touch()
     listed = project.aura("cleanup").stdout
     assert str(project.paths.runtime_dir) in listed and project.paths.runtime_dir.is_dir()
     project.aura("cleanup", "--force")

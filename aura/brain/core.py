@@ -46,6 +46,7 @@ class BrainCore:
         self.supervisor_ok = False
         self.spawn_block: str | None = None  # why no new worker may start now (e.g. the run budget is spent)
         self.finish_gate: Callable[[], bool] | None = None  # a planner that must agree before the run ends
+        self.wait: Callable[[float], None] = time.sleep  # the daemon's pump: requests are answered meanwhile
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -190,7 +191,7 @@ class BrainCore:
                 (proof.facts if ok else proof.problems).append(fact)
                 proof.ok = proof.ok and ok
         if commands:
-            acc = ev.run_acceptance(commands, self.paths.root, acceptance_timeout)
+            acc = ev.run_acceptance(commands, self.paths.root, acceptance_timeout, wait=self.wait)
             proof.facts += acc.facts
             proof.problems += acc.problems
             proof.ok = proof.ok and acc.ok

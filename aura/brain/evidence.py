@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,13 +106,14 @@ def _check_result_md(ev: Evidence, path: Path, since: float) -> None:
         ev.problems.append(f"result.md status is {status or 'missing'} (need one of {', '.join(ACCEPTED)})")
 
 
-def run_acceptance(commands: list[str], cwd: Path, timeout: float = 300.0) -> Evidence:
-    """Run each acceptance command (bounded in time); all must exit 0."""
+def run_acceptance(commands: list[str], cwd: Path, timeout: float = 300.0,
+                   wait: Callable[[float], None] | None = None) -> Evidence:
+    """Run each acceptance command (bounded in time); all must exit 0. `wait` (the daemon's
+    pump) runs while a command does, so the brain keeps answering its peers' pings."""
     ev = Evidence(ok=True)
     for cmd in commands:
         try:
-            proc = subprocess.run(["/bin/sh", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=timeout, start_new_session=True)
+            proc = _run_shell(cmd, cwd, timeout, wait or time.sleep)
         except subprocess.TimeoutExpired:
             ev.ok = False
             ev.problems.append(f"acceptance `{cmd}` timed out after {timeout:g}s")
@@ -123,3 +125,20 @@ def run_acceptance(commands: list[str], cwd: Path, timeout: float = 300.0) -> Ev
             ev.ok = False
             ev.problems.append(f"acceptance `{cmd}` exited {proc.returncode}: {' | '.join(tail)[:300]}")
     return ev
+
+
+def _run_shell(cmd: str, cwd: Path, timeout: float, wait: Callable[[float], None]) -> subprocess.CompletedProcess:
+    """subprocess.run with its output captured, calling `wait` between short looks at the command."""
+    proc = subprocess.Popen(["/bin/sh", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.05)
+            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                raise
+            wait(0.1)

@@ -248,7 +248,8 @@ class LlmPlanner:
         tf = self.core.task_file()
         if tf is None or not tf.acceptance:
             return None
-        return run_acceptance(tf.acceptance, self.paths.root, self.cfg.float("AURA_ACCEPTANCE_TIMEOUT"))
+        return run_acceptance(tf.acceptance, self.paths.root, self.cfg.float("AURA_ACCEPTANCE_TIMEOUT"),
+                              wait=self.daemon.pump)
 
     def _auto_acceptance(self) -> None:
         """Every task done: run the task file's acceptance once per new state of the tree."""
@@ -263,7 +264,8 @@ class LlmPlanner:
         if llm.get("acceptance_checked_for") == mark:
             return
         llm["acceptance_checked_for"] = mark
-        proof = run_acceptance(tf.acceptance, self.paths.root, self.cfg.float("AURA_ACCEPTANCE_TIMEOUT"))
+        proof = run_acceptance(tf.acceptance, self.paths.root, self.cfg.float("AURA_ACCEPTANCE_TIMEOUT"),
+                               wait=self.daemon.pump)
         if proof.ok:
             llm["goal_closed"] = True
             self.core.decisions.record("goal_verified", cycle=self.cycle_no, by="brain", evidence=proof.summary())

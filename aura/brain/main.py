@@ -97,6 +97,7 @@ class BrainDaemon(Daemon):
     # -- start-up ---------------------------------------------------------------------------------
     def setup(self) -> None:
         self.core = BrainCore(self.paths, self.cfg, self.log, self.publish, self.ctx)
+        self.core.wait = self.pump
         if self.core.load_problem:
             self.log.error("state_restored", problem=self.core.load_problem)
         self._resolve_task_file()
