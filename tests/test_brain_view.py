@@ -92,7 +92,7 @@ def test_the_snapshot_carries_criteria_results_and_worker_figures_and_survives_a
     running = next(ln for ln in snap.splitlines() if ln.startswith("- A2 worker"))
     assert running.endswith("; watchdog down") and "(watchdog down: no CPU, RSS, GPU or strike figures)" in snap
     assert "watchdog down" in tool_results(reqs[6])[0]["content"]
-    assert len(decisions(project, "model_cycle")) >= 3, "the brain finished the cycle"
+    wait_for(lambda: len(decisions(project, "model_cycle")) >= 3, 20, what="the brain to finish the cycle")
 
 
 @pytest.fixture
