@@ -20,14 +20,14 @@ LAYER2_KEY = "AURA_LAYER2_BACKEND"
 class AgentCli:
     setting: str  # the config key that names the executable
     binary: str  # the name looked for on PATH
-    install: str  # how to get it
+    install: str  # how to get it, as a clause
 
 
 AGENT_CLIS = {
-    "claude": AgentCli("AURA_CLAUDE_BIN", "claude", "npm install -g @anthropic-ai/claude-code"),
-    "opencode": AgentCli("AURA_OPENCODE_BIN", "opencode", "npm install -g opencode-ai"),
-    "codex": AgentCli("AURA_CODEX_BIN", "codex", "npm install -g @openai/codex"),
-    "ds_code": AgentCli("AURA_DSCODE_BIN", "ds-code", "install ds-code and put it on PATH"),
+    "claude": AgentCli("AURA_CLAUDE_BIN", "claude", "install it with `npm install -g @anthropic-ai/claude-code`"),
+    "opencode": AgentCli("AURA_OPENCODE_BIN", "opencode", "install it with `npm install -g opencode-ai`"),
+    "codex": AgentCli("AURA_CODEX_BIN", "codex", "install it with `npm install -g @openai/codex`"),
+    "ds_code": AgentCli("AURA_DSCODE_BIN", "ds-code", "install ds-code"),
 }
 ALIASES = {"ds-code": "ds_code", "dscode": "ds_code"}
 
@@ -58,8 +58,8 @@ def cli_problem(cfg: Config, backend: str) -> str | None:
                 f"at the {cli.binary} CLI, or set {LAYER2_KEY} to another backend")
     if shutil.which(cli.binary):
         return None
-    return (f"the {name} backend needs the `{cli.binary}` CLI, which is not on PATH: install it "
-            f"({cli.install}), set {cli.setting} to it, or set {LAYER2_KEY} to another backend")
+    return (f"the {name} backend needs the `{cli.binary}` CLI, which is not on PATH: {cli.install}, set "
+            f"{cli.setting} to it, or set {LAYER2_KEY} to another backend")
 
 
 def agent_task_problem(cfg: Config, backend: str | None = None) -> str | None:

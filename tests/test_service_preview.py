@@ -21,7 +21,7 @@ def aura_service(root: Path, home: Path, *args: str) -> subprocess.CompletedProc
     env.update(AURA_SERVICE_HOME=str(home), AURA_SYSTEMCTL="no-such-systemctl", AURA_LAUNCHCTL="no-such-launchctl",
                AURA_LOGINCTL="no-such-loginctl", PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "aura.cli", "service", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -20,7 +20,16 @@ from . import evidence as ev
 from . import parking
 from .costs import remaining_usd
 from .decisions import DecisionLog
-from .state import ROOT, TERMINAL, StateStore, add_task, attempt_no, counts, leaves, new_task
+from .state import (
+    ROOT,
+    TERMINAL,
+    StateStore,
+    add_task,
+    attempt_no,
+    counts,
+    leaves,
+    new_task,
+)
 from .taskfile import TaskFile, TaskFileError, read_task_file
 from .workerspec import write_task_md
 
