@@ -25,33 +25,39 @@ def _state(paths: Any) -> dict:
     return state if isinstance(state, dict) and "tasks" in state else {}
 
 
-def _width() -> int:
+def _width() -> int | None:
+    """The terminal's width (or $COLUMNS); None when the output goes to a pipe or a file: whole lines."""
+    import os
     import shutil
+    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+        return None
     return max(40, shutil.get_terminal_size().columns)
 
 
-def wrap(text: str, width: int, indent: str = "", first: str | None = None) -> str:
-    """Whole words to the terminal's width: a reason or a path is never cut, only wrapped."""
+def wrap(text: str, width: int | None, indent: str = "", first: str | None = None) -> str:
+    """Whole words to `width`: a reason or a path is never cut, only wrapped (not at all without a width)."""
     import textwrap
-    return textwrap.fill(str(text), width=width, initial_indent=indent if first is None else first,
-                         subsequent_indent=indent + "    ", break_long_words=False, break_on_hyphens=False)
+    first = indent if first is None else first
+    if width is None:
+        return first + " ".join(str(text).split())
+    return textwrap.fill(str(text), width=width, initial_indent=first, subsequent_indent=indent + "    ",
+                         break_long_words=False, break_on_hyphens=False)
 
 
 TOOL_RESULT_CHARS = 300  # a tool's result can be a whole file; the decision log keeps it, history shows its start
 
 
 def format_decision(d: dict, width: int | None = None) -> str:
-    """One entry, wrapped to `width` (the terminal's): status changes first-class with their whole
-    reason and evidence, the rest by kind."""
+    """One entry, wrapped to `width`: status changes first-class with their whole reason and evidence,
+    the rest by kind."""
     import textwrap
-    width = width or _width()
     head = f"[{_when(d.get('ts'))}]"
     kind = d.get("kind")
     if kind == "status":
         reason = str(d.get("reason", ""))
         n = d.get("attempt")
         tag = f" (attempt {n})" if n and f"attempt {n}" not in reason else ""
-        text = f"{head} {d.get('task_id')}: {d.get('old')} -> {d.get('new')}{tag} - {reason}"
+        text = f"{head} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} - {reason}{tag}"
         return wrap(text, width) + "\n" + wrap(f"evidence: {d.get('evidence', '')}", width, "    ")
     if kind == "tool":
         result = textwrap.shorten(str(d.get("result", "")), TOOL_RESULT_CHARS, placeholder=" [...]")
@@ -81,8 +87,9 @@ def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> No
     entries = read_jsonl(_paths(ctx).state_dir / "decisions.jsonl")
     if not show_all:
         entries = [d for d in entries if d.get("kind") in KEY_KINDS]
+    width = _width()
     for d in entries[-lines:] if lines > 0 else entries:
-        click.echo(json.dumps(d, default=str) if as_json else format_decision(d))
+        click.echo(json.dumps(d, default=str) if as_json else format_decision(d, width))
     if not entries:
         click.echo("no decisions yet")
 
@@ -223,7 +230,7 @@ def tree_display(brain: dict, width: int | None = None) -> list[str]:
     rows = brain.get("tree_rows")
     if rows is None:  # a brain that sends only the plain lines
         return [f"  {line}" for line in brain.get("tree") or []]
-    width = width or _width()
+    width = width if width is not None else _width()
     out = []
     for r in rows:
         indent = "  " * int(r.get("depth") or 1)
