@@ -102,7 +102,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     """Start the brain, supervisor and watchdog on TASK (a Markdown goal file)."""
     from .brain.taskfile import TaskFileError, read_task_file
     from .config import ConfigError, load_config
-    from .doctor import fatal_problems
+    from .doctor import backend_checks, fatal_problems
     from .interrupts import StopSignals, steady_output
     from .launcher import LaunchError, follow_events, journal_positions, plan_up, start_all, stop_all
     from .paths import ProjectPaths
@@ -125,7 +125,13 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         plan = plan_up(paths, tf.path)
     except LaunchError as exc:
         raise click.ClickException(str(exc)) from None
+    backend_notes = backend_checks(cfg, tf)
+    for check in backend_notes:
+        if check.fatal:
+            raise click.ClickException(check.detail)
     click.echo(f"Aura {__version__}: {tf.mission}")
+    for check in backend_notes:
+        click.echo(f"  {check.detail}")
     if not cfg.str("AURA_API_KEY") and cfg.str("AURA_PLANNER") in ("auto", "local"):
         click.echo("  no API key configured: the offline `local` planner runs the task file's checklist")
     if cfg.float("AURA_BUDGET_USD") <= 0 and (cfg.str("AURA_API_KEY") or cfg.str("AURA_LAYER2_BACKEND") != "shell"):
@@ -240,14 +246,13 @@ def _bytes(n: float | None) -> str:
 def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Workers with their resource use."""
     from .control import try_call
-    from supervisor.registry import Registry, merged_view
 
     paths = _paths(ctx)
     workers = try_call(paths, "supervisor", "list", {"include_exited": True})
     source = "supervisor"
     if workers is None:
-        reg = Registry(paths)
-        workers = [merged_view(reg, r) for r in reg.records()]
+        from .psview import workers_from_disk
+        workers = workers_from_disk(paths)
         source = "disk (the supervisor is not running)"
     usage = (try_call(paths, "watchdog", "usage") or {}).get("workers", {})
     rows = []
@@ -261,7 +266,7 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps({"source": source, "workers": rows}, default=str, indent=1))
         return
     if not rows:
-        click.echo("no running workers" + ("" if show_all else " (aura ps -a shows ended ones)"))
+        click.echo("no workers yet" if not workers else "no running workers (aura ps -a shows ended ones)")
         return
     header = ["WORKER", "TASK", "BACKEND", "PID", "STATE", "AGE", "CPU%", "RSS", "GPU", "TURNS", "COST$", "OUTPUT", "LAST"]
     table = [header]
@@ -309,7 +314,7 @@ def tail_cmd(ctx: click.Context, task: str, follow_it: bool, lines: int, raw: bo
 
 
 def _brain_from_disk(paths: Any) -> dict:
-    from .brain.state import counts, tree_lines
+    from .brain.state import counts, tree_lines, tree_rows
     from .fsutil import read_json
     state = read_json(paths.state_dir / "state.json")
     if not isinstance(state, dict) or "tasks" not in state:
@@ -317,7 +322,7 @@ def _brain_from_disk(paths: Any) -> dict:
     from .cli_brain import brain_extras_from_disk
     tree = tree_lines(state)
     return {"mission": state.get("mission"), "run": state.get("run"), "cycles": state.get("total_cycles"),
-            "counts": counts(state), "tree": tree, "from_disk": True, **brain_extras_from_disk(state)}
+            "counts": counts(state), "tree": tree, "tree_rows": tree_rows(state), "from_disk": True, **brain_extras_from_disk(state)}
 
 
 @cli.command()
@@ -378,8 +383,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from .cli_brain import status_cost_lines
     for line in status_cost_lines(brain):
         click.echo(line)
-    for line in brain.get("tree") or []:
-        click.echo(f"  {line}")
+    from .cli_brain import tree_display
+    for line in tree_display(brain):
+        click.echo(line)
     if len(live) < len(DAEMONS):
         sys.exit(EXIT_NOT_RUNNING)
 

@@ -25,23 +25,51 @@ def _state(paths: Any) -> dict:
     return state if isinstance(state, dict) and "tasks" in state else {}
 
 
-def format_decision(d: dict) -> str:
-    """One line per decision: status changes first-class, the rest by kind."""
+def _width() -> int | None:
+    """The terminal's width (or $COLUMNS); None when the output goes to a pipe or a file: whole lines."""
+    import os
+    import shutil
+    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
+        return None
+    return max(40, shutil.get_terminal_size().columns)
+
+
+def wrap(text: str, width: int | None, indent: str = "", first: str | None = None) -> str:
+    """Whole words to `width`: a reason or a path is never cut, only wrapped (not at all without a width)."""
+    import textwrap
+    first = indent if first is None else first
+    if width is None:
+        return first + " ".join(str(text).split())
+    return textwrap.fill(str(text), width=width, initial_indent=first, subsequent_indent=indent + "    ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+TOOL_RESULT_CHARS = 300  # a tool's result can be a whole file; the decision log keeps it, history shows its start
+
+
+def format_decision(d: dict, width: int | None = None) -> str:
+    """One entry, wrapped to `width`: status changes first-class with their whole reason and evidence,
+    the rest by kind."""
+    import textwrap
     head = f"[{_when(d.get('ts'))}]"
     kind = d.get("kind")
     if kind == "status":
-        return (f"{head} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} - {str(d.get('reason', ''))[:80]}"
-                f" (evidence: {str(d.get('evidence', ''))[:80]})")
+        reason = str(d.get("reason", ""))
+        n = d.get("attempt")
+        tag = f" (attempt {n})" if n and f"attempt {n}" not in reason else ""
+        text = f"{head} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} - {reason}{tag}"
+        return wrap(text, width) + "\n" + wrap(f"evidence: {d.get('evidence', '')}", width, "    ")
     if kind == "tool":
-        return f"{head} tool {d.get('tool')} {'ok' if d.get('ok') else 'ERROR'}: {str(d.get('result', ''))[:100]}"
+        result = textwrap.shorten(str(d.get("result", "")), TOOL_RESULT_CHARS, placeholder=" [...]")
+        return wrap(f"{head} tool {d.get('tool')} {'ok' if d.get('ok') else 'ERROR'}: {result}", width)
     if kind == "model_cycle":
         usd = d.get("usd")
-        return (f"{head} model cycle {d.get('cycle')}: {d.get('rounds')} calls, {d.get('tool_calls')} tools, "
-                f"{d.get('prompt_tokens')} prompt tokens" + (f", ${usd:.4f}" if isinstance(usd, (int, float)) else "")
-                + f" - {str(d.get('ended_by', ''))[:60]}")
+        return wrap(f"{head} model cycle {d.get('cycle')}: {d.get('rounds')} calls, {d.get('tool_calls')} tools, "
+                    f"{d.get('prompt_tokens')} prompt tokens" + (f", ${usd:.4f}" if isinstance(usd, (int, float)) else "")
+                    + f" - {d.get('ended_by', '')}", width)
     detail = d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or ""
     who = f" {d['task_id']}" if d.get("task_id") else ""
-    return f"{head} {kind}{who}: {str(detail)[:120]}"
+    return wrap(f"{head} {kind}{who}: {detail}", width)
 
 
 KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "safe_mode_entered", "safe_mode_left",
@@ -59,8 +87,9 @@ def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> No
     entries = read_jsonl(_paths(ctx).state_dir / "decisions.jsonl")
     if not show_all:
         entries = [d for d in entries if d.get("kind") in KEY_KINDS]
+    width = _width()
     for d in entries[-lines:] if lines > 0 else entries:
-        click.echo(json.dumps(d, default=str) if as_json else format_decision(d))
+        click.echo(json.dumps(d, default=str) if as_json else format_decision(d, width))
     if not entries:
         click.echo("no decisions yet")
 
@@ -197,6 +226,24 @@ def status_cost_lines(brain: dict) -> list[str]:
     if safe:
         lines.append(f"SAFE MODE since {_when(safe.get('since'))}: {safe.get('reason')}")
     return lines
+
+
+def tree_display(brain: dict, width: int | None = None) -> list[str]:
+    """The task tree of `aura status`: one line per task (with its attempt while it runs or once it
+    was retried), and under each task that ended without completing, its whole reason, wrapped."""
+    rows = brain.get("tree_rows")
+    if rows is None:  # a brain that sends only the plain lines
+        return [f"  {line}" for line in brain.get("tree") or []]
+    width = width if width is not None else _width()
+    out = []
+    for r in rows:
+        indent = "  " * int(r.get("depth") or 1)
+        n = int(r.get("attempt") or 0)
+        attempt = f" (attempt {n})" if n > 1 or (n and r.get("status") == "in_progress") else ""
+        out.append(f"{indent}{r['id']} [{r['status']}] {str(r.get('title') or '')[:80]}{attempt}")
+        if r.get("reason"):
+            out.append(wrap(r["reason"], width, indent + "    ", first=indent + "    why: "))
+    return out
 
 
 def brain_extras_from_disk(state: dict) -> dict:

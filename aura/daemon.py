@@ -128,7 +128,7 @@ class Daemon:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
-        lock = FileLock(str(self.paths.lockfile(self.name)))
+        lock = FileLock(str(self.paths.lockfile(self.name)), mode=0o600)
         try:
             lock.acquire(timeout=0)
         except Timeout:

@@ -13,6 +13,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 OWN_PACKAGES = ("aura", "supervisor", "watchdog", "ipc")
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -56,9 +57,7 @@ def environment_checks() -> list[Check]:
     in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
     out.append(Check("virtual environment", in_venv, sys.prefix if in_venv else
                      "not in a virtual environment: other packages may shadow Aura's `supervisor`, `watchdog`, `ipc`"))
-    claude = os.environ.get("AURA_CLAUDE_BIN") or shutil.which("claude")
-    out.append(Check("claude CLI", bool(claude), claude or "not found (only needed for the claude backend: "
-                                                           "npm install -g @anthropic-ai/claude-code)"))
+    out += worker_cli_checks()
     try:
         from watchdog.gpu import GpuSampler
         gpu = GpuSampler("")
@@ -69,6 +68,55 @@ def environment_checks() -> list[Check]:
     base = runtime_base()
     out.append(Check("runtime folder", True, f"{base} (sockets, mode 0700)"))
     return out
+
+
+def worker_cli_checks() -> list[Check]:
+    """Each agent CLI: found, or what to do (a warning: only the backend that uses it needs it)."""
+    from .config import Config
+    from .workercli import AGENT_CLIS, cli_problem
+
+    cfg = Config()
+    for key in ("AURA_LAYER2_BACKEND", *(cli.setting for cli in AGENT_CLIS.values())):
+        if os.environ.get(key):
+            cfg.set(key, os.environ[key], "environment")
+    layer2 = cfg.str("AURA_LAYER2_BACKEND")
+    out = []
+    for name, cli in AGENT_CLIS.items():
+        problem = cli_problem(cfg, name)
+        found = cfg.str(cli.setting) or shutil.which(cli.binary) or ""
+        used = " (AURA_LAYER2_BACKEND)" if name == layer2 else ""
+        out.append(Check(f"{name} CLI{used}", problem is None, found if problem is None else problem))
+    return out
+
+
+def backend_checks(cfg: Any, tf: Any) -> list[Check]:
+    """What `aura up` says about the worker backends this run can use, before anything starts: a fatal
+    check when the task file needs a backend that cannot start here, a warning when only some path might
+    (a resource-fix subtask, an agent task the model may choose)."""
+    from .workercli import LAYER2_KEY, agent_task_problem
+
+    backend = cfg.str(LAYER2_KEY)
+    problem = agent_task_problem(cfg)
+    if problem is None:
+        return []
+    name = f"{LAYER2_KEY}={backend}"
+    choice = cfg.str("AURA_PLANNER").strip().lower()
+    if choice == "llm" or (choice == "auto" and cfg.str("AURA_API_KEY")):
+        return [Check(name, False, f"warning: the model's agent tasks go to the {backend} backend, but {problem}; "
+                                   "only shell commands can run")]
+    agents = [item for item in tf.items if not item.command and not item.checked]
+    if not tf.items:
+        return [Check(name, False, f"the task file has no checklist, so the whole goal goes to the {backend} "
+                                   f"backend, but {problem}. Nothing was started.", fatal=True)]
+    if agents:
+        lines = ", ".join(str(item.line) for item in agents[:8]) + (" ..." if len(agents) > 8 else "")
+        return [Check(name, False, f"the task file's item(s) without a command (line {lines}) go to the {backend} "
+                                   f"backend, but {problem}. Nothing was started.", fatal=True)]
+    from watchdog.policy import guard_mode
+    if guard_mode(cfg.str("AURA_WORKER_RESOURCE_GUARD")) == "on":
+        return [Check(name, False, f"warning: a task the watchdog kills twice gets a resource-fix subtask for the "
+                                   f"{backend} backend, but {problem}; such a subtask would be blocked")]
+    return []
 
 
 def run_checks() -> list[Check]:

@@ -2,6 +2,9 @@
 
 Each state file has exactly one writer; writers replace files atomically so that a
 kill -9 at any instant leaves either the old or the new content, never half of one.
+Files are private to the user by default (0600, folders made for them 0700): the data folder
+holds prompts, decisions and worker output. A caller writing a file meant for others (a project
+file, a service unit) passes its mode.
 """
 
 from __future__ import annotations
@@ -12,11 +15,28 @@ import os
 from pathlib import Path
 from typing import Any
 
+PRIVATE = 0o600
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+
+def make_parent(path: Path, mode: int) -> None:
+    """The folder of a file about to be written, and any missing folder above it: private (0700)
+    when the file is private."""
+    make_dirs(path.parent, 0o700 if not mode & 0o077 else 0o777)
+
+
+def make_dirs(folder: Path, mode: int) -> None:
+    """`mkdir -p` that gives every folder it creates `mode` (pathlib gives it only to the last)."""
+    if folder.is_dir():
+        return
+    if not folder.parent.is_dir():
+        make_dirs(folder.parent, mode)
+    folder.mkdir(mode=mode, exist_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE) -> None:
     """Write to a temp file in the same folder, fsync, rename over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path, mode)
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -62,11 +82,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(path: Path, text: str, mode: int = PRIVATE) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
+def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8"), mode)
 
 
@@ -86,13 +106,27 @@ def append_line(path: Path, line: str) -> None:
 
     A crash can only leave a truncated last line, which readers skip.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path, PRIVATE)
     data = (line.rstrip("\n") + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def open_private(path: Path, append: bool = True) -> int:
+    """A descriptor for writing a log or an output file only the user may read (0600): created so,
+    and an existing file made so."""
+    make_parent(path, PRIVATE)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, PRIVATE)
+    except OSError:
+        pass
+    return fd
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
+
+from .fsutil import open_private
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -34,8 +37,7 @@ class _Tee:
 
 def setup_logging(path: Path, daemon: str, level: str = "info", to_stderr: bool = False) -> Any:
     """Configure structlog for this process and return a logger bound to the daemon's name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a", buffering=1, encoding="utf-8")
+    fh = os.fdopen(open_private(path), "a", buffering=1, encoding="utf-8")  # logs quote prompts and errors
     sink: Any = _Tee(fh, sys.stderr) if to_stderr else fh
     structlog.configure(
         processors=[

@@ -321,9 +321,9 @@ def archive_run(paths: ProjectPaths, now: float | None = None) -> Path | None:
     if paths.state_dir.exists():
         os.rename(paths.state_dir, target)
     else:
-        target.mkdir(parents=True)
+        target.mkdir(mode=0o700, parents=True)
     if present:
-        (target / "previous-run").mkdir()
+        (target / "previous-run").mkdir(mode=0o700)
         for key, p in present.items():
             os.rename(p, target / "previous-run" / key)
     return target

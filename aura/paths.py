@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fsutil import make_dirs
+
 DAEMONS = ("supervisor", "watchdog", "brain")
 DATA_DIRNAME = ".aura"
 
@@ -130,11 +132,25 @@ class ProjectPaths:
         return f"ipc://{self.runtime_dir / (daemon + '.pub')}"
 
     def ensure(self) -> None:
-        """Create the folders; the runtime folder is private to the user (mode 0700)."""
+        """Create the folders, private to the user (mode 0700): the data folder holds prompts,
+        decisions, worker output and logs; the runtime folder the sockets."""
+        make_private(self.data)
         for folder in (self.state_dir, self.memory_dir, self.logs_dir, self.run_dir, self.events_dir,
-                       self.workers_dir, self.watchdog_dir, self.workspace_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+                       self.workers_dir, self.watchdog_dir, self.workspace_dir.parent, self.workspace_dir):
+            make_private(folder)
         ensure_private_dir(self.runtime_dir)
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def make_private(folder: Path) -> None:
+    """Create `folder` (and missing folders above it) with mode 0700, and take group and other access
+    away from one that exists."""
+    make_dirs(folder, PRIVATE_DIR)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, PRIVATE_DIR)
 
 
 def ensure_private_dir(folder: Path) -> None:

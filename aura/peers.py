@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, open_private, read_json
 from .liveness import PingWatch, kill_instance
 from .pidfile import is_alive, live_record
 
@@ -37,7 +37,7 @@ START_GRACE = 30.0  # how long a copy we started may take to take its lock befor
 def lock_is_held(path: Path) -> bool:
     """Whether some process holds a daemon's single-instance lock (i.e. it is running or starting)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         return False
     try:
@@ -74,8 +74,7 @@ def start_daemon(spec: dict, name: str, stdio: Path) -> subprocess.Popen:
     entry = spec["daemons"][name]
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (spec.get("env") or {}).items()})
-    stdio.parent.mkdir(parents=True, exist_ok=True)
-    with open(stdio, "ab") as out:
+    with os.fdopen(open_private(stdio), "ab") as out:
         return subprocess.Popen(entry["argv"], cwd=spec.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 

@@ -77,6 +77,7 @@ import copy
 import gzip
 import hashlib
 import json
+import logging
 import math
 import signal
 import socket
@@ -623,10 +624,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+log = logging.getLogger("aura.scripted_server")
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     owner: ScriptedServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is normal (a timeout, a cancelled stream, a killed CLI): one debug
+        line. Anything else is a bug in the server and keeps the standard traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, CLIENT_GONE):
+            log.debug("client %s went away: %s", client_address, exc.__class__.__name__)
+            return
+        super().handle_error(request, client_address)
 
 
 class ScriptedServer:
@@ -717,7 +731,11 @@ class ScriptedServer:
     def _handle(self, handler: _Handler, method: str) -> None:
         parts = urlsplit(handler.path)
         path = parts.path.rstrip("/") or "/"
-        raw = handler.read_body() if method in ("POST", "PUT") else b""
+        try:
+            raw = handler.read_body() if method in ("POST", "PUT") else b""
+        except OSError:  # the client went away mid-request
+            handler.close_connection = True
+            return
         body, parse_error = _parse_json(raw)
         record = self._record(handler, method, path, parts.query, body)
         try:

@@ -107,6 +107,37 @@ class Host:
         )
 
 
+def platform_manager(host: Host) -> str:
+    """The manager this kind of machine would use: launchd on macOS, systemd elsewhere."""
+    return LAUNCHD if host.platform == "darwin" else SYSTEMD
+
+
+def preview_manager(host: Host, chosen: str | None = None) -> tuple[str, str | None]:
+    """The manager a dry run renders for, and a note when it is not the one running here: a
+    preview writes and runs nothing, so it needs no service manager."""
+    if chosen:
+        if chosen not in (SYSTEMD, LAUNCHD):
+            raise ServiceError(f"unknown service manager {chosen!r}; use systemd or launchd")
+        found = detect_manager(host)
+        return chosen, None if found == chosen else f"preview for {chosen} (--manager), which is not running here"
+    found = detect_manager(host)
+    if found != NONE:
+        return found, None
+    manager = platform_manager(host)
+    return manager, (f"preview for {manager}: no service manager was found here, so these files could not be "
+                     "installed on this machine")
+
+
+def running_manager(host: Host, chosen: str | None = None) -> str:
+    """The manager a real install uses: the one running here; `chosen` (--manager) must be it."""
+    found = detect_manager(host)
+    if chosen and found != chosen:
+        where = "no service manager" if found == NONE else found
+        raise ServiceError(f"--manager {chosen}: {chosen} is not running here (found {where}); "
+                           f"`aura service install --dry-run --manager {chosen}` previews its files")
+    return found
+
+
 def detect_manager(host: Host) -> str:
     """systemd when it is the running init, launchd on macOS, else none."""
     if host.manager:
@@ -383,9 +414,10 @@ def _gui(host: Host) -> str:
     return f"gui/{host.uid}"
 
 
-def plan_install(svc: ProjectService, host: Host, scope: Scope) -> Plan:
-    """The files for this project and the commands that load and start them."""
-    manager = detect_manager(host)
+def plan_install(svc: ProjectService, host: Host, scope: Scope, manager: str | None = None) -> Plan:
+    """The files for this project and the commands that load and start them (for `manager`, else
+    the one detected here)."""
+    manager = manager or detect_manager(host)
     folder = install_dir(host, manager, scope)
     if manager == SYSTEMD:
         rendered = render_systemd(svc, scope, host.templates)

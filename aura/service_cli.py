@@ -16,6 +16,7 @@ import click
 
 from aura.paths import find_project_root
 from aura.service import (
+    LAUNCHD,
     SYSTEMD,
     Host,
     ProjectService,
@@ -26,6 +27,8 @@ from aura.service import (
     linger_warning,
     plan_install,
     plan_uninstall,
+    preview_manager,
+    running_manager,
     status_lines,
 )
 
@@ -57,28 +60,38 @@ def service() -> None:
 
 @service.command()
 @_scope_options
-@click.option("--dry-run", is_flag=True, help="Print every file with its content; write and run nothing.")
+@click.option("--dry-run", is_flag=True, help="Print every file with its content; write and run nothing (works "
+                                              "without a service manager: a preview of this platform's units).")
+@click.option("--manager", type=click.Choice([SYSTEMD, LAUNCHD]), default=None,
+              help="The service manager to write for (default: the one running here; for a dry run without "
+                   "one, this platform's).")
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Optional KEY=value file read at start (default: .aura/service.env).")
 @click.option("--watchdog-sec", type=click.IntRange(min=0), default=0, show_default=True,
               help="systemd WatchdogSec= (0: off); the daemons must ping at half of it.")
 @click.argument("task", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def install(scope: Scope, dry_run: bool, env_file: Path | None, watchdog_sec: int, task: Path) -> None:
+def install(scope: Scope, dry_run: bool, manager: str | None, env_file: Path | None, watchdog_sec: int,
+            task: Path) -> None:
     """Write the unit files for TASK in this project, then enable and start them."""
     host = Host.from_env()
     svc = ProjectService.for_project(_project_root(), task, env_file, watchdog_sec)
+    preview: str | None = None
     try:
-        plan = plan_install(svc, host, scope)
         if dry_run:
-            click.echo(f"dry run: nothing is written, started or stopped ({plan.manager}, --{scope}).")
+            chosen, preview = preview_manager(host, manager)
+            plan = plan_install(svc, host, scope, chosen)
+            click.echo(f"dry run, a preview: nothing is written, started or stopped ({plan.manager}, --{scope}).")
+            if preview:
+                click.echo(preview)
             describe(plan, click.echo)
         else:
+            plan = plan_install(svc, host, scope, running_manager(host, manager))
             apply(plan, click.echo)
     except ServiceError as exc:
         raise _fail(exc) from exc
     for note in plan.notes:
         click.echo(note)
-    if plan.manager == SYSTEMD and scope == "user":
+    if plan.manager == SYSTEMD and scope == "user" and not preview:
         warning = linger_warning(host)
         if warning:
             click.echo(warning)

@@ -94,7 +94,7 @@ class Publisher:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 10000)
         self.sock.bind(endpoint)
-        self._fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # private, like the data folder
         _terminate_torn_line(journal, self._fd)
 
     def publish(self, kind: str, **data: Any) -> dict:

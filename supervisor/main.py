@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from aura.daemon import Daemon
-from aura.fsutil import read_json
+from aura.fsutil import make_dirs, open_private, read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import signal_group, terminate_worker
@@ -349,7 +349,10 @@ class SupervisorDaemon(Daemon):
         try:
             for pid in (rec["worker_pid"], *kids):
                 os.sched_setaffinity(pid, cpus)
-        except OSError as exc:  # gone already, or not ours to pin
+        except ProcessLookupError:  # it ended before it could be placed: nothing to pin, nothing failed
+            self.log.debug("cpu_affinity_not_needed", worker=rec["worker_id"], reason="the worker has ended")
+            return
+        except OSError as exc:  # not ours to pin
             self.log.warning("cpu_affinity_failed", worker=rec["worker_id"], error=str(exc))
             return
         rec["cpus"] = sorted(cpus)
@@ -408,9 +411,9 @@ class SupervisorDaemon(Daemon):
         PID. The answer is deferred, not waited for: the loop keeps serving (other spawns, exits,
         kills) while shims start, so many workers start in parallel."""
         task_dir = Path(spec["task_dir"])
-        task_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(task_dir, 0o700)
         wdir = self.registry.dir(wid)
-        wdir.mkdir(parents=True, exist_ok=True)
+        make_dirs(wdir, 0o700)
         out, err = task_dir / plan.stdout_name, task_dir / plan.stderr_name
         env_vars = worker_env(self.cfg)
         env_vars.update(plan.env)
@@ -444,7 +447,7 @@ class SupervisorDaemon(Daemon):
                "--grace", str(min(self.grace, 5.0)), "--", *plan.argv]
         cmd = scoped(self.scope_prefix, self.paths.root, wid, cmd)
         try:
-            with open(wdir / "shim.log", "ab") as shim_log:
+            with os.fdopen(open_private(wdir / "shim.log"), "ab") as shim_log:
                 child = subprocess.Popen(cmd, env=env_vars, stdin=subprocess.DEVNULL, stdout=shim_log,
                                          stderr=shim_log, start_new_session=True, pass_fds=(w,),
                                          cwd=str(self.paths.root))

@@ -29,7 +29,7 @@ from pathlib import Path
 # Run as a script with `python -I -S` (no site-packages: a fast start, nothing of Aura's leaks
 # into the worker's environment): put Aura's own source root on the shim's path only.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from aura.fsutil import atomic_write_json  # noqa: E402
+from aura.fsutil import atomic_write_json, open_private  # noqa: E402
 from aura.procgroup import group_alive as _group_alive  # noqa: E402
 from aura.proctitle import set_process_name  # noqa: E402
 from supervisor import managed  # noqa: E402
@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     set_process_name("aura-shim")  # a worker's `pkill python` must not take its own exit record with it
     started = time.time()
     try:
-        out = open(args.stdout, "wb")
-        err = open(args.stderr, "wb")
+        out = os.fdopen(open_private(Path(args.stdout), append=False), "wb")  # in the private data folder
+        err = os.fdopen(open_private(Path(args.stderr), append=False), "wb")
         proc = subprocess.Popen(cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True, close_fds=True)
     except (OSError, ValueError) as exc:

@@ -164,14 +164,16 @@ def test_bwrap_plan_hides_state_and_secrets_and_binds_only_what_is_named(tmp_pat
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     s = spec(tmp_path, isolation="bwrap", env={"HOME": str(home)}, mounts=[str(tmp_path / "proj" / "out")])
-    c = cfg(AURA_CLAUDE_BIN=exe(tmp_path, "claude"), AURA_BWRAP_SHARE_NET="0")
+    # planning only reads the arguments: a stand-in bwrap, so the test runs where bubblewrap is not installed
+    bwrap = exe(tmp_path, "bwrap")
+    c = cfg(AURA_CLAUDE_BIN=exe(tmp_path, "claude"), AURA_BWRAP_SHARE_NET="0", AURA_BWRAP_BIN=bwrap)
     plan = plan_worker(get_backend("claude"), s, c)
     argv = plan.argv
 
     def pairs(flag: str) -> list[str]:
         return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
 
-    assert argv[0].endswith("bwrap") and "--unshare-net" in argv and "--die-with-parent" in argv
+    assert argv[0] == bwrap and "--unshare-net" in argv and "--die-with-parent" in argv
     assert s["data_dir"] in pairs("--tmpfs") and str(home / ".ssh") in pairs("--tmpfs")
     assert pairs("--bind") == [s["task_dir"], str(tmp_path / "proj" / "out"), str(home / ".claude")]
     assert (home / ".claude").is_dir() and (tmp_path / "proj" / "out").is_dir()

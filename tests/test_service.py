@@ -497,7 +497,7 @@ def test_uninstall_with_nothing_installed(machine: dict[str, Path]) -> None:
     assert calls(machine["log"]) == []
 
 
-@pytest.mark.parametrize("args", [["install", "task.md"], ["install", "--dry-run", "task.md"], ["status"]])
+@pytest.mark.parametrize("args", [["install", "task.md"], ["status"]])  # a dry run previews: test_service_preview.py
 def test_no_service_manager(machine: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                             args: list[str]) -> None:
     monkeypatch.setenv("AURA_SERVICE_MANAGER", "none")

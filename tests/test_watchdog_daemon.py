@@ -219,9 +219,10 @@ def test_second_resource_kill_blocks_the_task_and_the_fix_subtask_carries_both_k
         assert k["samples"] and all(s["average"] > LIMIT_GB for s in k["strike_averages"])
         assert max(s["rss_gb"] for s in k["samples"]) > LIMIT_GB
     assert "killed twice" in fix["description"] and "kill 2" in fix["description"]
-    # the fix went to the Layer 2 backend (shell in these tests, which cannot run a prompt): blocked, with why
-    assert fix["attempts"] == 2 and fix["status"] == "blocked"
-    assert "could not start the worker" in fix["reason"] and "shell backend" in fix["reason"]
+    # the fix is for the Layer 2 backend (shell in these tests, which cannot run a prompt): blocked, with why,
+    # and never spawned to fail
+    assert fix["attempts"] == 0 and fix["status"] == "blocked" and not fix["workers"]
+    assert "not started" in fix["reason"] and "AURA_LAYER2_BACKEND=shell runs only commands" in fix["reason"]
 
 
 # -- placement -------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 from aura.config import Config
 
 from . import costs as costmod
-from .state import ROOT, TERMINAL, counts, walk
+from .state import ROOT, TERMINAL, attempt_no, counts, walk
 from .worker_usage import DOWN as WATCHDOG_DOWN
 from .worker_usage import describe as describe_usage
 
@@ -151,8 +151,8 @@ def tree_section(state: dict) -> list[str]:
             lines.append(f"- ROOT [{task['status']}] the goal")
             continue
         bits = [f"{'  ' * depth}- {task['id']} [{task['status']}] {task.get('title', '')[:100]}"]
-        if task.get("attempts"):
-            bits.append(f"(attempts {task['attempts']})")
+        if attempt_no(task):
+            bits.append(f"(attempt {attempt_no(task)})")
         if task.get("artifacts"):
             bits.append("artifacts: " + ", ".join(task["artifacts"][:5]))
         if task.get("command"):

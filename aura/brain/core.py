@@ -20,12 +20,23 @@ from . import evidence as ev
 from . import parking
 from .costs import remaining_usd
 from .decisions import DecisionLog
-from .state import ROOT, TERMINAL, StateStore, add_task, counts, leaves, new_task
+from .state import (
+    ROOT,
+    TERMINAL,
+    StateStore,
+    add_task,
+    attempt_no,
+    counts,
+    leaves,
+    new_task,
+)
 from .taskfile import TaskFile, TaskFileError, read_task_file
 from .workerspec import write_task_md
 
 MAX_ATTEMPTS = 2
 RESOURCE_FIX_SUFFIX = ".fix"
+RETRY_BASE_S = 3.0  # a spawn that failed before its worker ran is retried this soon, doubling per failure
+RETRY_MAX_S = 60.0
 
 
 class BrainCore:
@@ -78,10 +89,11 @@ class BrainCore:
             task["started_at"] = now
         if new in TERMINAL:
             task["finished_at"] = now
+        numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
         self.decisions.record("status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence,
-                              by=by, cycle=self.state["total_cycles"])
-        self.log.info("task_status", task=task["id"], old=old, new=new, reason=reason)
-        self.publish("task_status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence)
+                              by=by, cycle=self.state["total_cycles"], **numbered)
+        self.log.info("task_status", task=task["id"], old=old, new=new, reason=reason, **numbered)
+        self.publish("task_status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered)
 
     def add_task(self, task_id: str, title: str, parent: str = ROOT, **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
@@ -117,8 +129,9 @@ class BrainCore:
         if self.spawn_block:
             self.log.info("spawn_refused", task=task["id"], reason=self.spawn_block)
             return None
-        if not parking.due(task):
+        if not parking.due(task) or float(task.get("retry_at") or 0) > time.time():
             return None
+        task.pop("retry_at", None)
         spec = parking.resume_spec(task, spec, self.paths.task_dir(task["id"]))
         remaining = remaining_usd(self.state)
         if remaining is not None and not spec.get("max_budget_usd"):
@@ -132,7 +145,7 @@ class BrainCore:
         write_task_md(task_dir, self.state, task, self.cfg)
         full = {"worker_id": wid, "task_id": task["id"], "task_dir": str(task_dir), **spec}
         task["spawn_spec"] = full
-        self.set_status(task, "in_progress", f"attempt {task['attempts']} started",
+        self.set_status(task, "in_progress", f"attempt {attempt_no(task)} started",
                         f"spawn request for worker {wid} ({spec.get('backend')})")
         self.save()
         return self.send_spawn(task)
@@ -145,7 +158,8 @@ class BrainCore:
             self.log.warning("spawn_deferred", task=task["id"], error=str(exc))
             return None  # the intent is saved; reconcile sends it again when the supervisor answers
         except RemoteError as exc:
-            self.attempt_failed(task, f"could not start the worker: {exc.message}", evidence=f"supervisor: {exc.code}")
+            self.attempt_failed(task, f"could not start the worker: {exc.message}", evidence=f"supervisor: {exc.code}",
+                                retry_in=self.retry_delay(task))
             self.save()
             return None
         self.workers[rec["worker_id"]] = rec
@@ -232,7 +246,8 @@ class BrainCore:
             tail = (worker.get("progress") or {}).get("error_tail")
             if tail and worker.get("outcome") != "succeeded":
                 reason += f"; its stderr ends: {tail[-300:]}"
-            self.attempt_failed(task, reason, proof.summary())
+            never_ran = bool((worker.get("exit") or {}).get("error")) and not worker.get("worker_pid")
+            self.attempt_failed(task, reason, proof.summary(), retry_in=self.retry_delay(task) if never_ran else None)
 
     def rate_limited(self, task: dict, worker: dict) -> None:
         """Park the task until the limit lifts (then resume the session), or block it (see parking)."""
@@ -246,12 +261,34 @@ class BrainCore:
         self.set_status(task, "pending", decision.reason, evidence)
         self.publish("task_parked", task_id=task["id"], resume_at=decision.resume_at, session_id=decision.session_id)
 
-    def attempt_failed(self, task: dict, reason: str, evidence: str) -> None:
+    def attempt_failed(self, task: dict, reason: str, evidence: str, retry_in: float | None = None) -> None:
+        """Retry once (after `retry_in` seconds when given: the next cycle is brought forward to then),
+        else block. Attempts are numbered once (`attempt_no`); only failures count towards the limit."""
+        n = attempt_no(task)
         if task.get("attempts", 0) < MAX_ATTEMPTS:
-            self.set_status(task, "pending", f"attempt {task.get('attempts', 0)} failed: {reason}; retrying once", evidence)
+            when = ""
+            if retry_in is not None:
+                task["retry_at"] = time.time() + retry_in
+                when = f" in {retry_in:g}s"
+            self.set_status(task, "pending", f"attempt {n} failed: {reason}; retrying once{when}", evidence)
         else:
-            self.set_status(task, "blocked", f"failed {task.get('attempts', 0)} times; last: {reason}", evidence)
+            self.set_status(task, "blocked", f"attempt {n} failed: {reason}; blocked after "
+                                             f"{task.get('attempts', 0)} failed attempts", evidence)
             self.publish("task_blocked", task_id=task["id"], reason=reason)
+
+    def retry_delay(self, task: dict) -> float:
+        """A short backoff for an attempt that failed before its worker ran (a missing CLI, a refused
+        spawn), instead of the whole cycle interval."""
+        return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, int(task.get("attempts", 1)) - 1))
+
+    def next_retry_at(self) -> float | None:
+        """The earliest future time a pending task may start again (a retry or a parked task), so the
+        brain can run a cycle then rather than at the next interval."""
+        now = time.time()
+        times = [float(t.get(key) or 0) for t in self.tasks.values() if t["status"] == "pending"
+                 for key in ("retry_at", "parked_until")]
+        future = [t for t in times if t > now]
+        return min(future) if future else None
 
     def resource_killed(self, task: dict, worker: dict) -> None:
         """Kill #1: back to pending once, with the reason, for a smaller retry. Kill #2: blocked, plus a

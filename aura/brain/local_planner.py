@@ -3,10 +3,14 @@
 Each `- [ ]` checklist item of the task file becomes a task; an item with a command in
 backticks runs it with the `shell` backend, any other item goes to the configured Layer 2
 backend. A goal with no checklist becomes one task for that backend. It is the default
-when no API key is configured, so `aura up` does real work on a fresh machine.
+when no API key is configured, so `aura up` does real work on a fresh machine. A task for a
+backend that cannot start here (its CLI is missing, or the backend is `shell`) is blocked with
+the reason, never spawned to fail.
 """
 
 from __future__ import annotations
+
+from aura.workercli import agent_task_problem
 
 from .core import BrainCore
 from .state import ROOT
@@ -77,9 +81,21 @@ class LocalPlanner:
             if core.capacity() <= 0 or not core.supervisor_ok:
                 break
             spec = spawn_spec(task, core.cfg, core.paths.root, core.paths.task_dir(task["id"]))
+            if not task.get("command") and self.cannot_start(core, task, spec["backend"]):
+                continue
             core.spawn(task, spec)
             started += 1
         return started
+
+    def cannot_start(self, core: BrainCore, task: dict, backend: str) -> bool:
+        """An agent task (the goal, an item without a command, a resource fix) whose backend cannot
+        start here is blocked with the reason and the setting to change, not spawned to fail."""
+        problem = agent_task_problem(core.cfg, backend)
+        if problem is None:
+            return False
+        core.set_status(task, "blocked", f"not started: {problem}", f"checked before the spawn: {backend} backend")
+        core.publish("task_blocked", task_id=task["id"], reason=problem)
+        return True
 
     def ready(self, core: BrainCore) -> list[dict]:
         out = []

@@ -28,13 +28,14 @@ from .local_planner import LocalPlanner
 from .notify import EVENTS as NOTIFY_EVENTS
 from .notify import Notifier
 from .pricing import start_notice
-from .state import ROOT, TERMINAL, counts, tree_lines
+from .state import ROOT, TERMINAL, counts, tree_lines, tree_rows
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
 WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted", "worker_stuck",
                "worker_loop")
 RETRY_DELAY = 2.0
+RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02
 
 
@@ -231,6 +232,9 @@ class BrainDaemon(Daemon):
         if result.get("retry_in") is not None:
             self.request_cycle("retry: " + str(result.get("model_error") or result.get("skipped") or "model"),
                                min(self.interval, float(result["retry_in"])))
+        retry_at = core.next_retry_at()
+        if retry_at is not None and retry_at - time.time() < self.interval:
+            self.request_cycle("a task's retry is due", retry_at - time.time() + RETRY_MARGIN)
         if not self.cycle_due:
             self.request_cycle("interval", self.interval)
 
@@ -256,7 +260,7 @@ class BrainDaemon(Daemon):
         return {"mission": core.state.get("mission"), "task_file": core.state.get("task_file"),
                 "planner": getattr(self.planner, "name", None), "cycles": core.state.get("total_cycles", 0),
                 "last_cycle_at": self.last_cycle_at, "counts": counts(core.state), "run": core.state.get("run"),
-                "tree": tree_lines(core.state), "safe_mode": core.state.get("safe_mode"),
+                "tree": tree_lines(core.state), "tree_rows": tree_rows(core.state), "safe_mode": core.state.get("safe_mode"),
                 "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": self.started_at,
                 "costs": costmod.summary(core.state), "budget": core.state.get("budget"),
                 "llm": {k: v for k, v in (core.state.get("llm") or {}).items()

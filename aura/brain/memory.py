@@ -7,11 +7,12 @@ itself is bounded too: beyond MAX_FILE_CHARS the oldest entries move to `MEMORY.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 
-from aura.fsutil import atomic_write_text
+from aura.fsutil import atomic_write_text, open_private
 
 MEM_TYPES = ("fact", "lesson", "pattern", "decision")
 HEADER = "# Aura long-term memory\n\nNewest entries last in this file; the model sees them newest first.\n"
@@ -48,7 +49,7 @@ class Memory:
         while len(entries) > 1 and sum(len(e) + 2 for e in entries) > MAX_FILE_CHARS:
             moved.append(entries.pop(0))
         if moved:
-            with open(self.archive, "a", encoding="utf-8") as fh:
+            with os.fdopen(open_private(self.archive), "a", encoding="utf-8") as fh:
                 fh.write("\n\n".join(moved) + "\n\n")
         atomic_write_text(self.path, HEADER + "\n" + "\n\n".join(entries) + "\n")
         return entry

@@ -120,12 +120,34 @@ def leaves(state: dict) -> list[dict]:
 
 
 def counts(state: dict) -> dict[str, int]:
+    """Tasks by status, as the tree shows them: every task below the root, except a parent that is
+    still open (its work is its subtasks, counted themselves). A parent that ended (blocked after
+    two resource kills, completed) counts like any task, so the run's figures match the tree."""
     out = {s: 0 for s in STATUSES}
-    for t in leaves(state):
+    for d, t in walk(state):
+        if d == 0 or (t.get("children") and t["status"] not in TERMINAL):
+            continue
         out[t["status"]] = out.get(t["status"], 0) + 1
     return out
+
+
+def attempt_no(task: dict) -> int:
+    """The number of the task's latest attempt: 1, 2, ... once per worker started, never reused (a retry
+    after a resource kill or a rate limit is the next number), and the suffix of its worker id."""
+    return int(task.get("spawns") or 0)
 
 
 def tree_lines(state: dict) -> list[str]:
     """The tree as indented `id [status] title` lines (for `aura status`)."""
     return [f"{'  ' * (d - 1)}{t['id']} [{t['status']}] {t.get('title', '')[:80]}" for d, t in walk(state) if d]
+
+
+SHOWN_REASONS = ("blocked", "failed", "killed")
+
+
+def tree_rows(state: dict) -> list[dict]:
+    """The tree for `aura status`: depth, id, status, title, attempt, and the reason of every task
+    that ended without completing."""
+    return [{"depth": d, "id": t["id"], "status": t["status"], "title": t.get("title", ""),
+             "attempt": attempt_no(t), "reason": t.get("reason") if t["status"] in SHOWN_REASONS else None}
+            for d, t in walk(state) if d]

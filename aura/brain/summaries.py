@@ -14,7 +14,7 @@ from aura.fsutil import atomic_write_text
 from aura.paths import ProjectPaths, safe_name
 
 from . import costs as costmod
-from .state import counts, walk
+from .state import attempt_no, counts, walk
 
 
 def summaries_dir(paths: ProjectPaths) -> Path:
@@ -38,7 +38,7 @@ def task_summary(paths: ProjectPaths, state: dict, task: dict, workers: dict[str
     lines = [f"# {task['id']}: {task.get('title', '')}", "",
              f"- status: **{task['status']}** ({time.strftime('%Y-%m-%d %H:%M:%S')})",
              f"- reason: {task.get('reason') or '-'}", f"- evidence: {task.get('evidence') or '-'}",
-             f"- attempts: {task.get('attempts', 0)}; workers: {', '.join(task.get('workers') or []) or 'none'}",
+             f"- attempts: {attempt_no(task)}; workers: {', '.join(task.get('workers') or []) or 'none'}",
              f"- worker cost: ${usd:.4f}", ""]
     for wid in task.get("workers") or []:
         w = workers.get(wid) or {}

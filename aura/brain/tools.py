@@ -32,6 +32,7 @@ from .worker_usage import describe as describe_usage
 from .workerspec import spawn_spec
 
 BACKENDS = ["shell", "claude", "ds_code", "opencode", "codex"]
+PROJECT_FILE_MODE = 0o644  # a file the model writes into the project is the user's, like any other
 MAX_READ_CHARS = 50000
 MAX_WRITE_BYTES = 1 << 20
 MAX_LIST = 200
@@ -386,7 +387,8 @@ class Toolbox:
             raise ToolError(f"content is {len(data)} bytes; the limit is {MAX_WRITE_BYTES}")
         if path.is_dir():
             raise ToolError(f"{a['path']} is a folder")
-        atomic_write_text(path, a["content"])
+        private = self.core.paths.data.resolve() in path.resolve().parents  # .aura/memory/: Aura's, private
+        atomic_write_text(path, a["content"], mode=0o600 if private else PROJECT_FILE_MODE)
         self.cache.forget(path)
         self.host.record("file_written", path=str(path.relative_to(self.root.resolve())), bytes=len(data))
         return ToolResult(f"wrote {len(data)} bytes to {path.relative_to(self.root.resolve())}")

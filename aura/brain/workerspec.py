@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from aura.config import Config
-from aura.fsutil import atomic_write_text
+from aura.fsutil import atomic_write_text, make_dirs
 
-from .state import ROOT
+from .state import ROOT, attempt_no
 
 RESULT_MD_GUIDE = """\
 When you finish (or give up), write `{result}` with a status line and a short report:
@@ -41,6 +41,7 @@ SIBLINGS_SHOWN = 12
 
 def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
     lines = [f"# Task {task['id']}: {task.get('title', '')}", ""]
+    lines += _attempt_section(task)
     lines += ["## Goal of the whole project", "", state.get("mission") or "(no mission)", ""]
     lines += _context_section(state)
     lines += _hierarchy_section(state, task)
@@ -62,6 +63,18 @@ def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
     lines += ["## Long-running jobs", "", LONG_JOBS_GUIDE.format(registry=task_dir / "process.json", task_dir=task_dir)]
     lines += ["## Output", "", RESULT_MD_GUIDE.format(result=task_dir / "result.md")]
     return "\n".join(lines)
+
+
+def _attempt_section(task: dict) -> list[str]:
+    """Which attempt this is (the same number as in `aura history`, `status` and the worker id), and
+    how the one before it ended."""
+    n = attempt_no(task)
+    if not n:
+        return []
+    out = [f"Attempt {n} of this task (worker {task.get('worker_id')})."]
+    if n > 1 and task.get("reason"):
+        out.append(f"The previous attempt ended: {task['reason']}")
+    return out + [""]
 
 
 def _context_section(state: dict) -> list[str]:
@@ -121,7 +134,7 @@ def _resource_section(task: dict, cfg: Config) -> list[str]:
 
 
 def write_task_md(task_dir: Path, state: dict, task: dict, cfg: Config) -> Path:
-    task_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(task_dir, 0o700)
     path = task_dir / "task.md"
     atomic_write_text(path, render_task_md(state, task, cfg, task_dir))
     return path

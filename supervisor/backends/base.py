@@ -12,9 +12,11 @@ import os
 import shutil
 import signal as _signal
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from aura.config import Config
+from aura.fsutil import atomic_write_text
 from supervisor.streams.common import OUTCOMES
 
 KILL_SIGNALS = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP}
@@ -136,7 +138,5 @@ def task_file(spec: dict) -> str:
     if not os.path.isfile(path):
         if not spec.get("prompt"):
             raise BackendError(f"{path} does not exist and the spawn request has no `prompt` to write into it")
-        os.makedirs(spec["task_dir"], exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(spec["prompt"])
+        atomic_write_text(Path(path), spec["prompt"])
     return path

@@ -1,0 +1,49 @@
+"""The workers as `aura ps` shows them when the supervisor is down: read from the registry on disk.
+
+Why: a worker that ended while the supervisor was down has an exit record from its shim but no
+outcome or end time in its record (the supervisor writes those when it takes the exit in), so
+`ps` would show its state as "-" and its age as still growing. Here the outcome comes from the
+same rule the supervisor applies (the backend's, with a watchdog kill counted) and the end time
+from the shim's exit record.
+"""
+
+from __future__ import annotations
+
+from aura.fsutil import read_json
+from aura.paths import ProjectPaths, safe_name
+
+
+def workers_from_disk(paths: ProjectPaths) -> list[dict]:
+    from supervisor.registry import Registry, merged_view
+
+    reg = Registry(paths)
+    out = []
+    for rec in reg.records():
+        view = merged_view(reg, rec)
+        if view.get("state") == "exited" and not view.get("outcome"):
+            view = settled_view(paths, view, reg.launch(rec["worker_id"]) or {})
+        out.append(view)
+    return out
+
+
+def settled_view(paths: ProjectPaths, view: dict, launch: dict) -> dict:
+    """An exited worker's outcome, end and start times, from its exit and launch records."""
+    from supervisor.backends import BackendError, decide_outcome, get_backend
+
+    exit_rec = view.get("exit") or {}
+    kill = view.get("kill") or _watchdog_kill(paths, view["worker_id"])
+    try:
+        outcome = get_backend(str(view.get("backend") or "shell")).outcome(exit_rec, kill, None)
+    except BackendError:
+        outcome = decide_outcome(exit_rec, kill, None)
+    if outcome == "unknown":  # an agent's final line is read by the supervisor, not here
+        outcome = f"exit {exit_rec.get('exit_code')}"
+    started = view.get("started_at") or launch.get("started_at") or exit_rec.get("started_at")
+    return {**view, "outcome": outcome, "ended_at": exit_rec.get("ended_at"), "started_at": started}
+
+
+def _watchdog_kill(paths: ProjectPaths, worker_id: str) -> dict | None:
+    rec = read_json(paths.watchdog_dir / "kills" / f"{safe_name(worker_id)}.json")
+    if not isinstance(rec, dict):
+        return None
+    return {"by": "watchdog", "reason_code": "resource", "reason": rec.get("reason")}
