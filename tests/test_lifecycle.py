@@ -243,7 +243,8 @@ def test_up_after_a_keeper_gave_up_starts_the_missing_daemon_and_keeps_the_worke
     wait_for(lambda: project.status()["brain"].get("cycles"), 20, what="a cycle of the new brain")
     assert len(project.workers()) == 1, "the running worker was kept, not started again"
     assert project.aura("status").returncode == 0
-    assert not (_peers(project, "supervisor").get("brain") or {}).get("gave_up")
+    wait_for(lambda: not (_peers(project, "supervisor").get("brain") or {}).get("gave_up"), 10,
+             what="the keeper to take the brain back (its next check)")
 
 
 # -- 11: no socket folder left behind ------------------------------------------------------------------------------
