@@ -32,6 +32,7 @@ WINDOW = "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"
 MIN_POLLS_PER_WINDOW = 2  # a strike compares a window average, which needs two samples
 HANG = "AURA_PEER_HANG_SECONDS"
 MIN_HANG_SECONDS = 2.0
+RAM_RESERVE = "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"
 
 
 def is_secret(key: str) -> bool:
@@ -89,6 +90,15 @@ def cross_problems(values: Mapping[str, str], sources: Mapping[str, str]) -> lis
         found.append(f"{shown(HANG, values.get(HANG) or str(hang))} from {sources.get(HANG, 'the default')}: a peer "
                      f"pings about once a second, so a bound this short would kill daemons that are merely busy; "
                      f"expected 0 (no hang check) or at least {MIN_HANG_SECONDS:g}")
+    reserve = number(RAM_RESERVE)
+    if reserve:
+        import psutil
+
+        total = psutil.virtual_memory().total / 1024 ** 3
+        if reserve >= total:
+            found.append(f"{shown(RAM_RESERVE, values.get(RAM_RESERVE) or str(reserve))} from "
+                         f"{sources.get(RAM_RESERVE, 'the default')}: this machine has {total:.1f} GB of RAM in "
+                         f"all, so no worker could ever start; expected less than {total:.1f}, or 0")
     return found
 
 

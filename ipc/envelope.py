@@ -24,6 +24,8 @@ INTERNAL = "internal"
 UNAVAILABLE = "unavailable"
 CONFLICT = "conflict"
 NOT_FOUND = "not_found"
+SPAWN_REFUSED = "spawn_refused"  # spawn: it can never pass as asked (e.g. malformed per-task limits)
+RESERVE_SHORT = "reserve_short"  # spawn: a free-resource reserve is short now; the same spawn may pass later
 
 
 class IpcError(Exception):

@@ -40,7 +40,6 @@ from .workerenv import worker_env
 SHIM = str(Path(__file__).resolve().with_name("shim.py"))
 LAUNCH_TIMEOUT = 15.0
 SPAWN_FAILED = "spawn_failed"
-SPAWN_REFUSED = "spawn_refused"
 PREFLIGHT_TIMEOUT = 1.0  # seconds the spawn waits for the watchdog's preflight answer
 CPU_CEILING = "AURA_WORKER_MAX_CPU_PERCENT"
 
@@ -303,8 +302,8 @@ class SupervisorDaemon(Daemon):
     _affinity_note: str | None = None
 
     def _preflight(self, wid: str, spec: dict) -> dict | None:
-        """Ask the watchdog before a spawn; raise spawn_refused (with its reason, which names the
-        reserve) when a free-memory reserve is not met. A watchdog that is down or slow does not
+        """Ask the watchdog before a spawn; raise reserve_short (with its reason, which names the
+        reserve) when a free-memory reserve is not met, spawn_refused when the spawn can never pass. A watchdog that is down or slow does not
         stop the work: the spawn goes ahead after PREFLIGHT_TIMEOUT and the log says so."""
         if self._watchdog is None:
             self._watchdog = Client(self.paths.endpoint("watchdog"), "watchdog", timeout=PREFLIGHT_TIMEOUT,
@@ -320,7 +319,8 @@ class SupervisorDaemon(Daemon):
         reason = str(reply.get("reason") or "no reason given")
         self.log.warning("spawn_refused", worker=wid, task=spec["task_id"], reason=reason)
         self.publish("spawn_refused", worker_id=wid, task_id=spec["task_id"], reason=reason)
-        raise IpcError(SPAWN_REFUSED, f"resource preflight refused the spawn: {reason}")
+        raise IpcError(env.RESERVE_SHORT if reply.get("short") else env.SPAWN_REFUSED,
+                       f"resource preflight refused the spawn: {reason}")
 
     def _cpu_ceiling(self, spec: dict, preflight: dict | None) -> float:
         """The worker's CPU ceiling in force: the watchdog's answer (run-time changes included),

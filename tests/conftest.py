@@ -33,6 +33,10 @@ FAST_ENV = {
     "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT": "0",
 }
 
+# A free-RAM reserve this machine has (so it passes the start check) but can never meet while anything
+# runs: a spawn against it is refused with reserve_short.
+UNMET_RAM_RESERVE_GB = round(psutil.virtual_memory().total / 1024 ** 3 * 0.999, 3)
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
     """Poll `predicate` until it returns something truthy; fail the test with `what` on timeout."""

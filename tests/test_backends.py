@@ -20,6 +20,7 @@ import msgpack
 import pytest
 
 from aura.brain import parking
+from aura.brain.state import not_before
 from aura.config import Config, load_config
 from aura.tail import claude_lines, codex_lines, formatter, opencode_lines
 from supervisor.backends import BackendError, decide_outcome, get_backend, plan_worker
@@ -471,8 +472,8 @@ def test_parking_uses_the_limits_own_time_else_the_delay_and_is_bounded() -> Non
 def test_parked_task_waits_then_resumes_its_session(tmp_path: Path) -> None:
     task = {"id": "T", "attempts": 1}
     parking.park(task, parking.ParkDecision(True, "r", resume_at=time.time() + 60, session_id="sess-1"))
-    assert task["attempts"] == 0 and task["parks"] == 1 and not parking.due(task)
-    assert parking.due(task, now=time.time() + 61)
+    assert task["attempts"] == 0 and task["parks"] == 1 and not_before(task) > time.time()
+    assert not_before(task) <= time.time() + 61
     spec_ = parking.resume_spec(task, {"backend": "claude", "prompt": "start"}, tmp_path)
     assert spec_["resume_session"] == "sess-1" and "Continue the task" in spec_["prompt"]
     assert "parked_until" not in task and "resume_session" not in task

@@ -282,8 +282,9 @@ class WatchdogDaemon(Daemon):
 
     def op_preflight(self, args: dict) -> dict:
         """May a new worker start? Refused, with a reason naming the reserve, when a free-memory
-        reserve is not met or the task's own limits are malformed. The reply carries the limits
-        that will be in force for the worker, so the supervisor can place it (CPU affinity)."""
+        reserve is not met (`short`: it may be met later) or the task's own limits are malformed.
+        The reply carries the limits that will be in force for the worker, so the supervisor can
+        place it (CPU affinity)."""
         task_limits = arg(args, "limits", dict, {})
         problems = check_task_limits(task_limits)
         if problems:
@@ -293,7 +294,7 @@ class WatchdogDaemon(Daemon):
         if self.policy.mode == "off":
             return {**reply, "reason": "resource guard off"}
         refusal = self._reserve_refusal(limits)
-        return {**reply, "ok": False, "reason": refusal} if refusal else reply
+        return {**reply, "ok": False, "reason": refusal, "short": True} if refusal else reply
 
     def _reserve_refusal(self, limits: dict[str, float]) -> str | None:
         reserve = limits["AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from aura.config import Config
 from aura.paths import ProjectPaths
 from ipc.client import Client, DaemonUnavailable, RemoteError
+from ipc.envelope import RESERVE_SHORT
 
 from . import evidence as ev
 from . import parking
@@ -29,6 +30,7 @@ from .state import (
     counts,
     leaves,
     new_task,
+    not_before,
 )
 from .taskfile import TaskFile, TaskFileError, read_task_file
 from .workerspec import write_task_md
@@ -129,7 +131,7 @@ class BrainCore:
         if self.spawn_block:
             self.log.info("spawn_refused", task=task["id"], reason=self.spawn_block)
             return None
-        if not parking.due(task) or float(task.get("retry_at") or 0) > time.time():
+        if not_before(task) > time.time():
             return None
         task.pop("retry_at", None)
         spec = parking.resume_spec(task, spec, self.paths.task_dir(task["id"]))
@@ -158,8 +160,11 @@ class BrainCore:
             self.log.warning("spawn_deferred", task=task["id"], error=str(exc))
             return None  # the intent is saved; reconcile sends it again when the supervisor answers
         except RemoteError as exc:
-            self.attempt_failed(task, f"could not start the worker: {exc.message}", evidence=f"supervisor: {exc.code}",
-                                retry_in=self.retry_delay(task))
+            if exc.code == RESERVE_SHORT:
+                self.wait_for_resources(task, exc.message)
+            else:
+                self.attempt_failed(task, f"could not start the worker: {exc.message}",
+                                    evidence=f"supervisor: {exc.code}", retry_in=self.retry_delay(task))
             self.save()
             return None
         self.workers[rec["worker_id"]] = rec
@@ -276,6 +281,24 @@ class BrainCore:
                                              f"{task.get('attempts', 0)} failed attempts", evidence)
             self.publish("task_blocked", task_id=task["id"], reason=reason)
 
+    def wait_for_resources(self, task: dict, message: str) -> None:
+        """A reserve (free RAM or GPU memory) is short now: the attempt never started, so it is not a
+        failure and keeps its number; the task waits, trying again with a growing backoff, for as
+        long as it takes (a stall is reported by the no-progress notification)."""
+        wid = task.get("worker_id")
+        task["spawns"] = max(0, int(task.get("spawns", 1)) - 1)
+        task["attempts"] = max(0, int(task.get("attempts", 1)) - 1)
+        workers = task.get("workers") or []
+        if wid in workers:
+            workers.remove(wid)
+        task["worker_id"] = workers[-1] if workers else None
+        task.pop("spawn_spec", None)
+        task["waits"] = int(task.get("waits", 0)) + 1
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (task["waits"] - 1))
+        task["retry_at"] = time.time() + delay
+        self.set_status(task, "pending", f"attempt {attempt_no(task) + 1} waits for resources: {message}; "
+                                         f"trying again in {delay:g}s", f"supervisor: {RESERVE_SHORT}")
+
     def retry_delay(self, task: dict) -> float:
         """A short backoff for an attempt that failed before its worker ran (a missing CLI, a refused
         spawn), instead of the whole cycle interval."""
@@ -285,9 +308,7 @@ class BrainCore:
         """The earliest future time a pending task may start again (a retry or a parked task), so the
         brain can run a cycle then rather than at the next interval."""
         now = time.time()
-        times = [float(t.get(key) or 0) for t in self.tasks.values() if t["status"] == "pending"
-                 for key in ("retry_at", "parked_until")]
-        future = [t for t in times if t > now]
+        future = [when for t in self.tasks.values() if t["status"] == "pending" and (when := not_before(t)) > now]
         return min(future) if future else None
 
     def resource_killed(self, task: dict, worker: dict) -> None:

@@ -29,7 +29,7 @@ from . import costs as costmod
 from .evidence import run_acceptance
 from .memory import Memory, recommendations
 from .model_client import ClientSettings, ModelClient, ModelError, Reply
-from .state import ROOT, TERMINAL, leaves
+from .state import ROOT, TERMINAL, leaves, not_before
 from .tools import Toolbox, definitions
 from .worker_usage import WorkerUsage
 
@@ -214,7 +214,7 @@ class LlmPlanner:
         if self.core.running() or self.spawn_refusal() or self.goal_closed():
             return False
         now = time.time()
-        return any(t["status"] == "pending" and float(t.get("resume_at") or 0) <= now
+        return any(t["status"] == "pending" and not_before(t) <= now
                    for t in ctxmod.open_leaves(self.core.state))
 
     def _all_terminal_unconfirmed(self) -> bool:

@@ -33,7 +33,7 @@ from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
 WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted", "worker_stuck",
-               "worker_loop")
+               "worker_loop", "limits_changed")
 RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02

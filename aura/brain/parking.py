@@ -60,12 +60,6 @@ def park(task: dict, decision: ParkDecision) -> None:
     task["attempts"] = max(0, int(task.get("attempts", 1)) - 1)
 
 
-def due(task: dict, now: float | None = None) -> bool:
-    """False while the task is parked and its resume time has not come."""
-    until = task.get("parked_until")
-    return not until or float(until) <= (time.time() if now is None else now)
-
-
 def resume_spec(task: dict, spec: dict, task_dir: Path) -> dict:
     """The spawn spec of the attempt that continues a parked task's session (the spec unchanged when
     there is no session to continue); clears the parking."""

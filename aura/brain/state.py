@@ -131,6 +131,11 @@ def counts(state: dict) -> dict[str, int]:
     return out
 
 
+def not_before(task: dict) -> float:
+    """When a pending task may start again: after its parking (a rate limit) and its spawn retry."""
+    return max(float(task.get("parked_until") or 0), float(task.get("retry_at") or 0))
+
+
 def attempt_no(task: dict) -> int:
     """The number of the task's latest attempt: 1, 2, ... once per worker started, never reused (a retry
     after a resource kill or a rate limit is the next number), and the suffix of its worker id."""
@@ -147,7 +152,10 @@ SHOWN_REASONS = ("blocked", "failed", "killed")
 
 def tree_rows(state: dict) -> list[dict]:
     """The tree for `aura status`: depth, id, status, title, attempt, and the reason of every task
-    that ended without completing."""
+    that ended without completing or waits to start (a retry, a rate limit, a short reserve)."""
+    now = time.time()
     return [{"depth": d, "id": t["id"], "status": t["status"], "title": t.get("title", ""),
-             "attempt": attempt_no(t), "reason": t.get("reason") if t["status"] in SHOWN_REASONS else None}
+             "attempt": attempt_no(t),
+             "reason": t.get("reason") if t["status"] in SHOWN_REASONS or (
+                 t["status"] == "pending" and not_before(t) > now) else None}
             for d, t in walk(state) if d]

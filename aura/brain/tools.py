@@ -26,7 +26,7 @@ from aura.fsutil import atomic_write_text
 from aura.paths import safe_name
 
 from .memory import MEM_TYPES
-from .state import ROOT, STATUSES, TERMINAL
+from .state import ROOT, STATUSES, TERMINAL, not_before
 from .worker_usage import DOWN as WATCHDOG_DOWN
 from .worker_usage import describe as describe_usage
 from .workerspec import spawn_spec
@@ -472,8 +472,9 @@ class Toolbox:
             if task["status"] == "in_progress":
                 return ToolResult(f"{task['id']}: spawn of {task.get('worker_id')} is saved; the supervisor did not "
                                   "answer, it is re-sent at the next reconcile")
-            if task.get("resume_at") and task["status"] == "pending":
-                return ToolResult(f"{task['id']} is parked until {time.ctime(task['resume_at'])} (rate limit)", ok=False)
+            if task["status"] == "pending" and not_before(task) > time.time():
+                return ToolResult(f"{task['id']} waits until {time.ctime(not_before(task))}: {task.get('reason')}",
+                                  ok=False)
             return ToolResult(f"{task['id']} did not start: {task.get('reason') or 'refused'}", ok=False)
         if rec.get("state") == "exited":
             return ToolResult(f"worker {rec['worker_id']} ended at once ({rec.get('outcome')}); {task['id']} is now "
