@@ -129,6 +129,11 @@ KEYS: dict[str, tuple[object, str]] = {
     "AURA_LOG_LEVEL": ("info", "debug / info / warning / error"),
     "AURA_RESTART_MAX": (5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS"),
     "AURA_RESTART_WINDOW_SECONDS": (60.0, "window of the restart-intensity limit"),
+    # -- disk
+    "AURA_MIN_DISK_FREE_MB": (200.0, ("free-space reserve on the data folder's file system, MB: below it no new "
+                                      "worker starts and the worker filling it is stopped; 0 disables")),
+    "AURA_WORKER_MAX_OUTPUT_MB": (1024.0, ("cap on each worker's output files (output and error log), MB: over it "
+                                           "the worker is stopped and its output cut to head and tail; 0 disables")),
 }
 
 ALIASES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,10 +33,36 @@ class _Tee:
         pass
 
 
+class _LogFile:
+    """The daemon's log file, one write(2) per line. A line that cannot be written (a full disk) is
+    dropped rather than raised into the caller, whose work must go on; the next line that can be
+    written is preceded by a record of how many were lost."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.dropped = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        if self.dropped:
+            note = {"timestamp": datetime.now().isoformat(), "level": "warning", "event": "log_lines_dropped",
+                    "count": self.dropped, "why": "the disk was full"}
+            data = (json.dumps(note) + "\n").encode() + data
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            self.dropped += text.count("\n") or 1
+        else:
+            self.dropped = 0
+
+    def flush(self) -> None:
+        pass
+
+
 def setup_logging(path: Path, daemon: str, level: str = "info", to_stderr: bool = False) -> Any:
     """Configure structlog for this process and return a logger bound to the daemon's name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a", buffering=1, encoding="utf-8")
+    fh = _LogFile(path)
     sink: Any = _Tee(fh, sys.stderr) if to_stderr else fh
     structlog.configure(
         processors=[
