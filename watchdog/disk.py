@@ -66,7 +66,9 @@ class DiskGuard:
         change = self.state.update(free_bytes(self.data), now)
         stops: list[Stop] = []
         for wid, (rec, pids) in workers.items():
-            files = self.files.setdefault(wid, _Files())
+            files = self.files.get(wid)
+            if files is None:
+                files = self.files[wid] = _Files()
             self._measure(files, rec, pids if self.state.low else ())
             if self.cap and files.output_bytes > self.cap:
                 stops.append(self._over_cap(wid, files))
@@ -78,9 +80,10 @@ class DiskGuard:
         return change, stops
 
     def _measure(self, files: _Files, rec: dict, pids: Iterable[int]) -> None:
+        """Output sizes (one stat per file); while the disk is low, also what grew since last time."""
         used: dict[Key, int] = {}
         names: dict[Key, str] = {}
-        files.output_bytes = 0
+        total = 0
         for path in (rec.get("output"), rec.get("error_log")):
             if not path:
                 continue
@@ -88,9 +91,13 @@ class DiskGuard:
                 st = os.stat(path)
             except OSError:
                 continue
-            files.output_bytes += st.st_size
+            total += st.st_size
             key = (st.st_dev, st.st_ino)
             used[key], names[key] = st.st_blocks * 512, path
+        files.output_bytes = total
+        if not self.state.low:  # the usual case: keep the baseline, nothing more
+            files.used, files.names, files.growth = used, names, 0
+            return
         for key, (size, name) in _open_files(pids, self.dev).items():
             if key not in used:
                 used[key], names[key] = size, name
