@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
@@ -18,7 +18,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 class _Tee:
     """Write each log line to the file and, under a service manager, to stderr (the journal)."""
 
-    def __init__(self, *streams: IO[str]):
+    def __init__(self, *streams: Any):
         self.streams = streams
 
     def write(self, text: str) -> None:

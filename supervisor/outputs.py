@@ -13,7 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aura.diskspace import MB, OUTPUT_KEY, RESERVE_KEY, disk_settings, free_bytes, keep_bytes, trim_middle
+from aura.diskspace import (
+    MB,
+    OUTPUT_KEY,
+    RESERVE_KEY,
+    disk_settings,
+    free_bytes,
+    keep_bytes,
+    trim_middle,
+)
 from aura.fsutil import read_json
 from aura.paths import ProjectPaths, safe_name
 

@@ -335,7 +335,8 @@ def _record_error(exc: OSError, folder: Path, what: str) -> str:
 def _launch_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> str:
     exe = cmd[0] if cmd else "(empty command)"
     if disk_full(exc):
-        where = Path(exc.filename).parent if isinstance(getattr(exc, "filename", None), str) else folder
+        filename = getattr(exc, "filename", None)
+        where = Path(filename).parent if isinstance(filename, str) else folder
         return "could not start the worker: " + exitrecord.disk_message(where, "no room for its output files")
     if isinstance(exc, FileNotFoundError) and getattr(exc, "filename", None) == cwd:
         return f"working folder not found: {cwd}"

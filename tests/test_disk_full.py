@@ -11,18 +11,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Project, wait_for
+from daemon_rig import Rig
 
 from aura.fsutil import read_json, read_jsonl
 from aura.paths import DAEMONS, ProjectPaths
 from aura.peers import lock_is_held
-from conftest import Project, wait_for
-from daemon_rig import Rig
 
 MB = 1024 * 1024
 MARKER = "bytes of output dropped here"
@@ -37,13 +36,13 @@ def small_disk(tmp_path: Path) -> Any:
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "data"
     mnt.mkdir()
-    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(mnt)],
+    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(mnt)], check=False,
                          capture_output=True, text=True)
     if got.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {got.stderr.strip()}")
     yield mnt
     for args in (["umount", str(mnt)], ["umount", "-l", str(mnt)]):
-        if subprocess.run(args, capture_output=True).returncode == 0:
+        if subprocess.run(args, capture_output=True, check=False).returncode == 0:
             break
 
 

@@ -13,11 +13,19 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
-from aura.diskspace import MB, OUTPUT_KEY, RESERVE_KEY, DiskState, free_bytes, keep_bytes, parse_mb
+from aura.diskspace import (
+    MB,
+    OUTPUT_KEY,
+    RESERVE_KEY,
+    DiskState,
+    free_bytes,
+    keep_bytes,
+    parse_mb,
+)
 
 Key = tuple[int, int]  # (st_dev, st_ino)
 
