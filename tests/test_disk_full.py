@@ -145,6 +145,27 @@ def test_down_stops_everything_on_a_full_disk_and_the_state_files_stay_valid(dis
         assert json.loads(p.paths.pidfile(name).read_text())["state"] == "stopped"
 
 
+def test_down_stops_every_daemon_first_when_not_even_launch_json_can_be_rewritten(disk_project: Project) -> None:
+    """No room at all to say "down" to the peer keepers (launch.json already compact, the disk full):
+    every daemon is asked to stop before any is waited for, so none restarts another."""
+    p = disk_project
+    p.env.update(AURA_MIN_DISK_FREE_MB="1")
+    p.write_task("# Wait\n\n- [ ] Wait a minute `sleep 60`\n")
+    p.up()
+    wait_for(lambda: any(w.get("state") == "running" for w in p.workers().values()), 30, what="the worker to run")
+    p.remember()
+    spec = json.loads(p.paths.launch_file.read_text())
+    p.paths.launch_file.write_text(json.dumps(spec, sort_keys=True, separators=(",", ":")))  # no slack left
+    fill(p.paths.data)
+    down = p.aura("down", check=False, timeout=90)
+    out = down.stdout + down.stderr
+    assert down.returncode == 0 and "Traceback" not in out, out
+    assert "asking every daemon to stop at once" in out, out
+    time.sleep(2.0)
+    assert p.survivors() == [], f"still running: {p.survivors()}"
+    assert json.loads(p.paths.launch_file.read_text())["desired"] == "up"  # unchanged, and still valid
+
+
 # -- b: free space on the data folder is a reserve --------------------------------------------------------
 
 def test_the_watchdog_reports_the_low_disk_and_stops_the_worker_filling_it(disk_rig: Rig) -> None:

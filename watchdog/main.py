@@ -20,12 +20,26 @@ from aura.fsutil import atomic_write_json, disk_full, read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import group_alive, signal_group, signal_shim
-from ipc.envelope import BadArgs, arg
+from ipc import envelope as env
+from ipc.envelope import BadArgs, IpcError, arg
 from supervisor.registry import Registry
 
 from .disk import DiskGuard, Stop
-from .gpu import GpuSampler, GpuSnapshot, best_free_bytes, tree_usage, visible_total_bytes
-from .policy import LIMITS, POLICY_KEYS, Policy, Violation, check_task_limits, reserve_victim
+from .gpu import (
+    GpuSampler,
+    GpuSnapshot,
+    best_free_bytes,
+    tree_usage,
+    visible_total_bytes,
+)
+from .policy import (
+    LIMITS,
+    POLICY_KEYS,
+    Policy,
+    Violation,
+    check_task_limits,
+    reserve_victim,
+)
 from .sampler import TreeSample
 from .workers import RegistryView, Watched
 
@@ -335,11 +349,16 @@ class WatchdogDaemon(Daemon):
         problems = check_task_limits({k: v for k, v in clean.items() if k in LIMITS})
         if problems:
             raise BadArgs("; ".join(problems))
+        try:  # kept first: a change that would not survive a restart is not made
+            atomic_write_json(self.paths.watchdog_dir / "limits.json", {"overrides": merged, "updated_at": time.time()})
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise IpcError(env.UNAVAILABLE, f"the change was not made: the disk is full ({exc.strerror})") from None
         old = {**self.policy.as_dict(), **self.disk.settings}
         self.overrides, self.policy = merged, policy
         self.disk.configure(disk)
         self.policy_gen += 1
-        atomic_write_json(self.paths.watchdog_dir / "limits.json", {"overrides": merged, "updated_at": time.time()})
         changed = {k: {"old": old.get(k), "new": v} for k, v in {**policy.as_dict(), **disk}.items()
                    if old.get(k) != v}
         self.log.warning("limits_changed", changed=changed, by=arg(args, "by", str, "cli"))
