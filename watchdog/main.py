@@ -25,21 +25,8 @@ from ipc.envelope import BadArgs, IpcError, arg
 from supervisor.registry import Registry
 
 from .disk import DiskGuard, Stop
-from .gpu import (
-    GpuSampler,
-    GpuSnapshot,
-    best_free_bytes,
-    tree_usage,
-    visible_total_bytes,
-)
-from .policy import (
-    LIMITS,
-    POLICY_KEYS,
-    Policy,
-    Violation,
-    check_task_limits,
-    reserve_victim,
-)
+from .gpu import GpuSampler, GpuSnapshot, best_free_bytes, tree_usage, visible_total_bytes
+from .policy import LIMITS, POLICY_KEYS, Policy, Violation, check_task_limits, reserve_victim
 from .sampler import TreeSample
 from .workers import RegistryView, Watched
 
