@@ -227,8 +227,9 @@ class SupervisorDaemon(Daemon):
         if exit_rec is not None:
             self.finalize(wid, exit_rec)
         elif recovered is not None:  # the shim could not write the record: its exit status carries it
+            disk = full_note(self.paths.data)
             note = "exit record recovered from the shim's exit status (it could not be written" + \
-                   (f": {full_note(self.paths.data)})" if full_note(self.paths.data) else ")")
+                   (f": {disk})" if disk else ")")
             self.finalize(wid, {**recovered, "ended_at": time.time(), "recovered_from": "shim exit status"},
                           note=note)
         elif rec.get("state") == "orphaned":
