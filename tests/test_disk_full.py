@@ -174,6 +174,7 @@ def test_the_watchdog_reports_the_low_disk_and_stops_the_worker_filling_it(disk_
     disk_rig.start("supervisor", "watchdog")
     assert disk_rig.call("watchdog", "hello")["disk"]["low"] is False
     quiet = disk_rig.spawn_argv("quiet", ["sleep", "60"])
+    writer(disk_rig, "trickle", chunk=1500, every=0.2, total=300 * 1024)  # about 7 KB/s: not the one
     writer(disk_rig, "filler", chunk=256 * 1024, every=0.1, total=20 * MB)
     done = wait_for(lambda: disk_rig.exited("filler"), 30, what="the filling worker to be stopped")
     assert done["outcome"] == "disk_low", done
@@ -181,6 +182,7 @@ def test_the_watchdog_reports_the_low_disk_and_stops_the_worker_filling_it(disk_
     record = disk_rig.kill_record("filler")
     assert record["growth_bytes"] > 0 and record["free_bytes"] < 3 * MB
     assert disk_rig.worker(quiet["worker_id"])["state"] == "running"  # it wrote nothing: not the victim
+    assert disk_rig.worker("trickle")["state"] == "running"
     text = Path(done["output"]).read_text()
     assert text.startswith("first line\n") and MARKER in text and text.endswith("\n")
     kinds = [e["kind"] for e in journal(p, "watchdog")]

@@ -5,7 +5,8 @@ error log). Over AURA_WORKER_MAX_OUTPUT_MB a worker is stopped (outcome `output_
 space is below AURA_MIN_DISK_FREE_MB, and only then, it also looks at the regular files each worker's
 processes hold open on that file system (/proc/PID/fd), and the worker whose files grew the most
 since the previous sample is stopped (outcome `disk_low`): one victim at a time, like a free-memory
-reserve. A worker that writes nothing is never the victim of a shortfall others caused.
+reserve. A worker that writes nothing, or only a trickle (under MIN_VICTIM_RATE), is never the victim
+of a shortfall others caused.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aura.diskspace import (
 )
 
 Key = tuple[int, int]  # (st_dev, st_ino)
+MIN_VICTIM_RATE = 64 * 1024  # bytes per second a worker's files must grow by to be the one filling the disk
 
 
 @dataclass
@@ -49,6 +51,8 @@ class _Files:
     names: dict[Key, str] = field(default_factory=dict)
     output_bytes: int = 0
     growth: int = 0
+    rate: float = 0.0  # growth per second since the previous sample
+    at: float = 0.0
     grew: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,7 +81,7 @@ class DiskGuard:
             files = self.files.get(wid)
             if files is None:
                 files = self.files[wid] = _Files()
-            self._measure(files, rec, pids if self.state.low else ())
+            self._measure(files, rec, pids if self.state.low else (), now)
             if self.cap and files.output_bytes > self.cap:
                 stops.append(self._over_cap(wid, files))
         for gone in set(self.files) - set(workers):
@@ -87,7 +91,7 @@ class DiskGuard:
             stops.append(victim)
         return change, stops
 
-    def _measure(self, files: _Files, rec: dict, pids: Iterable[int]) -> None:
+    def _measure(self, files: _Files, rec: dict, pids: Iterable[int], now: float) -> None:
         """Output sizes (one stat per file); while the disk is low, also what grew since last time."""
         used: dict[Key, int] = {}
         names: dict[Key, str] = {}
@@ -103,8 +107,9 @@ class DiskGuard:
             key = (st.st_dev, st.st_ino)
             used[key], names[key] = st.st_blocks * 512, path
         files.output_bytes = total
+        elapsed, files.at = now - files.at, now
         if not self.state.low:  # the usual case: keep the baseline, nothing more
-            files.used, files.names, files.growth = used, names, 0
+            files.used, files.names, files.growth, files.rate = used, names, 0, 0.0
             return
         for key, (size, name) in _open_files(pids, self.dev).items():
             if key not in used:
@@ -116,6 +121,7 @@ class DiskGuard:
                 growth += size - before
                 grew[names[key]] = size - before
         files.used, files.names, files.growth, files.grew = used, names, growth, grew
+        files.rate = growth / elapsed if elapsed > 0 else 0.0
 
     def _over_cap(self, wid: str, files: _Files) -> Stop:
         limit = self.settings[OUTPUT_KEY]
@@ -124,16 +130,17 @@ class DiskGuard:
                     {"output_bytes": files.output_bytes, "cap_bytes": self.cap, "keep_bytes": keep_bytes(self.cap)})
 
     def _victim(self) -> Stop | None:
-        """The worker whose files grew the most since the previous sample, if any grew."""
-        growing = {wid: f for wid, f in self.files.items() if f.growth > 0}
+        """The worker whose files grew the most since the previous sample, if any grew fast enough."""
+        growing = {wid: f for wid, f in self.files.items() if f.growth > 0 and f.rate >= MIN_VICTIM_RATE}
         if not growing:
             return None
         wid = max(growing, key=lambda w: growing[w].growth)
         f = growing[wid]
         return Stop(wid, "disk_low", RESERVE_KEY,
                     f"it was filling the data folder's disk: {self.state.describe(self.data)}; "
-                    f"its files grew {f.growth / MB:.1f} MB since the last sample",
+                    f"its files grew {f.growth / MB:.1f} MB since the last sample ({f.rate / MB:.2f} MB/s)",
                     {"free_bytes": self.state.free, "reserve_bytes": self.state.reserve, "growth_bytes": f.growth,
+                     "growth_bytes_per_s": round(f.rate),
                      "grew": dict(sorted(f.grew.items(), key=lambda kv: -kv[1])[:10]),
                      "keep_bytes": keep_bytes(self.cap)})
 
