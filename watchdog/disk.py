@@ -45,11 +45,12 @@ class Stop:
 
 @dataclass
 class _Files:
-    """Allocated bytes of the files a worker writes, by inode, at the previous sample."""
+    """What a worker's files took at the previous sample: its output files together, and (while the
+    disk is low) each other file its processes hold open on the data folder's file system."""
 
-    used: dict[Key, int] = field(default_factory=dict)
-    names: dict[Key, str] = field(default_factory=dict)
-    output_bytes: int = 0
+    output_bytes: int = 0  # apparent size of the output and error log (the cap)
+    output_used: int = -1  # bytes allocated to them (the growth); -1: not measured yet
+    opened: dict[Key, int] = field(default_factory=dict)
     growth: int = 0
     rate: float = 0.0  # growth per second since the previous sample
     at: float = 0.0
@@ -93,9 +94,9 @@ class DiskGuard:
 
     def _measure(self, files: _Files, rec: dict, pids: Iterable[int], now: float) -> None:
         """Output sizes (one stat per file); while the disk is low, also what grew since last time."""
-        used: dict[Key, int] = {}
-        names: dict[Key, str] = {}
-        total = 0
+        low = self.state.low
+        size = used = 0
+        outputs: list[Key] = []
         for path in (rec.get("output"), rec.get("error_log")):
             if not path:
                 continue
@@ -103,25 +104,30 @@ class DiskGuard:
                 st = os.stat(path)
             except OSError:
                 continue
-            total += st.st_size
-            key = (st.st_dev, st.st_ino)
-            used[key], names[key] = st.st_blocks * 512, path
-        files.output_bytes = total
+            size += st.st_size
+            used += st.st_blocks * 512
+            if low:
+                outputs.append((st.st_dev, st.st_ino))
+        grown = used - files.output_used if files.output_used >= 0 else 0
         elapsed, files.at = now - files.at, now
-        if not self.state.low:  # the usual case: keep the baseline, nothing more
-            files.used, files.names, files.growth, files.rate = used, names, 0, 0.0
+        files.output_bytes, files.output_used = size, used
+        if not low:  # the usual case: the baseline, nothing more
+            files.growth, files.rate = 0, 0.0
+            if files.opened:
+                files.opened = {}
             return
-        for key, (size, name) in _open_files(pids, self.dev).items():
-            if key not in used:
-                used[key], names[key] = size, name
-        growth, grew = 0, {}
-        for key, size in used.items():
-            before = files.used.get(key)
-            if before is not None and size > before:
-                growth += size - before
-                grew[names[key]] = size - before
-        files.used, files.names, files.growth, files.grew = used, names, growth, grew
-        files.rate = growth / elapsed if elapsed > 0 else 0.0
+        grew = {"output and error log": grown} if grown > 0 else {}
+        opened: dict[Key, int] = {}
+        for key, (taken, name) in _open_files(pids, self.dev).items():
+            if key in outputs:
+                continue
+            opened[key] = taken
+            before = files.opened.get(key)
+            if before is not None and taken > before:
+                grew[name] = taken - before
+        files.opened, files.grew = opened, grew
+        files.growth = sum(grew.values())
+        files.rate = files.growth / elapsed if elapsed > 0 else 0.0
 
     def _over_cap(self, wid: str, files: _Files) -> Stop:
         limit = self.settings[OUTPUT_KEY]
