@@ -383,6 +383,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from .cli_brain import status_cost_lines
     for line in status_cost_lines(brain):
         click.echo(line)
+    from .diskspace import status_line
+    click.echo(status_line(brain, info.get("watchdog"), paths.data))
     from .cli_brain import tree_display
     for line in tree_display(brain):
         click.echo(line)

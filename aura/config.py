@@ -276,6 +276,12 @@ KEYS: dict[str, Setting] = _typed({
     "AURA_RESTART_WINDOW_SECONDS": positive(60.0, "window of the restart-intensity limit"),
     "AURA_PEER_HANG_SECONDS": number(60.0, "a daemon that answers no ping for this long is killed and restarted by "
                                            "its peer (counts against AURA_RESTART_MAX); 0 disables, else at least 2"),
+    # Disk
+    "AURA_MIN_DISK_FREE_MB": number(200.0, "free-space reserve on the data folder's file system, MB: below it no new "
+                                           "worker starts and the worker filling it is stopped; 0 disables"),
+    "AURA_WORKER_MAX_OUTPUT_MB": number(1024.0, "cap on each worker's output files (output and error log), MB: over "
+                                                "it the worker is stopped and its output cut to head and tail; "
+                                                "0 disables"),
 })
 
 ALIASES = {

@@ -15,7 +15,7 @@ from typing import Any
 
 from ipc.client import Client, DaemonUnavailable, RemoteError
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import disk_full, read_json, write_json_even_if_full
 from .paths import DAEMONS, ProjectPaths, find_project_root
 from .pidfile import is_alive, live_record
 
@@ -72,13 +72,15 @@ def running_daemons(paths: ProjectPaths) -> dict[str, dict]:
     return {n: rec for n in DAEMONS if (rec := daemon_record(paths, n)) is not None}
 
 
-def set_desired(paths: ProjectPaths, desired: str) -> None:
-    """Tell the daemons' peer keepers whether to restart crashed peers (`up`) or not (`down`)."""
-    update_launch(paths, desired=desired)
+def set_desired(paths: ProjectPaths, desired: str) -> bool:
+    """Tell the daemons' peer keepers whether to restart crashed peers (`up`) or not (`down`).
+    False when a full disk left no way to record it (the caller then stops every keeper first)."""
+    return update_launch(paths, desired=desired)
 
 
-def update_launch(paths: ProjectPaths, **fields: Any) -> None:
-    """Change fields of `.aura/run/launch.json` (a field set to None is removed)."""
+def update_launch(paths: ProjectPaths, **fields: Any) -> bool:
+    """Change fields of `.aura/run/launch.json` (a field set to None is removed); False when a full
+    disk left no room to record the change."""
     spec = read_json(paths.launch_file) or {}
     if spec:
         for key, value in fields.items():
@@ -86,7 +88,21 @@ def update_launch(paths: ProjectPaths, **fields: Any) -> None:
                 spec.pop(key, None)
             else:
                 spec[key] = value
-        atomic_write_json(paths.launch_file, spec, mode=0o600)
+        try:
+            write_json_even_if_full(paths.launch_file, spec, mode=0o600)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            return False
+    return True
+
+
+def request_stop(paths: ProjectPaths, name: str, stop_workers: bool) -> None:
+    """Ask a daemon to stop (it stops its peer keeper at once); no answer is fine."""
+    try:
+        call(paths, name, "shutdown", {"stop_workers": stop_workers, "reason": "aura down"}, timeout=2.0)
+    except (NotRunning, RemoteError):
+        pass
 
 
 def stop_daemon(paths: ProjectPaths, name: str, stop_workers: bool, wait: float = 15.0) -> str:

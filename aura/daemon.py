@@ -31,6 +31,7 @@ from ipc.server import Handler, RequestServer
 from . import __version__, sdnotify
 from .config import Config, ConfigError, load_config
 from .crashlog import crash_line
+from .fsutil import disk_full
 from .logs import setup_logging
 from .paths import ProjectPaths, ensure_private_dir, remove_runtime_dir_if_empty
 from .pidfile import live_record, write_pidfile
@@ -239,6 +240,9 @@ class Daemon:
         try:
             fn()
         except Exception as exc:
+            if disk_full(exc):  # a full disk is the user's to fix, not a bug: one line, no trace
+                self.log.error("disk_full", error=str(exc))
+                return
             self.log.error("callback_failed", error=repr(exc), trace=traceback.format_exc()[-2000:])
 
     def _start_heartbeat(self) -> None:
@@ -267,7 +271,10 @@ class Daemon:
             self.log.error("teardown_failed", error=repr(exc))
         if self.events is not None:
             self.publish("daemon_stopped", daemon=self.name, reason=self.stop_reason)
-        self._write_pid("stopped")
+        try:
+            self._write_pid("stopped")
+        except OSError as exc:  # a full disk must not stop the stop
+            self.log.error("pidfile_not_updated", error=str(exc))
         signal.set_wakeup_fd(-1)
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)

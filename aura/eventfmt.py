@@ -32,7 +32,9 @@ _TEXT = {
     "worker_exited": _exited,
     "worker_killed": lambda d: f"worker {d['worker_id']} stopping: {d.get('reason')}",
     "worker_adopted": lambda d: f"worker {d['worker_id']} re-adopted (pid {d.get('pid')})",
-    "worker_resource_killed": lambda d: f"worker {d['worker_id']} killed for resources: {d.get('reason')}",
+    "worker_resource_killed": lambda d: (f"worker {d['worker_id']} "
+                                         + ("stopped" if d.get("reason_code") in ("output_limit", "disk_low")
+                                            else "killed for resources") + f": {d.get('reason')}"),
     "resource_violation": lambda d: f"worker {d['worker_id']} would be killed (dry run): {d.get('reason')}",
     "task_status": lambda d: f"task {d['task_id']}: {d.get('old')} -> {d.get('new')} ({d.get('reason')})",
     "run_finished": lambda d: (f"run finished: {d.get('completed', 0)} done, {d.get('blocked', 0)} blocked, "
@@ -42,4 +44,7 @@ _TEXT = {
     "limits_changed": lambda d: f"limits changed: {d.get('changed')}",
     "budget_warning": lambda d: f"budget warning: {d}",
     "budget_reached": lambda d: f"budget reached: {d}",
+    "disk_low": lambda d: (f"disk low: {d.get('free_mb')} MB free in {d.get('path')} (reserve {d.get('reserve_mb')} MB); "
+                           "no new workers start until space is back"),
+    "disk_ok": lambda d: f"disk space is back: {d.get('free_mb')} MB free in {d.get('path')}",
 }

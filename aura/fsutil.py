@@ -9,6 +9,7 @@ file, a service unit) passes its mode.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -80,6 +81,39 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """An error that says the file system (or the user's quota on it) has no room left."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def rewrite_in_place(path: Path, data: bytes) -> None:
+    """Overwrite a small existing file inside the blocks it already has, for when the disk is full
+    and `atomic_write_bytes` cannot create its temp file. Refused (ENOSPC) unless `data` fits in the
+    file's current size; the rest is padded with spaces (valid trailing JSON whitespace), so one
+    pwrite and no allocation. Not atomic: a reader that races it sees unparseable JSON, never a
+    valid wrong value."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if len(data) > size:
+            raise OSError(errno.ENOSPC, f"no room to rewrite {path} in place ({len(data)} > {size} bytes)")
+        os.pwrite(fd, data + b" " * (size - len(data)), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_even_if_full(path: Path, obj: Any, mode: int = PRIVATE) -> None:
+    """`atomic_write_json`, falling back to a compact in-place rewrite of the existing file when the
+    disk is full (for the few small records a stop must update: pid files, launch.json)."""
+    try:
+        atomic_write_json(path, obj, mode)
+    except OSError as exc:
+        if not disk_full(exc) or not os.path.exists(path):
+            raise
+        rewrite_in_place(path, json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8"))
 
 
 def atomic_write_text(path: Path, text: str, mode: int = PRIVATE) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .control import call, daemon_record, running_daemons, set_desired, stop_daemon, update_launch, NotRunning
+from .control import (NotRunning, call, daemon_record, request_stop, running_daemons, set_desired, stop_daemon,
+                      update_launch)
 from .fsutil import atomic_write_json
 from .interrupts import Output, StopSignals
 from .paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
@@ -169,7 +170,10 @@ def _wait_ready(paths: ProjectPaths, name: str, child: subprocess.Popen, deadlin
 
 
 def stop_all(paths: ProjectPaths, stop_workers: bool, echo: Callable[[str], None]) -> bool:
-    set_desired(paths, "down")
+    if not set_desired(paths, "down"):  # a full disk: no keeper may restart a peer stopped before it
+        echo("  (the disk is full: launch.json could not be updated; asking every daemon to stop at once)")
+        for name in STOP_ORDER:
+            request_stop(paths, name, stop_workers=stop_workers and name == "supervisor")
     ok = True
     for name in STOP_ORDER:
         result = stop_daemon(paths, name, stop_workers=stop_workers and name == "supervisor")

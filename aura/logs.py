@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
@@ -20,7 +20,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 class _Tee:
     """Write each log line to the file and, under a service manager, to stderr (the journal)."""
 
-    def __init__(self, *streams: IO[str]):
+    def __init__(self, *streams: Any):
         self.streams = streams
 
     def write(self, text: str) -> None:
@@ -35,9 +35,35 @@ class _Tee:
         pass
 
 
+class _LogFile:
+    """The daemon's log file, one write(2) per line. A line that cannot be written (a full disk) is
+    dropped rather than raised into the caller, whose work must go on; the next line that can be
+    written is preceded by a record of how many were lost."""
+
+    def __init__(self, path: Path):
+        self.fd = open_private(path)
+        self.dropped = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        if self.dropped:
+            note = {"timestamp": datetime.now().isoformat(), "level": "warning", "event": "log_lines_dropped",
+                    "count": self.dropped, "why": "the disk was full"}
+            data = (json.dumps(note) + "\n").encode() + data
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            self.dropped += text.count("\n") or 1
+        else:
+            self.dropped = 0
+
+    def flush(self) -> None:
+        pass
+
+
 def setup_logging(path: Path, daemon: str, level: str = "info", to_stderr: bool = False) -> Any:
     """Configure structlog for this process and return a logger bound to the daemon's name."""
-    fh = os.fdopen(open_private(path), "a", buffering=1, encoding="utf-8")  # logs quote prompts and errors
+    fh = _LogFile(path)  # private: logs quote prompts and errors
     sink: Any = _Tee(fh, sys.stderr) if to_stderr else fh
     structlog.configure(
         processors=[

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import read_json, write_json_even_if_full
 
 START_TIME_TOLERANCE = 0.05  # seconds; psutil reports the same float for the same process
 
@@ -41,7 +41,7 @@ def is_alive(pid: int | None, created: float | None) -> bool:
 def write_pidfile(path: Path, **fields: Any) -> dict:
     pid = os.getpid()
     rec = {"pid": pid, "create_time": start_time(pid), "updated_at": time.time(), **fields}
-    atomic_write_json(path, rec)
+    write_json_even_if_full(path, rec)  # a daemon stopping on a full disk must still say "stopped"
     return rec
 
 

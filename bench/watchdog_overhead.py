@@ -88,9 +88,14 @@ def write_records(paths: ProjectPaths, trees: list[subprocess.Popen]) -> None:
     """Registry records as the supervisor writes them (the root plays the worker, no shim)."""
     for i, t in enumerate(trees):
         wid = f"bench-{i}"
+        task_dir = paths.task_dir(wid)
+        task_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("output.txt", "error.log"):  # the watchdog stats each worker's output files
+            (task_dir / name).write_bytes(b"x" * 4096)
         atomic_write_json(paths.workers_dir / wid / "record.json", {
             "worker_id": wid, "task_id": wid, "backend": "shell", "state": "running", "limits": {},
-            "worker_pid": t.pid, "worker_create_time": start_time(t.pid), "pgid": t.pid, "created_at": time.time()})
+            "worker_pid": t.pid, "worker_create_time": start_time(t.pid), "pgid": t.pid, "created_at": time.time(),
+            "output": str(task_dir / "output.txt"), "error_log": str(task_dir / "error.log")})
 
 
 def make_watchdog(root: Path) -> WatchdogDaemon:

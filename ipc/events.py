@@ -95,13 +95,22 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, 10000)
         self.sock.bind(endpoint)
         self._fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # private, like the data folder
-        _terminate_torn_line(journal, self._fd)
+        self.unjournaled = 0
+        self._torn = False
+        try:
+            _terminate_torn_line(journal, self._fd)
+        except OSError:
+            pass
 
     def publish(self, kind: str, **data: Any) -> dict:
         self.seq += 1
         event = {"seq": self.seq, "ts": time.time(), "src": self.source, "kind": kind, "data": data}
         line = json.dumps(event, default=str, separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        raw = (b"\n" if self._torn else b"") + line.encode("utf-8")
+        try:
+            self._torn = os.write(self._fd, raw) < len(raw)  # a short write on a full disk
+        except OSError:  # a full disk: the event still goes out live, it is only missing from the record
+            self.unjournaled += 1
         try:
             self.sock.send_multipart([kind.encode(), env.pack(event)], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -169,8 +178,9 @@ class EventFeed:
             return [ev]
         # a gap (slow joiner, dropped at HWM, or we were down): the journal has the truth
         missed = list(read_journal(self.sources[src][1], last, self.offsets))
-        if missed:
-            self.cursors[src] = missed[-1]["seq"]
+        if not missed or missed[-1]["seq"] < seq:
+            missed.append(ev)  # not journaled (a full disk): the live copy is all there is
+        self.cursors[src] = missed[-1]["seq"]
         return missed
 
     def close(self) -> None:

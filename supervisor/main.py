@@ -21,7 +21,8 @@ from typing import Any
 import psutil
 
 from aura.daemon import Daemon
-from aura.fsutil import make_dirs, open_private, read_json
+from aura.diskspace import full_note
+from aura.fsutil import disk_full, make_dirs, open_private
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import signal_group, terminate_worker
@@ -31,8 +32,10 @@ from ipc.client import Client, DaemonUnavailable, RemoteError
 from ipc.envelope import BadArgs, IpcError, arg
 from ipc.server import Deferred
 
+from . import exitrecord
 from .backends import BackendError, get_backend, plan_worker
 from .monitor import OutputMonitor
+from .outputs import trim_outputs, watchdog_kill
 from .registry import LIVE_STATES, Registry
 from .scope import scope_command, scoped
 from .workerenv import worker_env
@@ -72,6 +75,7 @@ class SupervisorDaemon(Daemon):
         self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
         self.scope_prefix: list[str] = []
         self.launches: dict[str, _PendingLaunch] = {}
+        self.unsaved: set[str] = set()  # records a full disk kept from being written; retried each second
 
     # -- daemon hooks -------------------------------------------------------------------------
     def handlers(self) -> dict:
@@ -106,6 +110,21 @@ class SupervisorDaemon(Daemon):
         return {"workers_live": len(live), "workers_known": len(self.workers),
                 "peers": self.peers.summary() if self.peers else None}
 
+    def save(self, rec: dict) -> bool:
+        """Write a worker's record; on a full disk keep it in memory, retry it, and say so once."""
+        wid = rec["worker_id"]
+        try:
+            self.registry.save(rec)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            if wid not in self.unsaved:
+                self.log.error("record_not_saved", worker=wid, error=str(exc), retry="every second")
+            self.unsaved.add(wid)
+            return False
+        self.unsaved.discard(wid)
+        return True
+
     # -- adoption -----------------------------------------------------------------------------
     def adopt_all(self) -> None:
         """Take over every worker a previous supervisor left behind (PID + start time guard)."""
@@ -131,7 +150,7 @@ class SupervisorDaemon(Daemon):
             self.finalize(wid, {"exit_code": None, "signal": None, "error": launch["error"]})
         elif is_alive(rec.get("shim_pid"), rec.get("shim_create_time")):
             rec["state"] = "running"
-            self.registry.save(rec)
+            self.save(rec)
             self.watch(wid, rec["shim_pid"])
             self.log.info("worker_adopted", worker=wid, pid=rec.get("worker_pid"))
             self.publish("worker_adopted", worker_id=wid, task_id=rec.get("task_id"), pid=rec.get("worker_pid"))
@@ -181,7 +200,8 @@ class SupervisorDaemon(Daemon):
                 self.polled.discard(wid)
                 self.on_watched_exit(wid)
 
-    def unwatch(self, wid: str) -> None:
+    def unwatch(self, wid: str) -> int | None:
+        """Stop watching; the shim's exit status when it was our child and has ended (we reap it)."""
         fd = self.watch_fds.pop(wid, None)
         if fd is not None:
             self.remove_reader(fd)
@@ -190,19 +210,27 @@ class SupervisorDaemon(Daemon):
         child = self.children.pop(wid, None)
         if child is not None:
             try:
-                child.wait(timeout=2)
+                return child.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self.children[wid] = child
+        return None
 
     def on_watched_exit(self, wid: str) -> None:
         rec = self.workers.get(wid)
         if rec is None or rec.get("state") not in LIVE_STATES:
             self.unwatch(wid)
             return
-        self.unwatch(wid)
+        shim_status = self.unwatch(wid)
         exit_rec = self.registry.exit(wid)
+        recovered = exitrecord.decode(shim_status) if exit_rec is None else None
         if exit_rec is not None:
             self.finalize(wid, exit_rec)
+        elif recovered is not None:  # the shim could not write the record: its exit status carries it
+            disk = full_note(self.paths.data)
+            note = "exit record recovered from the shim's exit status (it could not be written" + \
+                   (f": {disk})" if disk else ")")
+            self.finalize(wid, {**recovered, "ended_at": time.time(), "recovered_from": "shim exit status"},
+                          note=note)
         elif rec.get("state") == "orphaned":
             self.finalize(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
                                 "error": "the shim died before the worker; exit status unknown"}, lost=True)
@@ -216,21 +244,27 @@ class SupervisorDaemon(Daemon):
         pid, created = rec.get("worker_pid") or launch.get("worker_pid"), rec.get("worker_create_time") or launch.get("worker_create_time")
         if pid and is_alive(pid, created):
             rec.update(state="orphaned", worker_pid=pid, worker_create_time=created)
-            self.registry.save(rec)
+            self.save(rec)
             self.log.warning("worker_orphaned", worker=wid, pid=pid)
             self.watch(wid, pid, is_worker=True)
         else:
+            disk = full_note(self.paths.data)
             self.finalize(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
-                                "error": "the worker's shim ended without an exit record"}, lost=True)
+                                "error": "the worker's shim ended without an exit record"
+                                         + (f"; {disk}" if disk else "")}, lost=True)
 
     # -- finishing --------------------------------------------------------------------------
     def finalize(self, wid: str, exit_rec: dict, note: str | None = None, lost: bool = False) -> None:
         rec = self.workers[wid]
         backend = get_backend(rec.get("backend", "shell"))
         progress = self.monitor.finish(rec)
-        kill = rec.get("kill") or self._watchdog_kill(wid)
+        kill = rec.get("kill") or watchdog_kill(self.paths, wid)
         if kill and not rec.get("kill"):
             rec["kill"] = kill
+        trimmed = trim_outputs(rec, kill, self.cfg, self.paths)
+        if trimmed:
+            rec["output_trimmed"] = trimmed
+            self.log.warning("output_trimmed", worker=wid, why=trimmed["why"], dropped_bytes=trimmed["dropped"])
         outcome = "lost" if lost else backend.outcome(exit_rec, kill, progress)
         rec.update(state="exited", exit=exit_rec, outcome=outcome, ended_at=exit_rec.get("ended_at") or time.time())
         if progress:
@@ -238,19 +272,12 @@ class SupervisorDaemon(Daemon):
         if note:
             rec["note"] = note
         self.kill_deadlines.pop(wid, None)
-        self.registry.save(rec)
+        self.save(rec)
         self.log.info("worker_exited", worker=wid, outcome=outcome, exit_code=exit_rec.get("exit_code"),
                       signal=exit_rec.get("signal"), note=note)
         self.publish("worker_exited", worker_id=wid, task_id=rec.get("task_id"), outcome=outcome,
                      exit_code=exit_rec.get("exit_code"), signal=exit_rec.get("signal"),
                      error=exit_rec.get("error"), kill=kill, note=note)
-
-    def _watchdog_kill(self, wid: str) -> dict | None:
-        rec = read_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json")
-        if not isinstance(rec, dict):
-            return None
-        return {"by": "watchdog", "reason_code": "resource", "reason": rec.get("reason"),
-                "requested_at": rec.get("killed_at"), "limit": rec.get("limit")}
 
     # -- ops ----------------------------------------------------------------------------------
     def op_get(self, args: dict) -> dict:
@@ -356,7 +383,7 @@ class SupervisorDaemon(Daemon):
             self.log.warning("cpu_affinity_failed", worker=rec["worker_id"], error=str(exc))
             return
         rec["cpus"] = sorted(cpus)
-        self.registry.save(rec)
+        self.save(rec)
         self.log.info("worker_pinned", worker=rec["worker_id"], cpus=rec["cpus"], ceiling_percent=ceiling)
 
     def _pick_cpus(self, ceiling: float) -> set[int] | None:
@@ -411,9 +438,15 @@ class SupervisorDaemon(Daemon):
         PID. The answer is deferred, not waited for: the loop keeps serving (other spawns, exits,
         kills) while shims start, so many workers start in parallel."""
         task_dir = Path(spec["task_dir"])
-        make_dirs(task_dir, 0o700)
         wdir = self.registry.dir(wid)
-        make_dirs(wdir, 0o700)
+        try:
+            make_dirs(task_dir, 0o700)
+            make_dirs(wdir, 0o700)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
+                self.paths.data, "no room for its folders")) from None
         out, err = task_dir / plan.stdout_name, task_dir / plan.stderr_name
         env_vars = worker_env(self.cfg)
         env_vars.update(plan.env)
@@ -427,7 +460,11 @@ class SupervisorDaemon(Daemon):
         if plan.max_turns:
             rec["max_turns_enforced"] = plan.max_turns
         self.workers[wid] = rec
-        self.registry.save(rec)
+        if not self.save(rec):  # no room for its record: a worker nobody could re-adopt is not started
+            del self.workers[wid]
+            self.unsaved.discard(wid)
+            raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
+                wdir, "no room for its record"))
         try:
             fd = self._start_shim(wid, wdir, plan, out, err, env_vars)
         except OSError as exc:
@@ -487,7 +524,8 @@ class SupervisorDaemon(Daemon):
         if report is None:
             report = self.registry.launch(wid) or {}
             report.setdefault("ok", bool(report.get("worker_pid")))
-            report.setdefault("error", "the shim did not report a launch")
+            disk = full_note(self.paths.data)
+            report.setdefault("error", "the shim did not report a launch" + (f": {disk}" if disk else ""))
         rec = self.workers[wid]
         if not report.get("ok"):
             self.finalize(wid, self.registry.exit(wid) or {"exit_code": None, "signal": None,
@@ -507,7 +545,7 @@ class SupervisorDaemon(Daemon):
         rec["state"] = "running"
         if spec["budget_s"]:
             rec["deadline"] = rec["started_at"] + spec["budget_s"]
-        self.registry.save(rec)
+        self.save(rec)
         self.watch(wid, rec["shim_pid"])
         self.monitor.track(rec, get_backend(spec["backend"]))
         self.log.info("worker_started", worker=wid, task=spec["task_id"], pid=rec["worker_pid"],
@@ -532,7 +570,7 @@ class SupervisorDaemon(Daemon):
         if not terminate_worker(rec):  # the group may outlive its leader, the shim its worker
             return {"killed": False, "worker_id": wid, "message": "worker process already gone"}
         rec["kill"] = {"requested_at": time.time(), "reason": reason, "reason_code": code, "by": by}
-        self.registry.save(rec)
+        self.save(rec)
         self.kill_deadlines[wid] = time.monotonic() + grace
         self.log.info("worker_kill", worker=wid, reason=reason, by=by, grace_s=grace)
         self.publish("worker_killed", worker_id=wid, task_id=rec.get("task_id"), reason=reason, by=by,
@@ -542,6 +580,9 @@ class SupervisorDaemon(Daemon):
     # -- periodic -------------------------------------------------------------------------------
     def housekeeping(self) -> None:
         now_wall, now = time.time(), time.monotonic()
+        for wid in list(self.unsaved):
+            if wid in self.workers and self.save(self.workers[wid]):
+                self.log.info("record_saved", worker=wid, after="the disk had room again")
         for wid, rec in list(self.workers.items()):
             if rec.get("state") not in ("running", "orphaned"):
                 continue
@@ -577,7 +618,7 @@ class SupervisorDaemon(Daemon):
             return
         rec["managed"] = note
         rec.pop("deadline", None)  # the time budget bounds the agent, not the jobs it registered
-        self.registry.save(rec)
+        self.save(rec)
         kids = [{"pid": c.get("pid"), "kind": c.get("kind"), "log_path": c.get("log_path")}
                 for c in note.get("children") or []]
         self.log.info("worker_managed", worker=wid, worker_exit=note.get("worker_exit"), children=kids)
@@ -590,7 +631,7 @@ class SupervisorDaemon(Daemon):
         for rec in live:
             rec["kill"] = {"requested_at": time.time(), "reason": "aura down --stop-workers", "reason_code": "killed",
                            "by": "supervisor"}
-            self.registry.save(rec)
+            self.save(rec)
             terminate_worker(rec)
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline and any(is_alive(r.get("worker_pid"), r.get("worker_create_time")) for r in live):

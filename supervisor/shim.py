@@ -29,10 +29,10 @@ from pathlib import Path
 # Run as a script with `python -I -S` (no site-packages: a fast start, nothing of Aura's leaks
 # into the worker's environment): put Aura's own source root on the shim's path only.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from aura.fsutil import atomic_write_json, open_private  # noqa: E402
+from aura.fsutil import atomic_write_json, disk_full, open_private  # noqa: E402
 from aura.procgroup import group_alive as _group_alive  # noqa: E402
 from aura.proctitle import set_process_name  # noqa: E402
-from supervisor import managed  # noqa: E402
+from supervisor import exitrecord, managed  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -242,17 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     set_process_name("aura-shim")  # a worker's `pkill python` must not take its own exit record with it
     started = time.time()
     try:
+        exitrecord.reserve(args.dir)  # no room for the exit record: the worker is not started at all
+    except OSError as exc:
+        return _launch_failed(args, _record_error(exc, args.dir, "no room for its exit record"), started)
+    try:
         out = os.fdopen(open_private(Path(args.stdout), append=False), "wb")  # in the private data folder
         err = os.fdopen(open_private(Path(args.stderr), append=False), "wb")
         proc = subprocess.Popen(cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True, close_fds=True)
     except (OSError, ValueError) as exc:
-        reason = _launch_error(exc, cmd, args.cwd)
-        atomic_write_json(args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(), "started_at": started})
-        atomic_write_json(args.dir / "exit.json", {"exit_code": None, "signal": None, "error": reason,
-                                                   "started_at": started, "ended_at": time.time()})
-        _tell(args.status_fd, {"ok": False, "error": reason})
-        return 127
+        return _launch_failed(args, _launch_error(exc, cmd, args.cwd, args.dir), started)
     out.close()
     err.close()
     pid = proc.pid
@@ -269,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     launch = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
               "shim_pid": os.getpid(), "shim_create_time": _process_start(os.getpid()),
               "started_at": started, "subreaper": subreaper}
-    atomic_write_json(args.dir / "launch.json", launch)
+    try:
+        atomic_write_json(args.dir / "launch.json", launch)
+    except OSError as exc:  # a worker nobody could re-adopt must not run: stop it, and say why
+        _kill_unrecorded(pid)
+        return _launch_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
     _tell(args.status_fd, {"ok": True, **launch})
     status = _wait_for(pid)
     ended = time.time()
@@ -280,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         record["registered_not_kept"] = refused
     if kept:
         stopped = stop_unregistered(kept_tree, args.grace)
-        atomic_write_json(args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit,
-                                                      "children": managed.describe(kept)})
+        try:
+            atomic_write_json(args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit,
+                                                          "children": managed.describe(kept)})
+        except OSError:  # a full disk: the supervisor learns of the kept children from exit.json
+            pass
         ends = wait_for_kept(kept, stop, args.grace)
         record["managed"] = {"worker_ended_at": ended, "stopped_by_request": stop.requested,
                              "children": [{**c, **ends.get(c["pid"], {})} for c in managed.describe(kept)]}
@@ -290,12 +296,48 @@ def main(argv: list[str] | None = None) -> int:
         leftovers = stop_leftovers(pid, args.grace)
     finished = time.time()
     record.update(ended_at=finished, duration_s=round(finished - started, 3), leftovers_stopped=leftovers)
-    atomic_write_json(args.dir / "exit.json", record)
+    try:
+        exitrecord.write(args.dir, record)
+    except OSError:  # nowhere to write it: our own exit status carries the worker's to the supervisor
+        return exitrecord.encode(worker_exit["exit_code"], worker_exit["signal"])
     return 0
 
 
-def _launch_error(exc: BaseException, cmd: list[str], cwd: str) -> str:
+def _launch_failed(args: argparse.Namespace, reason: str, started: float) -> int:
+    """Record and report a worker that was not started; on a full disk the report is what gets through."""
+    for write in (lambda: atomic_write_json(args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(),
+                                                                       "started_at": started}),
+                  lambda: exitrecord.write(args.dir, {"exit_code": None, "signal": None, "error": reason,
+                                                      "started_at": started, "ended_at": time.time()})):
+        try:
+            write()
+        except OSError:
+            pass
+    _tell(args.status_fd, {"ok": False, "error": reason})
+    return 127
+
+
+def _kill_unrecorded(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _wait_for(pid)
+    stop_leftovers(pid, 0.0)
+
+
+def _record_error(exc: OSError, folder: Path, what: str) -> str:
+    if disk_full(exc):
+        return "could not start the worker: " + exitrecord.disk_message(folder, what)
+    return f"could not start the worker: cannot write its records in {folder}: {exc}"
+
+
+def _launch_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> str:
     exe = cmd[0] if cmd else "(empty command)"
+    if disk_full(exc):
+        filename = getattr(exc, "filename", None)
+        where = Path(filename).parent if isinstance(filename, str) else folder
+        return "could not start the worker: " + exitrecord.disk_message(where, "no room for its output files")
     if isinstance(exc, FileNotFoundError) and getattr(exc, "filename", None) == cwd:
         return f"working folder not found: {cwd}"
     if isinstance(exc, FileNotFoundError):

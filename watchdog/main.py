@@ -16,14 +16,17 @@ import psutil
 
 from aura.config import ConfigError
 from aura.daemon import Daemon
-from aura.fsutil import atomic_write_json, read_json
+from aura.diskspace import DISK_KEYS, disk_settings, parse_mb
+from aura.fsutil import atomic_write_json, disk_full, read_json
 from aura.paths import safe_name
 from aura.peers import PeerKeeper
 from aura.procgroup import group_alive, signal_group, signal_shim
 from aura.settings_check import suggestion
-from ipc.envelope import BadArgs, arg
+from ipc import envelope as env
+from ipc.envelope import BadArgs, IpcError, arg
 from supervisor.registry import Registry
 
+from .disk import DiskGuard, Stop
 from .gpu import GpuSampler, GpuSnapshot, best_free_bytes, tree_usage, visible_total_bytes
 from .policy import LIMITS, POLICY_KEYS, Policy, Violation, check_task_limits, reserve_victim
 from .sampler import TreeSample
@@ -53,6 +56,9 @@ class WatchdogDaemon(Daemon):
         self.gpu_notes_logged = 0
         self.peers: PeerKeeper | None = None
         self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
+        self.disk = DiskGuard(self.paths.data, disk_settings(self.cfg, self.paths.watchdog_dir))
+        self.unwritten: dict[str, dict] = {}  # kill records a full disk kept from being written
+        self.would_stop: set[tuple[str, str]] = set()  # dry-run disk stops already logged
 
     # -- daemon hooks -------------------------------------------------------------------------
     def handlers(self) -> dict:
@@ -76,7 +82,8 @@ class WatchdogDaemon(Daemon):
     def status_fields(self) -> dict:
         return {"mode": self.policy.mode, "workers_watched": len(self.watched), "last_sample_at": self.last_sample_at,
                 "max_sample_gap_s": round(self.max_gap_s, 3), "last_sample_cost_ms": round(self.sample_cost_s * 1000, 3),
-                "gpu": self._gpu_status(), "peers": self.peers.summary() if self.peers else None}
+                "gpu": self._gpu_status(), "disk": self.disk.status(),
+                "peers": self.peers.summary() if self.peers else None}
 
     def _gpu_status(self) -> dict:
         return {"available": self.gpu.available, "source": self.gpu.source, "reason": self.gpu.reason}
@@ -111,6 +118,7 @@ class WatchdogDaemon(Daemon):
             w.sample, w.sampled_at = sample, now
             samples[wid] = sample
         self._evaluate(samples, gpu_snap, now)
+        self._check_disk(samples, now)
         for gone in set(self.watched) - set(samples):
             del self.watched[gone]
         if gpu_snap is not None and len(gpu_snap.notes) > self.gpu_notes_logged:
@@ -195,7 +203,7 @@ class WatchdogDaemon(Daemon):
             w.window.clear_strikes()
             return
         record = self._kill_record(wid, w, violation)
-        atomic_write_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json", record)
+        self._write_kill_record(wid, record)
         pgid = rec.get("pgid") or rec.get("worker_pid")
         signal_group(pgid, signal.SIGTERM)
         signal_shim(rec)
@@ -235,13 +243,69 @@ class WatchdogDaemon(Daemon):
                 self.log.warning("worker_sigkill", worker=wid, reason="still running after the grace period")
                 self.pending_kills.pop(wid, None)
 
+    # -- disk: the data folder's free space and each worker's output ------------------------------------
+    def _check_disk(self, samples: dict[str, TreeSample], now: float) -> None:
+        change, stops = self.disk.check({wid: (self.watched[wid].rec, s.pids) for wid, s in samples.items()}, now)
+        if change is not None:
+            info = self.disk.status()
+            if change == "disk_low":
+                self.log.warning("disk_low", free_mb=info["free_mb"], reserve_mb=info["reserve_mb"], path=info["path"])
+            else:
+                self.log.info("disk_ok", free_mb=info["free_mb"], reserve_mb=info["reserve_mb"], path=info["path"])
+            self.publish(change, **info)
+        for stop in stops:
+            self._stop(stop)
+        for wid, record in list(self.unwritten.items()):
+            self._write_kill_record(wid, record)
+
+    def _stop(self, stop: Stop) -> None:
+        """Stop a worker for its output or for the disk, like a resource kill: record, SIGTERM, grace."""
+        wid = stop.worker_id
+        if self.policy.mode == "off" or wid in self.pending_kills or wid not in self.watched:
+            return
+        if stop.code == "disk_low" and self.pending_kills:
+            return  # one victim at a time
+        rec = self.watched[wid].rec
+        if self.policy.mode == "dry-run":
+            if (wid, stop.code) not in self.would_stop:
+                self.would_stop.add((wid, stop.code))
+                self.log.warning("would_kill", worker=wid, task=rec.get("task_id"), reason=stop.reason, limit=stop.limit)
+                self.publish("resource_violation", worker_id=wid, task_id=rec.get("task_id"), reason=stop.reason,
+                             limit=stop.limit, reason_code=stop.code, dry_run=True)
+            return
+        pgid = int(rec.get("pgid") or rec.get("worker_pid") or 0)
+        self._write_kill_record(wid, {"worker_id": wid, "task_id": rec.get("task_id"), "reason": stop.reason,
+                                      "reason_code": stop.code, "limit": stop.limit, **stop.evidence,
+                                      "killed_at": time.time(), "dry_run": False, "pid": rec.get("worker_pid"),
+                                      "pgid": pgid})
+        signal_group(pgid, signal.SIGTERM)
+        signal_shim(rec)
+        self.pending_kills[wid] = (time.monotonic() + self.grace, pgid)
+        self.log.warning("worker_disk_kill" if stop.code == "disk_low" else "worker_output_kill", worker=wid,
+                         task=rec.get("task_id"), reason=stop.reason, pgid=pgid)
+        self.publish("worker_resource_killed", worker_id=wid, task_id=rec.get("task_id"), reason=stop.reason,
+                     limit=stop.limit, reason_code=stop.code)
+
+    def _write_kill_record(self, wid: str, record: dict) -> None:
+        """Written before the signal; on a full disk kept and retried at each sample."""
+        try:
+            atomic_write_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json", record)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            if wid not in self.unwritten:
+                self.log.error("kill_record_not_written", worker=wid, error=str(exc), retry="at each sample")
+            self.unwritten[wid] = record
+        else:
+            self.unwritten.pop(wid, None)
+
     # -- ops ---------------------------------------------------------------------------------------
     def op_usage(self, args: dict) -> dict:
         ids = arg(args, "worker_ids", list, None)
         workers = {wid: self._usage(w) for wid, w in self.watched.items()
                    if w.sample is not None and (ids is None or wid in ids)}
         return {"workers": workers, "sampled_at": self.last_sample_at, "mode": self.policy.mode,
-                "gpu": {**self._gpu_status(), "notes": list(self.gpu.notes)}}
+                "gpu": {**self._gpu_status(), "notes": list(self.gpu.notes)}, "disk": self.disk.status()}
 
     def _usage(self, w: Watched) -> dict:
         """One worker's latest figures, built on request rather than at every sample."""
@@ -252,37 +316,46 @@ class WatchdogDaemon(Daemon):
                 "gpu_util_percent": s.gpu_util_percent,
                 "avg": {k: round(v, 4) for k, v in w.window.averages().items()},
                 "strikes": {k: n for k, n in w.window.strikes.items() if n}, "task_id": w.rec.get("task_id"),
+                "output_bytes": self.disk.output_bytes(w.rec.get("worker_id") or ""),
                 "limits": self._limits(w), "overrides": w.rec.get("limits") or {}}
 
     def op_limits(self, args: dict) -> dict:
-        return {"limits": self.policy.as_dict(), "overrides": self.overrides}
+        return {"limits": {**self.policy.as_dict(), **self.disk.settings}, "overrides": self.overrides}
 
     def op_set_limits(self, args: dict) -> dict:
         """`aura limits KEY=VALUE`: checked by the same rules as a start, with the run's other settings."""
         values = arg(args, "values", dict)
         clean: dict[str, str] = {}
         for key, value in values.items():
-            if key not in LIMITS and key not in POLICY_KEYS:
-                raise BadArgs(f"unknown limit {key!r}{suggestion(str(key), [*LIMITS, *POLICY_KEYS])} "
-                              f"(known: {', '.join([*LIMITS, *POLICY_KEYS])})")
+            if key not in LIMITS and key not in POLICY_KEYS and key not in DISK_KEYS:
+                known = [*LIMITS, *POLICY_KEYS, *DISK_KEYS]
+                raise BadArgs(f"unknown limit {key!r}{suggestion(str(key), known)} (known: {', '.join(known)})")
             clean[key] = str(value)
         merged = {**self.overrides, **clean}
         try:
-            policy = Policy.from_config(self.cfg, merged)
+            policy = Policy.from_config(self.cfg, {k: v for k, v in merged.items() if k not in DISK_KEYS})
+            disk = {**self.disk.settings, **{k: parse_mb(k, v) for k, v in clean.items() if k in DISK_KEYS}}
         except ConfigError as exc:
             raise BadArgs(str(exc)) from None
-        old = self.policy.as_dict()
+        try:  # kept first: a change that would not survive a restart is not made
+            atomic_write_json(self.paths.watchdog_dir / "limits.json", {"overrides": merged, "updated_at": time.time()})
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise IpcError(env.UNAVAILABLE, f"the change was not made: the disk is full ({exc.strerror})") from None
+        old = {**self.policy.as_dict(), **self.disk.settings}
         self.overrides, self.policy = merged, policy
+        self.disk.configure(disk)
         self.policy_gen += 1
-        atomic_write_json(self.paths.watchdog_dir / "limits.json", {"overrides": merged, "updated_at": time.time()})
-        changed = {k: {"old": old.get(k), "new": v} for k, v in policy.as_dict().items() if old.get(k) != v}
+        changed = {k: {"old": old.get(k), "new": v} for k, v in {**policy.as_dict(), **disk}.items()
+                   if old.get(k) != v}
         self.log.warning("limits_changed", changed=changed, by=arg(args, "by", str, "cli"))
         self.publish("limits_changed", changed=changed)
-        return {"limits": policy.as_dict(), "changed": changed}
+        return {"limits": {**policy.as_dict(), **disk}, "changed": changed}
 
     def op_preflight(self, args: dict) -> dict:
-        """May a new worker start? Refused, with a reason naming the reserve, when a free-memory
-        reserve is not met (`short`: it may be met later) or the task's own limits are malformed.
+        """May a new worker start? Refused, with a reason naming the reserve, when a free-memory or
+        free-disk reserve is not met (`short`: it may be met later) or the task's own limits are malformed.
         The reply carries the limits that will be in force for the worker, so the supervisor can
         place it (CPU affinity)."""
         task_limits = arg(args, "limits", dict, {})
@@ -297,6 +370,9 @@ class WatchdogDaemon(Daemon):
         return {**reply, "ok": False, "reason": refusal, "short": True} if refusal else reply
 
     def _reserve_refusal(self, limits: dict[str, float]) -> str | None:
+        disk = self.disk.refusal()
+        if disk:
+            return disk
         reserve = limits["AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"]
         if reserve > 0:
             free = psutil.virtual_memory().available / GB

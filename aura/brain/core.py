@@ -21,6 +21,7 @@ from . import evidence as ev
 from . import parking
 from .costs import remaining_usd
 from .decisions import DecisionLog
+from .diskpause import save_quietly
 from .state import (
     ROOT,
     TERMINAL,
@@ -58,12 +59,14 @@ class BrainCore:
         self.workers: dict[str, dict] = {}
         self.supervisor_ok = False
         self.spawn_block: str | None = None  # why no new worker may start now (e.g. the run budget is spent)
+        self.disk_block: str | None = None  # why not, while the data folder's disk is short (diskpause)
+        self.save_error: str | None = None  # the last save failed on a full disk; retried
         self.finish_gate: Callable[[], bool] | None = None  # a planner that must agree before the run ends
         self.wait: Callable[[float], None] = time.sleep  # the daemon's pump: requests are answered meanwhile
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self) -> None:
-        self.store.save(self.state)
+        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error)
 
     @property
     def tasks(self) -> dict[str, dict]:
@@ -128,8 +131,8 @@ class BrainCore:
         is deterministic, so a brain that crashes mid-spawn never starts the same attempt twice.
         A task parked by a rate limit is not started before its resume time, and then continues
         its worker's session."""
-        if self.spawn_block:
-            self.log.info("spawn_refused", task=task["id"], reason=self.spawn_block)
+        if self.spawn_block or self.disk_block:
+            self.log.info("spawn_refused", task=task["id"], reason=self.spawn_block or self.disk_block)
             return None
         if not_before(task) > time.time():
             return None

@@ -73,6 +73,7 @@ def check_worker(worker: dict, root: Path, artifacts: list[str], need_result_md:
     code = exit_rec.get("exit_code")
     if outcome != "succeeded":
         detail = exit_rec.get("error") or (f"signal {exit_rec.get('signal')}" if exit_rec.get("signal") else f"exit code {code}")
+        detail += disk_context(worker)
         ev.ok = False
         ev.problems.append(f"worker {worker.get('worker_id')} outcome {outcome} ({detail})")
     else:
@@ -85,6 +86,16 @@ def check_worker(worker: dict, root: Path, artifacts: list[str], need_result_md:
     if need_result_md:
         _check_result_md(ev, Path(worker.get("task_dir", "")) / "result.md", since)
     return ev
+
+
+def disk_context(worker: dict) -> str:
+    """Why a worker's end had to do with the disk: the watchdog stopped it for its output or for the
+    disk, or its output was cut down (which says the disk or the cap was hit)."""
+    kill = worker.get("kill") or {}
+    if kill.get("reason_code") in ("output_limit", "disk_low"):
+        return f"; stopped by the watchdog: {kill.get('reason')}"
+    trimmed = worker.get("output_trimmed") or {}
+    return f"; its output was cut down to head and tail: {trimmed['why']}" if trimmed.get("why") else ""
 
 
 def _check_result_md(ev: Evidence, path: Path, since: float) -> None:

@@ -67,6 +67,8 @@ class LlmPlanner:
             return f"budget reached (${b.get('spent_usd', 0):.4f} of ${b.get('limit_usd', 0):.2f}); raise it with `aura budget USD`"
         if not self.core.supervisor_ok:
             return "the supervisor is not answering"
+        if self.core.disk_block:
+            return f"the disk is short of space ({self.core.disk_block}); new workers wait until it is back"
         return None
 
     def worker_usage(self) -> dict[str, dict] | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aura.config import ConfigError
 from aura.daemon import Daemon
-from aura.fsutil import read_json
+from aura.fsutil import disk_full, read_json
 from aura.settings_check import value_problem
 from ipc.envelope import BadArgs, arg
 from ipc.events import EventFeed
@@ -24,6 +24,7 @@ from . import costs as costmod
 from . import progress, stall
 from .changelog import TaskFileChangelog
 from .core import BrainCore
+from .diskpause import CHECK_EVERY, DiskPause
 from .local_planner import LocalPlanner
 from .notify import EVENTS as NOTIFY_EVENTS
 from .notify import Notifier
@@ -57,6 +58,7 @@ class BrainDaemon(Daemon):
         self.changelog = TaskFileChangelog(self.paths.state_dir)
         self.costbook = costmod.CostBook(self.paths.state_dir, self.cfg)
         self.notifier = Notifier(self.cfg, self.log, self.paths.root, self.paths.state_dir / "notifications.jsonl")
+        self.disk = DiskPause(self.paths, self.cfg, self.log)
 
     def handlers(self) -> dict:
         h = super().handlers()
@@ -118,8 +120,10 @@ class BrainDaemon(Daemon):
         missed = self.feed.catch_up()
         if missed:
             self.log.info("events_caught_up", count=len(missed))
+        self.check_disk()
         self.request_cycle("start", 0)
         self.call_every(1.0, self.watch_task_file)
+        self.call_every(CHECK_EVERY, self.check_disk)
 
     def _resolve_task_file(self) -> None:
         state = self.core.state
@@ -168,7 +172,24 @@ class BrainDaemon(Daemon):
 
     def _maybe_cycle(self) -> None:
         if self.cycle_due and time.monotonic() >= self.cycle_due:
-            self.run_cycle()
+            try:
+                self.run_cycle()
+            finally:  # a cycle cut short (a full disk) must not be the last one
+                if not self.cycle_due and not self.stopping:
+                    self.request_cycle("interval", self.interval)
+
+    def check_disk(self) -> None:
+        """Pause new spawns while the data folder's disk is short; resume (and cycle) once it is back."""
+        core = self.core
+        assert core is not None
+        if core.save_error is not None:
+            core.save()
+        change = self.disk.check(core.save_error)
+        core.disk_block = self.disk.paused
+        if change is not None:
+            self.disk.announce(change, core.decisions, self.notifier, core.state.get("total_cycles", 0))
+            if change == "disk_ok":
+                self.request_cycle("disk space is back", 0)
 
     def on_events(self) -> None:
         assert self.feed is not None
@@ -203,6 +224,7 @@ class BrainDaemon(Daemon):
         started = time.monotonic()
         core.state["total_cycles"] = core.state.get("total_cycles", 0) + 1
         core.state["event_cursors"] = dict(self.feed.cursors) if self.feed else {}
+        self.check_disk()
         change = self.changelog.check(core.state, core.state["total_cycles"])
         if change and change.get("kind") == "changed":
             self.log.info("task_file_changed", summary=change["summary"], hash=change["hash"][:12])
@@ -215,7 +237,10 @@ class BrainDaemon(Daemon):
             if core.supervisor_ok:
                 result = self.planner.cycle(core) or {}
         except Exception as exc:  # a planner bug costs this cycle, never the next ones
-            self.log.error("planner_failed", error=repr(exc), trace=traceback.format_exc()[-3000:])
+            if disk_full(exc):
+                self.log.error("cycle_disk_full", error=str(exc))
+            else:
+                self.log.error("planner_failed", error=repr(exc), trace=traceback.format_exc()[-3000:])
             result = {"planner_error": repr(exc)[:200]}
         finally:
             self.costbook.ingest_workers(core.state, core.workers)
@@ -223,7 +248,8 @@ class BrainDaemon(Daemon):
             finished = core.check_finished()
             self._check_stall()
             core.save()
-            progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
+            if core.save_error is None:
+                progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
         self.last_cycle_at = time.time()
         self.log.info("cycle", n=core.state["total_cycles"], reasons=reasons, ms=round((time.monotonic() - started) * 1000, 1),
                       finished=finished, **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
@@ -262,6 +288,7 @@ class BrainDaemon(Daemon):
                 "last_cycle_at": self.last_cycle_at, "counts": counts(core.state), "run": core.state.get("run"),
                 "tree": tree_lines(core.state), "tree_rows": tree_rows(core.state), "safe_mode": core.state.get("safe_mode"),
                 "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": self.started_at,
+                "disk": self.disk.status(),
                 "costs": costmod.summary(core.state), "budget": core.state.get("budget"),
                 "llm": {k: v for k, v in (core.state.get("llm") or {}).items()
                         if k in ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")}}

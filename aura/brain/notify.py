@@ -1,9 +1,9 @@
 """Notifications: a user command and/or a webhook run on the events a person waits for.
 
-Events: task_done, task_blocked, budget_warning, budget_reached, goal_done, daemon_down,
-safe_mode_entered, safe_mode_left, no_progress (nothing started, ended or answered for
+Events: task_done, task_blocked, budget_warning, budget_reached, goal_done, daemon_down, disk_low,
+disk_ok, safe_mode_entered, safe_mode_left, no_progress (nothing started, ended or answered for
 AURA_NO_PROGRESS_MINUTES; once per stall). Levels (AURA_NOTIFY_LEVEL): `state_changes` (all of
-them), `done_only` (the run ended or cannot go on: goal_done, budget_reached), `silent`.
+them), `done_only` (the run ended or cannot go on: goal_done, budget_reached, disk_low), `silent`.
 
 The command runs through /bin/sh with AURA_EVENT, AURA_MESSAGE, AURA_EVENT_JSON, AURA_TASK_ID
 and AURA_PROJECT_ROOT set; the webhook receives the same JSON as a POST. Each runs in a thread
@@ -25,11 +25,11 @@ from typing import Any
 from aura.config import Config
 from aura.fsutil import append_line
 
-EVENTS = ("task_done", "task_blocked", "budget_warning", "budget_reached", "goal_done", "daemon_down",
-          "safe_mode_entered", "safe_mode_left", "no_progress")
+EVENTS = ("task_done", "task_blocked", "budget_warning", "budget_reached", "goal_done", "daemon_down", "disk_low",
+          "disk_ok", "safe_mode_entered", "safe_mode_left", "no_progress")
 LEVELS: dict[str, frozenset[str]] = {
     "state_changes": frozenset(EVENTS),
-    "done_only": frozenset({"goal_done", "budget_reached"}),
+    "done_only": frozenset({"goal_done", "budget_reached", "disk_low"}),
     "silent": frozenset(),
 }
 
@@ -127,5 +127,8 @@ class Notifier:
                 raise RuntimeError(f"webhook answered HTTP {resp.status}")
 
     def _record(self, payload: dict, target: str, ok: bool, error: str | None) -> None:
-        append_line(self.record, json.dumps({"ts": time.time(), "event": payload["event"], "target": target,
-                                             "ok": ok, "error": error, "message": payload["message"]}))
+        try:
+            append_line(self.record, json.dumps({"ts": time.time(), "event": payload["event"], "target": target,
+                                                 "ok": ok, "error": error, "message": payload["message"]}))
+        except OSError:
+            pass  # a full disk: the hook ran (or failed, logged above); only its record is lost

@@ -75,7 +75,8 @@ def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, nee
     1. It never started (launch error) -> failed.
     2. The CLI's own final line said success -> succeeded, even if Aura then stopped a CLI that
        printed its result and did not exit.
-    3. Aura stopped it for its time budget -> timed_out; for its turn cap -> turns_exceeded.
+    3. Aura stopped it for its time budget -> timed_out; for its turn cap -> turns_exceeded; the
+       watchdog for its output cap -> output_limit, for filling the data folder's disk -> disk_low.
     4. The CLI's own verdict (turns_exceeded, budget_exceeded, api_error, rate_limited, failed).
     5. Any other kill Aura asked for -> killed.
     6. Ended by SIGTERM/SIGKILL/SIGINT/SIGHUP -> killed; by another signal -> failed; exit 124 ->
@@ -90,7 +91,7 @@ def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, nee
     if verdict == "succeeded":
         return "succeeded"
     code = (kill or {}).get("reason_code")
-    if code in ("timed_out", "turns_exceeded"):
+    if code in ("timed_out", "turns_exceeded", "output_limit", "disk_low"):
         return code
     if verdict in OUTCOMES:
         return verdict

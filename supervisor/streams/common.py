@@ -29,6 +29,8 @@ OUTCOMES = (
     "api_error",
     "rate_limited",
     "killed",
+    "output_limit",
+    "disk_low",
     "lost",
     "unknown",
 )

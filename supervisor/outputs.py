@@ -1,0 +1,77 @@
+"""A finished worker's output files: cut down to their head and tail when they grew too big.
+
+The watchdog stops a worker whose output passes AURA_WORKER_MAX_OUTPUT_MB, or that is filling the
+data folder's file system below AURA_MIN_DISK_FREE_MB (watchdog/disk.py); the supervisor, which owns
+the output files, cuts them down once the worker has ended and its output has been read for the last
+time. An output over the cap, or any large output while the disk is below its reserve, is cut down
+the same way, however the worker ended.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aura.diskspace import (
+    MB,
+    OUTPUT_KEY,
+    RESERVE_KEY,
+    disk_settings,
+    free_bytes,
+    keep_bytes,
+    trim_middle,
+)
+from aura.fsutil import read_json
+from aura.paths import ProjectPaths, safe_name
+
+WATCHDOG_STOPS = ("output_limit", "disk_low")  # kill reason codes whose worker's output is cut down
+
+
+def watchdog_kill(paths: ProjectPaths, wid: str) -> dict | None:
+    """The watchdog's kill of this worker, from the record it wrote before signalling, if any."""
+    rec = read_json(paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json")
+    if not isinstance(rec, dict):
+        return None
+    kill = {"by": "watchdog", "reason_code": rec.get("reason_code") or "resource", "reason": rec.get("reason"),
+            "requested_at": rec.get("killed_at"), "limit": rec.get("limit")}
+    if rec.get("keep_bytes"):
+        kill["keep_bytes"] = rec["keep_bytes"]
+    return kill
+
+
+def trim_outputs(rec: dict, kill: dict | None, cfg: Any, paths: ProjectPaths) -> dict:
+    """Cut down the ended worker's output and error log where they must be; {} or {"why": reason,
+    "dropped": {file name: bytes dropped}}."""
+    settings = disk_settings(cfg, paths.watchdog_dir)
+    cap = int(settings[OUTPUT_KEY] * MB)
+    reserve = int(settings[RESERVE_KEY] * MB)
+    files = [p for p in (rec.get("output"), rec.get("error_log")) if p]
+    sizes = {p: _size(p) for p in files}
+    code = (kill or {}).get("reason_code")
+    if code in WATCHDOG_STOPS:
+        why = f"the watchdog stopped the worker: {(kill or {}).get('reason')}"
+    elif cap and sum(sizes.values()) > cap:
+        why = f"the output passed {OUTPUT_KEY}={settings[OUTPUT_KEY]:g} MB"
+    elif reserve and (free_bytes(paths.data) or 0) < reserve:
+        why = f"the data folder's disk was below its reserve {RESERVE_KEY}={settings[RESERVE_KEY]:g} MB when it ended"
+    else:
+        return {}
+    keep = int((kill or {}).get("keep_bytes") or keep_bytes(cap))
+    dropped = {}
+    for path in files:
+        if sizes[path] > 2 * keep:
+            try:
+                n = trim_middle(path, keep, keep, why)
+            except OSError:
+                continue
+            if n:
+                dropped[Path(path).name] = n
+    return {"why": why, "dropped": dropped} if dropped else {}
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
