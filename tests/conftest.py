@@ -179,3 +179,20 @@ def rig(project: Project, tmp_path: Path) -> Any:
     r = Rig(project, tmp_path)
     yield r
     r.stop()
+
+
+@pytest.fixture
+def serve() -> Any:
+    """Start scripted model servers (aura.scripted_server) for a test; each is stopped after it."""
+    from aura.scripted_server import ScriptedServer
+
+    started: list[ScriptedServer] = []
+
+    def start(script: dict) -> ScriptedServer:
+        server = ScriptedServer(script).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

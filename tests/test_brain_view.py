@@ -22,23 +22,8 @@ from aura.brain.main import BrainDaemon
 from aura.brain.tools import Toolbox
 from aura.config import load_config
 from aura.paths import ProjectPaths
-from aura.scripted_server import ScriptedServer
 
 HOLD_50MB = "python3 -c \"import time; b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(40)\""
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    started: list[ScriptedServer] = []
-
-    def start(script: dict) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def snapshot_of(request: dict) -> str:

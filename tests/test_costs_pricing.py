@@ -9,7 +9,6 @@ import calendar
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,21 +21,6 @@ from aura.brain.costs import CostBook
 from aura.brain.model_client import ClientSettings, ModelClient
 from aura.config import load_config
 from aura.fsutil import read_jsonl
-from aura.scripted_server import ScriptedServer
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    started: list[ScriptedServer] = []
-
-    def start(script: dict) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def ledger(project: Project) -> list[dict]:

@@ -175,21 +175,6 @@ def test_a_brain_running_a_long_acceptance_command_keeps_answering_and_is_not_re
     assert not _log_events(project, "supervisor", "peer_hung")
 
 
-@pytest.fixture
-def serve() -> Any:
-    from aura.scripted_server import ScriptedServer
-    started: list[ScriptedServer] = []
-
-    def start(script: dict) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 # -- 9: a slow start is not taken for a crash -----------------------------------------------------------------------
 
 SLOW_BRAIN = """\

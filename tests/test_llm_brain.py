@@ -5,7 +5,6 @@ scripted server. Each test reads what the brain recorded (decisions, state, even
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,20 +15,6 @@ from conftest import Project, wait_for
 from llm_support import (NO_OP, decisions, events, first_user_text, state, tool_results, tool_step,
                          use_llm, wait_finished)
 from test_runtime import MEM_HOG
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    started: list[ScriptedServer] = []
-
-    def start(script: dict) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def brain_requests(server: ScriptedServer) -> list[dict]:

@@ -5,30 +5,13 @@ no_progress once per stall after AURA_NO_PROGRESS_MINUTES with nothing started, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conftest import Project, wait_for
 from llm_support import NO_OP, decisions, use_llm
 
-from aura.scripted_server import ScriptedServer
 
 HOOK = 'printf "%s|%s\\n" "$AURA_EVENT" "$AURA_MESSAGE" >> hooks.log'
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    started: list[ScriptedServer] = []
-
-    def start(script: dict) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def hooks(project: Project) -> list[tuple[str, str]]:
