@@ -101,12 +101,12 @@ def _fail_not_running(message: str) -> None:
 def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     """Start the brain, supervisor and watchdog on TASK (a Markdown goal file)."""
     from .brain.taskfile import TaskFileError, read_task_file
-    from .config import ConfigError, load_config
+    from .runtime.config import ConfigError, load_config
     from .doctor import backend_checks, fatal_problems
     from .interrupts import StopSignals, steady_output
     from .launcher import LaunchError, follow_events, journal_positions, plan_up, start_all, stop_all
-    from .paths import ProjectPaths
-    from .settings_check import check_start, refused
+    from .runtime.paths import ProjectPaths
+    from .runtime.settings_check import check_start, refused
 
     root = Path(ctx.obj["project"] or os.environ.get("AURA_PROJECT_ROOT") or Path.cwd()).resolve()
     paths = ProjectPaths.for_root(root)
@@ -166,7 +166,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
 def _price_check(cfg: Any) -> None:
     """A model brain Aura has no price for: refused with a run budget, a warning without."""
     from .brain.pricing import start_notice
-    from .config import ConfigError
+    from .runtime.config import ConfigError
     try:
         line, refuse = start_notice(cfg)
     except ConfigError as exc:
@@ -315,7 +315,7 @@ def tail_cmd(ctx: click.Context, task: str, follow_it: bool, lines: int, raw: bo
 
 def _brain_from_disk(paths: Any) -> dict:
     from .brain.state import counts, tree_lines, tree_rows
-    from .fsutil import read_json
+    from .runtime.fsutil import read_json
     state = read_json(paths.state_dir / "state.json")
     if not isinstance(state, dict) or "tasks" not in state:
         return {"from_disk": True}
@@ -331,8 +331,8 @@ def _brain_from_disk(paths: Any) -> dict:
 def status(ctx: click.Context, as_json: bool) -> None:
     """The three daemons, the task tree and the run's state."""
     from .control import missing_hint, restart_notes, running_daemons, try_call
-    from .fsutil import read_json
-    from .paths import DAEMONS
+    from .runtime.fsutil import read_json
+    from .runtime.paths import DAEMONS
 
     paths = _paths(ctx)
     live = running_daemons(paths)
@@ -383,7 +383,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from .cli_brain import status_cost_lines
     for line in status_cost_lines(brain):
         click.echo(line)
-    from .diskspace import status_line
+    from .runtime.diskspace import status_line
     click.echo(status_line(brain, info.get("watchdog"), paths.data))
     from .cli_brain import tree_display
     for line in tree_display(brain):
@@ -412,7 +412,7 @@ def logs(ctx: click.Context, daemon: str | None, follow: bool, lines: int, raw: 
 def limits(ctx: click.Context, settings: tuple[str, ...]) -> None:
     """Show the resource limits in force, or change them at run time (logged by the watchdog)."""
     from .control import NotRunning, call
-    from ipc.client import RemoteError
+    from aura.ipc.client import RemoteError
     paths = _paths(ctx)
     try:
         if settings:
@@ -452,7 +452,7 @@ def main() -> None:
     try:
         cli(prog_name="aura")
     except Exception as exc:  # a bug: one line in Aura's words, the traceback in a file
-        from .crashlog import report_and_exit
+        from .runtime.crashlog import report_and_exit
         report_and_exit(exc)
 
 

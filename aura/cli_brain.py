@@ -20,7 +20,7 @@ def _when(ts: Any) -> str:
 
 
 def _state(paths: Any) -> dict:
-    from .fsutil import read_json
+    from .runtime.fsutil import read_json
     state = read_json(paths.state_dir / "state.json")
     return state if isinstance(state, dict) and "tasks" in state else {}
 
@@ -83,7 +83,7 @@ KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "sa
 @click.pass_context
 def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> None:
     """The decision log: every status change with its reason and evidence."""
-    from .fsutil import read_jsonl
+    from .runtime.fsutil import read_jsonl
     entries = read_jsonl(_paths(ctx).state_dir / "decisions.jsonl")
     if not show_all:
         entries = [d for d in entries if d.get("kind") in KEY_KINDS]
@@ -100,7 +100,7 @@ def progress(ctx: click.Context) -> None:
     """The run at a glance (.aura/state/progress.md), with its cost."""
     from .brain import costs as costmod
     from .brain import progress as progmod
-    from .fsutil import read_jsonl
+    from .runtime.fsutil import read_jsonl
     paths = _paths(ctx)
     path = paths.state_dir / "progress.md"
     state = _state(paths)
@@ -143,7 +143,7 @@ def summaries(ctx: click.Context, task_id: str | None) -> None:
     folder = summaries_dir(_paths(ctx))
     files = sorted(folder.glob("*.md"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if task_id:
-        from .paths import safe_name
+        from .runtime.paths import safe_name
         mine = [p for p in files if p.name.startswith(safe_name(task_id) + "_")]
         if not mine:
             raise click.ClickException(f"no summary for task {task_id}")
@@ -184,7 +184,7 @@ def budget(ctx: click.Context, amount: str | None) -> None:
     """Show the run budget, or set it to USD now (raising it resumes a run stopped at its budget)."""
     from .brain import costs as costmod
     from .control import NotRunning, call
-    from .settings_check import value_problem
+    from .runtime.settings_check import value_problem
     paths = _paths(ctx)
     if amount is not None and (problem := value_problem("AURA_BUDGET_USD", amount, "`aura budget`")):
         raise click.ClickException(problem)

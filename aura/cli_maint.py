@@ -21,7 +21,7 @@ from .cli import _paths  # one wording of "no project here" for every command
 
 def _config(ctx: click.Context, paths: Any) -> Any:
     """The configuration as `aura up` would read it now (for the cleanup age and the prices)."""
-    from .config import ConfigError, load_config
+    from .runtime.config import ConfigError, load_config
     try:
         return load_config(paths.root, ctx.obj["config"], ctx.obj["overrides"])
     except ConfigError as exc:
@@ -143,12 +143,12 @@ def restart(ctx: click.Context, task_file: Path, detach: bool) -> None:
     summaries and memory inside it under previous-run/), then `aura up`. Nothing is deleted."""
     from .brain.taskfile import TaskFileError, read_task_file
     from .cli import up
-    from .config import ConfigError, load_config
+    from .runtime.config import ConfigError, load_config
     from .control import running_daemons
     from .launcher import already_running, stop_all
     from .maintenance import archive_run, unfinished_workers
-    from .paths import ProjectPaths
-    from .settings_check import check_start
+    from .runtime.paths import ProjectPaths
+    from .runtime.settings_check import check_start
 
     if not task_file.is_file():
         raise click.ClickException(f"task file {task_file} does not exist. Nothing was stopped or moved.")
@@ -279,7 +279,7 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
 def changelog_overview(ctx: click.Context) -> None:
     """Summary of the task-file changelog of this run and of the runs `aura restart` kept aside:
     versions seen, processed, waiting, last change; also written to .aura/changelog_overview.md."""
-    from .fsutil import atomic_write_text
+    from .runtime.fsutil import atomic_write_text
     from .maintenance import changelog_overview as overview, overview_markdown
 
     paths = _paths(ctx)

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ipc.client import Client, DaemonUnavailable, RemoteError
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 
-from .fsutil import disk_full, read_json, write_json_even_if_full
-from .paths import DAEMONS, ProjectPaths, find_project_root
-from .pidfile import is_alive, live_record
+from .runtime.fsutil import disk_full, read_json, write_json_even_if_full
+from .runtime.paths import DAEMONS, ProjectPaths, find_project_root
+from .runtime.pidfile import is_alive, live_record
 
 START_HINT = "start it with `aura up TASK.md` in the project folder"
 

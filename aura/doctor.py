@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OWN_PACKAGES = ("aura", "supervisor", "watchdog", "ipc")
+OWN_PACKAGES = ("aura",)
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,15 +56,15 @@ def environment_checks() -> list[Check]:
                  fatal=sys.version_info < (3, 10))]
     in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
     out.append(Check("virtual environment", in_venv, sys.prefix if in_venv else
-                     "not in a virtual environment: other packages may shadow Aura's `supervisor`, `watchdog`, `ipc`"))
+                     "not in a virtual environment: another package named `aura` may shadow Aura's"))
     out += worker_cli_checks()
     try:
-        from watchdog.gpu import GpuSampler
+        from aura.watchdog.gpu import GpuSampler
         gpu = GpuSampler("")
         out.append(Check("GPU (NVML)", gpu.available, gpu.reason or "available"))
     except Exception as exc:  # a GPU probe must never break the doctor
         out.append(Check("GPU (NVML)", False, f"probe failed: {exc}"))
-    from .paths import runtime_base
+    from .runtime.paths import runtime_base
     base = runtime_base()
     out.append(Check("runtime folder", True, f"{base} (sockets, mode 0700)"))
     return out
@@ -72,8 +72,8 @@ def environment_checks() -> list[Check]:
 
 def worker_cli_checks() -> list[Check]:
     """Each agent CLI: found, or what to do (a warning: only the backend that uses it needs it)."""
-    from .config import Config
-    from .workercli import AGENT_CLIS, cli_problem
+    from .runtime.config import Config
+    from .runtime.workercli import AGENT_CLIS, cli_problem
 
     cfg = Config()
     for key in ("AURA_LAYER2_BACKEND", *(cli.setting for cli in AGENT_CLIS.values())):
@@ -93,7 +93,7 @@ def backend_checks(cfg: Any, tf: Any) -> list[Check]:
     """What `aura up` says about the worker backends this run can use, before anything starts: a fatal
     check when the task file needs a backend that cannot start here, a warning when only some path might
     (a resource-fix subtask, an agent task the model may choose)."""
-    from .workercli import LAYER2_KEY, agent_task_problem
+    from .runtime.workercli import LAYER2_KEY, agent_task_problem
 
     backend = cfg.str(LAYER2_KEY)
     problem = agent_task_problem(cfg)
@@ -112,7 +112,7 @@ def backend_checks(cfg: Any, tf: Any) -> list[Check]:
         lines = ", ".join(str(item.line) for item in agents[:8]) + (" ..." if len(agents) > 8 else "")
         return [Check(name, False, f"the task file's item(s) without a command (line {lines}) go to the {backend} "
                                    f"backend, but {problem}. Nothing was started.", fatal=True)]
-    from watchdog.policy import guard_mode
+    from aura.watchdog.policy import guard_mode
     if guard_mode(cfg.str("AURA_WORKER_RESOURCE_GUARD")) == "on":
         return [Check(name, False, f"warning: a task the watchdog kills twice gets a resource-fix subtask for the "
                                    f"{backend} backend, but {problem}; such a subtask would be blocked")]

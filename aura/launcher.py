@@ -14,11 +14,11 @@ from typing import Callable
 
 from .control import (NotRunning, call, daemon_record, request_stop, running_daemons, set_desired, stop_daemon,
                       update_launch)
-from .fsutil import atomic_write_json
+from .runtime.fsutil import atomic_write_json
 from .interrupts import Output, StopSignals
-from .paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
-from .peers import launch_spec, lock_is_held, start_daemon
-from .pidfile import start_time
+from .runtime.paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
+from .runtime.peers import launch_spec, lock_is_held, start_daemon
+from .runtime.pidfile import start_time
 
 READY_TIMEOUT = 20.0
 START_MARGIN = 10.0  # past READY_TIMEOUT, the peer keepers stop waiting for an `aura up` that hangs
@@ -193,7 +193,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def journal_positions(paths: ProjectPaths) -> dict[str, int]:
     """Where each journal ends now: `aura up` shows every event after this point."""
-    from ipc.events import last_seq
+    from aura.ipc.events import last_seq
     return {n: last_seq(paths.journal(n)) for n in DAEMONS}
 
 
@@ -207,7 +207,7 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
             return follow_events(paths, echo, stop_on_finish, cursors, own, out)
     import zmq
 
-    from ipc.events import EventFeed
+    from aura.ipc.events import EventFeed
 
     from .eventfmt import format_event
 

@@ -7,8 +7,8 @@ import os
 import time
 from typing import Callable
 
-from .logs import format_line, format_record
-from .paths import ProjectPaths
+from .runtime.logs import format_line, format_record
+from .runtime.paths import ProjectPaths
 
 TAIL_BYTES = 256 << 10
 

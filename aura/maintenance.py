@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .fsutil import read_json, read_jsonl
-from .paths import DAEMONS, ProjectPaths, safe_name
-from .pidfile import is_alive
+from .runtime.fsutil import read_json, read_jsonl
+from .runtime.paths import DAEMONS, ProjectPaths, safe_name
+from .runtime.pidfile import is_alive
 
 DAY = 86400.0
-LIVE_STATES = ("starting", "running", "orphaned")  # as supervisor.registry (not imported: keep this light)
+LIVE_STATES = ("starting", "running", "orphaned")  # as aura.supervisor.registry (not imported: keep this light)
 TERMINAL = ("completed", "archived", "blocked", "failed", "killed")  # as aura.brain.state
 RESTART_PREFIX = "state.restart-"
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cache_write_1h_tokens")
@@ -239,7 +239,7 @@ class Leftover:
     size: int
 
 
-_TMP = re.compile(r"^\..+\.\d+\.\d+\.tmp$")  # aura.fsutil's temporary files
+_TMP = re.compile(r"^\..+\.\d+\.\d+\.tmp$")  # aura.runtime.fsutil's temporary files
 _CORRUPT = re.compile(r"\.corrupt-(\d+)$")
 
 

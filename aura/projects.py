@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .config import global_config_path
-from .fsutil import atomic_write_json, read_json
+from .runtime.config import global_config_path
+from .runtime.fsutil import atomic_write_json, read_json
 
 
 def index_path() -> Path:
@@ -33,7 +33,7 @@ def listing() -> list[dict]:
     """One row per known project: mission, cycles, run state, spend, whether it runs now."""
     from .brain import costs as costmod
     from .control import running_daemons
-    from .paths import ProjectPaths
+    from .runtime.paths import ProjectPaths
 
     rows = []
     for root, entry in sorted((read_json(index_path()) or {}).items(), key=lambda kv: -kv[1].get("last_up", 0)):

@@ -9,12 +9,12 @@ from the shim's exit record.
 
 from __future__ import annotations
 
-from aura.fsutil import read_json
-from aura.paths import ProjectPaths, safe_name
+from aura.runtime.fsutil import read_json
+from aura.runtime.paths import ProjectPaths, safe_name
 
 
 def workers_from_disk(paths: ProjectPaths) -> list[dict]:
-    from supervisor.registry import Registry, merged_view
+    from aura.supervisor.registry import Registry, merged_view
 
     reg = Registry(paths)
     out = []
@@ -28,7 +28,7 @@ def workers_from_disk(paths: ProjectPaths) -> list[dict]:
 
 def settled_view(paths: ProjectPaths, view: dict, launch: dict) -> dict:
     """An exited worker's outcome, end and start times, from its exit and launch records."""
-    from supervisor.backends import BackendError, decide_outcome, get_backend
+    from aura.supervisor.backends import BackendError, decide_outcome, get_backend
 
     exit_rec = view.get("exit") or {}
     kill = view.get("kill") or _watchdog_kill(paths, view["worker_id"])

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aura.fsutil import atomic_write_text
-from aura.paths import DAEMONS, DATA_DIRNAME, project_id
+from aura.runtime.fsutil import atomic_write_text
+from aura.runtime.paths import DAEMONS, DATA_DIRNAME, project_id
 
 Scope = Literal["user", "system"]
 SYSTEMD, LAUNCHD, NONE = "systemd", "launchd", "none"
@@ -284,12 +284,12 @@ def _env_word(key: str, value: str) -> str:
 
 def _scope_settings(scope: Scope, root: Path) -> str:
     if scope == "user":
-        return ("# Sockets live in $XDG_RUNTIME_DIR/aura/<project-id> (see aura/paths.py). The three units\n"
+        return ("# Sockets live in $XDG_RUNTIME_DIR/aura/<project-id> (see aura/runtime/paths.py). The three units\n"
                 "# share the folder, so it is kept when one of them stops.\n"
                 "RuntimeDirectory=aura/%i\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes")
     owner = pwd.getpwuid(root.stat().st_uid).pw_name
     return ("# A system unit runs as the project's owner, who owns .aura/; without a user manager the\n"
-            "# sockets fall back to the per-user temp folder (see aura/paths.py).\n"
+            "# sockets fall back to the per-user temp folder (see aura/runtime/paths.py).\n"
             f"User={_spec(owner)}")
 
 

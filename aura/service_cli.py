@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import click
 
-from aura.paths import find_project_root
+from aura.runtime.paths import find_project_root
 from aura.service import (
     LAUNCHD,
     SYSTEMD,

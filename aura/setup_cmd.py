@@ -37,7 +37,7 @@ def render(values: dict[str, str]) -> str:
 
 
 def quote(value: str) -> str:
-    """Quote only where the config parser would otherwise change the value (see aura.config)."""
+    """Quote only where the config parser would otherwise change the value (see aura.runtime.config)."""
     risky = " #" in value or value != value.strip() or (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"")
     if not risky:
         return value
@@ -48,7 +48,7 @@ def quote(value: str) -> str:
 
 
 def write_config(path: Path, values: dict[str, str]) -> None:
-    from .fsutil import atomic_write_text
+    from .runtime.fsutil import atomic_write_text
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_text(path, render(values), mode=0o600)
 
@@ -90,7 +90,7 @@ def interactive(values: dict[str, str]) -> None:
 def connectivity(values: dict[str, str]) -> tuple[bool, str]:
     """One tiny call through the same client the brain uses."""
     from .brain.model_client import ClientSettings, ModelClient, ModelError
-    from .config import Config
+    from .runtime.config import Config
     cfg = Config()
     for k, v in values.items():
         cfg.set(k, v, "setup")
@@ -129,7 +129,7 @@ def setup(output: Path | None, force: bool, non_interactive: bool, api_key: str 
           notify_command: str | None, notify_webhook: str | None, notify_level: str | None,
           test_api: bool | None) -> None:
     """Write the global configuration (API key, provider, model, budget, notifications)."""
-    from .config import global_config_path, parse_env_file
+    from .runtime.config import global_config_path, parse_env_file
 
     path = output or global_config_path()
     values: dict[str, str] = parse_env_file(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -166,7 +166,7 @@ def formatter(backend: str, raw: bool = False) -> Callable[[str], list[str]]:
 
 def find_worker(paths: Any, name: str) -> dict:
     """The worker `name`, or the latest worker of task `name` (records read from disk)."""
-    from supervisor.registry import Registry, merged_view
+    from aura.supervisor.registry import Registry, merged_view
     reg = Registry(paths)
     records = [merged_view(reg, r) for r in reg.records()]
     exact = [r for r in records if r.get("worker_id") == name]
@@ -217,7 +217,7 @@ def follow(path: Path, fmt: Callable[[str], list[str]], offset: int, partial: by
 
 
 def worker_done(paths: Any, worker_id: str) -> Callable[[], bool]:
-    from supervisor.registry import Registry, merged_view
+    from aura.supervisor.registry import Registry, merged_view
 
     def done() -> bool:
         reg = Registry(paths)

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import psutil
 
-from aura.fsutil import read_json, read_jsonl
-from aura.paths import DAEMONS
+from aura.runtime.fsutil import read_json, read_jsonl
+from aura.runtime.paths import DAEMONS
 
 from . import driver
 from .harness import REPO, BenchProject, wait_for

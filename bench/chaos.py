@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aura.fsutil import read_json  # noqa: E402
-from aura.paths import DAEMONS  # noqa: E402
+from aura.runtime.fsutil import read_json  # noqa: E402
+from aura.runtime.paths import DAEMONS  # noqa: E402
 from bench.harness import BenchProject, TimedOut, alive, wait_for  # noqa: E402
-from ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 
 CHAOS_ENV = {
     "AURA_MAX_CONCURRENT_TASKS": "6",

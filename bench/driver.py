@@ -89,7 +89,7 @@ class AuraAdapter:
     each, sent together (circus and supervisord start a group with one command)."""
 
     def __init__(self, endpoint: str, group: str = "w", argv: list[str] | None = None):
-        from ipc.client import Client
+        from aura.ipc.client import Client
         self.client = Client(endpoint, "supervisor", timeout=30.0, retries=0)
         self.group = group
         self.argv = argv or []

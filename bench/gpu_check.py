@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Real-GPU check of watchdog.gpu: does GpuSampler see a busy child's memory and SM use?
+"""Real-GPU check of aura.watchdog.gpu: does GpuSampler see a busy child's memory and SM use?
 
 Starts a child that allocates GPU memory and keeps the SMs busy, with the first of these
 that works: PyTorch, CuPy, a small CUDA program built with nvcc, or libcuda through ctypes
@@ -33,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from watchdog.gpu import MIB, GpuSampler, tree_usage  # noqa: E402
+from aura.watchdog.gpu import MIB, GpuSampler, tree_usage  # noqa: E402
 
 BACKENDS = ("torch", "cupy", "nvcc", "ctypes")
 READY_TIMEOUT_S = 150.0

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from aura.fsutil import read_json  # noqa: E402
-from aura.paths import DAEMONS, ProjectPaths  # noqa: E402
-from ipc.client import Client  # noqa: E402
+from aura.runtime.fsutil import read_json  # noqa: E402
+from aura.runtime.paths import DAEMONS, ProjectPaths  # noqa: E402
+from aura.ipc.client import Client  # noqa: E402
 
 # Settings that make a bench or chaos project react in seconds rather than minutes.
 QUICK_ENV = {

@@ -34,12 +34,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from aura.config import Config  # noqa: E402
-from aura.fsutil import atomic_write_json  # noqa: E402
-from aura.paths import ProjectPaths  # noqa: E402
-from aura.pidfile import start_time  # noqa: E402
-from watchdog.main import WatchdogDaemon  # noqa: E402
-from watchdog.sampler import tree_pids  # noqa: E402
+from aura.runtime.config import Config  # noqa: E402
+from aura.runtime.fsutil import atomic_write_json  # noqa: E402
+from aura.runtime.paths import ProjectPaths  # noqa: E402
+from aura.runtime.pidfile import start_time  # noqa: E402
+from aura.watchdog.main import WatchdogDaemon  # noqa: E402
+from aura.watchdog.sampler import tree_pids  # noqa: E402
 
 PER_TREE = 5  # processes per worker tree: the root and four children
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)
-    logging.getLogger("watchdog.gpu").setLevel(logging.ERROR)  # "no GPU here" is not a result
+    logging.getLogger("aura.watchdog.gpu").setLevel(logging.ERROR)  # "no GPU here" is not a result
     rows = []
     for load in [x.strip() for x in args.loads.split(",") if x.strip()]:
         for size in [int(x) for x in args.sizes.split(",") if x.strip()]:

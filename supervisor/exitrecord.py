@@ -7,7 +7,7 @@ needs no space). When even that fails, the shim's own exit status carries the wo
 decode below), which the supervisor reads when it reaps the shim it started. A shim that cannot
 reserve the space does not start the worker at all, and says why.
 
-Imported by the shim (`python -I -S`): standard library and aura.fsutil only.
+Imported by the shim (`python -I -S`): standard library and aura.runtime.fsutil only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from aura.fsutil import atomic_write_json, disk_full, rewrite_in_place
+from aura.runtime.fsutil import atomic_write_json, disk_full, rewrite_in_place
 
 RESERVE_NAME = "exit.reserve"
 RESERVE_BYTES = 8192

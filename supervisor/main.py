@@ -20,17 +20,17 @@ from typing import Any
 
 import psutil
 
-from aura.daemon import Daemon
-from aura.diskspace import full_note
-from aura.fsutil import disk_full, make_dirs, open_private
-from aura.paths import safe_name
-from aura.peers import PeerKeeper
-from aura.procgroup import signal_group, terminate_worker
-from aura.pidfile import is_alive, start_time
-from ipc import envelope as env
-from ipc.client import Client, DaemonUnavailable, RemoteError
-from ipc.envelope import BadArgs, IpcError, arg
-from ipc.server import Deferred
+from aura.runtime.loop import Daemon
+from aura.runtime.diskspace import full_note
+from aura.runtime.fsutil import disk_full, make_dirs, open_private
+from aura.runtime.paths import safe_name
+from aura.runtime.peers import PeerKeeper
+from aura.runtime.procgroup import signal_group, terminate_worker
+from aura.runtime.pidfile import is_alive, start_time
+from aura.ipc import envelope as env
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError
+from aura.ipc.envelope import BadArgs, IpcError, arg
+from aura.ipc.server import Deferred
 
 from . import exitrecord
 from .backends import BackendError, get_backend, plan_worker

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aura.diskspace import (
+from aura.runtime.diskspace import (
     MB,
     OUTPUT_KEY,
     RESERVE_KEY,
@@ -22,8 +22,8 @@ from aura.diskspace import (
     keep_bytes,
     trim_middle,
 )
-from aura.fsutil import read_json
-from aura.paths import ProjectPaths, safe_name
+from aura.runtime.fsutil import read_json
+from aura.runtime.paths import ProjectPaths, safe_name
 
 WATCHDOG_STOPS = ("output_limit", "disk_low")  # kill reason codes whose worker's output is cut down
 

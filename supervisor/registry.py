@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from aura.fsutil import atomic_write_json, read_json
-from aura.paths import ProjectPaths, safe_name
+from aura.runtime.fsutil import atomic_write_json, read_json
+from aura.runtime.paths import ProjectPaths, safe_name
 
 LIVE_STATES = ("starting", "running", "orphaned")
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from aura.paths import project_id, safe_name
+from aura.runtime.paths import project_id, safe_name
 
 
 def _probe(argv: list[str]) -> bool:

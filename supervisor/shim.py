@@ -9,7 +9,7 @@ outlives the supervisor on purpose (no parent-death signal): a worker that ends 
 supervisor is down still gets its exit record. The worker's output goes to files that the
 shim opened, never to a pipe that a dead supervisor could break.
 
-    python -m supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
+    python -m aura.supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
                               [--task-dir DIR] [--status-fd N] [--grace S] -- ARGV...
 """
 
@@ -26,13 +26,20 @@ import sys
 import time
 from pathlib import Path
 
-# Run as a script with `python -I -S` (no site-packages: a fast start, nothing of Aura's leaks
-# into the worker's environment): put Aura's own source root on the shim's path only.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from aura.fsutil import atomic_write_json, disk_full, open_private  # noqa: E402
-from aura.procgroup import group_alive as _group_alive  # noqa: E402
-from aura.proctitle import set_process_name  # noqa: E402
-from supervisor import exitrecord, managed  # noqa: E402
+
+def _import_root() -> str:
+    """The folder that holds the `aura` package: the checkout (source tree, editable install) or
+    site-packages (regular install). The shim runs as a script with `python -I -S` (a fast start;
+    nothing of Aura's leaks into the worker's environment): -I leaves the script's own folder off
+    sys.path and -S the editable install's finder out, so the shim puts this folder on its path."""
+    return str(next(p for p in Path(__file__).resolve().parents if (p / "aura" / "__init__.py").is_file()))
+
+
+sys.path.insert(0, _import_root())
+from aura.runtime.fsutil import atomic_write_json, disk_full, open_private  # noqa: E402
+from aura.runtime.procgroup import group_alive as _group_alive  # noqa: E402
+from aura.runtime.proctitle import set_process_name  # noqa: E402
+from aura.supervisor import exitrecord, managed  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -225,7 +232,7 @@ def stop_leftovers(pgid: int, grace: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m supervisor.shim")
+    parser = argparse.ArgumentParser(prog="python -m aura.supervisor.shim")
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--cwd", required=True)
     parser.add_argument("--stdout", required=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 BASE_ALLOW = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",

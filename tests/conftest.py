@@ -18,8 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from aura.fsutil import read_json  # noqa: E402
-from aura.paths import DAEMONS, ProjectPaths  # noqa: E402
+from aura.runtime.fsutil import read_json  # noqa: E402
+from aura.runtime.paths import DAEMONS, ProjectPaths  # noqa: E402
 
 FAST_ENV = {
     "AURA_CYCLE_INTERVAL": "2",

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from aura.fsutil import read_json
+from aura.runtime.fsutil import read_json
 from conftest import REPO, Project, wait_for
-from ipc.client import Client, RemoteError
+from aura.ipc.client import Client, RemoteError
 
 GIB = 1024 ** 3
 

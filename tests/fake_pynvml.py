@@ -1,4 +1,4 @@
-"""A stand-in for the subset of pynvml that watchdog.gpu uses, driven by `CONFIG`.
+"""A stand-in for the subset of pynvml that aura.watchdog.gpu uses, driven by `CONFIG`.
 
 Tests call `reset(...)` to describe devices, processes, utilisation samples and errors,
 then inject this module into `GpuSampler(nvml=fake_pynvml)`. `CONFIG.calls` counts calls

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from aura.scripted_server import ScriptedServer
 from conftest import Project, wait_for
 

@@ -18,7 +18,7 @@ import sys, time
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
 from aura.brain.state import StateStore, new_state
-from aura.fsutil import atomic_write_json
+from aura.runtime.fsutil import atomic_write_json
 folder = Path(sys.argv[1])
 store = StateStore(folder)
 loaded = store.load().state

@@ -21,16 +21,16 @@ import pytest
 
 from aura.brain import parking
 from aura.brain.state import not_before
-from aura.config import Config, load_config
+from aura.runtime.config import Config, load_config
 from aura.tail import claude_lines, codex_lines, formatter, opencode_lines
-from supervisor.backends import BackendError, decide_outcome, get_backend, plan_worker
-from supervisor.backends.claude import check_root_bypass
-from supervisor.backends.isolation import (DOCKERRUN, container_usage, docker_resource_args, isolation_mode,
+from aura.supervisor.backends import BackendError, decide_outcome, get_backend, plan_worker
+from aura.supervisor.backends.claude import check_root_bypass
+from aura.supervisor.backends.isolation import (DOCKERRUN, container_usage, docker_resource_args, isolation_mode,
                                            process_cgroups, cgroup_memory_bytes)
-from supervisor.monitor import OutputMonitor, ProgressTracker, Settings
-from supervisor.streams import ClaudeStream, CodexStream, OpenCodeStream, TextStream
-from supervisor.streams.common import rate_limit_reset_at
-from supervisor.workerenv import worker_env
+from aura.supervisor.monitor import OutputMonitor, ProgressTracker, Settings
+from aura.supervisor.streams import ClaudeStream, CodexStream, OpenCodeStream, TextStream
+from aura.supervisor.streams.common import rate_limit_reset_at
+from aura.supervisor.workerenv import worker_env
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -20,8 +20,8 @@ from aura.brain.core import BrainCore
 from aura.brain.llm_planner import LlmPlanner
 from aura.brain.main import BrainDaemon
 from aura.brain.tools import Toolbox
-from aura.config import load_config
-from aura.paths import ProjectPaths
+from aura.runtime.config import load_config
+from aura.runtime.paths import ProjectPaths
 
 HOLD_50MB = "python3 -c \"import time; b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(40)\""
 

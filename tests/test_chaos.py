@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from aura import peers
-from aura.config import load_config
-from aura.fsutil import atomic_write_json, read_json
-from aura.paths import ProjectPaths
+from aura.runtime import peers
+from aura.runtime.config import load_config
+from aura.runtime.fsutil import atomic_write_json, read_json
+from aura.runtime.paths import ProjectPaths
 from bench.chaos import ChaosConfig, print_report, run_chaos
 from bench.harness import alive
 from conftest import Project, wait_for
-from supervisor.main import SHIM
+from aura.supervisor.main import SHIM
 
 
 @pytest.mark.timeout(420)

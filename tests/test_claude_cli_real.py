@@ -16,7 +16,7 @@ import pytest
 from claude_cli import ClaudeRun, claude_version, require_claude_cli, run_claude, sanitize
 
 from aura.scripted_server import ScriptedServer
-from supervisor.streams.claude import ClaudeStream, classify_claude
+from aura.supervisor.streams.claude import ClaudeStream, classify_claude
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude"
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from supervisor.streams import OUTCOMES, ClaudeStream, classify_claude
+from aura.supervisor.streams import OUTCOMES, ClaudeStream, classify_claude
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude"
 

@@ -19,8 +19,8 @@ from llm_support import NO_OP, state, use_llm
 
 from aura.brain.costs import CostBook
 from aura.brain.model_client import ClientSettings, ModelClient
-from aura.config import load_config
-from aura.fsutil import read_jsonl
+from aura.runtime.config import load_config
+from aura.runtime.fsutil import read_jsonl
 
 
 def ledger(project: Project) -> list[dict]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aura.fsutil import read_json
-from aura.paths import ProjectPaths
+from aura.runtime.fsutil import read_json
+from aura.runtime.paths import ProjectPaths
 from conftest import Project, wait_for
 
 WAIT_TASK = "# {name}\n\n- [ ] hold `sleep 60`\n"

@@ -19,9 +19,9 @@ import pytest
 from conftest import Project, wait_for
 from daemon_rig import Rig
 
-from aura.fsutil import read_json, read_jsonl
-from aura.paths import DAEMONS, ProjectPaths
-from aura.peers import lock_is_held
+from aura.runtime.fsutil import read_json, read_jsonl
+from aura.runtime.paths import DAEMONS, ProjectPaths
+from aura.runtime.peers import lock_is_held
 
 MB = 1024 * 1024
 MARKER = "bytes of output dropped here"
@@ -199,7 +199,7 @@ def test_a_spawn_is_refused_while_the_disk_is_below_its_reserve(disk_rig: Rig) -
     p.env.update(AURA_MIN_DISK_FREE_MB="3")
     disk_rig.start("supervisor", "watchdog")
     filler = fill(p.paths.data, leave=2 * MB)
-    from ipc.client import RemoteError
+    from aura.ipc.client import RemoteError
     with pytest.raises(RemoteError) as refused:
         disk_rig.spawn_argv("late", ["true"])
     assert refused.value.code == "reserve_short" and "AURA_MIN_DISK_FREE_MB" in refused.value.message
@@ -235,7 +235,7 @@ def test_the_output_cap_can_be_changed_at_run_time(rig: Rig) -> None:
                                                            "AURA_MIN_DISK_FREE_MB": "50"}})
     assert reply["changed"]["AURA_WORKER_MAX_OUTPUT_MB"] == {"old": 1024.0, "new": 2.0}
     assert rig.call("watchdog", "status")["disk"]["reserve_mb"] == 50
-    from ipc.client import RemoteError
+    from aura.ipc.client import RemoteError
     with pytest.raises(RemoteError) as bad:
         rig.call("watchdog", "set_limits", {"values": {"AURA_WORKER_MAX_OUTPUT_MB": "-1"}})
     assert "AURA_WORKER_MAX_OUTPUT_MB" in bad.value.message
@@ -324,7 +324,7 @@ def test_a_spawn_on_a_full_disk_fails_with_a_reason_that_names_the_disk(disk_rig
     p.env.update(AURA_MIN_DISK_FREE_MB="0")
     disk_rig.start("supervisor", "watchdog")
     fill(p.paths.data)
-    from ipc.client import RemoteError
+    from aura.ipc.client import RemoteError
     try:
         rec = disk_rig.call("supervisor", "spawn", {"worker_id": "late", "task_id": "late", "backend": "shell",
                                                     "argv": ["true"]}, timeout=30.0)

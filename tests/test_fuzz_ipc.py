@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Project, wait_for
-from ipc import envelope as env
-from watchdog.policy import LIMITS, POLICY_KEYS
+from aura.ipc import envelope as env
+from aura.watchdog.policy import LIMITS, POLICY_KEYS
 
 EXAMPLES = int(os.environ.get("AURA_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

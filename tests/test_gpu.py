@@ -1,4 +1,4 @@
-"""watchdog.gpu against a fake NVML and a fake nvidia-smi (no GPU needed)."""
+"""aura.watchdog.gpu against a fake NVML and a fake nvidia-smi (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog import gpu
-from watchdog.gpu import GIB, MIB, GpuSampler, best_free_bytes, tree_usage, visible_total_bytes
+from aura.watchdog import gpu
+from aura.watchdog.gpu import GIB, MIB, GpuSampler, best_free_bytes, tree_usage, visible_total_bytes
 
 try:
     from tests import fake_pynvml as fake

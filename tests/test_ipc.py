@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from ipc import envelope as env
-from ipc.client import Client, DaemonUnavailable, RemoteError
-from ipc.events import EventFeed, Publisher, last_seq, read_journal
-from ipc.server import RequestServer
+from aura.ipc import envelope as env
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError
+from aura.ipc.events import EventFeed, Publisher, last_seq, read_journal
+from aura.ipc.server import RequestServer
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from conftest import Project, wait_for
 
-from aura.fsutil import read_json
+from aura.runtime.fsutil import read_json
 
 LONG_TASK = "# Long\n\n- [ ] long `sleep 600`\n"
 

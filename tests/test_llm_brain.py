@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aura.fsutil import read_jsonl
+from aura.runtime.fsutil import read_jsonl
 from aura.scripted_server import ScriptedServer
 from conftest import Project, wait_for
 from llm_support import (NO_OP, decisions, events, first_user_text, state, tool_results, tool_step,

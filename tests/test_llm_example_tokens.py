@@ -11,7 +11,7 @@ import shutil
 from collections import defaultdict
 from typing import Any
 
-from aura.fsutil import read_jsonl
+from aura.runtime.fsutil import read_jsonl
 from aura.scripted_server import ScriptedServer
 from conftest import REPO, Project, wait_for
 from llm_support import NO_OP, state, tool_step, use_llm, wait_finished

@@ -28,12 +28,12 @@ from aura.brain.memory import Memory
 from aura.brain.model_client import ClientSettings, ModelClient, ModelError, Usage, detect_provider
 from aura.brain.notify import Notifier
 from aura.brain.tools import Toolbox, ToolError, inside_project, validate
-from aura.config import load_config
-from aura.fsutil import read_jsonl
-from aura.paths import ProjectPaths
+from aura.runtime.config import load_config
+from aura.runtime.fsutil import read_jsonl
+from aura.runtime.paths import ProjectPaths
 from aura.scripted_server import ScriptedServer
 from conftest import REPO
-from supervisor.streams.claude import ClaudeStream
+from aura.supervisor.streams.claude import ClaudeStream
 
 NO_OP = {"tool": "no_op", "input": {"reason": "done"}}
 
@@ -387,7 +387,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_notifications_follow_the_level_and_a_slow_hook_never_blocks(tmp_path: Path) -> None:
-    from aura.logs import setup_logging
+    from aura.runtime.logs import setup_logging
     _Hook.got = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

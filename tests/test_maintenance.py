@@ -18,9 +18,9 @@ from aura.brain.changelog import TaskFileChangelog
 from aura.brain.costs import CostBook
 from aura.brain.model_client import Usage
 from aura.brain.state import StateStore, add_task, new_state, new_task
-from aura.config import load_config
-from aura.fsutil import atomic_write_json, read_json
-from aura.paths import ProjectPaths
+from aura.runtime.config import load_config
+from aura.runtime.fsutil import atomic_write_json, read_json
+from aura.runtime.paths import ProjectPaths
 from conftest import Project, wait_for
 
 DAY = 86400

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from aura.paths import ProjectPaths
+from aura.runtime.paths import ProjectPaths
 from conftest import Project, _alive, wait_for
-from ipc.client import Client
+from aura.ipc.client import Client
 
 
 def _start(project: Project, name: str, extra_env: dict | None = None) -> subprocess.Popen:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aura import proctitle
+from aura.runtime import proctitle
 from conftest import REPO
 from daemon_rig import Rig
 
@@ -24,7 +24,7 @@ def comm(pid: int | str) -> str:
 @linux_only
 def test_set_process_name_renames_the_process_in_a_subprocess() -> None:
     code = ("import sys, threading\n"
-            "from aura.proctitle import set_process_name\n"
+            "from aura.runtime.proctitle import set_process_name\n"
             "before = open('/proc/self/comm').read().strip()\n"
             "ok = set_process_name('aura-unit-test')\n"
             "after = open('/proc/self/comm').read().strip()\n"

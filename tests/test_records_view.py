@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from conftest import Project, wait_for
 from daemon_rig import Rig
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from aura.pidfile import is_alive, start_time
+from aura.runtime.pidfile import is_alive, start_time
 from conftest import wait_for
 from daemon_rig import Rig
-from supervisor import managed
+from aura.supervisor import managed
 
 JOB = """\
 import os, sys, time

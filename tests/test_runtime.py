@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aura.fsutil import read_jsonl
+from aura.runtime.fsutil import read_jsonl
 from conftest import REPO, Project, wait_for
 
 MEM_HOG = ("python3 -c \"import time; b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from conftest import Project, wait_for
-from supervisor.scope import scope_command, scoped
+from aura.supervisor.scope import scope_command, scoped
 
 FAKE = """#!/bin/sh
 echo "$@" >> "{log}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aura import sdnotify
+from aura.runtime import sdnotify
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aura.paths import project_id
+from aura.runtime.paths import project_id
 from conftest import REPO
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aura.config import KEYS, load_config
-from aura.paths import DAEMONS
+from aura.runtime.config import KEYS, load_config
+from aura.runtime.paths import DAEMONS
 from conftest import REPO, Project, wait_for
 
 TASK = "# Settings\n- [ ] sleep `sleep 60`\n"
@@ -119,7 +119,7 @@ def test_the_table_types_every_key_as_the_code_reads_it() -> None:
 
 
 def test_choices_and_booleans_take_the_usual_spellings_and_nothing_else() -> None:
-    from aura.settings_check import problems
+    from aura.runtime.settings_check import problems
     cfg = load_config(None, None, ["AURA_PLANNER= LOCAL ", "AURA_FILE_CACHE=Off", "AURA_API_PROVIDER="],
                       environ={})
     assert problems(cfg.values, cfg.sources) == []
@@ -299,7 +299,7 @@ def test_secret_values_are_never_printed_in_a_refusal(project: Project) -> None:
 
 
 def test_check_start_passes_the_defaults_and_the_test_settings() -> None:
-    from aura.settings_check import check_start
+    from aura.runtime.settings_check import check_start
     from conftest import FAST_ENV
     check_start(load_config(None, None, [], environ={}))
     check_start(load_config(None, None, [f"{k}={v}" for k, v in FAST_ENV.items()], environ={}))
@@ -307,8 +307,8 @@ def test_check_start_passes_the_defaults_and_the_test_settings() -> None:
 
 def test_no_backend_puts_a_key_on_the_worker_command_line(tmp_path: Path) -> None:
     """The shim's command line ends with the worker's: each backend passes keys in the environment."""
-    from aura.config import Config
-    from supervisor.backends import get_backend, plan_worker
+    from aura.runtime.config import Config
+    from aura.supervisor.backends import get_backend, plan_worker
     cfg = Config()
     for key, value in SECRETS.items():
         cfg.set(key, value, "test")

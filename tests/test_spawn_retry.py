@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from conftest import Project, wait_for
 
 LIMIT_GB = 0.2

@@ -12,8 +12,8 @@ import pytest
 
 from aura.brain import evidence as ev
 from aura.brain.taskfile import TaskFileError, parse_items, read_task_file
-from aura.config import ConfigError, load_config, parse_env_file
-from aura.paths import ProjectPaths
+from aura.runtime.config import ConfigError, load_config, parse_env_file
+from aura.runtime.paths import ProjectPaths
 from conftest import REPO
 
 
@@ -134,7 +134,7 @@ def test_socket_paths_stay_short_for_deep_project_paths(tmp_path: Path) -> None:
 
 
 def test_read_commands_do_not_import_the_model_sdk() -> None:
-    code = ("import sys; import aura.cli, aura.control, aura.launcher, ipc.client, supervisor.registry; "
+    code = ("import sys; import aura.cli, aura.control, aura.launcher, aura.ipc.client, aura.supervisor.registry; "
             "print('anthropic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -14,10 +14,10 @@ import signal
 
 import pytest
 
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from conftest import UNMET_RAM_RESERVE_GB, Project, wait_for
 from daemon_rig import GIB, Rig, gpu_state, rolling_averages, set_gpu
-from ipc.client import RemoteError
+from aura.ipc.client import RemoteError
 
 LIMIT_GB = 0.2
 HOG_MB = 300  # over LIMIT_GB

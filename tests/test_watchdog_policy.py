@@ -17,18 +17,18 @@ from typing import Any, Callable
 
 import pytest
 
-import watchdog.main as wmain
-import watchdog.workers as wworkers
-from aura.config import Config
+import aura.watchdog.main as wmain
+import aura.watchdog.workers as wworkers
+from aura.runtime.config import Config
 from conftest import UNMET_RAM_RESERVE_GB
-from aura.fsutil import atomic_write_json, read_json
-from aura.paths import ProjectPaths
-from ipc.envelope import BadArgs
-from supervisor.registry import Registry
-from watchdog.policy import (LIMITS, MIN_SAMPLES, Policy, WorkerWindow, check_task_limits, guard_mode,
+from aura.runtime.fsutil import atomic_write_json, read_json
+from aura.runtime.paths import ProjectPaths
+from aura.ipc.envelope import BadArgs
+from aura.supervisor.registry import Registry
+from aura.watchdog.policy import (LIMITS, MIN_SAMPLES, Policy, WorkerWindow, check_task_limits, guard_mode,
                              reserve_victim)
-from watchdog.sampler import NCPU, ProcStat, TreeSample, TreeTracker, read_tree, start_ticks
-from watchdog.workers import RegistryView, Watched
+from aura.watchdog.sampler import NCPU, ProcStat, TreeSample, TreeTracker, read_tree, start_ticks
+from aura.watchdog.workers import RegistryView, Watched
 
 GB = 1024 ** 3
 STEP = 0.2  # seconds between hand-made samples (the poll interval)
@@ -407,7 +407,7 @@ def test_read_tree_reads_the_whole_tree_and_guards_the_root_against_reuse(tree: 
 
 def test_watched_worker_falls_back_from_a_dead_shim_to_the_worker(tree: Any) -> None:
     proc, kids = tree
-    from aura.pidfile import start_time
+    from aura.runtime.pidfile import start_time
     rec = {"worker_id": "w", "shim_pid": kids[0], "shim_create_time": start_time(kids[0]),
            "worker_pid": proc.pid, "worker_create_time": start_time(proc.pid)}
     w = Watched(rec)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from claude_cli import claude_version, require_claude_cli
 
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from aura.scripted_server import ScriptedServer
 from conftest import Project, wait_for
 from workers_util import Supervisor, alive, clean_env, tree_of, uses_root

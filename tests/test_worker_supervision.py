@@ -39,7 +39,7 @@ def test_missing_executable_and_instant_failure_are_clear_and_nothing_hangs(sup:
     started = time.monotonic()
     missing = sup.spawn(task_id="t-missing", backend="shell", argv=["/no/such/program", "--flag"])
     crash = sup.spawn(task_id="t-crash", backend="shell", command="echo 'config.yaml: no such file' >&2; exit 3")
-    from ipc.client import RemoteError
+    from aura.ipc.client import RemoteError
     with pytest.raises(RemoteError) as claude_missing:
         sup.spawn(task_id="t-claude", backend="claude", prompt="anything")
     missing = sup.wait_exited(missing["worker_id"], 10)
@@ -66,7 +66,7 @@ def test_brain_blocks_tasks_whose_worker_cannot_start_with_the_reason(project: P
     st = wait_for(lambda: (s := project.status()).get("brain", {}).get("run", {}).get("finished")
                   and s["brain"]["counts"]["blocked"] == 2 and s, 60, what="the added task to be blocked")
     assert st["brain"]["counts"]["blocked"] == 2
-    from aura.fsutil import read_jsonl
+    from aura.runtime.fsutil import read_jsonl
     blocked = {d["task_id"]: d["reason"] for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
                if d.get("kind") == "status" and d.get("new") == "blocked" and d.get("task_id") != "ROOT"}
     reasons = sorted(blocked.values())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aura.control import call
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from conftest import Project, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"

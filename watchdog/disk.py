@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aura.diskspace import (
+from aura.runtime.diskspace import (
     MB,
     OUTPUT_KEY,
     RESERVE_KEY,

@@ -14,17 +14,17 @@ from typing import Any
 
 import psutil
 
-from aura.config import ConfigError
-from aura.daemon import Daemon
-from aura.diskspace import DISK_KEYS, disk_settings, parse_mb
-from aura.fsutil import atomic_write_json, disk_full, read_json
-from aura.paths import safe_name
-from aura.peers import PeerKeeper
-from aura.procgroup import group_alive, signal_group, signal_shim
-from aura.settings_check import suggestion
-from ipc import envelope as env
-from ipc.envelope import BadArgs, IpcError, arg
-from supervisor.registry import Registry
+from aura.runtime.config import ConfigError
+from aura.runtime.loop import Daemon
+from aura.runtime.diskspace import DISK_KEYS, disk_settings, parse_mb
+from aura.runtime.fsutil import atomic_write_json, disk_full, read_json
+from aura.runtime.paths import safe_name
+from aura.runtime.peers import PeerKeeper
+from aura.runtime.procgroup import group_alive, signal_group, signal_shim
+from aura.runtime.settings_check import suggestion
+from aura.ipc import envelope as env
+from aura.ipc.envelope import BadArgs, IpcError, arg
+from aura.supervisor.registry import Registry
 
 from .disk import DiskGuard, Stop
 from .gpu import GpuSampler, GpuSnapshot, best_free_bytes, tree_usage, visible_total_bytes

@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from aura.config import KEYS, Config, ConfigError
-from aura.settings_check import cross_problems, value_problem
+from aura.runtime.config import KEYS, Config, ConfigError
+from aura.runtime.settings_check import cross_problems, value_problem
 
 # config key -> (metric, "max" ceiling or "min" reserve, unit)
 LIMITS: dict[str, tuple[str, str, str]] = {

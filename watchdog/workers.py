@@ -14,9 +14,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from aura.fsutil import read_json
-from aura.pidfile import is_alive
-from supervisor.registry import LIVE_STATES, Registry
+from aura.runtime.fsutil import read_json
+from aura.runtime.pidfile import is_alive
+from aura.supervisor.registry import LIVE_STATES, Registry
 
 from .policy import WorkerWindow
 from .sampler import TreeSample, TreeTracker, read_tree, start_ticks

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from aura.fsutil import append_line, atomic_write_text, read_jsonl
+from aura.runtime.fsutil import append_line, atomic_write_text, read_jsonl
 
 MAX_DIFF_LINES = 60
 _REQUIREMENT = ("#", "- [ ]", "- [x]", "- [X]", "* [ ]")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from . import costs as costmod
 from .state import ROOT, TERMINAL, attempt_no, counts, walk

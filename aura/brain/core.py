@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from aura.config import Config
-from aura.paths import ProjectPaths
-from ipc.client import Client, DaemonUnavailable, RemoteError
-from ipc.envelope import RESERVE_SHORT
+from aura.runtime.config import Config
+from aura.runtime.paths import ProjectPaths
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError
+from aura.ipc.envelope import RESERVE_SHORT
 
 from . import evidence as ev
 from . import parking
@@ -317,8 +317,8 @@ class BrainCore:
     def resource_killed(self, task: dict, worker: dict) -> None:
         """Kill #1: back to pending once, with the reason, for a smaller retry. Kill #2: blocked, plus a
         resource-fix subtask carrying the samples the watchdog recorded to justify both kills."""
-        from aura.fsutil import read_json  # local: this method is the only user
-        from aura.paths import safe_name
+        from aura.runtime.fsutil import read_json  # local: this method is the only user
+        from aura.runtime.paths import safe_name
 
         kill = worker.get("kill") or {}
         wid = str(worker.get("worker_id") or "")

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aura.config import Config
-from aura.fsutil import append_line
+from aura.runtime.config import Config
+from aura.runtime.fsutil import append_line
 
 from .model_client import Usage
 from .pricing import Prices, brain_prices, worker_prices

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from aura.fsutil import append_line, disk_full, read_jsonl
+from aura.runtime.fsutil import append_line, disk_full, read_jsonl
 
 
 class DecisionLog:

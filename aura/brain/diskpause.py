@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aura.diskspace import MB, RESERVE_KEY, DiskState, disk_settings, free_bytes
-from aura.fsutil import disk_full
-from aura.paths import ProjectPaths
+from aura.runtime.diskspace import MB, RESERVE_KEY, DiskState, disk_settings, free_bytes
+from aura.runtime.fsutil import disk_full
+from aura.runtime.paths import ProjectPaths
 
 CHECK_EVERY = 2.0  # seconds between checks of the free space
 

@@ -10,7 +10,7 @@ the reason, never spawned to fail.
 
 from __future__ import annotations
 
-from aura.workercli import agent_task_problem
+from aura.runtime.workercli import agent_task_problem
 
 from .core import BrainCore
 from .state import ROOT

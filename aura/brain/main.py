@@ -13,12 +13,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from aura.config import ConfigError
-from aura.daemon import Daemon
-from aura.fsutil import disk_full, read_json
-from aura.settings_check import value_problem
-from ipc.envelope import BadArgs, arg
-from ipc.events import EventFeed
+from aura.runtime.config import ConfigError
+from aura.runtime.loop import Daemon
+from aura.runtime.fsutil import disk_full, read_json
+from aura.runtime.settings_check import value_problem
+from aura.ipc.envelope import BadArgs, arg
+from aura.ipc.events import EventFeed
 
 from . import costs as costmod
 from . import progress, stall

@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from aura.fsutil import atomic_write_text, open_private
+from aura.runtime.fsutil import atomic_write_text, open_private
 
 MEM_TYPES = ("fact", "lesson", "pattern", "decision")
 HEADER = "# Aura long-term memory\n\nNewest entries last in this file; the model sees them newest first.\n"

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 PROVIDERS = ("anthropic", "deepseek", "openai")
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})

@@ -22,8 +22,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aura.config import Config
-from aura.fsutil import append_line
+from aura.runtime.config import Config
+from aura.runtime.fsutil import append_line
 
 EVENTS = ("task_done", "task_blocked", "budget_warning", "budget_reached", "goal_done", "daemon_down", "disk_low",
           "disk_ok", "safe_mode_entered", "safe_mode_left", "no_progress")

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 RESUMABLE = ("claude", "opencode", "codex")
 MAX_PARK_S = 6 * 3600.0  # never believe a limit message that names a time further away than this

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 PRICE_KEYS = {"miss": "CACHE_MISS", "hit": "CACHE_HIT", "output": "OUTPUT", "write_5m": "CACHE_WRITE",
               "write_1h": "CACHE_WRITE"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aura.fsutil import atomic_write_text
+from aura.runtime.fsutil import atomic_write_text
 
 from .state import counts, walk
 

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .state import ROOT
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from aura.fsutil import atomic_write_json, read_json
+from aura.runtime.fsutil import atomic_write_json, read_json
 
 SCHEMA = 1
 STATUSES = ("pending", "in_progress", "blocked", "completed", "failed", "archived", "killed")

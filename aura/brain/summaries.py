@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aura.fsutil import atomic_write_text
-from aura.paths import ProjectPaths, safe_name
+from aura.runtime.fsutil import atomic_write_text
+from aura.runtime.paths import ProjectPaths, safe_name
 
 from . import costs as costmod
 from .state import attempt_no, counts, walk

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from aura.fsutil import atomic_write_text
-from aura.paths import safe_name
+from aura.runtime.fsutil import atomic_write_text
+from aura.runtime.paths import safe_name
 
 from .memory import MEM_TYPES
 from .state import ROOT, STATUSES, TERMINAL, not_before

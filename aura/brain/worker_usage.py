@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ipc.client import Client, DaemonUnavailable, RemoteError
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 
 ASK_TIMEOUT = 1.0
 DOWN = "watchdog down: no CPU, RSS, GPU or strike figures"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aura.config import Config
-from aura.fsutil import atomic_write_text, make_dirs
+from aura.runtime.config import Config
+from aura.runtime.fsutil import atomic_write_text, make_dirs
 
 from .state import ROOT, attempt_no
 
@@ -115,8 +115,8 @@ def _siblings_section(state: dict, task: dict) -> list[str]:
 
 def _resource_section(task: dict, cfg: Config) -> list[str]:
     """The resource limits in force for this task, so a worker can stay inside them."""
-    from supervisor.workerenv import LIMIT_KEYS
-    from watchdog.policy import guard_mode
+    from aura.supervisor.workerenv import LIMIT_KEYS
+    from aura.watchdog.policy import guard_mode
 
     overrides = task.get("limits") or {}
     enforced = guard_mode(str(overrides.get(LIMIT_KEYS[0], cfg.str(LIMIT_KEYS[0])))) == "on"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .base import OUTCOMES, Backend, BackendError, LaunchPlan, decide_outcome
 from .claude import ClaudeBackend

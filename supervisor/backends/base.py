@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aura.config import Config
-from aura.fsutil import atomic_write_text
-from supervisor.streams.common import OUTCOMES
+from aura.runtime.config import Config
+from aura.runtime.fsutil import atomic_write_text
+from aura.supervisor.streams.common import OUTCOMES
 
 KILL_SIGNALS = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP}
 TIMEOUT_EXIT = 124  # timeout(1)'s convention

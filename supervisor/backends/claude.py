@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .base import BackendError, LaunchPlan, decide_outcome, pass_env, resolve_exe
 
@@ -63,7 +63,7 @@ class ClaudeBackend:
                           stdout_name="output.jsonl", home_writable=[".claude", ".claude.json"])
 
     def new_parser(self) -> Any | None:
-        from supervisor.streams.claude import ClaudeStream
+        from aura.supervisor.streams.claude import ClaudeStream
         return ClaudeStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .base import BackendError, LaunchPlan, decide_outcome, pass_env, resolve_exe
 
@@ -49,7 +49,7 @@ class CodexBackend:
         return LaunchPlan(exe=exe, argv=argv, cwd=cwd, env=env, stdout_name="output.jsonl", home_writable=[".codex"])
 
     def new_parser(self) -> Any | None:
-        from supervisor.streams.codex import CodexStream
+        from aura.supervisor.streams.codex import CodexStream
         return CodexStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

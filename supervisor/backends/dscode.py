@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .base import LaunchPlan, decide_outcome, resolve_exe, task_file
 
@@ -49,7 +49,7 @@ class DsCodeBackend:
                           env=env, stdout_name="output.txt")
 
     def new_parser(self) -> Any | None:
-        from supervisor.streams.text import TextStream
+        from aura.supervisor.streams.text import TextStream
         return TextStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

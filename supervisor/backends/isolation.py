@@ -19,9 +19,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from aura.config import Config
+from aura.runtime.config import Config
 
-from supervisor.workerenv import LIMIT_KEYS
+from aura.supervisor.workerenv import LIMIT_KEYS
 
 from .base import BackendError, LaunchPlan
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .base import LaunchPlan, decide_outcome, pass_env, resolve_exe, task_file
 
@@ -43,7 +43,7 @@ class OpenCodeBackend:
                           home_writable=[".local/share/opencode", ".config/opencode", ".cache/opencode"])
 
     def new_parser(self) -> Any | None:
-        from supervisor.streams.opencode import OpenCodeStream
+        from aura.supervisor.streams.opencode import OpenCodeStream
         return OpenCodeStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 from .base import BackendError, LaunchPlan, basic_outcome
 

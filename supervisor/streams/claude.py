@@ -24,7 +24,7 @@ import signal as _signal
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.streams.common import OUTCOMES, ToolCalls, parse_json_line, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
+from aura.supervisor.streams.common import OUTCOMES, ToolCalls, parse_json_line, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
 
 __all__ = ["OUTCOMES", "ClaudeStream", "classify_claude"]
 

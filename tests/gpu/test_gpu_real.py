@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aura.fsutil import read_json, read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from conftest import REPO, Project, wait_for
 from daemon_rig import GIB, Rig, gpu_state, install_fake_nvml, rolling_averages
 

@@ -2,7 +2,7 @@
 
 A value outside its range, a misspelt key, or settings that cannot work together refuse the start
 with one line per problem naming the key, the value, where it came from and what is allowed. The
-types and ranges are aura.config.KEYS; the rules that tie several keys together live here.
+types and ranges are aura.runtime.config.KEYS; the rules that tie several keys together live here.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def suggestion(key: str, names: Iterable[str] | None = None) -> str:
     close = [name for ratio, name in scored[:3] if ratio >= max(0.6, best - 0.1)]  # a clear winner stands alone
     if close:
         return "; did you mean " + (f"{', '.join(close[:-1])} or " if len(close) > 1 else "") + close[-1] + "?"
-    return "" if names is not None else "; aura/config.py lists every setting"
+    return "" if names is not None else "; aura/runtime/config.py lists every setting"
 
 
 def value_problem(key: str, raw: str, source: str) -> str | None:

@@ -24,11 +24,12 @@ from typing import Any, Callable
 import zmq
 from filelock import FileLock, Timeout
 
-from ipc import envelope as env
-from ipc.events import Publisher
-from ipc.server import Handler, RequestServer
+from aura.ipc import envelope as env
+from aura.ipc.events import Publisher
+from aura.ipc.server import Handler, RequestServer
 
-from . import __version__, sdnotify
+from aura import __version__
+from . import sdnotify
 from .config import Config, ConfigError, load_config
 from .crashlog import crash_line
 from .fsutil import disk_full
@@ -303,13 +304,13 @@ def _drain(sock: socket.socket) -> None:
 
 def _daemon_class(name: str) -> type[Daemon]:
     if name == "supervisor":
-        from supervisor.main import SupervisorDaemon
+        from aura.supervisor.main import SupervisorDaemon
         return SupervisorDaemon
     if name == "watchdog":
-        from watchdog.main import WatchdogDaemon
+        from aura.watchdog.main import WatchdogDaemon
         return WatchdogDaemon
     if name == "brain":
-        from .brain.main import BrainDaemon
+        from aura.brain.main import BrainDaemon
         return BrainDaemon
     raise SystemExit(f"unknown daemon {name!r}: expected supervisor, watchdog or brain")
 

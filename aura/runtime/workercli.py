@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aura.config import Config
+from aura.runtime.config import Config
 
 SHELL = "shell"
 LAYER2_KEY = "AURA_LAYER2_BACKEND"

@@ -28,7 +28,7 @@ from .liveness import PingWatch, kill_instance
 from .pidfile import is_alive, live_record
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .loop import Daemon
 
 CHECK_INTERVAL = 0.5
 START_GRACE = 30.0  # how long a copy we started may take to take its lock before we give up on it

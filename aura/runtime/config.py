@@ -5,7 +5,7 @@ Precedence, lowest first (documented in the README):
   < --config FILE < --override KEY=VALUE
 
 KEYS gives every key its type and the values it allows. Values stay strings until read through a
-typed getter; `aura.settings_check` checks all of them once, when a run or a daemon starts, so a
+typed getter; `aura.runtime.settings_check` checks all of them once, when a run or a daemon starts, so a
 getter never meets a value it cannot use and nothing runs on a value that would not work.
 """
 

@@ -15,7 +15,7 @@ import time
 import psutil
 import zmq
 
-from ipc import envelope as env
+from aura.ipc import envelope as env
 
 from .pidfile import START_TIME_TOLERANCE
 
