@@ -27,15 +27,29 @@ import time
 from pathlib import Path
 
 
-def _import_root() -> str:
-    """The folder that holds the `aura` package: the checkout (source tree, editable install) or
-    site-packages (regular install). The shim runs as a script with `python -I -S` (a fast start;
-    nothing of Aura's leaks into the worker's environment): -I leaves the script's own folder off
-    sys.path and -S the editable install's finder out, so the shim puts this folder on its path."""
-    return str(next(p for p in Path(__file__).resolve().parents if (p / "aura" / "__init__.py").is_file()))
+def _load_aura() -> None:
+    """Make `aura` and `aura.supervisor` importable without site-packages.
+
+    The shim runs as a script under `python -I -S` (a fast start; nothing of Aura's leaks into the
+    worker's environment): -I leaves the script's folder off sys.path and -S leaves out the editable
+    install's import mapping. So the shim puts the folder holding the `aura` package on its path
+    (site-packages in a regular install, the checkout otherwise) and, in a checkout, where this
+    folder is `supervisor/` beside `aura/`, maps it to `aura.supervisor` itself (pyproject.toml's
+    package-dir does the same for an installed Aura)."""
+    here = Path(__file__).resolve().parent
+    root = next(p for p in here.parents if (p / "aura" / "__init__.py").is_file())
+    sys.path.insert(0, str(root))
+    if here.parent != root / "aura":
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("aura.supervisor", here / "__init__.py",
+                                                      submodule_search_locations=[str(here)])
+        assert spec is not None and spec.loader is not None
+        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
 
 
-sys.path.insert(0, _import_root())
+_load_aura()
 from aura.runtime.fsutil import atomic_write_json, disk_full, open_private  # noqa: E402
 from aura.runtime.procgroup import group_alive as _group_alive  # noqa: E402
 from aura.runtime.proctitle import set_process_name  # noqa: E402

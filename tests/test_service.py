@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aura import service as svcmod
-from aura.runtime.loop import EXIT_CONFIG
+from aura.daemon import EXIT_CONFIG
 from aura.runtime.paths import project_id
 from aura.service import Host, ProjectService, ServiceError, render_launchd, render_systemd
 from aura.service_cli import service
