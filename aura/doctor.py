@@ -112,7 +112,7 @@ def backend_checks(cfg: Any, tf: Any) -> list[Check]:
         lines = ", ".join(str(item.line) for item in agents[:8]) + (" ..." if len(agents) > 8 else "")
         return [Check(name, False, f"the task file's item(s) without a command (line {lines}) go to the {backend} "
                                    f"backend, but {problem}. Nothing was started.", fatal=True)]
-    from aura.watchdog.policy import guard_mode
+    from aura.runtime.limits import guard_mode
     if guard_mode(cfg.str("AURA_WORKER_RESOURCE_GUARD")) == "on":
         return [Check(name, False, f"warning: a task the watchdog kills twice gets a resource-fix subtask for the "
                                    f"{backend} backend, but {problem}; such a subtask would be blocked")]

@@ -209,7 +209,7 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
 
     from aura.ipc.events import EventFeed
 
-    from .eventfmt import format_event
+    from .runtime.eventkinds import stream_line
 
     ctx = zmq.Context()
     feed = EventFeed(ctx, {n: (paths.pub_endpoint(n), paths.journal(n)) for n in DAEMONS},
@@ -222,7 +222,7 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
                 events += feed.catch_up()
                 last_catch_up = time.monotonic()
             for ev in events:
-                line = format_event(ev)
+                line = stream_line(ev)
                 if line:
                     echo(line)
                 if stop_on_finish and ev.get("kind") == "cycle_done" and ev.get("data", {}).get("finished"):

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 from .runtime.fsutil import read_json, read_jsonl
 from .runtime.paths import DAEMONS, ProjectPaths, safe_name
 from .runtime.pidfile import is_alive
+from .runtime.records import kills_dir
 
 DAY = 86400.0
 LIVE_STATES = ("starting", "running", "orphaned")  # as aura.supervisor.registry (not imported: keep this light)
@@ -302,7 +303,7 @@ def run_folders(paths: ProjectPaths) -> dict[str, Path]:
     worker id (a new run reuses the ids, so old records would pass as the new run's) and the event
     journals (a new state reads them from the start). Settings stay: the project's config.env and
     the limits changed at run time (run/watchdog/limits.json); so do the daemons' logs."""
-    return {"events": paths.events_dir, "workers": paths.workers_dir, "watchdog-kills": paths.watchdog_dir / "kills",
+    return {"events": paths.events_dir, "workers": paths.workers_dir, "watchdog-kills": kills_dir(paths),
             "workspace": paths.data / "workspace", "summaries": paths.data / "summaries", "memory": paths.memory_dir}
 
 

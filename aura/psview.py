@@ -9,17 +9,17 @@ from the shim's exit record.
 
 from __future__ import annotations
 
-from aura.runtime.fsutil import read_json
-from aura.runtime.paths import ProjectPaths, safe_name
+from aura.runtime.paths import ProjectPaths
+from aura.runtime.records import watchdog_kill
 
 
 def workers_from_disk(paths: ProjectPaths) -> list[dict]:
-    from aura.supervisor.registry import Registry, merged_view
+    from aura.runtime.records import WorkerRecords
 
-    reg = Registry(paths)
+    reg = WorkerRecords(paths)
     out = []
     for rec in reg.records():
-        view = merged_view(reg, rec)
+        view = reg.view(rec)
         if view.get("state") == "exited" and not view.get("outcome"):
             view = settled_view(paths, view, reg.launch(rec["worker_id"]) or {})
         out.append(view)
@@ -31,7 +31,7 @@ def settled_view(paths: ProjectPaths, view: dict, launch: dict) -> dict:
     from aura.supervisor.backends import BackendError, decide_outcome, get_backend
 
     exit_rec = view.get("exit") or {}
-    kill = view.get("kill") or _watchdog_kill(paths, view["worker_id"])
+    kill = view.get("kill") or watchdog_kill(paths, view["worker_id"])
     try:
         outcome = get_backend(str(view.get("backend") or "shell")).outcome(exit_rec, kill, None)
     except BackendError:
@@ -40,10 +40,3 @@ def settled_view(paths: ProjectPaths, view: dict, launch: dict) -> dict:
         outcome = f"exit {exit_rec.get('exit_code')}"
     started = view.get("started_at") or launch.get("started_at") or exit_rec.get("started_at")
     return {**view, "outcome": outcome, "ended_at": exit_rec.get("ended_at"), "started_at": started}
-
-
-def _watchdog_kill(paths: ProjectPaths, worker_id: str) -> dict | None:
-    rec = read_json(paths.watchdog_dir / "kills" / f"{safe_name(worker_id)}.json")
-    if not isinstance(rec, dict):
-        return None
-    return {"by": "watchdog", "reason_code": "resource", "reason": rec.get("reason")}

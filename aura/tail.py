@@ -166,9 +166,9 @@ def formatter(backend: str, raw: bool = False) -> Callable[[str], list[str]]:
 
 def find_worker(paths: Any, name: str) -> dict:
     """The worker `name`, or the latest worker of task `name` (records read from disk)."""
-    from aura.supervisor.registry import Registry, merged_view
-    reg = Registry(paths)
-    records = [merged_view(reg, r) for r in reg.records()]
+    from aura.runtime.records import WorkerRecords
+    reg = WorkerRecords(paths)
+    records = [reg.view(r) for r in reg.records()]
     exact = [r for r in records if r.get("worker_id") == name]
     of_task = sorted((r for r in records if r.get("task_id") == name), key=lambda r: r.get("created_at") or 0)
     found = exact or of_task
@@ -217,12 +217,13 @@ def follow(path: Path, fmt: Callable[[str], list[str]], offset: int, partial: by
 
 
 def worker_done(paths: Any, worker_id: str) -> Callable[[], bool]:
-    from aura.supervisor.registry import Registry, merged_view
+    from aura.runtime.records import WorkerRecords
+    from aura.runtime.vocab import LIVE_STATES
 
     def done() -> bool:
-        reg = Registry(paths)
+        reg = WorkerRecords(paths)
         rec = reg.record(worker_id)
-        return rec is None or merged_view(reg, rec).get("state") not in ("starting", "running", "orphaned")
+        return rec is None or reg.view(rec).get("state") not in LIVE_STATES
 
     return done
 

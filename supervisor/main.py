@@ -35,8 +35,11 @@ from aura.ipc.server import Deferred
 from . import exitrecord
 from .backends import BackendError, get_backend, plan_worker
 from .monitor import OutputMonitor
-from .outputs import trim_outputs, watchdog_kill
-from .registry import LIVE_STATES, Registry
+from .outputs import trim_outputs
+from aura.runtime.records import watchdog_kill
+from aura.runtime.vocab import LIVE_STATES
+
+from .registry import Registry
 from .scope import scope_command, scoped
 from .workerenv import worker_env
 

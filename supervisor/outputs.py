@@ -22,22 +22,9 @@ from aura.runtime.diskspace import (
     keep_bytes,
     trim_middle,
 )
-from aura.runtime.fsutil import read_json
-from aura.runtime.paths import ProjectPaths, safe_name
+from aura.runtime.paths import ProjectPaths
+from aura.runtime.vocab import DISK_OUTCOMES
 
-WATCHDOG_STOPS = ("output_limit", "disk_low")  # kill reason codes whose worker's output is cut down
-
-
-def watchdog_kill(paths: ProjectPaths, wid: str) -> dict | None:
-    """The watchdog's kill of this worker, from the record it wrote before signalling, if any."""
-    rec = read_json(paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json")
-    if not isinstance(rec, dict):
-        return None
-    kill = {"by": "watchdog", "reason_code": rec.get("reason_code") or "resource", "reason": rec.get("reason"),
-            "requested_at": rec.get("killed_at"), "limit": rec.get("limit")}
-    if rec.get("keep_bytes"):
-        kill["keep_bytes"] = rec["keep_bytes"]
-    return kill
 
 
 def trim_outputs(rec: dict, kill: dict | None, cfg: Any, paths: ProjectPaths) -> dict:
@@ -49,7 +36,7 @@ def trim_outputs(rec: dict, kill: dict | None, cfg: Any, paths: ProjectPaths) ->
     files = [p for p in (rec.get("output"), rec.get("error_log")) if p]
     sizes = {p: _size(p) for p in files}
     code = (kill or {}).get("reason_code")
-    if code in WATCHDOG_STOPS:
+    if code in DISK_OUTCOMES:  # stopped for its output or the disk: its output is cut down
         why = f"the watchdog stopped the worker: {(kill or {}).get('reason')}"
     elif cap and sum(sizes.values()) > cap:
         why = f"the output passed {OUTPUT_KEY}={settings[OUTPUT_KEY]:g} MB"

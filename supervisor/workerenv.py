@@ -12,6 +12,7 @@ import os
 from typing import Mapping
 
 from aura.runtime.config import Config
+from aura.runtime.limits import LIMIT_KEYS
 
 BASE_ALLOW = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
@@ -24,11 +25,6 @@ BASE_ALLOW = (
 )
 BASE_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NCCL_")
 
-LIMIT_KEYS = (
-    "AURA_WORKER_RESOURCE_GUARD", "AURA_WORKER_MAX_CPU_PERCENT", "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT",
-    "AURA_WORKER_MAX_GPU_UTIL_PERCENT", "AURA_WORKER_MAX_GPU_MEMORY_PERCENT", "AURA_WORKER_MAX_SYSTEM_MEMORY_GB",
-    "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB", "AURA_WORKER_MAX_GPU_MEMORY_GB", "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB",
-)
 
 
 def _patterns(cfg_value: str) -> list[str]:

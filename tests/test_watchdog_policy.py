@@ -24,7 +24,7 @@ from conftest import UNMET_RAM_RESERVE_GB
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
 from aura.ipc.envelope import BadArgs
-from aura.supervisor.registry import Registry
+from aura.runtime.records import WorkerRecords
 from aura.watchdog.policy import (LIMITS, MIN_SAMPLES, Policy, WorkerWindow, check_task_limits, guard_mode,
                              reserve_victim)
 from aura.watchdog.sampler import NCPU, ProcStat, TreeSample, TreeTracker, read_tree, start_ticks
@@ -426,7 +426,7 @@ def test_registry_view_rereads_only_changed_records_and_forgets_ended_ones(
     monkeypatch.setattr(wworkers, "RACY_NS", 0)
     paths = ProjectPaths.for_root(tmp_path)
     paths.ensure()
-    view = RegistryView(Registry(paths))
+    view = RegistryView(WorkerRecords(paths))
     rec = {"worker_id": "w1", "state": "running", "worker_pid": os.getpid()}
     atomic_write_json(paths.workers_dir / "w1" / "record.json", rec)
     first = view.live()["w1"]

@@ -18,13 +18,12 @@ from aura.runtime.config import ConfigError
 from aura.runtime.loop import Daemon
 from aura.runtime.diskspace import DISK_KEYS, disk_settings, parse_mb
 from aura.runtime.fsutil import atomic_write_json, disk_full, read_json
-from aura.runtime.paths import safe_name
 from aura.runtime.peers import PeerKeeper
 from aura.runtime.procgroup import group_alive, signal_group, signal_shim
 from aura.runtime.settings_check import suggestion
 from aura.ipc import envelope as env
 from aura.ipc.envelope import BadArgs, IpcError, arg
-from aura.supervisor.registry import Registry
+from aura.runtime.records import WorkerRecords, kill_record_path
 
 from .disk import DiskGuard, Stop
 from .gpu import GpuSampler, GpuSnapshot, best_free_bytes, tree_usage, visible_total_bytes
@@ -41,7 +40,7 @@ class WatchdogDaemon(Daemon):
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
-        self.registry = Registry(self.paths)
+        self.registry = WorkerRecords(self.paths)
         self.view = RegistryView(self.registry)
         self.overrides: dict[str, str] = self._load_overrides()
         self.policy = Policy.from_config(self.cfg, self.overrides)
@@ -289,7 +288,7 @@ class WatchdogDaemon(Daemon):
     def _write_kill_record(self, wid: str, record: dict) -> None:
         """Written before the signal; on a full disk kept and retried at each sample."""
         try:
-            atomic_write_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json", record)
+            atomic_write_json(kill_record_path(self.paths, wid), record)
         except OSError as exc:
             if not disk_full(exc):
                 raise

@@ -13,31 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from aura.runtime.config import KEYS, Config, ConfigError
+from aura.runtime.limits import LIMITS, guard_mode
 from aura.runtime.settings_check import cross_problems, value_problem
 
-# config key -> (metric, "max" ceiling or "min" reserve, unit)
-LIMITS: dict[str, tuple[str, str, str]] = {
-    "AURA_WORKER_MAX_CPU_PERCENT": ("cpu_percent", "max", "%"),
-    "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT": ("mem_percent", "max", "%"),
-    "AURA_WORKER_MAX_SYSTEM_MEMORY_GB": ("rss_gb", "max", "GB"),
-    "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": ("system_free_gb", "min", "GB"),
-    "AURA_WORKER_MAX_GPU_UTIL_PERCENT": ("gpu_util_percent", "max", "%"),
-    "AURA_WORKER_MAX_GPU_MEMORY_PERCENT": ("gpu_mem_percent", "max", "%"),
-    "AURA_WORKER_MAX_GPU_MEMORY_GB": ("gpu_mem_gb", "max", "GB"),
-    "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB": ("gpu_free_gb", "min", "GB"),
-}
 POLICY_KEYS = ("AURA_WORKER_RESOURCE_GUARD", "AURA_WORKER_RESOURCE_POLL_SECONDS",
                "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_VIOLATION_STRIKES",
                "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS")
 MIN_SAMPLES = 2
 EVIDENCE_MAX = 240  # samples a kill record may carry (the strike run and the windows behind it)
-
-
-def guard_mode(value: str) -> str:
-    v = value.strip().lower()
-    if v in ("dry-run", "dry_run", "dryrun"):
-        return "dry-run"
-    return "off" if v in ("0", "false", "no", "off", "") else "on"
 
 
 def check_task_limits(values: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from aura.runtime.fsutil import read_json
 from aura.runtime.pidfile import is_alive
-from aura.supervisor.registry import LIVE_STATES, Registry
+from aura.runtime.records import WorkerRecords
+from aura.runtime.vocab import LIVE_STATES
 
 from .policy import WorkerWindow
 from .sampler import TreeSample, TreeTracker, read_tree, start_ticks
@@ -32,7 +33,7 @@ def _key(st: os.stat_result) -> tuple[int, int, int]:
 class RegistryView:
     """Live workers' records, from the registry folder, with per-file change detection."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: WorkerRecords):
         self.registry = registry
         self.root = str(registry.root)
         self._dir_key: tuple[int, int, int] | None = None

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from aura.runtime.config import Config
 from aura.runtime.paths import ProjectPaths
+from aura.runtime.records import kill_record
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.envelope import RESERVE_SHORT
 
@@ -317,12 +318,10 @@ class BrainCore:
     def resource_killed(self, task: dict, worker: dict) -> None:
         """Kill #1: back to pending once, with the reason, for a smaller retry. Kill #2: blocked, plus a
         resource-fix subtask carrying the samples the watchdog recorded to justify both kills."""
-        from aura.runtime.fsutil import read_json  # local: this method is the only user
-        from aura.runtime.paths import safe_name
 
         kill = worker.get("kill") or {}
         wid = str(worker.get("worker_id") or "")
-        record = read_json(self.paths.watchdog_dir / "kills" / f"{safe_name(wid)}.json") if wid else None
+        record = kill_record(self.paths, wid) if wid else None
         record = record if isinstance(record, dict) else {}
         kills = int(task.get("resource_kills", 0)) + 1
         task["resource_kills"] = kills

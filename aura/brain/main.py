@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.config import ConfigError
+from aura.runtime.eventkinds import NOTIFIED, WAKES_BRAIN
 from aura.runtime.loop import Daemon
 from aura.runtime.fsutil import disk_full, read_json
 from aura.runtime.settings_check import value_problem
@@ -26,15 +27,12 @@ from .changelog import TaskFileChangelog
 from .core import BrainCore
 from .diskpause import CHECK_EVERY, DiskPause
 from .local_planner import LocalPlanner
-from .notify import EVENTS as NOTIFY_EVENTS
 from .notify import Notifier
 from .pricing import start_notice
 from .state import ROOT, TERMINAL, counts, tree_lines, tree_rows
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
-WAKE_EVENTS = ("worker_exited", "worker_resource_killed", "worker_adopted", "daemon_restarted", "worker_stuck",
-               "worker_loop", "limits_changed")
 RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02
@@ -75,7 +73,7 @@ class BrainDaemon(Daemon):
         return ev
 
     def _after_event(self, kind: str, data: dict) -> None:
-        if kind in NOTIFY_EVENTS:
+        if kind in NOTIFIED:
             self.notifier.notify(kind, data)
         core = self.core
         if core is None or not self.cfg.bool("AURA_TASK_SUMMARY"):
@@ -197,7 +195,7 @@ class BrainDaemon(Daemon):
         for e in events:
             if e.get("kind") == "daemon_down":  # a peer gave up restarting another daemon
                 self.notifier.notify("daemon_down", e.get("data") or {})
-        wake = [e for e in events if e.get("kind") in WAKE_EVENTS]
+        wake = [e for e in events if e.get("kind") in WAKES_BRAIN]
         if wake:
             self.request_cycle(f"event {wake[-1]['kind']}", EVENT_BATCH_DELAY)
 

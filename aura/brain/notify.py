@@ -1,9 +1,8 @@
 """Notifications: a user command and/or a webhook run on the events a person waits for.
 
-Events: task_done, task_blocked, budget_warning, budget_reached, goal_done, daemon_down, disk_low,
-disk_ok, safe_mode_entered, safe_mode_left, no_progress (nothing started, ended or answered for
-AURA_NO_PROGRESS_MINUTES; once per stall). Levels (AURA_NOTIFY_LEVEL): `state_changes` (all of
-them), `done_only` (the run ended or cannot go on: goal_done, budget_reached, disk_low), `silent`.
+Which events are sent is the `notify` flag of each kind in aura.runtime.eventkinds. Levels
+(AURA_NOTIFY_LEVEL): `state_changes` (all of them), `done_only` (the `urgent` ones: the run ended or
+cannot go on), `silent`.
 
 The command runs through /bin/sh with AURA_EVENT, AURA_MESSAGE, AURA_EVENT_JSON, AURA_TASK_ID
 and AURA_PROJECT_ROOT set; the webhook receives the same JSON as a POST. Each runs in a thread
@@ -23,34 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.config import Config
+from aura.runtime.eventkinds import NOTIFIED, URGENT, text_of
 from aura.runtime.fsutil import append_line
 
-EVENTS = ("task_done", "task_blocked", "budget_warning", "budget_reached", "goal_done", "daemon_down", "disk_low",
-          "disk_ok", "safe_mode_entered", "safe_mode_left", "no_progress")
 LEVELS: dict[str, frozenset[str]] = {
-    "state_changes": frozenset(EVENTS),
-    "done_only": frozenset({"goal_done", "budget_reached", "disk_low"}),
+    "state_changes": NOTIFIED,
+    "done_only": URGENT,
     "silent": frozenset(),
 }
 
 
 def message_for(kind: str, data: dict) -> str:
-    """One human line per event (what a phone notification shows)."""
-    if data.get("message"):
-        return str(data["message"])
-    if kind == "task_done":
-        return f"task {data.get('task_id')} done: {data.get('title') or ''}".strip()
-    if kind == "task_blocked":
-        return f"task {data.get('task_id')} blocked: {data.get('reason') or ''}".strip()
-    if kind == "goal_done":
-        return f"goal done: {data.get('mission') or ''}".strip()
-    if kind == "daemon_down":
-        return f"{data.get('daemon')} is down: {data.get('reason') or ''}".strip()
-    if kind == "safe_mode_entered":
-        return f"safe mode: no new workers until it ends ({data.get('reason') or 'no reason given'})"
-    if kind == "safe_mode_left":
-        return f"safe mode ended: {data.get('reason') or ''}".strip()
-    return f"{kind}: {json.dumps(data, default=str)[:300]}"
+    """One human line per event (what a phone notification shows): the event's own message, else its line."""
+    return str(data.get("message") or text_of(kind, data))
 
 
 class Notifier:

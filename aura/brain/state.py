@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aura.runtime.fsutil import atomic_write_json, read_json
+from aura.runtime.vocab import REASON_SHOWN, TASK_ENDED, TASK_STATUSES
 
 SCHEMA = 1
-STATUSES = ("pending", "in_progress", "blocked", "completed", "failed", "archived", "killed")
-TERMINAL = ("completed", "archived", "blocked", "failed", "killed")
+STATUSES = TASK_STATUSES
+TERMINAL = TASK_ENDED
 ROOT = "ROOT"
 
 
@@ -147,7 +148,7 @@ def tree_lines(state: dict) -> list[str]:
     return [f"{'  ' * (d - 1)}{t['id']} [{t['status']}] {t.get('title', '')[:80]}" for d, t in walk(state) if d]
 
 
-SHOWN_REASONS = ("blocked", "failed", "killed")
+SHOWN_REASONS = REASON_SHOWN
 
 
 def tree_rows(state: dict) -> list[dict]:

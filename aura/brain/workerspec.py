@@ -115,8 +115,7 @@ def _siblings_section(state: dict, task: dict) -> list[str]:
 
 def _resource_section(task: dict, cfg: Config) -> list[str]:
     """The resource limits in force for this task, so a worker can stay inside them."""
-    from aura.supervisor.workerenv import LIMIT_KEYS
-    from aura.watchdog.policy import guard_mode
+    from aura.runtime.limits import LIMIT_KEYS, guard_mode
 
     overrides = task.get("limits") or {}
     enforced = guard_mode(str(overrides.get(LIMIT_KEYS[0], cfg.str(LIMIT_KEYS[0])))) == "on"

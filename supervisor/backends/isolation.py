@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aura.runtime.config import Config
 
-from aura.supervisor.workerenv import LIMIT_KEYS
+from aura.runtime.limits import LIMIT_KEYS
 
 from .base import BackendError, LaunchPlan
 

@@ -20,20 +20,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-OUTCOMES = (
-    "succeeded",
-    "failed",
-    "timed_out",
-    "budget_exceeded",
-    "turns_exceeded",
-    "api_error",
-    "rate_limited",
-    "killed",
-    "output_limit",
-    "disk_low",
-    "lost",
-    "unknown",
-)
+from aura.runtime.vocab import OUTCOMES  # noqa: F401  (the parsers' verdicts are outcomes)
+
 LAST_TEXT_CHARS = 500
 
 RATE_LIMIT_RE = re.compile(r"rate.?limit|usage.?limit|too many requests|\b429\b|quota", re.IGNORECASE)

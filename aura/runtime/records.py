@@ -1,0 +1,111 @@
+"""The records the daemons keep about workers, by name and place, and how anyone reads them.
+
+Each record has one writer; everyone else reads it here, never by spelling out its path:
+
+    run/workers/<id>/record.json   the supervisor: the worker as spawned, its state, its outcome
+    run/workers/<id>/launch.json   the shim: the worker's pid, start time and process group
+    run/workers/<id>/exit.json     the shim: how the worker ended (exit code or signal, end time)
+    run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
+    watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
+
+The watchdog and `aura ps` read these folders directly, so they keep working while the supervisor
+is down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .fsutil import read_json
+from .paths import ProjectPaths, safe_name
+from .vocab import EXITED, LIVE_STATES
+
+WORKER_RECORD = "record.json"
+WORKER_STARTED = "launch.json"  # the shim's report that the worker runs
+WORKER_EXIT = "exit.json"
+WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.json) are kept
+EXIT_RESERVE = "exit.reserve"  # room the shim keeps for exit.json on a full disk
+LAUNCH_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
+
+
+def kills_dir(paths: ProjectPaths) -> Path:
+    return paths.watchdog_dir / "kills"
+
+
+def kill_record_path(paths: ProjectPaths, worker_id: str) -> Path:
+    return kills_dir(paths) / f"{safe_name(worker_id)}.json"
+
+
+def kill_record(paths: ProjectPaths, worker_id: str) -> dict | None:
+    """Why the watchdog stopped this worker, or None: it did not."""
+    rec = read_json(kill_record_path(paths, worker_id))
+    return rec if isinstance(rec, dict) else None
+
+
+def watchdog_kill(paths: ProjectPaths, worker_id: str) -> dict | None:
+    """The watchdog's stop of this worker as a worker record's `kill` field (the record it wrote
+    before signalling), or None."""
+    rec = kill_record(paths, worker_id)
+    if rec is None:
+        return None
+    kill = {"by": "watchdog", "reason_code": rec.get("reason_code") or "resource", "reason": rec.get("reason"),
+            "requested_at": rec.get("killed_at"), "limit": rec.get("limit")}
+    if rec.get("keep_bytes"):
+        kill["keep_bytes"] = rec["keep_bytes"]
+    return kill
+
+
+class WorkerRecords:
+    """The worker folders under run/workers/, read-only (the supervisor's Registry writes them)."""
+
+    def __init__(self, paths: ProjectPaths):
+        self.paths = paths
+        self.root = paths.workers_dir
+
+    def dir(self, worker_id: str) -> Path:
+        return self.root / safe_name(worker_id)
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.root) if e.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def _read(self, worker_id: str, name: str) -> dict | None:
+        rec = read_json(self.dir(worker_id) / name)
+        return rec if isinstance(rec, dict) else None
+
+    def record(self, worker_id: str) -> dict | None:
+        return self._read(worker_id, WORKER_RECORD)
+
+    def launch(self, worker_id: str) -> dict | None:
+        return self._read(worker_id, WORKER_STARTED)
+
+    def exit(self, worker_id: str) -> dict | None:
+        return self._read(worker_id, WORKER_EXIT)
+
+    def managed(self, worker_id: str) -> dict | None:
+        return self._read(worker_id, WORKER_JOBS)
+
+    def records(self) -> Iterator[dict]:
+        for wid in self.ids():
+            rec = self.record(wid)
+            if rec is not None:
+                yield rec
+
+    def view(self, rec: dict) -> dict:
+        """A record with the shim's facts filled in: what a reader sees while the supervisor is down."""
+        out = dict(rec)
+        if not out.get("worker_pid"):
+            launch = self.launch(rec["worker_id"]) or {}
+            for key in LAUNCH_FACTS:
+                if launch.get(key) is not None:
+                    out[key] = launch[key]
+        if out.get("state") in LIVE_STATES:
+            exit_rec = self.exit(rec["worker_id"])
+            if exit_rec is not None:
+                out["exit"] = exit_rec
+                out["state"] = EXITED
+        return out

@@ -1,0 +1,61 @@
+"""The words the three daemons and the CLI share: worker states and outcomes, task statuses, backends.
+
+One owner per vocabulary, as supervisord's `states.py`: code compares against these names and
+groups, never against a string written out again, so a new state or outcome is added here once.
+Event kinds have their own module (`eventkinds`), since each carries flags and a line of text.
+"""
+
+from __future__ import annotations
+
+# -- a worker, as the supervisor's registry records it -------------------------------------------------
+STARTING = "starting"  # the spawn is recorded; the shim has not reported the worker yet
+RUNNING = "running"
+ORPHANED = "orphaned"  # the shim is gone but the worker runs on; followed by its own pid
+EXITED = "exited"  # the exit record is in (or the worker was declared lost)
+WORKER_STATES = (STARTING, RUNNING, ORPHANED, EXITED)
+LIVE_STATES = (STARTING, RUNNING, ORPHANED)
+
+# -- how a worker ended: one rule for every backend (aura.supervisor.backends.base) --------------------
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+BUDGET_EXCEEDED = "budget_exceeded"
+TURNS_EXCEEDED = "turns_exceeded"
+API_ERROR = "api_error"
+RATE_LIMITED = "rate_limited"
+KILLED = "killed"
+OUTPUT_LIMIT = "output_limit"  # stopped by the watchdog: its output files passed AURA_WORKER_MAX_OUTPUT_MB
+DISK_LOW = "disk_low"  # stopped by the watchdog: it was filling the data folder's file system
+LOST = "lost"  # its exit status could not be known
+UNKNOWN = "unknown"
+OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, BUDGET_EXCEEDED, TURNS_EXCEEDED, API_ERROR, RATE_LIMITED, KILLED,
+            OUTPUT_LIMIT, DISK_LOW, LOST, UNKNOWN)
+DISK_OUTCOMES = (OUTPUT_LIMIT, DISK_LOW)  # the watchdog's stops that are about the disk, not a resource limit
+
+# -- a task in the brain's tree ------------------------------------------------------------------------
+PENDING = "pending"
+IN_PROGRESS = "in_progress"
+BLOCKED = "blocked"
+COMPLETED = "completed"
+TASK_FAILED = "failed"
+ARCHIVED = "archived"
+TASK_KILLED = "killed"
+TASK_STATUSES = (PENDING, IN_PROGRESS, BLOCKED, COMPLETED, TASK_FAILED, ARCHIVED, TASK_KILLED)
+TASK_ENDED = (COMPLETED, ARCHIVED, BLOCKED, TASK_FAILED, TASK_KILLED)  # no worker will run for it again
+TASK_DONE = (COMPLETED, ARCHIVED)
+REASON_SHOWN = (BLOCKED, TASK_FAILED, TASK_KILLED)  # `aura status` prints why under these
+
+# -- Layer 2 backends -----------------------------------------------------------------------------------
+SHELL = "shell"
+CLAUDE = "claude"
+OPENCODE = "opencode"
+CODEX = "codex"
+DS_CODE = "ds_code"
+BACKENDS = (CLAUDE, DS_CODE, OPENCODE, CODEX, SHELL)
+BACKEND_ALIASES = {"ds-code": DS_CODE, "dscode": DS_CODE}
+AGENT_BACKENDS = (CLAUDE, DS_CODE, OPENCODE, CODEX)  # coding-agent CLIs (the rest run plain commands)
+
+
+def canonical_backend(name: str) -> str:
+    """A backend's own name for any accepted spelling (`ds-code` is `ds_code`)."""
+    return BACKEND_ALIASES.get(name, name)
