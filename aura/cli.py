@@ -108,6 +108,8 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     from .runtime.paths import ProjectPaths
     from .runtime.settings_check import check_start, refused
 
+    # from the first line on, a reader that goes away (`aura up -d | head -1`) costs only the output
+    out = ctx.with_resource(steady_output())
     root = Path(ctx.obj["project"] or os.environ.get("AURA_PROJECT_ROOT") or Path.cwd()).resolve()
     paths = ProjectPaths.for_root(root)
     try:
@@ -144,7 +146,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     cursors = journal_positions(paths)
     # a closed pipe or terminal, Ctrl-C, SIGTERM or SIGHUP never leaves the run half started or
     # orphaned: the start finishes, then a signal stops everything gracefully
-    with steady_output() as out, StopSignals(hangup=not detach) as stop:
+    with StopSignals(hangup=not detach) as stop:
         try:
             start_all(paths, tf.path.resolve(), ctx.obj["config"], ctx.obj["overrides"], click.echo, plan)
         except LaunchError as exc:

@@ -25,7 +25,7 @@ EXIT_CONFIG = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 
 
-def _daemon_class(name: str) -> type[Daemon]:
+def daemon_class(name: str) -> type[Daemon]:
     if name == "supervisor":
         from aura.supervisor.main import SupervisorDaemon
         return SupervisorDaemon
@@ -70,7 +70,7 @@ def _start(args: argparse.Namespace, paths: ProjectPaths, argv: list[str]) -> in
         for line in str(exc).splitlines():
             print(f"aura {args.name}: configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
-    cls = _daemon_class(args.name)
+    cls = daemon_class(args.name)
     daemon = cls(paths, cfg, managed=args.managed, argv=argv)
     for line in warnings:
         daemon.log.warning("setting_ignored", detail=line)

@@ -86,9 +86,9 @@ class SupervisorDaemon(Daemon):
         h.update({"spawn": self.op_spawn, "kill": self.op_kill, "list": self.op_list, "get": self.op_get})
         return h
 
-    def _op_shutdown(self, args: dict) -> dict:
-        self.stop_workers_on_exit = bool(args.get("stop_workers"))
-        return super()._op_shutdown(args)
+    def shutdown_requested(self, reason: str, stop_workers: bool) -> None:
+        self.stop_workers_on_exit = stop_workers
+        super().shutdown_requested(reason, stop_workers)
 
     def setup(self) -> None:
         self.scope_prefix = scope_command(self.cfg.str("AURA_WORKER_SCOPE"), log=self.log)

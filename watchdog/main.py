@@ -63,7 +63,7 @@ class WatchdogDaemon(Daemon):
     def handlers(self) -> dict:
         h = super().handlers()
         h.update({"usage": self.op_usage, "limits": self.op_limits, "set_limits": self.op_set_limits,
-                  "preflight": self.op_preflight, "status": lambda args: self._op_hello(args)})
+                  "preflight": self.op_preflight, "status": lambda args: self.hello()})
         return h
 
     def setup(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import importlib
 import itertools
 import os
 import signal
@@ -25,7 +26,7 @@ from aura.ipc.events import Publisher
 from aura.ipc.server import Handler, RequestServer
 
 from aura import __version__
-from . import sdnotify
+from . import ops, sdnotify
 from .config import Config
 from .fsutil import disk_full
 from .logs import setup_logging
@@ -39,6 +40,7 @@ class Daemon:
     """Base class: subclasses add request handlers, timers and readers."""
 
     name = "daemon"
+    ops_package = ""  # the package whose import registers this daemon's own operations
 
     def __init__(self, paths: ProjectPaths, cfg: Config, managed: bool = False, argv: list[str] | None = None):
         self.paths = paths
@@ -58,7 +60,11 @@ class Daemon:
 
     # -- hooks for subclasses -------------------------------------------------------------
     def handlers(self) -> dict[str, Handler]:
-        return {"ping": self._op_ping, "hello": self._op_hello, "shutdown": self._op_shutdown}
+        """The requests this daemon answers: every operation module registered for its name."""
+        ops.load(ops.__name__, ops.COMMON)
+        if self.ops_package:
+            importlib.import_module(self.ops_package)
+        return ops.handlers(self, self.name)
 
     def setup(self) -> None:
         """Called after the sockets are bound, before readiness is reported."""
@@ -97,17 +103,13 @@ class Daemon:
 
     _poller: zmq.Poller | None = None
 
-    # -- built-in ops ------------------------------------------------------------------------
-    def _op_ping(self, args: dict) -> dict:
-        return {"pong": True, "pid": os.getpid(), "t": time.time()}
-
-    def _op_hello(self, args: dict) -> dict:
+    # -- what the common operations (aura.runtime.ops) ask of a daemon ------------------------
+    def hello(self) -> dict:
         return {"daemon": self.name, "version": __version__, "protocol": [1, env.PROTOCOL], "pid": os.getpid(),
                 "started_at": self.started_at, "managed": self.managed, **self.status_fields()}
 
-    def _op_shutdown(self, args: dict) -> dict:
-        self.request_stop(str(args.get("reason") or "shutdown requested"))
-        return {"stopping": True, "pid": os.getpid()}
+    def shutdown_requested(self, reason: str, stop_workers: bool) -> None:
+        self.request_stop(reason)
 
     def request_stop(self, reason: str) -> None:
         if not self.stopping:
