@@ -35,8 +35,8 @@ def test_write_file_cannot_overwrite_the_brains_state_in_a_moved_data_folder(pro
     for refused in results[:2]:
         assert "the brain's own files under runs/main/ are not writable (except runs/main/memory/)" \
             in refused["content"], refused
-    state = read_json(data / "state" / "state.json")
-    assert state and state.get("mission", "").startswith("Moved data folder"), state
+    state = wait_for(lambda: read_json(data / "state" / "state.json"), 30, what="the brain's state")
+    assert state.get("mission", "").startswith("Moved data folder"), state
     assert any(d.get("kind") == "model_cycle" for d in decisions(project))
     assert (data / "memory" / "notes.md").read_text() == "a note\n"
     assert (project.root / "out" / "report.md").read_text() == "# Report\n"
