@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO
+from tests.support.harness import REPO
 
 WRITER = r"""
 import sys, time

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, wait_for
-from llm_support import NO_OP, decisions, tool_results, tool_step, use_llm
+from tests.support.harness import Project, wait_for
+from tests.support.llm import NO_OP, decisions, tool_results, tool_step, use_llm
 
 from aura.brain import context as ctxmod
 from aura.brain.core import BrainCore

@@ -23,8 +23,8 @@ from aura.runtime.config import load_config
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
 from bench.chaos import ChaosConfig, print_report, run_chaos
-from bench.harness import alive
-from conftest import Project, wait_for
+from tests.support.harness import alive
+from tests.support.harness import Project, wait_for
 from aura.supervisor.main import SHIM
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import Project, wait_for
-from llm_support import NO_OP, state, use_llm
+from tests.support.harness import Project, wait_for
+from tests.support.llm import NO_OP, state, use_llm
 
 from aura.brain.costs import CostBook
 from aura.brain.model_client import ClientSettings, ModelClient

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aura.runtime.fsutil import read_json
 from aura.runtime.paths import ProjectPaths
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 WAIT_TASK = "# {name}\n\n- [ ] hold `sleep 60`\n"
 

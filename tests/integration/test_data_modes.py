@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 HOG = "import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(120)"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, wait_for
-from daemon_rig import Rig
+from tests.support.harness import Project, wait_for
+from tests.support.rig import Rig
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.runtime.paths import DAEMONS, ProjectPaths

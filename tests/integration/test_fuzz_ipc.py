@@ -21,7 +21,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 from aura.ipc import envelope as env
 from aura.watchdog.policy import LIMITS, POLICY_KEYS
 

@@ -7,7 +7,7 @@ import pytest
 import zmq
 
 from aura.control import daemon_record
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 WRONG_TYPES = {
     "supervisor": ("kill", {"worker_id": 5}),

@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 from aura.runtime.fsutil import read_json
 
@@ -156,7 +156,7 @@ def test_a_brain_running_a_long_acceptance_command_keeps_answering_and_is_not_re
         project: Project, serve: Any) -> None:
     """The other side: a daemon busy for longer than AURA_PEER_HANG_SECONDS in work of its own
     (here the brain running an acceptance command) still answers pings and is left alone."""
-    from llm_support import NO_OP, tool_step, use_llm
+    from tests.support.llm import NO_OP, tool_step, use_llm
     server = serve({"steps": [
         tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
             {"id": "CHECK", "description": "check", "accept_commands": ["touch begun && sleep 6 && touch checked"]}]),

@@ -11,10 +11,10 @@ import pytest
 
 from aura.runtime.fsutil import read_jsonl
 from aura.scripted_server import ScriptedServer
-from conftest import Project, wait_for
-from llm_support import (NO_OP, decisions, events, first_user_text, state, tool_results, tool_step,
+from tests.support.harness import Project, wait_for
+from tests.support.llm import (NO_OP, decisions, events, first_user_text, state, tool_results, tool_step,
                          use_llm, wait_finished)
-from test_runtime import MEM_HOG
+from tests.support.workloads import MEM_HOG
 
 
 def brain_requests(server: ScriptedServer) -> list[dict]:

@@ -13,8 +13,8 @@ from typing import Any
 
 from aura.runtime.fsutil import read_jsonl
 from aura.scripted_server import ScriptedServer
-from conftest import REPO, Project, wait_for
-from llm_support import NO_OP, state, tool_step, use_llm, wait_finished
+from tests.support.harness import REPO, Project, wait_for
+from tests.support.llm import NO_OP, state, tool_step, use_llm, wait_finished
 
 COUNT = ("python3 -c \"import collections,json,time; time.sleep(2); c=collections.Counter('the quick brown fox jumps "
          "over the lazy dog the fox sleeps the dog barks'.split()); json.dump(c.most_common(), "

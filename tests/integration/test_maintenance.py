@@ -21,7 +21,7 @@ from aura.brain.state import StateStore, add_task, new_state, new_task
 from aura.runtime.config import load_config
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 DAY = 86400
 
@@ -150,7 +150,7 @@ def test_clean_workspaces_from_disk_guards_live_processes_and_unfinished_tasks(p
 
 
 def test_restart_keeps_the_old_run_aside_and_starts_a_new_one(project: Project, monkeypatch) -> None:
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # as in the CLI's environment (conftest)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # as in the CLI's environment (tests/support/harness.py)
     project.write_task("# Quick\n\n- [ ] quick `true`\n")
     project.up()
     wait_for(lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 30,

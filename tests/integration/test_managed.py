@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.paths import ProjectPaths
-from conftest import Project, _alive, wait_for
+from tests.support.harness import Project, alive as _alive, wait_for
 from aura.ipc.client import Client
 
 

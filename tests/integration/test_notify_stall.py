@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import Project, wait_for
-from llm_support import NO_OP, decisions, use_llm
+from tests.support.harness import Project, wait_for
+from tests.support.llm import NO_OP, decisions, use_llm
 
 
 HOOK = 'printf "%s|%s\\n" "$AURA_EVENT" "$AURA_MESSAGE" >> hooks.log'

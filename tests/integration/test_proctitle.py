@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from aura.runtime import proctitle
-from conftest import REPO
-from daemon_rig import Rig
+from tests.support.harness import REPO
+from tests.support.rig import Rig
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl are Linux's")
 

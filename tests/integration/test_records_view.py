@@ -14,8 +14,8 @@ import time
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
-from conftest import Project, wait_for
-from daemon_rig import Rig
+from tests.support.harness import Project, wait_for
+from tests.support.rig import Rig
 
 LONG_ERROR = ("its stderr ends: about to fail because the input file data/prices-2026-11.csv is missing and "
               "the fallback mirror answered 503 three times in a row")

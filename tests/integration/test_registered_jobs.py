@@ -1,6 +1,6 @@
 """Jobs a worker registers in its process.json outlive it; nothing else it leaves does.
 
-Real supervisor and watchdog daemons (tests/daemon_rig.py), real worker processes. A worker
+Real supervisor and watchdog daemons (tests/support/rig.py), real worker processes. A worker
 starts a "training job" (a child that writes a log until it is released), registers it, starts
 a stray child it does not register, and exits.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.pidfile import is_alive, start_time
-from conftest import wait_for
-from daemon_rig import Rig
+from tests.support.harness import wait_for
+from tests.support.rig import Rig
 from aura.supervisor import managed
 
 JOB = """\

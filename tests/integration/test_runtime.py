@@ -9,10 +9,8 @@ import time
 import pytest
 
 from aura.runtime.fsutil import read_jsonl
-from conftest import REPO, Project, wait_for
-
-MEM_HOG = ("python3 -c \"import time; b = bytearray(400 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
-           "time.sleep(60)\"")
+from tests.support.harness import REPO, Project, wait_for
+from tests.support.workloads import MEM_HOG
 
 
 def run_finished(p: Project) -> dict | None:

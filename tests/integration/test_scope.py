@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 from aura.supervisor.scope import scope_command, scoped
 
 FAKE = """#!/bin/sh

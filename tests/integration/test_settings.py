@@ -16,7 +16,7 @@ import pytest
 
 from aura.runtime.config import KEYS, load_config
 from aura.runtime.paths import DAEMONS
-from conftest import REPO, Project, wait_for
+from tests.support.harness import REPO, Project, wait_for
 
 TASK = "# Settings\n- [ ] sleep `sleep 60`\n"
 
@@ -181,7 +181,7 @@ def test_limits_kept_from_an_earlier_run_are_checked_at_start(project: Project) 
 
 def test_aura_limits_answers_in_aura_words_and_shows_window_strikes_and_cooldown(rig: object) -> None:
     """Items 3, 4 and 15 at run time, against a real watchdog (poll 0.2 s, window 1 s, cooldown 15 s)."""
-    from daemon_rig import Rig
+    from tests.support.rig import Rig
     assert isinstance(rig, Rig)
     rig.p.env["AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"] = "15"
     rig.start("watchdog")
@@ -300,7 +300,7 @@ def test_secret_values_are_never_printed_in_a_refusal(project: Project) -> None:
 
 def test_check_start_passes_the_defaults_and_the_test_settings() -> None:
     from aura.runtime.settings_check import check_start
-    from conftest import FAST_ENV
+    from tests.support.harness import FAST_ENV
     check_start(load_config(None, None, [], environ={}))
     check_start(load_config(None, None, [f"{k}={v}" for k, v in FAST_ENV.items()], environ={}))
 

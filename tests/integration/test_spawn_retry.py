@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 LIMIT_GB = 0.2
 HOG = ("import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(120)")

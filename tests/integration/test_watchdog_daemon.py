@@ -2,7 +2,7 @@
 
 Workers are real processes that hold memory (or, through a stand-in NVML library the
 watchdog imports as `pynvml`, GPU memory and utilisation). Windows are small (poll 0.2 s,
-window 1 s, 3 strikes; see conftest.FAST_ENV). Every test stops what it started by PID:
+window 1 s, 3 strikes; see tests/support/harness.py's FAST_ENV). Every test stops what it started by PID:
 the daemons through `aura down` and then by PID, the workers by the PIDs in the registry.
 """
 
@@ -15,8 +15,9 @@ import signal
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
-from conftest import UNMET_RAM_RESERVE_GB, Project, wait_for
-from daemon_rig import GIB, Rig, gpu_state, rolling_averages, set_gpu
+from tests.support.harness import Project, wait_for
+from tests.support.workloads import UNMET_RAM_RESERVE_GB
+from tests.support.rig import GIB, Rig, gpu_state, rolling_averages, set_gpu
 from aura.ipc.client import RemoteError
 
 LIMIT_GB = 0.2

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Project, wait_for
-from workers_util import FIXTURES, Supervisor, alive, tree_of, write_replay_cli
+from tests.support.harness import Project, alive, wait_for
+from tests.support.workers import FIXTURES, Supervisor, tree_of, write_replay_cli
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_missing_executable_and_instant_failure_are_clear_and_nothing_hangs(sup:
 
 def test_brain_blocks_tasks_whose_worker_cannot_start_with_the_reason(project: Project, tmp_path: Path) -> None:
     """Through `aura up`: a command that is not there, and an agent task whose CLI is not installed. `up`
-    refuses a task file that needs the missing CLI (tests/test_spawn_retry.py), so the agent item is added
+    refuses a task file that needs the missing CLI (tests/integration/test_spawn_retry.py), so the agent item is added
     while the run goes on: the local planner blocks it with the reason instead of spawning it."""
     project.env.update(AURA_LAYER2_BACKEND="claude", AURA_CLAUDE_BIN=str(tmp_path / "no-claude"))
     task = project.write_task("# Broken tools\n\n- [ ] run the missing tool `/no/such/tool --fast`\n")

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claude_cli import ClaudeRun, claude_version, require_claude_cli, run_claude, sanitize
+from tests.support.claude_cli import ClaudeRun, claude_version, require_claude_cli, run_claude, sanitize
 
 from aura.scripted_server import ScriptedServer
 from aura.supervisor.streams.claude import ClaudeStream, classify_claude
 
-FIXTURES = Path(__file__).parent / "fixtures" / "claude"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "claude"
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_brain_and_worker_share_one_server(claude: Path, dirs: dict[str, Path]) 
 @pytest.fixture()
 def fresh_helper(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """claude_cli with its memo cleared and its cache in a temp folder."""
-    import claude_cli
+    from tests.support import claude_cli
 
     monkeypatch.setattr(claude_cli, "_state", {"checked": False, "path": None, "reason": ""})
     monkeypatch.setenv("AURA_TEST_CACHE", str(tmp_path / "cache"))

@@ -3,7 +3,7 @@
 Why: the claude backend, the stream parser, the outcome rules, the kill path and the brain's
 evidence and parking decisions are only proven against the real CLI. Each test starts the CLI
 through Aura itself (the supervisor's spawn, or the brain via `aura up`), never directly.
-The CLI is installed into a cache folder if missing (tests/claude_cli.py); without npm the tests
+The CLI is installed into a cache folder if missing (tests/support/claude_cli.py); without npm the tests
 are skipped with a reason, and under CI=true they fail instead.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claude_cli import claude_version, require_claude_cli
+from tests.support.claude_cli import claude_version, require_claude_cli
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.scripted_server import ScriptedServer
-from conftest import Project, wait_for
-from workers_util import Supervisor, alive, clean_env, tree_of, uses_root
+from tests.support.harness import Project, alive, wait_for
+from tests.support.workers import Supervisor, clean_env, tree_of, uses_root
 
 RESULTS_FILE_ENV = "AURA_TEST_CLAUDE_RESULTS"  # where to note the version, turns and cost (for the issue's note)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.scripted_server import ScriptedServer
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
 NO_OP = {"tool": "no_op", "input": {"reason": "nothing to do"}}
 

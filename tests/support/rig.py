@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from aura.runtime.fsutil import read_json
-from conftest import REPO, Project, wait_for
+from tests.support.harness import REPO, Project, wait_for
 from aura.ipc.client import Client, RemoteError
 
 GIB = 1024 ** 3
 
 FAKE_PYNVML = """\
-'''pynvml for the watchdog under test: tests/fake_pynvml driven by the JSON file $FAKE_NVML_STATE.
+'''pynvml for the watchdog under test: tests/support/fake_pynvml driven by the JSON file $FAKE_NVML_STATE.
 
 Every call reloads the file, so a test changes what the "GPU" reports while the daemon runs.
 Utilisation samples get the current time as their timestamp, so each sample counts as new.
@@ -190,7 +190,7 @@ def install_fake_nvml(tmp: Path, env: dict[str, str], state: dict) -> Path:
     """Make processes started with `env` import the stand-in NVML as `pynvml`; returns its state file."""
     lib = tmp / "fake_nvml"
     lib.mkdir(exist_ok=True)
-    (lib / "pynvml.py").write_text(FAKE_PYNVML.format(tests=str(REPO / "tests")))
+    (lib / "pynvml.py").write_text(FAKE_PYNVML.format(tests=str(REPO / "tests" / "support")))
     state_file = tmp / "nvml_state.json"
     set_gpu(state_file, state)
     env["FAKE_NVML_STATE"] = str(state_file)

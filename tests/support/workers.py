@@ -1,7 +1,7 @@
 """Helpers for the worker tests: a real supervisor daemon alone in a temporary project (spawn, kill,
 list through its IPC), and stand-in CLIs that replay recorded output of CLIs not installable here.
 
-Every process is recorded in the Project (conftest), whose cleanup stops them by PID."""
+Every process is recorded in the Project (tests/support/harness.py), whose cleanup stops them by PID."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 
 from aura.control import call
 from aura.runtime.fsutil import read_json, read_jsonl
-from conftest import Project, wait_for
+from tests.support.harness import Project, wait_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 # Prints a recorded output file line by line (with <TASK> replaced by the task folder), records its
 # argv, cwd, stdin and some variables, optionally writes result.md, lingers, and exits as told.
@@ -106,17 +106,6 @@ class Supervisor:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 pass
-
-
-def alive(pid: int, created: float | None) -> bool:
-    import psutil
-    try:
-        proc = psutil.Process(pid)
-        if created is not None and abs(proc.create_time() - created) > 0.05:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def tree_of(pid: int) -> dict[int, float]:

@@ -32,7 +32,7 @@ from aura.supervisor.streams import ClaudeStream, CodexStream, OpenCodeStream, T
 from aura.supervisor.streams.common import rate_limit_reset_at
 from aura.supervisor.workerenv import worker_env
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 
 
 def cfg(**values: str) -> Config:

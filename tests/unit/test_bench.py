@@ -1,5 +1,5 @@
-"""The bench's own arithmetic and one small real measurement, so `python bench/run.py` cannot
-rot unnoticed between the runs whose figures go into the README."""
+"""The bench's own arithmetic and its report, so `python bench/run.py` cannot rot unnoticed between
+the runs whose figures go into the README (the real measurement: tests/integration/test_bench_spawn.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import sys
 
 import pytest
 
-from bench import aura_bench, driver
-from bench.harness import REPO, BenchProject, alive
 from bench.report import render
-from bench.rivals import read_ends, summary_scale, worker_script
+from bench.rivals import summary_scale
 from bench.stats import percentile, ratio, summary
+from tests.support.harness import REPO
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -51,28 +50,6 @@ def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| `aura ps` vs `status`, whole command, median"))
     assert row.split("|")[2:7] == [" 100.0 ", " 200.0 ", " 50.0 ", " 0.50 ", " 2.00 "]
     assert "not available (no planner)" in text
-
-
-@pytest.mark.timeout(120)
-def test_spawn_and_reap_of_four_aura_workers_is_measured_and_leaves_nothing() -> None:
-    """The same loop that measures circus and supervisord, against a real Aura supervisor."""
-    with BenchProject() as p:
-        p.write_task(aura_bench.DONE_TASK)
-        p.up()
-        fifo, ends, script = worker_script(p.root)
-        adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), "t", ["/bin/sh", str(script)])
-        try:
-            raw = driver.scale(adapter, 4, str(fifo), timeout=60)
-        finally:
-            adapter.close()
-            p.remember()
-        got = summary_scale(raw, read_ends(ends))
-        assert got["ends_recorded"] == 4 and got["spawn_s"] > 0
-        assert got["exit_seen_s"] is not None and 0 <= got["exit_seen_s"] < 10
-        assert got["reaped_s"] is not None and got["reaped_s"] >= 0
-        assert len(raw["pids"]) == 8, "four workers and their four shims"
-        assert not any(alive(pid, created) for pid, created in raw["pids"]), "every worker and shim was reaped"
-    assert p.pids.survivors() == []
 
 
 def test_report_cli_rerenders_a_saved_result(tmp_path) -> None:

@@ -1,7 +1,7 @@
 """The ``claude -p`` stream-json parser, on real captured output and on synthetic edge cases.
 
 Why: the supervisor's verdict on a worker (and the brain's token accounting) comes from this parser;
-the fixtures are what claude 2.1.197 really printed (tests/test_claude_cli_real.py captures them).
+the fixtures are what claude 2.1.197 really printed (tests/real/test_claude_cli_real.py captures them).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from aura.supervisor.streams import OUTCOMES, ClaudeStream, classify_claude
 
-FIXTURES = Path(__file__).parent / "fixtures" / "claude"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "claude"
 
 
 def load(name: str) -> tuple[ClaudeStream, list[dict[str, Any]]]:

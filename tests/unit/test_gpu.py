@@ -12,10 +12,7 @@ import pytest
 from aura.watchdog import gpu
 from aura.watchdog.gpu import GIB, MIB, GpuSampler, best_free_bytes, tree_usage, visible_total_bytes
 
-try:
-    from tests import fake_pynvml as fake
-except ImportError:  # tests/ imported as rootdir-relative modules
-    import fake_pynvml as fake  # type: ignore[no-redef]
+from tests.support import fake_pynvml as fake
 
 FakeDevice = fake.FakeDevice
 

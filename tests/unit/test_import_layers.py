@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.harness import REPO
+
 tomllib = pytest.importorskip("tomllib")
 
-REPO = Path(__file__).resolve().parent.parent
 DAEMONS = ("aura.supervisor", "aura.watchdog", "aura.brain")
 
 # Imports between two daemons: each is a piece of shared vocabulary waiting to move down to

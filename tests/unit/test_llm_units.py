@@ -32,7 +32,7 @@ from aura.runtime.config import load_config
 from aura.runtime.fsutil import read_jsonl
 from aura.runtime.paths import ProjectPaths
 from aura.scripted_server import ScriptedServer
-from conftest import REPO
+from tests.support.harness import REPO
 from aura.supervisor.streams.claude import ClaudeStream
 
 NO_OP = {"tool": "no_op", "input": {"reason": "done"}}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.paths import project_id
-from conftest import REPO
+from tests.support.harness import REPO
 
 
 def aura_service(root: Path, home: Path, *args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from aura.brain import evidence as ev
 from aura.brain.taskfile import TaskFileError, parse_items, read_task_file
 from aura.runtime.config import ConfigError, load_config, parse_env_file
 from aura.runtime.paths import ProjectPaths
-from conftest import REPO
+from tests.support.harness import REPO
 
 
 def test_config_precedence_and_aliases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ import pytest
 import aura.watchdog.main as wmain
 import aura.watchdog.workers as wworkers
 from aura.runtime.config import Config
-from conftest import UNMET_RAM_RESERVE_GB
+from tests.support.workloads import UNMET_RAM_RESERVE_GB
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
 from aura.ipc.envelope import BadArgs

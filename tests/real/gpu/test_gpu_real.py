@@ -2,8 +2,8 @@
 
 Workers are real processes that take GPU memory with `cudaMalloc` (through PyTorch, CuPy or
 libcuda itself: `bench/gpu_check.py --child`) and keep the SMs busy. The supervisor and the
-watchdog run as real daemons (tests/daemon_rig.py); one test runs the whole product with the
-brain. Run on a GPU machine with `python -m pytest tests/gpu -v` (see bench/README.md).
+watchdog run as real daemons (tests/support/rig.py); one test runs the whole product with the
+brain. Run on a GPU machine with `python -m pytest tests/real/gpu -v` (see bench/README.md).
 
 Each test also runs as `standin`, everywhere: the same daemons and assertions, with the
 stand-in NVML in front of the real one and a worker that puts itself on the stand-in GPU.
@@ -21,8 +21,8 @@ import psutil
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
-from conftest import REPO, Project, wait_for
-from daemon_rig import GIB, Rig, gpu_state, install_fake_nvml, rolling_averages
+from tests.support.harness import REPO, Project, wait_for
+from tests.support.rig import GIB, Rig, gpu_state, install_fake_nvml, rolling_averages
 
 GPU_CHECK = REPO / "bench" / "gpu_check.py"
 ALLOCATORS = ("torch", "cupy", "ctypes")
