@@ -132,7 +132,9 @@ def _latencies(p: Project) -> dict:
 def watchdog_cpu(workers: int, seconds: float, poll_s: float) -> dict:
     """CPU used by each daemon while the watchdog samples `workers` idle workers every `poll_s`."""
     env = {"AURA_MAX_CONCURRENT_TASKS": str(workers), "AURA_WORKER_RESOURCE_POLL_SECONDS": str(poll_s),
-           "AURA_CYCLE_INTERVAL": "300"}
+           "AURA_CYCLE_INTERVAL": "300",
+           # the start check refuses a window shorter than two polls
+           "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": f"{max(2.0, 2 * poll_s):g}"}
     with Project.temporary(env) as p:
         lines = [f"- [ ] sleeper {i} `sleep 3600`" for i in range(workers)]
         p.write_task("# Watch\n\n" + "\n".join(lines) + "\n")
@@ -210,7 +212,8 @@ def watchdog_overhead_script(quick: bool) -> dict:
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
     out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
-    with Project.temporary({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_CYCLE_INTERVAL": "300"}) as p:
+    with Project.temporary({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
+                            "AURA_CYCLE_INTERVAL": "300"}) as p:
         p.write_task(DONE_TASK)
         p.up()
         time.sleep(1.0)
