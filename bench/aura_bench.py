@@ -20,9 +20,9 @@ import psutil
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.runtime.paths import DAEMONS
+from tests.support.harness import REPO, Project, wait_for
 
 from . import driver
-from .harness import REPO, BenchProject, wait_for
 from .rivals import read_ends, summary_scale, worker_script
 from .stats import summary
 
@@ -63,7 +63,7 @@ class PeakRss:
         self._thread.join()
 
 
-def daemon_rss(p: BenchProject) -> dict[str, int]:
+def daemon_rss(p: Project) -> dict[str, int]:
     out = {}
     for name in DAEMONS:
         pid = p.daemon_pid(name)
@@ -74,16 +74,16 @@ def daemon_rss(p: BenchProject) -> dict[str, int]:
 
 # -- control plane ------------------------------------------------------------------------------------
 
-def control_project() -> BenchProject:
+def control_project() -> Project:
     """A project with one running worker, so `aura ps` has a row to show (as the rivals' `status` does)."""
-    p = BenchProject()
+    p = Project.temporary()
     p.write_task(IDLE_TASK)
     p.up()
     wait_for(lambda: any((d / "launch.json").exists() for d in p.worker_dirs()), 30, "the idle worker")
     return p
 
 
-def round_trips(p: BenchProject, n: int) -> dict:
+def round_trips(p: Project, n: int) -> dict:
     """ping and list on one client connection, one request after another."""
     adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"))
     try:
@@ -97,7 +97,7 @@ def round_trips(p: BenchProject, n: int) -> dict:
 def event_latency(items: int, concurrency: int = 4) -> dict:
     """A worker's exit (the shim's `ended_at`, taken right after waitpid) to the supervisor's
     `worker_exited` event and to the brain's `task_status` event for that task."""
-    with BenchProject({"AURA_MAX_CONCURRENT_TASKS": str(concurrency)}) as p:
+    with Project.temporary({"AURA_MAX_CONCURRENT_TASKS": str(concurrency)}) as p:
         lines = [f"- [ ] item {i} `sleep {0.2 + (i % 4) * 0.07:.2f}`" for i in range(items)]
         p.write_task("# Event latency\n\n" + "\n".join(lines) + "\n")
         p.up()
@@ -108,7 +108,7 @@ def event_latency(items: int, concurrency: int = 4) -> dict:
         return _latencies(p)
 
 
-def _latencies(p: BenchProject) -> dict:
+def _latencies(p: Project) -> dict:
     exits: dict[str, tuple[str, float]] = {}
     for wdir in p.worker_dirs():
         rec, ex = read_json(wdir / "record.json") or {}, read_json(wdir / "exit.json") or {}
@@ -132,8 +132,10 @@ def _latencies(p: BenchProject) -> dict:
 def watchdog_cpu(workers: int, seconds: float, poll_s: float) -> dict:
     """CPU used by each daemon while the watchdog samples `workers` idle workers every `poll_s`."""
     env = {"AURA_MAX_CONCURRENT_TASKS": str(workers), "AURA_WORKER_RESOURCE_POLL_SECONDS": str(poll_s),
-           "AURA_CYCLE_INTERVAL": "300"}
-    with BenchProject(env) as p:
+           "AURA_CYCLE_INTERVAL": "300",
+           # the start check refuses a window shorter than two polls
+           "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": f"{max(2.0, 2 * poll_s):g}"}
+    with Project.temporary(env) as p:
         lines = [f"- [ ] sleeper {i} `sleep 3600`" for i in range(workers)]
         p.write_task("# Watch\n\n" + "\n".join(lines) + "\n")
         p.up()
@@ -161,7 +163,7 @@ def detect_and_kill(runs: int, poll_s: float = 0.5, window_s: float = 2.0, strik
            "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": str(strikes), "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "0",
            "AURA_CYCLE_INTERVAL": "300"}
     detect, killed = [], []
-    with BenchProject(env) as p:
+    with Project.temporary(env) as p:
         p.write_task(DONE_TASK)
         p.up()
         sup = p.client("supervisor", timeout=30)
@@ -210,7 +212,8 @@ def watchdog_overhead_script(quick: bool) -> dict:
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
     out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
-    with BenchProject({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_CYCLE_INTERVAL": "300"}) as p:
+    with Project.temporary({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
+                            "AURA_CYCLE_INTERVAL": "300"}) as p:
         p.write_task(DONE_TASK)
         p.up()
         time.sleep(1.0)
@@ -231,7 +234,7 @@ def aura_scale(sizes: list[int]) -> dict:
     return out
 
 
-def _aura_pids(p: BenchProject, group: str) -> dict[str, list[int]]:
+def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:
     pids: dict[str, list[int]] = {n: [pid] for n in DAEMONS if (pid := p.daemon_pid(n))}
     shims = []
     for wdir in p.paths.workers_dir.glob(f"{group}-*"):
@@ -256,7 +259,7 @@ def brain_tokens(cycles: int) -> dict:
     with ScriptedServer({"default": {"text": "Nothing to change this cycle."}}) as srv:
         env = {"AURA_PLANNER": "llm", "AURA_API_KEY": "bench", "AURA_API_BASE_URL": srv.url,
                "AURA_API_PROVIDER": "anthropic", "AURA_CYCLE_INTERVAL": "300"}
-        with BenchProject(env) as p:
+        with Project.temporary(env) as p:
             (p.root / "task.md").write_text((REPO / "tasks" / "example.md").read_text())
             p.up()
             brain = p.client("brain", timeout=30)

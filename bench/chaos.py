@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aura.runtime.fsutil import read_json  # noqa: E402
 from aura.runtime.paths import DAEMONS  # noqa: E402
-from bench.harness import BenchProject, TimedOut, alive, wait_for  # noqa: E402
+from tests.support.harness import Project, TimedOut, alive, wait_for  # noqa: E402
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 
 CHAOS_ENV = {
@@ -111,7 +111,7 @@ class ChaosReport:
 class TaskFeeder:
     """Keeps the task file a few items ahead of the workers, so workers keep starting and finishing."""
 
-    def __init__(self, project: BenchProject, rng: random.Random, ahead: int):
+    def __init__(self, project: Project, rng: random.Random, ahead: int):
         self.p = project
         self.rng = rng
         self.ahead = ahead
@@ -140,7 +140,7 @@ class TaskFeeder:
 class SampleWatcher(threading.Thread):
     """Asks the watchdog for its last sample time ten times a second, across its restarts."""
 
-    def __init__(self, project: BenchProject):
+    def __init__(self, project: Project):
         super().__init__(daemon=True)
         self.endpoint = project.paths.endpoint("watchdog")
         self.samples: set[float] = set()
@@ -169,7 +169,7 @@ class SampleWatcher(threading.Thread):
 class Killer:
     """kill -9 one random daemon at a time, and wait for its peers to bring it back before the next."""
 
-    def __init__(self, project: BenchProject, cfg: ChaosConfig, rng: random.Random, report: ChaosReport):
+    def __init__(self, project: Project, cfg: ChaosConfig, rng: random.Random, report: ChaosReport):
         self.p = project
         self.cfg = cfg
         self.rng = rng
@@ -213,7 +213,7 @@ class Killer:
 class PidTracker:
     """Remembers every shim and worker once its launch record appears (reads each record once)."""
 
-    def __init__(self, project: BenchProject):
+    def __init__(self, project: Project):
         self.p = project
         self.done: set[str] = set()
 
@@ -232,7 +232,7 @@ class PidTracker:
 
 # -- the checks at the end ------------------------------------------------------------------------------------
 
-def check_workers(p: BenchProject, report: ChaosReport) -> None:
+def check_workers(p: Project, report: ChaosReport) -> None:
     for wdir in p.worker_dirs():
         rec = read_json(wdir / "record.json") or {}
         launch = read_json(wdir / "launch.json") or {}
@@ -255,7 +255,7 @@ def check_workers(p: BenchProject, report: ChaosReport) -> None:
                                    f"{(rec.get('exit') or {}).get('error')}")
 
 
-def check_tasks(p: BenchProject, items: int, report: ChaosReport) -> None:
+def check_tasks(p: Project, items: int, report: ChaosReport) -> None:
     runs: dict[int, int] = {}
     try:
         for line in (p.root / LEDGER).read_text().splitlines():
@@ -278,7 +278,7 @@ def check_tasks(p: BenchProject, items: int, report: ChaosReport) -> None:
             report.problems.append(f"item {i}: ran {count} times")
 
 
-def check_files(p: BenchProject, report: ChaosReport) -> None:
+def check_files(p: Project, report: ChaosReport) -> None:
     """Every JSON state file must parse; every journal line too; leftover temp files are counted."""
     for path in p.paths.data.rglob("*"):
         if not path.is_file():
@@ -325,7 +325,7 @@ def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
     rng = random.Random(seed)
     report = ChaosReport(seed=seed, duration_s=cfg.duration_s)
     env = dict(CHAOS_ENV, AURA_MAX_CONCURRENT_TASKS=str(cfg.concurrency))
-    p = BenchProject(env, keep=cfg.keep)
+    p = Project.temporary(env, keep=cfg.keep)
     watcher = SampleWatcher(p)
     try:
         feeder, tracker, killer = TaskFeeder(p, rng, 3 * cfg.concurrency), PidTracker(p), Killer(p, cfg, rng, report)
@@ -370,7 +370,7 @@ def _kill_loop(cfg: ChaosConfig, rng: random.Random, feeder: TaskFeeder, tracker
         time.sleep(0.1)
 
 
-def _drain(p: BenchProject, feeder: TaskFeeder, tracker: PidTracker, killer: Killer, timeout: float) -> bool:
+def _drain(p: Project, feeder: TaskFeeder, tracker: PidTracker, killer: Killer, timeout: float) -> bool:
     if killer.wait_all_up() is None:
         return False
     brain = p.client("brain", timeout=5)

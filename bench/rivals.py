@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from .harness import PidBook, TimedOut, wait_for
+from tests.support.harness import PidBook, TimedOut, wait_for
 
 PACKAGES = ("circus==0.19.0", "supervisor==4.3.0")
 DRIVER = Path(__file__).resolve().with_name("driver.py")

@@ -1,0 +1,1 @@
+"""Aura's tests: unit, integration and real, with their shared support (see tests/README.md)."""

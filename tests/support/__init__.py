@@ -1,0 +1,1 @@
+"""Helpers of the tests (and, for harness.py, of the bench): no test functions, no fixtures."""
