@@ -11,8 +11,8 @@ import pytest
 
 from aura.runtime.fsutil import read_json
 from aura.runtime.paths import ProjectPaths
-from conftest import Project, wait_for
-from llm_support import NO_OP, decisions, tool_results, use_llm
+from tests.support.harness import Project, wait_for
+from tests.support.llm import NO_OP, decisions, tool_results, use_llm
 
 
 def test_write_file_cannot_overwrite_the_brains_state_in_a_moved_data_folder(project: Project, serve: Any) -> None:
