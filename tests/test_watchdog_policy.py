@@ -2,7 +2,7 @@
 reserve shortfall is charged to, dry-run, cool-down, per-task overrides, run-time changes,
 preflight answers, and the sampling code's bookkeeping (CPU from deltas, registry view).
 
-Signals are recorded instead of sent: the daemon's `_evaluate` is fed hand-made samples."""
+Signals are recorded instead of sent: the sampling pass's `evaluate` is fed hand-made samples."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def set_limits(dog: WatchdogDaemon, args: dict) -> dict:
     dog.use_policy(policy, merged, disk)
     changed = {k: {"old": old.get(k), "new": v} for k, v in {**policy.as_dict(), **disk}.items()
                if old.get(k) != v}
-    dog.log.warning("limits_changed", changed=changed, by=args["by"])
+    dog.log.warning(LIMITS_CHANGED, changed=changed, by=args["by"])
     dog.publish(LIMITS_CHANGED, changed=changed)
     return {"limits": {**policy.as_dict(), **disk}, "changed": changed}
 
