@@ -103,8 +103,8 @@ def make_watchdog(root: Path) -> WatchdogDaemon:
     paths.ensure()
     cfg = Config()
     cfg.set("AURA_WORKER_RESOURCE_GUARD", "dry-run", "bench")
-    cfg.set("AURA_WORKER_RESOURCE_POLL_SECONDS", "1", "bench")  # the bench drives the samples; a window
-    cfg.set("AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "2", "bench")  # must hold two polls to be accepted
+    cfg.set("AURA_WORKER_RESOURCE_POLL_SECONDS", "1", "bench")  # a window must hold two polls; measure() drives sampling
+    cfg.set("AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "2", "bench")
     cfg.set("AURA_WORKER_MAX_SYSTEM_MEMORY_GB", "64", "bench")
     cfg.set("AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB", "0.01", "bench")
     return WatchdogDaemon(paths, cfg)

@@ -1,21 +1,36 @@
-"""The watchdog spells no word of a shared vocabulary itself: event kinds, worker states and
-outcomes come from aura.runtime.vocab and aura.runtime.eventkinds, guard modes from
-aura.runtime.limits, record files from aura.runtime.records. A copy would drift from its owner."""
+"""The watchdog's shape: each request it answers is one operation module (aura.watchdog.ops) that
+declares its arguments and says its request and reply; and it spells no word of a shared vocabulary
+itself: event kinds, worker states and outcomes come from aura.runtime.vocab and
+aura.runtime.eventkinds, guard modes from aura.runtime.limits, record files from aura.runtime.records
+(a copy would drift from its owner)."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
-from aura.runtime import eventkinds, records, vocab
+from aura.runtime import eventkinds, ops, records, vocab
 
-WATCHDOG = Path(__file__).resolve().parent.parent / "watchdog"
+WATCHDOG = Path(importlib.import_module("aura.watchdog").__path__[0])
+WATCHDOG_OPS = ("usage", "limits", "set_limits", "preflight", "status")
 OWNED = {
     **{k: "aura.runtime.eventkinds" for k in eventkinds.BY_NAME},
     **{k: "aura.runtime.vocab" for k in (*vocab.WORKER_STATES, *vocab.OUTCOMES)},
     **{k: "aura.runtime.records" for k in (records.WORKER_RECORD, records.WORKER_STARTED, records.WORKER_EXIT,
                                            records.WORKER_JOBS, "limits.json", "kills")},
 }
+
+
+def test_each_request_of_the_watchdog_is_one_operation_module() -> None:
+    importlib.import_module("aura.watchdog.ops")
+    found = {op.name: op for op in ops.operations("watchdog") if op.daemon == "watchdog"}
+    assert sorted(found) == sorted(WATCHDOG_OPS)
+    for name, op in found.items():
+        assert op.handler.__module__ == f"aura.watchdog.ops.{name}"
+        assert op.summary.startswith(f"{name}:") and op.wire("Request") and op.wire("Reply")
+    assert [a.name for a in found["preflight"].args] == ["worker_id", "task_id", "limits"]  # what the supervisor sends
+    assert [a.name for a in found["set_limits"].args] == ["values", "by"]
 
 
 def spelt_out(path: Path) -> list[str]:

@@ -1,0 +1,1 @@
+"""Integration tests: the real daemons and workers in temporary folders."""
