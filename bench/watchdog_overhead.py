@@ -3,7 +3,7 @@
 
 Starts worker process trees (a `sh` root per worker with children, as a shell worker that
 starts helpers looks), writes registry records for them in a temporary project, and drives
-the watchdog's real sampling code (`WatchdogDaemon.sample_once`, in this process, in
+the watchdog's real sampling code (`Sampling.once`, in this process, in
 dry-run so nothing is killed but every limit is evaluated) at a fixed interval. Reports,
 for each size and load: CPU seconds and wall time per sample, per sampled process, and the
 watchdog's CPU % at the default poll interval (10 s) and at 1 s.
@@ -111,13 +111,13 @@ def make_watchdog(root: Path) -> WatchdogDaemon:
 
 
 def measure(dog: WatchdogDaemon, samples: int, interval: float) -> dict[str, float]:
-    """Drive sample_once at `interval`; CPU and wall time of each call."""
+    """Drive the sampling pass at `interval`; CPU and wall time of each call."""
     cpu, wall, nprocs = [], [], []
-    dog.sample_once()  # the first sample reads every record and builds the trackers
+    dog.sampling.once()  # the first sample reads every record and builds the trackers
     for _ in range(samples):
         time.sleep(interval)
         c0, w0 = time.process_time(), time.perf_counter()
-        dog.sample_once()
+        dog.sampling.once()
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
         nprocs.append(sum(w.sample.nprocs for w in dog.watched.values() if w.sample))

@@ -27,6 +27,7 @@ from aura.runtime.diskspace import (
     keep_bytes,
     parse_mb,
 )
+from aura.runtime.vocab import DISK_LOW, OUTPUT_LIMIT
 
 Key = tuple[int, int]  # (st_dev, st_ino)
 MIN_VICTIM_RATE = 64 * 1024  # bytes per second a worker's files must grow by to be the one filling the disk
@@ -37,7 +38,7 @@ class Stop:
     """A worker the disk checks stop: its reason code (the outcome), a reason, and the numbers behind it."""
 
     worker_id: str
-    code: str  # "output_limit" or "disk_low"
+    code: str  # the outcome: OUTPUT_LIMIT or DISK_LOW
     limit: str
     reason: str
     evidence: dict
@@ -73,7 +74,7 @@ class DiskGuard:
 
     # -- one sample --------------------------------------------------------------------------------
     def check(self, workers: dict[str, tuple[dict, list[int]]], now: float | None = None) -> tuple[str | None, list[Stop]]:
-        """Take a reading; returns the reserve's change ('disk_low' / 'disk_ok', or None) and the
+        """Take a reading; returns the reserve's change (the event kind DISK_LOW or DISK_OK, or None) and the
         workers to stop. `workers` maps a live worker's id to (its record, the pids of its tree)."""
         now = time.time() if now is None else now
         change = self.state.update(free_bytes(self.data), now)
@@ -131,7 +132,7 @@ class DiskGuard:
 
     def _over_cap(self, wid: str, files: _Files) -> Stop:
         limit = self.settings[OUTPUT_KEY]
-        return Stop(wid, "output_limit", OUTPUT_KEY,
+        return Stop(wid, OUTPUT_LIMIT, OUTPUT_KEY,
                     f"its output reached {files.output_bytes / MB:.1f} MB, over {OUTPUT_KEY}={limit:g} MB",
                     {"output_bytes": files.output_bytes, "cap_bytes": self.cap, "keep_bytes": keep_bytes(self.cap)})
 
@@ -142,7 +143,7 @@ class DiskGuard:
             return None
         wid = max(growing, key=lambda w: growing[w].growth)
         f = growing[wid]
-        return Stop(wid, "disk_low", RESERVE_KEY,
+        return Stop(wid, DISK_LOW, RESERVE_KEY,
                     f"it was filling the data folder's disk: {self.state.describe(self.data)}; "
                     f"its files grew {f.growth / MB:.1f} MB since the last sample ({f.rate / MB:.2f} MB/s)",
                     {"free_bytes": self.state.free, "reserve_bytes": self.state.reserve, "growth_bytes": f.growth,

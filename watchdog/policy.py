@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from aura.runtime.config import KEYS, Config, ConfigError
-from aura.runtime.limits import LIMITS, guard_mode
+from aura.runtime.limits import GUARD_KEY, GUARD_ON, LIMITS, guard_mode
 from aura.runtime.settings_check import cross_problems, value_problem
 
-POLICY_KEYS = ("AURA_WORKER_RESOURCE_GUARD", "AURA_WORKER_RESOURCE_POLL_SECONDS",
+POLICY_KEYS = (GUARD_KEY, "AURA_WORKER_RESOURCE_POLL_SECONDS",
                "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_VIOLATION_STRIKES",
                "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS")
 MIN_SAMPLES = 2
@@ -50,7 +50,7 @@ def reserve_victim(sizes: Mapping[str, float], floor: float) -> str | None:
 @dataclass
 class Policy:
     limits: dict[str, float]
-    mode: str = "on"
+    mode: str = GUARD_ON
     poll_s: float = 10.0
     window_s: float = 180.0
     strikes: int = 3
@@ -78,7 +78,7 @@ class Policy:
             raise ConfigError("; ".join(found))
         num = {k: _number(k, values[k]) for k in (*LIMITS, *POLICY_KEYS[1:])}
         return cls(limits={k: num[k] for k in LIMITS},
-                   mode=guard_mode(KEYS["AURA_WORKER_RESOURCE_GUARD"].canonical(values["AURA_WORKER_RESOURCE_GUARD"])),
+                   mode=guard_mode(KEYS[GUARD_KEY].canonical(values[GUARD_KEY])),
                    poll_s=num["AURA_WORKER_RESOURCE_POLL_SECONDS"],
                    window_s=num["AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"],
                    strikes=int(num["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"]),
@@ -96,7 +96,7 @@ class Policy:
         return merged
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.limits, "AURA_WORKER_RESOURCE_GUARD": self.mode,
+        return {**self.limits, GUARD_KEY: self.mode,
                 "AURA_WORKER_RESOURCE_POLL_SECONDS": self.poll_s,
                 "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": self.window_s,
                 "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": self.strikes,
@@ -159,7 +159,7 @@ class WorkerWindow:
             metric, kind, unit = LIMITS[key]
             avg = avgs.get(metric)
             bad = threshold > 0 and avg is not None and (avg > threshold if kind == "max" else avg < threshold)
-            if not bad:
+            if not bad or avg is None:  # (never None when bad; said for the type checker)
                 if self.strikes.get(key):
                     self.strikes[key] = 0
                     self.runs.pop(key, None)

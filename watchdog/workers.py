@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 from aura.runtime.fsutil import read_json
 from aura.runtime.pidfile import is_alive
-from aura.runtime.records import WorkerRecords
+from aura.runtime.records import LAUNCH_FACTS, WORKER_RECORD, WorkerRecords
 from aura.runtime.vocab import LIVE_STATES
 
 from .policy import WorkerWindow
 from .sampler import TreeSample, TreeTracker, read_tree, start_ticks
 
 RACY_NS = 1_000_000_000
-LAUNCH_KEYS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:
@@ -79,7 +78,7 @@ class RegistryView:
             del self._records[gone]
 
     def _record(self, wid: str, now_ns: int) -> dict | None:
-        path = f"{self.root}/{wid}/record.json"
+        path = f"{self.root}/{wid}/{WORKER_RECORD}"
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -99,7 +98,7 @@ class RegistryView:
     def _with_launch(self, wid: str, rec: dict) -> dict:
         """A record written before the launch report: fill the pids from the shim's launch.json."""
         launch = self.registry.launch(wid) or {}
-        return {**rec, **{k: launch[k] for k in LAUNCH_KEYS if launch.get(k) is not None}}
+        return {**rec, **{k: launch[k] for k in LAUNCH_FACTS if launch.get(k) is not None}}
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import KEYS, ConfigError
-from .fsutil import read_json
+from .eventkinds import DISK_LOW, DISK_OK
+from .records import run_time_limits
 
 MB = 1024 * 1024
 RESERVE_KEY = "AURA_MIN_DISK_FREE_MB"
@@ -55,8 +56,7 @@ def parse_mb(key: str, value: Any, source: str = "aura limits") -> float:
 
 def disk_settings(cfg: Any, watchdog_dir: Path | None = None) -> dict[str, float]:
     """The reserve and the output cap in MB: the configuration, then `aura limits` changes."""
-    rec = read_json(watchdog_dir / "limits.json") if watchdog_dir is not None else None
-    overrides = (rec.get("overrides") if isinstance(rec, dict) else None) or {}
+    overrides = run_time_limits(watchdog_dir) if watchdog_dir is not None else {}
     return {key: parse_mb(key, overrides.get(key, cfg.str(key))) for key in DISK_KEYS}
 
 
@@ -84,7 +84,7 @@ class DiskState:
     checked_at: float | None = None
 
     def update(self, free: int | None, now: float | None = None) -> str | None:
-        """Take a new reading; 'disk_low' or 'disk_ok' when the state changed."""
+        """Take a new reading; the event kind DISK_LOW or DISK_OK when the state changed."""
         now = time.time() if now is None else now
         self.free, self.checked_at = free, now
         if self.reserve <= 0 or free is None:
@@ -96,7 +96,7 @@ class DiskState:
         if low == self.low:
             return None
         self.low, self.since = low, now
-        return "disk_low" if low else "disk_ok"
+        return DISK_LOW if low else DISK_OK
 
     def describe(self, path: Path | str) -> str:
         free = "?" if self.free is None else f"{self.free / MB:.1f}"

@@ -17,6 +17,13 @@ from .vocab import DISK_OUTCOMES
 
 Text = Callable[[dict], str]
 
+# kinds by name, for their publishers (the table below says what each one means)
+WORKER_RESOURCE_KILLED = "worker_resource_killed"
+RESOURCE_VIOLATION = "resource_violation"
+LIMITS_CHANGED = "limits_changed"
+DISK_LOW = "disk_low"
+DISK_OK = "disk_ok"
+
 
 @dataclass(frozen=True)
 class EventKind:
@@ -71,14 +78,14 @@ KINDS: tuple[EventKind, ...] = (
     EventKind("worker_loop", "supervisor", _worker("repeats the same tool call"), shown=False, wakes_brain=True),
     EventKind("worker_loop_ended", "supervisor", _worker("stopped repeating itself"), shown=False),
     # watchdog
-    EventKind("worker_resource_killed", "watchdog", _resource_killed, wakes_brain=True),
-    EventKind("resource_violation", "watchdog",
+    EventKind(WORKER_RESOURCE_KILLED, "watchdog", _resource_killed, wakes_brain=True),
+    EventKind(RESOURCE_VIOLATION, "watchdog",
               lambda d: f"worker {d['worker_id']} would be killed (dry run): {d.get('reason')}"),
-    EventKind("limits_changed", "watchdog", lambda d: f"limits changed: {d.get('changed')}", wakes_brain=True),
-    EventKind("disk_low", "any",
+    EventKind(LIMITS_CHANGED, "watchdog", lambda d: f"limits changed: {d.get('changed')}", wakes_brain=True),
+    EventKind(DISK_LOW, "any",
               lambda d: (f"disk low: {d.get('free_mb')} MB free in {d.get('path')} (reserve {d.get('reserve_mb')} "
                          "MB); no new workers start until space is back"), notify=True, urgent=True),
-    EventKind("disk_ok", "any", lambda d: f"disk space is back: {d.get('free_mb')} MB free in {d.get('path')}",
+    EventKind(DISK_OK, "any", lambda d: f"disk space is back: {d.get('free_mb')} MB free in {d.get('path')}",
               notify=True),
     # brain
     EventKind("task_status", "brain", lambda d: f"task {d['task_id']}: {d.get('old')} -> {d.get('new')} "

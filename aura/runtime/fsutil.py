@@ -124,7 +124,7 @@ def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8"), mode)
 
 
-def read_json(path: Path, default: Any = None) -> Any:
+def read_json(path: str | Path, default: Any = None) -> Any:
     """Read a JSON file written by another process; a missing or unreadable file gives `default`."""
     try:
         with open(path, "rb") as fh:

@@ -7,6 +7,10 @@ and per-task overrides) and the brain writes them into the worker's task.md: one
 from __future__ import annotations
 
 GUARD_KEY = "AURA_WORKER_RESOURCE_GUARD"
+GUARD_ON = "on"  # the guard's modes, as guard_mode spells them
+GUARD_DRY_RUN = "dry-run"  # sample, evaluate and say what would be killed; kill nothing
+GUARD_OFF = "off"  # sample only
+GUARD_MODES = (GUARD_ON, GUARD_DRY_RUN, GUARD_OFF)
 
 # config key -> (metric, "max" ceiling or "min" reserve, unit)
 LIMITS: dict[str, tuple[str, str, str]] = {
@@ -30,5 +34,5 @@ def guard_mode(value: str) -> str:
     """`on`, `off` or `dry-run` for any accepted spelling of AURA_WORKER_RESOURCE_GUARD."""
     v = value.strip().lower()
     if v in ("dry-run", "dry_run", "dryrun"):
-        return "dry-run"
-    return "off" if v in ("0", "false", "no", "off", "") else "on"
+        return GUARD_DRY_RUN
+    return GUARD_OFF if v in ("0", "false", "no", "off", "") else GUARD_ON

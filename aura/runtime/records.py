@@ -7,6 +7,7 @@ Each record has one writer; everyone else reads it here, never by spelling out i
     run/workers/<id>/exit.json     the shim: how the worker ended (exit code or signal, end time)
     run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
     watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
+    watchdog/limits.json           the watchdog: the limits `aura limits` changed, kept across runs
 
 The watchdog and `aura ps` read these folders directly, so they keep working while the supervisor
 is down.
@@ -28,6 +29,20 @@ WORKER_EXIT = "exit.json"
 WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.json) are kept
 EXIT_RESERVE = "exit.reserve"  # room the shim keeps for exit.json on a full disk
 LAUNCH_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
+
+
+RUN_TIME_LIMITS = "limits.json"
+
+
+def run_time_limits_path(watchdog_dir: Path) -> Path:
+    return watchdog_dir / RUN_TIME_LIMITS
+
+
+def run_time_limits(watchdog_dir: Path) -> dict[str, str]:
+    """The limits `aura limits` changed (key -> value as given); {} when none were or the file is unreadable."""
+    rec = read_json(run_time_limits_path(watchdog_dir))
+    overrides = rec.get("overrides") if isinstance(rec, dict) else None
+    return {str(k): str(v) for k, v in overrides.items()} if isinstance(overrides, dict) else {}
 
 
 def kills_dir(paths: ProjectPaths) -> Path:

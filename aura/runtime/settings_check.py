@@ -124,14 +124,6 @@ def env_warnings(cfg: Config) -> list[str]:
             for name in sorted(cfg.unknown_env) if name not in NOT_SETTINGS]
 
 
-def run_time_limits(watchdog_dir: Path) -> dict[str, str]:
-    """The limits `aura limits` changed while a run ran; the watchdog keeps them across runs."""
-    from .fsutil import read_json
-    rec = read_json(watchdog_dir / "limits.json")
-    overrides = rec.get("overrides") if isinstance(rec, dict) else None
-    return {str(k): str(v) for k, v in overrides.items()} if isinstance(overrides, dict) else {}
-
-
 def check_start(cfg: Config, watchdog_dir: Path | None = None,
                 warn: Callable[[str], None] = lambda line: None) -> None:
     """Refuse a start on any problem (ConfigError, one line each); pass warnings to `warn`.
@@ -140,9 +132,10 @@ def check_start(cfg: Config, watchdog_dir: Path | None = None,
     watchdog will start with them."""
     values, sources = dict(cfg.values), dict(cfg.sources)
     if watchdog_dir is not None:
+        from .records import run_time_limits, run_time_limits_path
         kept = run_time_limits(watchdog_dir)
         values.update(kept)
-        label = f"`aura limits` (kept in {watchdog_dir / 'limits.json'}; delete that file to drop them)"
+        label = f"`aura limits` (kept in {run_time_limits_path(watchdog_dir)}; delete that file to drop them)"
         sources.update({k: label for k in kept})
     for line in env_warnings(cfg):
         warn(line)

@@ -2,7 +2,7 @@
 reserve shortfall is charged to, dry-run, cool-down, per-task overrides, run-time changes,
 preflight answers, and the sampling code's bookkeeping (CPU from deltas, registry view).
 
-Signals are recorded instead of sent: the daemon's `_evaluate` is fed hand-made samples."""
+Signals are recorded instead of sent: the sampling pass's `evaluate` is fed hand-made samples."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
+import aura.watchdog.kills as wkills
 import aura.watchdog.main as wmain
 import aura.watchdog.workers as wworkers
 from aura.runtime.config import Config
@@ -168,7 +169,7 @@ class Dog:
                 self.d.watched[wid] = Watched(rec)
             samples[wid] = TreeSample(t=self.t, pids=[], cpu_percent=0.0, rss_bytes=int(rss_gb * GB), nprocs=1)
             self.d.watched[wid].sample = samples[wid]
-        self.d._evaluate(samples, None, self.t)
+        self.d.sampling.evaluate(samples, None, self.t)
 
     def kill_record(self, wid: str) -> dict | None:
         return read_json(self.d.paths.watchdog_dir / "kills" / f"{wid}.json")
@@ -191,8 +192,8 @@ def make_dog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             alive.discard(pgid)
         return True
 
-    monkeypatch.setattr(wmain, "signal_group", fake_signal)
-    monkeypatch.setattr(wmain, "group_alive", lambda pgid: pgid in alive)
+    monkeypatch.setattr(wkills, "signal_group", fake_signal)
+    monkeypatch.setattr(wkills, "group_alive", lambda pgid: pgid in alive)
     made: list[Dog] = []
 
     def make(**cfg: Any) -> Dog:
@@ -260,7 +261,7 @@ def test_one_victim_at_a_time_the_worst_first(make_dog: Callable[..., Dog]) -> N
         dog.feed({"a": 1.5})
     assert dog.sent == [(1001, signal.SIGTERM)]
     dog.alive.discard(1001)  # type: ignore[attr-defined]
-    dog.d._finish_kills()
+    dog.d.kills.finish()
     dog.feed({"a": 1.5})
     assert dog.sent == [(1001, signal.SIGTERM), (1000, signal.SIGTERM)]
 
@@ -269,12 +270,12 @@ def test_cooldown_holds_the_next_kill(make_dog: Callable[..., Dog]) -> None:
     dog = make_dog(AURA_WORKER_MAX_SYSTEM_MEMORY_GB=1, AURA_WORKER_RESOURCE_COOLDOWN_SECONDS=3600)
     for _ in range(4):
         dog.feed({"a": 1.5, "b": 3.0})
-    dog.d._finish_kills()  # b's group is gone at once
-    assert dog.d.pending_kills == {}
+    dog.d.kills.finish()  # b's group is gone at once
+    assert dog.d.kills.pending == {}
     for _ in range(5):
         dog.feed({"a": 1.5})
     assert dog.sent == [(1001, signal.SIGTERM)]
-    dog.d.cooldown_until = 0.0  # the cool-down is over
+    dog.d.kills.cooldown_until = 0.0  # the cool-down is over
     dog.feed({"a": 1.5})
     assert dog.sent[-1] == (1000, signal.SIGTERM)
 
@@ -284,9 +285,9 @@ def test_sigkill_follows_when_the_group_outlives_the_grace(make_dog: Callable[..
     dog.alive.add(1000)  # type: ignore[attr-defined]
     for _ in range(4):
         dog.feed({"w": 2.0})
-    _, pgid = dog.d.pending_kills["w"]
-    dog.d.pending_kills["w"] = (time.monotonic() - 1, pgid)  # the grace period is over
-    dog.d._finish_kills()
+    _, pgid = dog.d.kills.pending["w"]
+    dog.d.kills.pending["w"] = (time.monotonic() - 1, pgid)  # the grace period is over
+    dog.d.kills.finish()
     assert dog.sent == [(1000, signal.SIGTERM), (1000, signal.SIGKILL)]
 
 
@@ -294,7 +295,7 @@ def test_dry_run_kills_nothing_and_logs_what_it_would_kill(make_dog: Callable[..
     dog = make_dog(AURA_WORKER_MAX_SYSTEM_MEMORY_GB=1, AURA_WORKER_RESOURCE_GUARD="dry-run")
     for _ in range(7):
         dog.feed({"w": 2.0})
-    assert dog.sent == [] and dog.kill_record("w") is None and dog.d.pending_kills == {}
+    assert dog.sent == [] and dog.kill_record("w") is None and dog.d.kills.pending == {}
     would = [r for r in dog.log() if r["event"] == "would_kill"]
     assert len(would) == 2  # samples 4 and 7: the 3rd strike, then the strikes start over
     assert would[0]["worker"] == "w" and would[0]["average"] == 2.0
@@ -306,7 +307,7 @@ def test_guard_off_samples_but_never_acts(make_dog: Callable[..., Dog]) -> None:
     for _ in range(6):
         dog.feed({"w": 2.0})
     assert dog.sent == [] and not [r for r in dog.log() if r["event"] == "would_kill"]
-    assert dog.d.op_usage({})["workers"]["w"]["rss_bytes"] == 2 * GB
+    assert dog.d.handlers()["usage"]({})["workers"]["w"]["rss_bytes"] == 2 * GB
 
 
 def test_per_task_override_applies_to_its_worker_only(make_dog: Callable[..., Dog]) -> None:
@@ -316,7 +317,7 @@ def test_per_task_override_applies_to_its_worker_only(make_dog: Callable[..., Do
         dog.feed({"a": 2.0, "b": 2.0}, limits=over)
     assert dog.sent == [(1000, signal.SIGTERM)]
     assert dog.kill_record("a")["overrides"] == {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "1"}
-    usage = dog.d.op_usage({})["workers"]
+    usage = dog.d.handlers()["usage"]({})["workers"]
     assert usage["a"]["limits"]["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] == 1.0
     assert usage["b"]["limits"]["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] == 0.0 and usage["b"]["strikes"] == {}
 
@@ -326,13 +327,13 @@ def test_run_time_change_is_validated_logged_persisted_and_reaches_every_worker(
     over = {"a": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "5"}}
     dog.feed({"a": 2.0, "b": 2.0}, limits=over)
     with pytest.raises(BadArgs, match="unknown limit"):
-        dog.d.op_set_limits({"values": {"AURA_WORKER_MAX_RAM": "1"}})
+        dog.d.handlers()["set_limits"]({"values": {"AURA_WORKER_MAX_RAM": "1"}})
     with pytest.raises(BadArgs, match=">= 0"):
-        dog.d.op_set_limits({"values": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "-1"}})
+        dog.d.handlers()["set_limits"]({"values": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "-1"}})
     with pytest.raises(BadArgs, match="expected a number"):
-        dog.d.op_set_limits({"values": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "lots"}})
+        dog.d.handlers()["set_limits"]({"values": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "lots"}})
     assert dog.d.policy.limits["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] == 0.0
-    reply = dog.d.op_set_limits({"values": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "1"}, "by": "test"})
+    reply = dog.d.handlers()["set_limits"]({"values": {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "1"}, "by": "test"})
     assert reply["changed"] == {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": {"old": 0.0, "new": 1.0}}
     changed = [r for r in dog.log() if r["event"] == "limits_changed"]
     assert len(changed) == 1 and changed[0]["by"] == "test"
@@ -343,22 +344,22 @@ def test_run_time_change_is_validated_logged_persisted_and_reaches_every_worker(
     again = wmain.WatchdogDaemon(dog.d.paths, dog.d.cfg)
     try:
         assert again.policy.limits["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] == 1.0
-        assert again.op_limits({})["overrides"] == {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "1"}
+        assert again.handlers()["limits"]({})["overrides"] == {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "1"}
     finally:
         again.ctx.destroy(linger=0)
 
 
 def test_preflight_answers(make_dog: Callable[..., Dog]) -> None:
     dog = make_dog(AURA_WORKER_MAX_CPU_PERCENT=50)
-    ok = dog.d.op_preflight({"limits": {"AURA_WORKER_MAX_CPU_PERCENT": 25}})
+    ok = dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MAX_CPU_PERCENT": 25}})
     assert ok["ok"] is True and ok["limits"]["AURA_WORKER_MAX_CPU_PERCENT"] == 25.0
-    refused = dog.d.op_preflight({"limits": {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}})
+    refused = dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}})
     assert refused["ok"] is False and refused["short"] is True  # it may pass later
     assert "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB" in refused["reason"] and "GB of RAM free" in refused["reason"]
-    bad = dog.d.op_preflight({"limits": {"AURA_WORKER_MAX_RAM": 1}})
+    bad = dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MAX_RAM": 1}})
     assert bad["ok"] is False and "bad per-task limits" in bad["reason"] and not bad.get("short")
     dog.d.policy.mode = "off"
-    assert dog.d.op_preflight({"limits": {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}})["ok"] is True
+    assert dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}})["ok"] is True
 
 
 # -- sampling bookkeeping ----------------------------------------------------------------------------------
