@@ -210,7 +210,8 @@ def watchdog_overhead_script(quick: bool) -> dict:
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
     out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
-    with BenchProject({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_CYCLE_INTERVAL": "300"}) as p:
+    with BenchProject({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
+                       "AURA_CYCLE_INTERVAL": "300"}) as p:
         p.write_task(DONE_TASK)
         p.up()
         time.sleep(1.0)
