@@ -16,14 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aura.runtime.fsutil import disk_full
-from aura.runtime.vocab import (
-    EXITED,
-    LIVE_STATES,
-    ORPHANED,
-    OUTCOMES,
-    RUNNING,
-    STARTING,
-)
+from aura.runtime.vocab import EXITED, LIVE_STATES, ORPHANED, OUTCOMES, RUNNING, STARTING
 
 from .registry import Registry
 
