@@ -21,8 +21,9 @@ PROCESS_CALLS = {"kill", "killpg", "pidfd_open", "waitpid", "sched_setaffinity",
 
 
 def _above() -> list[Path]:
-    return sorted(p for name in ABOVE for p in ([SUPERVISOR / name] if name.endswith(".py")
-                                                else (SUPERVISOR / name).rglob("*.py")))
+    found = [p for name in ABOVE for p in ([SUPERVISOR / name] if name.endswith(".py")
+                                           else (SUPERVISOR / name).rglob("*.py"))]
+    return sorted(p for p in found if p.exists())
 
 
 def _imported(tree: ast.AST) -> set[str]:

@@ -32,8 +32,8 @@ def _table(tmp_path: Path) -> tuple[WorkerTable, list[tuple[str, dict]], Path]:
     return table, published, log_path
 
 
-def _on_disk(table: WorkerTable, wid: str) -> dict | None:
-    return table.registry.record(wid)
+def _on_disk(table: WorkerTable, wid: str) -> dict:
+    return table.registry.record(wid) or {}
 
 
 def test_change_state_saves_logs_and_publishes_along_the_table(tmp_path: Path) -> None:
