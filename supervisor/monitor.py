@@ -21,6 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aura.runtime.vocab import ORPHANED, TURNS_EXCEEDED
+
+from .states import ACTIVE
+
 READ_CHUNK = 1 << 20
 TAIL_BYTES = 4096
 ERROR_TAIL_LINES = 5
@@ -139,7 +143,7 @@ def tree_cpu_seconds(rec: dict) -> float | None:
     import psutil
     total: float | None = None
     root_pid, created = rec.get("shim_pid") or rec.get("worker_pid"), rec.get("shim_create_time")
-    if rec.get("state") == "orphaned" or not rec.get("shim_pid"):
+    if rec.get("state") == ORPHANED or not rec.get("shim_pid"):
         root_pid, created = rec.get("worker_pid"), rec.get("worker_create_time")
     try:
         root = psutil.Process(int(root_pid))
@@ -306,7 +310,7 @@ class OutputMonitor:
         follow = self._get(rec)
         if follow is not None:
             follow.scan()
-            follow.observe(time.time(), live=rec.get("state") in ("running", "orphaned"))
+            follow.observe(time.time(), live=rec.get("state") in ACTIVE)
 
     def summary(self, wid: str) -> dict | None:
         follow = self.follows.get(wid)
@@ -358,7 +362,7 @@ class OutputMonitor:
         cap = rec.get("max_turns_enforced")
         turns = follow.parsed().get("turns") or 0
         if cap and turns > cap:
-            return f"went past its turn cap of {cap} ({turns} turns)", "turns_exceeded"
+            return f"went past its turn cap of {cap} ({turns} turns)", TURNS_EXCEEDED
         if follow.final_seen_at is not None and time.time() - follow.final_seen_at > self.settings.result_grace \
                 and not rec.get("managed"):  # the agent exited; the shim waits for its registered jobs
             return f"printed its final result {self.settings.result_grace:g}s ago but did not exit", "finished_hung"

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal as _signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from aura.runtime.config import Config
 from aura.runtime.fsutil import atomic_write_text
-from aura.supervisor.streams.common import OUTCOMES
-
-KILL_SIGNALS = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP}
-TIMEOUT_EXIT = 124  # timeout(1)'s convention
+from aura.runtime.vocab import (DISK_LOW, FAILED, KILLED, LOST, OUTCOMES, OUTPUT_LIMIT, SUCCEEDED, TIMED_OUT,
+                                TURNS_EXCEEDED, UNKNOWN)
+from aura.supervisor.streams.common import KILL_SIGNALS, TIMEOUT_EXIT, effective_signal
 
 
 class BackendError(Exception):
@@ -58,17 +56,6 @@ class Backend(Protocol):
         """One of OUTCOMES."""
 
 
-def effective_signal(exit_code: int | None, signal: int | None) -> int | None:
-    """The signal that ended a process: reported directly, as a negative code, or as a shell's 128+N."""
-    if signal:
-        return signal
-    if exit_code is not None and exit_code < 0:
-        return -exit_code
-    if exit_code is not None and exit_code - 128 in KILL_SIGNALS:
-        return exit_code - 128
-    return None
-
-
 def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, needs_final: bool = False) -> str:
     """The outcome of a finished worker, the same rule for every backend.
 
@@ -87,27 +74,27 @@ def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, nee
     progress = progress or {}
     verdict = progress.get("verdict")
     if exit_rec.get("error"):
-        return "failed"
-    if verdict == "succeeded":
-        return "succeeded"
+        return FAILED
+    if verdict == SUCCEEDED:
+        return SUCCEEDED
     code = (kill or {}).get("reason_code")
-    if code in ("timed_out", "turns_exceeded", "output_limit", "disk_low"):
+    if code in (TIMED_OUT, TURNS_EXCEEDED, OUTPUT_LIMIT, DISK_LOW):
         return code
     if verdict in OUTCOMES:
         return verdict
     if kill:
-        return "killed"
+        return KILLED
     exit_code = exit_rec.get("exit_code")
     sig = effective_signal(exit_code, exit_rec.get("signal"))
     if sig is not None:
-        return "killed" if sig in KILL_SIGNALS else "failed"
+        return KILLED if sig in KILL_SIGNALS else FAILED
     if exit_code == TIMEOUT_EXIT:
-        return "timed_out"
+        return TIMED_OUT
     if exit_code is None:
-        return "lost"
+        return LOST
     if exit_code == 0:
-        return "unknown" if needs_final else "succeeded"
-    return "failed"
+        return UNKNOWN if needs_final else SUCCEEDED
+    return FAILED
 
 
 def basic_outcome(exit_rec: dict, kill: dict | None) -> str:

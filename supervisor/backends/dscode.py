@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from aura.runtime.config import Config
+from aura.runtime.vocab import FAILED, RATE_LIMITED
 
 from .base import LaunchPlan, decide_outcome, resolve_exe, task_file
 
@@ -54,6 +55,6 @@ class DsCodeBackend:
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:
         outcome = decide_outcome(exit_rec, kill, progress)
-        if outcome == "failed" and (progress or {}).get("rate_limit_hint"):
-            return "rate_limited"
+        if outcome == FAILED and (progress or {}).get("rate_limit_hint"):
+            return RATE_LIMITED
         return outcome

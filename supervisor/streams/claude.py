@@ -20,11 +20,15 @@ Facts this relies on (Claude Code 2.1.x, checked against the real CLI; see tests
 
 from __future__ import annotations
 
-import signal as _signal
 from collections.abc import Mapping
 from typing import Any
 
-from aura.supervisor.streams.common import OUTCOMES, ToolCalls, parse_json_line, as_int as _int, is_rate_limit_text, plain as _plain, rate_limit_reset_at
+from aura.runtime.vocab import (API_ERROR, BUDGET_EXCEEDED, FAILED, KILLED, LOST, RATE_LIMITED, SUCCEEDED, TIMED_OUT,
+                                TURNS_EXCEEDED, UNKNOWN)
+from aura.supervisor.streams.common import (KILL_SIGNALS, OUTCOMES, TIMEOUT_EXIT, ToolCalls, effective_signal,
+                                            is_rate_limit_text, parse_json_line, rate_limit_reset_at)
+from aura.supervisor.streams.common import as_int as _int
+from aura.supervisor.streams.common import plain as _plain
 
 __all__ = ["OUTCOMES", "ClaudeStream", "classify_claude"]
 
@@ -256,10 +260,6 @@ def _str_or(value: Any, fallback: str | None) -> str | None:
 
 # --------------------------------------------------------------------------- outcome
 
-_KILL_SIGNALS = {_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT, _signal.SIGHUP}
-_TIMEOUT_EXIT = 124  # timeout(1)'s convention
-
-
 def classify_claude(
     result: Mapping[str, Any] | None,
     exit_code: int | None,
@@ -283,30 +283,20 @@ def classify_claude(
     143, 137, 130, 129) -> killed; no exit status at all -> lost; exit 0 -> unknown (it claimed success
     but said nothing); any other exit or signal -> failed.
     """
-    signal = _effective_signal(exit_code, signal)
+    signal = effective_signal(exit_code, signal)
     if result is not None:
         verdict = _classify_result(result)
         if verdict is not None:
             return verdict
-    if timed_out or exit_code == _TIMEOUT_EXIT:
-        return "timed_out"
+    if timed_out or exit_code == TIMEOUT_EXIT:
+        return TIMED_OUT
     if signal is not None:
-        return "killed" if signal in _KILL_SIGNALS else "failed"
+        return KILLED if signal in KILL_SIGNALS else FAILED
     if exit_code is None:
-        return "lost"
+        return LOST
     if exit_code == 0:
-        return "unknown"
-    return "failed"
-
-
-def _effective_signal(exit_code: int | None, signal: int | None) -> int | None:
-    if signal:
-        return signal
-    if exit_code is not None and exit_code < 0:
-        return -exit_code
-    if exit_code is not None and exit_code - 128 in _KILL_SIGNALS:
-        return exit_code - 128
-    return None
+        return UNKNOWN
+    return FAILED
 
 
 def _classify_result(result: Mapping[str, Any]) -> str | None:
@@ -314,18 +304,18 @@ def _classify_result(result: Mapping[str, Any]) -> str | None:
     subtype = result.get("subtype")
     is_error = result.get("is_error")
     if subtype == "success" and is_error is False:
-        return "succeeded"
+        return SUCCEEDED
     if subtype == "error_max_turns":
-        return "turns_exceeded"
+        return TURNS_EXCEEDED
     if subtype == "error_max_budget_usd":
-        return "budget_exceeded"
+        return BUDGET_EXCEEDED
     text = str(result.get("result") or "") + " " + " ".join(map(str, result.get("errors") or []))
     status = result.get("api_error_status")
     if is_error is True and subtype == "success":  # the shape of an API failure after retries
         if status == 429 or is_rate_limit_text(text):
-            return "rate_limited"
+            return RATE_LIMITED
         if status is not None or text.lstrip().startswith("API Error"):
-            return "api_error"
+            return API_ERROR
     if is_error is True or (isinstance(subtype, str) and subtype.startswith("error")):
-        return "failed"
+        return FAILED
     return None

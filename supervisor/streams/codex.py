@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from aura.runtime.vocab import API_ERROR, FAILED, RATE_LIMITED, SUCCEEDED
+
 from .common import (LAST_TEXT_CHARS, ToolCalls, as_int, is_rate_limit_text, parse_json_line, rate_limit_reset_at,
                      str_or)
 
@@ -109,13 +111,13 @@ class CodexStream:
     def verdict(self) -> str | None:
         if self.failed is not None:
             if is_rate_limit_text(self.failed):
-                return "rate_limited"
-            return "api_error" if _API_ERROR.search(self.failed) else "failed"
-        return "succeeded" if self.ended and self.turns_completed else None
+                return RATE_LIMITED
+            return API_ERROR if _API_ERROR.search(self.failed) else FAILED
+        return SUCCEEDED if self.ended and self.turns_completed else None
 
     def summary(self) -> dict[str, Any]:
         error = self.failed or self.warning
-        reset = rate_limit_reset_at(self.failed or "") if self.verdict() == "rate_limited" else None
+        reset = rate_limit_reset_at(self.failed or "") if self.verdict() == RATE_LIMITED else None
         return {"session_id": self.session_id, "turns": self.steps, **self.tokens, "total_cost_usd": None,
                 "last_text": self.last_text, **self.tools.summary(), "final": self.ended, "verdict": self.verdict(),
                 "error": error, "rate_limit_reset_at": reset, "lines": self.lines, "bad_lines": self.bad_lines}

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from aura.runtime.vocab import OUTCOMES  # noqa: F401  (the parsers' verdicts are outcomes)
+
+KILL_SIGNALS = {signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP}  # how a stop ends a process
+TIMEOUT_EXIT = 124  # timeout(1)'s convention
 
 LAST_TEXT_CHARS = 500
 
@@ -118,3 +122,14 @@ class ToolCalls:
     def summary(self) -> dict[str, Any]:
         return {"last_tool": self.last_tool, "tool_counts": dict(self.counts), "repeat_count": self.repeat_count,
                 "max_repeat": self.max_repeat, "last_call": self.last_call}
+
+
+def effective_signal(exit_code: int | None, sig: int | None) -> int | None:
+    """The signal that ended a process: reported directly, as a negative code, or as a shell's 128+N."""
+    if sig:
+        return sig
+    if exit_code is not None and exit_code < 0:
+        return -exit_code
+    if exit_code is not None and exit_code - 128 in KILL_SIGNALS:
+        return exit_code - 128
+    return None

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aura.runtime.vocab import API_ERROR, FAILED, RATE_LIMITED, SUCCEEDED
+
 from .common import (LAST_TEXT_CHARS, ToolCalls, as_float, as_int, is_rate_limit_text, parse_json_line,
                      rate_limit_reset_at, str_or)
 
@@ -96,16 +98,16 @@ class OpenCodeStream:
             if self.error_name == ABORTED:
                 return None  # stopped from outside: the exit status and the kill decide
             if self.error_status == 429 or is_rate_limit_text(self.error):
-                return "rate_limited"
+                return RATE_LIMITED
             if self.error_name in ("APIError", "ProviderAuthError") or self.error_status is not None:
-                return "api_error"
-            return "failed"
+                return API_ERROR
+            return FAILED
         if self.finish_reason is None or self.finish_reason in CONTINUE_REASONS:
             return None
-        return "succeeded" if self.finish_reason in ("stop", "end_turn", "end-turn") else "failed"
+        return SUCCEEDED if self.finish_reason in ("stop", "end_turn", "end-turn") else FAILED
 
     def summary(self) -> dict[str, Any]:
-        reset = rate_limit_reset_at(self.error or "") if self.verdict() == "rate_limited" else None
+        reset = rate_limit_reset_at(self.error or "") if self.verdict() == RATE_LIMITED else None
         return {"session_id": self.session_id, "turns": self.steps, **self.tokens,
                 "total_cost_usd": round(self.cost, 6) if self.steps else None, "last_text": self.last_text,
                 **self.tools.summary(), "final": self.final, "verdict": self.verdict(),

@@ -1,0 +1,67 @@
+"""Taking over, at start, every worker a previous supervisor left behind.
+
+Workers outlive the supervisor (their shims are not its children in any way that matters), so a
+supervisor that starts reads the registry and, for each worker still live there, finds out what
+became of it: ended meanwhile (the shim wrote its exit record), still running under its shim
+(watched again), running on without its shim (followed by its own pid), or gone without a word.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aura.runtime.vocab import LIVE_STATES, RUNNING, STARTING
+
+from .executors.base import Executor
+from .exits import Exits
+from .states import WorkerTable
+
+
+class Adoption:
+    def __init__(self, workers: WorkerTable, executor: Executor, exits: Exits,
+                 call_later: Callable[[float, Callable[[], Any]], None]):
+        self.workers = workers
+        self.executor = executor
+        self.exits = exits
+        self.call_later = call_later
+
+    def adopt_all(self) -> None:
+        for rec in self.workers.registry.records():
+            self.workers[rec["worker_id"]] = rec
+            if rec.get("state") in LIVE_STATES:
+                self.adopt(rec["worker_id"])
+
+    def adopt(self, wid: str) -> None:
+        rec = self.workers[wid]
+        if rec.get("state") not in LIVE_STATES:
+            return
+        registry = self.workers.registry
+        exit_rec = registry.exit(wid)
+        if exit_rec is not None:
+            self.exits.finish(wid, exit_rec, note="ended while the supervisor was down")
+            return
+        launch = registry.launch(wid) or {}
+        if not launch and rec.get("state") == STARTING:
+            self.await_launch(wid)
+            return
+        rec.update({k: v for k, v in launch.items() if k != "started_at" and v is not None})
+        if launch.get("error"):
+            self.exits.finish(wid, {"exit_code": None, "signal": None, "error": launch["error"]})
+        elif self.executor.supervised(rec):
+            pid = rec.get("worker_pid")
+            self.workers.change_state(rec, RUNNING, "worker_adopted", logged={"pid": pid}, published={"pid": pid})
+            self.executor.watch(rec)
+        else:
+            self.exits.shim_gone(wid)
+
+    def await_launch(self, wid: str) -> None:
+        """A `starting` record with no launch record: the last supervisor died mid-spawn. A shim that
+        is slow to start will still run the worker, so wait for its launch record until the
+        executor's launch timeout after the spawn; none by then means the worker never started."""
+        if time.time() - float(self.workers[wid].get("created_at") or 0) < self.executor.launch_timeout:
+            self.call_later(0.1, lambda: self.adopt(wid))
+            return
+        self.exits.finish(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
+                                "error": "never started: the supervisor stopped before the worker was launched"})

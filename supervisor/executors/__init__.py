@@ -1,0 +1,2 @@
+"""Where workers run: `base.Executor` is the interface, `local.LocalExecutor` runs each worker as a
+local process under its shim."""

@@ -1,0 +1,103 @@
+"""Where a worker runs: the one interface between the supervisor's bookkeeping and the processes.
+
+The supervisor keeps the records, decides outcomes, enforces budgets and asks for kills; an
+executor starts a worker, tells when it ended, signals it, and finds it again after a supervisor
+restart. Today's executor runs each worker as a local process under its shim (`local`). A cluster
+executor (Slurm: sbatch, squeue, scancel, with its shim on the node writing the same launch and exit
+records into a shared data folder) goes beside it, implementing the same methods.
+
+The records are the common ground: every executor's shim writes `launch.json` and `exit.json` in
+the worker's folder (aura.runtime.records), and `facts` says which of the launch's facts the
+worker's record keeps (for a local process: its pid, start time and process group, which the
+watchdog samples and signals).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+LaunchReport = Callable[[str, "dict | None"], None]  # (worker id, the shim's report, or None: none came)
+Ended = Callable[[str], None]  # (worker id): what was watched has ended
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One worker to start: what to run, where, with which environment, and where its records go."""
+
+    worker_id: str
+    worker_dir: Path  # the shim writes launch.json and exit.json here
+    task_dir: Path
+    cwd: str
+    argv: list[str]
+    stdout: Path
+    stderr: Path
+    env: dict[str, str]
+
+
+class Executor(ABC):
+    """Starts, watches, signals and re-finds workers. Each method takes the worker's record (a dict
+    the supervisor owns; an executor reads it and never writes it) or its id."""
+
+    name = ""
+    launch_timeout = 15.0  # seconds from a spawn until its shim must have reported the launch
+
+    def __init__(self, on_launch: LaunchReport, on_end: Ended):
+        self.on_launch = on_launch  # called once per `start`, with the shim's report or None
+        self.on_end = on_end  # called once per `watch`, when the watched worker has ended
+
+    def setup(self) -> None:
+        """Called once before the first start or adoption."""
+
+    @abstractmethod
+    def start(self, launch: Launch) -> None:
+        """Start the worker; `on_launch` follows with the shim's report, or None when none came in
+        time. OSError: it could not be started at all."""
+
+    @abstractmethod
+    def facts(self, report: dict) -> dict:
+        """What the worker's record keeps of a successful launch report (ids to watch, sample and
+        signal it by, and `started_at`)."""
+
+    @abstractmethod
+    def watch(self, rec: dict) -> None:
+        """Call `on_end` once the worker has ended (an orphaned worker: the worker itself; else its
+        shim, which writes the exit record first)."""
+
+    @abstractmethod
+    def collect(self, worker_id: str) -> dict | None:
+        """Stop watching; the worker's exit as the executor alone knows it (for when the shim could
+        not write the exit record), or None."""
+
+    @abstractmethod
+    def supervised(self, rec: dict) -> bool:
+        """Does the worker still run under its shim? (adoption after a supervisor restart)"""
+
+    @abstractmethod
+    def orphan(self, rec: dict, launch: dict) -> dict | None:
+        """The facts to follow a worker that runs on without its shim by, or None: it ended too."""
+
+    @abstractmethod
+    def running(self, rec: dict) -> bool:
+        """Does the worker's own process still run?"""
+
+    @abstractmethod
+    def terminate(self, rec: dict) -> bool:
+        """Ask the worker and everything it started to stop (SIGTERM); False: nothing was there."""
+
+    @abstractmethod
+    def force_kill(self, rec: dict) -> bool:
+        """Stop whatever of the worker is left, now (SIGKILL); False: nothing was there."""
+
+    def place(self, rec: dict, ceiling: float, in_use: list[int]) -> list[int] | None:
+        """Keep the worker to the share of CPUs `ceiling` (percent) allows, away from the cores in
+        `in_use`; the cores chosen, or None where the executor does not place workers."""
+        return None
+
+    def reap(self) -> None:
+        """Periodic: release what is left of workers that ended."""
+
+    def close(self) -> None:
+        """The supervisor stops: report launches still pending (as None), stop watching."""

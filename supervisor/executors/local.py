@@ -1,0 +1,201 @@
+"""Workers as local processes, each under its shim (supervisor/shim.py).
+
+Start: the shim starts in a session of its own (in a transient systemd scope where AURA_WORKER_SCOPE
+allows) and reports the worker's pid on a pipe, read in the daemon's poll loop, so many workers start
+in parallel. Exit: a pidfd per shim in the poll loop, where the platform has pidfds (the supervisor
+hears of an exit in milliseconds); a 0.25 s poll elsewhere. Signals go to the worker's process group
+and its shim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aura.runtime.fsutil import open_private
+from aura.runtime.loop import Daemon
+from aura.runtime.pidfile import is_alive, start_time
+from aura.runtime.procgroup import signal_group, terminate_worker
+from aura.runtime.records import LAUNCH_FACTS
+from aura.runtime.vocab import ORPHANED
+
+from .. import exitrecord
+from ..placement import CpuPinning
+from ..scope import scope_command, scoped
+from .base import Ended, Executor, Launch, LaunchReport
+
+SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
+POLL_INTERVAL = 0.25  # where there are no pidfds
+
+
+@dataclass
+class _Pending:
+    """A shim whose launch report has not come in yet."""
+
+    fd: int
+    buf: bytes = b""
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, loop: Daemon, grace: float, on_launch: LaunchReport, on_end: Ended):
+        super().__init__(on_launch, on_end)
+        self.loop = loop
+        self.grace = grace
+        self.scope_prefix: list[str] = []
+        self.children: dict[str, subprocess.Popen] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.watch_fds: dict[str, int] = {}
+        self.polled: dict[str, dict] = {}
+        self.pinning = CpuPinning(loop.log)
+        self._polling = False
+
+    def setup(self) -> None:
+        self.scope_prefix = scope_command(self.loop.cfg.str("AURA_WORKER_SCOPE"), log=self.loop.log)
+
+    # -- starting ---------------------------------------------------------------------------------
+    def start(self, launch: Launch) -> None:
+        """Start the shim in a new session; its launch report arrives on a pipe."""
+        r, w = os.pipe()
+        cmd = [sys.executable, "-I", "-S", SHIM, "--dir", str(launch.worker_dir), "--cwd", launch.cwd,
+               "--stdout", str(launch.stdout), "--stderr", str(launch.stderr), "--task-dir", str(launch.task_dir),
+               "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *launch.argv]
+        cmd = scoped(self.scope_prefix, self.loop.paths.root, launch.worker_id, cmd)
+        try:
+            with os.fdopen(open_private(launch.worker_dir / "shim.log"), "ab") as shim_log:
+                child = subprocess.Popen(cmd, env=launch.env, stdin=subprocess.DEVNULL, stdout=shim_log,
+                                         stderr=shim_log, start_new_session=True, pass_fds=(w,),
+                                         cwd=str(self.loop.paths.root))
+        except OSError:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        os.set_blocking(r, False)
+        wid = launch.worker_id
+        self.children[wid] = child
+        self.pending[wid] = _Pending(r)
+        self.loop.add_reader(r, lambda: self._on_report(wid))
+        self.loop.call_later(self.launch_timeout, lambda: self._reported(wid, None))
+
+    def _on_report(self, wid: str) -> None:
+        pending = self.pending.get(wid)
+        if pending is None:
+            return
+        try:
+            chunk = os.read(pending.fd, 65536)
+        except BlockingIOError:
+            return
+        pending.buf += chunk
+        if chunk and b"\n" not in pending.buf:
+            return
+        try:
+            report = json.loads(pending.buf.split(b"\n", 1)[0]) if pending.buf else None
+        except ValueError:
+            report = None
+        self._reported(wid, report)
+
+    def _reported(self, wid: str, report: dict | None) -> None:
+        pending = self.pending.pop(wid, None)
+        if pending is None:
+            return
+        self.loop.remove_reader(pending.fd)
+        os.close(pending.fd)
+        self.on_launch(wid, report)
+
+    def facts(self, report: dict) -> dict:
+        facts = {k: report[k] for k in (*LAUNCH_FACTS, "started_at")}
+        for key in ("worker", "shim"):  # a shim without /proc (macOS) cannot read start times itself
+            if facts.get(f"{key}_create_time") is None:
+                facts[f"{key}_create_time"] = start_time(facts[f"{key}_pid"])
+        return facts
+
+    # -- watching ---------------------------------------------------------------------------------
+    def watch(self, rec: dict) -> None:
+        """A pidfd in the poll loop where possible, else a poll every POLL_INTERVAL."""
+        wid = rec["worker_id"]
+        key = "worker" if rec.get("state") == ORPHANED else "shim"
+        pid = rec[f"{key}_pid"]
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.polled[wid] = rec
+            self._ensure_polling()
+            return
+        if not is_alive(pid, rec.get(f"{key}_create_time")):  # reused PID or already gone: it ended before we looked
+            os.close(fd)
+            self.loop.call_later(0, lambda: self.on_end(wid))
+            return
+        self.watch_fds[wid] = fd
+        self.loop.add_reader(fd, lambda: self.on_end(wid))
+
+    def _ensure_polling(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self.loop.call_every(POLL_INTERVAL, self._poll)
+
+    def _poll(self) -> None:
+        for wid, rec in list(self.polled.items()):
+            key = "worker" if rec.get("state") == ORPHANED else "shim"
+            if not is_alive(rec.get(f"{key}_pid"), rec.get(f"{key}_create_time")):
+                self.polled.pop(wid, None)
+                self.on_end(wid)
+
+    def collect(self, worker_id: str) -> dict | None:
+        """Stop watching; reap the shim when it was our child and has ended, and read the worker's
+        exit from the shim's exit status where that carries it (exitrecord.encode)."""
+        fd = self.watch_fds.pop(worker_id, None)
+        if fd is not None:
+            self.loop.remove_reader(fd)
+            os.close(fd)
+        self.polled.pop(worker_id, None)
+        child = self.children.pop(worker_id, None)
+        if child is None:
+            return None
+        try:
+            return exitrecord.decode(child.wait(timeout=2))
+        except subprocess.TimeoutExpired:
+            self.children[worker_id] = child
+            return None
+
+    def reap(self) -> None:
+        for wid, child in list(self.children.items()):
+            if child.poll() is not None and wid not in self.watch_fds and wid not in self.polled:
+                self.children.pop(wid, None)
+
+    # -- finding again after a restart ------------------------------------------------------------
+    def supervised(self, rec: dict) -> bool:
+        return rec.get("state") != ORPHANED and is_alive(rec.get("shim_pid"), rec.get("shim_create_time"))
+
+    def orphan(self, rec: dict, launch: dict) -> dict | None:
+        pid = rec.get("worker_pid") or launch.get("worker_pid")
+        created = rec.get("worker_create_time") or launch.get("worker_create_time")
+        if pid and is_alive(pid, created):
+            return {"worker_pid": pid, "worker_create_time": created}
+        return None
+
+    def running(self, rec: dict) -> bool:
+        return is_alive(rec.get("worker_pid"), rec.get("worker_create_time"))
+
+    # -- signals and placement --------------------------------------------------------------------
+    def terminate(self, rec: dict) -> bool:
+        return terminate_worker(rec)  # the group may outlive its leader, the shim its worker
+
+    def force_kill(self, rec: dict) -> bool:
+        return signal_group(rec.get("pgid"), signal.SIGKILL)
+
+    def place(self, rec: dict, ceiling: float, in_use: list[int]) -> list[int] | None:
+        return self.pinning.pin(rec["worker_id"], rec["worker_pid"], ceiling, in_use)
+
+    def close(self) -> None:
+        for wid in list(self.pending):
+            self._reported(wid, None)
+        for fd in self.watch_fds.values():
+            os.close(fd)
+        self.watch_fds.clear()

@@ -1,0 +1,131 @@
+"""Starting a worker: its folders, environment and record, then the executor's start, and the
+spawn's answer once the shim has reported the worker running (or failing to start).
+
+The answer is deferred, not waited for: the loop keeps serving (other spawns, exits, kills) while
+shims start, so many workers start in parallel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aura.ipc.envelope import IpcError
+from aura.ipc.server import Deferred
+
+from aura.runtime.diskspace import full_note
+from aura.runtime.fsutil import disk_full, make_dirs
+from aura.runtime.paths import ProjectPaths
+from aura.runtime.vocab import RUNNING, STARTING
+
+from . import exitrecord
+from .backends import get_backend
+from .executors.base import Executor, Launch
+from .exits import Exits
+from .monitor import OutputMonitor
+from .states import WorkerTable
+from .workerenv import worker_env
+
+SPAWN_FAILED = "spawn_failed"
+
+
+@dataclass
+class _Pending:
+    """A spawn whose shim has not reported yet."""
+
+    deferred: Deferred
+    spec: dict
+    cpu_ceiling: float
+
+
+class Starter:
+    def __init__(self, workers: WorkerTable, executor: Executor, exits: Exits, monitor: OutputMonitor,
+                 cfg: Any, paths: ProjectPaths, view: Callable[[dict], dict],
+                 answer: Callable[[Deferred, dict], None]):
+        self.workers = workers
+        self.executor = executor
+        self.exits = exits
+        self.monitor = monitor
+        self.cfg = cfg
+        self.paths = paths
+        self.view = view  # a record as a client sees it
+        self.answer = answer  # resolve a deferred reply
+        self.pending: dict[str, _Pending] = {}
+
+    def start(self, wid: str, spec: dict, plan: Any, cpu_ceiling: float) -> dict | Deferred:
+        """Write the record and start the worker; its record once the launch is reported."""
+        task_dir = Path(spec["task_dir"])
+        wdir = self.workers.registry.dir(wid)
+        try:
+            make_dirs(task_dir, 0o700)
+            make_dirs(wdir, 0o700)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
+                self.paths.data, "no room for its folders")) from None
+        out, err = task_dir / plan.stdout_name, task_dir / plan.stderr_name
+        env_vars = worker_env(self.cfg)
+        env_vars.update(plan.env)
+        env_vars.update(spec["env"])
+        env_vars.update({"AURA_TASK_ID": spec["task_id"], "AURA_WORKER_ID": wid, "AURA_TASK_DIR": str(task_dir),
+                         "AURA_PROJECT_ROOT": str(self.paths.root)})
+        rec = {"worker_id": wid, "task_id": spec["task_id"], "backend": spec["backend"], "argv": plan.argv,
+               "cwd": plan.cwd, "task_dir": str(task_dir), "output": str(out), "error_log": str(err),
+               "budget_s": spec["budget_s"], "limits": spec["limits"], "meta": spec["meta"],
+               "created_at": time.time(), "state": STARTING, **plan.record}
+        if plan.max_turns:
+            rec["max_turns_enforced"] = plan.max_turns
+        if not self.workers.add(rec):  # no room for its record: a worker nobody could re-adopt is not started
+            raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
+                wdir, "no room for its record"))
+        launch = Launch(worker_id=wid, worker_dir=wdir, task_dir=task_dir, cwd=plan.cwd, argv=plan.argv,
+                        stdout=out, stderr=err, env=env_vars)
+        try:
+            self.executor.start(launch)
+        except OSError as exc:
+            self.exits.finish(wid, {"exit_code": None, "signal": None, "error": f"could not start the shim: {exc}"})
+            return self.view(rec)
+        pending = _Pending(deferred=Deferred(), spec=spec, cpu_ceiling=cpu_ceiling)
+        self.pending[wid] = pending
+        return pending.deferred
+
+    def launched(self, wid: str, report: dict | None) -> None:
+        """The shim reported (or did not, in time): record the launch and answer the spawn."""
+        pending = self.pending.pop(wid, None)
+        if pending is None:
+            return
+        if report is None:
+            report = self.workers.registry.launch(wid) or {}
+            report.setdefault("ok", bool(report.get("worker_pid")))
+            disk = full_note(self.paths.data)
+            report.setdefault("error", "the shim did not report a launch" + (f": {disk}" if disk else ""))
+        rec = self.workers[wid]
+        if not report.get("ok"):
+            self.exits.finish(wid, self.workers.registry.exit(wid) or {"exit_code": None, "signal": None,
+                                                                       "error": report.get("error", "launch failed")})
+        else:
+            self._running(rec, report, pending.spec)
+            self._place(rec, pending.cpu_ceiling)
+        self.answer(pending.deferred, self.view(rec))
+
+    def _running(self, rec: dict, report: dict, spec: dict) -> None:
+        facts = self.executor.facts(report)
+        if spec["budget_s"]:
+            facts["deadline"] = facts["started_at"] + spec["budget_s"]
+        pid = facts["worker_pid"]
+        self.workers.change_state(rec, RUNNING, "worker_started", **facts,
+                                  logged={"task": spec["task_id"], "pid": pid, "backend": spec["backend"]},
+                                  published={"pid": pid, "backend": spec["backend"]})
+        self.executor.watch(rec)
+        self.monitor.track(rec, get_backend(spec["backend"]))
+
+    def _place(self, rec: dict, ceiling: float) -> None:
+        in_use = [c for w in self.workers.live() for c in w.get("cpus") or ()]
+        cpus = self.executor.place(rec, ceiling, in_use)
+        if cpus is not None:
+            self.workers.record_change(rec, "worker_pinned", cpus=cpus,
+                                       logged={"cpus": cpus, "ceiling_percent": ceiling})

@@ -1,0 +1,112 @@
+"""The workers the supervisor knows, and the one way their records change.
+
+As supervisord routes every change of a process's state through `change_state`, every change of a
+worker's state goes through `WorkerTable.change_state`: it checks the change against ALLOWED (and
+an end against the outcomes of aura.runtime.vocab), writes the record, logs the change and
+publishes its event. A change that keeps the state (a kill asked for, cores pinned, jobs
+registered) goes through `record_change`, which does the same without the check.
+
+A record that a full disk keeps from being written stays in memory, is said once in the log, and
+is written again by `retry_unsaved` (each second) until there is room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aura.runtime.fsutil import disk_full
+from aura.runtime.vocab import EXITED, LIVE_STATES, ORPHANED, OUTCOMES, RUNNING, STARTING
+
+from .registry import Registry
+
+NEW = None  # the state of a worker the table does not hold yet
+ALLOWED: dict[str | None, frozenset[str]] = {
+    NEW: frozenset({STARTING}),
+    STARTING: frozenset({RUNNING, EXITED}),
+    RUNNING: frozenset({RUNNING, ORPHANED, EXITED}),  # RUNNING again: re-adopted after a restart
+    ORPHANED: frozenset({ORPHANED, EXITED}),  # ORPHANED again: followed again after a restart
+    EXITED: frozenset(),
+}
+ACTIVE = (RUNNING, ORPHANED)  # started and not ended: budgets, kills and output scans apply
+
+
+class IllegalTransition(RuntimeError):
+    """A change of state that ALLOWED does not list: a fault in the supervisor, never in a request."""
+
+
+def check(old: str | None, new: str, fields: dict) -> None:
+    if new not in ALLOWED.get(old, frozenset()):
+        raise IllegalTransition(f"a worker may not go from {old or 'nothing'} to {new}")
+    if new == EXITED and fields.get("outcome") not in OUTCOMES:
+        raise IllegalTransition(f"a worker may not end with outcome {fields.get('outcome')!r}")
+
+
+class WorkerTable(dict[str, dict]):
+    """Every worker's record by id, as the registry holds it (or will, once the disk has room)."""
+
+    def __init__(self, registry: Registry, log: Any, publish: Callable[..., Any]):
+        super().__init__()
+        self.registry = registry
+        self.log = log
+        self.publish = publish
+        self.unsaved: set[str] = set()
+
+    def live(self) -> list[dict]:
+        return [w for w in self.values() if w.get("state") in LIVE_STATES]
+
+    def active(self) -> list[dict]:
+        return [w for w in self.values() if w.get("state") in ACTIVE]
+
+    def add(self, rec: dict) -> bool:
+        """Hold and write a new worker's record; False (and not held) when the disk has no room for it."""
+        check(NEW, rec["state"], rec)
+        wid = rec["worker_id"]
+        self[wid] = rec
+        if self.save(rec):
+            return True
+        del self[wid]
+        self.unsaved.discard(wid)
+        return False
+
+    def change_state(self, rec: dict, state: str, event: str, *, logged: dict | None = None,
+                     published: dict | None = None, level: str = "info", **fields: Any) -> bool:
+        """Move a worker to `state` with `fields`, then write, log `event` and, with `published`,
+        publish it. False when a full disk kept the record from being written (it is retried)."""
+        check(rec.get("state"), state, fields)
+        rec.update(state=state, **fields)
+        return self.record_change(rec, event, logged=logged, published=published, level=level)
+
+    def record_change(self, rec: dict, event: str | None, *, logged: dict | None = None,
+                      published: dict | None = None, level: str = "info", log_as: str | None = None,
+                      **fields: Any) -> bool:
+        """A change that keeps the worker's state: write it, log `event` (as `log_as` where the log
+        names it otherwise) and, with `published`, publish it with the worker's and task's ids."""
+        rec.update(fields)
+        saved = self.save(rec)
+        wid = rec["worker_id"]
+        if event is not None:
+            getattr(self.log, level)(log_as or event, worker=wid, **(logged or {}))
+            if published is not None:
+                self.publish(event, worker_id=wid, task_id=rec.get("task_id"), **published)
+        return saved
+
+    def save(self, rec: dict) -> bool:
+        """Write a worker's record; on a full disk keep it in memory, retry it, and say so once."""
+        wid = rec["worker_id"]
+        try:
+            self.registry.save(rec)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            if wid not in self.unsaved:
+                self.log.error("record_not_saved", worker=wid, error=str(exc), retry="every second")
+            self.unsaved.add(wid)
+            return False
+        self.unsaved.discard(wid)
+        return True
+
+    def retry_unsaved(self) -> None:
+        for wid in list(self.unsaved):
+            if wid in self and self.save(self[wid]):
+                self.log.info("record_saved", worker=wid, after="the disk had room again")

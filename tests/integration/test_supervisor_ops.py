@@ -1,0 +1,71 @@
+"""The supervisor's requests (spawn, kill, list, get) are operation modules (aura.supervisor.ops), each
+with its arguments declared, so a misspelt argument is refused instead of quietly ignored.
+
+Why: an ignored argument is a silent change of meaning (a `budget_minutes` that the supervisor never
+read ran the worker on the default budget). The declared arguments must cover every caller, or a
+real request would now be refused: the brain's spawn spec is checked against them here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aura.supervisor.ops  # noqa: F401  (registers the operations)
+from aura.brain.workerspec import spawn_spec
+from aura.ipc.client import RemoteError
+from aura.runtime.config import Config
+from aura.runtime.ops import operations
+from aura.supervisor.main import SupervisorDaemon
+from tests.support.harness import Project
+from tests.support.workers import Supervisor
+
+NAMES = ("spawn", "kill", "list", "get")
+
+
+@pytest.fixture
+def sup(project: Project) -> Any:
+    s = Supervisor(project)
+    yield s
+    s.stop()
+
+
+def test_each_supervisor_request_is_one_module_with_its_wire_message() -> None:
+    found = {op.name: op for op in operations("supervisor")}
+    assert SupervisorDaemon.ops_package == "aura.supervisor.ops"
+    for name in NAMES:
+        op = found[name]
+        assert op.daemon == "supervisor" and op.handler.__module__ == f"aura.supervisor.ops.{name}"
+        assert op.wire("Request").startswith("{") and op.wire("Reply"), name
+
+
+def test_the_brains_spawn_spec_uses_only_declared_arguments(tmp_path: Path) -> None:
+    declared = {a.name for a in next(op for op in operations("supervisor") if op.name == "spawn").args}
+    cfg = Config()
+    command = spawn_spec({"id": "T1", "command": "make", "artifacts": ["out/x"]}, cfg, tmp_path, tmp_path / "T1")
+    agent = spawn_spec({"id": "T2", "limits": {"AURA_WORKER_MAX_CPU_PERCENT": "50"}}, cfg, tmp_path, tmp_path / "T2")
+    sent = {"worker_id", "task_id", "task_dir", "max_budget_usd", "resume_session", "prompt"}  # added by BrainCore
+    assert set(command) | set(agent) | sent <= declared
+
+
+def test_a_misspelt_argument_is_refused_with_its_name_and_starts_nothing(sup: Supervisor) -> None:
+    sup.start()
+    argv = [sys.executable, "-c", "pass"]
+    with pytest.raises(RemoteError) as refused:
+        sup.call("spawn", {"task_id": "t", "backend": "shell", "argv": argv, "budget_minutes": 1})
+    assert refused.value.code == "bad_args"
+    assert "`spawn` takes no argument `budget_minutes`" in refused.value.message
+    assert sup.call("list") == []
+    with pytest.raises(RemoteError) as refused:
+        sup.call("list", {"include_exitted": False})
+    assert refused.value.code == "bad_args" and "include_exitted" in refused.value.message
+
+    rec = sup.spawn(task_id="t", worker_id="t-1", backend="shell", argv=[sys.executable, "-c", "import time; time.sleep(30)"])
+    with pytest.raises(RemoteError) as refused:
+        sup.call("kill", {"worker_id": "t-1", "reasn": "typo"})
+    assert refused.value.code == "bad_args" and "`kill` takes no argument `reasn`" in refused.value.message
+    assert sup.get("t-1")["state"] == "running" and not sup.get("t-1").get("kill")
+    assert sup.call("kill", {"worker_id": rec["worker_id"], "reason": "test"})["killed"] is True
+    assert sup.wait_exited("t-1")["outcome"] == "killed"

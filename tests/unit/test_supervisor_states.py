@@ -1,0 +1,117 @@
+"""A worker's record changes in one place (aura.supervisor.states.WorkerTable.change_state), along a
+table of allowed transitions, in the words of aura.runtime.vocab.
+
+Why: a change written out by hand (save, log, publish) in many places drifts: one forgets the event,
+another moves a finished worker back to running. The table makes such a change a loud fault, and the
+scan below keeps the supervisor from spelling states and outcomes out again."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from aura.runtime.logs import setup_logging
+from aura.runtime.paths import ProjectPaths
+from aura.runtime.vocab import EXITED, LOST, ORPHANED, OUTCOMES, RUNNING, STARTING, WORKER_STATES
+from aura.supervisor.registry import Registry
+from aura.supervisor.states import ALLOWED, IllegalTransition, WorkerTable
+
+SUPERVISOR = Path(__file__).resolve().parents[2] / "supervisor"
+
+
+def _table(tmp_path: Path) -> tuple[WorkerTable, list[tuple[str, dict]], Path]:
+    paths = ProjectPaths.for_root(tmp_path)
+    paths.workers_dir.mkdir(parents=True)
+    log_path = tmp_path / "supervisor.log"
+    published: list[tuple[str, dict]] = []
+    table = WorkerTable(Registry(paths), setup_logging(log_path, "supervisor"),
+                        lambda kind, **data: published.append((kind, data)))
+    return table, published, log_path
+
+
+def _on_disk(table: WorkerTable, wid: str) -> dict:
+    return table.registry.record(wid) or {}
+
+
+def test_change_state_saves_logs_and_publishes_along_the_table(tmp_path: Path) -> None:
+    table, published, log_path = _table(tmp_path)
+    rec = {"worker_id": "w1", "task_id": "T1", "state": STARTING}
+    (table.registry.dir("w1")).mkdir()
+    assert table.add(rec)
+    assert _on_disk(table, "w1")["state"] == STARTING
+
+    assert table.change_state(rec, RUNNING, "worker_started", worker_pid=4242, logged={"pid": 4242},
+                              published={"pid": 4242})
+    assert _on_disk(table, "w1")["state"] == RUNNING and _on_disk(table, "w1")["worker_pid"] == 4242
+    assert published == [("worker_started", {"worker_id": "w1", "task_id": "T1", "pid": 4242})]
+    logged = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(r["event"], r["worker"], r["pid"]) for r in logged] == [("worker_started", "w1", 4242)]
+
+    table.change_state(rec, ORPHANED, "worker_orphaned", level="warning", logged={"pid": 4242})
+    assert len(published) == 1  # logged, not published
+    table.change_state(rec, EXITED, "worker_exited", outcome=LOST, logged={}, published={"outcome": LOST})
+    assert _on_disk(table, "w1")["outcome"] == LOST and published[-1][0] == "worker_exited"
+
+
+@pytest.mark.parametrize(("start", "to", "fields"), [
+    (STARTING, ORPHANED, {}),  # never ran under a shim: nothing to be orphaned from
+    (EXITED, RUNNING, {}),  # an end is final
+    (EXITED, EXITED, {"outcome": LOST}),  # and is recorded once
+    (RUNNING, EXITED, {"outcome": "gone"}),  # an outcome vocab does not know
+    (RUNNING, EXITED, {}),  # an end without an outcome
+])
+def test_a_change_off_the_table_is_refused_and_changes_nothing(tmp_path: Path, start: str, to: str,
+                                                               fields: dict) -> None:
+    table, published, _ = _table(tmp_path)
+    rec = {"worker_id": "w1", "task_id": "T1", "state": start}
+    table["w1"] = rec
+    table.registry.dir("w1").mkdir()
+    table.save(rec)
+    with pytest.raises(IllegalTransition):
+        table.change_state(rec, to, "worker_x", published={}, **fields)
+    assert rec == {"worker_id": "w1", "task_id": "T1", "state": start}
+    assert _on_disk(table, "w1") == rec and published == []
+
+
+def test_a_new_record_must_start_as_starting(tmp_path: Path) -> None:
+    table, _, _ = _table(tmp_path)
+    with pytest.raises(IllegalTransition):
+        table.add({"worker_id": "w1", "state": RUNNING})
+    assert "w1" not in table
+
+
+def test_the_table_knows_every_state_and_ends_in_exited() -> None:
+    assert set(ALLOWED) == {None, *WORKER_STATES}
+    assert all(to in WORKER_STATES for targets in ALLOWED.values() for to in targets)
+    assert ALLOWED[EXITED] == frozenset()
+    assert all(EXITED in ALLOWED[s] for s in WORKER_STATES if s != EXITED)
+
+
+# Strings equal to a state or outcome that are not one: keys of replies ({"killed": true}) are skipped
+# by the scan; opencode's own finish reason "unknown" is the CLI's word, not Aura's outcome.
+NOT_OURS = {("streams/opencode.py", "unknown")}
+
+
+def _spelt_out(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant):
+            skip.add(id(body[0].value))  # a docstring
+        if isinstance(node, ast.Dict):
+            skip.update(id(k) for k in node.keys if k is not None)
+    words = set(WORKER_STATES) | set(OUTCOMES)
+    rel = path.relative_to(SUPERVISOR).as_posix()
+    return [f"{rel}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in words and id(node) not in skip
+            and (rel, node.value) not in NOT_OURS]
+
+
+def test_the_supervisor_spells_no_state_or_outcome_out() -> None:
+    found = [hit for path in sorted(SUPERVISOR.rglob("*.py")) for hit in _spelt_out(path)]
+    assert found == [], "use aura.runtime.vocab's names:\n" + "\n".join(found)
