@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aura.runtime.fsutil import atomic_write_json, read_json
-from aura.runtime.vocab import REASON_SHOWN, TASK_ENDED, TASK_STATUSES
+from aura.runtime.vocab import PENDING, REASON_SHOWN, TASK_ENDED, TASK_STATUSES
 
 SCHEMA = 1
 STATUSES = TASK_STATUSES
@@ -32,7 +32,7 @@ def new_state(mission: str = "", task_file: str = "") -> dict:
 
 def new_task(task_id: str, title: str, parent: str | None = ROOT, **extra: Any) -> dict:
     now = time.time()
-    return {"id": task_id, "title": title, "status": "pending", "parent": parent, "children": [],
+    return {"id": task_id, "title": title, "status": PENDING, "parent": parent, "children": [],
             "attempts": 0, "worker_id": None, "workers": [], "reason": "", "evidence": "",
             "created_at": now, "updated_at": now, **extra}
 
@@ -158,5 +158,5 @@ def tree_rows(state: dict) -> list[dict]:
     return [{"depth": d, "id": t["id"], "status": t["status"], "title": t.get("title", ""),
              "attempt": attempt_no(t),
              "reason": t.get("reason") if t["status"] in SHOWN_REASONS or (
-                 t["status"] == "pending" and not_before(t) > now) else None}
+                 t["status"] == PENDING and not_before(t) > now) else None}
             for d, t in walk(state) if d]
