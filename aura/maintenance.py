@@ -1,5 +1,5 @@
 """The filesystem side of the maintenance commands (`aura clean-workspaces`, `cleanup`, `restart`,
-`token-stats`, `cache-stats`, `changelog-overview`; the CLI glue is aura/cli_maint.py).
+`token-stats`, `cache-stats`, `changelog-overview`; the CLI glue is aura/cli/maintenance.py).
 
 Everything here reads what the daemons wrote and never talks to them, so it works whether the
 project runs or not; the callers decide, from the daemons' answers, what may be removed. Nothing

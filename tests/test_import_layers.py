@@ -21,11 +21,8 @@ DAEMONS = ("aura.supervisor", "aura.watchdog", "aura.brain")
 # Imports between two daemons (none: what two of them share lives in aura.runtime). The list may
 # only shrink.
 KNOWN_SIDEWAYS: set[tuple[str, str]] = set()
-# Cycles still to break (issue 13, item 1): aura.cli_brain imports the private `_paths`
-# helper back from aura.cli. The list may only shrink.
-KNOWN_CYCLES = {
-    frozenset({"aura.cli", "aura.cli_brain"}),
-}
+# Cycles still to break. The list may only shrink.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def package_dirs() -> dict[str, Path]:

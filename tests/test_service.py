@@ -24,7 +24,7 @@ from aura import service as svcmod
 from aura.daemon import EXIT_CONFIG
 from aura.runtime.paths import project_id
 from aura.service import Host, ProjectService, ServiceError, render_launchd, render_systemd
-from aura.service_cli import service
+from aura.cli.service import service
 
 DAEMONS = ("supervisor", "watchdog", "brain")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -508,7 +508,7 @@ def test_no_service_manager(machine: dict[str, Path], monkeypatch: pytest.Monkey
 
 
 def test_cli_module_imports_stay_light() -> None:
-    code = ("import sys, aura.service_cli; heavy = {'anthropic', 'zmq'} & set(sys.modules); "
+    code = ("import sys, aura.cli.service; heavy = {'anthropic', 'zmq'} & set(sys.modules); "
             "print(sorted(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

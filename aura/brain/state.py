@@ -149,6 +149,7 @@ def tree_lines(state: dict) -> list[str]:
 
 
 SHOWN_REASONS = REASON_SHOWN
+STATUS_LLM_FIELDS = ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")  # of state["llm"]
 
 
 def tree_rows(state: dict) -> list[dict]:

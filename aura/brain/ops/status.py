@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING
 from aura.runtime.ops import operation
 
 from .. import costs as costmod
-from ..state import counts, tree_lines, tree_rows
+from ..state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
 
 if TYPE_CHECKING:
     from ..main import BrainDaemon
-
-LLM_FIELDS = ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")  # what `aura status` shows
 
 
 @operation("status", "brain")
@@ -34,4 +32,4 @@ def status(brain: BrainDaemon, args: dict) -> dict:
             "tree": tree_lines(state), "tree_rows": tree_rows(state), "safe_mode": state.get("safe_mode"),
             "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": brain.started_at,
             "disk": brain.disk.status(), "costs": costmod.summary(state), "budget": state.get("budget"),
-            "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in LLM_FIELDS}}
+            "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}}
