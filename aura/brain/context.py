@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.config import Config
-from aura.runtime.vocab import COMPLETED, IN_PROGRESS, PENDING, TASK_DONE
+from aura.runtime.vocab import COMPLETED, IN_PROGRESS, PENDING, TASK_DONE, TASK_ENDED
 
 from . import costs as costmod
-from .state import ROOT, TERMINAL, attempt_no, counts, walk
+from .state import ROOT, attempt_no, counts, walk
 from .worker_usage import DOWN as WATCHDOG_DOWN
 from .worker_usage import describe as describe_usage
 
@@ -308,7 +308,7 @@ def _budget_line(state: dict) -> str:
 
 
 def open_leaves(state: dict) -> list[dict]:
-    return [t for d, t in walk(state) if d > 0 and not t.get("children") and t["status"] not in TERMINAL]
+    return [t for d, t in walk(state) if d > 0 and not t.get("children") and t["status"] not in TASK_ENDED]
 
 
 def has_plan(state: dict) -> bool:

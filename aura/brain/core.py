@@ -17,7 +17,7 @@ from aura.runtime.eventkinds import Kind
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import kill_record
 from aura.runtime.vocab import (BLOCKED, COMPLETED, EXITED, IN_PROGRESS, PENDING, RATE_LIMITED, SUCCEEDED, TASK_DONE,
-                                TASK_FAILED)
+                                TASK_ENDED, TASK_FAILED)
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.envelope import RESERVE_SHORT
 
@@ -28,7 +28,6 @@ from .decisions import DecisionLog
 from .diskpause import save_quietly
 from .state import (
     ROOT,
-    TERMINAL,
     StateStore,
     add_task,
     attempt_no,
@@ -96,7 +95,7 @@ class BrainCore:
         task.update(status=new, reason=reason, evidence=evidence, updated_at=now)
         if new == IN_PROGRESS:
             task["started_at"] = now
-        if new in TERMINAL:
+        if new in TASK_ENDED:
             task["finished_at"] = now
         numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
         self.decisions.record("status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence,
@@ -366,7 +365,7 @@ class BrainCore:
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
-        todo = [t for t in leaves(self.state) if t["status"] not in TERMINAL]
+        todo = [t for t in leaves(self.state) if t["status"] not in TASK_ENDED]
         run = self.state.setdefault("run", {"finished": False})
         if todo or not leaves(self.state):
             if run.get("finished"):

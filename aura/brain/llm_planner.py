@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aura.runtime.eventkinds import Kind
-from aura.runtime.vocab import BLOCKED, COMPLETED, IN_PROGRESS, PENDING, TASK_DONE
+from aura.runtime.vocab import BLOCKED, COMPLETED, IN_PROGRESS, PENDING, TASK_DONE, TASK_ENDED
 
 from . import context as ctxmod
 from . import costs as costmod
 from .evidence import run_acceptance
 from .memory import Memory, recommendations
 from .model_client import ClientSettings, ModelClient, ModelError, Reply
-from .state import ROOT, TERMINAL, leaves, not_before
+from .state import ROOT, leaves, not_before
 from .tools import Toolbox, definitions
 from .worker_usage import WorkerUsage
 
@@ -103,7 +103,7 @@ class LlmPlanner:
         if running:
             return f"not closed: tasks still running ({', '.join(running)}); kill_task them first"
         for task in leaves(self.core.state):
-            if task["status"] not in TERMINAL:
+            if task["status"] not in TASK_ENDED:
                 self.core.set_status(task, BLOCKED, f"the goal was given up: {reason}", evidence, by="model")
         self.core.state.setdefault("llm", {})["goal_closed"] = True
         self.core.set_status(self.core.tasks[ROOT], status, reason, evidence, by="model")
@@ -224,7 +224,7 @@ class LlmPlanner:
 
     def _all_terminal_unconfirmed(self) -> bool:
         all_leaves = leaves(self.core.state)
-        return bool(all_leaves) and all(t["status"] in TERMINAL for t in all_leaves) and not self.goal_closed()
+        return bool(all_leaves) and all(t["status"] in TASK_ENDED for t in all_leaves) and not self.goal_closed()
 
     def _skip_reason(self, why: list[str]) -> str | None:
         state, llm = self.core.state, self._llm_state()

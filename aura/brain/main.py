@@ -16,6 +16,7 @@ from typing import Any
 from aura.runtime.config import ConfigError
 from aura.runtime.eventkinds import NOTIFIED, WAKES_BRAIN, Kind
 from aura.runtime.loop import Daemon
+from aura.runtime.vocab import TASK_ENDED
 from aura.runtime.fsutil import disk_full, read_json
 from aura.ipc.events import EventFeed
 
@@ -27,7 +28,7 @@ from .diskpause import CHECK_EVERY, DiskPause
 from .local_planner import LocalPlanner
 from .notify import Notifier
 from .pricing import start_notice
-from .state import ROOT, TERMINAL, counts
+from .state import ROOT, counts
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
@@ -72,7 +73,7 @@ class BrainDaemon(Daemon):
         core = self.core
         if core is None or not self.cfg.bool("AURA_TASK_SUMMARY"):
             return
-        if kind == Kind.TASK_STATUS and data.get("new") in TERMINAL and data.get("task_id") != ROOT:
+        if kind == Kind.TASK_STATUS and data.get("new") in TASK_ENDED and data.get("task_id") != ROOT:
             task = core.tasks.get(data["task_id"])
             if task is not None:
                 write_task_summary(self.paths, core.state, task, core.workers)
