@@ -80,7 +80,7 @@ def _start(args: argparse.Namespace, paths: ProjectPaths, argv: list[str]) -> in
 
 
 def read_overrides(path: Path | None) -> list[str]:
-    """The -O values `aura up` wrote for the daemons (see aura.launcher.write_launch)."""
+    """The -O values `aura up` wrote for the daemons (see aura.startstop.write_launch)."""
     if path is None:
         return []
     try:

@@ -1,5 +1,5 @@
 """The filesystem side of the maintenance commands (`aura clean-workspaces`, `cleanup`, `restart`,
-`token-stats`, `cache-stats`, `changelog-overview`; the CLI glue is aura/cli_maint.py).
+`token-stats`, `cache-stats`, `changelog-overview`; the CLI glue is aura/cli/maintenance.py).
 
 Everything here reads what the daemons wrote and never talks to them, so it works whether the
 project runs or not; the callers decide, from the daemons' answers, what may be removed. Nothing
@@ -27,10 +27,9 @@ from .runtime.fsutil import read_json, read_jsonl
 from .runtime.paths import DAEMONS, ProjectPaths, safe_name
 from .runtime.pidfile import is_alive
 from .runtime.records import kills_dir
+from .runtime.vocab import COMPLETED, EXITED, LIVE_STATES, TASK_ENDED
 
 DAY = 86400.0
-LIVE_STATES = ("starting", "running", "orphaned")  # as aura.supervisor.registry (not imported: keep this light)
-TERMINAL = ("completed", "archived", "blocked", "failed", "killed")  # as aura.brain.state
 RESTART_PREFIX = "state.restart-"
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cache_write_1h_tokens")
 
@@ -150,7 +149,7 @@ def worker_status(wdir: Path, live_ids: set[str] | None) -> str | None:
         return None
     why = _worker_running(wdir)
     rec = read_json(wdir / "record.json") or {}
-    if not why.startswith("running") and rec.get("state") == "exited":
+    if not why.startswith("running") and rec.get("state") == EXITED:
         return None  # the supervisor closed it without a shim exit (e.g. the shim never started)
     return why
 
@@ -179,7 +178,7 @@ def plan_workspaces(paths: ProjectPaths, age_days: float, include_all: bool,
             task_dir = rec.get("task_dir") or (str(paths.task_dir(task_id)) if task_id else None)
             if task_dir:
                 busy_dirs[os.path.realpath(task_dir)] = wdir.name
-        elif task_id and status_by_dir.get(safe_name(task_id), "completed") not in TERMINAL:
+        elif task_id and status_by_dir.get(safe_name(task_id), COMPLETED) not in TASK_ENDED:
             keep = f"task {task_id} is {status_by_dir[safe_name(task_id)]}"
         ended = exit_rec.get("ended_at") if isinstance(exit_rec.get("ended_at"), (int, float)) else None
         when = ended or newest_mtime(wdir)
@@ -192,7 +191,7 @@ def plan_workspaces(paths: ProjectPaths, age_days: float, include_all: bool,
         writer = busy_dirs.get(os.path.realpath(tdir))
         if writer:
             keep = f"worker {writer} is not finished"
-        elif status is not None and status not in TERMINAL:
+        elif status is not None and status not in TASK_ENDED:
             keep = f"task is {status}"
         when = newest_mtime(tdir)
         folder = Folder("workspace", tdir.name, tdir, tree_size(tdir), now - when, keep)

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.config import Config
+from aura.runtime.vocab import COMPLETED, IN_PROGRESS, PENDING, TASK_DONE, TASK_ENDED
 
 from . import costs as costmod
-from .state import ROOT, TERMINAL, attempt_no, counts, walk
+from .state import ROOT, attempt_no, counts, walk
 from .worker_usage import DOWN as WATCHDOG_DOWN
 from .worker_usage import describe as describe_usage
 
@@ -157,15 +158,15 @@ def tree_section(state: dict) -> list[str]:
             bits.append("artifacts: " + ", ".join(task["artifacts"][:5]))
         if task.get("command"):
             bits.append(f"cmd: `{task['command'][:80]}`")
-        if task.get("reason") and task["status"] != "pending" or task.get("attempts"):
+        if task.get("reason") and task["status"] != PENDING or task.get("attempts"):
             bits.append(f"— {task.get('reason', '')[:100]}")
-        if task["status"] == "completed" and task.get("evidence"):
+        if task["status"] == COMPLETED and task.get("evidence"):
             bits.append(f"| evidence: {task['evidence'][:120]}")
         lines.append(" ".join(bits))
-        if task["status"] not in ("completed", "archived"):
+        if task["status"] not in TASK_DONE:
             lines += _done_means(task, "  " * depth + "    ")
     if len(lines) > TREE_MAX_LINES:
-        done = [ln for ln in lines if "[archived]" in ln or "[completed]" in ln]
+        done = [ln for ln in lines if any(f"[{s}]" in ln for s in TASK_DONE)]
         lines = [ln for ln in lines if ln not in done[: len(lines) - TREE_MAX_LINES]]
     return lines
 
@@ -190,7 +191,7 @@ def _clip(text: str, limit: int) -> str:
 
 def results_section(state: dict, task_dir: Callable[[str], Path]) -> list[str]:
     """The start of each finished attempt's result.md, newest first, within RESULTS_MAX_CHARS."""
-    done = [t for _, t in walk(state) if t.get("worker_id") and t["status"] != "in_progress" and t["id"] != ROOT]
+    done = [t for _, t in walk(state) if t.get("worker_id") and t["status"] != IN_PROGRESS and t["id"] != ROOT]
     done.sort(key=lambda t: float(t.get("finished_at") or t.get("updated_at") or 0), reverse=True)
     out: list[str] = []
     used = left_out = 0
@@ -307,7 +308,7 @@ def _budget_line(state: dict) -> str:
 
 
 def open_leaves(state: dict) -> list[dict]:
-    return [t for d, t in walk(state) if d > 0 and not t.get("children") and t["status"] not in TERMINAL]
+    return [t for d, t in walk(state) if d > 0 and not t.get("children") and t["status"] not in TASK_ENDED]
 
 
 def has_plan(state: dict) -> bool:

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aura.runtime.config import Config
+from aura.runtime.eventkinds import Kind
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import kill_record
+from aura.runtime.vocab import (BLOCKED, COMPLETED, EXITED, IN_PROGRESS, PENDING, RATE_LIMITED, SUCCEEDED, TASK_DONE,
+                                TASK_ENDED, TASK_FAILED)
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.envelope import RESERVE_SHORT
 
@@ -25,7 +28,6 @@ from .decisions import DecisionLog
 from .diskpause import save_quietly
 from .state import (
     ROOT,
-    TERMINAL,
     StateStore,
     add_task,
     attempt_no,
@@ -91,15 +93,15 @@ class BrainCore:
             return
         now = time.time()
         task.update(status=new, reason=reason, evidence=evidence, updated_at=now)
-        if new == "in_progress":
+        if new == IN_PROGRESS:
             task["started_at"] = now
-        if new in TERMINAL:
+        if new in TASK_ENDED:
             task["finished_at"] = now
         numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
         self.decisions.record("status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence,
                               by=by, cycle=self.state["total_cycles"], **numbered)
-        self.log.info("task_status", task=task["id"], old=old, new=new, reason=reason, **numbered)
-        self.publish("task_status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered)
+        self.log.info(Kind.TASK_STATUS, task=task["id"], old=old, new=new, reason=reason, **numbered)
+        self.publish(Kind.TASK_STATUS, task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered)
 
     def add_task(self, task_id: str, title: str, parent: str = ROOT, **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
@@ -122,7 +124,7 @@ class BrainCore:
         return True
 
     def running(self) -> list[dict]:
-        return [t for t in self.tasks.values() if t["status"] == "in_progress"]
+        return [t for t in self.tasks.values() if t["status"] == IN_PROGRESS]
 
     def capacity(self) -> int:
         return max(0, self.cfg.int("AURA_MAX_CONCURRENT_TASKS") - len(self.running()))
@@ -133,7 +135,7 @@ class BrainCore:
         A task parked by a rate limit is not started before its resume time, and then continues
         its worker's session."""
         if self.spawn_block or self.disk_block:
-            self.log.info("spawn_refused", task=task["id"], reason=self.spawn_block or self.disk_block)
+            self.log.info(Kind.SPAWN_REFUSED, task=task["id"], reason=self.spawn_block or self.disk_block)
             return None
         if not_before(task) > time.time():
             return None
@@ -151,7 +153,7 @@ class BrainCore:
         write_task_md(task_dir, self.state, task, self.cfg)
         full = {"worker_id": wid, "task_id": task["id"], "task_dir": str(task_dir), **spec}
         task["spawn_spec"] = full
-        self.set_status(task, "in_progress", f"attempt {attempt_no(task)} started",
+        self.set_status(task, IN_PROGRESS, f"attempt {attempt_no(task)} started",
                         f"spawn request for worker {wid} ({spec.get('backend')})")
         self.save()
         return self.send_spawn(task)
@@ -172,7 +174,7 @@ class BrainCore:
             self.save()
             return None
         self.workers[rec["worker_id"]] = rec
-        if rec.get("state") == "exited":
+        if rec.get("state") == EXITED:
             self.settle(task, rec)
             self.save()
         return rec
@@ -192,7 +194,7 @@ class BrainCore:
         subtasks done (a parent), else the attempt's exit record, the named artifacts written since
         the attempt (or the task) started, result.md for agents, and the task's acceptance commands."""
         if task.get("children"):
-            open_ = [c for c in task["children"] if self.tasks.get(c, {}).get("status") not in ("completed", "archived")]
+            open_ = [c for c in task["children"] if self.tasks.get(c, {}).get("status") not in TASK_DONE]
             return ev.Evidence(ok=not open_, facts=[f"all {len(task['children'])} subtasks completed or archived"],
                                problems=[f"subtasks not done: {', '.join(open_)}"] if open_ else [])
         wid = task.get("worker_id")
@@ -201,7 +203,7 @@ class BrainCore:
         commands = task.get("accept_commands") or []
         if wid and worker is None:
             return ev.Evidence(ok=False, problems=[f"no record of worker {wid} at the supervisor"])
-        if worker is not None and worker.get("state") != "exited":
+        if worker is not None and worker.get("state") != EXITED:
             return ev.Evidence(ok=False, problems=[f"worker {wid} is still running"])
         if worker is not None:
             proof = ev.check_worker(worker, self.paths.root, artifacts, task.get("kind") == "agent")
@@ -232,7 +234,7 @@ class BrainCore:
                     self.send_spawn(task)
                 else:
                     self.attempt_failed(task, "no worker record for this attempt", "supervisor list")
-            elif worker.get("state") == "exited":
+            elif worker.get("state") == EXITED:
                 self.settle(task, worker)
 
     def settle(self, task: dict, worker: dict) -> None:
@@ -241,19 +243,19 @@ class BrainCore:
         if kill.get("reason_code") == "resource":
             self.resource_killed(task, worker)
             return
-        if worker.get("outcome") == "rate_limited":
+        if worker.get("outcome") == RATE_LIMITED:
             self.rate_limited(task, worker)
             return
         artifacts = task.get("artifacts") or []
         need_result = task.get("kind") in ("agent", "resource_fix")
         proof = ev.check_worker(worker, self.paths.root, artifacts, need_result)
         if proof.ok:
-            self.set_status(task, "completed", "evidence checked", proof.summary())
-            self.publish("task_done", task_id=task["id"], title=task.get("title"))
+            self.set_status(task, COMPLETED, "evidence checked", proof.summary())
+            self.publish(Kind.TASK_DONE, task_id=task["id"], title=task.get("title"))
         else:
             reason = proof.problems[0] if proof.problems else "no evidence"
             tail = (worker.get("progress") or {}).get("error_tail")
-            if tail and worker.get("outcome") != "succeeded":
+            if tail and worker.get("outcome") != SUCCEEDED:
                 reason += f"; its stderr ends: {tail[-300:]}"
             never_ran = bool((worker.get("exit") or {}).get("error")) and not worker.get("worker_pid")
             self.attempt_failed(task, reason, proof.summary(), retry_in=self.retry_delay(task) if never_ran else None)
@@ -261,14 +263,14 @@ class BrainCore:
     def rate_limited(self, task: dict, worker: dict) -> None:
         """Park the task until the limit lifts (then resume the session), or block it (see parking)."""
         decision = parking.decide(task, worker, self.cfg)
-        evidence = f"worker {worker.get('worker_id')} outcome rate_limited"
+        evidence = f"worker {worker.get('worker_id')} outcome {RATE_LIMITED}"
         if not decision.park:
-            self.set_status(task, "blocked", decision.reason, evidence)
-            self.publish("task_blocked", task_id=task["id"], reason=decision.reason)
+            self.set_status(task, BLOCKED, decision.reason, evidence)
+            self.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason=decision.reason)
             return
         parking.park(task, decision)
-        self.set_status(task, "pending", decision.reason, evidence)
-        self.publish("task_parked", task_id=task["id"], resume_at=decision.resume_at, session_id=decision.session_id)
+        self.set_status(task, PENDING, decision.reason, evidence)
+        self.publish(Kind.TASK_PARKED, task_id=task["id"], resume_at=decision.resume_at, session_id=decision.session_id)
 
     def attempt_failed(self, task: dict, reason: str, evidence: str, retry_in: float | None = None) -> None:
         """Retry once (after `retry_in` seconds when given: the next cycle is brought forward to then),
@@ -279,11 +281,11 @@ class BrainCore:
             if retry_in is not None:
                 task["retry_at"] = time.time() + retry_in
                 when = f" in {retry_in:g}s"
-            self.set_status(task, "pending", f"attempt {n} failed: {reason}; retrying once{when}", evidence)
+            self.set_status(task, PENDING, f"attempt {n} failed: {reason}; retrying once{when}", evidence)
         else:
-            self.set_status(task, "blocked", f"attempt {n} failed: {reason}; blocked after "
+            self.set_status(task, BLOCKED, f"attempt {n} failed: {reason}; blocked after "
                                              f"{task.get('attempts', 0)} failed attempts", evidence)
-            self.publish("task_blocked", task_id=task["id"], reason=reason)
+            self.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason=reason)
 
     def wait_for_resources(self, task: dict, message: str) -> None:
         """A reserve (free RAM or GPU memory) is short now: the attempt never started, so it is not a
@@ -300,7 +302,7 @@ class BrainCore:
         task["waits"] = int(task.get("waits", 0)) + 1
         delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (task["waits"] - 1))
         task["retry_at"] = time.time() + delay
-        self.set_status(task, "pending", f"attempt {attempt_no(task) + 1} waits for resources: {message}; "
+        self.set_status(task, PENDING, f"attempt {attempt_no(task) + 1} waits for resources: {message}; "
                                          f"trying again in {delay:g}s", f"supervisor: {RESERVE_SHORT}")
 
     def retry_delay(self, task: dict) -> float:
@@ -312,7 +314,7 @@ class BrainCore:
         """The earliest future time a pending task may start again (a retry or a parked task), so the
         brain can run a cycle then rather than at the next interval."""
         now = time.time()
-        future = [when for t in self.tasks.values() if t["status"] == "pending" and (when := not_before(t)) > now]
+        future = [when for t in self.tasks.values() if t["status"] == PENDING and (when := not_before(t)) > now]
         return min(future) if future else None
 
     def resource_killed(self, task: dict, worker: dict) -> None:
@@ -337,12 +339,12 @@ class BrainCore:
         if kills == 1:
             task["attempts"] = max(0, task.get("attempts", 1) - 1)  # a resource kill is not the task's failure
             task["resource_retry_required"] = True
-            self.set_status(task, "pending", f"killed by the watchdog: {violation['reason']}; retry once with "
+            self.set_status(task, PENDING, f"killed by the watchdog: {violation['reason']}; retry once with "
                                              "smaller settings (smaller batch, fewer workers or threads, less data)",
                             evidence)
             return
-        self.set_status(task, "blocked", "killed by the watchdog twice; needs a resource fix", evidence)
-        self.publish("task_blocked", task_id=task["id"], reason="resource limits exceeded twice")
+        self.set_status(task, BLOCKED, "killed by the watchdog twice; needs a resource fix", evidence)
+        self.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason="resource limits exceeded twice")
         fix_id = task["id"] + RESOURCE_FIX_SUFFIX
         if fix_id in self.tasks:
             return
@@ -363,7 +365,7 @@ class BrainCore:
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
-        todo = [t for t in leaves(self.state) if t["status"] not in TERMINAL]
+        todo = [t for t in leaves(self.state) if t["status"] not in TASK_ENDED]
         run = self.state.setdefault("run", {"finished": False})
         if todo or not leaves(self.state):
             if run.get("finished"):
@@ -375,13 +377,13 @@ class BrainCore:
             return False
         c = counts(self.state)
         run.update(finished=True, finished_at=time.time(), counts=c)
-        done_all = c["completed"] + c["archived"] == sum(c.values())
-        summary = (f"run finished: {c['completed']} done, {c['blocked']} blocked, {c['failed']} failed"
+        done_all = sum(c[s] for s in TASK_DONE) == sum(c.values())
+        summary = (f"run finished: {c[COMPLETED]} done, {c[BLOCKED]} blocked, {c[TASK_FAILED]} failed"
                    + ("" if done_all else " (see `aura status`)"))
-        self.set_status(self.tasks[ROOT], "completed" if done_all else "blocked", summary,
-                        f"{c['completed']} of {sum(c.values())} tasks completed with evidence")
-        self.log.info("run_finished", **c)
-        self.publish("run_finished", ok=done_all, **c)
+        self.set_status(self.tasks[ROOT], COMPLETED if done_all else BLOCKED, summary,
+                        f"{c[COMPLETED]} of {sum(c.values())} tasks completed with evidence")
+        self.log.info(Kind.RUN_FINISHED, **c)
+        self.publish(Kind.RUN_FINISHED, ok=done_all, **c)
         if done_all:
-            self.publish("goal_done", mission=self.state.get("mission"))
+            self.publish(Kind.GOAL_DONE, mission=self.state.get("mission"))
         return True

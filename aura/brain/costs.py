@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.config import Config
+from aura.runtime.eventkinds import Kind
 from aura.runtime.fsutil import append_line
+from aura.runtime.vocab import EXITED
 
 from .model_client import Usage
 from .pricing import Prices, brain_prices, worker_prices
@@ -93,7 +95,7 @@ class CostBook:
             book[wid] = {"task_id": worker.get("task_id"), "model": progress.get("model"), **tokens,
                          "usd": round(sum(parts.values()), 8), "write_usd": round(parts["cache_write"], 8),
                          "prices": prices.source, "reported_usd": progress.get("total_cost_usd"),
-                         "final": worker.get("state") == "exited"}
+                         "final": worker.get("state") == EXITED}
 
 
 def _trim_cycles(cycles: dict) -> None:
@@ -142,16 +144,16 @@ def update_budget(state: dict, cfg: Config) -> list[tuple[str, dict]]:
         return events
     if spent < limit and budget.get("reached_for") is not None:
         budget["reached_for"] = None
-        events.append(("budget_resumed", {**info, "message": f"budget raised to ${limit:.2f}: the run resumes"}))
+        events.append((Kind.BUDGET_RESUMED, {**info, "message": f"budget raised to ${limit:.2f}: the run resumes"}))
     warn = cfg.float("AURA_BUDGET_WARN_PERCENT") / 100
     budget["state"] = "reached" if spent >= limit else ("warning" if spent >= warn * limit else "ok")
     if budget["state"] != "ok" and budget.get("warned_for") != limit:  # also when one step jumps past 100%
         budget["warned_for"] = limit
-        events.append(("budget_warning", {**info, "message": f"{100 * spent / limit:.0f}% of the ${limit:.2f} "
+        events.append((Kind.BUDGET_WARNING, {**info, "message": f"{100 * spent / limit:.0f}% of the ${limit:.2f} "
                                                               f"budget spent (${spent:.4f})"}))
     if budget["state"] == "reached" and budget.get("reached_for") != limit:
         budget["reached_for"] = limit
-        events.append(("budget_reached", {**info, "message": f"budget reached: ${spent:.4f} of ${limit:.2f}; "
+        events.append((Kind.BUDGET_REACHED, {**info, "message": f"budget reached: ${spent:.4f} of ${limit:.2f}; "
                                                               "no new spawns or model calls"}))
     return events
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from aura.runtime.diskspace import MB, RESERVE_KEY, DiskState, disk_settings, free_bytes
+from aura.runtime.eventkinds import Kind
 from aura.runtime.fsutil import disk_full
 from aura.runtime.paths import ProjectPaths
 
@@ -59,9 +60,9 @@ class DiskPause:
             reason = f"the task tree could not be saved ({save_error})"
         change = None
         if reason and not self.paused:
-            change, self.since = "disk_low", time.time()
+            change, self.since = Kind.DISK_LOW, time.time()
         elif self.paused and not reason:
-            change = "disk_ok"
+            change = Kind.DISK_OK
         self.paused = reason
         return change
 
@@ -72,7 +73,7 @@ class DiskPause:
     def announce(self, change: str, decisions: Any, notifier: Any, cycle: int) -> dict:
         """Log, record and notify a pause or a resume; returns the event's data."""
         info = self.status()
-        if change == "disk_low":
+        if change == Kind.DISK_LOW:
             data = {"message": f"disk low: {self.paused}; no new workers start until space is back", **info}
             self.log.warning("spawns_paused", reason=self.paused, free_mb=info["free_mb"])
         else:

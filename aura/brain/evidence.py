@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aura.runtime.vocab import DISK_OUTCOMES, SUCCEEDED
+
 ACCEPTED = ("done", "completed", "complete", "success", "succeeded", "ok")
 MTIME_SLACK = 1.0  # file-system timestamps can be coarser than process start times
 _STATUS = re.compile(r"^\W*status\W*[:=]\s*\**\s*([A-Za-z_-]+)", re.I | re.M)
@@ -71,7 +73,7 @@ def check_worker(worker: dict, root: Path, artifacts: list[str], need_result_md:
     exit_rec = worker.get("exit") or {}
     outcome = worker.get("outcome")
     code = exit_rec.get("exit_code")
-    if outcome != "succeeded":
+    if outcome != SUCCEEDED:
         detail = exit_rec.get("error") or (f"signal {exit_rec.get('signal')}" if exit_rec.get("signal") else f"exit code {code}")
         detail += disk_context(worker)
         ev.ok = False
@@ -92,7 +94,7 @@ def disk_context(worker: dict) -> str:
     """Why a worker's end had to do with the disk: the watchdog stopped it for its output or for the
     disk, or its output was cut down (which says the disk or the cap was hit)."""
     kill = worker.get("kill") or {}
-    if kill.get("reason_code") in ("output_limit", "disk_low"):
+    if kill.get("reason_code") in DISK_OUTCOMES:
         return f"; stopped by the watchdog: {kill.get('reason')}"
     trimmed = worker.get("output_trimmed") or {}
     return f"; its output was cut down to head and tail: {trimmed['why']}" if trimmed.get("why") else ""

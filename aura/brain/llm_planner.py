@@ -24,12 +24,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from aura.runtime.eventkinds import Kind
+from aura.runtime.vocab import BLOCKED, COMPLETED, IN_PROGRESS, PENDING, TASK_DONE, TASK_ENDED
+
 from . import context as ctxmod
 from . import costs as costmod
 from .evidence import run_acceptance
 from .memory import Memory, recommendations
 from .model_client import ClientSettings, ModelClient, ModelError, Reply
-from .state import ROOT, TERMINAL, leaves, not_before
+from .state import ROOT, leaves, not_before
 from .tools import Toolbox, definitions
 from .worker_usage import WorkerUsage
 
@@ -83,7 +86,7 @@ class LlmPlanner:
         all_leaves = leaves(self.core.state)
         if not all_leaves:
             return False, "there are no tasks yet"
-        not_done = [t["id"] for t in all_leaves if t["status"] not in ("completed", "archived")]
+        not_done = [t["id"] for t in all_leaves if t["status"] not in TASK_DONE]
         if not_done:
             return False, f"tasks not completed: {', '.join(not_done[:10])} (archive what is not needed, or mark ROOT blocked)"
         proof = self._acceptance()
@@ -91,7 +94,7 @@ class LlmPlanner:
             return False, "; ".join(proof.problems)
         checked = proof.summary() if proof is not None else f"all {len(all_leaves)} tasks completed with evidence"
         self.core.state.setdefault("llm", {})["goal_closed"] = True
-        self.core.set_status(self.core.tasks[ROOT], "completed", reason, f"{evidence} | checked by the brain: {checked}",
+        self.core.set_status(self.core.tasks[ROOT], COMPLETED, reason, f"{evidence} | checked by the brain: {checked}",
                              by="model")
         return True, checked
 
@@ -100,8 +103,8 @@ class LlmPlanner:
         if running:
             return f"not closed: tasks still running ({', '.join(running)}); kill_task them first"
         for task in leaves(self.core.state):
-            if task["status"] not in TERMINAL:
-                self.core.set_status(task, "blocked", f"the goal was given up: {reason}", evidence, by="model")
+            if task["status"] not in TASK_ENDED:
+                self.core.set_status(task, BLOCKED, f"the goal was given up: {reason}", evidence, by="model")
         self.core.state.setdefault("llm", {})["goal_closed"] = True
         self.core.set_status(self.core.tasks[ROOT], status, reason, evidence, by="model")
         return f"goal closed as {status}"
@@ -164,7 +167,7 @@ class LlmPlanner:
         if d.get("by") == "model":
             return False
         if d.get("kind") == "status":
-            if d.get("new") == "in_progress":
+            if d.get("new") == IN_PROGRESS:
                 return False  # a spawn the planner asked for, or a re-sent one
             return not (d.get("task_id") == ROOT and run_finished)
         return d.get("kind") in ("task_added", "acceptance_failed")
@@ -216,12 +219,12 @@ class LlmPlanner:
         if self.core.running() or self.spawn_refusal() or self.goal_closed():
             return False
         now = time.time()
-        return any(t["status"] == "pending" and not_before(t) <= now
+        return any(t["status"] == PENDING and not_before(t) <= now
                    for t in ctxmod.open_leaves(self.core.state))
 
     def _all_terminal_unconfirmed(self) -> bool:
         all_leaves = leaves(self.core.state)
-        return bool(all_leaves) and all(t["status"] in TERMINAL for t in all_leaves) and not self.goal_closed()
+        return bool(all_leaves) and all(t["status"] in TASK_ENDED for t in all_leaves) and not self.goal_closed()
 
     def _skip_reason(self, why: list[str]) -> str | None:
         state, llm = self.core.state, self._llm_state()
@@ -256,7 +259,7 @@ class LlmPlanner:
     def _auto_acceptance(self) -> None:
         """Every task done: run the task file's acceptance once per new state of the tree."""
         all_leaves = leaves(self.core.state)
-        if not all_leaves or self.goal_closed() or any(t["status"] not in ("completed", "archived") for t in all_leaves):
+        if not all_leaves or self.goal_closed() or any(t["status"] not in TASK_DONE for t in all_leaves):
             return
         tf = self.core.task_file()
         if tf is None or not tf.acceptance:
@@ -413,10 +416,10 @@ class LlmPlanner:
         if safe.get("kind") != "api":
             return
         self.core.state["safe_mode"] = None
-        self.core.decisions.record("safe_mode_left", cycle=self.cycle_no, by="brain",
+        self.core.decisions.record(Kind.SAFE_MODE_LEFT, cycle=self.cycle_no, by="brain",
                                    reason="the model API answered again", since=safe.get("since"))
-        self.log.info("safe_mode_left", after_s=round(time.time() - float(safe.get("since") or time.time()), 1))
-        self.daemon.publish("safe_mode_left", reason="the model API answered again")
+        self.log.info(Kind.SAFE_MODE_LEFT, after_s=round(time.time() - float(safe.get("since") or time.time()), 1))
+        self.daemon.publish(Kind.SAFE_MODE_LEFT, reason="the model API answered again")
 
     # -- after the cycle ----------------------------------------------------------------------------
     def _succeeded(self, why: list[str], outcome: dict) -> None:
@@ -437,8 +440,8 @@ class LlmPlanner:
         if safe and not safe.get("kind"):
             state["safe_mode"] = None
             reason = "the model rebuilt the plan after the state reset"
-            self.core.decisions.record("safe_mode_left", cycle=self.cycle_no, by="brain", reason=reason)
-            self.daemon.publish("safe_mode_left", reason=reason)
+            self.core.decisions.record(Kind.SAFE_MODE_LEFT, cycle=self.cycle_no, by="brain", reason=reason)
+            self.daemon.publish(Kind.SAFE_MODE_LEFT, reason=reason)
         cycle_cost = (state.get("costs", {}).get("cycles", {}) or {}).get(str(self.cycle_no), {})
         self.core.decisions.record("model_cycle", cycle=self.cycle_no, by="brain", why=why, rounds=outcome["rounds"],
                                    tool_calls=outcome["tool_calls"], ended_by=outcome["ended_by"],
@@ -459,9 +462,9 @@ class LlmPlanner:
         if llm["failures_in_row"] >= self.cfg.int("AURA_SAFE_MODE_AFTER") and not (state.get("safe_mode") or {}):
             reason = f"{llm['failures_in_row']} model cycles failed in a row; last: {str(exc)[:200]}"
             state["safe_mode"] = {"since": time.time(), "reason": reason, "kind": "api"}
-            self.core.decisions.record("safe_mode_entered", cycle=self.cycle_no, by="brain", reason=reason)
-            self.log.error("safe_mode_entered", reason=reason)
-            self.daemon.publish("safe_mode_entered", reason=reason)
+            self.core.decisions.record(Kind.SAFE_MODE_ENTERED, cycle=self.cycle_no, by="brain", reason=reason)
+            self.log.error(Kind.SAFE_MODE_ENTERED, reason=reason)
+            self.daemon.publish(Kind.SAFE_MODE_ENTERED, reason=reason)
         if (state.get("safe_mode") or {}).get("kind") == "api":
             return {"model_error": str(exc)[:200], **self._retry_hint()}
         retry = min(self.cfg.float("AURA_CYCLE_INTERVAL"), max(1.0, 4 * self.cfg.float("AURA_API_RETRY_BASE_DELAY")))

@@ -10,6 +10,8 @@ the reason, never spawned to fail.
 
 from __future__ import annotations
 
+from aura.runtime.eventkinds import Kind
+from aura.runtime.vocab import ARCHIVED, BLOCKED, PENDING, TASK_DONE, TASK_FAILED
 from aura.runtime.workercli import agent_task_problem
 
 from .core import BrainCore
@@ -48,14 +50,14 @@ class LocalPlanner:
                 task = core.add_task(item.id, item.text, kind="command" if item.command else "agent",
                                      command=item.command, artifacts=item.artifacts, line=item.line)
                 if item.checked:
-                    core.set_status(task, "archived", "checked in the task file by the user",
+                    core.set_status(task, ARCHIVED, "checked in the task file by the user",
                                     f"task file line {item.line}")
             task["line"] = item.line
         self.sync_acceptance(core, tf)
         for task in list(core.tasks.values()):
             if task.get("parent") == ROOT and task["id"] not in (WHOLE_GOAL, ACCEPT) and task["id"] not in wanted:
-                if task["status"] == "pending":
-                    core.set_status(task, "archived", "removed from the task file", "task file no longer lists it")
+                if task["status"] == PENDING:
+                    core.set_status(task, ARCHIVED, "removed from the task file", "task file no longer lists it")
         root["children"].sort(key=lambda tid: core.tasks[tid].get("line", 0))
 
     def sync_acceptance(self, core: BrainCore, tf: TaskFile) -> None:
@@ -67,12 +69,12 @@ class LocalPlanner:
         if task is None:
             task = core.add_task(ACCEPT, "Acceptance checks from the task file", kind="command", command=command,
                                  artifacts=[], line=10 ** 9)
-        elif task["status"] == "pending":
+        elif task["status"] == PENDING:
             task["command"] = command
         others = [t for t in core.tasks[ROOT]["children"] if t != ACCEPT]
-        unfinished = [core.tasks[t] for t in others if core.tasks[t]["status"] in ("blocked", "failed")]
-        if unfinished and task["status"] == "pending":
-            core.set_status(task, "blocked", "not run: other tasks did not complete",
+        unfinished = [core.tasks[t] for t in others if core.tasks[t]["status"] in (BLOCKED, TASK_FAILED)]
+        if unfinished and task["status"] == PENDING:
+            core.set_status(task, BLOCKED, "not run: other tasks did not complete",
                             ", ".join(f"{t['id']} {t['status']}" for t in unfinished))
 
     def dispatch(self, core: BrainCore) -> int:
@@ -93,22 +95,22 @@ class LocalPlanner:
         problem = agent_task_problem(core.cfg, backend)
         if problem is None:
             return False
-        core.set_status(task, "blocked", f"not started: {problem}", f"checked before the spawn: {backend} backend")
-        core.publish("task_blocked", task_id=task["id"], reason=problem)
+        core.set_status(task, BLOCKED, f"not started: {problem}", f"checked before the spawn: {backend} backend")
+        core.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason=problem)
         return True
 
     def ready(self, core: BrainCore) -> list[dict]:
         out = []
-        others_done = all(core.tasks[t]["status"] in ("completed", "archived")
+        others_done = all(core.tasks[t]["status"] in TASK_DONE
                           for t in core.tasks[ROOT]["children"] if t != ACCEPT)
         for tid in core.tasks[ROOT]["children"]:
             task = core.tasks[tid]
             if tid == ACCEPT and not others_done:
                 continue
-            if task["status"] == "pending" and not task.get("children"):
+            if task["status"] == PENDING and not task.get("children"):
                 out.append(task)
             for sub in task.get("children", []):  # subtasks, resource fixes included (Layer 2 backend)
                 st = core.tasks.get(sub)
-                if st and st["status"] == "pending":
+                if st and st["status"] == PENDING:
                     out.append(st)
         return out

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.config import ConfigError
-from aura.runtime.eventkinds import NOTIFIED, WAKES_BRAIN
+from aura.runtime.eventkinds import NOTIFIED, WAKES_BRAIN, Kind
 from aura.runtime.loop import Daemon
+from aura.runtime.vocab import TASK_ENDED
 from aura.runtime.fsutil import disk_full, read_json
-from aura.runtime.settings_check import value_problem
-from aura.ipc.envelope import BadArgs, arg
 from aura.ipc.events import EventFeed
 
 from . import costs as costmod
@@ -29,7 +28,7 @@ from .diskpause import CHECK_EVERY, DiskPause
 from .local_planner import LocalPlanner
 from .notify import Notifier
 from .pricing import start_notice
-from .state import ROOT, TERMINAL, counts, tree_lines, tree_rows
+from .state import ROOT, counts
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
 
@@ -40,6 +39,7 @@ EVENT_BATCH_DELAY = 0.02
 
 class BrainDaemon(Daemon):
     name = "brain"
+    ops_package = "aura.brain.ops"  # wake, status, budget
     task_file: Path | None = None
 
     def __init__(self, *a: Any, **kw: Any):
@@ -58,11 +58,6 @@ class BrainDaemon(Daemon):
         self.notifier = Notifier(self.cfg, self.log, self.paths.root, self.paths.state_dir / "notifications.jsonl")
         self.disk = DiskPause(self.paths, self.cfg, self.log)
 
-    def handlers(self) -> dict:
-        h = super().handlers()
-        h.update({"wake": self.op_wake, "status": self.op_status, "budget": self.op_budget})
-        return h
-
     # -- events this brain publishes: notifications and summaries ---------------------------------------
     def publish(self, kind: str, **data: Any) -> dict | None:
         ev = super().publish(kind, **data)
@@ -78,11 +73,11 @@ class BrainDaemon(Daemon):
         core = self.core
         if core is None or not self.cfg.bool("AURA_TASK_SUMMARY"):
             return
-        if kind == "task_status" and data.get("new") in TERMINAL and data.get("task_id") != ROOT:
+        if kind == Kind.TASK_STATUS and data.get("new") in TASK_ENDED and data.get("task_id") != ROOT:
             task = core.tasks.get(data["task_id"])
             if task is not None:
                 write_task_summary(self.paths, core.state, task, core.workers)
-        elif kind == "run_finished":
+        elif kind == Kind.RUN_FINISHED:
             write_final_report(self.paths, core.state)
 
     def refresh_budget(self) -> None:
@@ -104,7 +99,7 @@ class BrainDaemon(Daemon):
         self._resolve_task_file()
         self.planner = self._choose_planner()
         if self.core.load_problem and self.core.state.get("safe_mode") and self.planner.name == "llm":
-            self.publish("safe_mode_entered", reason=str(self.core.load_problem))
+            self.publish(Kind.SAFE_MODE_ENTERED, reason=str(self.core.load_problem))
         try:
             line, _ = start_notice(self.cfg)
         except ConfigError as exc:
@@ -186,15 +181,15 @@ class BrainDaemon(Daemon):
         core.disk_block = self.disk.paused
         if change is not None:
             self.disk.announce(change, core.decisions, self.notifier, core.state.get("total_cycles", 0))
-            if change == "disk_ok":
+            if change == Kind.DISK_OK:
                 self.request_cycle("disk space is back", 0)
 
     def on_events(self) -> None:
         assert self.feed is not None
         events = self.feed.drain()
         for e in events:
-            if e.get("kind") == "daemon_down":  # a peer gave up restarting another daemon
-                self.notifier.notify("daemon_down", e.get("data") or {})
+            if e.get("kind") == Kind.DAEMON_DOWN:  # a peer gave up restarting another daemon
+                self.notifier.notify(Kind.DAEMON_DOWN, e.get("data") or {})
         wake = [e for e in events if e.get("kind") in WAKES_BRAIN]
         if wake:
             self.request_cycle(f"event {wake[-1]['kind']}", EVENT_BATCH_DELAY)
@@ -251,7 +246,7 @@ class BrainDaemon(Daemon):
         self.last_cycle_at = time.time()
         self.log.info("cycle", n=core.state["total_cycles"], reasons=reasons, ms=round((time.monotonic() - started) * 1000, 1),
                       finished=finished, **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
-        self.publish("cycle_done", cycle=core.state["total_cycles"], reasons=reasons, finished=finished,
+        self.publish(Kind.CYCLE_DONE, cycle=core.state["total_cycles"], reasons=reasons, finished=finished,
                      counts=counts(core.state))
         if result.get("retry_in") is not None:
             self.request_cycle("retry: " + str(result.get("model_error") or result.get("skipped") or "model"),
@@ -266,47 +261,10 @@ class BrainDaemon(Daemon):
         assert self.core is not None
         event = stall.check(self.core.state, self.cfg)
         if event:
-            self.log.warning("no_progress", **event)
-            self.core.decisions.record("no_progress", cycle=self.core.state.get("total_cycles"), by="brain",
+            self.log.warning(Kind.NO_PROGRESS, **event)
+            self.core.decisions.record(Kind.NO_PROGRESS, cycle=self.core.state.get("total_cycles"), by="brain",
                                        reason=event["message"])
-            self.publish("no_progress", **event)
-
-    # -- ops ------------------------------------------------------------------------------------------
-    def op_wake(self, args: dict) -> dict:
-        reason = arg(args, "reason", str, "aura wake")
-        self.log.info("wake", reason=reason)
-        self.request_cycle(f"wake: {reason}", 0)
-        return {"woken": True, "cycle": self.core.state.get("total_cycles", 0) + 1 if self.core else None}
-
-    def op_status(self, args: dict) -> dict:
-        core = self.core
-        assert core is not None
-        return {"mission": core.state.get("mission"), "task_file": core.state.get("task_file"),
-                "planner": getattr(self.planner, "name", None), "cycles": core.state.get("total_cycles", 0),
-                "last_cycle_at": self.last_cycle_at, "counts": counts(core.state), "run": core.state.get("run"),
-                "tree": tree_lines(core.state), "tree_rows": tree_rows(core.state), "safe_mode": core.state.get("safe_mode"),
-                "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": self.started_at,
-                "disk": self.disk.status(),
-                "costs": costmod.summary(core.state), "budget": core.state.get("budget"),
-                "llm": {k: v for k, v in (core.state.get("llm") or {}).items()
-                        if k in ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")}}
-
-    def op_budget(self, args: dict) -> dict:
-        """`aura budget USD`: change the run budget now (raising it resumes a stopped run)."""
-        core = self.core
-        assert core is not None
-        usd = arg(args, "usd", float)
-        problem = value_problem("AURA_BUDGET_USD", str(usd), "`aura budget`")
-        if problem:
-            raise BadArgs(problem)
-        old = costmod.budget_limit(core.state, self.cfg)
-        core.state.setdefault("budget", {})["override_usd"] = usd
-        self.refresh_budget()
-        core.decisions.record("budget_set", cycle=core.state.get("total_cycles"), by="user", old_usd=old, new_usd=usd)
-        core.save()
-        self.log.info("budget_set", old_usd=old, new_usd=usd)
-        self.request_cycle("wake: budget changed", 0)
-        return {"old_usd": old, "budget": core.state.get("budget"), "costs": costmod.summary(core.state)}
+            self.publish(Kind.NO_PROGRESS, **event)
 
     def teardown(self) -> None:
         if self.core is not None:

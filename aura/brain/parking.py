@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aura.runtime.config import Config
+from aura.runtime.vocab import CLAUDE, CODEX, OPENCODE
 
-RESUMABLE = ("claude", "opencode", "codex")
+RESUMABLE = (CLAUDE, OPENCODE, CODEX)
 MAX_PARK_S = 6 * 3600.0  # never believe a limit message that names a time further away than this
 RESUME_PROMPT = ("Continue the task from where you stopped: you were interrupted by an API rate or usage "
                  "limit. The task is described in {task_md}; finish it and write its result.md.")

@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 from aura.runtime.fsutil import atomic_write_text
+from aura.runtime.vocab import ARCHIVED, BLOCKED, COMPLETED, IN_PROGRESS, PENDING, TASK_FAILED, TASK_KILLED
 
 from .state import counts, walk
 
-ICONS = {"pending": "[ ]", "in_progress": "[~]", "completed": "[x]", "blocked": "[!]", "failed": "[F]",
-         "archived": "[-]", "killed": "[K]"}
+ICONS = {PENDING: "[ ]", IN_PROGRESS: "[~]", COMPLETED: "[x]", BLOCKED: "[!]", TASK_FAILED: "[F]", ARCHIVED: "[-]",
+         TASK_KILLED: "[K]"}
 
 
 def render(state: dict, recent: list[dict]) -> str:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from aura.runtime.config import Config
+from aura.runtime.vocab import IN_PROGRESS
 
 from .state import ROOT
 
@@ -38,7 +39,7 @@ def check(state: dict, cfg: Config, now: float | None = None) -> dict[str, Any] 
     if minutes <= 0 or stopped or clock.get("notified") or idle < minutes * 60:
         return None
     clock["notified"] = True
-    running = sorted(tid for tid, t in (state.get("tasks") or {}).items() if t.get("status") == "in_progress")
+    running = sorted(tid for tid, t in (state.get("tasks") or {}).items() if t.get("status") == IN_PROGRESS)
     span = f"{idle / 60:.0f} min" if idle >= 60 else f"{idle:.0f} s"
     return {"idle_minutes": round(idle / 60, 2), "running": running,
             "message": f"no progress for {span}: nothing started or ended and no model call answered"

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aura.runtime.fsutil import atomic_write_json, read_json
-from aura.runtime.vocab import REASON_SHOWN, TASK_ENDED, TASK_STATUSES
+from aura.runtime.vocab import PENDING, REASON_SHOWN, TASK_ENDED, TASK_STATUSES
 
 SCHEMA = 1
-STATUSES = TASK_STATUSES
-TERMINAL = TASK_ENDED
+STATUSES, TERMINAL = TASK_STATUSES, TASK_ENDED  # the names the brain tools import
 ROOT = "ROOT"
 
 
@@ -32,7 +31,7 @@ def new_state(mission: str = "", task_file: str = "") -> dict:
 
 def new_task(task_id: str, title: str, parent: str | None = ROOT, **extra: Any) -> dict:
     now = time.time()
-    return {"id": task_id, "title": title, "status": "pending", "parent": parent, "children": [],
+    return {"id": task_id, "title": title, "status": PENDING, "parent": parent, "children": [],
             "attempts": 0, "worker_id": None, "workers": [], "reason": "", "evidence": "",
             "created_at": now, "updated_at": now, **extra}
 
@@ -124,9 +123,9 @@ def counts(state: dict) -> dict[str, int]:
     """Tasks by status, as the tree shows them: every task below the root, except a parent that is
     still open (its work is its subtasks, counted themselves). A parent that ended (blocked after
     two resource kills, completed) counts like any task, so the run's figures match the tree."""
-    out = {s: 0 for s in STATUSES}
+    out = {s: 0 for s in TASK_STATUSES}
     for d, t in walk(state):
-        if d == 0 or (t.get("children") and t["status"] not in TERMINAL):
+        if d == 0 or (t.get("children") and t["status"] not in TASK_ENDED):
             continue
         out[t["status"]] = out.get(t["status"], 0) + 1
     return out
@@ -148,7 +147,7 @@ def tree_lines(state: dict) -> list[str]:
     return [f"{'  ' * (d - 1)}{t['id']} [{t['status']}] {t.get('title', '')[:80]}" for d, t in walk(state) if d]
 
 
-SHOWN_REASONS = REASON_SHOWN
+STATUS_LLM_FIELDS = ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")  # of state["llm"]
 
 
 def tree_rows(state: dict) -> list[dict]:
@@ -157,6 +156,6 @@ def tree_rows(state: dict) -> list[dict]:
     now = time.time()
     return [{"depth": d, "id": t["id"], "status": t["status"], "title": t.get("title", ""),
              "attempt": attempt_no(t),
-             "reason": t.get("reason") if t["status"] in SHOWN_REASONS or (
-                 t["status"] == "pending" and not_before(t) > now) else None}
+             "reason": t.get("reason") if t["status"] in REASON_SHOWN or (
+                 t["status"] == PENDING and not_before(t) > now) else None}
             for d, t in walk(state) if d]

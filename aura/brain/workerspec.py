@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aura.runtime.config import Config
 from aura.runtime.fsutil import atomic_write_text, make_dirs
+from aura.runtime.vocab import PENDING, SHELL
 
 from .state import ROOT, attempt_no
 
@@ -106,8 +107,8 @@ def _siblings_section(state: dict, task: dict) -> list[str]:
         return []
     out = ["## Other tasks beside this one", ""]
     for t in peers[:SIBLINGS_SHOWN]:
-        why = f" ({str(t['reason'])[:160]})" if t.get("reason") and t.get("status") != "pending" else ""
-        out.append(f"- {t['id']} [{t.get('status', 'pending')}] {t.get('title', '')}{why}")
+        why = f" ({str(t['reason'])[:160]})" if t.get("reason") and t.get("status") != PENDING else ""
+        out.append(f"- {t['id']} [{t.get('status', PENDING)}] {t.get('title', '')}{why}")
     if len(peers) > SIBLINGS_SHOWN:
         out.append(f"- and {len(peers) - SIBLINGS_SHOWN} more")
     return out + [""]
@@ -144,7 +145,7 @@ def spawn_spec(task: dict, cfg: Config, project_root: Path, task_dir: Path) -> d
     limits = dict(task.get("limits") or {})
     mounts = artifact_folders(task, project_root)
     if task.get("command"):
-        return {"backend": "shell", "command": task["command"], "cwd": str(project_root), "limits": limits,
+        return {"backend": SHELL, "command": task["command"], "cwd": str(project_root), "limits": limits,
                 "mounts": mounts, "budget_s": float(task.get("budget_minutes") or cfg.float("AURA_TASK_BUDGET")) * 60}
     prompt = (f"Read the task file {task_dir / 'task.md'} and carry out the task it describes. "
               f"Work in the project folder {project_root}.")

@@ -135,3 +135,41 @@ def stream_line(ev: dict) -> str | None:
         return None
     when = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", 0)))
     return f"{when} {ev.get('src', '?'):<10} {text_of(kind.name, ev.get('data') or {})}"
+
+
+class Kind:
+    """Every kind by name, for code that publishes or compares one: a misspelt kind is an
+    AttributeError at once rather than an event nobody reads."""
+
+    DAEMON_STARTED = "daemon_started"
+    DAEMON_STOPPED = "daemon_stopped"
+    DAEMON_RESTARTED = "daemon_restarted"
+    DAEMON_DOWN = "daemon_down"
+    WORKER_STARTED = "worker_started"
+    WORKER_EXITED = "worker_exited"
+    WORKER_KILLED = "worker_killed"
+    WORKER_ADOPTED = "worker_adopted"
+    WORKER_MANAGED = "worker_managed"
+    SPAWN_REFUSED = "spawn_refused"
+    WORKER_STUCK = "worker_stuck"
+    WORKER_UNSTUCK = "worker_unstuck"
+    WORKER_LOOP = "worker_loop"
+    WORKER_LOOP_ENDED = "worker_loop_ended"
+    WORKER_RESOURCE_KILLED = "worker_resource_killed"
+    RESOURCE_VIOLATION = "resource_violation"
+    LIMITS_CHANGED = "limits_changed"
+    DISK_LOW = "disk_low"
+    DISK_OK = "disk_ok"
+    TASK_STATUS = "task_status"
+    TASK_DONE = "task_done"
+    TASK_BLOCKED = "task_blocked"
+    TASK_PARKED = "task_parked"
+    CYCLE_DONE = "cycle_done"
+    RUN_FINISHED = "run_finished"
+    GOAL_DONE = "goal_done"
+    BUDGET_WARNING = "budget_warning"
+    BUDGET_REACHED = "budget_reached"
+    BUDGET_RESUMED = "budget_resumed"
+    SAFE_MODE_ENTERED = "safe_mode_entered"
+    SAFE_MODE_LEFT = "safe_mode_left"
+    NO_PROGRESS = "no_progress"

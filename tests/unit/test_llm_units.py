@@ -413,7 +413,7 @@ def test_notifications_follow_the_level_and_a_slow_hook_never_blocks(tmp_path: P
 # -- the CLI --------------------------------------------------------------------------------------------------
 
 def test_setup_writes_a_private_file_and_never_prints_the_key(tmp_path: Path) -> None:
-    from aura.setup_cmd import setup
+    from aura.cli.setup import setup
     out = tmp_path / "cfg" / "config.env"
     secret = "sk-very-secret-123456"
     r = CliRunner().invoke(setup, ["-o", str(out), "-y", "--api-key-stdin", "--provider", "deepseek", "--budget", "25",

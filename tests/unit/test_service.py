@@ -22,8 +22,8 @@ from click.testing import CliRunner, Result
 from aura import service as svcmod
 from aura.daemon import EXIT_CONFIG
 from aura.runtime.paths import project_id
+from aura.cli.service import service
 from aura.service import Host, ServiceError, render_launchd, render_systemd
-from aura.service_cli import service
 from tests.support.service import odd_project, svc_for
 
 DAEMONS = ("supervisor", "watchdog", "brain")
@@ -373,7 +373,7 @@ def test_no_service_manager(machine: dict[str, Path], monkeypatch: pytest.Monkey
 
 
 def test_cli_module_imports_stay_light() -> None:
-    code = ("import sys, aura.service_cli; heavy = {'anthropic', 'zmq'} & set(sys.modules); "
+    code = ("import sys, aura.cli.service; heavy = {'anthropic', 'zmq'} & set(sys.modules); "
             "print(sorted(heavy))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -134,7 +134,7 @@ def test_socket_paths_stay_short_for_deep_project_paths(tmp_path: Path) -> None:
 
 
 def test_read_commands_do_not_import_the_model_sdk() -> None:
-    code = ("import sys; import aura.cli, aura.control, aura.launcher, aura.ipc.client, aura.supervisor.registry; "
+    code = ("import sys; import aura.cli, aura.control, aura.startstop, aura.ipc.client, aura.supervisor.registry; "
             "print('anthropic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

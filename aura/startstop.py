@@ -1,5 +1,9 @@
-"""`aura up` and `aura down`: start the three daemons (or the missing ones), wait until each
-answers, follow the run, stop them."""
+"""Starting and stopping a run: the steps of `aura up` (read the goal, check the settings, plan what
+to start, say what will happen, start the daemons, follow the events) and of `aura down`.
+
+No step prints by itself or knows the command line: each takes an `echo` and raises StartError
+with the one line a user reads.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from . import __version__
 from .control import (NotRunning, call, daemon_record, request_stop, running_daemons, set_desired, stop_daemon,
                       update_launch)
 from .runtime.fsutil import atomic_write_json
@@ -19,6 +24,11 @@ from .interrupts import Output, StopSignals
 from .runtime.paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
 from .runtime.peers import launch_spec, lock_is_held, start_daemon
 from .runtime.pidfile import start_time
+from .runtime.vocab import SHELL, TASK_DONE
+
+if TYPE_CHECKING:
+    from .brain.taskfile import TaskFile
+    from .runtime.config import Config
 
 READY_TIMEOUT = 20.0
 START_MARGIN = 10.0  # past READY_TIMEOUT, the peer keepers stop waiting for an `aura up` that hangs
@@ -27,8 +37,8 @@ STOP_ORDER = ("brain", "supervisor", "watchdog")  # enforcement stays on while w
 EXIT_OUTPUT_GONE = 128 + signal.SIGPIPE
 
 
-class LaunchError(Exception):
-    pass
+class StartError(Exception):
+    """Why nothing (more) was started, in one line."""
 
 
 @dataclass
@@ -44,28 +54,118 @@ class UpPlan:
         return bool(self.running)
 
 
+# -- the steps of `aura up`, in their order -------------------------------------------------------
+
+def read_goal(task: Path) -> TaskFile:
+    """The task file, read and checked before anything else happens."""
+    from .brain.taskfile import TaskFileError, read_task_file
+    try:
+        return read_task_file(task)
+    except TaskFileError as exc:
+        raise StartError(f"{exc}. Nothing was started.") from None
+
+
+def checked_settings(root: Path, paths: ProjectPaths, config_file: Path | None, overrides: tuple[str, ...],
+                     warn: Callable[[str], None]) -> Config:
+    """The run's configuration; a setting that cannot work, or a package shadowing Aura's own, is
+    refused here, before anything starts."""
+    from .doctor import fatal_problems
+    from .runtime.config import ConfigError, load_config
+    from .runtime.settings_check import check_start, refused
+    try:
+        cfg = load_config(root, config_file, overrides)
+        check_start(cfg, paths.watchdog_dir, warn=warn)
+    except ConfigError as exc:
+        raise StartError(refused(exc)) from None
+    for problem in fatal_problems():
+        raise StartError(problem)
+    return cfg
+
+
 def plan_up(paths: ProjectPaths, task: Path) -> UpPlan:
-    """Decide what `aura up TASK` starts; LaunchError (one line) when it must start nothing."""
+    """Decide what `aura up TASK` starts; StartError (one line) when it must start nothing."""
     live = running_daemons(paths)
     busy = already_running(paths)
     if not live:
         if busy:
-            raise LaunchError(busy)
+            raise StartError(busy)
         return UpPlan()
     missing = tuple(n for n in DAEMONS if n not in live)
     spec = launch_spec(paths.run_dir) or {}
     if not missing or any(r.get("managed") for r in live.values()) or not all(n in spec.get("daemons", {}) for n in missing):
-        raise LaunchError(busy or f"Aura is already running in {paths.root}")
+        raise StartError(busy or f"Aura is already running in {paths.root}")
     held = [n for n in missing if lock_is_held(paths.lockfile(n))]
     if held:
-        raise LaunchError(f"Aura is starting or stopping in {paths.root} ({', '.join(held)} holds its lock); "
-                          "try again shortly")
+        raise StartError(f"Aura is starting or stopping in {paths.root} ({', '.join(held)} holds its lock); "
+                         "try again shortly")
     running_task = Path(spec.get("task") or "")
     if running_task != Path(task).resolve():
-        raise LaunchError(f"Aura runs part of another task in {paths.root} ({running_task}: "
-                          f"{', '.join(missing)} down, {_pids(live)}); `aura up {running_task}` starts the missing "
-                          "daemons, `aura down` stops the others first")
+        raise StartError(f"Aura runs part of another task in {paths.root} ({running_task}: "
+                         f"{', '.join(missing)} down, {_pids(live)}); `aura up {running_task}` starts the missing "
+                         "daemons, `aura down` stops the others first")
     return UpPlan(missing=missing, running=live)
+
+
+def backend_notes(cfg: Config, tf: TaskFile) -> list[str]:
+    """What `aura up` says about the worker backends; StartError when the goal needs one that cannot
+    start here."""
+    from .doctor import backend_checks
+    checks = backend_checks(cfg, tf)
+    for check in checks:
+        if check.fatal:
+            raise StartError(check.detail)
+    return [check.detail for check in checks]
+
+
+def announce(cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_settings: bool,
+             echo: Callable[[str], None]) -> None:
+    """The lines `aura up` prints before it starts anything (`own_settings`: it was given --config or
+    -O); StartError for a model brain Aura has no price for under a run budget."""
+    echo(f"Aura {__version__}: {tf.mission}")
+    for note in notes:
+        echo(f"  {note}")
+    if not cfg.str("AURA_API_KEY") and cfg.str("AURA_PLANNER") in ("auto", "local"):
+        echo("  no API key configured: the offline `local` planner runs the task file's checklist")
+    if cfg.float("AURA_BUDGET_USD") <= 0 and (cfg.str("AURA_API_KEY") or cfg.str("AURA_LAYER2_BACKEND") != SHELL):
+        echo("  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
+             "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running")
+    _price_check(cfg, echo)
+    if plan.partial and own_settings:
+        echo("  the missing daemons start with the settings of the running ones; "
+             "`aura down` then `aura up` changes settings")
+
+
+def _price_check(cfg: Config, echo: Callable[[str], None]) -> None:
+    """A model brain Aura has no price for: refused with a run budget, a warning without."""
+    from .brain.pricing import start_notice
+    from .runtime.config import ConfigError
+    try:
+        line, refuse = start_notice(cfg)
+    except ConfigError as exc:
+        raise StartError(f"configuration: {exc}") from None
+    if refuse:
+        raise StartError(f"{line}. Nothing was started.")
+    if line:
+        echo(f"  warning: {line}")
+
+
+def start_run(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...],
+              echo: Callable[[str], None], plan: UpPlan) -> dict[str, int]:
+    """Start the daemons (start_all), then list the run among the user's projects (`aura projects`)."""
+    pids = start_all(paths, task, config_file, overrides, echo, plan)
+    from .projects import register
+    register(paths.root, task)
+    return pids
+
+
+def follow_then_stop(paths: ProjectPaths, echo: Callable[[str], None], stay: bool, cursors: dict[str, int],
+                     stop: StopSignals, out: Output) -> int:
+    """A foreground `aura up` after the start: print the events until the run finishes (or, with
+    `stay`, until a stop signal), then stop the daemons and workers; the command's exit code."""
+    code = follow_events(paths, echo, stop_on_finish=not stay, cursors=cursors, stop=stop, out=out)
+    echo("Stopping:")
+    stop_all(paths, stop_workers=True, echo=echo)
+    return code
 
 
 def _pids(live: dict[str, dict]) -> str:
@@ -141,7 +241,7 @@ def start_all(paths: ProjectPaths, task: Path, config_file: Path | None, overrid
             for name in names:
                 try:
                     pids[name] = _wait_ready(paths, name, children[name], deadline)
-                except LaunchError:
+                except StartError:
                     if plan.partial:
                         for n in started:
                             stop_daemon(paths, n, stop_workers=False)
@@ -158,14 +258,14 @@ def _wait_ready(paths: ProjectPaths, name: str, child: subprocess.Popen, deadlin
     while True:
         code = child.poll()
         if code is not None and daemon_record(paths, name) is None:
-            raise LaunchError(f"the {name} exited with code {code} while starting:\n{_tail(paths.stdio_file(name))}")
+            raise StartError(f"the {name} exited with code {code} while starting:\n{_tail(paths.stdio_file(name))}")
         if daemon_record(paths, name) is not None:
             try:
                 return call(paths, name, "ping", timeout=1.0)["pid"]
             except NotRunning:
                 pass
         if time.monotonic() > deadline:
-            raise LaunchError(f"the {name} did not answer within {READY_TIMEOUT:g}s; see {paths.stdio_file(name)}")
+            raise StartError(f"the {name} did not answer within {READY_TIMEOUT:g}s; see {paths.stdio_file(name)}")
         time.sleep(0.02)
 
 
@@ -209,7 +309,7 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
 
     from aura.ipc.events import EventFeed
 
-    from .runtime.eventkinds import stream_line
+    from .runtime.eventkinds import Kind, stream_line
 
     ctx = zmq.Context()
     feed = EventFeed(ctx, {n: (paths.pub_endpoint(n), paths.journal(n)) for n in DAEMONS},
@@ -225,7 +325,7 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
                 line = stream_line(ev)
                 if line:
                     echo(line)
-                if stop_on_finish and ev.get("kind") == "cycle_done" and ev.get("data", {}).get("finished"):
+                if stop_on_finish and ev.get("kind") == Kind.CYCLE_DONE and ev.get("data", {}).get("finished"):
                     return 0 if _run_ok(paths) else 1
             if not running_daemons(paths):
                 echo("all daemons have stopped")
@@ -245,4 +345,4 @@ def _run_ok(paths: ProjectPaths) -> bool:
     except Exception:
         return False
     c = status.get("counts") or {}
-    return sum(c.values()) == c.get("completed", 0) + c.get("archived", 0)
+    return sum(c.values()) == sum(c.get(s, 0) for s in TASK_DONE)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import click
 
+from ..runtime.vocab import BACKENDS
+
 PROVIDERS = {
     "deepseek": ("https://api.deepseek.com/anthropic", "deepseek-v4-pro"),
     "anthropic": ("https://api.anthropic.com", "claude-sonnet-4-6-20250514"),
     "openai": ("http://127.0.0.1:8000/v1", ""),
 }
-BACKENDS = ("claude", "ds_code", "opencode", "codex", "shell")
 LEVELS = ("state_changes", "done_only", "silent")
 ORDER = ("AURA_API_KEY", "AURA_API_PROVIDER", "AURA_API_BASE_URL", "AURA_API_MODEL", "AURA_API_MAX_TOKENS",
          "AURA_CYCLE_INTERVAL", "AURA_LAYER2_BACKEND", "AURA_BUDGET_USD", "AURA_SEARCH_API_KEY",
@@ -48,7 +49,7 @@ def quote(value: str) -> str:
 
 
 def write_config(path: Path, values: dict[str, str]) -> None:
-    from .runtime.fsutil import atomic_write_text
+    from ..runtime.fsutil import atomic_write_text
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_text(path, render(values), mode=0o600)
 
@@ -89,8 +90,8 @@ def interactive(values: dict[str, str]) -> None:
 
 def connectivity(values: dict[str, str]) -> tuple[bool, str]:
     """One tiny call through the same client the brain uses."""
-    from .brain.model_client import ClientSettings, ModelClient, ModelError
-    from .runtime.config import Config
+    from ..brain.model_client import ClientSettings, ModelClient, ModelError
+    from ..runtime.config import Config
     cfg = Config()
     for k, v in values.items():
         cfg.set(k, v, "setup")
@@ -129,7 +130,7 @@ def setup(output: Path | None, force: bool, non_interactive: bool, api_key: str 
           notify_command: str | None, notify_webhook: str | None, notify_level: str | None,
           test_api: bool | None) -> None:
     """Write the global configuration (API key, provider, model, budget, notifications)."""
-    from .runtime.config import global_config_path, parse_env_file
+    from ..runtime.config import global_config_path, parse_env_file
 
     path = output or global_config_path()
     values: dict[str, str] = parse_env_file(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -146,7 +147,7 @@ def setup(output: Path | None, force: bool, non_interactive: bool, api_key: str 
     if not non_interactive:
         interactive(values)
     if values.get("AURA_API_BASE_URL") and not values.get("AURA_API_PROVIDER"):
-        from .brain.model_client import detect_provider
+        from ..brain.model_client import detect_provider
         values["AURA_API_PROVIDER"] = detect_provider(values["AURA_API_BASE_URL"])
     write_config(path, values)
     click.echo(f"Wrote {path} (mode 0600).")

@@ -1,27 +1,23 @@
-"""Maintenance commands kept from the original tool: clean-workspaces, cleanup, restart,
-token-stats, cache-stats and changelog-overview.
+"""Maintenance commands kept from the original tool: clean-workspaces, cleanup, token-stats,
+cache-stats and changelog-overview (restart is with the commands that start a run, aura.cli.run).
 
-Loaded only when used (`aura.cli.LAZY_COMMANDS`), so `aura ps` stays fast; none of them imports
-the model SDK. The file logic lives in aura/maintenance.py; this module is the command-line glue
-(options, asking the daemons what runs, printing).
+None of them imports the model SDK. The file logic lives in aura/maintenance.py; this module is the
+command-line glue (options, asking the daemons what runs, printing).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import _paths  # one wording of "no project here" for every command
+from .common import paths_of, when
 
 
 def _config(ctx: click.Context, paths: Any) -> Any:
     """The configuration as `aura up` would read it now (for the cleanup age and the prices)."""
-    from .runtime.config import ConfigError, load_config
+    from ..runtime.config import ConfigError, load_config
     try:
         return load_config(paths.root, ctx.obj["config"], ctx.obj["overrides"])
     except ConfigError as exc:
@@ -30,13 +26,9 @@ def _config(ctx: click.Context, paths: Any) -> Any:
 
 def _supervisor_workers(paths: Any) -> list[dict] | None:
     """The supervisor's worker list when it answers (it knows best what runs), else None."""
-    from .control import try_call
+    from ..control import try_call
     listed = try_call(paths, "supervisor", "list", {"include_exited": True})
     return listed if isinstance(listed, list) else None
-
-
-def _when(ts: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts))) if ts else "-"
 
 
 # -- clean-workspaces -------------------------------------------------------------------------------------
@@ -55,15 +47,16 @@ def clean_workspaces(ctx: click.Context, age: float | None, include_all: bool, d
     Never touches a worker that is running (the supervisor lists it as live, or it has no
     exit.json and its process is alive) or has not finished, nor the workspace of a task that is
     not finished or that such a worker writes into."""
-    from .maintenance import human_age, human_bytes, plan_workspaces, remove_folders
+    from ..maintenance import human_age, human_bytes, plan_workspaces, remove_folders
+    from ..runtime.vocab import LIVE_STATES
 
-    paths = _paths(ctx)
+    paths = paths_of(ctx)
     if age is None:
         age = float(_config(ctx, paths).int("AURA_TASK_CLEANUP_AGE"))
     listed = _supervisor_workers(paths)
     plan = plan_workspaces(paths, age, include_all, listed)
     live_ids = None if listed is None else {str(w.get("worker_id")) for w in listed
-                                           if w.get("state") in ("starting", "running", "orphaned")}
+                                           if w.get("state") in LIVE_STATES}
     limit = "any age" if include_all else f"ended over {age:g} day(s) ago"
     if not plan.remove:
         click.echo(f"nothing to remove ({limit})")
@@ -107,10 +100,10 @@ def cleanup(ctx: click.Context, force: bool, age: float) -> None:
     (state.json.corrupt-*) older than --age days. Worker folders and workspaces are for
     `aura clean-workspaces`; `state.restart-*` archives are kept. Refuses while the project's
     daemons run."""
-    from .launcher import already_running
-    from .maintenance import human_bytes, remove_tree, stale_leftovers
+    from ..startstop import already_running
+    from ..maintenance import human_bytes, remove_tree, stale_leftovers
 
-    paths = _paths(ctx)
+    paths = paths_of(ctx)
     busy = already_running(paths)
     if busy:
         raise click.ClickException(f"{busy}. Nothing was removed: cleanup only works on a stopped project.")
@@ -131,59 +124,11 @@ def cleanup(ctx: click.Context, force: bool, age: float) -> None:
                + ("" if force else " (nothing was deleted)"))
 
 
-# -- restart -------------------------------------------------------------------------------------------------
-
-@click.command()
-@click.argument("task_file", type=click.Path(path_type=Path))
-@click.option("-d", "--detach", is_flag=True, help="Start in the background (as `aura up -d`).")
-@click.pass_context
-def restart(ctx: click.Context, task_file: Path, detach: bool) -> None:
-    """Start TASK_FILE from scratch: stop the daemons and workers, move the old run aside
-    (.aura/state becomes .aura/state.restart-<time>, with the run's workers, workspaces, events,
-    summaries and memory inside it under previous-run/), then `aura up`. Nothing is deleted."""
-    from .brain.taskfile import TaskFileError, read_task_file
-    from .cli import up
-    from .runtime.config import ConfigError, load_config
-    from .control import running_daemons
-    from .launcher import already_running, stop_all
-    from .maintenance import archive_run, unfinished_workers
-    from .runtime.paths import ProjectPaths
-    from .runtime.settings_check import check_start
-
-    if not task_file.is_file():
-        raise click.ClickException(f"task file {task_file} does not exist. Nothing was stopped or moved.")
-    try:
-        read_task_file(task_file)
-    except TaskFileError as exc:
-        raise click.ClickException(f"{exc}. Nothing was stopped or moved.") from None
-    root = Path(ctx.obj["project"] or os.environ.get("AURA_PROJECT_ROOT") or Path.cwd()).resolve()
-    paths = ProjectPaths.for_root(root)
-    try:  # a setting `up` would refuse must not cost the running run
-        check_start(load_config(root, ctx.obj["config"], ctx.obj["overrides"]), paths.watchdog_dir)
-    except ConfigError as exc:
-        raise click.ClickException(f"{exc}. Nothing was stopped or moved.") from None
-    if running_daemons(paths):
-        click.echo(f"Stopping Aura in {paths.root}:")
-        if not stop_all(paths, stop_workers=True, echo=click.echo):
-            raise click.ClickException("a daemon did not stop (see above); nothing was moved")
-    busy = already_running(paths)
-    if busy:
-        raise click.ClickException(f"{busy}. Nothing was moved.")
-    left = unfinished_workers(paths)
-    if left:
-        raise click.ClickException(f"workers still running without daemons ({', '.join(left)}); `aura up` "
-                                   "re-adopts them and `aura down` then stops them. Nothing was moved.")
-    archive = archive_run(paths)
-    if archive is not None:
-        click.echo(f"The previous run is kept in {archive}")
-    ctx.invoke(up, task=task_file, detach=detach, stay=False)
-
-
 # -- token-stats / cache-stats ---------------------------------------------------------------------------------
 
 def _stats(ctx: click.Context) -> tuple[Any, dict]:
-    from .maintenance import usage_stats
-    paths = _paths(ctx)
+    from ..maintenance import usage_stats
+    paths = paths_of(ctx)
     return paths, usage_stats(paths, _config(ctx, paths))
 
 
@@ -279,16 +224,16 @@ def cache_stats(ctx: click.Context, as_json: bool) -> None:
 def changelog_overview(ctx: click.Context) -> None:
     """Summary of the task-file changelog of this run and of the runs `aura restart` kept aside:
     versions seen, processed, waiting, last change; also written to .aura/changelog_overview.md."""
-    from .runtime.fsutil import atomic_write_text
-    from .maintenance import changelog_overview as overview, overview_markdown
+    from ..runtime.fsutil import atomic_write_text
+    from ..maintenance import changelog_overview as overview, overview_markdown
 
-    paths = _paths(ctx)
+    paths = paths_of(ctx)
     rows = overview(paths)
     if not rows or not any(r["entries"] for r in rows):
         click.echo("no task-file versions recorded yet")
     for r in rows:
         click.echo(f"{r['run']}: {r['entries']} version(s), {r['changes']} change(s), {r['processed']} processed, "
-                   f"{r['waiting']} waiting; last {_when(r['last_ts'])}: {r['last_summary'] or '-'}")
+                   f"{r['waiting']} waiting; last {when(r['last_ts'])}: {r['last_summary'] or '-'}")
         click.echo(f"    {r['task_file'] or '-'}")
     target = paths.data / "changelog_overview.md"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,75 +1,51 @@
-"""CLI commands that read the brain's records: history, progress, changelog, summaries, projects,
-and budget. They read files on disk (the brain may be down), never import the model SDK, and are
-loaded only when used (`aura.cli.LAZY_COMMANDS`), so `aura ps` stays fast.
+"""Commands that read the brain's records: history, progress, changelog, summaries, projects, and
+budget (which also sets it). They read files on disk (the brain may be down) and never import the
+model SDK.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
 
-from .cli import _paths  # one wording of "no project here" for every command
-
-
-def _when(ts: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts))) if ts else "-"
+from .common import EXIT_NOT_RUNNING, paths_of, when, width, wrap
 
 
 def _state(paths: Any) -> dict:
-    from .runtime.fsutil import read_json
+    from ..runtime.fsutil import read_json
     state = read_json(paths.state_dir / "state.json")
     return state if isinstance(state, dict) and "tasks" in state else {}
-
-
-def _width() -> int | None:
-    """The terminal's width (or $COLUMNS); None when the output goes to a pipe or a file: whole lines."""
-    import os
-    import shutil
-    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
-        return None
-    return max(40, shutil.get_terminal_size().columns)
-
-
-def wrap(text: str, width: int | None, indent: str = "", first: str | None = None) -> str:
-    """Whole words to `width`: a reason or a path is never cut, only wrapped (not at all without a width)."""
-    import textwrap
-    first = indent if first is None else first
-    if width is None:
-        return first + " ".join(str(text).split())
-    return textwrap.fill(str(text), width=width, initial_indent=first, subsequent_indent=indent + "    ",
-                         break_long_words=False, break_on_hyphens=False)
 
 
 TOOL_RESULT_CHARS = 300  # a tool's result can be a whole file; the decision log keeps it, history shows its start
 
 
-def format_decision(d: dict, width: int | None = None) -> str:
-    """One entry, wrapped to `width`: status changes first-class with their whole reason and evidence,
+def format_decision(d: dict, columns: int | None = None) -> str:
+    """One entry, wrapped to `columns`: status changes first-class with their whole reason and evidence,
     the rest by kind."""
     import textwrap
-    head = f"[{_when(d.get('ts'))}]"
+    head = f"[{when(d.get('ts'))}]"
     kind = d.get("kind")
     if kind == "status":
         reason = str(d.get("reason", ""))
         n = d.get("attempt")
         tag = f" (attempt {n})" if n and f"attempt {n}" not in reason else ""
         text = f"{head} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} - {reason}{tag}"
-        return wrap(text, width) + "\n" + wrap(f"evidence: {d.get('evidence', '')}", width, "    ")
+        return wrap(text, columns) + "\n" + wrap(f"evidence: {d.get('evidence', '')}", columns, "    ")
     if kind == "tool":
         result = textwrap.shorten(str(d.get("result", "")), TOOL_RESULT_CHARS, placeholder=" [...]")
-        return wrap(f"{head} tool {d.get('tool')} {'ok' if d.get('ok') else 'ERROR'}: {result}", width)
+        return wrap(f"{head} tool {d.get('tool')} {'ok' if d.get('ok') else 'ERROR'}: {result}", columns)
     if kind == "model_cycle":
         usd = d.get("usd")
         return wrap(f"{head} model cycle {d.get('cycle')}: {d.get('rounds')} calls, {d.get('tool_calls')} tools, "
                     f"{d.get('prompt_tokens')} prompt tokens" + (f", ${usd:.4f}" if isinstance(usd, (int, float)) else "")
-                    + f" - {d.get('ended_by', '')}", width)
+                    + f" - {d.get('ended_by', '')}", columns)
     detail = d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or ""
     who = f" {d['task_id']}" if d.get("task_id") else ""
-    return wrap(f"{head} {kind}{who}: {detail}", width)
+    return wrap(f"{head} {kind}{who}: {detail}", columns)
 
 
 KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "safe_mode_entered", "safe_mode_left",
@@ -83,13 +59,13 @@ KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "sa
 @click.pass_context
 def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> None:
     """The decision log: every status change with its reason and evidence."""
-    from .runtime.fsutil import read_jsonl
-    entries = read_jsonl(_paths(ctx).state_dir / "decisions.jsonl")
+    from ..runtime.fsutil import read_jsonl
+    entries = read_jsonl(paths_of(ctx).state_dir / "decisions.jsonl")
     if not show_all:
         entries = [d for d in entries if d.get("kind") in KEY_KINDS]
-    width = _width()
+    columns = width()
     for d in entries[-lines:] if lines > 0 else entries:
-        click.echo(json.dumps(d, default=str) if as_json else format_decision(d, width))
+        click.echo(json.dumps(d, default=str) if as_json else format_decision(d, columns))
     if not entries:
         click.echo("no decisions yet")
 
@@ -98,10 +74,10 @@ def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> No
 @click.pass_context
 def progress(ctx: click.Context) -> None:
     """The run at a glance (.aura/state/progress.md), with its cost."""
-    from .brain import costs as costmod
-    from .brain import progress as progmod
-    from .runtime.fsutil import read_jsonl
-    paths = _paths(ctx)
+    from ..brain import costs as costmod
+    from ..brain import progress as progmod
+    from ..runtime.fsutil import read_jsonl
+    paths = paths_of(ctx)
     path = paths.state_dir / "progress.md"
     state = _state(paths)
     if path.exists():
@@ -122,12 +98,12 @@ def progress(ctx: click.Context) -> None:
 @click.pass_context
 def changelog(ctx: click.Context, show_diff: bool) -> None:
     """Every version of the task file the brain has seen, with what changed."""
-    from .brain.changelog import TaskFileChangelog
-    entries = TaskFileChangelog(_paths(ctx).state_dir).entries()
+    from ..brain.changelog import TaskFileChangelog
+    entries = TaskFileChangelog(paths_of(ctx).state_dir).entries()
     if not entries:
         click.echo("no task-file versions recorded yet")
     for e in entries:
-        click.echo(f"[{_when(e.get('ts'))}] cycle {e.get('cycle')} {str(e.get('hash'))[:16]} {e.get('kind')}: "
+        click.echo(f"[{when(e.get('ts'))}] cycle {e.get('cycle')} {str(e.get('hash'))[:16]} {e.get('kind')}: "
                    f"{e.get('summary')}")
         if show_diff and e.get("diff"):
             for line in e["diff"]:
@@ -139,11 +115,11 @@ def changelog(ctx: click.Context, show_diff: bool) -> None:
 @click.pass_context
 def summaries(ctx: click.Context, task_id: str | None) -> None:
     """Completion summaries per finished task (TASK_ID: print that task's latest)."""
-    from .brain.summaries import summaries_dir
-    folder = summaries_dir(_paths(ctx))
+    from ..brain.summaries import summaries_dir
+    folder = summaries_dir(paths_of(ctx))
     files = sorted(folder.glob("*.md"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if task_id:
-        from .runtime.paths import safe_name
+        from ..runtime.paths import safe_name
         mine = [p for p in files if p.name.startswith(safe_name(task_id) + "_")]
         if not mine:
             raise click.ClickException(f"no summary for task {task_id}")
@@ -153,14 +129,14 @@ def summaries(ctx: click.Context, task_id: str | None) -> None:
         click.echo("no summaries yet")
     for p in files:
         name = p.stem.rsplit("_", 2)[0] if p.stem != "final_report" else "(final report)"
-        click.echo(f"{name:<20} {_when(p.stat().st_mtime)}  {p.stat().st_size / 1024:.1f} KB  {p}")
+        click.echo(f"{name:<20} {when(p.stat().st_mtime)}  {p.stat().st_size / 1024:.1f} KB  {p}")
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def projects(as_json: bool) -> None:
     """Every project `aura up` has run for this user, with its state and spend."""
-    from .projects import index_path, listing
+    from ..projects import index_path, listing
     rows = listing()
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=1))
@@ -173,7 +149,7 @@ def projects(as_json: bool) -> None:
             continue
         state = "running" if r["running"] else ("finished" if r.get("finished") else "stopped")
         spent = f"${r['spent_usd']:.4f}" if r.get("spent_usd") is not None else "-"
-        click.echo(f"{r['root']}  {state}  cycles {r.get('cycles', 0)}  {spent}  last up {_when(r.get('last_up'))}")
+        click.echo(f"{r['root']}  {state}  cycles {r.get('cycles', 0)}  {spent}  last up {when(r.get('last_up'))}")
         click.echo(f"    {str(r.get('mission') or r.get('task') or '')[:100]}")
 
 
@@ -182,10 +158,10 @@ def projects(as_json: bool) -> None:
 @click.pass_context
 def budget(ctx: click.Context, amount: str | None) -> None:
     """Show the run budget, or set it to USD now (raising it resumes a run stopped at its budget)."""
-    from .brain import costs as costmod
-    from .control import NotRunning, call
-    from .runtime.settings_check import value_problem
-    paths = _paths(ctx)
+    from ..brain import costs as costmod
+    from ..control import NotRunning, call
+    from ..runtime.settings_check import value_problem
+    paths = paths_of(ctx)
     if amount is not None and (problem := value_problem("AURA_BUDGET_USD", amount, "`aura budget`")):
         raise click.ClickException(problem)
     usd = None if amount is None else float(amount)
@@ -200,56 +176,6 @@ def budget(ctx: click.Context, amount: str | None) -> None:
         reply = call(paths, "brain", "budget", {"usd": usd}, timeout=5.0)
     except NotRunning as exc:
         click.echo(f"aura: {exc}; set AURA_BUDGET_USD in the config and start again", err=True)
-        sys.exit(3)
+        sys.exit(EXIT_NOT_RUNNING)
     b = reply["budget"]
     click.echo(f"budget ${reply['old_usd']:.2f} -> ${usd:.2f}; spent ${b.get('spent_usd', 0):.4f} ({b.get('state')})")
-
-
-def status_cost_lines(brain: dict) -> list[str]:
-    """The cost and budget lines of `aura status` (also from a state read off disk)."""
-    lines = []
-    s = brain.get("costs")
-    if s:
-        lines.append(f"Cost     ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
-                     f"workers ${s['workers_usd']:.4f})")
-    b = brain.get("budget") or {}
-    if b.get("limit_usd"):
-        word = {"reached": "BUDGET REACHED: no new spawns or model calls; `aura budget USD` raises it",
-                "warning": f"WARNING: {b.get('percent')}% spent", "ok": f"{b.get('percent')}% spent"}
-        lines.append(f"Budget   ${b['limit_usd']:.2f} · {word.get(b.get('state'), b.get('state'))}")
-    llm = brain.get("llm") or {}
-    if llm.get("model_cycles") is not None:
-        lines.append(f"Model    {llm.get('model_cycles', 0)} cycles called the model, {llm.get('skipped_total', 0)} "
-                     "skipped it (nothing new)" + (f", {llm['failures_in_row']} failing in a row"
-                                                  if llm.get("failures_in_row") else ""))
-    safe = brain.get("safe_mode")
-    if safe:
-        lines.append(f"SAFE MODE since {_when(safe.get('since'))}: {safe.get('reason')}")
-    return lines
-
-
-def tree_display(brain: dict, width: int | None = None) -> list[str]:
-    """The task tree of `aura status`: one line per task (with its attempt while it runs or once it
-    was retried), and under each task that ended without completing, its whole reason, wrapped."""
-    rows = brain.get("tree_rows")
-    if rows is None:  # a brain that sends only the plain lines
-        return [f"  {line}" for line in brain.get("tree") or []]
-    width = width if width is not None else _width()
-    out = []
-    for r in rows:
-        indent = "  " * int(r.get("depth") or 1)
-        n = int(r.get("attempt") or 0)
-        attempt = f" (attempt {n})" if n > 1 or (n and r.get("status") == "in_progress") else ""
-        out.append(f"{indent}{r['id']} [{r['status']}] {str(r.get('title') or '')[:80]}{attempt}")
-        if r.get("reason"):
-            out.append(wrap(r["reason"], width, indent + "    ", first=indent + "    why: "))
-    return out
-
-
-def brain_extras_from_disk(state: dict) -> dict:
-    from .brain import costs as costmod
-    llm = {k: v for k, v in (state.get("llm") or {}).items()
-           if k in ("model_cycles", "skipped_total", "failures_in_row", "goal_closed")}
-    return {"costs": costmod.summary(state), "budget": state.get("budget"), "safe_mode": state.get("safe_mode"),
-            "llm": llm or None}
-

@@ -1,6 +1,6 @@
 """`aura service ...`: install this project's daemons as systemd units or LaunchAgents.
 
-Registered by the main CLI with `cli.add_command(service)`. Imports stay light (no anthropic,
+Loaded by the `aura` group when asked for (aura.cli.group). Imports stay light (no anthropic,
 no zmq) so these commands start fast. The machine can be redirected with AURA_SERVICE_HOME,
 AURA_SYSTEMCTL, AURA_LOGINCTL, AURA_LAUNCHCTL, AURA_SYSTEM_UNIT_DIR and AURA_SERVICE_MANAGER
 (see `Host.from_env`), which is how the tests avoid touching a real service manager.

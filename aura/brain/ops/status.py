@@ -1,0 +1,35 @@
+"""status: the run as the brain sees it (`aura status`): mission, planner, task tree, costs, budget.
+
+Request: {}
+Reply: {mission: str, task_file: str, planner: str, cycles: int, last_cycle_at: float,
+    counts: {status: int}, run: dict, tree: [str], tree_rows: [dict], safe_mode: dict,
+    supervisor_ok: bool, pid: int, started_at: float, disk: dict, costs: dict, budget: dict,
+    llm: dict}
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from aura.runtime.ops import operation
+
+from .. import costs as costmod
+from ..state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
+
+if TYPE_CHECKING:
+    from ..main import BrainDaemon
+
+
+@operation("status", "brain")
+def status(brain: BrainDaemon, args: dict) -> dict:
+    core = brain.core
+    assert core is not None
+    state = core.state
+    return {"mission": state.get("mission"), "task_file": state.get("task_file"),
+            "planner": getattr(brain.planner, "name", None), "cycles": state.get("total_cycles", 0),
+            "last_cycle_at": brain.last_cycle_at, "counts": counts(state), "run": state.get("run"),
+            "tree": tree_lines(state), "tree_rows": tree_rows(state), "safe_mode": state.get("safe_mode"),
+            "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": brain.started_at,
+            "disk": brain.disk.status(), "costs": costmod.summary(state), "budget": state.get("budget"),
+            "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}}

@@ -1,0 +1,5 @@
+"""`python -m aura.cli`: the `aura` command."""
+
+from .group import main
+
+main()

@@ -1,0 +1,224 @@
+"""Commands that look at a run: status, ps, tail and logs. They ask the daemons and fall back to
+what is on disk when one is down; none of them imports the model SDK."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from .common import EXIT_NOT_RUNNING, age, paths_of, size, when, width, wrap
+
+
+@click.command()
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include workers that have ended.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """Workers with their resource use."""
+    from ..control import try_call
+    from ..runtime.vocab import EXITED, LIVE_STATES, RUNNING
+
+    paths = paths_of(ctx)
+    workers = try_call(paths, "supervisor", "list", {"include_exited": True})
+    source = "supervisor"
+    if workers is None:
+        from ..psview import workers_from_disk
+        workers = workers_from_disk(paths)
+        source = "disk (the supervisor is not running)"
+    usage = (try_call(paths, "watchdog", "usage") or {}).get("workers", {})
+    rows = []
+    for w in sorted(workers, key=lambda w: w.get("created_at", 0)):
+        live = w.get("state") in LIVE_STATES
+        if not (show_all or live):
+            continue
+        u = usage.get(w["worker_id"], {})
+        rows.append({**w, "usage": u})
+    if as_json:
+        click.echo(json.dumps({"source": source, "workers": rows}, default=str, indent=1))
+        return
+    if not rows:
+        click.echo("no workers yet" if not workers else "no running workers (aura ps -a shows ended ones)")
+        return
+    header = ["WORKER", "TASK", "BACKEND", "PID", "STATE", "AGE", "CPU%", "RSS", "GPU", "TURNS", "COST$", "OUTPUT", "LAST"]
+    table = [header]
+    now = time.time()
+    for w in rows:
+        u, p = w["usage"], w.get("progress") or {}
+        end = w.get("ended_at") or now
+        state = w.get("outcome") if w.get("state") == EXITED else w.get("state")
+        if w.get("managed") and w.get("state") == RUNNING:  # the agent ended; jobs it registered run on
+            state = f"jobs:{len((w['managed'].get('children') or []))}"
+        if p.get("stuck"):
+            state += "/stuck"
+        if p.get("loop"):
+            state += "/loop"
+        table.append([w["worker_id"], w.get("task_id") or "-", w.get("backend", "-"), str(w.get("worker_pid") or "-"),
+                      state or "-", age(end - (w.get("started_at") or w.get("created_at") or end)),
+                      f"{u['cpu_percent']:.1f}" if "cpu_percent" in u else "-", size(u.get("rss_bytes")),
+                      size(u.get("gpu_mem_bytes")), str(p.get("turns") or "-"),
+                      f"{p['total_cost_usd']:.4f}" if p.get("total_cost_usd") is not None else "-",
+                      size(p.get("output_bytes")), (p.get("last_tool") or "-")[:20]])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    if source != "supervisor":
+        click.echo(f"(from {source})")
+
+
+@click.command("tail")
+@click.argument("task")
+@click.option("-f", "--follow", "follow_it", is_flag=True, help="Keep printing until the worker ends.")
+@click.option("-n", "--lines", default=40, show_default=True, help="How many recent lines to show (0: all).")
+@click.option("--raw", is_flag=True, help="Print the output lines as stored (no decoding).")
+@click.option("--stderr", is_flag=True, help="Show the worker's error.log instead of its output.")
+@click.pass_context
+def tail_cmd(ctx: click.Context, task: str, follow_it: bool, lines: int, raw: bool, stderr: bool) -> None:
+    """A worker's output as readable lines (TASK: a task id or a worker id; its latest worker)."""
+    from ..tail import TailError, tail
+    paths = paths_of(ctx)
+    try:
+        tail(paths, task, follow_it, lines, raw, stderr, click.echo)
+    except TailError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """The three daemons, the task tree and the run's state."""
+    from ..control import missing_hint, restart_notes, running_daemons, try_call
+    from ..runtime.fsutil import read_json
+    from ..runtime.paths import DAEMONS
+
+    paths = paths_of(ctx)
+    live = running_daemons(paths)
+    brain = try_call(paths, "brain", "status") if "brain" in live else None
+    info = {n: try_call(paths, n, "hello") if n in live else None for n in DAEMONS}
+    peers = {n: read_json(paths.run_dir / f"{n}.peers.json") for n in ("supervisor", "watchdog")}
+    if brain is None:
+        brain = brain_from_disk(paths)
+    if as_json:
+        click.echo(json.dumps({"project": str(paths.root), "daemons": info, "brain": brain, "restarts": peers},
+                              default=str, indent=1))
+        sys.exit(0 if len(live) == len(DAEMONS) else EXIT_NOT_RUNNING)
+    click.echo(f"Project  {paths.root}")
+    click.echo(f"Mission  {brain.get('mission') or '-'}")
+    gave_up, restarted = restart_notes(paths)
+    now = time.time()
+    for n in DAEMONS:
+        h = info.get(n)
+        if h:
+            extra = ""
+            if n == "watchdog" and h.get("last_sample_at"):
+                extra = f", mode {h.get('mode')}, last sample {now - h['last_sample_at']:.1f}s ago"
+                gpu = h.get("gpu") or {}
+                if not gpu.get("available"):
+                    extra += f"; GPU checks off ({gpu.get('reason') or 'no GPU'})"
+            if n == "supervisor":
+                extra = f", {h.get('workers_live', 0)} live workers"
+            if n in restarted:
+                extra += f" · {restarted[n]}"
+            click.echo(f"  {n:<10} running  pid {h['pid']}, up {age(now - h['started_at'])}{extra}")
+        elif n in live:
+            click.echo(f"  {n:<10} NOT ANSWERING  pid {live[n]['pid']} (its peer restarts it after "
+                       "AURA_PEER_HANG_SECONDS without an answer)")
+        else:
+            why = f" (gave up restarting it: {gave_up[n]})" if n in gave_up else ""
+            click.echo(f"  {n:<10} DOWN{why}")
+    hint = missing_hint(paths) if len(live) < len(DAEMONS) else None
+    if hint:
+        click.echo(f"  {hint}")
+    if brain.get("from_disk"):
+        click.echo("(brain down: the task tree below is read from disk)")
+    run = brain.get("run") or {}
+    c = brain.get("counts") or {}
+    click.echo(f"Planner  {brain.get('planner') or '-'} · cycles {brain.get('cycles') or 0} · "
+               + (" · ".join(f"{k} {v}" for k, v in c.items() if v) or "no tasks yet"))
+    if run.get("finished"):
+        click.echo("Run      finished " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("finished_at", 0))))
+    for line in status_cost_lines(brain):
+        click.echo(line)
+    from ..runtime.diskspace import status_line
+    click.echo(status_line(brain, info.get("watchdog"), paths.data))
+    for line in tree_display(brain):
+        click.echo(line)
+    if len(live) < len(DAEMONS):
+        sys.exit(EXIT_NOT_RUNNING)
+
+
+def brain_from_disk(paths: Any) -> dict:
+    """What `aura status` shows of the brain while it is down, read from its state.json."""
+    from ..brain import costs as costmod
+    from ..brain.state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
+    from ..runtime.fsutil import read_json
+    state = read_json(paths.state_dir / "state.json")
+    if not isinstance(state, dict) or "tasks" not in state:
+        return {"from_disk": True}
+    llm = {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}
+    return {"mission": state.get("mission"), "run": state.get("run"), "cycles": state.get("total_cycles"),
+            "counts": counts(state), "tree": tree_lines(state), "tree_rows": tree_rows(state), "from_disk": True,
+            "costs": costmod.summary(state), "budget": state.get("budget"), "safe_mode": state.get("safe_mode"),
+            "llm": llm or None}
+
+
+def status_cost_lines(brain: dict) -> list[str]:
+    """The cost and budget lines of `aura status` (also from a state read off disk)."""
+    lines = []
+    s = brain.get("costs")
+    if s:
+        lines.append(f"Cost     ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
+                     f"workers ${s['workers_usd']:.4f})")
+    b = brain.get("budget") or {}
+    if b.get("limit_usd"):
+        word = {"reached": "BUDGET REACHED: no new spawns or model calls; `aura budget USD` raises it",
+                "warning": f"WARNING: {b.get('percent')}% spent", "ok": f"{b.get('percent')}% spent"}
+        lines.append(f"Budget   ${b['limit_usd']:.2f} · {word.get(b.get('state'), b.get('state'))}")
+    llm = brain.get("llm") or {}
+    if llm.get("model_cycles") is not None:
+        lines.append(f"Model    {llm.get('model_cycles', 0)} cycles called the model, {llm.get('skipped_total', 0)} "
+                     "skipped it (nothing new)" + (f", {llm['failures_in_row']} failing in a row"
+                                                  if llm.get("failures_in_row") else ""))
+    safe = brain.get("safe_mode")
+    if safe:
+        lines.append(f"SAFE MODE since {when(safe.get('since'))}: {safe.get('reason')}")
+    return lines
+
+
+def tree_display(brain: dict, columns: int | None = None) -> list[str]:
+    """The task tree of `aura status`: one line per task (with its attempt while it runs or once it
+    was retried), and under each task that ended without completing, its whole reason, wrapped."""
+    from ..runtime.vocab import IN_PROGRESS
+    rows = brain.get("tree_rows")
+    if rows is None:  # a brain that sends only the plain lines
+        return [f"  {line}" for line in brain.get("tree") or []]
+    columns = columns if columns is not None else width()
+    out = []
+    for r in rows:
+        indent = "  " * int(r.get("depth") or 1)
+        n = int(r.get("attempt") or 0)
+        attempt = f" (attempt {n})" if n > 1 or (n and r.get("status") == IN_PROGRESS) else ""
+        out.append(f"{indent}{r['id']} [{r['status']}] {str(r.get('title') or '')[:80]}{attempt}")
+        if r.get("reason"):
+            out.append(wrap(r["reason"], columns, indent + "    ", first=indent + "    why: "))
+    return out
+
+
+@click.command()
+@click.argument("daemon", required=False, type=click.Choice(["brain", "supervisor", "watchdog"]))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=40, show_default=True, help="How many recent lines to show.")
+@click.option("--raw", is_flag=True, help="Print the JSON lines as stored.")
+@click.pass_context
+def logs(ctx: click.Context, daemon: str | None, follow: bool, lines: int, raw: bool) -> None:
+    """Print the daemons' logs readably (all three merged, or one)."""
+    from ..logview import print_logs
+    paths = paths_of(ctx)
+    names = [daemon] if daemon else ["supervisor", "watchdog", "brain"]
+    print_logs(paths, names, lines, follow, raw, click.echo)
