@@ -44,7 +44,7 @@ class SupervisorDaemon(Daemon):
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
-        self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
+        self.grace = self.cfg.number("AURA_KILL_GRACE_SECONDS")
         self.workers = WorkerTable(Registry(self.paths), self.log, self.publish)
         self.monitor = OutputMonitor(self.cfg)
         self.executor = LocalExecutor(self, self.grace, on_launch=self._launched, on_end=self._ended)

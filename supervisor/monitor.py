@@ -46,8 +46,8 @@ class Settings:
     def from_config(cls, cfg: Any | None) -> "Settings":
         if cfg is None:
             return cls()
-        return cls(stuck_s=cfg.float("AURA_STUCK_MINUTES") * 60, cpu_busy_percent=cfg.float("AURA_STUCK_CPU_PERCENT"),
-                   loop_repeat=cfg.int("AURA_LOOP_REPEAT"), result_grace=cfg.float("AURA_RESULT_GRACE_SECONDS"))
+        return cls(stuck_s=cfg.number("AURA_STUCK_MINUTES") * 60, cpu_busy_percent=cfg.number("AURA_STUCK_CPU_PERCENT"),
+                   loop_repeat=cfg.integer("AURA_LOOP_REPEAT"), result_grace=cfg.number("AURA_RESULT_GRACE_SECONDS"))
 
 
 class ProgressTracker:

@@ -144,12 +144,12 @@ class ClientSettings:
 
     @classmethod
     def from_config(cls, cfg: Config) -> "ClientSettings":
-        base_url = cfg.str("AURA_API_BASE_URL").rstrip("/")
-        provider = (cfg.str("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
-        return cls(provider=provider, base_url=base_url, model=cfg.str("AURA_API_MODEL"), key=cfg.str("AURA_API_KEY"),
-                   auth=cfg.str("AURA_API_AUTH").lower(), max_tokens=cfg.int("AURA_API_MAX_TOKENS"),
-                   timeout=cfg.float("AURA_API_TIMEOUT"), attempts=max(1, cfg.int("AURA_API_RETRY_COUNT")),
-                   base_delay=max(0.0, cfg.float("AURA_API_RETRY_BASE_DELAY")))
+        base_url = cfg.text("AURA_API_BASE_URL").rstrip("/")
+        provider = (cfg.text("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
+        return cls(provider=provider, base_url=base_url, model=cfg.text("AURA_API_MODEL"), key=cfg.text("AURA_API_KEY"),
+                   auth=cfg.text("AURA_API_AUTH").lower(), max_tokens=cfg.integer("AURA_API_MAX_TOKENS"),
+                   timeout=cfg.number("AURA_API_TIMEOUT"), attempts=max(1, cfg.integer("AURA_API_RETRY_COUNT")),
+                   base_delay=max(0.0, cfg.number("AURA_API_RETRY_BASE_DELAY")))
 
 
 class ModelClient:

@@ -52,7 +52,7 @@ def clean_workspaces(ctx: click.Context, age: float | None, include_all: bool, d
 
     paths = paths_of(ctx)
     if age is None:
-        age = float(_config(ctx, paths).int("AURA_TASK_CLEANUP_AGE"))
+        age = float(_config(ctx, paths).integer("AURA_TASK_CLEANUP_AGE"))
     listed = _supervisor_workers(paths)
     plan = plan_workspaces(paths, age, include_all, listed)
     live_ids = None if listed is None else {str(w.get("worker_id")) for w in listed

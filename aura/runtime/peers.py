@@ -85,9 +85,9 @@ class PeerKeeper:
     def __init__(self, daemon: "Daemon", peers: list[str]):
         self.daemon = daemon
         self.peers = peers
-        self.max_restarts = daemon.cfg.int("AURA_RESTART_MAX")
-        self.window = daemon.cfg.float("AURA_RESTART_WINDOW_SECONDS")
-        self.hang_s = daemon.cfg.float("AURA_PEER_HANG_SECONDS")
+        self.max_restarts = daemon.cfg.integer("AURA_RESTART_MAX")
+        self.window = daemon.cfg.number("AURA_RESTART_WINDOW_SECONDS")
+        self.hang_s = daemon.cfg.number("AURA_PEER_HANG_SECONDS")
         self.history: dict[str, deque[float]] = {p: deque() for p in peers}
         self.gave_up: dict[str, str] = {}
         self.children: dict[str, subprocess.Popen] = {}

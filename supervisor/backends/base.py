@@ -104,7 +104,7 @@ def basic_outcome(exit_rec: dict, kill: dict | None) -> str:
 
 def resolve_exe(cfg: Config, key: str, name: str, hint: str) -> str:
     """The executable named by config key `key`, else `name` on PATH; BackendError says how to fix it."""
-    explicit = cfg.str(key)
+    explicit = cfg.text(key)
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit

@@ -42,16 +42,16 @@ class ClaudeBackend:
 
     def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
         exe = resolve_claude(cfg)
-        mode = cfg.str("AURA_CLAUDE_PERMISSION_MODE")
+        mode = cfg.text("AURA_CLAUDE_PERMISSION_MODE")
         env = pass_env(PASS_PREFIXES)
         env.update(spec.get("env") or {})
         check_root_bypass(mode, env)
-        env.setdefault("CLAUDE_CODE_MAX_RETRIES", str(cfg.int("AURA_CLAUDE_MAX_RETRIES")))
+        env.setdefault("CLAUDE_CODE_MAX_RETRIES", str(cfg.integer("AURA_CLAUDE_MAX_RETRIES")))
         env.setdefault("DISABLE_AUTOUPDATER", "1")
-        turns = int(spec.get("max_turns") or cfg.int("AURA_MAX_TURNS"))
+        turns = int(spec.get("max_turns") or cfg.integer("AURA_MAX_TURNS"))
         argv = [exe, "-p", spec.get("prompt") or "@task.md", "--max-turns", str(turns),
                 "--output-format", "stream-json", "--verbose", "--permission-mode", mode]
-        model = spec.get("model") or cfg.str("AURA_CLAUDE_MODEL")
+        model = spec.get("model") or cfg.text("AURA_CLAUDE_MODEL")
         if model:
             argv += ["--model", model]
         if spec.get("max_budget_usd"):

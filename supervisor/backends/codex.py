@@ -36,8 +36,8 @@ class CodexBackend:
         exe = resolve_exe(cfg, "AURA_CODEX_BIN", "codex", INSTALL_HINT)
         cwd = spec.get("cwd") or spec["task_dir"]
         prompt = spec.get("prompt") or f"Read the task file {spec['task_dir']}/task.md and carry out the task."
-        argv = [exe, "exec", "--json", "--skip-git-repo-check", *sandbox_args(cfg.str("AURA_CODEX_SANDBOX"))]
-        model = spec.get("model") or cfg.str("AURA_CODEX_MODEL")
+        argv = [exe, "exec", "--json", "--skip-git-repo-check", *sandbox_args(cfg.text("AURA_CODEX_SANDBOX"))]
+        model = spec.get("model") or cfg.text("AURA_CODEX_MODEL")
         if model:
             argv += ["-m", model]
         argv += ["-C", cwd]

@@ -23,13 +23,13 @@ STDIN_EXEC = 'exec "$0" "$@" < "$AURA_DSCODE_STDIN"'
 
 
 def dscode_env(cfg: Config) -> dict[str, str]:
-    key = cfg.str("AURA_DEEPSEEK_API_KEY") or os.environ.get("DEEPSEEK_API_KEY") or cfg.str("AURA_API_KEY")
-    turns = cfg.int("AURA_DSCODE_MAX_TURNS") or cfg.int("AURA_MAX_TURNS")
+    key = cfg.text("AURA_DEEPSEEK_API_KEY") or os.environ.get("DEEPSEEK_API_KEY") or cfg.text("AURA_API_KEY")
+    turns = cfg.integer("AURA_DSCODE_MAX_TURNS") or cfg.integer("AURA_MAX_TURNS")
     env = {"DS_CODE_MAX_TURNS": str(turns)}
     if key:
         env["DEEPSEEK_API_KEY"] = key
-    if cfg.str("AURA_DSCODE_BASE_URL"):
-        env["DEEPSEEK_BASE_URL"] = cfg.str("AURA_DSCODE_BASE_URL")
+    if cfg.text("AURA_DSCODE_BASE_URL"):
+        env["DEEPSEEK_BASE_URL"] = cfg.text("AURA_DSCODE_BASE_URL")
     return env
 
 
@@ -40,7 +40,7 @@ class DsCodeBackend:
         exe = resolve_exe(cfg, "AURA_DSCODE_BIN", "ds-code", INSTALL_HINT)
         task_md = task_file(spec)
         cmd = [exe, "run", "--workspace", spec["task_dir"], "--no-color"]
-        model = spec.get("model") or cfg.str("AURA_DSCODE_MODEL")
+        model = spec.get("model") or cfg.text("AURA_DSCODE_MODEL")
         if model:
             cmd += ["--model", model]
         env = dscode_env(cfg)

@@ -35,8 +35,8 @@ TASK_ENV = ("AURA_TASK_ID", "AURA_WORKER_ID", "AURA_TASK_DIR", "AURA_PROJECT_ROO
 
 
 def isolation_mode(spec: dict, cfg: Config) -> str:
-    mode = (spec.get("isolation") or cfg.str("AURA_WORKER_ISOLATION") or "none").strip().lower()
-    if mode == "none" and cfg.bool("AURA_WORKERS_IN_DOCKER"):
+    mode = (spec.get("isolation") or cfg.text("AURA_WORKER_ISOLATION") or "none").strip().lower()
+    if mode == "none" and cfg.flag("AURA_WORKERS_IN_DOCKER"):
         mode = "docker"
     if mode not in MODES:
         raise BackendError(f"isolation {mode!r} is not one of {', '.join(MODES)}")
@@ -57,7 +57,7 @@ def writable_paths(plan: LaunchPlan, spec: dict, cfg: Config) -> list[str]:
     """The task workspace, the paths the task names, and AURA_WORKER_MOUNTS. A missing folder is
     created inside the project (a task may name an output folder not made yet), refused elsewhere."""
     wanted = [spec["task_dir"], *(spec.get("mounts") or []),
-              *[p.strip() for p in cfg.str("AURA_WORKER_MOUNTS").split(",") if p.strip()]]
+              *[p.strip() for p in cfg.text("AURA_WORKER_MOUNTS").split(",") if p.strip()]]
     root = os.path.realpath(spec.get("project_root") or spec["task_dir"])
     out: list[str] = []
     for raw in wanted:
@@ -74,9 +74,9 @@ def writable_paths(plan: LaunchPlan, spec: dict, cfg: Config) -> list[str]:
 # -- bubblewrap -----------------------------------------------------------------------------------------
 
 def resolve_bwrap(cfg: Config) -> str:
-    exe = shutil.which(cfg.str("AURA_BWRAP_BIN"))
+    exe = shutil.which(cfg.text("AURA_BWRAP_BIN"))
     if not exe:
-        raise BackendError(f"AURA_WORKER_ISOLATION=bwrap but {cfg.str('AURA_BWRAP_BIN')!r} is not installed: "
+        raise BackendError(f"AURA_WORKER_ISOLATION=bwrap but {cfg.text('AURA_BWRAP_BIN')!r} is not installed: "
                            "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) or set AURA_BWRAP_BIN")
     return exe
 
@@ -94,7 +94,7 @@ def _home_binds(plan: LaunchPlan, home: str) -> list[str]:
 
 
 def _hidden(spec: dict, cfg: Config, home: str) -> list[str]:
-    extra = [p.strip() for p in cfg.str("AURA_BWRAP_HIDE").split(",") if p.strip()]
+    extra = [p.strip() for p in cfg.text("AURA_BWRAP_HIDE").split(",") if p.strip()]
     paths = [spec.get("data_dir") or ""] + [os.path.join(home, d) for d in SECRET_HOME_DIRS] + extra
     args: list[str] = []
     for path in paths:
@@ -123,7 +123,7 @@ def bwrap_argv(plan: LaunchPlan, spec: dict, cfg: Config, home: str) -> list[str
             "--unshare-cgroup-try"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args += ["--cap-drop", "ALL"]  # root in the sandbox must not remount its way out
-    if not cfg.bool("AURA_BWRAP_SHARE_NET"):
+    if not cfg.flag("AURA_BWRAP_SHARE_NET"):
         args.append("--unshare-net")
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     args += _under_tmp([spec.get("project_root") or "", plan.cwd])
@@ -156,29 +156,29 @@ def _mem_total_bytes() -> int | None:
 def docker_resource_args(cfg: Config) -> list[str]:
     """--cpus and --memory from the per-worker limits (as the original), --gpus, then the extra args."""
     args: list[str] = []
-    cpu_pct = cfg.float("AURA_WORKER_MAX_CPU_PERCENT")
+    cpu_pct = cfg.number("AURA_WORKER_MAX_CPU_PERCENT")
     if cpu_pct > 0:
         args += ["--cpus", f"{max(0.01, (os.cpu_count() or 1) * cpu_pct / 100):.2f}"]
-    mem_pct, total = cfg.float("AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT"), _mem_total_bytes()
-    mem_gb = cfg.float("AURA_WORKER_MAX_SYSTEM_MEMORY_GB")
+    mem_pct, total = cfg.number("AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT"), _mem_total_bytes()
+    mem_gb = cfg.number("AURA_WORKER_MAX_SYSTEM_MEMORY_GB")
     limits = [b for b in ((total * mem_pct / 100) if total and mem_pct > 0 else None,
                           mem_gb * 1024 ** 3 if mem_gb > 0 else None) if b]
     if limits:
         args += ["--memory", f"{max(6, int(min(limits) / 1024 ** 2))}m"]
-    if cfg.str("AURA_DOCKER_GPUS"):
-        args += ["--gpus", cfg.str("AURA_DOCKER_GPUS")]
-    return args + shlex.split(cfg.str("AURA_DOCKER_EXTRA_ARGS"))
+    if cfg.text("AURA_DOCKER_GPUS"):
+        args += ["--gpus", cfg.text("AURA_DOCKER_GPUS")]
+    return args + shlex.split(cfg.text("AURA_DOCKER_EXTRA_ARGS"))
 
 
 def docker_claude_env(cfg: Config) -> dict[str, str]:
     """The original's container variables for claude (AURA_DOCKER_CLAUDE_*), non-empty only."""
-    key, model = cfg.str("AURA_DOCKER_CLAUDE_API_KEY"), cfg.str("AURA_DOCKER_CLAUDE_MODEL")
-    small = cfg.str("AURA_DOCKER_CLAUDE_SMALL_MODEL") or model
+    key, model = cfg.text("AURA_DOCKER_CLAUDE_API_KEY"), cfg.text("AURA_DOCKER_CLAUDE_MODEL")
+    small = cfg.text("AURA_DOCKER_CLAUDE_SMALL_MODEL") or model
     env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_AUTH_TOKEN": key,
-           "ANTHROPIC_BASE_URL": cfg.str("AURA_DOCKER_CLAUDE_BASE_URL"), "ANTHROPIC_MODEL": model,
+           "ANTHROPIC_BASE_URL": cfg.text("AURA_DOCKER_CLAUDE_BASE_URL"), "ANTHROPIC_MODEL": model,
            "ANTHROPIC_DEFAULT_OPUS_MODEL": model, "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
            "ANTHROPIC_DEFAULT_HAIKU_MODEL": small, "ANTHROPIC_SMALL_FAST_MODEL": small,
-           "CLAUDE_CODE_SUBAGENT_MODEL": cfg.str("AURA_DOCKER_CLAUDE_SUBAGENT_MODEL") or model}
+           "CLAUDE_CODE_SUBAGENT_MODEL": cfg.text("AURA_DOCKER_CLAUDE_SUBAGENT_MODEL") or model}
     return {k: v for k, v in env.items() if v}
 
 
@@ -190,7 +190,7 @@ def container_name(spec: dict) -> str:
 def docker_run_args(plan: LaunchPlan, spec: dict, cfg: Config, env_names: list[str]) -> list[str]:
     """`docker run ...` arguments: only the writable paths are mounted, at the same paths as on the
     host (so task.md's paths hold inside); variables go by name only, values stay out of argv."""
-    image = cfg.str("AURA_DOCKER_IMAGE")
+    image = cfg.text("AURA_DOCKER_IMAGE")
     if not image:
         raise BackendError("AURA_WORKERS_IN_DOCKER / isolation docker needs AURA_DOCKER_IMAGE (an image that "
                            "holds the worker CLI)")
@@ -219,10 +219,10 @@ def docker_plan(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
     run = docker_run_args(replace(plan, env=env), spec, cfg, names)
     cidfile = Path(spec["task_dir"]) / "container.id"
     cidfile.unlink(missing_ok=True)  # docker refuses to start when the cidfile exists
-    grace = max(1.0, cfg.float("AURA_KILL_GRACE_SECONDS") * 0.6)
-    argv = [sys.executable, "-I", DOCKERRUN, "--docker", cfg.str("AURA_DOCKER_BIN"), "--name", container_name(spec),
+    grace = max(1.0, cfg.number("AURA_KILL_GRACE_SECONDS") * 0.6)
+    argv = [sys.executable, "-I", DOCKERRUN, "--docker", cfg.text("AURA_DOCKER_BIN"), "--name", container_name(spec),
             "--grace", f"{grace:g}", "--", *run]
-    container = {"name": container_name(spec), "cidfile": str(cidfile), "image": cfg.str("AURA_DOCKER_IMAGE")}
+    container = {"name": container_name(spec), "cidfile": str(cidfile), "image": cfg.text("AURA_DOCKER_IMAGE")}
     record = {**plan.record, "isolation": "docker", "container": container}
     return replace(plan, argv=argv, env=env, record=record)
 

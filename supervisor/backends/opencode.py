@@ -30,14 +30,14 @@ class OpenCodeBackend:
         task_md = task_file(spec)
         message = RESUME_MESSAGE if spec.get("resume_session") else MESSAGE
         argv = [exe, "run", message, "--file", task_md, "--dangerously-skip-permissions", "--format", "json"]
-        model = spec.get("model") or cfg.str("AURA_OPENCODE_MODEL")
+        model = spec.get("model") or cfg.text("AURA_OPENCODE_MODEL")
         if model:
             argv += ["--model", model]
         if spec.get("resume_session"):
             argv += ["--session", str(spec["resume_session"])]
         env = pass_env(PASS_PREFIXES)
         env.update(spec.get("env") or {})
-        turns = int(spec.get("max_turns") or cfg.int("AURA_OPENCODE_MAX_TURNS"))
+        turns = int(spec.get("max_turns") or cfg.integer("AURA_OPENCODE_MAX_TURNS"))
         return LaunchPlan(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
                           stdout_name="output.jsonl", max_turns=turns or None,
                           home_writable=[".local/share/opencode", ".config/opencode", ".cache/opencode"])

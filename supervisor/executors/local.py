@@ -57,7 +57,7 @@ class LocalExecutor(Executor):
         self._polling = False
 
     def setup(self) -> None:
-        self.scope_prefix = scope_command(self.loop.cfg.str("AURA_WORKER_SCOPE"), log=self.loop.log)
+        self.scope_prefix = scope_command(self.loop.cfg.text("AURA_WORKER_SCOPE"), log=self.loop.log)
 
     # -- starting ---------------------------------------------------------------------------------
     def start(self, launch: Launch) -> None:

@@ -21,7 +21,7 @@ def spawn_task(box: ToolContext, a: dict) -> ToolResult:
     check_spawnable(task)
     if core.capacity() <= 0:
         raise ToolError(f"not started: {len(core.running())} workers are running "
-                        f"(AURA_MAX_CONCURRENT_TASKS={box.host.cfg.int('AURA_MAX_CONCURRENT_TASKS')}); "
+                        f"(AURA_MAX_CONCURRENT_TASKS={box.host.cfg.integer('AURA_MAX_CONCURRENT_TASKS')}); "
                         "wait for one to end or kill one")
     for key in TASK_FIELDS:
         if key in a:

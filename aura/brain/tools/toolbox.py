@@ -20,7 +20,7 @@ class Toolbox:
         self.host = host
         cfg = host.cfg
         self.root: Path = host.core.paths.root
-        self.cache = FileCache(cfg.float("AURA_FILE_CACHE_TTL"), cfg.bool("AURA_FILE_CACHE"))
+        self.cache = FileCache(cfg.number("AURA_FILE_CACHE_TTL"), cfg.flag("AURA_FILE_CACHE"))
 
     def run(self, name: str, args: Any) -> ToolResult:
         """Dispatch one call; every failure becomes an error result, never an exception."""

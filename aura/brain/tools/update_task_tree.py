@@ -50,7 +50,7 @@ def open_descendants(core: Any, task: dict) -> list[dict]:
 
 def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> ToolResult:
     core = box.core
-    proof = core.verify_done(task, box.host.cfg.float("AURA_ACCEPTANCE_TIMEOUT"))
+    proof = core.verify_done(task, box.host.cfg.number("AURA_ACCEPTANCE_TIMEOUT"))
     if not proof.ok:
         why = "; ".join(proof.problems) or "no evidence"
         box.host.record("done_refused", task_id=task["id"], claim=reason, claimed_evidence=evidence, reason=why)
