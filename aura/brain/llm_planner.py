@@ -60,7 +60,7 @@ class LlmPlanner:
         self.clock: Callable[[], float] = time.time  # the review interval's clock; tests drive it
         self.usage = WorkerUsage(self.paths.endpoint("watchdog"), daemon.ctx)
 
-    # -- the Host protocol used by the tools ------------------------------------------------------
+    # -- the Planner protocol used by the tools ---------------------------------------------------
     def spawn_refusal(self) -> str | None:
         safe = self.core.state.get("safe_mode")
         if safe:
