@@ -232,7 +232,7 @@ def running_section(core: Any, now: float, usage: dict[str, dict] | None = None,
 
 
 def _jobs_note(worker: dict) -> str:
-    """The agent has exited and the jobs it registered run on (supervisor/managed.py)."""
+    """The agent has exited and the jobs it registered run on (supervisor/jobs.py)."""
     kids = (worker.get("managed") or {}).get("children") or []
     if not kids:
         return ""

@@ -101,7 +101,7 @@ class WorkerRecords:
     def exit(self, worker_id: str) -> dict | None:
         return self._read(worker_id, WORKER_EXIT)
 
-    def managed(self, worker_id: str) -> dict | None:
+    def jobs(self, worker_id: str) -> dict | None:
         return self._read(worker_id, WORKER_JOBS)
 
     def records(self) -> Iterator[dict]:
