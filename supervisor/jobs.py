@@ -59,7 +59,7 @@ def read_registered(task_dir: Path) -> list[RegisteredJob]:
         return []
     if not isinstance(data, dict):
         return []
-    entries = next((data[k] for k in LIST_KEYS if isinstance(data.get(k), list)), [])
+    entries: list = next((data[k] for k in LIST_KEYS if isinstance(data.get(k), list)), [])
     out: list[RegisteredJob] = []
     for entry in entries:
         if isinstance(entry, int) and not isinstance(entry, bool):

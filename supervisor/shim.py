@@ -1,7 +1,7 @@
 """The shim between the supervisor and one worker.
 
-It starts the worker in a session of its own, writes `launch.json`, waits for it, stops
-whatever the worker left running in its group, and writes `exit.json` atomically. Children the
+It starts the worker in a session of its own, writes its start report (`launch.json`), waits for
+it, stops whatever the worker left running in its group, and writes `exit.json` atomically. Children the
 worker registered in its task folder's `process.json` (supervisor/jobs.py) are kept: the shim
 writes `managed.json` and waits for them before it writes `exit.json`, so the task stays running
 until they end. A SIGTERM to the shim (a kill) stops the worker and every descendant. The shim
@@ -89,7 +89,7 @@ def _process_start(pid: int) -> float | None:
 
 
 def _tell(status_fd: int | None, message: dict) -> None:
-    """Report the launch to the supervisor; it may be gone already, which is fine."""
+    """Report the start to the supervisor; it may be gone already, which is fine."""
     if status_fd is None:
         return
     try:
@@ -265,14 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exitrecord.reserve(args.dir)  # no room for the exit record: the worker is not started at all
     except OSError as exc:
-        return _launch_failed(args, _record_error(exc, args.dir, "no room for its exit record"), started)
+        return _start_failed(args, _record_error(exc, args.dir, "no room for its exit record"), started)
     try:
         out = os.fdopen(open_private(Path(args.stdout), append=False), "wb")  # in the private data folder
         err = os.fdopen(open_private(Path(args.stderr), append=False), "wb")
         proc = subprocess.Popen(cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True, close_fds=True)
     except (OSError, ValueError) as exc:
-        return _launch_failed(args, _launch_error(exc, cmd, args.cwd, args.dir), started)
+        return _start_failed(args, _start_error(exc, cmd, args.cwd, args.dir), started)
     out.close()
     err.close()
     pid = proc.pid
@@ -286,15 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             pass
 
     signal.signal(signal.SIGTERM, forward)
-    launch = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
+    report = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
               "shim_pid": os.getpid(), "shim_create_time": _process_start(os.getpid()),
               "started_at": started, "subreaper": subreaper}
     try:
-        atomic_write_json(args.dir / "launch.json", launch)
+        atomic_write_json(args.dir / "launch.json", report)
     except OSError as exc:  # a worker nobody could re-adopt must not run: stop it, and say why
         _kill_unrecorded(pid)
-        return _launch_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
-    _tell(args.status_fd, {"ok": True, **launch})
+        return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
+    _tell(args.status_fd, {"ok": True, **report})
     status = _wait_for(pid)
     ended = time.time()
     worker_exit = _exit_fields(status)
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _launch_failed(args: argparse.Namespace, reason: str, started: float) -> int:
+def _start_failed(args: argparse.Namespace, reason: str, started: float) -> int:
     """Record and report a worker that was not started; on a full disk the report is what gets through."""
     for write in (lambda: atomic_write_json(args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(),
                                                                        "started_at": started}),
@@ -353,7 +353,7 @@ def _record_error(exc: OSError, folder: Path, what: str) -> str:
     return f"could not start the worker: cannot write its records in {folder}: {exc}"
 
 
-def _launch_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> str:
+def _start_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> str:
     exe = cmd[0] if cmd else "(empty command)"
     if disk_full(exc):
         filename = getattr(exc, "filename", None)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aura.runtime.config import Config
 
-from .base import BackendError, LaunchPlan, decide_outcome, pass_env, resolve_exe
+from .base import BackendError, WorkerCommand, decide_outcome, pass_env, resolve_exe
 
 INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code` or set AURA_CLAUDE_BIN"
 PASS_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDE_CONFIG_DIR", "DISABLE_", "IS_SANDBOX", "AWS_", "GOOGLE_")
@@ -40,7 +40,7 @@ def check_root_bypass(mode: str, env: dict[str, str]) -> None:
 class ClaudeBackend:
     name = "claude"
 
-    def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
+    def plan(self, spec: dict, cfg: Config) -> WorkerCommand:
         exe = resolve_claude(cfg)
         mode = cfg.text("AURA_CLAUDE_PERMISSION_MODE")
         env = pass_env(PASS_PREFIXES)
@@ -59,7 +59,7 @@ class ClaudeBackend:
         if spec.get("resume_session"):
             argv += ["--resume", str(spec["resume_session"])]
         argv += ["--disallowedTools", SCHEDULING_TOOLS]  # variadic: keep it last
-        return LaunchPlan(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
+        return WorkerCommand(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
                           stdout_name="output.jsonl", home_writable=[".claude", ".claude.json"])
 
     def new_parser(self) -> Any | None:

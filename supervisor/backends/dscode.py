@@ -16,7 +16,7 @@ from typing import Any
 from aura.runtime.config import Config
 from aura.runtime.vocab import FAILED, RATE_LIMITED
 
-from .base import LaunchPlan, decide_outcome, resolve_exe, task_file
+from .base import WorkerCommand, decide_outcome, resolve_exe, task_file
 
 INSTALL_HINT = "install ds-code and put it on PATH, or set AURA_DSCODE_BIN"
 STDIN_EXEC = 'exec "$0" "$@" < "$AURA_DSCODE_STDIN"'
@@ -36,7 +36,7 @@ def dscode_env(cfg: Config) -> dict[str, str]:
 class DsCodeBackend:
     name = "ds_code"
 
-    def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
+    def plan(self, spec: dict, cfg: Config) -> WorkerCommand:
         exe = resolve_exe(cfg, "AURA_DSCODE_BIN", "ds-code", INSTALL_HINT)
         task_md = task_file(spec)
         cmd = [exe, "run", "--workspace", spec["task_dir"], "--no-color"]
@@ -46,7 +46,7 @@ class DsCodeBackend:
         env = dscode_env(cfg)
         env.update(spec.get("env") or {})
         env["AURA_DSCODE_STDIN"] = task_md
-        return LaunchPlan(exe=exe, argv=["/bin/sh", "-c", STDIN_EXEC, *cmd], cwd=spec.get("cwd") or spec["task_dir"],
+        return WorkerCommand(exe=exe, argv=["/bin/sh", "-c", STDIN_EXEC, *cmd], cwd=spec.get("cwd") or spec["task_dir"],
                           env=env, stdout_name="output.txt")
 
     def new_parser(self) -> Any | None:

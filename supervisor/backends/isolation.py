@@ -23,7 +23,7 @@ from aura.runtime.config import Config
 
 from aura.runtime.limits import LIMIT_KEYS
 
-from .base import BackendError, LaunchPlan
+from .base import BackendError, WorkerCommand
 
 MODES = ("none", "bwrap", "docker")
 DOCKERRUN = str(Path(__file__).resolve().with_name("dockerrun.py"))
@@ -43,7 +43,7 @@ def isolation_mode(spec: dict, cfg: Config) -> str:
     return mode
 
 
-def apply_isolation(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
+def apply_isolation(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     """Wrap a backend's plan in the chosen sandbox (or return it unchanged)."""
     mode = isolation_mode(spec, cfg)
     if mode == "bwrap":
@@ -53,7 +53,7 @@ def apply_isolation(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
     return plan
 
 
-def writable_paths(plan: LaunchPlan, spec: dict, cfg: Config) -> list[str]:
+def writable_paths(plan: WorkerCommand, spec: dict, cfg: Config) -> list[str]:
     """The task workspace, the paths the task names, and AURA_WORKER_MOUNTS. A missing folder is
     created inside the project (a task may name an output folder not made yet), refused elsewhere."""
     wanted = [spec["task_dir"], *(spec.get("mounts") or []),
@@ -81,7 +81,7 @@ def resolve_bwrap(cfg: Config) -> str:
     return exe
 
 
-def _home_binds(plan: LaunchPlan, home: str) -> list[str]:
+def _home_binds(plan: WorkerCommand, home: str) -> list[str]:
     """What the CLI must write under $HOME stays writable; folders are created, files only if present."""
     args: list[str] = []
     for rel in plan.home_writable:
@@ -116,7 +116,7 @@ def _under_tmp(paths: list[str]) -> list[str]:
     return [arg for real in shown for arg in ("--ro-bind", real, real)]
 
 
-def bwrap_argv(plan: LaunchPlan, spec: dict, cfg: Config, home: str) -> list[str]:
+def bwrap_argv(plan: WorkerCommand, spec: dict, cfg: Config, home: str) -> list[str]:
     """The whole file system read-only, /tmp private, Aura's data and $HOME's secrets hidden, then the
     writable paths bound back. Same process group as the shim's worker, so a kill reaches it all."""
     args = [resolve_bwrap(cfg), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -134,7 +134,7 @@ def bwrap_argv(plan: LaunchPlan, spec: dict, cfg: Config, home: str) -> list[str
     return [*args, "--chdir", plan.cwd, "--", *plan.argv]
 
 
-def bwrap_plan(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
+def bwrap_plan(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     home = (spec.get("env") or {}).get("HOME") or os.environ.get("HOME") or "/"
     record = {**plan.record, "isolation": "bwrap", "writable": writable_paths(plan, spec, cfg)}
     return replace(plan, argv=bwrap_argv(plan, spec, cfg, home), record=record)
@@ -187,7 +187,7 @@ def container_name(spec: dict) -> str:
     return f"aura-{wid}"[:120]
 
 
-def docker_run_args(plan: LaunchPlan, spec: dict, cfg: Config, env_names: list[str]) -> list[str]:
+def docker_run_args(plan: WorkerCommand, spec: dict, cfg: Config, env_names: list[str]) -> list[str]:
     """`docker run ...` arguments: only the writable paths are mounted, at the same paths as on the
     host (so task.md's paths hold inside); variables go by name only, values stay out of argv."""
     image = cfg.text("AURA_DOCKER_IMAGE")
@@ -211,7 +211,7 @@ def docker_run_args(plan: LaunchPlan, spec: dict, cfg: Config, env_names: list[s
     return [*args, image, *inner]
 
 
-def docker_plan(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
+def docker_plan(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     env = dict(plan.env)
     if plan.exe and os.path.basename(plan.exe) == "claude":
         env.update(docker_claude_env(cfg))
