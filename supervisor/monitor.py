@@ -1,7 +1,7 @@
 """Follows each worker: its output (parsed for `aura ps` and the outcome), its progress signals, and
 when it is stuck, looping, over its turn cap, or done but not exiting.
 
-Progress signals (the original's, plus what stream-json tells): output size, a hash of the output's
+Progress signals: output size, a hash of the output's
 tail, new or changed files in the task workspace and working folder, error-log growth, CPU time of
 the worker's whole process tree (of the container, for Docker workers), new turns, and the growth of
 the logs of children the worker registered to outlive it (supervisor/jobs.py). A worker is

@@ -1,7 +1,7 @@
 """The environment a worker gets: an allow-list, never a copy of the daemon's.
 
-The original tool handed every worker its whole environment, API keys included. Workers
-get the variables below, the names listed in AURA_WORKER_ENV_PASS (comma-separated, `*`
+Why: a worker runs an agent with its permission checks off, so it must not find the daemon's API
+keys in its environment. Workers get the variables below, the names listed in AURA_WORKER_ENV_PASS (comma-separated, `*`
 allowed at the end; set in config.env, with -O, or in the daemon's environment), what their
 backend needs, and Aura's own task and limit variables.
 """

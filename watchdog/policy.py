@@ -2,8 +2,8 @@
 
 A worker is killed only when a limit's rolling-window average stays over it for
 AURA_WORKER_RESOURCE_VIOLATION_STRIKES consecutive samples. Every limit counts its own
-strikes (the original counted only the first limit that was over), so a worker that
-alternates between two excesses is still caught.
+strikes, not only the first limit that is over, so a worker that alternates between two
+excesses is still caught.
 """
 
 from __future__ import annotations

@@ -294,8 +294,8 @@ class LlmPlanner:
         return {"model_calls": outcome["rounds"], "tool_calls": outcome["tool_calls"], "ended_by": outcome["ended_by"]}
 
     def _client(self) -> ModelClient:
-        """Built inside the cycle's error handling: a failing construction counts as a failed cycle
-        (and leads to safe mode) instead of killing every cycle as in the original tool."""
+        """Built inside the cycle's error handling, so a failing construction counts as a failed
+        cycle (and leads to safe mode) rather than escaping it."""
         if self.client is None:
             self.client = ModelClient(ClientSettings.from_config(self.cfg), should_stop=lambda: self.daemon.stopping,
                                       wait=self.daemon.pump)
@@ -486,7 +486,7 @@ class LlmPlanner:
     def _review(self) -> None:
         """A reflection review: a separate, tool-less call; advisory input for the next cycle."""
         llm = self._llm_state()
-        # set before the call: a failed review waits for the next interval, as the original did
+        # set before the call: a failed review waits for the next interval instead of retrying every cycle
         llm["last_review_at"] = self.clock()
         text_in = ctxmod.review_context(self.core, self.memory.for_context(1500), self.core.decisions.recent(30))
         try:

@@ -1,7 +1,7 @@
 """The Layer 1 model client: one small interface over two wire protocols.
 
 `anthropic` and `deepseek` speak the Messages API through the `anthropic` SDK (DeepSeek's
-Anthropic-compatible endpoint is the original tool's default); `openai` speaks OpenAI-style
+Anthropic-compatible endpoint is the default); `openai` speaks OpenAI-style
 chat completions with tools over plain HTTP (a local vLLM, llama.cpp or Ollama server), so no
 second SDK is needed. Messages, tools and replies use the Messages API shapes everywhere; the
 `openai` provider converts at its edge.
@@ -122,7 +122,7 @@ class Reply:
 
 
 def detect_provider(base_url: str) -> str:
-    """The original tool's rule: the provider named in the URL, else anthropic."""
+    """The provider named in the URL, else anthropic (the endpoints people use name their vendor)."""
     url = base_url.lower()
     for name in ("deepseek", "anthropic", "openai"):
         if name in url:

@@ -1,5 +1,5 @@
-"""Maintenance commands kept from the original tool: clean-workspaces, cleanup, token-stats,
-cache-stats and changelog-overview (restart is with the commands that start a run, aura.cli.run).
+"""Maintenance commands: clean-workspaces, cleanup, token-stats, cache-stats and
+changelog-overview (restart is with the commands that start a run, aura.cli.run).
 
 None of them imports the model SDK. The file logic lives in aura/maintenance.py; this module is the
 command-line glue (options, asking the daemons what runs, printing).

@@ -1,4 +1,4 @@
-"""Configuration: the original tool's keys and defaults, from several sources.
+"""Configuration: every AURA_* key with its type, default and range, merged from several sources.
 
 Precedence, lowest first (documented in the README):
   built-in defaults < ~/.aura/config.env < <project>/.aura/config.env < environment (AURA_*)

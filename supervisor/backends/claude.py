@@ -1,4 +1,4 @@
-"""`claude`: the Claude Code CLI in headless mode, the original tool's command line.
+"""`claude`: the Claude Code CLI in headless mode.
 
     claude -p @task.md --max-turns N --output-format stream-json --verbose --permission-mode MODE
            [--model M] [--max-budget-usd X] [--resume SESSION] --disallowedTools "CronCreate ScheduleWakeup"

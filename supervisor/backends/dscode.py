@@ -1,10 +1,10 @@
-"""`ds_code`: the ds-code CLI, as the original ran it.
+"""`ds_code`: the ds-code CLI.
 
     ds-code run --workspace TASK_DIR --no-color [--model M]   < task.md   > output.txt
 
 The task file goes to its standard input (the shim gives every worker /dev/null, so a tiny
-`sh -c 'exec ... < task.md'` puts it there; the exec keeps one process). Environment as the
-original: DEEPSEEK_API_KEY (AURA_DEEPSEEK_API_KEY, else the daemon's DEEPSEEK_API_KEY, else
+`sh -c 'exec ... < task.md'` puts it there; the exec keeps one process). Environment:
+DEEPSEEK_API_KEY (AURA_DEEPSEEK_API_KEY, else the daemon's DEEPSEEK_API_KEY, else
 AURA_API_KEY), DEEPSEEK_BASE_URL (AURA_DSCODE_BASE_URL), DS_CODE_MAX_TURNS.
 """
 

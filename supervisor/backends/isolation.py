@@ -1,13 +1,12 @@
-"""Optional isolation of a worker: bubblewrap on Linux, or a Docker container as the original offered.
+"""Optional isolation of a worker: bubblewrap on Linux, or a Docker container.
 
-Why: agent CLIs run with their permission checks off. The original's Docker mode mounted the whole
-project read-write (Aura's state and the task file included) and measured the docker client
-instead of the container. Here a sandboxed worker can write only its task workspace, the paths
-its task names (spawn `mounts`) and AURA_WORKER_MOUNTS; Aura's data folder is hidden, and so are
-the usual secret folders of $HOME. A container is measured through its own cgroup.
+Why: agent CLIs run with their permission checks off. A sandboxed worker can write only its task
+workspace, the paths its task names (spawn `mounts`) and AURA_WORKER_MOUNTS; Aura's data folder
+(its state, the task file's history) is hidden, and so are the usual secret folders of $HOME. A
+container is measured through its own cgroup, not through the docker client that started it.
 
-AURA_WORKER_ISOLATION = none | bwrap | docker (AURA_WORKERS_IN_DOCKER=1, the original's switch,
-means docker). A spawn request may choose per worker with `isolation`.
+AURA_WORKER_ISOLATION = none | bwrap | docker (AURA_WORKERS_IN_DOCKER=1 also means docker). A
+spawn request may choose per worker with `isolation`.
 """
 
 from __future__ import annotations
@@ -154,7 +153,7 @@ def _mem_total_bytes() -> int | None:
 
 
 def docker_resource_args(cfg: Config) -> list[str]:
-    """--cpus and --memory from the per-worker limits (as the original), --gpus, then the extra args."""
+    """--cpus and --memory from the per-worker limits, --gpus, then the extra args."""
     args: list[str] = []
     cpu_pct = cfg.number("AURA_WORKER_MAX_CPU_PERCENT")
     if cpu_pct > 0:
@@ -171,7 +170,7 @@ def docker_resource_args(cfg: Config) -> list[str]:
 
 
 def docker_claude_env(cfg: Config) -> dict[str, str]:
-    """The original's container variables for claude (AURA_DOCKER_CLAUDE_*), non-empty only."""
+    """The container's variables for claude (AURA_DOCKER_CLAUDE_*), non-empty only."""
     key, model = cfg.text("AURA_DOCKER_CLAUDE_API_KEY"), cfg.text("AURA_DOCKER_CLAUDE_MODEL")
     small = cfg.text("AURA_DOCKER_CLAUDE_SMALL_MODEL") or model
     env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_AUTH_TOKEN": key,

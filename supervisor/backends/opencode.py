@@ -1,10 +1,10 @@
-"""`opencode`: the opencode CLI headless, the original tool's command line.
+"""`opencode`: the opencode CLI headless.
 
     opencode run "Complete the task" --file task.md --dangerously-skip-permissions --format json
                  [--model M] [--session ID]
 
 opencode has no turn cap of its own, so the supervisor counts its steps and stops it past
-AURA_OPENCODE_MAX_TURNS (outcome `turns_exceeded`); the original read that key and ignored it.
+AURA_OPENCODE_MAX_TURNS (outcome `turns_exceeded`).
 """
 
 from __future__ import annotations
