@@ -459,8 +459,8 @@ def plan_uninstall(root: Path, machine: Machine, scope: Scope) -> Plan:
         after = (Step(_systemctl(machine, scope, "daemon-reload")),
                  Step(_systemctl(machine, scope, "reset-failed", target_name(project_id), *units), required=False))
         return Plan(manager, scope, project_id, before if removals else (), removals, after if removals else ())
-    before = tuple(Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{agent_label(d, project_id)}"), required=False)
-                   for d in DAEMONS)
+    before = tuple(Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{agent_label(d, project_id)}"),
+                        required=False) for d in DAEMONS)
     return Plan(manager, scope, project_id, before if removals else (), removals, ())
 
 
@@ -567,7 +567,8 @@ def status_lines(root: Path, machine: Machine) -> tuple[bool, list[str]]:
             continue
         lines.append(f"{manager} ({scope}) for {root}, project id {project_id}:")
         lines += [f"  file: {p}" for p in present]
-        lines += _systemd_states(machine, scope, project_id) if manager == SYSTEMD else _launchd_states(machine, project_id)
+        lines += (_systemd_states(machine, scope, project_id) if manager == SYSTEMD
+                  else _launchd_states(machine, project_id))
     if not lines:
         return False, [f"not installed for {root} (project id {project_id}); see `aura service install --help`"]
     return True, lines

@@ -76,7 +76,8 @@ def read_registered(task_dir: Path) -> list[RegisteredJob]:
     return out
 
 
-def keep(registered: list[RegisteredJob], tree: set[int], start_of: Callable[[int], float | None]) -> list[RegisteredJob]:
+def keep(registered: list[RegisteredJob], tree: set[int],
+         start_of: Callable[[int], float | None]) -> list[RegisteredJob]:
     """The registered children that are live descendants of the worker, started when they say."""
     kept: list[RegisteredJob] = []
     for reg in registered:

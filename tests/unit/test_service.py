@@ -199,7 +199,8 @@ def test_plists_hold_every_required_key(project: Path) -> None:
 @pytest.mark.parametrize("with_env_file", [True, False])
 def test_plist_wrapper_reads_the_env_file_then_execs(project: Path, tmp_path: Path, with_env_file: bool) -> None:
     """The /bin/sh prefix of ProgramArguments loads the env file (when present) and runs argv."""
-    data = plistlib.loads(render_launchd(svc_for(project))[f"dev.aura.{paths.project_id(project)}.brain.plist"].encode())
+    plist = render_launchd(svc_for(project))[f"dev.aura.{paths.project_id(project)}.brain.plist"]
+    data = plistlib.loads(plist.encode())
     env_file = tmp_path / "service env"
     if with_env_file:
         env_file.write_text('AURA_TEST_VALUE="two words"\n')
@@ -332,7 +333,8 @@ def test_launchd_install_and_uninstall(machine: dict[str, Path], project: Path,
     assert result.exit_code == 0, result.output
     written = listed(result.output, "wrote")
     agents = machine["home"] / "Library/LaunchAgents"
-    assert set(written) == {agents / f"dev.aura.{project_id}.{d}.plist" for d in DAEMONS} == files_under(machine["home"])
+    assert set(written) == {agents / f"dev.aura.{project_id}.{d}.plist" for d in DAEMONS} \
+        == files_under(machine["home"])
     assert (project / ".aura" / "logs").is_dir()
     launchctl = [c[1:] for c in calls(machine["log"]) if c[0] == "launchctl"]
     assert ["bootstrap", f"gui/{uid}", str(agents / f"dev.aura.{project_id}.supervisor.plist")] in launchctl
@@ -352,7 +354,8 @@ def test_status(machine: dict[str, Path], project: Path) -> None:
     run_cli("install", "task.md")
     result = run_cli("status")
     assert result.exit_code == 0, result.output
-    assert f"aura-supervisor@{project_id}.service: active (running), NRestarts: 0, StatusText: 3 workers" in result.output
+    assert (f"aura-supervisor@{project_id}.service: active (running), NRestarts: 0, StatusText: 3 workers"
+            in result.output)
     assert str(machine["home"] / ".config/systemd/user" / f"aura@{project_id}.target") in result.output
 
 

@@ -47,7 +47,8 @@ def test_dry_run_without_a_service_manager_previews_the_systemd_units(machine: t
     assert out.splitlines()[0].startswith("dry run, a preview: nothing is written")
     assert "preview for systemd: no service manager was found here" in out
     project_id = paths.project_id(root)
-    for name in (f"aura@{project_id}.target", *(f"aura-{d}@{project_id}.service" for d in ("supervisor", "watchdog", "brain"))):
+    daemons = ("supervisor", "watchdog", "brain")
+    for name in (f"aura@{project_id}.target", *(f"aura-{d}@{project_id}.service" for d in daemons)):
         assert f"would write: {home / '.config/systemd/user' / name}" in out
     assert "ExecStart=" in out and "Lingering" not in out
     assert files_under(home) == [] and files_under(root) == before
