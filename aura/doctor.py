@@ -79,11 +79,11 @@ def worker_cli_checks() -> list[Check]:
     for key in ("AURA_LAYER2_BACKEND", *(cli.setting for cli in AGENT_CLIS.values())):
         if os.environ.get(key):
             cfg.set(key, os.environ[key], "environment")
-    layer2 = cfg.str("AURA_LAYER2_BACKEND")
+    layer2 = cfg.text("AURA_LAYER2_BACKEND")
     out = []
     for name, cli in AGENT_CLIS.items():
         problem = cli_problem(cfg, name)
-        found = cfg.str(cli.setting) or shutil.which(cli.binary) or ""
+        found = cfg.text(cli.setting) or shutil.which(cli.binary) or ""
         used = " (AURA_LAYER2_BACKEND)" if name == layer2 else ""
         out.append(Check(f"{name} CLI{used}", problem is None, found if problem is None else problem))
     return out
@@ -95,13 +95,13 @@ def backend_checks(cfg: Any, tf: Any) -> list[Check]:
     (a resource-fix subtask, an agent task the model may choose)."""
     from .runtime.workercli import LAYER2_KEY, agent_task_problem
 
-    backend = cfg.str(LAYER2_KEY)
+    backend = cfg.text(LAYER2_KEY)
     problem = agent_task_problem(cfg)
     if problem is None:
         return []
     name = f"{LAYER2_KEY}={backend}"
-    choice = cfg.str("AURA_PLANNER").strip().lower()
-    if choice == "llm" or (choice == "auto" and cfg.str("AURA_API_KEY")):
+    choice = cfg.text("AURA_PLANNER").strip().lower()
+    if choice == "llm" or (choice == "auto" and cfg.text("AURA_API_KEY")):
         return [Check(name, False, f"warning: the model's agent tasks go to the {backend} backend, but {problem}; "
                                    "only shell commands can run")]
     agents = [item for item in tf.items if not item.command and not item.checked]
@@ -113,7 +113,7 @@ def backend_checks(cfg: Any, tf: Any) -> list[Check]:
         return [Check(name, False, f"the task file's item(s) without a command (line {lines}) go to the {backend} "
                                    f"backend, but {problem}. Nothing was started.", fatal=True)]
     from aura.runtime.limits import guard_mode
-    if guard_mode(cfg.str("AURA_WORKER_RESOURCE_GUARD")) == "on":
+    if guard_mode(cfg.text("AURA_WORKER_RESOURCE_GUARD")) == "on":
         return [Check(name, False, f"warning: a task the watchdog kills twice gets a resource-fix subtask for the "
                                    f"{backend} backend, but {problem}; such a subtask would be blocked")]
     return []

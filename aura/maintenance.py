@@ -26,7 +26,7 @@ from typing import Any, Iterable
 from .runtime.fsutil import read_json, read_jsonl
 from .runtime.paths import DAEMONS, ProjectPaths, safe_name
 from .runtime.pidfile import is_alive
-from .runtime.records import kills_dir
+from .runtime.records import WORKER_EXIT, WORKER_RECORD, WORKER_START_REPORT, kills_dir
 from .runtime.vocab import COMPLETED, EXITED, LIVE_STATES, TASK_ENDED
 
 DAY = 86400.0
@@ -129,11 +129,11 @@ class WorkspacePlan:
 
 def _worker_running(wdir: Path) -> str | None:
     """Why, judging from disk only, a worker without exit.json must be treated as running."""
-    launch = read_json(wdir / "launch.json") or {}
-    rec = read_json(wdir / "record.json") or {}
+    report = read_json(wdir / WORKER_START_REPORT) or {}
+    rec = read_json(wdir / WORKER_RECORD) or {}
     for who in ("shim", "worker"):
-        pid = launch.get(f"{who}_pid") or rec.get(f"{who}_pid")
-        created = launch.get(f"{who}_create_time") or rec.get(f"{who}_create_time")
+        pid = report.get(f"{who}_pid") or rec.get(f"{who}_pid")
+        created = report.get(f"{who}_create_time") or rec.get(f"{who}_create_time")
         if is_alive(pid, created):
             return f"running ({who} pid {pid})"
     return "not finished (no exit.json)"
@@ -145,10 +145,10 @@ def worker_status(wdir: Path, live_ids: set[str] | None) -> str | None:
     `live_ids`: the workers the supervisor lists as live, or None when it did not answer."""
     if live_ids is not None and wdir.name in live_ids:
         return "running (supervisor)"
-    if (wdir / "exit.json").exists():
+    if (wdir / WORKER_EXIT).exists():
         return None
     why = _worker_running(wdir)
-    rec = read_json(wdir / "record.json") or {}
+    rec = read_json(wdir / WORKER_RECORD) or {}
     if not why.startswith("running") and rec.get("state") == EXITED:
         return None  # the supervisor closed it without a shim exit (e.g. the shim never started)
     return why
@@ -170,8 +170,8 @@ def plan_workspaces(paths: ProjectPaths, age_days: float, include_all: bool,
 
     workers = sorted(p for p in _subdirs(paths.workers_dir))
     for wdir in workers:
-        rec = read_json(wdir / "record.json") or {}
-        exit_rec = read_json(wdir / "exit.json") or {}
+        rec = read_json(wdir / WORKER_RECORD) or {}
+        exit_rec = read_json(wdir / WORKER_EXIT) or {}
         keep = worker_status(wdir, live_ids)
         task_id = rec.get("task_id")
         if keep is not None:
@@ -292,7 +292,7 @@ def unfinished_workers(paths: ProjectPaths) -> list[str]:
     """Workers whose shim or process is still alive (judged from disk)."""
     out = []
     for wdir in sorted(_subdirs(paths.workers_dir)):
-        if not (wdir / "exit.json").exists() and _worker_running(wdir).startswith("running"):
+        if not (wdir / WORKER_EXIT).exists() and _worker_running(wdir).startswith("running"):
             out.append(wdir.name)
     return out
 
@@ -399,7 +399,7 @@ def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
     for wdir in sorted(_subdirs(paths.workers_dir)):
         if wdir.name in book:
             continue
-        rec = read_json(wdir / "record.json") or {}
+        rec = read_json(wdir / WORKER_RECORD) or {}
         progress = rec.get("progress") or {}
         tokens = {k: int(progress.get(k) or 0) for k in TOKEN_KEYS}
         if any(tokens.values()):

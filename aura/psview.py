@@ -21,13 +21,13 @@ def workers_from_disk(paths: ProjectPaths) -> list[dict]:
     for rec in reg.records():
         view = reg.view(rec)
         if view.get("state") == "exited" and not view.get("outcome"):
-            view = settled_view(paths, view, reg.launch(rec["worker_id"]) or {})
+            view = settled_view(paths, view, reg.start_report(rec["worker_id"]) or {})
         out.append(view)
     return out
 
 
-def settled_view(paths: ProjectPaths, view: dict, launch: dict) -> dict:
-    """An exited worker's outcome, end and start times, from its exit and launch records."""
+def settled_view(paths: ProjectPaths, view: dict, start_report: dict) -> dict:
+    """An exited worker's outcome, end and start times, from its exit record and its shim's start report."""
     from aura.supervisor.backends import BackendError, decide_outcome, get_backend
 
     exit_rec = view.get("exit") or {}
@@ -38,5 +38,5 @@ def settled_view(paths: ProjectPaths, view: dict, launch: dict) -> dict:
         outcome = decide_outcome(exit_rec, kill, None)
     if outcome == "unknown":  # an agent's final line is read by the supervisor, not here
         outcome = f"exit {exit_rec.get('exit_code')}"
-    started = view.get("started_at") or launch.get("started_at") or exit_rec.get("started_at")
+    started = view.get("started_at") or start_report.get("started_at") or exit_rec.get("started_at")
     return {**view, "outcome": outcome, "ended_at": exit_rec.get("ended_at"), "started_at": started}

@@ -6,7 +6,7 @@ renders the unit files / LaunchAgents from the templates in `systemd/` and `laun
 installs and removes exactly those files, and asks the manager for their state.
 
 Everything that touches the machine (home folder, unit folder, the systemctl / loginctl /
-launchctl commands) comes from a `Host`, which tests point at a temporary folder and fake
+launchctl commands) comes from a `Machine`, which tests point at a temporary folder and fake
 commands, so no test ever reaches a real service manager.
 """
 
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aura.runtime.fsutil import atomic_write_text
-from aura.runtime.paths import DAEMONS, DATA_DIRNAME, project_id
+from aura.runtime import paths
+from aura.runtime.paths import DAEMONS, DATA_DIRNAME
 
 Scope = Literal["user", "system"]
 SYSTEMD, LAUNCHD, NONE = "systemd", "launchd", "none"
@@ -74,7 +75,7 @@ def _command(value: str | None, default: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Host:
+class Machine:
     """What install touches on this machine; every field can be redirected for tests."""
 
     home: Path
@@ -92,7 +93,7 @@ class Host:
     platform: str = sys.platform
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Host:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Machine:
         """The real machine, with `AURA_SERVICE_*` / `AURA_SYSTEMCTL`-style overrides honoured."""
         env = os.environ if environ is None else environ
         home = env.get("AURA_SERVICE_HOME") or str(Path.home())
@@ -107,30 +108,30 @@ class Host:
         )
 
 
-def platform_manager(host: Host) -> str:
+def platform_manager(machine: Machine) -> str:
     """The manager this kind of machine would use: launchd on macOS, systemd elsewhere."""
-    return LAUNCHD if host.platform == "darwin" else SYSTEMD
+    return LAUNCHD if machine.platform == "darwin" else SYSTEMD
 
 
-def preview_manager(host: Host, chosen: str | None = None) -> tuple[str, str | None]:
+def preview_manager(machine: Machine, chosen: str | None = None) -> tuple[str, str | None]:
     """The manager a dry run renders for, and a note when it is not the one running here: a
     preview writes and runs nothing, so it needs no service manager."""
     if chosen:
         if chosen not in (SYSTEMD, LAUNCHD):
             raise ServiceError(f"unknown service manager {chosen!r}; use systemd or launchd")
-        found = detect_manager(host)
+        found = detect_manager(machine)
         return chosen, None if found == chosen else f"preview for {chosen} (--manager), which is not running here"
-    found = detect_manager(host)
+    found = detect_manager(machine)
     if found != NONE:
         return found, None
-    manager = platform_manager(host)
+    manager = platform_manager(machine)
     return manager, (f"preview for {manager}: no service manager was found here, so these files could not be "
                      "installed on this machine")
 
 
-def running_manager(host: Host, chosen: str | None = None) -> str:
+def running_manager(machine: Machine, chosen: str | None = None) -> str:
     """The manager a real install uses: the one running here; `chosen` (--manager) must be it."""
-    found = detect_manager(host)
+    found = detect_manager(machine)
     if chosen and found != chosen:
         where = "no service manager" if found == NONE else found
         raise ServiceError(f"--manager {chosen}: {chosen} is not running here (found {where}); "
@@ -138,15 +139,15 @@ def running_manager(host: Host, chosen: str | None = None) -> str:
     return found
 
 
-def detect_manager(host: Host) -> str:
+def detect_manager(machine: Machine) -> str:
     """systemd when it is the running init, launchd on macOS, else none."""
-    if host.manager:
-        if host.manager not in MANAGERS:
-            raise ServiceError(f"unknown service manager {host.manager!r}; use one of {', '.join(MANAGERS)}")
-        return host.manager
-    if host.platform == "darwin":
-        return LAUNCHD if shutil.which(host.launchctl[0]) else NONE
-    if shutil.which(host.systemctl[0]) and host.systemd_marker.is_dir():
+    if machine.manager:
+        if machine.manager not in MANAGERS:
+            raise ServiceError(f"unknown service manager {machine.manager!r}; use one of {', '.join(MANAGERS)}")
+        return machine.manager
+    if machine.platform == "darwin":
+        return LAUNCHD if shutil.which(machine.launchctl[0]) else NONE
+    if shutil.which(machine.systemctl[0]) and machine.systemd_marker.is_dir():
         return SYSTEMD
     return NONE
 
@@ -154,38 +155,38 @@ def detect_manager(host: Host) -> str:
 # --------------------------------------------------------------------------- names
 
 
-def target_name(pid: str) -> str:
-    return f"aura@{pid}.target"
+def target_name(project_id: str) -> str:
+    return f"aura@{project_id}.target"
 
 
-def unit_name(daemon: str, pid: str) -> str:
-    return f"aura-{daemon}@{pid}.service"
+def unit_name(daemon: str, project_id: str) -> str:
+    return f"aura-{daemon}@{project_id}.service"
 
 
-def service_units(pid: str) -> list[str]:
-    return [unit_name(d, pid) for d in DAEMONS]
+def service_units(project_id: str) -> list[str]:
+    return [unit_name(d, project_id) for d in DAEMONS]
 
 
-def agent_label(daemon: str, pid: str) -> str:
-    return f"dev.aura.{pid}.{daemon}"
+def agent_label(daemon: str, project_id: str) -> str:
+    return f"dev.aura.{project_id}.{daemon}"
 
 
-def install_dir(host: Host, manager: str, scope: Scope) -> Path:
+def install_dir(machine: Machine, manager: str, scope: Scope) -> Path:
     """Where the manager looks for our files."""
     if manager == SYSTEMD:
-        return host.home / ".config/systemd/user" if scope == "user" else host.system_unit_dir
+        return machine.home / ".config/systemd/user" if scope == "user" else machine.system_unit_dir
     if manager == LAUNCHD:
         if scope != "user":
             raise ServiceError("launchd: only --user (a LaunchAgent) is supported")
-        return host.home / "Library/LaunchAgents"
+        return machine.home / "Library/LaunchAgents"
     raise NoServiceManager()
 
 
-def file_names(manager: str, pid: str) -> list[str]:
+def file_names(manager: str, project_id: str) -> list[str]:
     """The names of every file install writes for one project (uninstall removes these)."""
     if manager == SYSTEMD:
-        return [target_name(pid), *service_units(pid)]
-    return [agent_label(d, pid) + ".plist" for d in DAEMONS]
+        return [target_name(project_id), *service_units(project_id)]
+    return [agent_label(d, project_id) + ".plist" for d in DAEMONS]
 
 
 # --------------------------------------------------------------------------- what runs
@@ -204,7 +205,7 @@ class ProjectService:
 
     @property
     def id(self) -> str:
-        return project_id(self.root)
+        return paths.project_id(self.root)
 
     @property
     def log_dir(self) -> Path:
@@ -398,7 +399,7 @@ class Plan:
 
     manager: str
     scope: Scope
-    pid: str
+    project_id: str
     before: tuple[Step, ...]
     files: tuple[FileChange, ...]
     after: tuple[Step, ...]
@@ -406,31 +407,31 @@ class Plan:
     notes: tuple[str, ...] = ()
 
 
-def _systemctl(host: Host, scope: Scope, *args: str) -> tuple[str, ...]:
-    return (*host.systemctl, *(("--user",) if scope == "user" else ()), *args)
+def _systemctl(machine: Machine, scope: Scope, *args: str) -> tuple[str, ...]:
+    return (*machine.systemctl, *(("--user",) if scope == "user" else ()), *args)
 
 
-def _gui(host: Host) -> str:
-    return f"gui/{host.uid}"
+def _gui(machine: Machine) -> str:
+    return f"gui/{machine.uid}"
 
 
-def plan_install(svc: ProjectService, host: Host, scope: Scope, manager: str | None = None) -> Plan:
+def plan_install(svc: ProjectService, machine: Machine, scope: Scope, manager: str | None = None) -> Plan:
     """The files for this project and the commands that load and start them (for `manager`, else
     the one detected here)."""
-    manager = manager or detect_manager(host)
-    folder = install_dir(host, manager, scope)
+    manager = manager or detect_manager(machine)
+    folder = install_dir(machine, manager, scope)
     if manager == SYSTEMD:
-        rendered = render_systemd(svc, scope, host.templates)
-        after = (Step(_systemctl(host, scope, "daemon-reload")),
-                 Step(_systemctl(host, scope, "enable", "--now", target_name(svc.id))))
+        rendered = render_systemd(svc, scope, machine.templates)
+        after = (Step(_systemctl(machine, scope, "daemon-reload")),
+                 Step(_systemctl(machine, scope, "enable", "--now", target_name(svc.id))))
         return Plan(manager, scope, svc.id, (), _writes(folder, rendered), after,
                     notes=_systemd_notes(svc, scope))
-    rendered = render_launchd(svc, host.templates)
+    rendered = render_launchd(svc, machine.templates)
     labels = [agent_label(d, svc.id) for d in DAEMONS]
-    before = tuple(Step((*host.launchctl, "bootout", f"{_gui(host)}/{lb}"), required=False) for lb in labels)
+    before = tuple(Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{lb}"), required=False) for lb in labels)
     after = tuple(step for lb in labels for step in (
-        Step((*host.launchctl, "enable", f"{_gui(host)}/{lb}")),
-        Step((*host.launchctl, "bootstrap", _gui(host), str(folder / f"{lb}.plist")))))
+        Step((*machine.launchctl, "enable", f"{_gui(machine)}/{lb}")),
+        Step((*machine.launchctl, "bootstrap", _gui(machine), str(folder / f"{lb}.plist")))))
     notes = (f"logs: {svc.log_dir}/<daemon>.out and .err",)
     return Plan(manager, scope, svc.id, before, _writes(folder, rendered), after, (svc.log_dir,), notes)
 
@@ -445,22 +446,22 @@ def _systemd_notes(svc: ProjectService, scope: Scope) -> tuple[str, ...]:
             f"environment file (optional, not created): {svc.env_file}")
 
 
-def plan_uninstall(root: Path, host: Host, scope: Scope) -> Plan:
+def plan_uninstall(root: Path, machine: Machine, scope: Scope) -> Plan:
     """Stop and disable this project's units, then remove the files install wrote (those present)."""
-    manager = detect_manager(host)
-    pid = project_id(root)
-    folder = install_dir(host, manager, scope)
-    removals = tuple(FileChange(folder / n, None) for n in file_names(manager, pid) if (folder / n).exists())
+    manager = detect_manager(machine)
+    project_id = paths.project_id(root)
+    folder = install_dir(machine, manager, scope)
+    removals = tuple(FileChange(folder / n, None) for n in file_names(manager, project_id) if (folder / n).exists())
     if manager == SYSTEMD:
-        units = service_units(pid)
-        before = (Step(_systemctl(host, scope, "disable", "--now", target_name(pid)), required=False),
-                  Step(_systemctl(host, scope, "stop", *units), required=False))
-        after = (Step(_systemctl(host, scope, "daemon-reload")),
-                 Step(_systemctl(host, scope, "reset-failed", target_name(pid), *units), required=False))
-        return Plan(manager, scope, pid, before if removals else (), removals, after if removals else ())
-    before = tuple(Step((*host.launchctl, "bootout", f"{_gui(host)}/{agent_label(d, pid)}"), required=False)
-                   for d in DAEMONS)
-    return Plan(manager, scope, pid, before if removals else (), removals, ())
+        units = service_units(project_id)
+        before = (Step(_systemctl(machine, scope, "disable", "--now", target_name(project_id)), required=False),
+                  Step(_systemctl(machine, scope, "stop", *units), required=False))
+        after = (Step(_systemctl(machine, scope, "daemon-reload")),
+                 Step(_systemctl(machine, scope, "reset-failed", target_name(project_id), *units), required=False))
+        return Plan(manager, scope, project_id, before if removals else (), removals, after if removals else ())
+    before = tuple(Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{agent_label(d, project_id)}"),
+                        required=False) for d in DAEMONS)
+    return Plan(manager, scope, project_id, before if removals else (), removals, ())
 
 
 # --------------------------------------------------------------------------- doing it
@@ -527,19 +528,19 @@ def _query(argv: tuple[str, ...]) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
-def linger_warning(host: Host) -> str | None:
+def linger_warning(machine: Machine) -> str | None:
     """None when lingering is on; else why a --user install may stop at logout, and the fix."""
-    fix = f"loginctl enable-linger {host.user}"
-    done = _query((*host.loginctl, "show-user", host.user, "-p", "Linger"))
+    fix = f"loginctl enable-linger {machine.user}"
+    done = _query((*machine.loginctl, "show-user", machine.user, "-p", "Linger"))
     value = ""
     if done is not None and done.returncode == 0:
         value = _key_values(done.stdout).get("Linger", "")
     if value == "yes":
         return None
     if value == "no":
-        return (f"Lingering is off for {host.user}: the user manager, and these daemons, stop when "
+        return (f"Lingering is off for {machine.user}: the user manager, and these daemons, stop when "
                 f"you log out. To keep them running:  {fix}")
-    return f"Could not tell whether lingering is on for {host.user}. If the run must outlive your login:  {fix}"
+    return f"Could not tell whether lingering is on for {machine.user}. If the run must outlive your login:  {fix}"
 
 
 def _key_values(text: str) -> dict[str, str]:
@@ -551,31 +552,32 @@ def _key_values(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- status
 
 
-def status_lines(root: Path, host: Host) -> tuple[bool, list[str]]:
+def status_lines(root: Path, machine: Machine) -> tuple[bool, list[str]]:
     """(installed?, report lines) for this project, in whichever scope holds its files."""
-    manager = detect_manager(host)
+    manager = detect_manager(machine)
     if manager == NONE:
         raise NoServiceManager()
-    pid = project_id(root)
+    project_id = paths.project_id(root)
     lines: list[str] = []
     scopes: tuple[Scope, ...] = ("user", "system") if manager == SYSTEMD else ("user",)
     for scope in scopes:
-        folder = install_dir(host, manager, scope)
-        present = [folder / n for n in file_names(manager, pid) if (folder / n).exists()]
+        folder = install_dir(machine, manager, scope)
+        present = [folder / n for n in file_names(manager, project_id) if (folder / n).exists()]
         if not present:
             continue
-        lines.append(f"{manager} ({scope}) for {root}, project id {pid}:")
+        lines.append(f"{manager} ({scope}) for {root}, project id {project_id}:")
         lines += [f"  file: {p}" for p in present]
-        lines += _systemd_states(host, scope, pid) if manager == SYSTEMD else _launchd_states(host, pid)
+        lines += (_systemd_states(machine, scope, project_id) if manager == SYSTEMD
+                  else _launchd_states(machine, project_id))
     if not lines:
-        return False, [f"not installed for {root} (project id {pid}); see `aura service install --help`"]
+        return False, [f"not installed for {root} (project id {project_id}); see `aura service install --help`"]
     return True, lines
 
 
-def _systemd_states(host: Host, scope: Scope, pid: str) -> list[str]:
+def _systemd_states(machine: Machine, scope: Scope, project_id: str) -> list[str]:
     out = []
-    for unit in [target_name(pid), *service_units(pid)]:
-        done = _query(_systemctl(host, scope, "show", unit, "-p", "ActiveState", "-p", "SubState",
+    for unit in [target_name(project_id), *service_units(project_id)]:
+        done = _query(_systemctl(machine, scope, "show", unit, "-p", "ActiveState", "-p", "SubState",
                                  "-p", "StatusText", "-p", "NRestarts"))
         if done is None or done.returncode != 0:
             out.append(f"  {unit}: unknown ({(done.stderr.strip() if done else 'systemctl not found')})")
@@ -587,11 +589,11 @@ def _systemd_states(host: Host, scope: Scope, pid: str) -> list[str]:
     return out
 
 
-def _launchd_states(host: Host, pid: str) -> list[str]:
+def _launchd_states(machine: Machine, project_id: str) -> list[str]:
     out = []
     for daemon in DAEMONS:
-        label = agent_label(daemon, pid)
-        done = _query((*host.launchctl, "print", f"{_gui(host)}/{label}"))
+        label = agent_label(daemon, project_id)
+        done = _query((*machine.launchctl, "print", f"{_gui(machine)}/{label}"))
         if done is None or done.returncode != 0:
             out.append(f"  {label}: not loaded")
             continue

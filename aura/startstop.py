@@ -124,9 +124,9 @@ def announce(cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_sett
     echo(f"Aura {__version__}: {tf.mission}")
     for note in notes:
         echo(f"  {note}")
-    if not cfg.str("AURA_API_KEY") and cfg.str("AURA_PLANNER") in ("auto", "local"):
+    if not cfg.text("AURA_API_KEY") and cfg.text("AURA_PLANNER") in ("auto", "local"):
         echo("  no API key configured: the offline `local` planner runs the task file's checklist")
-    if cfg.float("AURA_BUDGET_USD") <= 0 and (cfg.str("AURA_API_KEY") or cfg.str("AURA_LAYER2_BACKEND") != SHELL):
+    if cfg.number("AURA_BUDGET_USD") <= 0 and (cfg.text("AURA_API_KEY") or cfg.text("AURA_LAYER2_BACKEND") != SHELL):
         echo("  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
              "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running")
     _price_check(cfg, echo)

@@ -238,9 +238,9 @@ def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:
     pids: dict[str, list[int]] = {n: [pid] for n in DAEMONS if (pid := p.daemon_pid(n))}
     shims = []
     for wdir in p.paths.workers_dir.glob(f"{group}-*"):
-        launch = read_json(wdir / "launch.json") or {}
-        if launch.get("shim_pid") and not (wdir / "exit.json").exists():
-            shims.append(launch["shim_pid"])
+        started = read_json(wdir / "launch.json") or {}
+        if started.get("shim_pid") and not (wdir / "exit.json").exists():
+            shims.append(started["shim_pid"])
     pids["shims"] = shims
     return pids
 

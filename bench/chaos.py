@@ -211,7 +211,7 @@ class Killer:
 
 
 class PidTracker:
-    """Remembers every shim and worker once its launch record appears (reads each record once)."""
+    """Remembers every shim and worker once its start report appears (reads each report once)."""
 
     def __init__(self, project: Project):
         self.p = project
@@ -223,10 +223,10 @@ class PidTracker:
         for wdir in self.p.worker_dirs():
             if wdir.name in self.done:
                 continue
-            launch = read_json(wdir / "launch.json")
-            if isinstance(launch, dict):
+            started = read_json(wdir / "launch.json")
+            if isinstance(started, dict):
                 for key in ("shim", "worker"):
-                    self.p.pids.add(launch.get(f"{key}_pid"), launch.get(f"{key}_create_time"))
+                    self.p.pids.add(started.get(f"{key}_pid"), started.get(f"{key}_create_time"))
                 self.done.add(wdir.name)
 
 
@@ -235,18 +235,18 @@ class PidTracker:
 def check_workers(p: Project, report: ChaosReport) -> None:
     for wdir in p.worker_dirs():
         rec = read_json(wdir / "record.json") or {}
-        launch = read_json(wdir / "launch.json") or {}
+        started = read_json(wdir / "launch.json") or {}
         exit_rec = read_json(wdir / "exit.json")
-        if launch.get("worker_pid"):
+        if started.get("worker_pid"):
             report.workers_started += 1
             if isinstance(exit_rec, dict):
                 report.workers_with_exit_record += 1
-            elif alive(launch["worker_pid"], launch.get("worker_create_time")):
+            elif alive(started["worker_pid"], started.get("worker_create_time")):
                 report.workers_orphaned += 1
-                report.problems.append(f"worker {wdir.name} (pid {launch['worker_pid']}) runs with no exit record")
+                report.problems.append(f"worker {wdir.name} (pid {started['worker_pid']}) runs with no exit record")
         elif "never started" in str((rec.get("exit") or {}).get("error")):
             report.spawns_interrupted += 1  # the supervisor died before the shim existed; recorded as such
-        elif not launch.get("error"):
+        elif not started.get("error"):
             report.spawns_never_started += 1
             report.problems.append(f"worker {wdir.name}: a record ({rec.get('state')}) but no launch")
         if rec.get("outcome") == "lost" or rec.get("state") == "orphaned":

@@ -42,13 +42,13 @@ class Adoption:
         if exit_rec is not None:
             self.exits.finish(wid, exit_rec, note="ended while the supervisor was down")
             return
-        launch = registry.launch(wid) or {}
-        if not launch and rec.get("state") == STARTING:
-            self.await_launch(wid)
+        report = registry.start_report(wid) or {}
+        if not report and rec.get("state") == STARTING:
+            self.await_start_report(wid)
             return
-        rec.update({k: v for k, v in launch.items() if k != "started_at" and v is not None})
-        if launch.get("error"):
-            self.exits.finish(wid, {"exit_code": None, "signal": None, "error": launch["error"]})
+        rec.update({k: v for k, v in report.items() if k != "started_at" and v is not None})
+        if report.get("error"):
+            self.exits.finish(wid, {"exit_code": None, "signal": None, "error": report["error"]})
         elif self.executor.supervised(rec):
             pid = rec.get("worker_pid")
             self.workers.change_state(rec, RUNNING, "worker_adopted", logged={"pid": pid}, published={"pid": pid})
@@ -56,11 +56,11 @@ class Adoption:
         else:
             self.exits.shim_gone(wid)
 
-    def await_launch(self, wid: str) -> None:
-        """A `starting` record with no launch record: the last supervisor died mid-spawn. A shim that
-        is slow to start will still run the worker, so wait for its launch record until the
-        executor's launch timeout after the spawn; none by then means the worker never started."""
-        if time.time() - float(self.workers[wid].get("created_at") or 0) < self.executor.launch_timeout:
+    def await_start_report(self, wid: str) -> None:
+        """A `starting` record with no start report: the last supervisor died mid-spawn. A shim that
+        is slow to start will still run the worker, so wait for its start report until the
+        executor's start timeout after the spawn; none by then means the worker never started."""
+        if time.time() - float(self.workers[wid].get("created_at") or 0) < self.executor.start_timeout:
             self.call_later(0.1, lambda: self.adopt(wid))
             return
         self.exits.finish(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),

@@ -54,7 +54,7 @@ class Exits:
     def shim_gone(self, wid: str) -> None:
         """The shim died without an exit record: follow the worker itself, or call it lost."""
         rec = self.workers[wid]
-        follow = self.executor.orphan(rec, self.workers.registry.launch(wid) or {})
+        follow = self.executor.orphan(rec, self.workers.registry.start_report(wid) or {})
         if follow is not None:
             self.workers.change_state(rec, ORPHANED, "worker_orphaned", level="warning",
                                       logged={"pid": follow["worker_pid"]}, **follow)

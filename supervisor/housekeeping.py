@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from aura.runtime.eventkinds import Kind
 from aura.runtime.vocab import TIMED_OUT
 
 from .executors.base import Executor
@@ -48,12 +49,12 @@ class Housekeeping:
 
     def _note_jobs(self, rec: dict) -> None:
         """The worker ended and left children it registered: the task runs on until they end."""
-        note = self.workers.registry.managed(rec["worker_id"])
+        note = self.workers.registry.jobs(rec["worker_id"])
         if note is None:
             return
         rec.pop("deadline", None)  # the time budget bounds the agent, not the jobs it registered
         kids = [{"pid": c.get("pid"), "kind": c.get("kind"), "log_path": c.get("log_path")}
                 for c in note.get("children") or []]
-        self.workers.record_change(rec, "worker_managed", managed=note,
+        self.workers.record_change(rec, Kind.WORKER_MANAGED, managed=note,
                                    logged={"worker_exit": note.get("worker_exit"), "children": kids},
                                    published={"worker_exit": note.get("worker_exit"), "children": kids})

@@ -44,10 +44,10 @@ class SupervisorDaemon(Daemon):
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
-        self.grace = self.cfg.float("AURA_KILL_GRACE_SECONDS")
+        self.grace = self.cfg.number("AURA_KILL_GRACE_SECONDS")
         self.workers = WorkerTable(Registry(self.paths), self.log, self.publish)
         self.monitor = OutputMonitor(self.cfg)
-        self.executor = LocalExecutor(self, self.grace, on_launch=self._launched, on_end=self._ended)
+        self.executor = LocalExecutor(self, self.grace, on_start_report=self._start_reported, on_end=self._ended)
         self.kills = Kills(self.workers, self.executor, self.grace)
         self.exits = Exits(self.workers, self.executor, self.kills, self.monitor, self.cfg, self.paths)
         self.adoption = Adoption(self.workers, self.executor, self.exits, self.call_later)
@@ -91,8 +91,8 @@ class SupervisorDaemon(Daemon):
             out["progress"] = live
         return out
 
-    def _launched(self, wid: str, report: dict | None) -> None:
-        self.starter.launched(wid, report)
+    def _start_reported(self, wid: str, report: dict | None) -> None:
+        self.starter.start_reported(wid, report)
 
     def _ended(self, wid: str) -> None:
         self.exits.ended(wid)

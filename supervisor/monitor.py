@@ -1,10 +1,10 @@
 """Follows each worker: its output (parsed for `aura ps` and the outcome), its progress signals, and
 when it is stuck, looping, over its turn cap, or done but not exiting.
 
-Progress signals (the original's, plus what stream-json tells): output size, a hash of the output's
+Progress signals: output size, a hash of the output's
 tail, new or changed files in the task workspace and working folder, error-log growth, CPU time of
 the worker's whole process tree (of the container, for Docker workers), new turns, and the growth of
-the logs of children the worker registered to outlive it (supervisor/managed.py). A worker is
+the logs of children the worker registered to outlive it (supervisor/jobs.py). A worker is
 stuck only when all of them have been quiet for AURA_STUCK_MINUTES, so a worker that computes in
 silence (CPU busy) is never stuck, and one that is silent, idle and writes nothing is reported within
 that time. The same tool call repeated AURA_LOOP_REPEAT times in a row is a loop.
@@ -46,8 +46,8 @@ class Settings:
     def from_config(cls, cfg: Any | None) -> "Settings":
         if cfg is None:
             return cls()
-        return cls(stuck_s=cfg.float("AURA_STUCK_MINUTES") * 60, cpu_busy_percent=cfg.float("AURA_STUCK_CPU_PERCENT"),
-                   loop_repeat=cfg.int("AURA_LOOP_REPEAT"), result_grace=cfg.float("AURA_RESULT_GRACE_SECONDS"))
+        return cls(stuck_s=cfg.number("AURA_STUCK_MINUTES") * 60, cpu_busy_percent=cfg.number("AURA_STUCK_CPU_PERCENT"),
+                   loop_repeat=cfg.integer("AURA_LOOP_REPEAT"), result_grace=cfg.number("AURA_RESULT_GRACE_SECONDS"))
 
 
 class ProgressTracker:
@@ -243,7 +243,7 @@ class _Follow:
     def observe(self, now: float, live: bool) -> None:
         """Feed this scan's signals to the tracker (output must have been scanned just before)."""
         values: dict[str, Any] = {"output": self.size, "tail": self._tail(), "errors": _size(self.rec.get("error_log")),
-                                  "turns": self.parsed().get("turns"), "managed_logs": self._managed_logs()}
+                                  "turns": self.parsed().get("turns"), "managed_logs": self._job_logs()}
         if now >= self.next_artifact_scan:
             self.next_artifact_scan = now + min(ARTIFACT_SCAN_EVERY, max(0.5, self.settings.stuck_s / 4))
             values["artifacts"] = artifacts_fingerprint(self._folders())
@@ -251,7 +251,7 @@ class _Follow:
             values["cpu"] = tree_cpu_seconds(self.rec)
         self.tracker.observe(now, **values)
 
-    def _managed_logs(self) -> int | None:
+    def _job_logs(self) -> int | None:
         """Total size of the logs of the children the worker registered: their progress."""
         children = (self.rec.get("managed") or {}).get("children") or []
         sizes = [_size(c.get("log_path")) for c in children if c.get("log_path")]

@@ -60,7 +60,7 @@ def cpu_ceiling(spec: dict, preflight: dict | None, cfg: Any) -> float:
     the configuration with the task's own override."""
     limits = (preflight or {}).get("limits")
     value: Any = limits.get(CPU_CEILING) if isinstance(limits, dict) else spec["limits"].get(CPU_CEILING,
-                                                                                      cfg.str(CPU_CEILING))
+                                                                                      cfg.text(CPU_CEILING))
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -1,8 +1,8 @@
 """The shim between the supervisor and one worker.
 
-It starts the worker in a session of its own, writes `launch.json`, waits for it, stops
-whatever the worker left running in its group, and writes `exit.json` atomically. Children the
-worker registered in its task folder's `process.json` (supervisor/managed.py) are kept: the shim
+It starts the worker in a session of its own, writes its start report (`launch.json`), waits for
+it, stops whatever the worker left running in its group, and writes `exit.json` atomically. Children the
+worker registered in its task folder's `process.json` (supervisor/jobs.py) are kept: the shim
 writes `managed.json` and waits for them before it writes `exit.json`, so the task stays running
 until they end. A SIGTERM to the shim (a kill) stops the worker and every descendant. The shim
 outlives the supervisor on purpose (no parent-death signal): a worker that ends while the
@@ -53,7 +53,7 @@ _load_aura()
 from aura.runtime.fsutil import atomic_write_json, disk_full, open_private  # noqa: E402
 from aura.runtime.procgroup import group_alive as _group_alive  # noqa: E402
 from aura.runtime.proctitle import set_process_name  # noqa: E402
-from aura.supervisor import exitrecord, managed  # noqa: E402
+from aura.supervisor import exitrecord, jobs  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -89,7 +89,7 @@ def _process_start(pid: int) -> float | None:
 
 
 def _tell(status_fd: int | None, message: dict) -> None:
-    """Report the launch to the supervisor; it may be gone already, which is fine."""
+    """Report the start to the supervisor; it may be gone already, which is fine."""
     if status_fd is None:
         return
     try:
@@ -157,37 +157,37 @@ def _children_map(root: int) -> dict[int, list[int]]:
 def _descendants() -> set[int]:
     """Every process under the shim: the worker's tree and the orphans adopted as subreaper."""
     me = os.getpid()
-    return managed.subtrees([me], _children_map(me)) - {me}
+    return jobs.subtrees([me], _children_map(me)) - {me}
 
 
-def keep_registered(task_dir: Path | None) -> tuple[list[managed.Registered], set[int], list[dict]]:
+def keep_registered(task_dir: Path | None) -> tuple[list[jobs.RegisteredJob], set[int], list[dict]]:
     """The registered children to keep after the worker's exit, their whole subtrees, and the
     entries not kept (said in exit.json, so a wrong pid in process.json is not a silent kill)."""
-    registered = managed.read_registered(task_dir) if task_dir is not None else []
+    registered = jobs.read_registered(task_dir) if task_dir is not None else []
     if not registered:
         return [], set(), []
     children = _children_map(os.getpid())
-    kept = managed.keep(registered, _descendants(), _process_start)
+    kept = jobs.keep(registered, _descendants(), _process_start)
     refused = [{"pid": r.pid, "kind": r.kind, "why": "not a live descendant of the worker started at that time"}
                for r in registered if all(k.pid != r.pid for k in kept)]
-    return kept, managed.subtrees([k.pid for k in kept], children), refused
+    return kept, jobs.subtrees([k.pid for k in kept], children), refused
 
 
 def stop_unregistered(kept_tree: set[int], grace: float) -> int:
     """Stop what the worker left behind except the kept subtrees: one by one, not by group,
     since a kept child may share the worker's group."""
     left = sorted(_descendants() - kept_tree)
-    managed.signal_pids(left, signal.SIGTERM)
+    jobs.signal_pids(left, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _descendants() - kept_tree:
         _reap_all()
         time.sleep(0.05)
-    managed.signal_pids(_descendants() - kept_tree, signal.SIGKILL)
+    jobs.signal_pids(_descendants() - kept_tree, signal.SIGKILL)
     _reap_all()
     return len(left)
 
 
-def wait_for_kept(kept: list[managed.Registered], stop: "StopRequest", grace: float) -> dict[int, dict]:
+def wait_for_kept(kept: list[jobs.RegisteredJob], stop: "StopRequest", grace: float) -> dict[int, dict]:
     """Reap until no descendant is left; a stop request ends them (TERM, then KILL after `grace`).
     Returns the exit of each kept child that ended as our child (reparented to us)."""
     ends: dict[int, dict] = {}
@@ -196,9 +196,9 @@ def wait_for_kept(kept: list[managed.Registered], stop: "StopRequest", grace: fl
     while True:
         if stop.requested and killed_at is None:
             killed_at = time.monotonic()
-            managed.signal_pids(_descendants(), signal.SIGTERM)
+            jobs.signal_pids(_descendants(), signal.SIGTERM)
         if killed_at is not None and time.monotonic() - killed_at > grace:
-            managed.signal_pids(_descendants(), signal.SIGKILL)
+            jobs.signal_pids(_descendants(), signal.SIGKILL)
         try:
             got, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
@@ -240,7 +240,7 @@ def stop_leftovers(pgid: int, grace: float) -> int:
                 os.killpg(pgid, signal.SIGKILL)
             except OSError:
                 pass
-    left += managed.signal_pids(_descendants(), signal.SIGKILL)  # orphans we adopted, and theirs
+    left += jobs.signal_pids(_descendants(), signal.SIGKILL)  # orphans we adopted, and theirs
     _reap_all()
     return left
 
@@ -265,14 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exitrecord.reserve(args.dir)  # no room for the exit record: the worker is not started at all
     except OSError as exc:
-        return _launch_failed(args, _record_error(exc, args.dir, "no room for its exit record"), started)
+        return _start_failed(args, _record_error(exc, args.dir, "no room for its exit record"), started)
     try:
         out = os.fdopen(open_private(Path(args.stdout), append=False), "wb")  # in the private data folder
         err = os.fdopen(open_private(Path(args.stderr), append=False), "wb")
         proc = subprocess.Popen(cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True, close_fds=True)
     except (OSError, ValueError) as exc:
-        return _launch_failed(args, _launch_error(exc, cmd, args.cwd, args.dir), started)
+        return _start_failed(args, _start_error(exc, cmd, args.cwd, args.dir), started)
     out.close()
     err.close()
     pid = proc.pid
@@ -286,15 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             pass
 
     signal.signal(signal.SIGTERM, forward)
-    launch = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
+    report = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
               "shim_pid": os.getpid(), "shim_create_time": _process_start(os.getpid()),
               "started_at": started, "subreaper": subreaper}
     try:
-        atomic_write_json(args.dir / "launch.json", launch)
+        atomic_write_json(args.dir / "launch.json", report)
     except OSError as exc:  # a worker nobody could re-adopt must not run: stop it, and say why
         _kill_unrecorded(pid)
-        return _launch_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
-    _tell(args.status_fd, {"ok": True, **launch})
+        return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
+    _tell(args.status_fd, {"ok": True, **report})
     status = _wait_for(pid)
     ended = time.time()
     worker_exit = _exit_fields(status)
@@ -306,12 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         stopped = stop_unregistered(kept_tree, args.grace)
         try:
             atomic_write_json(args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit,
-                                                          "children": managed.describe(kept)})
+                                                          "children": jobs.describe(kept)})
         except OSError:  # a full disk: the supervisor learns of the kept children from exit.json
             pass
         ends = wait_for_kept(kept, stop, args.grace)
         record["managed"] = {"worker_ended_at": ended, "stopped_by_request": stop.requested,
-                             "children": [{**c, **ends.get(c["pid"], {})} for c in managed.describe(kept)]}
+                             "children": [{**c, **ends.get(c["pid"], {})} for c in jobs.describe(kept)]}
         leftovers = stopped + stop_leftovers(pid, args.grace)
     else:
         leftovers = stop_leftovers(pid, args.grace)
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _launch_failed(args: argparse.Namespace, reason: str, started: float) -> int:
+def _start_failed(args: argparse.Namespace, reason: str, started: float) -> int:
     """Record and report a worker that was not started; on a full disk the report is what gets through."""
     for write in (lambda: atomic_write_json(args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(),
                                                                        "started_at": started}),
@@ -353,7 +353,7 @@ def _record_error(exc: OSError, folder: Path, what: str) -> str:
     return f"could not start the worker: cannot write its records in {folder}: {exc}"
 
 
-def _launch_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> str:
+def _start_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> str:
     exe = cmd[0] if cmd else "(empty command)"
     if disk_full(exc):
         filename = getattr(exc, "filename", None)

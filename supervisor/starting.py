@@ -23,7 +23,7 @@ from aura.runtime.vocab import RUNNING, STARTING
 
 from . import exitrecord
 from .backends import get_backend
-from .executors.base import Executor, Launch
+from .executors.base import Executor, StartOrder
 from .exits import Exits
 from .monitor import OutputMonitor
 from .states import WorkerTable
@@ -56,7 +56,7 @@ class Starter:
         self.pending: dict[str, _Pending] = {}
 
     def start(self, wid: str, spec: dict, plan: Any, cpu_ceiling: float) -> dict | Deferred:
-        """Write the record and start the worker; its record once the launch is reported."""
+        """Write the record and start the worker; its record once the start is reported."""
         task_dir = Path(spec["task_dir"])
         wdir = self.workers.registry.dir(wid)
         try:
@@ -82,10 +82,10 @@ class Starter:
         if not self.workers.add(rec):  # no room for its record: a worker nobody could re-adopt is not started
             raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
                 wdir, "no room for its record"))
-        launch = Launch(worker_id=wid, worker_dir=wdir, task_dir=task_dir, cwd=plan.cwd, argv=plan.argv,
-                        stdout=out, stderr=err, env=env_vars)
+        order = StartOrder(worker_id=wid, worker_dir=wdir, task_dir=task_dir, cwd=plan.cwd, argv=plan.argv,
+                           stdout=out, stderr=err, env=env_vars)
         try:
-            self.executor.start(launch)
+            self.executor.start(order)
         except OSError as exc:
             self.exits.finish(wid, {"exit_code": None, "signal": None, "error": f"could not start the shim: {exc}"})
             return self.view(rec)
@@ -93,13 +93,13 @@ class Starter:
         self.pending[wid] = pending
         return pending.deferred
 
-    def launched(self, wid: str, report: dict | None) -> None:
-        """The shim reported (or did not, in time): record the launch and answer the spawn."""
+    def start_reported(self, wid: str, report: dict | None) -> None:
+        """The shim reported (or did not, in time): record the start and answer the spawn."""
         pending = self.pending.pop(wid, None)
         if pending is None:
             return
         if report is None:
-            report = self.workers.registry.launch(wid) or {}
+            report = self.workers.registry.start_report(wid) or {}
             report.setdefault("ok", bool(report.get("worker_pid")))
             disk = full_note(self.paths.data)
             report.setdefault("error", "the shim did not report a launch" + (f": {disk}" if disk else ""))

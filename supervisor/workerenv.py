@@ -1,7 +1,7 @@
 """The environment a worker gets: an allow-list, never a copy of the daemon's.
 
-The original tool handed every worker its whole environment, API keys included. Workers
-get the variables below, the names listed in AURA_WORKER_ENV_PASS (comma-separated, `*`
+Why: a worker runs an agent with its permission checks off, so it must not find the daemon's API
+keys in its environment. Workers get the variables below, the names listed in AURA_WORKER_ENV_PASS (comma-separated, `*`
 allowed at the end; set in config.env, with -O, or in the daemon's environment), what their
 backend needs, and Aura's own task and limit variables.
 """
@@ -45,13 +45,13 @@ def worker_env(cfg: Config, source: Mapping[str, str] | None = None, extra_pass:
     src = os.environ if source is None else source
     # AURA_WORKER_ENV_PASS from the configuration (config.env, -O, the environment at load time)
     # and from the source environment itself: the names of both are passed
-    extra = _patterns(cfg.str("AURA_WORKER_ENV_PASS")) + _patterns(src.get("AURA_WORKER_ENV_PASS", ""))
+    extra = _patterns(cfg.text("AURA_WORKER_ENV_PASS")) + _patterns(src.get("AURA_WORKER_ENV_PASS", ""))
     extra += extra_pass or []
     env = {k: v for k, v in src.items() if _allowed(k, extra)}
     for key in LIMIT_KEYS:
-        env[key] = cfg.str(key)
+        env[key] = cfg.text(key)
     env["AURA_WORKER_FORBID_OFFLOAD"] = "1"
-    cuda = cfg.str("AURA_WORKER_CUDA_VISIBLE_DEVICES")
+    cuda = cfg.text("AURA_WORKER_CUDA_VISIBLE_DEVICES")
     if cuda:
         env["CUDA_VISIBLE_DEVICES"] = cuda
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")

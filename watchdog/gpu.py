@@ -1,8 +1,8 @@
 """Per-process GPU usage for the watchdog: one NVML pass per sample for all workers.
 
-The original tool ran nvidia-smi about three times per worker per sample. Here the watchdog
-calls `GpuSampler.sample()` once per tick and attributes the result to each worker's process
-tree with `tree_usage()`, so the cost does not grow with the number of workers.
+The watchdog calls `GpuSampler.sample()` once per tick and attributes the result to each
+worker's process tree with `tree_usage()`, so the cost does not grow with the number of workers
+(a command-line query per worker would cost a process start each).
 
 Sources, in order of preference:
   * NVML through `pynvml` (the nvidia-ml-py package): device handles are looked up once,
@@ -95,7 +95,8 @@ class GpuSnapshot:
 
 
 def tree_usage(snapshot: GpuSnapshot, pids: Iterable[int]) -> tuple[int, float | None]:
-    """GPU memory and SM% of a worker's tree; util is capped at 100 like the original tool.
+    """GPU memory and SM% of a worker's tree; util is capped at 100 (a whole device) however
+    the processes' own figures add up.
 
     Util is None when the snapshot has no per-process utilisation (fallback mode, MIG), so
     a util limit is skipped rather than read as 0 %.

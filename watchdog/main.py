@@ -34,9 +34,9 @@ class WatchdogDaemon(Daemon):
         self.policy = Policy.from_config(self.cfg, self.overrides)
         self.policy_gen = 0  # bumped at each change, so each worker's limits are rebuilt once
         self.watched: dict[str, Watched] = {}
-        self.gpu = GpuSampler(self.cfg.str("AURA_WORKER_CUDA_VISIBLE_DEVICES"))
+        self.gpu = GpuSampler(self.cfg.text("AURA_WORKER_CUDA_VISIBLE_DEVICES"))
         self.peers: PeerKeeper | None = None
-        self.kills = Kills(self.paths, self.log, self.publish, self.cfg.float("AURA_KILL_GRACE_SECONDS"))
+        self.kills = Kills(self.paths, self.log, self.publish, self.cfg.number("AURA_KILL_GRACE_SECONDS"))
         self.disk = DiskGuard(self.paths.data, disk_settings(self.cfg, self.paths.watchdog_dir))
         self.sampling = Sampling(self, RegistryView(self.registry))
 

@@ -2,8 +2,8 @@
 
 A worker is killed only when a limit's rolling-window average stays over it for
 AURA_WORKER_RESOURCE_VIOLATION_STRIKES consecutive samples. Every limit counts its own
-strikes (the original counted only the first limit that was over), so a worker that
-alternates between two excesses is still caught.
+strikes, not only the first limit that is over, so a worker that alternates between two
+excesses is still caught.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Policy:
     def from_config(cls, cfg: Config, overrides: Mapping[str, Any] | None = None,
                     source: str = "`aura limits`") -> "Policy":
         """The configuration's policy with the run-time changes (`overrides`, from `source`) on top."""
-        values = {k: cfg.str(k) for k in (*LIMITS, *POLICY_KEYS)}
+        values = {k: cfg.text(k) for k in (*LIMITS, *POLICY_KEYS)}
         sources = {k: cfg.sources.get(k, "the default") for k in values}
         for key, value in (overrides or {}).items():
             values[key], sources[key] = str(value), source

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aura.runtime.fsutil import read_json
 from aura.runtime.pidfile import is_alive
-from aura.runtime.records import LAUNCH_FACTS, WORKER_RECORD, WorkerRecords
+from aura.runtime.records import START_FACTS, WORKER_RECORD, WorkerRecords
 from aura.runtime.vocab import LIVE_STATES
 
 from .policy import WorkerWindow
@@ -56,7 +56,7 @@ class RegistryView:
                 self._records.pop(wid, None)
                 continue
             if not rec.get("worker_pid"):
-                rec = self._with_launch(wid, rec)
+                rec = self._with_start_report(wid, rec)
             if rec.get("worker_pid"):
                 out[wid] = rec
         return out
@@ -95,10 +95,10 @@ class RegistryView:
         self._records[wid] = (key, rec)
         return rec
 
-    def _with_launch(self, wid: str, rec: dict) -> dict:
+    def _with_start_report(self, wid: str, rec: dict) -> dict:
         """A record written before the launch report: fill the pids from the shim's launch.json."""
-        launch = self.registry.launch(wid) or {}
-        return {**rec, **{k: launch[k] for k in LAUNCH_FACTS if launch.get(k) is not None}}
+        report = self.registry.start_report(wid) or {}
+        return {**rec, **{k: report[k] for k in START_FACTS if report.get(k) is not None}}
 
 
 @dataclass

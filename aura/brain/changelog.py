@@ -2,8 +2,8 @@
 last snapshot, recorded in `.aura/state/changelog.jsonl` (`aura changelog`), and the diff waits
 in the state for the next model cycle, which must replan.
 
-The original compared the file's mtime with its snapshot's and so diffed on nearly every wake;
-a content hash is both cheaper to reason about and exact.
+A content hash, not the mtime: touching the file or copying it over unchanged is no change, and
+a change within the mtime's resolution is still seen.
 """
 
 from __future__ import annotations

@@ -88,9 +88,9 @@ write a short review (under 2000 characters) with these headings: ## Progress, #
 
 
 def cache_marker(cfg: Config) -> dict | None:
-    if not cfg.bool("AURA_EXPLICIT_PROMPT_CACHE"):
+    if not cfg.flag("AURA_EXPLICIT_PROMPT_CACHE"):
         return None
-    ttl = cfg.str("AURA_PROMPT_CACHE_TTL").strip()
+    ttl = cfg.text("AURA_PROMPT_CACHE_TTL").strip()
     return {"type": "ephemeral", "ttl": ttl} if ttl in ("1h", "5m") else {"type": "ephemeral", "ttl": "1h"}
 
 
@@ -99,11 +99,11 @@ def _marked(block: dict, marker: dict | None) -> dict:
 
 
 def system_blocks(cfg: Config, marker: dict | None) -> list[dict]:
-    text = SYSTEM_PROMPT.format(max_workers=cfg.int("AURA_MAX_CONCURRENT_TASKS"), backend=cfg.str("AURA_LAYER2_BACKEND"),
-                                max_rounds=cfg.int("AURA_MAX_API_ROUNDS_PER_CYCLE"),
-                                max_tools=cfg.int("AURA_MAX_TOOL_CALLS_PER_CYCLE"),
-                                hint_normal=cfg.int("AURA_TOOL_CALL_BUDGET_NORMAL"),
-                                hint_planning=cfg.int("AURA_TOOL_CALL_BUDGET_PLANNING"))
+    text = SYSTEM_PROMPT.format(max_workers=cfg.integer("AURA_MAX_CONCURRENT_TASKS"), backend=cfg.text("AURA_LAYER2_BACKEND"),
+                                max_rounds=cfg.integer("AURA_MAX_API_ROUNDS_PER_CYCLE"),
+                                max_tools=cfg.integer("AURA_MAX_TOOL_CALLS_PER_CYCLE"),
+                                hint_normal=cfg.integer("AURA_TOOL_CALL_BUDGET_NORMAL"),
+                                hint_planning=cfg.integer("AURA_TOOL_CALL_BUDGET_PLANNING"))
     return [_marked({"type": "text", "text": text}, marker)]
 
 
@@ -232,7 +232,7 @@ def running_section(core: Any, now: float, usage: dict[str, dict] | None = None,
 
 
 def _jobs_note(worker: dict) -> str:
-    """The agent has exited and the jobs it registered run on (supervisor/managed.py)."""
+    """The agent has exited and the jobs it registered run on (supervisor/jobs.py)."""
     kids = (worker.get("managed") or {}).get("children") or []
     if not kids:
         return ""
@@ -274,8 +274,8 @@ def snapshot(core: Any, cfg: Config, *, cycle: int, reasons: list[str], news: li
     if ctx:
         lines += ["## Project context", *[f"- {k}: {str(v)[:300]}" for k, v in ctx.items()], ""]
     lines += ["## Task tree", *tree_section(state), ""]
-    running = running_section(core, now, usage, cfg.int("AURA_WORKER_RESOURCE_VIOLATION_STRIKES"))
-    lines += [f"## Workers: {len(running)} running of {cfg.int('AURA_MAX_CONCURRENT_TASKS')} allowed",
+    running = running_section(core, now, usage, cfg.integer("AURA_WORKER_RESOURCE_VIOLATION_STRIKES"))
+    lines += [f"## Workers: {len(running)} running of {cfg.integer('AURA_MAX_CONCURRENT_TASKS')} allowed",
               *running, *([f"({WATCHDOG_DOWN})"] if usage is None and running else []),
               "Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values())
               else "Leaves: none yet", ""]

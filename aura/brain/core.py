@@ -127,7 +127,7 @@ class BrainCore:
         return [t for t in self.tasks.values() if t["status"] == IN_PROGRESS]
 
     def capacity(self) -> int:
-        return max(0, self.cfg.int("AURA_MAX_CONCURRENT_TASKS") - len(self.running()))
+        return max(0, self.cfg.integer("AURA_MAX_CONCURRENT_TASKS") - len(self.running()))
 
     def spawn(self, task: dict, spec: dict) -> dict | None:
         """Start an attempt of `task`. The intent is saved before the request, and the worker id

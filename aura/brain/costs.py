@@ -43,7 +43,7 @@ class CostBook:
     def __init__(self, state_dir: Path, cfg: Config):
         self.ledger = state_dir / "costs.jsonl"
         self.cfg = cfg
-        self.cache_ttl = cfg.str("AURA_PROMPT_CACHE_TTL").strip()
+        self.cache_ttl = cfg.text("AURA_PROMPT_CACHE_TTL").strip()
         self._prices: dict[tuple[str, str], Prices] = {}
 
     def prices_for(self, layer: str, model: str | None) -> Prices:
@@ -128,7 +128,7 @@ def summary(state: dict) -> dict[str, Any]:
 def budget_limit(state: dict, cfg: Config) -> float:
     """`aura budget USD` (kept in the state) wins over AURA_BUDGET_USD; 0 means no budget."""
     override = (state.get("budget") or {}).get("override_usd")
-    return float(override) if override is not None else cfg.float("AURA_BUDGET_USD")
+    return float(override) if override is not None else cfg.number("AURA_BUDGET_USD")
 
 
 def update_budget(state: dict, cfg: Config) -> list[tuple[str, dict]]:
@@ -145,7 +145,7 @@ def update_budget(state: dict, cfg: Config) -> list[tuple[str, dict]]:
     if spent < limit and budget.get("reached_for") is not None:
         budget["reached_for"] = None
         events.append((Kind.BUDGET_RESUMED, {**info, "message": f"budget raised to ${limit:.2f}: the run resumes"}))
-    warn = cfg.float("AURA_BUDGET_WARN_PERCENT") / 100
+    warn = cfg.number("AURA_BUDGET_WARN_PERCENT") / 100
     budget["state"] = "reached" if spent >= limit else ("warning" if spent >= warn * limit else "ok")
     if budget["state"] != "ok" and budget.get("warned_for") != limit:  # also when one step jumps past 100%
         budget["warned_for"] = limit

@@ -60,7 +60,7 @@ class LlmPlanner:
         self.clock: Callable[[], float] = time.time  # the review interval's clock; tests drive it
         self.usage = WorkerUsage(self.paths.endpoint("watchdog"), daemon.ctx)
 
-    # -- the Host protocol used by the tools ------------------------------------------------------
+    # -- the Planner protocol used by the tools ---------------------------------------------------
     def spawn_refusal(self) -> str | None:
         safe = self.core.state.get("safe_mode")
         if safe:
@@ -195,9 +195,9 @@ class LlmPlanner:
         if self._all_terminal_unconfirmed() and not llm.get("asked_to_confirm"):
             why.append("every task is terminal: confirm the goal")
         why += [w for w in llm.get("pending_why") or [] if w not in why]  # a failed cycle's reasons still hold
-        if not why and llm.get("skipped_in_row", 0) >= self.cfg.int("AURA_MAX_SKIPPED_CYCLES"):
+        if not why and llm.get("skipped_in_row", 0) >= self.cfg.integer("AURA_MAX_SKIPPED_CYCLES"):
             why.append("heartbeat after skipped cycles")
-        if not why and not self.cfg.bool("AURA_SKIP_HEALTHY_CYCLES"):
+        if not why and not self.cfg.flag("AURA_SKIP_HEALTHY_CYCLES"):
             why.append("skipping is off")
         return why
 
@@ -236,7 +236,7 @@ class LlmPlanner:
             return "nothing new"
         safe = state.get("safe_mode") or {}
         if safe.get("kind") == "api":
-            wait = self.cfg.float("AURA_LLM_DEAD_THROTTLE") - (time.time() - llm.get("last_attempt_at", 0))
+            wait = self.cfg.number("AURA_LLM_DEAD_THROTTLE") - (time.time() - llm.get("last_attempt_at", 0))
             if wait > 0:
                 return f"safe mode: next probe in {wait:.0f}s"
         return None
@@ -245,7 +245,7 @@ class LlmPlanner:
         safe = self.core.state.get("safe_mode") or {}
         if safe.get("kind") != "api":
             return {}
-        wait = self.cfg.float("AURA_LLM_DEAD_THROTTLE") - (time.time() - self._llm_state().get("last_attempt_at", 0))
+        wait = self.cfg.number("AURA_LLM_DEAD_THROTTLE") - (time.time() - self._llm_state().get("last_attempt_at", 0))
         return {"retry_in": max(0.2, wait)}
 
     # -- the brain checks the goal itself --------------------------------------------------------------
@@ -253,7 +253,7 @@ class LlmPlanner:
         tf = self.core.task_file()
         if tf is None or not tf.acceptance:
             return None
-        return run_acceptance(tf.acceptance, self.paths.root, self.cfg.float("AURA_ACCEPTANCE_TIMEOUT"),
+        return run_acceptance(tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"),
                               wait=self.daemon.pump)
 
     def _auto_acceptance(self) -> None:
@@ -269,7 +269,7 @@ class LlmPlanner:
         if llm.get("acceptance_checked_for") == mark:
             return
         llm["acceptance_checked_for"] = mark
-        proof = run_acceptance(tf.acceptance, self.paths.root, self.cfg.float("AURA_ACCEPTANCE_TIMEOUT"),
+        proof = run_acceptance(tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"),
                                wait=self.daemon.pump)
         if proof.ok:
             llm["goal_closed"] = True
@@ -294,8 +294,8 @@ class LlmPlanner:
         return {"model_calls": outcome["rounds"], "tool_calls": outcome["tool_calls"], "ended_by": outcome["ended_by"]}
 
     def _client(self) -> ModelClient:
-        """Built inside the cycle's error handling: a failing construction counts as a failed cycle
-        (and leads to safe mode) instead of killing every cycle as in the original tool."""
+        """Built inside the cycle's error handling, so a failing construction counts as a failed
+        cycle (and leads to safe mode) rather than escaping it."""
         if self.client is None:
             self.client = ModelClient(ClientSettings.from_config(self.cfg), should_stop=lambda: self.daemon.stopping,
                                       wait=self.daemon.pump)
@@ -309,7 +309,7 @@ class LlmPlanner:
         rounds = tool_calls = 0
         names: list[str] = []
         ended_by = "no reply"
-        max_rounds, max_tools = self.cfg.int("AURA_MAX_API_ROUNDS_PER_CYCLE"), self.cfg.int("AURA_MAX_TOOL_CALLS_PER_CYCLE")
+        max_rounds, max_tools = self.cfg.integer("AURA_MAX_API_ROUNDS_PER_CYCLE"), self.cfg.integer("AURA_MAX_TOOL_CALLS_PER_CYCLE")
         while True:
             if rounds >= max_rounds:
                 ended_by = f"cap of {max_rounds} model calls (AURA_MAX_API_ROUNDS_PER_CYCLE)"
@@ -345,7 +345,7 @@ class LlmPlanner:
                                planning=self._planning_reason(), notices=self._notices(),
                                recent=llm["recent"], session=self.memory.session_text(),
                                usage=self.worker_usage())
-        memory = self.memory.for_context(self.cfg.int("AURA_MEMORY_CONTEXT_CHARS"))
+        memory = self.memory.for_context(self.cfg.integer("AURA_MEMORY_CONTEXT_CHARS"))
         return ctxmod.first_message(state, tf.text if tf else None, memory, snap, self.marker)
 
     def _planning_reason(self) -> str | None:
@@ -459,7 +459,7 @@ class LlmPlanner:
                                    status=exc.status, error_kind=exc.kind, attempts=exc.attempts)
         if self.client is not None and exc.kind == "client":
             self.client = None
-        if llm["failures_in_row"] >= self.cfg.int("AURA_SAFE_MODE_AFTER") and not (state.get("safe_mode") or {}):
+        if llm["failures_in_row"] >= self.cfg.integer("AURA_SAFE_MODE_AFTER") and not (state.get("safe_mode") or {}):
             reason = f"{llm['failures_in_row']} model cycles failed in a row; last: {str(exc)[:200]}"
             state["safe_mode"] = {"since": time.time(), "reason": reason, "kind": "api"}
             self.core.decisions.record(Kind.SAFE_MODE_ENTERED, cycle=self.cycle_no, by="brain", reason=reason)
@@ -467,14 +467,14 @@ class LlmPlanner:
             self.daemon.publish(Kind.SAFE_MODE_ENTERED, reason=reason)
         if (state.get("safe_mode") or {}).get("kind") == "api":
             return {"model_error": str(exc)[:200], **self._retry_hint()}
-        retry = min(self.cfg.float("AURA_CYCLE_INTERVAL"), max(1.0, 4 * self.cfg.float("AURA_API_RETRY_BASE_DELAY")))
+        retry = min(self.cfg.number("AURA_CYCLE_INTERVAL"), max(1.0, 4 * self.cfg.number("AURA_API_RETRY_BASE_DELAY")))
         return {"model_error": str(exc)[:200], "retry_in": retry}
 
     def review_due(self, now: float | None = None) -> bool:
         """AURA_DEEP_REFLECTION_INTERVAL minutes have passed since the last review, or since the run
         started (the state's creation) when there was none. Both times live in state.json, so a
         brain restart does not reset the clock. 0 or less: never."""
-        minutes = self.cfg.float("AURA_DEEP_REFLECTION_INTERVAL")
+        minutes = self.cfg.number("AURA_DEEP_REFLECTION_INTERVAL")
         if minutes <= 0:
             return False
         now = self.clock() if now is None else now
@@ -486,13 +486,13 @@ class LlmPlanner:
     def _review(self) -> None:
         """A reflection review: a separate, tool-less call; advisory input for the next cycle."""
         llm = self._llm_state()
-        # set before the call: a failed review waits for the next interval, as the original did
+        # set before the call: a failed review waits for the next interval instead of retrying every cycle
         llm["last_review_at"] = self.clock()
         text_in = ctxmod.review_context(self.core, self.memory.for_context(1500), self.core.decisions.recent(30))
         try:
             reply = self._client().create([{"type": "text", "text": ctxmod.REVIEW_PROMPT}], [],
                                           [{"role": "user", "content": text_in}],
-                                          max_tokens=min(self.cfg.int("AURA_API_MAX_TOKENS"), 2048))
+                                          max_tokens=min(self.cfg.integer("AURA_API_MAX_TOKENS"), 2048))
         except ModelError as exc:
             self.log.warning("review_failed", error=str(exc)[:300])
             return

@@ -49,7 +49,7 @@ class BrainDaemon(Daemon):
         self.feed: EventFeed | None = None
         self.cycle_due = 0.0
         self.last_cycle_at: float | None = None
-        self.interval = self.cfg.float("AURA_CYCLE_INTERVAL")
+        self.interval = self.cfg.number("AURA_CYCLE_INTERVAL")
         self._task_sig: tuple | None = None
         self.wake_reasons: list[str] = []
         self.cycle_reasons: list[str] = []  # why the cycle in progress runs (the llm planner reads it)
@@ -71,7 +71,7 @@ class BrainDaemon(Daemon):
         if kind in NOTIFIED:
             self.notifier.notify(kind, data)
         core = self.core
-        if core is None or not self.cfg.bool("AURA_TASK_SUMMARY"):
+        if core is None or not self.cfg.flag("AURA_TASK_SUMMARY"):
             return
         if kind == Kind.TASK_STATUS and data.get("new") in TASK_ENDED and data.get("task_id") != ROOT:
             task = core.tasks.get(data["task_id"])
@@ -136,15 +136,15 @@ class BrainDaemon(Daemon):
             self.log.error("task_file_unusable", error=str(exc))
 
     def _choose_planner(self) -> Any:
-        choice = self.cfg.str("AURA_PLANNER").lower()
-        has_key = bool(self.cfg.str("AURA_API_KEY"))
+        choice = self.cfg.text("AURA_PLANNER").lower()
+        has_key = bool(self.cfg.text("AURA_API_KEY"))
         if choice == "llm" or (choice == "auto" and has_key):
             try:
                 from .llm_planner import LlmPlanner
             except ImportError as exc:
                 self.log.error("llm_planner_unavailable", error=repr(exc))
             else:
-                self.log.info("planner", name="llm", model=self.cfg.str("AURA_API_MODEL"))
+                self.log.info("planner", name="llm", model=self.cfg.text("AURA_API_MODEL"))
                 return LlmPlanner(self)
         if choice == "auto" and not has_key:
             self.log.info("planner", name="local", why="no API key configured (AURA_API_KEY): using the offline "

@@ -1,7 +1,7 @@
 """Long-term memory (`MEMORY.md`), the short-term `session.md`, and reflection reviews.
 
-The original tool wrote MEMORY.md but never showed it to the model; here the newest entries go
-into every context, bounded, so a lesson learnt on day one still shapes day three. The file
+The newest entries go into every context, bounded, so a lesson learnt on day one still shapes
+day three. The file
 itself is bounded too: beyond MAX_FILE_CHARS the oldest entries move to `MEMORY.archive.md`.
 """
 

@@ -1,7 +1,7 @@
 """The Layer 1 model client: one small interface over two wire protocols.
 
 `anthropic` and `deepseek` speak the Messages API through the `anthropic` SDK (DeepSeek's
-Anthropic-compatible endpoint is the original tool's default); `openai` speaks OpenAI-style
+Anthropic-compatible endpoint is the default); `openai` speaks OpenAI-style
 chat completions with tools over plain HTTP (a local vLLM, llama.cpp or Ollama server), so no
 second SDK is needed. Messages, tools and replies use the Messages API shapes everywhere; the
 `openai` provider converts at its edge.
@@ -122,7 +122,7 @@ class Reply:
 
 
 def detect_provider(base_url: str) -> str:
-    """The original tool's rule: the provider named in the URL, else anthropic."""
+    """The provider named in the URL, else anthropic (the endpoints people use name their vendor)."""
     url = base_url.lower()
     for name in ("deepseek", "anthropic", "openai"):
         if name in url:
@@ -144,12 +144,12 @@ class ClientSettings:
 
     @classmethod
     def from_config(cls, cfg: Config) -> "ClientSettings":
-        base_url = cfg.str("AURA_API_BASE_URL").rstrip("/")
-        provider = (cfg.str("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
-        return cls(provider=provider, base_url=base_url, model=cfg.str("AURA_API_MODEL"), key=cfg.str("AURA_API_KEY"),
-                   auth=cfg.str("AURA_API_AUTH").lower(), max_tokens=cfg.int("AURA_API_MAX_TOKENS"),
-                   timeout=cfg.float("AURA_API_TIMEOUT"), attempts=max(1, cfg.int("AURA_API_RETRY_COUNT")),
-                   base_delay=max(0.0, cfg.float("AURA_API_RETRY_BASE_DELAY")))
+        base_url = cfg.text("AURA_API_BASE_URL").rstrip("/")
+        provider = (cfg.text("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
+        return cls(provider=provider, base_url=base_url, model=cfg.text("AURA_API_MODEL"), key=cfg.text("AURA_API_KEY"),
+                   auth=cfg.text("AURA_API_AUTH").lower(), max_tokens=cfg.integer("AURA_API_MAX_TOKENS"),
+                   timeout=cfg.number("AURA_API_TIMEOUT"), attempts=max(1, cfg.integer("AURA_API_RETRY_COUNT")),
+                   base_delay=max(0.0, cfg.number("AURA_API_RETRY_BASE_DELAY")))
 
 
 class ModelClient:

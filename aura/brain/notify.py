@@ -39,14 +39,14 @@ def message_for(kind: str, data: dict) -> str:
 
 class Notifier:
     def __init__(self, cfg: Config, log: Any, project_root: Path, record: Path):
-        self.command = cfg.str("AURA_NOTIFY_COMMAND").strip()
-        self.webhook = cfg.str("AURA_NOTIFY_WEBHOOK").strip()
-        level = cfg.str("AURA_NOTIFY_LEVEL").strip().lower()
+        self.command = cfg.text("AURA_NOTIFY_COMMAND").strip()
+        self.webhook = cfg.text("AURA_NOTIFY_WEBHOOK").strip()
+        level = cfg.text("AURA_NOTIFY_LEVEL").strip().lower()
         if level not in LEVELS:
             log.warning("notify_level_unknown", level=level, using="state_changes")
             level = "state_changes"
         self.events = LEVELS[level]
-        self.timeout = cfg.float("AURA_NOTIFY_TIMEOUT")
+        self.timeout = cfg.number("AURA_NOTIFY_TIMEOUT")
         self.log = log
         self.root = project_root
         self.record = record

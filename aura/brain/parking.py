@@ -35,22 +35,22 @@ def decide(task: dict, worker: dict, cfg: Config, now: float | None = None) -> P
     now = time.time() if now is None else now
     progress = worker.get("progress") or {}
     what = (progress.get("error") or "rate or usage limit").strip()[:200]
-    if not cfg.bool("AURA_AUTO_RESUME"):
+    if not cfg.flag("AURA_AUTO_RESUME"):
         return ParkDecision(False, f"stopped by a rate or usage limit ({what}); auto-resume is off "
                                    "(AURA_AUTO_RESUME=0), so resume it by hand")
     parks = int(task.get("parks", 0))
-    if parks >= cfg.int("AURA_MAX_RESUMES"):
+    if parks >= cfg.integer("AURA_MAX_RESUMES"):
         return ParkDecision(False, f"stopped by a rate or usage limit {parks + 1} times (AURA_MAX_RESUMES="
-                                   f"{cfg.int('AURA_MAX_RESUMES')}); last: {what}")
+                                   f"{cfg.integer('AURA_MAX_RESUMES')}); last: {what}")
     reset = progress.get("rate_limit_reset_at")
     if isinstance(reset, (int, float)) and reset > 0:
         resume_at = min(max(float(reset), now), now + MAX_PARK_S)
     else:
-        resume_at = now + cfg.float("AURA_RESUME_DELAY_SECONDS")
+        resume_at = now + cfg.number("AURA_RESUME_DELAY_SECONDS")
     session = progress.get("session_id") if worker.get("backend") in RESUMABLE else None
     when = time.strftime("%H:%M:%S", time.localtime(resume_at))
     return ParkDecision(True, f"parked until {when} by a rate or usage limit ({what}); resume {parks + 1} of "
-                              f"{cfg.int('AURA_MAX_RESUMES')}", resume_at, session)
+                              f"{cfg.integer('AURA_MAX_RESUMES')}", resume_at, session)
 
 
 def park(task: dict, decision: ParkDecision) -> None:

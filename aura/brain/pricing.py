@@ -160,7 +160,7 @@ UNKNOWN = Prices(0.0, 0.0, 0.0, 0.0, 0.0, source="no price known", known=False)
 
 def _explicit(cfg: Config, key: str) -> float | None:
     raw = (cfg.raw(key) or "").strip()
-    return cfg.float(key) if raw else None
+    return cfg.number(key) if raw else None
 
 
 def resolve(cfg: Config, prefix: str, model: str, vendor: str | None, fallback: Prices | None = None) -> Prices:
@@ -189,9 +189,9 @@ def brain_model(cfg: Config) -> tuple[str, str | None]:
     """(model, vendor) of the brain's calls, as configured."""
     from .model_client import detect_provider  # the client module carries no SDK import
 
-    base_url = cfg.str("AURA_API_BASE_URL")
-    provider = (cfg.str("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
-    return cfg.str("AURA_API_MODEL"), vendor_of(provider, base_url)
+    base_url = cfg.text("AURA_API_BASE_URL")
+    provider = (cfg.text("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
+    return cfg.text("AURA_API_MODEL"), vendor_of(provider, base_url)
 
 
 def brain_prices(cfg: Config, model: str | None = None) -> Prices:
@@ -211,12 +211,12 @@ def worker_prices(cfg: Config, model: str | None = None) -> Prices:
 def start_notice(cfg: Config) -> tuple[str | None, bool]:
     """(a line for `aura up`, whether it must refuse): a model brain with no known price cannot keep
     a run budget, so that is refused; without a budget it is a warning."""
-    if not cfg.str("AURA_API_KEY") or cfg.str("AURA_PLANNER").lower() == "local":
+    if not cfg.text("AURA_API_KEY") or cfg.text("AURA_PLANNER").lower() == "local":
         return None, False
     if brain_prices(cfg).known:
         return None, False
     model, _ = brain_model(cfg)
-    budget = cfg.float("AURA_BUDGET_USD") > 0
+    budget = cfg.number("AURA_BUDGET_USD") > 0
     line = (f"no published price is known for AURA_API_MODEL={model!r}: its calls count 0 USD; set "
             "AURA_TOKEN_PRICE_CACHE_MISS, _CACHE_HIT, _OUTPUT and _CACHE_WRITE (0 for a free local model)")
     return (line + (" before AURA_BUDGET_USD can hold" if budget else ""), budget)

@@ -33,7 +33,7 @@ def check(state: dict, cfg: Config, now: float | None = None) -> dict[str, Any] 
     if clock.get("sig") != sig:
         clock.update(sig=sig, since=now, notified=False)
         return None
-    minutes = cfg.float("AURA_NO_PROGRESS_MINUTES")
+    minutes = cfg.number("AURA_NO_PROGRESS_MINUTES")
     idle = now - float(clock.get("since") or now)
     stopped = (state.get("run") or {}).get("finished") or (state.get("budget") or {}).get("state") == "reached"
     if minutes <= 0 or stopped or clock.get("notified") or idle < minutes * 60:

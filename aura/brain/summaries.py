@@ -1,8 +1,8 @@
 """Completion summaries: one Markdown file per task that reached an end state, and a final report.
 
-The original wrote a summary only when a worker died without output; a person coming back after
-a day wants one for every finished task: what it ended as, why, the evidence, what it cost, and
-the tail of its report and errors. Files: `.aura/summaries/<task>_<YYYYmmdd_HHMMSS>.md`.
+Every finished task gets one, because a person coming back after a day wants to read what it
+ended as, why, the evidence, what it cost, and the tail of its report and errors. Files:
+`.aura/summaries/<task>_<YYYYmmdd_HHMMSS>.md`.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ LAZY_COMMANDS = {
 
 
 class AuraGroup(click.Group):
-    """Keeps the original tool's shorthand (`aura task.md` means `aura up task.md`) and imports a
-    command's module only when that command is asked for, so `aura ps` starts fast."""
+    """Takes `aura task.md` for `aura up task.md` (docs/migrating.md) and imports a command's
+    module only when that command is asked for, so `aura ps` starts fast."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})

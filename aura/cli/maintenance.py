@@ -1,5 +1,5 @@
-"""Maintenance commands kept from the original tool: clean-workspaces, cleanup, token-stats,
-cache-stats and changelog-overview (restart is with the commands that start a run, aura.cli.run).
+"""Maintenance commands: clean-workspaces, cleanup, token-stats, cache-stats and
+changelog-overview (restart is with the commands that start a run, aura.cli.run).
 
 None of them imports the model SDK. The file logic lives in aura/maintenance.py; this module is the
 command-line glue (options, asking the daemons what runs, printing).
@@ -52,7 +52,7 @@ def clean_workspaces(ctx: click.Context, age: float | None, include_all: bool, d
 
     paths = paths_of(ctx)
     if age is None:
-        age = float(_config(ctx, paths).int("AURA_TASK_CLEANUP_AGE"))
+        age = float(_config(ctx, paths).integer("AURA_TASK_CLEANUP_AGE"))
     listed = _supervisor_workers(paths)
     plan = plan_workspaces(paths, age, include_all, listed)
     live_ids = None if listed is None else {str(w.get("worker_id")) for w in listed

@@ -1,5 +1,5 @@
-"""Commands that start and stop a run: up, down, start (the original tool's spelling of up) and
-restart. The steps themselves are in aura.startstop; these commands print and exit."""
+"""Commands that start and stop a run: up, down, start (another spelling of up, for scripts;
+docs/migrating.md) and restart. The steps themselves are in aura.startstop; these commands print and exit."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Loaded by the `aura` group when asked for (aura.cli.group). Imports stay light (no anthropic,
 no zmq) so these commands start fast. The machine can be redirected with AURA_SERVICE_HOME,
 AURA_SYSTEMCTL, AURA_LOGINCTL, AURA_LAUNCHCTL, AURA_SYSTEM_UNIT_DIR and AURA_SERVICE_MANAGER
-(see `Host.from_env`), which is how the tests avoid touching a real service manager.
+(see `Machine.from_env`), which is how the tests avoid touching a real service manager.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aura.runtime.paths import find_project_root
 from aura.service import (
     LAUNCHD,
     SYSTEMD,
-    Host,
+    Machine,
     ProjectService,
     Scope,
     ServiceError,
@@ -73,26 +73,26 @@ def service() -> None:
 def install(scope: Scope, dry_run: bool, manager: str | None, env_file: Path | None, watchdog_sec: int,
             task: Path) -> None:
     """Write the unit files for TASK in this project, then enable and start them."""
-    host = Host.from_env()
+    machine = Machine.from_env()
     svc = ProjectService.for_project(_project_root(), task, env_file, watchdog_sec)
     preview: str | None = None
     try:
         if dry_run:
-            chosen, preview = preview_manager(host, manager)
-            plan = plan_install(svc, host, scope, chosen)
+            chosen, preview = preview_manager(machine, manager)
+            plan = plan_install(svc, machine, scope, chosen)
             click.echo(f"dry run, a preview: nothing is written, started or stopped ({plan.manager}, --{scope}).")
             if preview:
                 click.echo(preview)
             describe(plan, click.echo)
         else:
-            plan = plan_install(svc, host, scope, running_manager(host, manager))
+            plan = plan_install(svc, machine, scope, running_manager(machine, manager))
             apply(plan, click.echo)
     except ServiceError as exc:
         raise _fail(exc) from exc
     for note in plan.notes:
         click.echo(note)
     if plan.manager == SYSTEMD and scope == "user" and not preview:
-        warning = linger_warning(host)
+        warning = linger_warning(machine)
         if warning:
             click.echo(warning)
 
@@ -108,7 +108,7 @@ def uninstall(scope: Scope, dry_run: bool) -> None:
     """
     root = _project_root()
     try:
-        plan = plan_uninstall(root, Host.from_env(), scope)
+        plan = plan_uninstall(root, Machine.from_env(), scope)
         if not plan.files:
             click.echo(f"nothing installed for {root} ({plan.manager}, --{scope}).")
             return
@@ -125,7 +125,7 @@ def uninstall(scope: Scope, dry_run: bool) -> None:
 def status() -> None:
     """Show which unit files are installed for this project and what the manager says of them."""
     try:
-        _installed, lines = status_lines(_project_root(), Host.from_env())
+        _installed, lines = status_lines(_project_root(), Machine.from_env())
     except ServiceError as exc:
         raise _fail(exc) from exc
     for line in lines:

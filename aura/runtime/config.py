@@ -1,4 +1,4 @@
-"""Configuration: the original tool's keys and defaults, from several sources.
+"""Configuration: every AURA_* key with its type, default and range, merged from several sources.
 
 Precedence, lowest first (documented in the README):
   built-in defaults < ~/.aura/config.env < <project>/.aura/config.env < environment (AURA_*)
@@ -338,13 +338,13 @@ class Config:
             raise KeyError(f"unknown configuration key {key}")
         return KEYS[key].default
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         v = self.values.get(key)
         if v is None or (v.strip() == "" and KEYS[key].kind == "choice"):
             return str(self._default(key))
         return KEYS[key].canonical(v)
 
-    def int(self, key: str) -> int:
+    def integer(self, key: str) -> int:
         v = self.values.get(key)
         if v is None or v == "":
             return int(self._default(key))  # type: ignore[arg-type]
@@ -353,7 +353,7 @@ class Config:
         except ValueError:
             raise ConfigError(f"{key}={v!r} ({self.sources.get(key)}): expected a whole number") from None
 
-    def float(self, key: str) -> float:
+    def number(self, key: str) -> float:
         v = self.values.get(key)
         if v is None or v == "":
             return float(self._default(key))  # type: ignore[arg-type]
@@ -362,7 +362,7 @@ class Config:
         except ValueError:
             raise ConfigError(f"{key}={v!r} ({self.sources.get(key)}): expected a number") from None
 
-    def bool(self, key: str) -> bool:
+    def flag(self, key: str) -> bool:
         v = self.values.get(key)
         if v is None:
             return bool(self._default(key))

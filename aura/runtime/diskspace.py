@@ -57,7 +57,7 @@ def parse_mb(key: str, value: Any, source: str = "aura limits") -> float:
 def disk_settings(cfg: Any, watchdog_dir: Path | None = None) -> dict[str, float]:
     """The reserve and the output cap in MB: the configuration, then `aura limits` changes."""
     overrides = run_time_limits(watchdog_dir) if watchdog_dir is not None else {}
-    return {key: parse_mb(key, overrides.get(key, cfg.str(key))) for key in DISK_KEYS}
+    return {key: parse_mb(key, overrides.get(key, cfg.text(key))) for key in DISK_KEYS}
 
 
 def keep_bytes(cap: int) -> int:

@@ -48,7 +48,7 @@ class Daemon:
         self.managed = managed
         self.argv = argv or []
         self.ctx = zmq.Context()
-        self.log = setup_logging(paths.logfile(self.name), self.name, cfg.str("AURA_LOG_LEVEL"), to_stderr=managed)
+        self.log = setup_logging(paths.logfile(self.name), self.name, cfg.text("AURA_LOG_LEVEL"), to_stderr=managed)
         self.started_at = time.time()
         self.stopping = False
         self.stop_reason = ""

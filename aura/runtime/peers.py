@@ -56,7 +56,7 @@ def launch_spec(run_dir: Path) -> dict | None:
     return spec if isinstance(spec, dict) else None
 
 
-def launcher_starting(spec: dict) -> bool:
+def up_is_starting(spec: dict) -> bool:
     """Whether the `aura up` that wrote `spec` is still starting the daemons (it is alive and
     its start deadline has not passed): until then the peers it starts are its business."""
     starting = spec.get("starting")
@@ -85,9 +85,9 @@ class PeerKeeper:
     def __init__(self, daemon: "Daemon", peers: list[str]):
         self.daemon = daemon
         self.peers = peers
-        self.max_restarts = daemon.cfg.int("AURA_RESTART_MAX")
-        self.window = daemon.cfg.float("AURA_RESTART_WINDOW_SECONDS")
-        self.hang_s = daemon.cfg.float("AURA_PEER_HANG_SECONDS")
+        self.max_restarts = daemon.cfg.integer("AURA_RESTART_MAX")
+        self.window = daemon.cfg.number("AURA_RESTART_WINDOW_SECONDS")
+        self.hang_s = daemon.cfg.number("AURA_PEER_HANG_SECONDS")
         self.history: dict[str, deque[float]] = {p: deque() for p in peers}
         self.gave_up: dict[str, str] = {}
         self.children: dict[str, subprocess.Popen] = {}
@@ -121,7 +121,7 @@ class PeerKeeper:
 
     def check(self) -> None:
         spec = launch_spec(self.daemon.paths.run_dir)
-        if not spec or spec.get("desired") != "up" or self.daemon.stopping or launcher_starting(spec):
+        if not spec or spec.get("desired") != "up" or self.daemon.stopping or up_is_starting(spec):
             return
         for peer in self.peers:
             if peer in spec.get("daemons", {}):

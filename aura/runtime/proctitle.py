@@ -1,9 +1,9 @@
 """The kernel's name for this process, so a worker's `pkill python` cannot hit Aura.
 
 `pkill NAME` and `killall NAME` (without -f) match the kernel's short process name (`comm`,
-/proc/PID/comm, at most 15 bytes), which for a Python daemon is `python3`. The original tool
-re-ran itself as a copied interpreter named `aura-runner` for this reason; Aura renames the
-process in place instead: `prctl(PR_SET_NAME)` on Linux, nothing elsewhere.
+/proc/PID/comm, at most 15 bytes), which for a Python daemon is `python3`. Renaming the process
+in place (`prctl(PR_SET_NAME)` on Linux, nothing elsewhere) needs no copied interpreter and no
+re-exec.
 
 PR_SET_NAME names the calling thread; called from the main thread it names the process, and
 threads started afterwards inherit the name, so call it early.

@@ -3,7 +3,7 @@
 Each record has one writer; everyone else reads it here, never by spelling out its path:
 
     run/workers/<id>/record.json   the supervisor: the worker as spawned, its state, its outcome
-    run/workers/<id>/launch.json   the shim: the worker's pid, start time and process group
+    run/workers/<id>/launch.json   the shim's start report: the worker's pid, start time, process group
     run/workers/<id>/exit.json     the shim: how the worker ended (exit code or signal, end time)
     run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
     watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
@@ -24,11 +24,11 @@ from .paths import ProjectPaths, safe_name
 from .vocab import EXITED, LIVE_STATES
 
 WORKER_RECORD = "record.json"
-WORKER_STARTED = "launch.json"  # the shim's report that the worker runs
+WORKER_START_REPORT = "launch.json"  # the shim's report that the worker runs
 WORKER_EXIT = "exit.json"
 WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.json) are kept
 EXIT_RESERVE = "exit.reserve"  # room the shim keeps for exit.json on a full disk
-LAUNCH_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
+START_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
 
 
 RUN_TIME_LIMITS = "limits.json"
@@ -95,13 +95,13 @@ class WorkerRecords:
     def record(self, worker_id: str) -> dict | None:
         return self._read(worker_id, WORKER_RECORD)
 
-    def launch(self, worker_id: str) -> dict | None:
-        return self._read(worker_id, WORKER_STARTED)
+    def start_report(self, worker_id: str) -> dict | None:
+        return self._read(worker_id, WORKER_START_REPORT)
 
     def exit(self, worker_id: str) -> dict | None:
         return self._read(worker_id, WORKER_EXIT)
 
-    def managed(self, worker_id: str) -> dict | None:
+    def jobs(self, worker_id: str) -> dict | None:
         return self._read(worker_id, WORKER_JOBS)
 
     def records(self) -> Iterator[dict]:
@@ -114,10 +114,10 @@ class WorkerRecords:
         """A record with the shim's facts filled in: what a reader sees while the supervisor is down."""
         out = dict(rec)
         if not out.get("worker_pid"):
-            launch = self.launch(rec["worker_id"]) or {}
-            for key in LAUNCH_FACTS:
-                if launch.get(key) is not None:
-                    out[key] = launch[key]
+            report = self.start_report(rec["worker_id"]) or {}
+            for key in START_FACTS:
+                if report.get(key) is not None:
+                    out[key] = report[key]
         if out.get("state") in LIVE_STATES:
             exit_rec = self.exit(rec["worker_id"])
             if exit_rec is not None:

@@ -50,7 +50,7 @@ def cli_problem(cfg: Config, backend: str) -> str | None:
     if cli is None:
         return (f"{backend!r} is not a worker backend (known: {', '.join([SHELL, *AGENT_CLIS])}); "
                 f"set {LAYER2_KEY} to one of them")
-    explicit = cfg.str(cli.setting)
+    explicit = cfg.text(cli.setting)
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return None
@@ -65,7 +65,7 @@ def cli_problem(cfg: Config, backend: str) -> str | None:
 def agent_task_problem(cfg: Config, backend: str | None = None) -> str | None:
     """Why a task without a command (it needs an agent) cannot start with `backend` (default: the
     Layer 2 backend); None when it can."""
-    name = canonical(backend or cfg.str(LAYER2_KEY))
+    name = canonical(backend or cfg.text(LAYER2_KEY))
     if name == SHELL:
         return (f"{LAYER2_KEY}=shell runs only commands and this task has none: give it a command in "
                 f"backticks, or set {LAYER2_KEY} to an agent CLI ({', '.join(AGENT_CLIS)})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aura.runtime.config import Config
 
-from .base import OUTCOMES, Backend, BackendError, LaunchPlan, decide_outcome
+from .base import OUTCOMES, Backend, BackendError, WorkerCommand, decide_outcome
 from .claude import ClaudeBackend
 from .codex import CodexBackend
 from .dscode import DsCodeBackend
@@ -28,10 +28,10 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def plan_worker(backend: Backend, spec: dict, cfg: Config) -> LaunchPlan:
+def plan_worker(backend: Backend, spec: dict, cfg: Config) -> WorkerCommand:
     """The backend's command line, wrapped in the isolation the spec or the config asks for."""
     return apply_isolation(backend.plan(spec, cfg), spec, cfg)
 
 
-__all__ = ["OUTCOMES", "Backend", "BackendError", "LaunchPlan", "backend_names", "decide_outcome", "get_backend",
+__all__ = ["OUTCOMES", "Backend", "BackendError", "WorkerCommand", "backend_names", "decide_outcome", "get_backend",
            "plan_worker"]

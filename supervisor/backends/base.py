@@ -26,7 +26,7 @@ class BackendError(Exception):
 
 
 @dataclass
-class LaunchPlan:
+class WorkerCommand:
     """How to start one worker. `record` holds extra facts for the worker record (isolation,
     container); `max_turns` is a turn cap the supervisor enforces for CLIs that have none;
     `home_writable` lists what the CLI must write under $HOME (kept writable by the sandbox);
@@ -46,7 +46,7 @@ class LaunchPlan:
 class Backend(Protocol):
     name: str
 
-    def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
+    def plan(self, spec: dict, cfg: Config) -> WorkerCommand:
         """argv, cwd and environment for one worker; raises BackendError."""
 
     def new_parser(self) -> Any | None:
@@ -59,7 +59,7 @@ class Backend(Protocol):
 def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, needs_final: bool = False) -> str:
     """The outcome of a finished worker, the same rule for every backend.
 
-    1. It never started (launch error) -> failed.
+    1. It never started (start error) -> failed.
     2. The CLI's own final line said success -> succeeded, even if Aura then stopped a CLI that
        printed its result and did not exit.
     3. Aura stopped it for its time budget -> timed_out; for its turn cap -> turns_exceeded; the
@@ -104,7 +104,7 @@ def basic_outcome(exit_rec: dict, kill: dict | None) -> str:
 
 def resolve_exe(cfg: Config, key: str, name: str, hint: str) -> str:
     """The executable named by config key `key`, else `name` on PATH; BackendError says how to fix it."""
-    explicit = cfg.str(key)
+    explicit = cfg.text(key)
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return explicit

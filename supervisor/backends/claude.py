@@ -1,4 +1,4 @@
-"""`claude`: the Claude Code CLI in headless mode, the original tool's command line.
+"""`claude`: the Claude Code CLI in headless mode.
 
     claude -p @task.md --max-turns N --output-format stream-json --verbose --permission-mode MODE
            [--model M] [--max-budget-usd X] [--resume SESSION] --disallowedTools "CronCreate ScheduleWakeup"
@@ -15,7 +15,7 @@ from typing import Any
 
 from aura.runtime.config import Config
 
-from .base import BackendError, LaunchPlan, decide_outcome, pass_env, resolve_exe
+from .base import BackendError, WorkerCommand, decide_outcome, pass_env, resolve_exe
 
 INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code` or set AURA_CLAUDE_BIN"
 PASS_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "CLAUDE_CONFIG_DIR", "DISABLE_", "IS_SANDBOX", "AWS_", "GOOGLE_")
@@ -40,18 +40,18 @@ def check_root_bypass(mode: str, env: dict[str, str]) -> None:
 class ClaudeBackend:
     name = "claude"
 
-    def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
+    def plan(self, spec: dict, cfg: Config) -> WorkerCommand:
         exe = resolve_claude(cfg)
-        mode = cfg.str("AURA_CLAUDE_PERMISSION_MODE")
+        mode = cfg.text("AURA_CLAUDE_PERMISSION_MODE")
         env = pass_env(PASS_PREFIXES)
         env.update(spec.get("env") or {})
         check_root_bypass(mode, env)
-        env.setdefault("CLAUDE_CODE_MAX_RETRIES", str(cfg.int("AURA_CLAUDE_MAX_RETRIES")))
+        env.setdefault("CLAUDE_CODE_MAX_RETRIES", str(cfg.integer("AURA_CLAUDE_MAX_RETRIES")))
         env.setdefault("DISABLE_AUTOUPDATER", "1")
-        turns = int(spec.get("max_turns") or cfg.int("AURA_MAX_TURNS"))
+        turns = int(spec.get("max_turns") or cfg.integer("AURA_MAX_TURNS"))
         argv = [exe, "-p", spec.get("prompt") or "@task.md", "--max-turns", str(turns),
                 "--output-format", "stream-json", "--verbose", "--permission-mode", mode]
-        model = spec.get("model") or cfg.str("AURA_CLAUDE_MODEL")
+        model = spec.get("model") or cfg.text("AURA_CLAUDE_MODEL")
         if model:
             argv += ["--model", model]
         if spec.get("max_budget_usd"):
@@ -59,7 +59,7 @@ class ClaudeBackend:
         if spec.get("resume_session"):
             argv += ["--resume", str(spec["resume_session"])]
         argv += ["--disallowedTools", SCHEDULING_TOOLS]  # variadic: keep it last
-        return LaunchPlan(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
+        return WorkerCommand(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
                           stdout_name="output.jsonl", home_writable=[".claude", ".claude.json"])
 
     def new_parser(self) -> Any | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aura.runtime.config import Config
 
-from .base import BackendError, LaunchPlan, decide_outcome, pass_env, resolve_exe
+from .base import BackendError, WorkerCommand, decide_outcome, pass_env, resolve_exe
 
 INSTALL_HINT = "install it with `npm install -g @openai/codex` or set AURA_CODEX_BIN"
 PASS_PREFIXES = ("OPENAI_", "CODEX_", "AZURE_OPENAI_")
@@ -32,12 +32,12 @@ def sandbox_args(value: str) -> list[str]:
 class CodexBackend:
     name = "codex"
 
-    def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
+    def plan(self, spec: dict, cfg: Config) -> WorkerCommand:
         exe = resolve_exe(cfg, "AURA_CODEX_BIN", "codex", INSTALL_HINT)
         cwd = spec.get("cwd") or spec["task_dir"]
         prompt = spec.get("prompt") or f"Read the task file {spec['task_dir']}/task.md and carry out the task."
-        argv = [exe, "exec", "--json", "--skip-git-repo-check", *sandbox_args(cfg.str("AURA_CODEX_SANDBOX"))]
-        model = spec.get("model") or cfg.str("AURA_CODEX_MODEL")
+        argv = [exe, "exec", "--json", "--skip-git-repo-check", *sandbox_args(cfg.text("AURA_CODEX_SANDBOX"))]
+        model = spec.get("model") or cfg.text("AURA_CODEX_MODEL")
         if model:
             argv += ["-m", model]
         argv += ["-C", cwd]
@@ -46,7 +46,7 @@ class CodexBackend:
         argv.append(prompt)
         env = pass_env(PASS_PREFIXES)
         env.update(spec.get("env") or {})
-        return LaunchPlan(exe=exe, argv=argv, cwd=cwd, env=env, stdout_name="output.jsonl", home_writable=[".codex"])
+        return WorkerCommand(exe=exe, argv=argv, cwd=cwd, env=env, stdout_name="output.jsonl", home_writable=[".codex"])
 
     def new_parser(self) -> Any | None:
         from aura.supervisor.streams.codex import CodexStream

@@ -1,13 +1,12 @@
-"""Optional isolation of a worker: bubblewrap on Linux, or a Docker container as the original offered.
+"""Optional isolation of a worker: bubblewrap on Linux, or a Docker container.
 
-Why: agent CLIs run with their permission checks off. The original's Docker mode mounted the whole
-project read-write (Aura's state and the task file included) and measured the docker client
-instead of the container. Here a sandboxed worker can write only its task workspace, the paths
-its task names (spawn `mounts`) and AURA_WORKER_MOUNTS; Aura's data folder is hidden, and so are
-the usual secret folders of $HOME. A container is measured through its own cgroup.
+Why: agent CLIs run with their permission checks off. A sandboxed worker can write only its task
+workspace, the paths its task names (spawn `mounts`) and AURA_WORKER_MOUNTS; Aura's data folder
+(its state, the task file's history) is hidden, and so are the usual secret folders of $HOME. A
+container is measured through its own cgroup, not through the docker client that started it.
 
-AURA_WORKER_ISOLATION = none | bwrap | docker (AURA_WORKERS_IN_DOCKER=1, the original's switch,
-means docker). A spawn request may choose per worker with `isolation`.
+AURA_WORKER_ISOLATION = none | bwrap | docker (AURA_WORKERS_IN_DOCKER=1 also means docker). A
+spawn request may choose per worker with `isolation`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from aura.runtime.config import Config
 
 from aura.runtime.limits import LIMIT_KEYS
 
-from .base import BackendError, LaunchPlan
+from .base import BackendError, WorkerCommand
 
 MODES = ("none", "bwrap", "docker")
 DOCKERRUN = str(Path(__file__).resolve().with_name("dockerrun.py"))
@@ -35,15 +34,15 @@ TASK_ENV = ("AURA_TASK_ID", "AURA_WORKER_ID", "AURA_TASK_DIR", "AURA_PROJECT_ROO
 
 
 def isolation_mode(spec: dict, cfg: Config) -> str:
-    mode = (spec.get("isolation") or cfg.str("AURA_WORKER_ISOLATION") or "none").strip().lower()
-    if mode == "none" and cfg.bool("AURA_WORKERS_IN_DOCKER"):
+    mode = (spec.get("isolation") or cfg.text("AURA_WORKER_ISOLATION") or "none").strip().lower()
+    if mode == "none" and cfg.flag("AURA_WORKERS_IN_DOCKER"):
         mode = "docker"
     if mode not in MODES:
         raise BackendError(f"isolation {mode!r} is not one of {', '.join(MODES)}")
     return mode
 
 
-def apply_isolation(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
+def apply_isolation(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     """Wrap a backend's plan in the chosen sandbox (or return it unchanged)."""
     mode = isolation_mode(spec, cfg)
     if mode == "bwrap":
@@ -53,11 +52,11 @@ def apply_isolation(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
     return plan
 
 
-def writable_paths(plan: LaunchPlan, spec: dict, cfg: Config) -> list[str]:
+def writable_paths(plan: WorkerCommand, spec: dict, cfg: Config) -> list[str]:
     """The task workspace, the paths the task names, and AURA_WORKER_MOUNTS. A missing folder is
     created inside the project (a task may name an output folder not made yet), refused elsewhere."""
     wanted = [spec["task_dir"], *(spec.get("mounts") or []),
-              *[p.strip() for p in cfg.str("AURA_WORKER_MOUNTS").split(",") if p.strip()]]
+              *[p.strip() for p in cfg.text("AURA_WORKER_MOUNTS").split(",") if p.strip()]]
     root = os.path.realpath(spec.get("project_root") or spec["task_dir"])
     out: list[str] = []
     for raw in wanted:
@@ -74,14 +73,14 @@ def writable_paths(plan: LaunchPlan, spec: dict, cfg: Config) -> list[str]:
 # -- bubblewrap -----------------------------------------------------------------------------------------
 
 def resolve_bwrap(cfg: Config) -> str:
-    exe = shutil.which(cfg.str("AURA_BWRAP_BIN"))
+    exe = shutil.which(cfg.text("AURA_BWRAP_BIN"))
     if not exe:
-        raise BackendError(f"AURA_WORKER_ISOLATION=bwrap but {cfg.str('AURA_BWRAP_BIN')!r} is not installed: "
+        raise BackendError(f"AURA_WORKER_ISOLATION=bwrap but {cfg.text('AURA_BWRAP_BIN')!r} is not installed: "
                            "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) or set AURA_BWRAP_BIN")
     return exe
 
 
-def _home_binds(plan: LaunchPlan, home: str) -> list[str]:
+def _home_binds(plan: WorkerCommand, home: str) -> list[str]:
     """What the CLI must write under $HOME stays writable; folders are created, files only if present."""
     args: list[str] = []
     for rel in plan.home_writable:
@@ -94,7 +93,7 @@ def _home_binds(plan: LaunchPlan, home: str) -> list[str]:
 
 
 def _hidden(spec: dict, cfg: Config, home: str) -> list[str]:
-    extra = [p.strip() for p in cfg.str("AURA_BWRAP_HIDE").split(",") if p.strip()]
+    extra = [p.strip() for p in cfg.text("AURA_BWRAP_HIDE").split(",") if p.strip()]
     paths = [spec.get("data_dir") or ""] + [os.path.join(home, d) for d in SECRET_HOME_DIRS] + extra
     args: list[str] = []
     for path in paths:
@@ -116,14 +115,14 @@ def _under_tmp(paths: list[str]) -> list[str]:
     return [arg for real in shown for arg in ("--ro-bind", real, real)]
 
 
-def bwrap_argv(plan: LaunchPlan, spec: dict, cfg: Config, home: str) -> list[str]:
+def bwrap_argv(plan: WorkerCommand, spec: dict, cfg: Config, home: str) -> list[str]:
     """The whole file system read-only, /tmp private, Aura's data and $HOME's secrets hidden, then the
     writable paths bound back. Same process group as the shim's worker, so a kill reaches it all."""
     args = [resolve_bwrap(cfg), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args += ["--cap-drop", "ALL"]  # root in the sandbox must not remount its way out
-    if not cfg.bool("AURA_BWRAP_SHARE_NET"):
+    if not cfg.flag("AURA_BWRAP_SHARE_NET"):
         args.append("--unshare-net")
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     args += _under_tmp([spec.get("project_root") or "", plan.cwd])
@@ -134,7 +133,7 @@ def bwrap_argv(plan: LaunchPlan, spec: dict, cfg: Config, home: str) -> list[str
     return [*args, "--chdir", plan.cwd, "--", *plan.argv]
 
 
-def bwrap_plan(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
+def bwrap_plan(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     home = (spec.get("env") or {}).get("HOME") or os.environ.get("HOME") or "/"
     record = {**plan.record, "isolation": "bwrap", "writable": writable_paths(plan, spec, cfg)}
     return replace(plan, argv=bwrap_argv(plan, spec, cfg, home), record=record)
@@ -154,31 +153,31 @@ def _mem_total_bytes() -> int | None:
 
 
 def docker_resource_args(cfg: Config) -> list[str]:
-    """--cpus and --memory from the per-worker limits (as the original), --gpus, then the extra args."""
+    """--cpus and --memory from the per-worker limits, --gpus, then the extra args."""
     args: list[str] = []
-    cpu_pct = cfg.float("AURA_WORKER_MAX_CPU_PERCENT")
+    cpu_pct = cfg.number("AURA_WORKER_MAX_CPU_PERCENT")
     if cpu_pct > 0:
         args += ["--cpus", f"{max(0.01, (os.cpu_count() or 1) * cpu_pct / 100):.2f}"]
-    mem_pct, total = cfg.float("AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT"), _mem_total_bytes()
-    mem_gb = cfg.float("AURA_WORKER_MAX_SYSTEM_MEMORY_GB")
+    mem_pct, total = cfg.number("AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT"), _mem_total_bytes()
+    mem_gb = cfg.number("AURA_WORKER_MAX_SYSTEM_MEMORY_GB")
     limits = [b for b in ((total * mem_pct / 100) if total and mem_pct > 0 else None,
                           mem_gb * 1024 ** 3 if mem_gb > 0 else None) if b]
     if limits:
         args += ["--memory", f"{max(6, int(min(limits) / 1024 ** 2))}m"]
-    if cfg.str("AURA_DOCKER_GPUS"):
-        args += ["--gpus", cfg.str("AURA_DOCKER_GPUS")]
-    return args + shlex.split(cfg.str("AURA_DOCKER_EXTRA_ARGS"))
+    if cfg.text("AURA_DOCKER_GPUS"):
+        args += ["--gpus", cfg.text("AURA_DOCKER_GPUS")]
+    return args + shlex.split(cfg.text("AURA_DOCKER_EXTRA_ARGS"))
 
 
 def docker_claude_env(cfg: Config) -> dict[str, str]:
-    """The original's container variables for claude (AURA_DOCKER_CLAUDE_*), non-empty only."""
-    key, model = cfg.str("AURA_DOCKER_CLAUDE_API_KEY"), cfg.str("AURA_DOCKER_CLAUDE_MODEL")
-    small = cfg.str("AURA_DOCKER_CLAUDE_SMALL_MODEL") or model
+    """The container's variables for claude (AURA_DOCKER_CLAUDE_*), non-empty only."""
+    key, model = cfg.text("AURA_DOCKER_CLAUDE_API_KEY"), cfg.text("AURA_DOCKER_CLAUDE_MODEL")
+    small = cfg.text("AURA_DOCKER_CLAUDE_SMALL_MODEL") or model
     env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_AUTH_TOKEN": key,
-           "ANTHROPIC_BASE_URL": cfg.str("AURA_DOCKER_CLAUDE_BASE_URL"), "ANTHROPIC_MODEL": model,
+           "ANTHROPIC_BASE_URL": cfg.text("AURA_DOCKER_CLAUDE_BASE_URL"), "ANTHROPIC_MODEL": model,
            "ANTHROPIC_DEFAULT_OPUS_MODEL": model, "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
            "ANTHROPIC_DEFAULT_HAIKU_MODEL": small, "ANTHROPIC_SMALL_FAST_MODEL": small,
-           "CLAUDE_CODE_SUBAGENT_MODEL": cfg.str("AURA_DOCKER_CLAUDE_SUBAGENT_MODEL") or model}
+           "CLAUDE_CODE_SUBAGENT_MODEL": cfg.text("AURA_DOCKER_CLAUDE_SUBAGENT_MODEL") or model}
     return {k: v for k, v in env.items() if v}
 
 
@@ -187,10 +186,10 @@ def container_name(spec: dict) -> str:
     return f"aura-{wid}"[:120]
 
 
-def docker_run_args(plan: LaunchPlan, spec: dict, cfg: Config, env_names: list[str]) -> list[str]:
+def docker_run_args(plan: WorkerCommand, spec: dict, cfg: Config, env_names: list[str]) -> list[str]:
     """`docker run ...` arguments: only the writable paths are mounted, at the same paths as on the
     host (so task.md's paths hold inside); variables go by name only, values stay out of argv."""
-    image = cfg.str("AURA_DOCKER_IMAGE")
+    image = cfg.text("AURA_DOCKER_IMAGE")
     if not image:
         raise BackendError("AURA_WORKERS_IN_DOCKER / isolation docker needs AURA_DOCKER_IMAGE (an image that "
                            "holds the worker CLI)")
@@ -211,7 +210,7 @@ def docker_run_args(plan: LaunchPlan, spec: dict, cfg: Config, env_names: list[s
     return [*args, image, *inner]
 
 
-def docker_plan(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
+def docker_plan(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     env = dict(plan.env)
     if plan.exe and os.path.basename(plan.exe) == "claude":
         env.update(docker_claude_env(cfg))
@@ -219,10 +218,10 @@ def docker_plan(plan: LaunchPlan, spec: dict, cfg: Config) -> LaunchPlan:
     run = docker_run_args(replace(plan, env=env), spec, cfg, names)
     cidfile = Path(spec["task_dir"]) / "container.id"
     cidfile.unlink(missing_ok=True)  # docker refuses to start when the cidfile exists
-    grace = max(1.0, cfg.float("AURA_KILL_GRACE_SECONDS") * 0.6)
-    argv = [sys.executable, "-I", DOCKERRUN, "--docker", cfg.str("AURA_DOCKER_BIN"), "--name", container_name(spec),
+    grace = max(1.0, cfg.number("AURA_KILL_GRACE_SECONDS") * 0.6)
+    argv = [sys.executable, "-I", DOCKERRUN, "--docker", cfg.text("AURA_DOCKER_BIN"), "--name", container_name(spec),
             "--grace", f"{grace:g}", "--", *run]
-    container = {"name": container_name(spec), "cidfile": str(cidfile), "image": cfg.str("AURA_DOCKER_IMAGE")}
+    container = {"name": container_name(spec), "cidfile": str(cidfile), "image": cfg.text("AURA_DOCKER_IMAGE")}
     record = {**plan.record, "isolation": "docker", "container": container}
     return replace(plan, argv=argv, env=env, record=record)
 

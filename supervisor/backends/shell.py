@@ -6,13 +6,13 @@ from typing import Any
 
 from aura.runtime.config import Config
 
-from .base import BackendError, LaunchPlan, basic_outcome
+from .base import BackendError, WorkerCommand, basic_outcome
 
 
 class ShellBackend:
     name = "shell"
 
-    def plan(self, spec: dict, cfg: Config) -> LaunchPlan:
+    def plan(self, spec: dict, cfg: Config) -> WorkerCommand:
         argv = spec.get("argv")
         command = spec.get("command")
         if argv:
@@ -23,7 +23,7 @@ class ShellBackend:
             cmd = ["/bin/sh", "-c", command]
         else:
             raise BackendError("shell backend needs `argv` (a list) or `command` (a string)")
-        return LaunchPlan(argv=cmd, cwd=spec.get("cwd") or spec["task_dir"], stdout_name="output.txt")
+        return WorkerCommand(argv=cmd, cwd=spec.get("cwd") or spec["task_dir"], stdout_name="output.txt")
 
     def new_parser(self) -> Any | None:
         return None

@@ -3,12 +3,12 @@
 The supervisor keeps the records, decides outcomes, enforces budgets and asks for kills; an
 executor starts a worker, tells when it ended, signals it, and finds it again after a supervisor
 restart. Today's executor runs each worker as a local process under its shim (`local`). A cluster
-executor (Slurm: sbatch, squeue, scancel, with its shim on the node writing the same launch and exit
-records into a shared data folder) goes beside it, implementing the same methods.
+executor (Slurm: sbatch, squeue, scancel, with its shim on the node writing the same start report and
+exit record into a shared data folder) goes beside it, implementing the same methods.
 
-The records are the common ground: every executor's shim writes `launch.json` and `exit.json` in
-the worker's folder (aura.runtime.records), and `facts` says which of the launch's facts the
-worker's record keeps (for a local process: its pid, start time and process group, which the
+The records are the common ground: every executor's shim writes its start report (`launch.json`)
+and `exit.json` in the worker's folder (aura.runtime.records), and `facts` says which of the start
+report's facts the worker's record keeps (for a local process: its pid, start time and process group, which the
 watchdog samples and signals).
 """
 
@@ -19,16 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-LaunchReport = Callable[[str, "dict | None"], None]  # (worker id, the shim's report, or None: none came)
+StartReport = Callable[[str, "dict | None"], None]  # (worker id, the shim's report, or None: none came)
 Ended = Callable[[str], None]  # (worker id): what was watched has ended
 
 
 @dataclass(frozen=True)
-class Launch:
+class StartOrder:
     """One worker to start: what to run, where, with which environment, and where its records go."""
 
     worker_id: str
-    worker_dir: Path  # the shim writes launch.json and exit.json here
+    worker_dir: Path  # the shim writes its start report and exit record here
     task_dir: Path
     cwd: str
     argv: list[str]
@@ -42,23 +42,23 @@ class Executor(ABC):
     the supervisor owns; an executor reads it and never writes it) or its id."""
 
     name = ""
-    launch_timeout = 15.0  # seconds from a spawn until its shim must have reported the launch
+    start_timeout = 15.0  # seconds from a spawn until its shim must have reported the start
 
-    def __init__(self, on_launch: LaunchReport, on_end: Ended):
-        self.on_launch = on_launch  # called once per `start`, with the shim's report or None
+    def __init__(self, on_start_report: StartReport, on_end: Ended):
+        self.on_start_report = on_start_report  # called once per `start`, with the shim's report or None
         self.on_end = on_end  # called once per `watch`, when the watched worker has ended
 
     def setup(self) -> None:
         """Called once before the first start or adoption."""
 
     @abstractmethod
-    def start(self, launch: Launch) -> None:
-        """Start the worker; `on_launch` follows with the shim's report, or None when none came in
-        time. OSError: it could not be started at all."""
+    def start(self, order: StartOrder) -> None:
+        """Start the worker; `on_start_report` follows with the shim's report, or None when none came
+        in time. OSError: it could not be started at all."""
 
     @abstractmethod
     def facts(self, report: dict) -> dict:
-        """What the worker's record keeps of a successful launch report (ids to watch, sample and
+        """What the worker's record keeps of a successful start report (ids to watch, sample and
         signal it by, and `started_at`)."""
 
     @abstractmethod
@@ -76,7 +76,7 @@ class Executor(ABC):
         """Does the worker still run under its shim? (adoption after a supervisor restart)"""
 
     @abstractmethod
-    def orphan(self, rec: dict, launch: dict) -> dict | None:
+    def orphan(self, rec: dict, start_report: dict) -> dict | None:
         """The facts to follow a worker that runs on without its shim by, or None: it ended too."""
 
     @abstractmethod
@@ -100,4 +100,4 @@ class Executor(ABC):
         """Periodic: release what is left of workers that ended."""
 
     def close(self) -> None:
-        """The supervisor stops: report launches still pending (as None), stop watching."""
+        """The supervisor stops: report starts still pending (as None), stop watching."""

@@ -21,13 +21,13 @@ from aura.runtime.fsutil import open_private
 from aura.runtime.loop import Daemon
 from aura.runtime.pidfile import is_alive, start_time
 from aura.runtime.procgroup import signal_group, terminate_worker
-from aura.runtime.records import LAUNCH_FACTS
+from aura.runtime.records import START_FACTS
 from aura.runtime.vocab import ORPHANED
 
 from .. import exitrecord
 from ..placement import CpuPinning
 from ..scope import scope_command, scoped
-from .base import Ended, Executor, Launch, LaunchReport
+from .base import Ended, Executor, StartOrder, StartReport
 
 SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
 POLL_INTERVAL = 0.25  # where there are no pidfds
@@ -35,7 +35,7 @@ POLL_INTERVAL = 0.25  # where there are no pidfds
 
 @dataclass
 class _Pending:
-    """A shim whose launch report has not come in yet."""
+    """A shim whose start report has not come in yet."""
 
     fd: int
     buf: bytes = b""
@@ -44,8 +44,8 @@ class _Pending:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, loop: Daemon, grace: float, on_launch: LaunchReport, on_end: Ended):
-        super().__init__(on_launch, on_end)
+    def __init__(self, loop: Daemon, grace: float, on_start_report: StartReport, on_end: Ended):
+        super().__init__(on_start_report, on_end)
         self.loop = loop
         self.grace = grace
         self.scope_prefix: list[str] = []
@@ -57,19 +57,19 @@ class LocalExecutor(Executor):
         self._polling = False
 
     def setup(self) -> None:
-        self.scope_prefix = scope_command(self.loop.cfg.str("AURA_WORKER_SCOPE"), log=self.loop.log)
+        self.scope_prefix = scope_command(self.loop.cfg.text("AURA_WORKER_SCOPE"), log=self.loop.log)
 
     # -- starting ---------------------------------------------------------------------------------
-    def start(self, launch: Launch) -> None:
-        """Start the shim in a new session; its launch report arrives on a pipe."""
+    def start(self, order: StartOrder) -> None:
+        """Start the shim in a new session; its start report arrives on a pipe."""
         r, w = os.pipe()
-        cmd = [sys.executable, "-I", "-S", SHIM, "--dir", str(launch.worker_dir), "--cwd", launch.cwd,
-               "--stdout", str(launch.stdout), "--stderr", str(launch.stderr), "--task-dir", str(launch.task_dir),
-               "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *launch.argv]
-        cmd = scoped(self.scope_prefix, self.loop.paths.root, launch.worker_id, cmd)
+        cmd = [sys.executable, "-I", "-S", SHIM, "--dir", str(order.worker_dir), "--cwd", order.cwd,
+               "--stdout", str(order.stdout), "--stderr", str(order.stderr), "--task-dir", str(order.task_dir),
+               "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *order.argv]
+        cmd = scoped(self.scope_prefix, self.loop.paths.root, order.worker_id, cmd)
         try:
-            with os.fdopen(open_private(launch.worker_dir / "shim.log"), "ab") as shim_log:
-                child = subprocess.Popen(cmd, env=launch.env, stdin=subprocess.DEVNULL, stdout=shim_log,
+            with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
+                child = subprocess.Popen(cmd, env=order.env, stdin=subprocess.DEVNULL, stdout=shim_log,
                                          stderr=shim_log, start_new_session=True, pass_fds=(w,),
                                          cwd=str(self.loop.paths.root))
         except OSError:
@@ -78,11 +78,11 @@ class LocalExecutor(Executor):
         finally:
             os.close(w)
         os.set_blocking(r, False)
-        wid = launch.worker_id
+        wid = order.worker_id
         self.children[wid] = child
         self.pending[wid] = _Pending(r)
         self.loop.add_reader(r, lambda: self._on_report(wid))
-        self.loop.call_later(self.launch_timeout, lambda: self._reported(wid, None))
+        self.loop.call_later(self.start_timeout, lambda: self._reported(wid, None))
 
     def _on_report(self, wid: str) -> None:
         pending = self.pending.get(wid)
@@ -107,10 +107,10 @@ class LocalExecutor(Executor):
             return
         self.loop.remove_reader(pending.fd)
         os.close(pending.fd)
-        self.on_launch(wid, report)
+        self.on_start_report(wid, report)
 
     def facts(self, report: dict) -> dict:
-        facts = {k: report[k] for k in (*LAUNCH_FACTS, "started_at")}
+        facts = {k: report[k] for k in (*START_FACTS, "started_at")}
         for key in ("worker", "shim"):  # a shim without /proc (macOS) cannot read start times itself
             if facts.get(f"{key}_create_time") is None:
                 facts[f"{key}_create_time"] = start_time(facts[f"{key}_pid"])
@@ -173,9 +173,9 @@ class LocalExecutor(Executor):
     def supervised(self, rec: dict) -> bool:
         return rec.get("state") != ORPHANED and is_alive(rec.get("shim_pid"), rec.get("shim_create_time"))
 
-    def orphan(self, rec: dict, launch: dict) -> dict | None:
-        pid = rec.get("worker_pid") or launch.get("worker_pid")
-        created = rec.get("worker_create_time") or launch.get("worker_create_time")
+    def orphan(self, rec: dict, start_report: dict) -> dict | None:
+        pid = rec.get("worker_pid") or start_report.get("worker_pid")
+        created = rec.get("worker_create_time") or start_report.get("worker_create_time")
         if pid and is_alive(pid, created):
             return {"worker_pid": pid, "worker_create_time": created}
         return None

@@ -65,10 +65,10 @@ def worker_spec(sup: SupervisorDaemon, args: dict, wid: str, task_id: str) -> di
     extra_env = args["env"] or {}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra_env.items()):
         raise BadArgs("`env` must map strings to strings")
-    budget_s = args["budget_s"] if args["budget_s"] is not None else sup.cfg.float("AURA_TASK_BUDGET") * 60
+    budget_s = args["budget_s"] if args["budget_s"] is not None else sup.cfg.number("AURA_TASK_BUDGET") * 60
     if budget_s < 0:
         raise BadArgs("`budget_s` must not be negative")
-    backend = args["backend"] if args["backend"] is not None else sup.cfg.str("AURA_LAYER2_BACKEND")
+    backend = args["backend"] if args["backend"] is not None else sup.cfg.text("AURA_LAYER2_BACKEND")
     return {"worker_id": wid, "task_id": task_id, "backend": backend,
             "task_dir": str(Path(args["task_dir"] or sup.paths.task_dir(task_id or wid))), "cwd": args["cwd"] or None,
             "argv": args["argv"], "command": args["command"], "prompt": args["prompt"], "env": extra_env,

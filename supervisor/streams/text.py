@@ -1,7 +1,7 @@
 """A parser for CLIs that print plain text (``ds-code``): lines, the last words, repeats, limits.
 
 Why: a text-only agent CLI still shows a loop (the very same line over and over) and a rate or
-usage limit (its error text); the original tool had no loop detection for it at all. There is no
+usage limit (its error text), which a text parser can see as well as a JSON one. There is no
 end marker and no verdict: the exit status decides, refined by the rate-limit hint.
 """
 

@@ -1,5 +1,5 @@
 """The chaos run, short: kill -9 random daemons while workers run, then count what was lost.
-Plus regression tests for what the long chaos runs found.
+Plus tests of the races that a long run under load exposes.
 
 The short run takes about a minute; `python bench/chaos.py` is the long one (3 minutes).
 """
@@ -87,11 +87,11 @@ def _stop(children: list[subprocess.Popen]) -> None:
 
 def test_a_slow_starting_peer_is_not_started_again_before_it_takes_its_lock(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Found by the chaos run: under load a restarted daemon needs more than the first backoff
-    (0.5 s) to take its lock, so the keeper started a second and a third copy. They exit at once
-    ("already running"), but each counted as a restart: one crash used up to 3 of the 5 restarts
-    allowed per minute, the backoff doubled each time, and two crashes in a minute could make
-    the keeper give up on a daemon for good (and with it, for the watchdog, enforcement)."""
+    """Under load a restarted daemon can need more than the first backoff (0.5 s) to take its
+    lock. A keeper that started a second and a third copy meanwhile would count each as a restart
+    (they exit at once, "already running"): one crash would use up to 3 of the 5 restarts allowed
+    per minute, the backoff would double each time, and two crashes in a minute could make the
+    keeper give up on a daemon for good (and with it, for the watchdog, enforcement)."""
     keeper, _ = _keeper(tmp_path, [sys.executable, "-c", "import time; time.sleep(30)"])
     started = _started(monkeypatch)
     try:
@@ -143,10 +143,10 @@ def _record(project: Project, wid: str) -> dict:
 
 
 def test_a_shim_still_starting_when_the_supervisor_restarts_is_adopted_not_lost(project: Project) -> None:
-    """Found by the long chaos run: the supervisor was killed between saving a `starting` record
-    and its shim writing launch.json. The next supervisor called the worker lost at once, though
-    a shim that is slow to start under load goes on to run it: a lost record for a worker that
-    runs, and a brain that starts the task a second time."""
+    """The supervisor can be killed between saving a `starting` record and its shim writing its
+    start report (launch.json). A shim that is slow to start under load goes on to run the
+    worker, so the next supervisor must wait for the report: calling the worker lost at once
+    would leave a lost record for a worker that runs, and a brain that starts the task twice."""
     project.write_task("# Nothing\n\n- [x] done `true`\n")
     wdir = _interrupted_spawn(project, "ghost-1", created_ago=0.0)
     project.up()  # the new supervisor adopts the registry as it finds it

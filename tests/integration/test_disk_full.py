@@ -1,9 +1,9 @@
 """A full or nearly full disk under the data folder: real daemons, a real 6 MB tmpfs as the data folder,
 real shell workers that fill it.
 
-Why: a worker that filled the data folder's file system used to leave a run that could not stop
-(`aura down` died with a traceback), made no progress (the brain's cycle died with its save), lost
-exit records, and said nothing about the disk. Mounting needs root (as here and in CI); elsewhere
+Why: a worker that fills the data folder's file system must not leave a run that cannot stop
+(`aura down` dying with a traceback), that makes no progress (the brain's cycle dying with its
+save), that loses exit records, or that says nothing about the disk. Mounting needs root (as here and in CI); elsewhere
 these tests skip and say why."""
 
 from __future__ import annotations

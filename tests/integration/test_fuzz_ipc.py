@@ -242,9 +242,9 @@ def test_limits_the_watchdog_accepts_keep_it_enforcing(targets: dict[str, Target
     {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "nan"},
 ])
 def test_regression_limits_that_would_stop_enforcement_are_refused(targets: dict[str, Target], values: dict) -> None:
-    """Found by the fuzzer above (which may not draw these exact values every run): each was
-    accepted, and then the watchdog sampled never again (poll inf or 1e300), never struck (nan or
-    negative window, nan limit), or could no longer answer `aura limits` (strikes beyond 64 bits)."""
+    """Values the fuzzer above can draw (though not on every run), each of which, if accepted,
+    would stop enforcement: the watchdog would never sample again (poll inf or 1e300), never strike
+    (nan or negative window, nan limit), or could not answer `aura limits` (strikes beyond 64 bits)."""
     wd = targets["watchdog"]
     before = wd.call("limits")["limits"]
     reply = wd.exchange([env.make_request("reg", "set_limits", {"values": values})])

@@ -37,7 +37,7 @@ def test_history_and_status_show_whole_reasons_wrapped_to_the_terminal(project: 
     wait_for(lambda: finished(project), 60, what="the run to end")
     decision = next(d for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
                     if d.get("kind") == "status" and d.get("new") == "blocked" and d.get("task_id") != "ROOT")
-    assert len(decision["reason"]) > 120 and len(decision["evidence"]) > 80  # longer than history used to show
+    assert len(decision["reason"]) > 120 and len(decision["evidence"]) > 80  # longer than one cut line would show
     project.env["COLUMNS"] = "72"
     history = project.aura("history").stdout
     assert all(len(line) <= 72 or " " not in line.strip() for line in history.splitlines()), history

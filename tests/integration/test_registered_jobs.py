@@ -17,7 +17,7 @@ import pytest
 from aura.runtime.pidfile import is_alive, start_time
 from tests.support.harness import wait_for
 from tests.support.rig import Rig
-from aura.supervisor import managed
+from aura.supervisor import jobs
 
 JOB = """\
 import os, sys, time
@@ -87,7 +87,7 @@ def test_registered_job_outlives_the_worker_and_the_task_runs_until_it_ends(rig:
     assert done["exit"]["managed"]["stopped_by_request"] is False
 
 
-def test_a_kill_in_the_managed_phase_stops_the_registered_job(rig: Rig) -> None:
+def test_a_kill_while_registered_jobs_run_stops_the_registered_job(rig: Rig) -> None:
     rig.start("watchdog", "supervisor")
     _, pids, _ = start(rig, "trainer", own_session=True)
     wait_for(lambda: rig.worker("trainer").get("managed"), 20, what="the kept job")
@@ -130,24 +130,24 @@ def test_registry_reads_the_original_aliases_and_skips_garbage(tmp_path: Path) -
         {"pid": 10, "start_time": "2026-01-01T00:00:00Z", "progress_log": "/x.log"},
         {"pid": "11", "started_at": 1700000000, "kind": "eval", "monitor_path": "/y.log"},
         {"pid": "nope"}, "junk", 12]}))
-    regs = managed.read_registered(tmp_path)
+    regs = jobs.read_registered(tmp_path)
     assert [(r.pid, r.kind, r.log_path) for r in regs] == [(10, "", "/x.log"), (11, "eval", "/y.log"), (12, "", None)]
     assert regs[0].started_at == 1767225600.0 and regs[1].started_at == 1700000000.0
     (tmp_path / "process.json").write_text("{not json")
-    assert managed.read_registered(tmp_path) == []
-    assert managed.read_registered(tmp_path / "missing") == []
+    assert jobs.read_registered(tmp_path) == []
+    assert jobs.read_registered(tmp_path / "missing") == []
 
 
 def test_only_live_descendants_started_when_they_say_are_kept() -> None:
     now = time.time()
     starts = {100: now, 101: now, 102: now - 3600}
-    regs = [managed.Registered(100, started_at=now + 5), managed.Registered(101),  # legacy: no start time
-            managed.Registered(102, started_at=now),  # a reused pid: started an hour earlier
-            managed.Registered(os.getpid(), started_at=now),  # not a descendant: never kept
-            managed.Registered(100)]  # listed twice
-    kept = managed.keep(regs, tree={100, 101, 102, 103}, start_of=starts.get)
+    regs = [jobs.RegisteredJob(100, started_at=now + 5), jobs.RegisteredJob(101),  # no start time: taken on trust
+            jobs.RegisteredJob(102, started_at=now),  # a reused pid: started an hour earlier
+            jobs.RegisteredJob(os.getpid(), started_at=now),  # not a descendant: never kept
+            jobs.RegisteredJob(100)]  # listed twice
+    kept = jobs.keep(regs, tree={100, 101, 102, 103}, start_of=starts.get)
     assert [k.pid for k in kept] == [100, 101] and kept[0].create_time == now
-    assert managed.subtrees([1], {1: [2, 3], 3: [4]}) == {1, 2, 3, 4}
+    assert jobs.subtrees([1], {1: [2, 3], 3: [4]}) == {1, 2, 3, 4}
 
 
 def test_a_registered_pid_that_is_not_the_workers_own_is_not_kept_and_exit_json_says_so(rig: Rig) -> None:

@@ -100,14 +100,14 @@ def test_a_daemon_started_on_its_own_refuses_a_bad_setting_in_one_line(project: 
 
 
 def test_the_table_types_every_key_as_the_code_reads_it() -> None:
-    """Each default passes its own rule, and each `cfg.int/float/bool("KEY")` in the code reads a key
-    of that type, so a check at start covers what the getters will meet."""
+    """Each default passes its own rule, and each `cfg.integer/number/flag("KEY")` in the code reads a
+    key of that type, so a check at start covers what the getters will meet."""
     for key, setting in KEYS.items():
         default = setting.default
         raw = ("1" if default else "0") if isinstance(default, bool) else str(default)
         assert setting.problem(raw) is None, key
-    readers = {"int": {"int"}, "float": {"float", "int"}, "bool": {"bool"}}
-    pattern = re.compile(r"\.(int|float|bool)\(\"(AURA_[A-Z0-9_]+)\"\)")
+    readers = {"integer": {"int"}, "number": {"float", "int"}, "flag": {"bool"}}
+    pattern = re.compile(r"\.(integer|number|flag)\(\"(AURA_[A-Z0-9_]+)\"\)")
     seen = 0
     for folder in ("aura", "supervisor", "watchdog"):
         for path in (REPO / folder).rglob("*.py"):
@@ -123,7 +123,7 @@ def test_choices_and_booleans_take_the_usual_spellings_and_nothing_else() -> Non
     cfg = load_config(None, None, ["AURA_PLANNER= LOCAL ", "AURA_FILE_CACHE=Off", "AURA_API_PROVIDER="],
                       environ={})
     assert problems(cfg.values, cfg.sources) == []
-    assert cfg.str("AURA_PLANNER") == "local" and cfg.bool("AURA_FILE_CACHE") is False
+    assert cfg.text("AURA_PLANNER") == "local" and cfg.flag("AURA_FILE_CACHE") is False
     bad = load_config(None, None, ["AURA_AUTO_RESUME=maybe", "AURA_PLANNER="], environ={})
     found = problems(bad.values, bad.sources)
     assert len(found) == 2 and "AURA_AUTO_RESUME='maybe'" in found[0] and "AURA_PLANNER=''" in found[1]

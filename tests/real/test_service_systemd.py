@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aura.runtime.paths import project_id
+from aura.runtime import paths
 from aura.service import render_systemd
 from tests.support.service import odd_project, svc_for
 
@@ -65,7 +65,7 @@ def test_rendered_units_pass_systemd_analyze_verify(project: Path, tmp_path: Pat
 def test_verify_check_catches_a_broken_unit(project: Path, tmp_path: Path) -> None:
     """The check above is not vacuous: a setting systemd ignores, or a missing binary, is reported."""
     units = render_systemd(svc_for(project), "user")
-    name = f"aura-supervisor@{project_id(project)}.service"
+    name = f"aura-supervisor@{paths.project_id(project)}.service"
     bad_setting = {**units, name: units[name].replace("KillMode=process", "KillMode=keep-them")}
     assert "keep-them" in verify_units(bad_setting, tmp_path / "a", "user")
     missing_python = render_systemd(svc_for(project, python=str(tmp_path / "no such python")), "user")
@@ -88,7 +88,7 @@ def _offline_systemd() -> str:
     pytest.skip("the systemd binary is not installed")
 
 
-def _dump_units(units: dict[str, str], pid: str) -> str:
+def _dump_units(units: dict[str, str], project_id: str) -> str:
     """Load the units with `systemd --test` (offline, no manager) and return its dump.
 
     The dump shows each setting as systemd parsed it, so quoting mistakes show up here
@@ -113,7 +113,7 @@ def _dump_units(units: dict[str, str], pid: str) -> str:
             os.chmod(folder / name, 0o644)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder), "XDG_RUNTIME_DIR": str(runtime),
                "SYSTEMD_UNIT_PATH": f"{folder}:"}
-        done = subprocess.run([*prefix, binary, "--test", "--user", f"--unit=aura@{pid}.target"],
+        done = subprocess.run([*prefix, binary, "--test", "--user", f"--unit=aura@{project_id}.target"],
                               capture_output=True, text=True, env=env, timeout=60, check=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -129,14 +129,14 @@ def _unit_block(dump: str, unit: str) -> str:
 
 
 def test_systemd_parses_the_settings_as_meant(project: Path) -> None:
-    pid = project_id(project)
-    dump = _dump_units(render_systemd(svc_for(project), "user"), pid)
+    project_id = paths.project_id(project)
+    dump = _dump_units(render_systemd(svc_for(project), "user"), project_id)
     for daemon, kill_mode in (("supervisor", "process"), ("watchdog", "mixed"), ("brain", "mixed")):
-        block = _unit_block(dump, f"aura-{daemon}@{pid}.service")
+        block = _unit_block(dump, f"aura-{daemon}@{project_id}.service")
         assert f"\tKillMode: {kill_mode}\n" in block
         assert f"\tWorkingDirectory: {project}\n" in block
         assert f"\tEnvironment: AURA_TASK_FILE={project / 'task.md'}\n" in block
-        assert f"\tRuntimeDirectory: aura/{pid}\n" in block
+        assert f"\tRuntimeDirectory: aura/{project_id}\n" in block
         assert "\tType: notify\n" in block and "\tRestart: on-failure\n" in block
         line = re.search(r"Command Line: (.*)", block).group(1)  # type: ignore[union-attr]
         assert line.startswith(f"{sys.executable} -m aura.daemon {daemon} --project ")

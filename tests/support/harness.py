@@ -246,7 +246,7 @@ class Project:
             return []
 
     def workers(self) -> dict[str, dict]:
-        """worker id -> its launch and registry records merged, with its exit record as `exit_file`."""
+        """worker id -> its shim's start report and its record merged, with its exit record as `exit_file`."""
         out = {}
         for d in self.worker_dirs():
             rec = _record(d / "record.json")

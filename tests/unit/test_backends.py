@@ -112,13 +112,13 @@ def test_opencode_codex_and_ds_code_command_lines(tmp_path: Path, monkeypatch: p
     cx = get_backend("codex").plan(s, c)
     assert cx.argv[1:] == ["exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
                            "-m", "gpt-5-codex", "-C", s["task_dir"], "resume", "ses_1", "# T1\n"]
-    cx = get_backend("codex").plan({**s, "resume_session": None}, cfg(AURA_CODEX_BIN=c.str("AURA_CODEX_BIN"),
+    cx = get_backend("codex").plan({**s, "resume_session": None}, cfg(AURA_CODEX_BIN=c.text("AURA_CODEX_BIN"),
                                                                        AURA_CODEX_SANDBOX="workspace-write"))
     assert cx.argv[4:6] == ["--sandbox", "workspace-write"]
     with pytest.raises(BackendError, match="AURA_CODEX_SANDBOX"):
-        get_backend("codex").plan(s, cfg(AURA_CODEX_BIN=c.str("AURA_CODEX_BIN"), AURA_CODEX_SANDBOX="yolo"))
+        get_backend("codex").plan(s, cfg(AURA_CODEX_BIN=c.text("AURA_CODEX_BIN"), AURA_CODEX_SANDBOX="yolo"))
     ds = get_backend("ds_code").plan(s, c)
-    assert ds.argv[:2] == ["/bin/sh", "-c"] and ds.argv[3:] == [c.str("AURA_DSCODE_BIN"), "run", "--workspace",
+    assert ds.argv[:2] == ["/bin/sh", "-c"] and ds.argv[3:] == [c.text("AURA_DSCODE_BIN"), "run", "--workspace",
                                                                    s["task_dir"], "--no-color", "--model",
                                                                    "deepseek-v4-pro"]
     assert ds.env["AURA_DSCODE_STDIN"] == task_md and ds.stdout_name == "output.txt"
@@ -150,9 +150,9 @@ def test_worker_env_pass_is_a_configuration_key(tmp_path: Path, monkeypatch: pyt
     (tmp_path / ".aura" / "config.env").write_text("AURA_WORKER_ENV_PASS=WANDB_*\n")
     env = {"HOME": str(tmp_path)}
     from_file = load_config(tmp_path, environ=env)
-    assert from_file.str("AURA_WORKER_ENV_PASS") == "WANDB_*"
-    assert load_config(tmp_path, overrides=["AURA_WORKER_ENV_PASS=X"], environ=env).str("AURA_WORKER_ENV_PASS") == "X"
-    assert load_config(None, environ=env).str("AURA_WORKER_ENV_PASS") == ""  # the default
+    assert from_file.text("AURA_WORKER_ENV_PASS") == "WANDB_*"
+    assert load_config(tmp_path, overrides=["AURA_WORKER_ENV_PASS=X"], environ=env).text("AURA_WORKER_ENV_PASS") == "X"
+    assert load_config(None, environ=env).text("AURA_WORKER_ENV_PASS") == ""  # the default
     out = worker_env(from_file, source={"PATH": "/bin", "WANDB_API_KEY": "w", "OTHER_KEY": "o"})
     assert out["WANDB_API_KEY"] == "w" and "OTHER_KEY" not in out
 
@@ -179,7 +179,7 @@ def test_bwrap_plan_hides_state_and_secrets_and_binds_only_what_is_named(tmp_pat
     assert pairs("--bind") == [s["task_dir"], str(tmp_path / "proj" / "out"), str(home / ".claude")]
     assert (home / ".claude").is_dir() and (tmp_path / "proj" / "out").is_dir()
     assert argv.index("--tmpfs") < argv.index("--bind")  # hidden first, then bound back
-    assert argv[argv.index("--") + 1] == c.str("AURA_CLAUDE_BIN") and plan.record["isolation"] == "bwrap"
+    assert argv[argv.index("--") + 1] == c.text("AURA_CLAUDE_BIN") and plan.record["isolation"] == "bwrap"
     if str(tmp_path).startswith("/tmp/"):  # a project under /tmp stays visible under the private /tmp
         assert str(tmp_path / "proj") in pairs("--ro-bind")
 

@@ -59,7 +59,7 @@ def test_the_interface_has_every_method_the_supervisor_calls() -> None:
                     and node.value.attr == "executor":
                 called.add(node.attr)
     assert called, "the scan found no use of the executor"
-    declared = {name for name, _ in inspect.getmembers(Executor)} | {"on_launch", "on_end"}
+    declared = {name for name, _ in inspect.getmembers(Executor)} | {"on_start_report", "on_end"}
     assert called <= declared, f"called on the executor but not declared by Executor: {called - declared}"
 
 

@@ -1,7 +1,7 @@
 """Aura's layers import only downward, and no modules import each other in a circle.
 
 Bottom to top: aura.ipc; aura.runtime (may use aura.ipc); the daemons aura.supervisor, aura.watchdog
-and aura.brain (may use the bottom); the rest of aura: CLI, launcher, control, service, entry
+and aura.brain (may use the bottom); the rest of aura: CLI, startstop, control, service, entry
 points. The graph comes from tests/support/imports.py.
 """
 

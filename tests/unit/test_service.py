@@ -21,9 +21,9 @@ from click.testing import CliRunner, Result
 
 from aura import service as svcmod
 from aura.daemon import EXIT_CONFIG
-from aura.runtime.paths import project_id
+from aura.runtime import paths
 from aura.cli.service import service
-from aura.service import Host, ServiceError, render_launchd, render_systemd
+from aura.service import Machine, ServiceError, render_launchd, render_systemd
 from tests.support.service import odd_project, svc_for
 
 DAEMONS = ("supervisor", "watchdog", "brain")
@@ -135,18 +135,18 @@ def test_newline_in_a_path_is_refused(tmp_path: Path) -> None:
 
 
 def test_unit_contents(project: Path) -> None:
-    pid = project_id(project)
+    project_id = paths.project_id(project)
     units = render_systemd(svc_for(project), "user")
-    assert set(units) == {f"aura@{pid}.target", *(f"aura-{d}@{pid}.service" for d in DAEMONS)}
-    target = units[f"aura@{pid}.target"]
+    assert set(units) == {f"aura@{project_id}.target", *(f"aura-{d}@{project_id}.service" for d in DAEMONS)}
+    target = units[f"aura@{project_id}.target"]
     assert "Wants=aura-supervisor@%i.service aura-watchdog@%i.service aura-brain@%i.service" in target
     assert "WantedBy=default.target" in target
-    sup = units[f"aura-supervisor@{pid}.service"]
+    sup = units[f"aura-supervisor@{project_id}.service"]
     assert re.search(r"^KillMode=process$", sup, re.M)
     assert "systemd-run --user --scope" in sup  # the why, next to the choice
     for d in ("watchdog", "brain"):
-        assert re.search(r"^KillMode=mixed$", units[f"aura-{d}@{pid}.service"], re.M)
-    for text in (units[f"aura-{d}@{pid}.service"] for d in DAEMONS):
+        assert re.search(r"^KillMode=mixed$", units[f"aura-{d}@{project_id}.service"], re.M)
+    for text in (units[f"aura-{d}@{project_id}.service"] for d in DAEMONS):
         for line in ("Type=notify", "Restart=on-failure", "RestartSec=2", "StartLimitBurst=5",
                      "StartLimitIntervalSec=60", "StandardOutput=journal", "RuntimeDirectory=aura/%i",
                      "RuntimeDirectoryPreserve=yes", "PartOf=aura@%i.target"):
@@ -155,30 +155,30 @@ def test_unit_contents(project: Path) -> None:
         # a refused setting exits EXIT_CONFIG, which no restart can fix
         assert re.search(rf"^RestartPreventExitStatus={EXIT_CONFIG}$", text, re.M)
         assert "@" + "PYTHON@" not in text and "\n# Placeholders" not in text
-    assert "After=aura-supervisor@%i.service aura-watchdog@%i.service" in units[f"aura-brain@{pid}.service"]
+    assert "After=aura-supervisor@%i.service aura-watchdog@%i.service" in units[f"aura-brain@{project_id}.service"]
 
 
 def test_system_scope_and_watchdog(project: Path) -> None:
-    pid = project_id(project)
+    project_id = paths.project_id(project)
     units = render_systemd(svc_for(project, watchdog_sec=45), "system")
     owner = pwd.getpwuid(project.stat().st_uid).pw_name
-    sup = units[f"aura-supervisor@{pid}.service"]
+    sup = units[f"aura-supervisor@{project_id}.service"]
     assert re.search(rf"^User={re.escape(owner)}$", sup, re.M)
     assert "RuntimeDirectory=" not in sup
     assert re.search(r"^WatchdogSec=45$", sup, re.M)
-    assert "WantedBy=multi-user.target" in units[f"aura@{pid}.target"]
+    assert "WantedBy=multi-user.target" in units[f"aura@{project_id}.target"]
 
 
 # --------------------------------------------------------------------------- launchd rendering
 
 
 def test_plists_hold_every_required_key(project: Path) -> None:
-    pid = project_id(project)
+    project_id = paths.project_id(project)
     plists = render_launchd(svc_for(project))
-    assert set(plists) == {f"dev.aura.{pid}.{d}.plist" for d in DAEMONS}
+    assert set(plists) == {f"dev.aura.{project_id}.{d}.plist" for d in DAEMONS}
     for daemon in DAEMONS:
-        data = plistlib.loads(plists[f"dev.aura.{pid}.{daemon}.plist"].encode())
-        assert data["Label"] == f"dev.aura.{pid}.{daemon}"
+        data = plistlib.loads(plists[f"dev.aura.{project_id}.{daemon}.plist"].encode())
+        assert data["Label"] == f"dev.aura.{project_id}.{daemon}"
         args = data["ProgramArguments"]
         assert isinstance(args, list) and all(isinstance(a, str) for a in args)
         assert args[3:] == [os.path.abspath(sys.executable), "-m", "aura.daemon", daemon,
@@ -199,7 +199,8 @@ def test_plists_hold_every_required_key(project: Path) -> None:
 @pytest.mark.parametrize("with_env_file", [True, False])
 def test_plist_wrapper_reads_the_env_file_then_execs(project: Path, tmp_path: Path, with_env_file: bool) -> None:
     """The /bin/sh prefix of ProgramArguments loads the env file (when present) and runs argv."""
-    data = plistlib.loads(render_launchd(svc_for(project))[f"dev.aura.{project_id(project)}.brain.plist"].encode())
+    plist = render_launchd(svc_for(project))[f"dev.aura.{paths.project_id(project)}.brain.plist"]
+    data = plistlib.loads(plist.encode())
     env_file = tmp_path / "service env"
     if with_env_file:
         env_file.write_text('AURA_TEST_VALUE="two words"\n')
@@ -216,7 +217,7 @@ def test_plist_wrapper_reads_the_env_file_then_execs(project: Path, tmp_path: Pa
 
 def test_detect_manager(tmp_path: Path) -> None:
     marker = tmp_path / "run-systemd-system"
-    base = Host(home=tmp_path, systemctl=(sys.executable,), launchctl=(sys.executable,),
+    base = Machine(home=tmp_path, systemctl=(sys.executable,), launchctl=(sys.executable,),
                 systemd_marker=marker, platform="linux")
     assert svcmod.detect_manager(base) == "none"
     marker.mkdir()
@@ -255,7 +256,7 @@ def test_uninstall_dry_run_changes_nothing(machine: dict[str, Path]) -> None:
 
 
 def test_systemd_user_install_and_uninstall(machine: dict[str, Path], project: Path) -> None:
-    pid = project_id(project)
+    project_id = paths.project_id(project)
     dry = run_cli("install", "--dry-run", "task.md")
     result = run_cli("install", "task.md")
     assert result.exit_code == 0, result.output
@@ -264,7 +265,7 @@ def test_systemd_user_install_and_uninstall(machine: dict[str, Path], project: P
     assert files_under(machine["home"]) == set(written)
     assert {p: p.read_text() for p in written} == printed_contents(dry.output)
     systemctl = [c[1:] for c in calls(machine["log"]) if c[0] == "systemctl"]
-    assert systemctl == [["--user", "daemon-reload"], ["--user", "enable", "--now", f"aura@{pid}.target"]]
+    assert systemctl == [["--user", "daemon-reload"], ["--user", "enable", "--now", f"aura@{project_id}.target"]]
     assert "loginctl enable-linger alice" in result.output
 
     removed = run_cli("uninstall")
@@ -272,7 +273,7 @@ def test_systemd_user_install_and_uninstall(machine: dict[str, Path], project: P
     assert set(listed(removed.output, "removed")) == set(written)
     assert files_under(machine["home"]) == set()
     after = [c[1:] for c in calls(machine["log"]) if c[0] == "systemctl"][2:]
-    assert after[0] == ["--user", "disable", "--now", f"aura@{pid}.target"]
+    assert after[0] == ["--user", "disable", "--now", f"aura@{project_id}.target"]
     assert ["--user", "daemon-reload"] in after
 
 
@@ -314,7 +315,7 @@ def test_install_from_a_subfolder_uses_the_project_root(machine: dict[str, Path]
     result = run_cli("install", "--dry-run", "../../task.md")
     assert result.exit_code == 0, result.output
     assert f"WorkingDirectory={str(project).replace('%', '%%')}\n" in result.output
-    assert f"aura@{project_id(project)}.target" in result.output
+    assert f"aura@{paths.project_id(project)}.target" in result.output
 
 
 def test_failing_systemctl_is_reported(machine: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -327,33 +328,35 @@ def test_failing_systemctl_is_reported(machine: dict[str, Path], monkeypatch: py
 def test_launchd_install_and_uninstall(machine: dict[str, Path], project: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AURA_SERVICE_MANAGER", "launchd")
-    pid, uid = project_id(project), os.getuid()
+    project_id, uid = paths.project_id(project), os.getuid()
     result = run_cli("install", "task.md")
     assert result.exit_code == 0, result.output
     written = listed(result.output, "wrote")
     agents = machine["home"] / "Library/LaunchAgents"
-    assert set(written) == {agents / f"dev.aura.{pid}.{d}.plist" for d in DAEMONS} == files_under(machine["home"])
+    assert set(written) == {agents / f"dev.aura.{project_id}.{d}.plist" for d in DAEMONS} \
+        == files_under(machine["home"])
     assert (project / ".aura" / "logs").is_dir()
     launchctl = [c[1:] for c in calls(machine["log"]) if c[0] == "launchctl"]
-    assert ["bootstrap", f"gui/{uid}", str(agents / f"dev.aura.{pid}.supervisor.plist")] in launchctl
+    assert ["bootstrap", f"gui/{uid}", str(agents / f"dev.aura.{project_id}.supervisor.plist")] in launchctl
     assert not [c for c in calls(machine["log"]) if c[0] == "loginctl"]
     assert run_cli("install", "--system", "task.md").exit_code != 0
 
     removed = run_cli("uninstall")
     assert set(listed(removed.output, "removed")) == set(written)
     assert files_under(machine["home"]) == set()
-    assert ["bootout", f"gui/{uid}/dev.aura.{pid}.brain"] in [c[1:] for c in calls(machine["log"])]
+    assert ["bootout", f"gui/{uid}/dev.aura.{project_id}.brain"] in [c[1:] for c in calls(machine["log"])]
 
 
 def test_status(machine: dict[str, Path], project: Path) -> None:
-    pid = project_id(project)
+    project_id = paths.project_id(project)
     before = run_cli("status")
     assert before.exit_code == 0 and "not installed" in before.output
     run_cli("install", "task.md")
     result = run_cli("status")
     assert result.exit_code == 0, result.output
-    assert f"aura-supervisor@{pid}.service: active (running), NRestarts: 0, StatusText: 3 workers" in result.output
-    assert str(machine["home"] / ".config/systemd/user" / f"aura@{pid}.target") in result.output
+    assert (f"aura-supervisor@{project_id}.service: active (running), NRestarts: 0, StatusText: 3 workers"
+            in result.output)
+    assert str(machine["home"] / ".config/systemd/user" / f"aura@{project_id}.target") in result.output
 
 
 def test_uninstall_with_nothing_installed(machine: dict[str, Path]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aura.runtime.paths import project_id
+from aura.runtime import paths
 from tests.support.harness import REPO
 
 
@@ -46,8 +46,9 @@ def test_dry_run_without_a_service_manager_previews_the_systemd_units(machine: t
     out = done.stdout
     assert out.splitlines()[0].startswith("dry run, a preview: nothing is written")
     assert "preview for systemd: no service manager was found here" in out
-    pid = project_id(root)
-    for name in (f"aura@{pid}.target", *(f"aura-{d}@{pid}.service" for d in ("supervisor", "watchdog", "brain"))):
+    project_id = paths.project_id(root)
+    daemons = ("supervisor", "watchdog", "brain")
+    for name in (f"aura@{project_id}.target", *(f"aura-{d}@{project_id}.service" for d in daemons)):
         assert f"would write: {home / '.config/systemd/user' / name}" in out
     assert "ExecStart=" in out and "Lingering" not in out
     assert files_under(home) == [] and files_under(root) == before
@@ -57,8 +58,8 @@ def test_manager_option_picks_launchd_for_a_preview(machine: tuple[Path, Path]) 
     root, home = machine
     done = aura_service(root, home, "install", "--user", "--dry-run", "--manager", "launchd", "task.md")
     assert done.returncode == 0, done.stderr
-    pid = project_id(root)
-    assert f"would write: {home / 'Library/LaunchAgents' / f'dev.aura.{pid}.brain.plist'}" in done.stdout
+    project_id = paths.project_id(root)
+    assert f"would write: {home / 'Library/LaunchAgents' / f'dev.aura.{project_id}.brain.plist'}" in done.stdout
     assert "<plist" in done.stdout and files_under(home) == []
 
 

@@ -31,11 +31,11 @@ def test_config_precedence_and_aliases(tmp_path: Path, monkeypatch: pytest.Monke
     explicit.write_text("AURA_TASK_BUDGET=\"9\"\n")
     env = {"AURA_MAX_TURNS": "11", "AURA_TASK_BUDGET": "8", "UNRELATED": "1"}
     cfg = load_config(proj, explicit, ["AURA_TASK_BUDGET=12"], environ=env)
-    assert cfg.float("AURA_CYCLE_INTERVAL") == 10          # global file
-    assert cfg.int("AURA_MAX_TURNS") == 11                 # environment beats both files
-    assert cfg.float("AURA_TASK_BUDGET") == 12             # --override beats --config beats env
-    assert cfg.int("AURA_DEEP_REFLECTION_INTERVAL") == 3   # the README's name is an alias
-    assert cfg.int("AURA_MAX_CONCURRENT_TASKS") == 2       # default
+    assert cfg.number("AURA_CYCLE_INTERVAL") == 10          # global file
+    assert cfg.integer("AURA_MAX_TURNS") == 11                 # environment beats both files
+    assert cfg.number("AURA_TASK_BUDGET") == 12             # --override beats --config beats env
+    assert cfg.integer("AURA_DEEP_REFLECTION_INTERVAL") == 3   # the README's name is an alias
+    assert cfg.integer("AURA_MAX_CONCURRENT_TASKS") == 2       # default
     assert "--override" in cfg.sources["AURA_TASK_BUDGET"]
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(proj, tmp_path / "missing.env", environ={})
@@ -43,7 +43,7 @@ def test_config_precedence_and_aliases(tmp_path: Path, monkeypatch: pytest.Monke
         load_config(proj, None, ["nokey"], environ={})
     bad = load_config(proj, None, ["AURA_MAX_TURNS=lots"], environ={})
     with pytest.raises(ConfigError, match="AURA_MAX_TURNS='lots'"):
-        bad.int("AURA_MAX_TURNS")
+        bad.integer("AURA_MAX_TURNS")
 
 
 def test_env_file_parser_edge_cases() -> None:

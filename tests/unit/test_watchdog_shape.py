@@ -17,7 +17,7 @@ WATCHDOG_OPS = ("usage", "limits", "set_limits", "preflight", "status")
 OWNED = {
     **{k: "aura.runtime.eventkinds" for k in eventkinds.BY_NAME},
     **{k: "aura.runtime.vocab" for k in (*vocab.WORKER_STATES, *vocab.OUTCOMES)},
-    **{k: "aura.runtime.records" for k in (records.WORKER_RECORD, records.WORKER_STARTED, records.WORKER_EXIT,
+    **{k: "aura.runtime.records" for k in (records.WORKER_RECORD, records.WORKER_START_REPORT, records.WORKER_EXIT,
                                            records.WORKER_JOBS, "limits.json", "kills")},
 }
 

@@ -6,9 +6,10 @@ in the project, off the brain's data folder, key files and the task file), `file
 `web` (public-only HTTP), `toolbox` (the dispatch: every failure becomes an error result).
 """
 
-from .base import Host, Tool, ToolError, ToolResult
+from .base import Planner, Tool, ToolError, ToolResult
 from .catalogue import TOOLS, definitions, validate
 from .sandbox import inside_project
 from .toolbox import Toolbox
 
-__all__ = ["TOOLS", "Host", "Tool", "ToolError", "ToolResult", "Toolbox", "definitions", "inside_project", "validate"]
+__all__ = ["TOOLS", "Planner", "Tool", "ToolError", "ToolResult", "Toolbox", "definitions", "inside_project",
+           "validate"]

@@ -1,5 +1,6 @@
 """What every tool is made of: its spec (name, description, JSON schema, handler), its result, and
-the two narrow views it works through (the planner as Host, the toolbox as ToolContext)."""
+the two narrow views it works through (Planner: what the tools need from the planner; ToolContext:
+what a handler gets from the toolbox)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .errors import ToolError
 from .filecache import FileCache
 from .validation import ArgumentChecker
 
-__all__ = ["Host", "Tool", "ToolContext", "ToolError", "ToolResult", "string"]
+__all__ = ["Planner", "Tool", "ToolContext", "ToolError", "ToolResult", "string"]
 
 
 @dataclass
@@ -22,7 +23,7 @@ class ToolResult:
     ends_cycle: bool = False
 
 
-class Host(Protocol):
+class Planner(Protocol):
     """What the tools need from the planner (kept narrow so the tools stay testable)."""
 
     core: Any
@@ -40,7 +41,7 @@ class Host(Protocol):
 class ToolContext(Protocol):
     """What a handler works with: the planner, the project folder, the read cache, the task tree."""
 
-    host: Host
+    planner: Planner
     root: Path
     cache: FileCache
 

@@ -31,7 +31,7 @@ NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 def offered(tool: Tool, cfg: Any) -> bool:
     """Whether the tool is configured (a tool that needs a key is offered only with it)."""
-    return not tool.needs_key or bool(cfg.str(tool.needs_key))
+    return not tool.needs_key or bool(cfg.text(tool.needs_key))
 
 
 def definitions(cfg: Any) -> list[dict]:

@@ -37,7 +37,7 @@ def decompose_task(box: ToolContext, a: dict) -> ToolResult:
         core.add_task(tid, title, parent=parent["id"], kind="command" if sub.get("command") else "agent",
                       batch=batch_prefix(core), **extra)
         added.append(tid)
-    box.host.record("decomposed", parent=parent["id"], added=added)
+    box.planner.record("decomposed", parent=parent["id"], added=added)
     return ToolResult(f"added under {parent['id']}: {', '.join(added)}")
 
 

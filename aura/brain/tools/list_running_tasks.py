@@ -14,8 +14,8 @@ def list_running_tasks(box: ToolContext, a: dict) -> ToolResult:
     now = time.time()
     core = box.core
     running = core.running()
-    usage = box.host.worker_usage() if running else {}
-    strikes = box.host.cfg.int("AURA_WORKER_RESOURCE_VIOLATION_STRIKES")
+    usage = box.planner.worker_usage() if running else {}
+    strikes = box.planner.cfg.integer("AURA_WORKER_RESOURCE_VIOLATION_STRIKES")
     for task in running:
         w = core.workers.get(task.get("worker_id") or "", {})
         p = w.get("progress") or {}

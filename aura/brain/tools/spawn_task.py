@@ -13,7 +13,7 @@ TASK_FIELDS = ("description", "command", "artifacts", "accept_commands", "budget
 
 
 def spawn_task(box: ToolContext, a: dict) -> ToolResult:
-    refusal = box.host.spawn_refusal()
+    refusal = box.planner.spawn_refusal()
     if refusal:
         raise ToolError(f"not started: {refusal}")
     core = box.core
@@ -21,13 +21,13 @@ def spawn_task(box: ToolContext, a: dict) -> ToolResult:
     check_spawnable(task)
     if core.capacity() <= 0:
         raise ToolError(f"not started: {len(core.running())} workers are running "
-                        f"(AURA_MAX_CONCURRENT_TASKS={box.host.cfg.int('AURA_MAX_CONCURRENT_TASKS')}); "
+                        f"(AURA_MAX_CONCURRENT_TASKS={box.planner.cfg.integer('AURA_MAX_CONCURRENT_TASKS')}); "
                         "wait for one to end or kill one")
     for key in TASK_FIELDS:
         if key in a:
             task[key] = a[key]
     task["kind"] = "command" if task.get("command") else "agent"
-    spec = spawn_spec(task, box.host.cfg, box.root, core.paths.task_dir(task["id"]))
+    spec = spawn_spec(task, box.planner.cfg, box.root, core.paths.task_dir(task["id"]))
     if task.get("backend") and not task.get("command"):
         spec["backend"] = task["backend"]
     rec = core.spawn(task, spec)  # the core adds the remaining budget as the worker's own cap
@@ -47,7 +47,7 @@ def check_spawnable(task: dict) -> None:
 
 def outcome(box: ToolContext, task: dict, rec: dict | None, reason: str | None) -> ToolResult:
     """What the model is told: started, saved for the next reconcile, waiting, refused or ended at once."""
-    box.host.record("spawn", task_id=task["id"], worker_id=task.get("worker_id"), reason=reason or "",
+    box.planner.record("spawn", task_id=task["id"], worker_id=task.get("worker_id"), reason=reason or "",
                     backend=(task.get("spawn_spec") or {}).get("backend"))
     if rec is None:
         if task["status"] == "in_progress":

@@ -13,7 +13,7 @@ def update_project_context(box: ToolContext, a: dict) -> ToolResult:
     ctx = box.core.state.setdefault("project_context", {})
     ctx.update(a)  # only the fields given change; the others keep what the model wrote before
     ctx["updated_at"] = time.time()
-    box.host.record("project_context", changed=sorted(a))
+    box.planner.record("project_context", changed=sorted(a))
     return ToolResult(f"project context updated: {', '.join(sorted(a))}")
 
 

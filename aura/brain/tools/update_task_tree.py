@@ -50,10 +50,10 @@ def open_descendants(core: Any, task: dict) -> list[dict]:
 
 def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> ToolResult:
     core = box.core
-    proof = core.verify_done(task, box.host.cfg.float("AURA_ACCEPTANCE_TIMEOUT"))
+    proof = core.verify_done(task, box.planner.cfg.number("AURA_ACCEPTANCE_TIMEOUT"))
     if not proof.ok:
         why = "; ".join(proof.problems) or "no evidence"
-        box.host.record("done_refused", task_id=task["id"], claim=reason, claimed_evidence=evidence, reason=why)
+        box.planner.record("done_refused", task_id=task["id"], claim=reason, claimed_evidence=evidence, reason=why)
         raise ToolError(f"refused: {task['id']} stays {task['status']}: {why}. Give it evidence the brain can "
                         "check (a worker that exits 0, the named artifacts written by this attempt, result.md "
                         "with `Status: done`, passing acceptance commands)")
@@ -64,12 +64,12 @@ def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> Tool
 
 def root_status(box: ToolContext, new: str, reason: str, evidence: str) -> ToolResult:
     if new == "completed":
-        ok, detail = box.host.confirm_goal(reason, evidence)
+        ok, detail = box.planner.confirm_goal(reason, evidence)
         if not ok:
             raise ToolError(f"refused: the goal is not done: {detail}")
         return ToolResult(f"goal done: {detail}")
     if new in ("blocked", "failed"):
-        return ToolResult(box.host.close_goal(new, reason, evidence))
+        return ToolResult(box.planner.close_goal(new, reason, evidence))
     raise ToolError("ROOT takes completed (goal done), blocked or failed (give up, with the reason)")
 
 

@@ -8,7 +8,7 @@ from .web import fetch_text
 
 
 def web_fetch(box: ToolContext, a: dict) -> ToolResult:
-    text = fetch_text(a["url"], box.host.cfg.bool("AURA_WEB_FETCH_ALLOW_PRIVATE"))
+    text = fetch_text(a["url"], box.planner.cfg.flag("AURA_WEB_FETCH_ALLOW_PRIVATE"))
     return ToolResult(excerpt(text, a.get("max_chars", 5000), "head"))
 
 

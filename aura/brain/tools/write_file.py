@@ -24,7 +24,7 @@ def write_file(box: ToolContext, a: dict) -> ToolResult:
     atomic_write_text(path, a["content"], mode=PRIVATE_FILE_MODE if is_private(paths, path) else PROJECT_FILE_MODE)
     box.cache.forget(path)
     rel = path.relative_to(box.root.resolve())
-    box.host.record("file_written", path=str(rel), bytes=len(data))
+    box.planner.record("file_written", path=str(rel), bytes=len(data))
     return ToolResult(f"wrote {len(data)} bytes to {rel}")
 
 

@@ -7,8 +7,8 @@ from .base import Tool, ToolContext, ToolResult, string
 
 
 def write_memory(box: ToolContext, a: dict) -> ToolResult:
-    box.host.memory.append(a["mem_type"], a["content"])
-    box.host.record("memory", mem_type=a["mem_type"], content=a["content"][:300])
+    box.planner.memory.append(a["mem_type"], a["content"])
+    box.planner.record("memory", mem_type=a["mem_type"], content=a["content"][:300])
     return ToolResult(f"remembered ({a['mem_type']})")
 
 

@@ -1,13 +1,13 @@
-"""Long-running children a worker registers, so they may outlive it (the original's
-`managed_subprocesses` in the task folder's `process.json`).
+"""Registered jobs: long-running children a worker lists in its task folder's `process.json`
+(`managed_subprocesses`), so they may outlive it.
 
 An agent that starts a training run must not have to sit and wait for it, and Aura must not
 kill it as a leftover when the agent exits. The worker owns `process.json`; it lists children
-as `{"pid", "started_at", "kind", "log_path"}` (the original's aliases `child_processes` and
-`subprocesses`, `start_time`, `progress_log` and `monitor_path` are read too). The shim keeps a
-registered child only when it is one of the worker's own descendants and its start time matches
-(within 30 s, as the original allowed; an entry without a start time is taken on trust, as
-"legacy" entries were). Imported by the shim, so it uses the standard library only.
+as `{"pid", "started_at", "kind", "log_path"}` (the aliases `child_processes` and `subprocesses`,
+`start_time`, `progress_log` and `monitor_path` are read too, so existing workers' files work).
+The shim keeps a registered child only when it is one of the worker's own descendants and its
+start time matches within 30 s (a PID reused by another process does not); an entry without a
+start time is taken on trust. Imported by the shim, so it uses the standard library only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ START_TOLERANCE_S = 30.0
 
 
 @dataclass
-class Registered:
+class RegisteredJob:
     pid: int
     kind: str = ""
     log_path: str | None = None
@@ -51,7 +51,7 @@ def _first(entry: dict, keys: Iterable[str]) -> object:
     return next((entry[k] for k in keys if entry.get(k) not in (None, "")), None)
 
 
-def read_registered(task_dir: Path) -> list[Registered]:
+def read_registered(task_dir: Path) -> list[RegisteredJob]:
     """The children listed in the worker's process.json; an unreadable file lists none."""
     try:
         data = json.loads((task_dir / FILE_NAME).read_text(encoding="utf-8"))
@@ -59,8 +59,8 @@ def read_registered(task_dir: Path) -> list[Registered]:
         return []
     if not isinstance(data, dict):
         return []
-    entries = next((data[k] for k in LIST_KEYS if isinstance(data.get(k), list)), [])
-    out: list[Registered] = []
+    entries: list = next((data[k] for k in LIST_KEYS if isinstance(data.get(k), list)), [])
+    out: list[RegisteredJob] = []
     for entry in entries:
         if isinstance(entry, int) and not isinstance(entry, bool):
             entry = {"pid": entry}
@@ -71,14 +71,15 @@ def read_registered(task_dir: Path) -> list[Registered]:
         except (TypeError, ValueError):
             continue
         log = _first(entry, LOG_KEYS)
-        out.append(Registered(pid, str(entry.get("kind") or ""), str(log) if log else None,
+        out.append(RegisteredJob(pid, str(entry.get("kind") or ""), str(log) if log else None,
                               _epoch(_first(entry, START_KEYS))))
     return out
 
 
-def keep(registered: list[Registered], tree: set[int], start_of: Callable[[int], float | None]) -> list[Registered]:
+def keep(registered: list[RegisteredJob], tree: set[int],
+         start_of: Callable[[int], float | None]) -> list[RegisteredJob]:
     """The registered children that are live descendants of the worker, started when they say."""
-    kept: list[Registered] = []
+    kept: list[RegisteredJob] = []
     for reg in registered:
         if reg.pid not in tree or any(k.pid == reg.pid for k in kept):
             continue
@@ -118,6 +119,6 @@ def signal_pids(pids: Iterable[int], sig: int) -> int:
     return sent
 
 
-def describe(kept: list[Registered]) -> list[dict]:
+def describe(kept: list[RegisteredJob]) -> list[dict]:
     return [asdict(k) for k in kept]
 
