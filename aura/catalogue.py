@@ -34,12 +34,15 @@ def load_all() -> None:
 
 
 def events_table() -> str:
-    rows = ["| event | published by | wakes the brain | notifies | shown by `aura up` |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| event | published by | wakes the brain | notifies | shown by `aura up` |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for k in KINDS:
         notify = "yes (also at done_only)" if k.urgent else ("yes" if k.notify else "")
-        rows.append(f"| `{k.name}` | {k.source} | {'yes' if k.wakes_brain else ''} | {notify} | "
-                    f"{'yes' if k.shown else ''} |")
+        rows.append(
+            f"| `{k.name}` | {k.source} | {'yes' if k.wakes_brain else ''} | {notify} | {'yes' if k.shown else ''} |"
+        )
     return "\n".join(rows)
 
 

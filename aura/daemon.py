@@ -18,7 +18,6 @@ from aura.runtime.paths import ProjectPaths
 from aura.runtime.proctitle import set_process_name
 from aura.runtime.settings_check import check_start
 
-
 EXIT_CONFIG = 2
 
 
@@ -28,12 +27,15 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 def daemon_class(name: str) -> type[Daemon]:
     if name == "supervisor":
         from aura.supervisor.main import SupervisorDaemon
+
         return SupervisorDaemon
     if name == "watchdog":
         from aura.watchdog.main import WatchdogDaemon
+
         return WatchdogDaemon
     if name == "brain":
         from aura.brain.main import BrainDaemon
+
         return BrainDaemon
     raise SystemExit(f"unknown daemon {name!r}: expected supervisor, watchdog or brain")
 
@@ -45,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", type=Path, default=None, help="task file (brain only)")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("-O", "--override", action="append", default=[])
-    parser.add_argument("--overrides-file", type=Path, default=None,
-                        help="private JSON file of -O values (`aura up` keeps them off the command line)")
+    parser.add_argument(
+        "--overrides-file",
+        type=Path,
+        default=None,
+        help="private JSON file of -O values (`aura up` keeps them off the command line)",
+    )
     parser.add_argument("--managed", action="store_true", help="run under systemd/launchd: no peer restarts")
     args = parser.parse_args(argv)
     # before any thread starts (they inherit it): `pkill python` / `killall python` from a worker

@@ -43,28 +43,47 @@ def import_conflicts() -> list[Check]:
             where, ours = Path("?"), False
         if others or not ours:
             who = ", ".join(others) or f"the module at {where}"
-            out.append(Check(f"package {name}", False,
-                             f"`import {name}` is also provided by {who}; install Aura into its own virtual "
-                             f"environment (python3 -m venv .venv && .venv/bin/pip install aura)", fatal=True))
+            out.append(
+                Check(
+                    f"package {name}",
+                    False,
+                    f"`import {name}` is also provided by {who}; install Aura into its own virtual "
+                    f"environment (python3 -m venv .venv && .venv/bin/pip install aura)",
+                    fatal=True,
+                )
+            )
         else:
             out.append(Check(f"package {name}", True, f"from {where.parent}"))
     return out
 
 
 def environment_checks() -> list[Check]:
-    out = [Check("python", sys.version_info >= (3, 10), sys.version.split()[0] + " at " + sys.executable,
-                 fatal=sys.version_info < (3, 10))]
+    out = [
+        Check(
+            "python",
+            sys.version_info >= (3, 10),
+            sys.version.split()[0] + " at " + sys.executable,
+            fatal=sys.version_info < (3, 10),
+        )
+    ]
     in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
-    out.append(Check("virtual environment", in_venv, sys.prefix if in_venv else
-                     "not in a virtual environment: another package named `aura` may shadow Aura's"))
+    out.append(
+        Check(
+            "virtual environment",
+            in_venv,
+            sys.prefix if in_venv else "not in a virtual environment: another package named `aura` may shadow Aura's",
+        )
+    )
     out += worker_cli_checks()
     try:
         from aura.watchdog.gpu import GpuSampler
+
         gpu = GpuSampler("")
         out.append(Check("GPU (NVML)", gpu.available, gpu.reason or "available"))
     except Exception as exc:  # a GPU probe must never break the doctor
         out.append(Check("GPU (NVML)", False, f"probe failed: {exc}"))
     from .runtime.paths import runtime_base
+
     base = runtime_base()
     out.append(Check("runtime folder", True, f"{base} (sockets, mode 0700)"))
     return out
@@ -102,20 +121,47 @@ def backend_checks(cfg: Any, tf: Any) -> list[Check]:
     name = f"{LAYER2_KEY}={backend}"
     choice = cfg.text("AURA_PLANNER").strip().lower()
     if choice == "llm" or (choice == "auto" and cfg.text("AURA_API_KEY")):
-        return [Check(name, False, f"warning: the model's agent tasks go to the {backend} backend, but {problem}; "
-                                   "only shell commands can run")]
+        return [
+            Check(
+                name,
+                False,
+                f"warning: the model's agent tasks go to the {backend} backend, but {problem}; "
+                "only shell commands can run",
+            )
+        ]
     agents = [item for item in tf.items if not item.command and not item.checked]
     if not tf.items:
-        return [Check(name, False, f"the task file has no checklist, so the whole goal goes to the {backend} "
-                                   f"backend, but {problem}. Nothing was started.", fatal=True)]
+        return [
+            Check(
+                name,
+                False,
+                f"the task file has no checklist, so the whole goal goes to the {backend} "
+                f"backend, but {problem}. Nothing was started.",
+                fatal=True,
+            )
+        ]
     if agents:
         lines = ", ".join(str(item.line) for item in agents[:8]) + (" ..." if len(agents) > 8 else "")
-        return [Check(name, False, f"the task file's item(s) without a command (line {lines}) go to the {backend} "
-                                   f"backend, but {problem}. Nothing was started.", fatal=True)]
+        return [
+            Check(
+                name,
+                False,
+                f"the task file's item(s) without a command (line {lines}) go to the {backend} "
+                f"backend, but {problem}. Nothing was started.",
+                fatal=True,
+            )
+        ]
     from aura.runtime.limits import guard_mode
+
     if guard_mode(cfg.text("AURA_WORKER_RESOURCE_GUARD")) == "on":
-        return [Check(name, False, f"warning: a task the watchdog kills twice gets a resource-fix subtask for the "
-                                   f"{backend} backend, but {problem}; such a subtask would be blocked")]
+        return [
+            Check(
+                name,
+                False,
+                f"warning: a task the watchdog kills twice gets a resource-fix subtask for the "
+                f"{backend} backend, but {problem}; such a subtask would be blocked",
+            )
+        ]
     return []
 
 

@@ -40,7 +40,7 @@ class _DroppingWriter(io.RawIOBase):
         size = len(view)
         while view and not self.vanished:
             try:
-                view = view[os.write(self.fd, view):]
+                view = view[os.write(self.fd, view) :]
             except InterruptedError:
                 continue
             except OSError:
@@ -67,8 +67,12 @@ def _tolerant(stream: Any, out: Output) -> Any:
     writer = _DroppingWriter(fd)
     out.writers.append(writer)
     buffered = io.BufferedWriter(writer)  # type: ignore[type-var]
-    return io.TextIOWrapper(buffered, encoding=getattr(stream, "encoding", None) or "utf-8",
-                            errors=getattr(stream, "errors", None) or "strict", line_buffering=True)
+    return io.TextIOWrapper(
+        buffered,
+        encoding=getattr(stream, "encoding", None) or "utf-8",
+        errors=getattr(stream, "errors", None) or "strict",
+        line_buffering=True,
+    )
 
 
 @contextmanager

@@ -14,8 +14,9 @@ GUARD = "AURA_WORKER_RESOURCE_GUARD"
 
 
 def limit_lines(limits: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
-    lines = [f"{key}={value}" + ("  (changed at run time)" if key in overrides else "")
-             for key, value in limits.items()]
+    lines = [
+        f"{key}={value}" + ("  (changed at run time)" if key in overrides else "") for key, value in limits.items()
+    ]
     try:
         return lines + rule_lines(limits)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):  # a watchdog of another version
@@ -26,15 +27,21 @@ def rule_lines(limits: Mapping[str, Any]) -> list[str]:
     poll, window = float(limits[POLL]), float(limits[WINDOW])
     strikes, cooldown = int(limits[STRIKES]), float(limits[COOLDOWN])
     lines = [
-        (f"window: {window:g} s = {window / poll:g} samples at one every {poll:g} s; from a worker's second "
-         f"sample on, each sample compares the window's average with every limit"),
-        (f"strikes: a worker is killed once one limit's average has been over it (a reserve: under it) for "
-         f"{strikes} samples in a row: at the earliest {strikes * poll:g} s after its first sample; one victim "
-         f"at a time"),
-        (f"cooldown: for {cooldown:g} s after a kill ({cooldown / poll:g} samples), and while the last victim "
-         f"is still stopping, nobody else is killed; strikes keep counting meanwhile, and a worker whose run of "
-         f"strikes is unbroken is killed at the first sample after it, so that kill can take more than "
-         f"{strikes} samples"),
+        (
+            f"window: {window:g} s = {window / poll:g} samples at one every {poll:g} s; from a worker's second "
+            f"sample on, each sample compares the window's average with every limit"
+        ),
+        (
+            f"strikes: a worker is killed once one limit's average has been over it (a reserve: under it) for "
+            f"{strikes} samples in a row: at the earliest {strikes * poll:g} s after its first sample; one victim "
+            f"at a time"
+        ),
+        (
+            f"cooldown: for {cooldown:g} s after a kill ({cooldown / poll:g} samples), and while the last victim "
+            f"is still stopping, nobody else is killed; strikes keep counting meanwhile, and a worker whose run of "
+            f"strikes is unbroken is killed at the first sample after it, so that kill can take more than "
+            f"{strikes} samples"
+        ),
     ]
     mode = str(limits.get(GUARD))
     if mode == "off":

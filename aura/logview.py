@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .runtime.logs import format_line, format_record
 from .runtime.paths import ProjectPaths
@@ -33,8 +33,9 @@ def _tail_records(path: str, n: int) -> list[tuple[str, str]]:
     return out
 
 
-def print_logs(paths: ProjectPaths, names: list[str], lines: int, follow: bool, raw: bool,
-               echo: Callable[[str], None]) -> None:
+def print_logs(
+    paths: ProjectPaths, names: list[str], lines: int, follow: bool, raw: bool, echo: Callable[[str], None]
+) -> None:
     files = {n: str(paths.logfile(n)) for n in names}
     merged = sorted((rec for f in files.values() for rec in _tail_records(f, lines)), key=lambda r: r[0])
     show = (lambda s: echo(s.rstrip("\n"))) if raw else (lambda s: echo(format_line(s)))

@@ -19,9 +19,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .runtime.fsutil import read_json, read_jsonl
 from .runtime.paths import DAEMONS, ProjectPaths, safe_name
@@ -35,6 +36,7 @@ TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read
 
 
 # -- small helpers -------------------------------------------------------------------------------
+
 
 def tree_size(path: Path) -> int:
     """Bytes under `path` (links counted as links, never followed)."""
@@ -104,6 +106,7 @@ def read_state(state_dir: Path) -> dict:
 
 # -- clean-workspaces ------------------------------------------------------------------------------
 
+
 @dataclass
 class Folder:
     """A worker folder or a task workspace, with the reason it is kept (None: it may go)."""
@@ -127,7 +130,7 @@ class WorkspacePlan:
         return sum(f.size for f in self.remove)
 
 
-def _worker_running(wdir: Path) -> str | None:
+def _worker_running(wdir: Path) -> str:
     """Why, judging from disk only, a worker without exit.json must be treated as running."""
     report = read_json(wdir / WORKER_START_REPORT) or {}
     rec = read_json(wdir / WORKER_RECORD) or {}
@@ -154,14 +157,20 @@ def worker_status(wdir: Path, live_ids: set[str] | None) -> str | None:
     return why
 
 
-def plan_workspaces(paths: ProjectPaths, age_days: float, include_all: bool,
-                    supervisor_workers: list[dict] | None, now: float | None = None) -> WorkspacePlan:
+def plan_workspaces(
+    paths: ProjectPaths,
+    age_days: float,
+    include_all: bool,
+    supervisor_workers: list[dict] | None,
+    now: float | None = None,
+) -> WorkspacePlan:
     """Decide, for each worker folder and task workspace, whether it may be removed."""
     now = time.time() if now is None else now
     cutoff = now - age_days * DAY
     state = read_state(paths.state_dir)
-    status_by_dir = {safe_name(tid): str(t.get("status")) for tid, t in (state.get("tasks") or {}).items()
-                     if isinstance(t, dict)}
+    status_by_dir = {
+        safe_name(tid): str(t.get("status")) for tid, t in (state.get("tasks") or {}).items() if isinstance(t, dict)
+    }
     live_ids = None
     if supervisor_workers is not None:
         live_ids = {str(w.get("worker_id")) for w in supervisor_workers if w.get("state") in LIVE_STATES}
@@ -215,7 +224,7 @@ def _subdirs(folder: Path) -> Iterable[Path]:
 def remove_folders(plan: WorkspacePlan, live_ids: set[str] | None) -> list[tuple[Folder, str | None]]:
     """Delete what the plan allows, checking each worker once more just before (it may have been
     relaunched meanwhile); returns (folder, error or None)."""
-    out = []
+    out: list[tuple[Folder, str | None]] = []
     for f in plan.remove:
         if f.kind == "worker":
             again = worker_status(f.path, live_ids)
@@ -231,6 +240,7 @@ def remove_folders(plan: WorkspacePlan, live_ids: set[str] | None) -> list[tuple
 
 
 # -- cleanup (leftovers of a stopped run) ----------------------------------------------------------------
+
 
 @dataclass
 class Leftover:
@@ -262,10 +272,14 @@ def stale_leftovers(paths: ProjectPaths, age_days: float, now: float | None = No
     for name in DAEMONS:
         pidfile = paths.pidfile(name)
         rec = read_json(pidfile)
-        if isinstance(rec, dict) and rec.get("state") == "running" \
-                and not is_alive(rec.get("pid"), rec.get("create_time")):
-            out.append(Leftover(pidfile, f"pid file of a {name} that died (pid {rec.get('pid')} is gone)",
-                                tree_size(pidfile)))
+        if (
+            isinstance(rec, dict)
+            and rec.get("state") == "running"
+            and not is_alive(rec.get("pid"), rec.get("create_time"))
+        ):
+            out.append(
+                Leftover(pidfile, f"pid file of a {name} that died (pid {rec.get('pid')} is gone)", tree_size(pidfile))
+            )
     for folder in (paths.state_dir, paths.run_dir, paths.memory_dir, paths.events_dir, paths.watchdog_dir):
         for p in sorted(folder.glob(".*.tmp")) if folder.is_dir() else ():
             if _TMP.match(p.name) and now - _mtime(p) > 60:
@@ -288,6 +302,7 @@ def _mtime(p: Path) -> float:
 
 # -- restart ------------------------------------------------------------------------------------------------
 
+
 def unfinished_workers(paths: ProjectPaths) -> list[str]:
     """Workers whose shim or process is still alive (judged from disk)."""
     out = []
@@ -302,8 +317,14 @@ def run_folders(paths: ProjectPaths) -> dict[str, Path]:
     worker id (a new run reuses the ids, so old records would pass as the new run's) and the event
     journals (a new state reads them from the start). Settings stay: the project's config.env and
     the limits changed at run time (run/watchdog/limits.json); so do the daemons' logs."""
-    return {"events": paths.events_dir, "workers": paths.workers_dir, "watchdog-kills": kills_dir(paths),
-            "workspace": paths.data / "workspace", "summaries": paths.data / "summaries", "memory": paths.memory_dir}
+    return {
+        "events": paths.events_dir,
+        "workers": paths.workers_dir,
+        "watchdog-kills": kills_dir(paths),
+        "workspace": paths.data / "workspace",
+        "summaries": paths.data / "summaries",
+        "memory": paths.memory_dir,
+    }
 
 
 def archive_run(paths: ProjectPaths, now: float | None = None) -> Path | None:
@@ -389,12 +410,19 @@ def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
     rows: dict[str, dict] = {}
     ledger = read_jsonl(paths.state_dir / "costs.jsonl")
     for e in ledger:
-        _add(rows.setdefault(f"brain/{e.get('source') or 'call'}", {**_blank(), "layer": "brain"}), e,
-             price("brain", e.get("model")))
-    brain_book = ((state.get("costs") or {}).get("brain") or {})
+        _add(
+            rows.setdefault(f"brain/{e.get('source') or 'call'}", {**_blank(), "layer": "brain"}),
+            e,
+            price("brain", e.get("model")),
+        )
+    brain_book = (state.get("costs") or {}).get("brain") or {}
     if not ledger and brain_book.get("calls"):  # the ledger is gone: the totals still say something
-        _add(rows.setdefault("brain/(totals)", {**_blank(), "layer": "brain"}), brain_book, price("brain", None),
-             calls=int(brain_book.get("calls") or 0))
+        _add(
+            rows.setdefault("brain/(totals)", {**_blank(), "layer": "brain"}),
+            brain_book,
+            price("brain", None),
+            calls=int(brain_book.get("calls") or 0),
+        )
     book = dict((state.get("costs") or {}).get("workers") or {})
     for wdir in sorted(_subdirs(paths.workers_dir)):
         if wdir.name in book:
@@ -403,12 +431,18 @@ def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
         progress = rec.get("progress") or {}
         tokens = {k: int(progress.get(k) or 0) for k in TOKEN_KEYS}
         if any(tokens.values()):
-            book[wdir.name] = {**tokens, "model": progress.get("model") or rec.get("backend"),
-                               "reported_usd": progress.get("total_cost_usd")}
+            book[wdir.name] = {
+                **tokens,
+                "model": progress.get("model") or rec.get("backend"),
+                "reported_usd": progress.get("total_cost_usd"),
+            }
     reported = 0.0
     for w in book.values():
-        _add(rows.setdefault(f"worker/{w.get('model') or 'unknown'}", {**_blank(), "layer": "worker"}), w,
-             price("worker", w.get("model")))
+        _add(
+            rows.setdefault(f"worker/{w.get('model') or 'unknown'}", {**_blank(), "layer": "worker"}),
+            w,
+            price("worker", w.get("model")),
+        )
         if isinstance(w.get("reported_usd"), (int, float)):
             reported += w["reported_usd"]
     total = _blank()
@@ -419,18 +453,29 @@ def usage_stats(paths: ProjectPaths, cfg: Any) -> dict:
     brain_usd = sum(r["usd"] for r in rows.values() if r["layer"] == "brain")
     llm = state.get("llm") or {}
     price("brain", None)
-    return {"sources": {k: finish_row(v) for k, v in sorted(rows.items())}, "total": finish_row(total),
-            "brain_calls": brain_calls, "worker_runs": len(book),
-            "avg_brain_usd": round(brain_usd / brain_calls, 6) if brain_calls else None,
-            "avg_prompt_tokens": round(sum(r["prompt_tokens"] for r in rows.values() if r["layer"] == "brain")
-                                       / brain_calls) if brain_calls else None,
-            "model_cycles": llm.get("model_cycles"), "skipped_cycles": llm.get("skipped_total"),
-            "workers_reported_usd": round(reported, 6) if reported else None,
-            "prices": {"brain": price("brain", None).as_dict(),
-                       **{f"{layer}/{model or '(no model named)'}": p.as_dict() for (layer, model), p in prices.items()}}}
+    return {
+        "sources": {k: finish_row(v) for k, v in sorted(rows.items())},
+        "total": finish_row(total),
+        "brain_calls": brain_calls,
+        "worker_runs": len(book),
+        "avg_brain_usd": round(brain_usd / brain_calls, 6) if brain_calls else None,
+        "avg_prompt_tokens": round(
+            sum(r["prompt_tokens"] for r in rows.values() if r["layer"] == "brain") / brain_calls
+        )
+        if brain_calls
+        else None,
+        "model_cycles": llm.get("model_cycles"),
+        "skipped_cycles": llm.get("skipped_total"),
+        "workers_reported_usd": round(reported, 6) if reported else None,
+        "prices": {
+            "brain": price("brain", None).as_dict(),
+            **{f"{layer}/{model or '(no model named)'}": p.as_dict() for (layer, model), p in prices.items()},
+        },
+    }
 
 
 # -- changelog-overview --------------------------------------------------------------------------------------
+
 
 def state_dirs(paths: ProjectPaths) -> list[tuple[str, Path]]:
     """The current run's state folder and those `restart` kept aside, oldest first."""
@@ -458,15 +503,23 @@ def changelog_overview(paths: ProjectPaths) -> list[dict]:
                     added += 1
                 elif line.startswith("-") and not line.startswith("---"):
                     removed += 1
-        rows.append({"run": label, "folder": str(folder), "entries": len(entries),
-                     "changes": sum(1 for e in entries if e.get("kind") == "changed"),
-                     "processed": len(entries) - waiting, "waiting": waiting,
-                     "lines_added": added, "lines_removed": removed,
-                     "first_ts": entries[0].get("ts") if entries else None,
-                     "last_ts": entries[-1].get("ts") if entries else None,
-                     "last_summary": entries[-1].get("summary") if entries else None,
-                     "task_file": (entries[-1].get("file") if entries else None) or state.get("task_file"),
-                     "mission": state.get("mission")})
+        rows.append(
+            {
+                "run": label,
+                "folder": str(folder),
+                "entries": len(entries),
+                "changes": sum(1 for e in entries if e.get("kind") == "changed"),
+                "processed": len(entries) - waiting,
+                "waiting": waiting,
+                "lines_added": added,
+                "lines_removed": removed,
+                "first_ts": entries[0].get("ts") if entries else None,
+                "last_ts": entries[-1].get("ts") if entries else None,
+                "last_summary": entries[-1].get("summary") if entries else None,
+                "task_file": (entries[-1].get("file") if entries else None) or state.get("task_file"),
+                "mission": state.get("mission"),
+            }
+        )
     return rows
 
 
@@ -474,17 +527,29 @@ def overview_markdown(rows: list[dict], when: float | None = None) -> str:
     def ts(t: Any) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "-"
 
-    lines = ["# Task-file changelog overview", "", f"Written {ts(time.time() if when is None else when)} by "
-             "`aura changelog-overview`.", ""]
+    lines = [
+        "# Task-file changelog overview",
+        "",
+        f"Written {ts(time.time() if when is None else when)} by `aura changelog-overview`.",
+        "",
+    ]
     if not rows:
         return "\n".join(lines + ["No run has recorded a task-file version yet.", ""])
-    lines += ["| Run | Task file | Versions | Changes | Processed | Waiting | Lines +/- | Last seen | Last change |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| Run | Task file | Versions | Changes | Processed | Waiting | Lines +/- | Last seen | Last change |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['run']} | {r['task_file'] or '-'} | {r['entries']} | {r['changes']} | {r['processed']} | "
-                     f"{r['waiting']} | +{r['lines_added']}/-{r['lines_removed']} | {ts(r['last_ts'])} | "
-                     f"{(r['last_summary'] or '-').replace('|', '/')} |")
-    lines += ["", f"Total: {sum(r['entries'] for r in rows)} version(s) in {len(rows)} run(s), "
-              f"{sum(r['processed'] for r in rows)} processed, {sum(r['waiting'] for r in rows)} waiting "
-              "for the next model cycle.", ""]
+        lines.append(
+            f"| {r['run']} | {r['task_file'] or '-'} | {r['entries']} | {r['changes']} | {r['processed']} | "
+            f"{r['waiting']} | +{r['lines_added']}/-{r['lines_removed']} | {ts(r['last_ts'])} | "
+            f"{(r['last_summary'] or '-').replace('|', '/')} |"
+        )
+    lines += [
+        "",
+        f"Total: {sum(r['entries'] for r in rows)} version(s) in {len(rows)} run(s), "
+        f"{sum(r['processed'] for r in rows)} processed, {sum(r['waiting'] for r in rows)} waiting "
+        "for the next model cycle.",
+        "",
+    ]
     return "\n".join(lines)

@@ -41,9 +41,12 @@ def listing() -> list[dict]:
         row = {"root": root, "task": entry.get("task"), "last_up": entry.get("last_up"), "exists": Path(root).is_dir()}
         state = read_json(paths.state_dir / "state.json") if row["exists"] else None
         if isinstance(state, dict) and "tasks" in state:
-            row.update(mission=state.get("mission"), cycles=state.get("total_cycles", 0),
-                       finished=bool((state.get("run") or {}).get("finished")),
-                       spent_usd=costmod.summary(state)["total_usd"])
+            row.update(
+                mission=state.get("mission"),
+                cycles=state.get("total_cycles", 0),
+                finished=bool((state.get("run") or {}).get("finished")),
+                spent_usd=costmod.summary(state)["total_usd"],
+            )
         row["running"] = bool(row["exists"] and running_daemons(paths))
         rows.append(row)
     return rows

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aura.runtime.fsutil import atomic_write_text
 from aura.runtime import paths
+from aura.runtime.fsutil import atomic_write_text
 from aura.runtime.paths import DAEMONS, DATA_DIRNAME
 
 Scope = Literal["user", "system"]
 SYSTEMD, LAUNCHD, NONE = "systemd", "launchd", "none"
 MANAGERS = (SYSTEMD, LAUNCHD, NONE)
+
 
 #: Where `systemd/` and `launchd/` live: the repository (or source tree) holding this package.
 def _templates_root() -> Path:
@@ -125,8 +126,10 @@ def preview_manager(machine: Machine, chosen: str | None = None) -> tuple[str, s
     if found != NONE:
         return found, None
     manager = platform_manager(machine)
-    return manager, (f"preview for {manager}: no service manager was found here, so these files could not be "
-                     "installed on this machine")
+    return manager, (
+        f"preview for {manager}: no service manager was found here, so these files could not be "
+        "installed on this machine"
+    )
 
 
 def running_manager(machine: Machine, chosen: str | None = None) -> str:
@@ -134,8 +137,10 @@ def running_manager(machine: Machine, chosen: str | None = None) -> str:
     found = detect_manager(machine)
     if chosen and found != chosen:
         where = "no service manager" if found == NONE else found
-        raise ServiceError(f"--manager {chosen}: {chosen} is not running here (found {where}); "
-                           f"`aura service install --dry-run --manager {chosen}` previews its files")
+        raise ServiceError(
+            f"--manager {chosen}: {chosen} is not running here (found {where}); "
+            f"`aura service install --dry-run --manager {chosen}` previews its files"
+        )
     return found
 
 
@@ -212,13 +217,15 @@ class ProjectService:
         return self.root / DATA_DIRNAME / "logs"
 
     @classmethod
-    def for_project(cls, root: Path, task_file: Path, env_file: Path | None = None,
-                    watchdog_sec: int = 0) -> ProjectService:
+    def for_project(
+        cls, root: Path, task_file: Path, env_file: Path | None = None, watchdog_sec: int = 0
+    ) -> ProjectService:
         """Absolute paths throughout; the interpreter is this venv's, symlink kept (not resolved)."""
         root = Path(root).resolve()
         python = os.path.abspath(sys.executable)
-        path_env = os.pathsep.join(dict.fromkeys(
-            [os.path.dirname(python), *os.environ.get("PATH", os.defpath).split(os.pathsep)]))
+        path_env = os.pathsep.join(
+            dict.fromkeys([os.path.dirname(python), *os.environ.get("PATH", os.defpath).split(os.pathsep)])
+        )
         return cls(
             root=root,
             task_file=Path(task_file).resolve(),
@@ -236,11 +243,13 @@ _PLACEHOLDER = re.compile(r"@([A-Z][A-Z_]*)@")
 
 def fill(text: str, values: Mapping[str, str]) -> str:
     """Replace each @NAME@ in one pass (values are never re-scanned); unknown names are errors."""
+
     def one(match: re.Match[str]) -> str:
         try:
             return values[match.group(1)]
         except KeyError:
             raise ServiceError(f"template placeholder @{match.group(1)}@ has no value") from None
+
     return _PLACEHOLDER.sub(one, text)
 
 
@@ -273,8 +282,10 @@ def _exec_program(path: str) -> str:
     systemd refuses an executable path holding quotes or backslashes ("special characters").
     """
     if any(c in path for c in "\"'\\"):
-        raise ServiceError(f"systemd cannot start an interpreter whose path holds quotes or backslashes: "
-                           f"{path!r}; create the virtual environment in another folder")
+        raise ServiceError(
+            f"systemd cannot start an interpreter whose path holds quotes or backslashes: "
+            f"{path!r}; create the virtual environment in another folder"
+        )
     return _quoted(_spec(path))
 
 
@@ -285,18 +296,25 @@ def _env_word(key: str, value: str) -> str:
 
 def _scope_settings(scope: Scope, root: Path) -> str:
     if scope == "user":
-        return ("# Sockets live in $XDG_RUNTIME_DIR/aura/<project-id> (see aura/runtime/paths.py). The three units\n"
-                "# share the folder, so it is kept when one of them stops.\n"
-                "RuntimeDirectory=aura/%i\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes")
+        return (
+            "# Sockets live in $XDG_RUNTIME_DIR/aura/<project-id> (see aura/runtime/paths.py). The three units\n"
+            "# share the folder, so it is kept when one of them stops.\n"
+            "RuntimeDirectory=aura/%i\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes"
+        )
     owner = pwd.getpwuid(root.stat().st_uid).pw_name
-    return ("# A system unit runs as the project's owner, who owns .aura/; without a user manager the\n"
-            "# sockets fall back to the per-user temp folder (see aura/runtime/paths.py).\n"
-            f"User={_spec(owner)}")
+    return (
+        "# A system unit runs as the project's owner, who owns .aura/; without a user manager the\n"
+        "# sockets fall back to the per-user temp folder (see aura/runtime/paths.py).\n"
+        f"User={_spec(owner)}"
+    )
 
 
 def _watchdog_line(seconds: int) -> str:
     if seconds > 0:
-        return f"# The daemon sends WATCHDOG=1 every WatchdogSec/2; a miss means a hang: abort, restart.\nWatchdogSec={seconds}"
+        return (
+            "# The daemon sends WATCHDOG=1 every WatchdogSec/2; a miss means a hang: abort, restart.\n"
+            f"WatchdogSec={seconds}"
+        )
     return "# WatchdogSec= is off (`aura service install --watchdog-sec N` turns it on)."
 
 
@@ -310,8 +328,10 @@ def _drop_header(text: str) -> str:
 
 
 def _banner(svc: ProjectService) -> str:
-    return (f"# Written by `aura service install` for {_check_value(str(svc.root))}.\n"
-            "# `aura service uninstall`, run in that folder, removes it.\n\n")
+    return (
+        f"# Written by `aura service install` for {_check_value(str(svc.root))}.\n"
+        "# `aura service uninstall`, run in that folder, removes it.\n\n"
+    )
 
 
 def systemd_values(svc: ProjectService, scope: Scope) -> dict[str, str]:
@@ -335,8 +355,10 @@ def render_systemd(svc: ProjectService, scope: Scope, templates: Path = TEMPLATE
     values = systemd_values(svc, scope)
     sources = {target_name(svc.id): "aura@.target"}
     sources.update({unit_name(d, svc.id): f"aura-{d}@.service" for d in DAEMONS})
-    return {name: _banner(svc) + fill(_drop_header((templates / "systemd" / src).read_text()), values)
-            for name, src in sources.items()}
+    return {
+        name: _banner(svc) + fill(_drop_header((templates / "systemd" / src).read_text()), values)
+        for name, src in sources.items()
+    }
 
 
 def _fill_tree(node: Any, values: Mapping[str, str]) -> Any:
@@ -369,8 +391,9 @@ def render_launchd(svc: ProjectService, templates: Path = TEMPLATES_ROOT) -> dic
     out: dict[str, str] = {}
     for daemon in DAEMONS:
         tree = plistlib.loads((templates / "launchd" / f"aura-{daemon}.plist").read_bytes())
-        out[agent_label(daemon, svc.id) + ".plist"] = plistlib.dumps(
-            _fill_tree(tree, values), sort_keys=False).decode("utf-8")
+        out[agent_label(daemon, svc.id) + ".plist"] = plistlib.dumps(_fill_tree(tree, values), sort_keys=False).decode(
+            "utf-8"
+        )
     return out
 
 
@@ -422,16 +445,22 @@ def plan_install(svc: ProjectService, machine: Machine, scope: Scope, manager: s
     folder = install_dir(machine, manager, scope)
     if manager == SYSTEMD:
         rendered = render_systemd(svc, scope, machine.templates)
-        after = (Step(_systemctl(machine, scope, "daemon-reload")),
-                 Step(_systemctl(machine, scope, "enable", "--now", target_name(svc.id))))
-        return Plan(manager, scope, svc.id, (), _writes(folder, rendered), after,
-                    notes=_systemd_notes(svc, scope))
+        after: tuple[Step, ...] = (
+            Step(_systemctl(machine, scope, "daemon-reload")),
+            Step(_systemctl(machine, scope, "enable", "--now", target_name(svc.id))),
+        )
+        return Plan(manager, scope, svc.id, (), _writes(folder, rendered), after, notes=_systemd_notes(svc, scope))
     rendered = render_launchd(svc, machine.templates)
     labels = [agent_label(d, svc.id) for d in DAEMONS]
     before = tuple(Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{lb}"), required=False) for lb in labels)
-    after = tuple(step for lb in labels for step in (
-        Step((*machine.launchctl, "enable", f"{_gui(machine)}/{lb}")),
-        Step((*machine.launchctl, "bootstrap", _gui(machine), str(folder / f"{lb}.plist")))))
+    after = tuple(
+        step
+        for lb in labels
+        for step in (
+            Step((*machine.launchctl, "enable", f"{_gui(machine)}/{lb}")),
+            Step((*machine.launchctl, "bootstrap", _gui(machine), str(folder / f"{lb}.plist"))),
+        )
+    )
     notes = (f"logs: {svc.log_dir}/<daemon>.out and .err",)
     return Plan(manager, scope, svc.id, before, _writes(folder, rendered), after, (svc.log_dir,), notes)
 
@@ -442,8 +471,10 @@ def _writes(folder: Path, rendered: Mapping[str, str]) -> tuple[FileChange, ...]
 
 def _systemd_notes(svc: ProjectService, scope: Scope) -> tuple[str, ...]:
     user = " --user" if scope == "user" else ""
-    return (f"logs: journalctl{user} -u 'aura-*@{svc.id}.service' -f",
-            f"environment file (optional, not created): {svc.env_file}")
+    return (
+        f"logs: journalctl{user} -u 'aura-*@{svc.id}.service' -f",
+        f"environment file (optional, not created): {svc.env_file}",
+    )
 
 
 def plan_uninstall(root: Path, machine: Machine, scope: Scope) -> Plan:
@@ -454,13 +485,19 @@ def plan_uninstall(root: Path, machine: Machine, scope: Scope) -> Plan:
     removals = tuple(FileChange(folder / n, None) for n in file_names(manager, project_id) if (folder / n).exists())
     if manager == SYSTEMD:
         units = service_units(project_id)
-        before = (Step(_systemctl(machine, scope, "disable", "--now", target_name(project_id)), required=False),
-                  Step(_systemctl(machine, scope, "stop", *units), required=False))
-        after = (Step(_systemctl(machine, scope, "daemon-reload")),
-                 Step(_systemctl(machine, scope, "reset-failed", target_name(project_id), *units), required=False))
+        before: tuple[Step, ...] = (
+            Step(_systemctl(machine, scope, "disable", "--now", target_name(project_id)), required=False),
+            Step(_systemctl(machine, scope, "stop", *units), required=False),
+        )
+        after: tuple[Step, ...] = (
+            Step(_systemctl(machine, scope, "daemon-reload")),
+            Step(_systemctl(machine, scope, "reset-failed", target_name(project_id), *units), required=False),
+        )
         return Plan(manager, scope, project_id, before if removals else (), removals, after if removals else ())
-    before = tuple(Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{agent_label(d, project_id)}"),
-                        required=False) for d in DAEMONS)
+    before = tuple(
+        Step((*machine.launchctl, "bootout", f"{_gui(machine)}/{agent_label(d, project_id)}"), required=False)
+        for d in DAEMONS
+    )
     return Plan(manager, scope, project_id, before if removals else (), removals, ())
 
 
@@ -538,8 +575,10 @@ def linger_warning(machine: Machine) -> str | None:
     if value == "yes":
         return None
     if value == "no":
-        return (f"Lingering is off for {machine.user}: the user manager, and these daemons, stop when "
-                f"you log out. To keep them running:  {fix}")
+        return (
+            f"Lingering is off for {machine.user}: the user manager, and these daemons, stop when "
+            f"you log out. To keep them running:  {fix}"
+        )
     return f"Could not tell whether lingering is on for {machine.user}. If the run must outlive your login:  {fix}"
 
 
@@ -567,8 +606,9 @@ def status_lines(root: Path, machine: Machine) -> tuple[bool, list[str]]:
             continue
         lines.append(f"{manager} ({scope}) for {root}, project id {project_id}:")
         lines += [f"  file: {p}" for p in present]
-        lines += (_systemd_states(machine, scope, project_id) if manager == SYSTEMD
-                  else _launchd_states(machine, project_id))
+        lines += (
+            _systemd_states(machine, scope, project_id) if manager == SYSTEMD else _launchd_states(machine, project_id)
+        )
     if not lines:
         return False, [f"not installed for {root} (project id {project_id}); see `aura service install --help`"]
     return True, lines
@@ -577,8 +617,22 @@ def status_lines(root: Path, machine: Machine) -> tuple[bool, list[str]]:
 def _systemd_states(machine: Machine, scope: Scope, project_id: str) -> list[str]:
     out = []
     for unit in [target_name(project_id), *service_units(project_id)]:
-        done = _query(_systemctl(machine, scope, "show", unit, "-p", "ActiveState", "-p", "SubState",
-                                 "-p", "StatusText", "-p", "NRestarts"))
+        done = _query(
+            _systemctl(
+                machine,
+                scope,
+                "show",
+                unit,
+                "-p",
+                "ActiveState",
+                "-p",
+                "SubState",
+                "-p",
+                "StatusText",
+                "-p",
+                "NRestarts",
+            )
+        )
         if done is None or done.returncode != 0:
             out.append(f"  {unit}: unknown ({(done.stderr.strip() if done else 'systemctl not found')})")
             continue
@@ -597,7 +651,10 @@ def _launchd_states(machine: Machine, project_id: str) -> list[str]:
         if done is None or done.returncode != 0:
             out.append(f"  {label}: not loaded")
             continue
-        facts = [ln.strip() for ln in done.stdout.splitlines()
-                 if ln.strip().startswith(("state =", "pid =", "last exit code ="))]
+        facts = [
+            ln.strip()
+            for ln in done.stdout.splitlines()
+            if ln.strip().startswith(("state =", "pid =", "last exit code ="))
+        ]
         out.append(f"  {label}: {'; '.join(facts) or 'loaded'}")
     return out

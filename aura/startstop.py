@@ -12,15 +12,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .control import (NotRunning, call, daemon_record, request_stop, running_daemons, set_desired, stop_daemon,
-                      update_launch)
-from .runtime.fsutil import atomic_write_json
+from .control import (
+    NotRunning,
+    call,
+    daemon_record,
+    request_stop,
+    running_daemons,
+    set_desired,
+    stop_daemon,
+    update_launch,
+)
 from .interrupts import Output, StopSignals
+from .runtime.fsutil import atomic_write_json
 from .runtime.paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
 from .runtime.peers import launch_spec, lock_is_held, start_daemon
 from .runtime.pidfile import start_time
@@ -56,22 +65,26 @@ class UpPlan:
 
 # -- the steps of `aura up`, in their order -------------------------------------------------------
 
+
 def read_goal(task: Path) -> TaskFile:
     """The task file, read and checked before anything else happens."""
     from .brain.taskfile import TaskFileError, read_task_file
+
     try:
         return read_task_file(task)
     except TaskFileError as exc:
         raise StartError(f"{exc}. Nothing was started.") from None
 
 
-def checked_settings(root: Path, paths: ProjectPaths, config_file: Path | None, overrides: tuple[str, ...],
-                     warn: Callable[[str], None]) -> Config:
+def checked_settings(
+    root: Path, paths: ProjectPaths, config_file: Path | None, overrides: tuple[str, ...], warn: Callable[[str], None]
+) -> Config:
     """The run's configuration; a setting that cannot work, or a package shadowing Aura's own, is
     refused here, before anything starts."""
     from .doctor import fatal_problems
     from .runtime.config import ConfigError, load_config
     from .runtime.settings_check import check_start, refused
+
     try:
         cfg = load_config(root, config_file, overrides)
         check_start(cfg, paths.watchdog_dir, warn=warn)
@@ -92,17 +105,24 @@ def plan_up(paths: ProjectPaths, task: Path) -> UpPlan:
         return UpPlan()
     missing = tuple(n for n in DAEMONS if n not in live)
     spec = launch_spec(paths.run_dir) or {}
-    if not missing or any(r.get("managed") for r in live.values()) or not all(n in spec.get("daemons", {}) for n in missing):
+    if (
+        not missing
+        or any(r.get("managed") for r in live.values())
+        or not all(n in spec.get("daemons", {}) for n in missing)
+    ):
         raise StartError(busy or f"Aura is already running in {paths.root}")
     held = [n for n in missing if lock_is_held(paths.lockfile(n))]
     if held:
-        raise StartError(f"Aura is starting or stopping in {paths.root} ({', '.join(held)} holds its lock); "
-                         "try again shortly")
+        raise StartError(
+            f"Aura is starting or stopping in {paths.root} ({', '.join(held)} holds its lock); try again shortly"
+        )
     running_task = Path(spec.get("task") or "")
     if running_task != Path(task).resolve():
-        raise StartError(f"Aura runs part of another task in {paths.root} ({running_task}: "
-                         f"{', '.join(missing)} down, {_pids(live)}); `aura up {running_task}` starts the missing "
-                         "daemons, `aura down` stops the others first")
+        raise StartError(
+            f"Aura runs part of another task in {paths.root} ({running_task}: "
+            f"{', '.join(missing)} down, {_pids(live)}); `aura up {running_task}` starts the missing "
+            "daemons, `aura down` stops the others first"
+        )
     return UpPlan(missing=missing, running=live)
 
 
@@ -110,6 +130,7 @@ def backend_notes(cfg: Config, tf: TaskFile) -> list[str]:
     """What `aura up` says about the worker backends; StartError when the goal needs one that cannot
     start here."""
     from .doctor import backend_checks
+
     checks = backend_checks(cfg, tf)
     for check in checks:
         if check.fatal:
@@ -117,8 +138,9 @@ def backend_notes(cfg: Config, tf: TaskFile) -> list[str]:
     return [check.detail for check in checks]
 
 
-def announce(cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_settings: bool,
-             echo: Callable[[str], None]) -> None:
+def announce(
+    cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_settings: bool, echo: Callable[[str], None]
+) -> None:
     """The lines `aura up` prints before it starts anything (`own_settings`: it was given --config or
     -O); StartError for a model brain Aura has no price for under a run budget."""
     echo(f"Aura {__version__}: {tf.mission}")
@@ -127,18 +149,23 @@ def announce(cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_sett
     if not cfg.text("AURA_API_KEY") and cfg.text("AURA_PLANNER") in ("auto", "local"):
         echo("  no API key configured: the offline `local` planner runs the task file's checklist")
     if cfg.number("AURA_BUDGET_USD") <= 0 and (cfg.text("AURA_API_KEY") or cfg.text("AURA_LAYER2_BACKEND") != SHELL):
-        echo("  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
-             "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running")
+        echo(
+            "  warning: no run budget (AURA_BUDGET_USD): nothing stops the spending; "
+            "`aura setup -y --budget USD` sets one, `aura budget USD` changes it while running"
+        )
     _price_check(cfg, echo)
     if plan.partial and own_settings:
-        echo("  the missing daemons start with the settings of the running ones; "
-             "`aura down` then `aura up` changes settings")
+        echo(
+            "  the missing daemons start with the settings of the running ones; "
+            "`aura down` then `aura up` changes settings"
+        )
 
 
 def _price_check(cfg: Config, echo: Callable[[str], None]) -> None:
     """A model brain Aura has no price for: refused with a run budget, a warning without."""
     from .brain.pricing import start_notice
     from .runtime.config import ConfigError
+
     try:
         line, refuse = start_notice(cfg)
     except ConfigError as exc:
@@ -149,17 +176,30 @@ def _price_check(cfg: Config, echo: Callable[[str], None]) -> None:
         echo(f"  warning: {line}")
 
 
-def start_run(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...],
-              echo: Callable[[str], None], plan: UpPlan) -> dict[str, int]:
+def start_run(
+    paths: ProjectPaths,
+    task: Path,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    echo: Callable[[str], None],
+    plan: UpPlan,
+) -> dict[str, int]:
     """Start the daemons (start_all), then list the run among the user's projects (`aura projects`)."""
     pids = start_all(paths, task, config_file, overrides, echo, plan)
     from .projects import register
+
     register(paths.root, task)
     return pids
 
 
-def follow_then_stop(paths: ProjectPaths, echo: Callable[[str], None], stay: bool, cursors: dict[str, int],
-                     stop: StopSignals, out: Output) -> int:
+def follow_then_stop(
+    paths: ProjectPaths,
+    echo: Callable[[str], None],
+    stay: bool,
+    cursors: dict[str, int],
+    stop: StopSignals,
+    out: Output,
+) -> int:
     """A foreground `aura up` after the start: print the events until the run finishes (or, with
     `stay`, until a stop signal), then stop the daemons and workers; the command's exit code."""
     code = follow_events(paths, echo, stop_on_finish=not stay, cursors=cursors, stop=stop, out=out)
@@ -187,7 +227,9 @@ def overrides_file(paths: ProjectPaths) -> Path:
     return paths.run_dir / "overrides.json"
 
 
-def daemon_argv(name: str, paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...]) -> list[str]:
+def daemon_argv(
+    name: str, paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...]
+) -> list[str]:
     """The daemon's command line. `-O` values are never on it (any of them may be a key, and every
     process's argv is public through `ps`): it names the private file write_launch puts them in."""
     argv = [sys.executable, "-m", "aura.daemon", name, "--project", str(paths.root)]
@@ -206,15 +248,26 @@ def write_launch(paths: ProjectPaths, task: Path, config_file: Path | None, over
         atomic_write_json(overrides_file(paths), {"overrides": list(overrides)}, mode=0o600)
     else:
         overrides_file(paths).unlink(missing_ok=True)
-    spec = {"desired": "up", "started_at": time.time(), "cwd": str(paths.root), "task": str(task),
-            "daemons": {n: {"argv": daemon_argv(n, paths, task, config_file, overrides)} for n in DAEMONS},
-            "env": {} if paths.default_data else {"AURA_DATA_DIR": str(paths.data)}}
+    spec = {
+        "desired": "up",
+        "started_at": time.time(),
+        "cwd": str(paths.root),
+        "task": str(task),
+        "daemons": {n: {"argv": daemon_argv(n, paths, task, config_file, overrides)} for n in DAEMONS},
+        "env": {} if paths.default_data else {"AURA_DATA_DIR": str(paths.data)},
+    }
     atomic_write_json(paths.launch_file, spec, mode=0o600)
     return spec
 
 
-def start_all(paths: ProjectPaths, task: Path, config_file: Path | None, overrides: tuple[str, ...],
-              echo: Callable[[str], None], plan: UpPlan | None = None) -> dict[str, int]:
+def start_all(
+    paths: ProjectPaths,
+    task: Path,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    echo: Callable[[str], None],
+    plan: UpPlan | None = None,
+) -> dict[str, int]:
     """Start every daemon (or, for a partly running run, the missing ones with the run's own
     launch record) and wait until each answers `ping`; on failure stop what started.
 
@@ -228,8 +281,11 @@ def start_all(paths: ProjectPaths, task: Path, config_file: Path | None, overrid
     else:
         spec = write_launch(paths, task, config_file, overrides)
     me = os.getpid()
-    update_launch(paths, desired="up", starting={"pid": me, "create_time": start_time(me),
-                                                 "until": time.time() + READY_TIMEOUT + START_MARGIN})
+    update_launch(
+        paths,
+        desired="up",
+        starting={"pid": me, "create_time": start_time(me), "until": time.time() + READY_TIMEOUT + START_MARGIN},
+    )
     pids: dict[str, int] = {}
     started: list[str] = []
     deadline = time.monotonic() + READY_TIMEOUT
@@ -294,12 +350,18 @@ def _tail(path: Path, lines: int = 15) -> str:
 def journal_positions(paths: ProjectPaths) -> dict[str, int]:
     """Where each journal ends now: `aura up` shows every event after this point."""
     from aura.ipc.events import last_seq
+
     return {n: last_seq(paths.journal(n)) for n in DAEMONS}
 
 
-def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_finish: bool = True,
-                  cursors: dict[str, int] | None = None, stop: StopSignals | None = None,
-                  out: Output | None = None) -> int:
+def follow_events(
+    paths: ProjectPaths,
+    echo: Callable[[str], None],
+    stop_on_finish: bool = True,
+    cursors: dict[str, int] | None = None,
+    stop: StopSignals | None = None,
+    out: Output | None = None,
+) -> int:
     """Print the run's events until it finishes, a stop signal arrives (Ctrl-C, SIGTERM, SIGHUP)
     or the output's reader goes away; return an exit code (128 + the signal for a signal)."""
     if stop is None:
@@ -312,8 +374,11 @@ def follow_events(paths: ProjectPaths, echo: Callable[[str], None], stop_on_fini
     from .runtime.eventkinds import Kind, stream_line
 
     ctx = zmq.Context()
-    feed = EventFeed(ctx, {n: (paths.pub_endpoint(n), paths.journal(n)) for n in DAEMONS},
-                     cursors=cursors if cursors is not None else journal_positions(paths))
+    feed = EventFeed(
+        ctx,
+        {n: (paths.pub_endpoint(n), paths.journal(n)) for n in DAEMONS},
+        cursors=cursors if cursors is not None else journal_positions(paths),
+    )
     try:
         last_catch_up = 0.0
         while not stop.received and not (out is not None and out.vanished):

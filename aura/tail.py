@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from aura.supervisor.streams.common import mapping_at
+
 INPUT_KEYS = ("command", "file_path", "filePath", "path", "pattern", "url", "query", "description", "prompt")
 WIDTH = 240
 
@@ -51,15 +53,20 @@ def _result_text(content: Any) -> str:
 
 # -- one formatter per output format: raw line -> readable lines -----------------------------------------
 
+
 def claude_lines(event: Mapping[str, Any]) -> list[str]:
     kind, sub = event.get("type"), event.get("subtype")
     if kind == "system" and sub == "init":
-        return [f"● session {event.get('session_id')} · model {event.get('model')} · claude "
-                f"{event.get('claude_code_version', '?')}"]
+        return [
+            f"● session {event.get('session_id')} · model {event.get('model')} · claude "
+            f"{event.get('claude_code_version', '?')}"
+        ]
     if kind == "system" and sub == "api_retry":
-        return [f"! API retry {event.get('attempt')}/{event.get('max_retries')}: "
-                f"{event.get('error_status')} {event.get('error')}"]
-    message = event.get("message") if isinstance(event.get("message"), Mapping) else {}
+        return [
+            f"! API retry {event.get('attempt')}/{event.get('max_retries')}: "
+            f"{event.get('error_status')} {event.get('error')}"
+        ]
+    message = mapping_at(event, "message")
     blocks = [b for b in message.get("content") or [] if isinstance(b, Mapping)]
     if kind == "assistant":
         out = [f"! {event['error']}"] if isinstance(event.get("error"), str) else []
@@ -70,24 +77,30 @@ def claude_lines(event: Mapping[str, Any]) -> list[str]:
                 out.append(f"→ {b.get('name')}: {describe_input(b.get('input'))}")
         return out
     if kind == "user":
-        return [f"← {'error: ' if b.get('is_error') else ''}{_first_line(_result_text(b.get('content')))}"
-                for b in blocks if b.get("type") == "tool_result"]
+        return [
+            f"← {'error: ' if b.get('is_error') else ''}{_first_line(_result_text(b.get('content')))}"
+            for b in blocks
+            if b.get("type") == "tool_result"
+        ]
     if kind == "result":
         cost, ms = event.get("total_cost_usd"), event.get("duration_ms")
-        head = (f"■ {event.get('subtype')}{' (error)' if event.get('is_error') else ''} · "
-                f"{event.get('num_turns')} turns" + (f" · ${cost:.4f}" if isinstance(cost, (int, float)) else "")
-                + (f" · {ms / 1000:.1f}s" if isinstance(ms, (int, float)) else ""))
+        head = (
+            f"■ {event.get('subtype')}{' (error)' if event.get('is_error') else ''} · "
+            f"{event.get('num_turns')} turns"
+            + (f" · ${cost:.4f}" if isinstance(cost, (int, float)) else "")
+            + (f" · {ms / 1000:.1f}s" if isinstance(ms, (int, float)) else "")
+        )
         return [head] + ([f"  {_short(event.get('result'))}"] if event.get("result") else [])
     return []
 
 
 def opencode_lines(event: Mapping[str, Any]) -> list[str]:
     kind = event.get("type")
-    part = event.get("part") if isinstance(event.get("part"), Mapping) else {}
+    part = mapping_at(event, "part")
     if kind == "text" and str(part.get("text", "")).strip():
         return [f"assistant: {_short(part['text'])}"]
     if kind == "tool_use":
-        state = part.get("state") if isinstance(part.get("state"), Mapping) else {}
+        state = mapping_at(part, "state")
         out = [f"→ {part.get('tool')}: {describe_input(state.get('input'))}"]
         if state.get("status") == "error":
             return out + [f"← error: {_first_line(state.get('error'))}"]
@@ -96,8 +109,8 @@ def opencode_lines(event: Mapping[str, Any]) -> list[str]:
         cost = part.get("cost")
         return [f"· step done ({part.get('reason')})" + (f" · ${cost:.4f}" if isinstance(cost, (int, float)) else "")]
     if kind == "error":
-        err = event.get("error") if isinstance(event.get("error"), Mapping) else {}
-        data = err.get("data") if isinstance(err.get("data"), Mapping) else {}
+        err = mapping_at(event, "error")
+        data = mapping_at(err, "data")
         return [f"! {err.get('name', 'error')}: {_short(data.get('message') or err.get('message') or err)}"]
     return []
 
@@ -131,11 +144,13 @@ def codex_lines(event: Mapping[str, Any]) -> list[str]:
     if kind in ("item.started", "item.completed") and isinstance(event.get("item"), Mapping):
         return _codex_item(event["item"], kind == "item.completed")
     if kind == "turn.completed":
-        usage = event.get("usage") if isinstance(event.get("usage"), Mapping) else {}
-        return [f"■ turn completed · in {usage.get('input_tokens')} (cached {usage.get('cached_input_tokens')}) · "
-                f"out {usage.get('output_tokens')}"]
+        usage = mapping_at(event, "usage")
+        return [
+            f"■ turn completed · in {usage.get('input_tokens')} (cached {usage.get('cached_input_tokens')}) · "
+            f"out {usage.get('output_tokens')}"
+        ]
     if kind == "turn.failed":
-        err = event.get("error") if isinstance(event.get("error"), Mapping) else {}
+        err = mapping_at(event, "error")
         return [f"! turn failed: {_short(err.get('message'))}"]
     if kind == "error":
         return [f"! {_short(event.get('message'))}"]
@@ -143,7 +158,10 @@ def codex_lines(event: Mapping[str, Any]) -> list[str]:
 
 
 JSON_FORMATTERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
-    "claude": claude_lines, "opencode": opencode_lines, "codex": codex_lines}
+    "claude": claude_lines,
+    "opencode": opencode_lines,
+    "codex": codex_lines,
+}
 
 
 def formatter(backend: str, raw: bool = False) -> Callable[[str], list[str]]:
@@ -164,9 +182,11 @@ def formatter(backend: str, raw: bool = False) -> Callable[[str], list[str]]:
 
 # -- finding and following a worker ----------------------------------------------------------------------
 
+
 def find_worker(paths: Any, name: str) -> dict:
     """The worker `name`, or the latest worker of task `name` (records read from disk)."""
     from aura.runtime.records import WorkerRecords
+
     reg = WorkerRecords(paths)
     records = [reg.view(r) for r in reg.records()]
     exact = [r for r in records if r.get("worker_id") == name]
@@ -193,8 +213,14 @@ def read_formatted(path: Path, fmt: Callable[[str], list[str]]) -> tuple[list[st
     return [out for line in lines for out in fmt(line)], len(data), partial
 
 
-def follow(path: Path, fmt: Callable[[str], list[str]], offset: int, partial: bytes, done: Callable[[], bool],
-           poll: float = 0.3) -> Iterator[str]:
+def follow(
+    path: Path,
+    fmt: Callable[[str], list[str]],
+    offset: int,
+    partial: bytes,
+    done: Callable[[], bool],
+    poll: float = 0.3,
+) -> Iterator[str]:
     """New formatted lines as the file grows, until `done()` and nothing is left to read."""
     while True:
         finished = done()  # checked before reading, so the last lines written before the exit are read
@@ -228,8 +254,9 @@ def worker_done(paths: Any, worker_id: str) -> Callable[[], bool]:
     return done
 
 
-def tail(paths: Any, name: str, follow_it: bool, lines: int, raw: bool, stderr: bool,
-         echo: Callable[[str], None]) -> dict:
+def tail(
+    paths: Any, name: str, follow_it: bool, lines: int, raw: bool, stderr: bool, echo: Callable[[str], None]
+) -> dict:
     """Print a worker's output readably; with follow_it, keep printing until the worker ends."""
     worker = find_worker(paths, name)
     path = Path(worker["error_log"] if stderr else worker["output"])

@@ -13,8 +13,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -28,8 +29,10 @@ from .stats import summary
 
 IDLE_TASK = "# Idle\n\n- [ ] wait `sleep 3600`\n"
 DONE_TASK = "# Nothing to run\n\n- [x] already done `true`\n"
-HOG = ("import time, sys; b = bytearray({mb} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
-       "open(sys.argv[1], 'w').write(repr(time.time())); time.sleep(120)")
+HOG = (
+    "import time, sys; b = bytearray({mb} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
+    "open(sys.argv[1], 'w').write(repr(time.time())); time.sleep(120)"
+)
 
 
 class PeakRss:
@@ -54,7 +57,7 @@ class PeakRss:
                 self.peak[label] = max(self.peak.get(label, 0), total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -73,6 +76,7 @@ def daemon_rss(p: Project) -> dict[str, int]:
 
 
 # -- control plane ------------------------------------------------------------------------------------
+
 
 def control_project() -> Project:
     """A project with one running worker, so `aura ps` has a row to show (as the rivals' `status` does)."""
@@ -94,6 +98,7 @@ def round_trips(p: Project, n: int) -> dict:
 
 # -- event latency -------------------------------------------------------------------------------------
 
+
 def event_latency(items: int, concurrency: int = 4) -> dict:
     """A worker's exit (the shim's `ended_at`, taken right after waitpid) to the supervisor's
     `worker_exited` event and to the brain's `task_status` event for that task."""
@@ -102,8 +107,12 @@ def event_latency(items: int, concurrency: int = 4) -> dict:
         p.write_task("# Event latency\n\n" + "\n".join(lines) + "\n")
         p.up()
         brain = p.client("brain")
-        wait_for(lambda: ((brain.call("status") or {}).get("run") or {}).get("finished"), 60 + items, "the run to finish",
-                 interval=0.25)
+        wait_for(
+            lambda: ((brain.call("status") or {}).get("run") or {}).get("finished"),
+            60 + items,
+            "the run to finish",
+            interval=0.25,
+        )
         p.remember()
         return _latencies(p)
 
@@ -114,8 +123,11 @@ def _latencies(p: Project) -> dict:
         rec, ex = read_json(wdir / "record.json") or {}, read_json(wdir / "exit.json") or {}
         if ex.get("ended_at") and rec.get("task_id"):
             exits[rec["worker_id"]] = (rec["task_id"], ex["ended_at"])
-    sup = {e["data"]["worker_id"]: e["ts"] for e in read_jsonl(p.paths.journal("supervisor"))
-           if e.get("kind") == "worker_exited"}
+    sup = {
+        e["data"]["worker_id"]: e["ts"]
+        for e in read_jsonl(p.paths.journal("supervisor"))
+        if e.get("kind") == "worker_exited"
+    }
     done = {}
     for e in read_jsonl(p.paths.journal("brain")):
         d = e.get("data") or {}
@@ -123,25 +135,33 @@ def _latencies(p: Project) -> dict:
             done[d["task_id"]] = e["ts"]
     to_sup = [sup[w] - end for w, (_, end) in exits.items() if w in sup]
     to_brain = [done[t] - end for t, end in exits.values() if t in done]
-    return {"workers": len(exits), "exit_to_supervisor_event_ms": summary(to_sup, 1000, 2),
-            "exit_to_brain_task_status_ms": summary(to_brain, 1000, 2)}
+    return {
+        "workers": len(exits),
+        "exit_to_supervisor_event_ms": summary(to_sup, 1000, 2),
+        "exit_to_brain_task_status_ms": summary(to_brain, 1000, 2),
+    }
 
 
 # -- watchdog ---------------------------------------------------------------------------------------------
 
+
 def watchdog_cpu(workers: int, seconds: float, poll_s: float) -> dict:
     """CPU used by each daemon while the watchdog samples `workers` idle workers every `poll_s`."""
-    env = {"AURA_MAX_CONCURRENT_TASKS": str(workers), "AURA_WORKER_RESOURCE_POLL_SECONDS": str(poll_s),
-           "AURA_CYCLE_INTERVAL": "300",
-           # the start check refuses a window shorter than two polls
-           "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": f"{max(2.0, 2 * poll_s):g}"}
+    env = {
+        "AURA_MAX_CONCURRENT_TASKS": str(workers),
+        "AURA_WORKER_RESOURCE_POLL_SECONDS": str(poll_s),
+        "AURA_CYCLE_INTERVAL": "300",
+        # the start check refuses a window shorter than two polls
+        "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": f"{max(2.0, 2 * poll_s):g}",
+    }
     with Project.temporary(env) as p:
         lines = [f"- [ ] sleeper {i} `sleep 3600`" for i in range(workers)]
         p.write_task("# Watch\n\n" + "\n".join(lines) + "\n")
         p.up()
         wd = p.client("watchdog")
-        wait_for(lambda: wd.call("status").get("workers_watched") == workers, 60, f"{workers} watched workers",
-                 interval=0.2)
+        wait_for(
+            lambda: wd.call("status").get("workers_watched") == workers, 60, f"{workers} watched workers", interval=0.2
+        )
         time.sleep(max(2 * poll_s, 1.0))
         procs = {n: psutil.Process(p.daemon_pid(n)) for n in DAEMONS}  # type: ignore[arg-type]
         before = {n: sum(pr.cpu_times()[:2]) for n, pr in procs.items()}
@@ -151,17 +171,27 @@ def watchdog_cpu(workers: int, seconds: float, poll_s: float) -> dict:
         cpu = {n: round(100 * (sum(pr.cpu_times()[:2]) - before[n]) / wall, 3) for n, pr in procs.items()}
         st = wd.call("status")
         p.remember()
-        return {"workers": workers, "poll_s": poll_s, "seconds": round(wall, 1), "cpu_percent_of_one_core": cpu,
-                "last_sample_cost_ms": st.get("last_sample_cost_ms"), "max_sample_gap_s": st.get("max_sample_gap_s")}
+        return {
+            "workers": workers,
+            "poll_s": poll_s,
+            "seconds": round(wall, 1),
+            "cpu_percent_of_one_core": cpu,
+            "last_sample_cost_ms": st.get("last_sample_cost_ms"),
+            "max_sample_gap_s": st.get("max_sample_gap_s"),
+        }
 
 
 def detect_and_kill(runs: int, poll_s: float = 0.5, window_s: float = 2.0, strikes: int = 3) -> dict:
     """A worker that holds 300 MB against a 0.2 GB limit: from the moment it holds the memory to the
     watchdog's kill record, and to its exit, against the configured window plus strikes x poll."""
-    env = {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "0.2", "AURA_WORKER_RESOURCE_POLL_SECONDS": str(poll_s),
-           "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": str(window_s),
-           "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": str(strikes), "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "0",
-           "AURA_CYCLE_INTERVAL": "300"}
+    env = {
+        "AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "0.2",
+        "AURA_WORKER_RESOURCE_POLL_SECONDS": str(poll_s),
+        "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": str(window_s),
+        "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": str(strikes),
+        "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "0",
+        "AURA_CYCLE_INTERVAL": "300",
+    }
     detect, killed = [], []
     with Project.temporary(env) as p:
         p.write_task(DONE_TASK)
@@ -169,11 +199,19 @@ def detect_and_kill(runs: int, poll_s: float = 0.5, window_s: float = 2.0, strik
         sup = p.client("supervisor", timeout=30)
         for i in range(runs):
             mark = p.root / f"hog-{i}.allocated"
-            rec = sup.call("spawn", {"worker_id": f"hog-{i}", "task_id": "hog", "backend": "shell", "budget_s": 0,
-                                     "argv": [sys.executable, "-c", HOG.format(mb=300), str(mark)]})
+            rec = sup.call(
+                "spawn",
+                {
+                    "worker_id": f"hog-{i}",
+                    "task_id": "hog",
+                    "backend": "shell",
+                    "budget_s": 0,
+                    "argv": [sys.executable, "-c", HOG.format(mb=300), str(mark)],
+                },
+            )
             p.remember()
             wdir = p.paths.worker_dir(rec["worker_id"])
-            ex = wait_for(lambda: read_json(wdir / "exit.json"), 60, "the hog to be killed", interval=0.05)
+            ex = wait_for(lambda wdir=wdir: read_json(wdir / "exit.json"), 60, "the hog to be killed", interval=0.05)
             kill = read_json(p.paths.watchdog_dir / "kills" / f"{rec['worker_id']}.json") or {}
             allocated = float(mark.read_text()) if mark.exists() else None
             if allocated is None or not kill:
@@ -181,9 +219,16 @@ def detect_and_kill(runs: int, poll_s: float = 0.5, window_s: float = 2.0, strik
             detect.append(kill["killed_at"] - allocated)
             killed.append(ex["ended_at"] - allocated)
     bound = window_s + strikes * poll_s
-    return {"runs": runs, "poll_s": poll_s, "window_s": window_s, "strikes": strikes, "bound_s": bound,
-            "detect_s": summary(detect, 1, 3), "killed_s": summary(killed, 1, 3),
-            "detect_over_bound": round(max(detect) / bound, 3)}
+    return {
+        "runs": runs,
+        "poll_s": poll_s,
+        "window_s": window_s,
+        "strikes": strikes,
+        "bound_s": bound,
+        "detect_s": summary(detect, 1, 3),
+        "killed_s": summary(killed, 1, 3),
+        "detect_over_bound": round(max(detect) / bound, 3),
+    }
 
 
 def watchdog_overhead_script(quick: bool) -> dict:
@@ -202,18 +247,26 @@ def watchdog_overhead_script(quick: bool) -> dict:
             return {"available": False, "reason": "bench/watchdog_overhead.py ran past 900 s"}
         data = read_json(out_json)
     if out.returncode != 0 or not isinstance(data, dict):
-        return {"available": False, "reason": f"bench/watchdog_overhead.py exited {out.returncode}: "
-                                              f"{out.stderr.strip()[-300:]}"}
+        return {
+            "available": False,
+            "reason": f"bench/watchdog_overhead.py exited {out.returncode}: {out.stderr.strip()[-300:]}",
+        }
     return {"available": True, **data}
 
 
 # -- scale ---------------------------------------------------------------------------------------------------
 
+
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
     out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
-    with Project.temporary({"AURA_WORKER_RESOURCE_POLL_SECONDS": "10", "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
-                            "AURA_CYCLE_INTERVAL": "300"}) as p:
+    with Project.temporary(
+        {
+            "AURA_WORKER_RESOURCE_POLL_SECONDS": "10",
+            "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
+            "AURA_CYCLE_INTERVAL": "300",
+        }
+    ) as p:
         p.write_task(DONE_TASK)
         p.up()
         time.sleep(1.0)
@@ -224,7 +277,7 @@ def aura_scale(sizes: list[int]) -> dict:
             fifo, ends, script = worker_script(folder)
             adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), f"s{n}", ["/bin/sh", str(script)])
             try:
-                with PeakRss(lambda: _aura_pids(p, f"s{n}")) as peak:
+                with PeakRss(lambda n=n: _aura_pids(p, f"s{n}")) as peak:
                     raw = driver.scale(adapter, n, str(fifo))
             finally:
                 adapter.close()
@@ -247,6 +300,7 @@ def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:
 
 # -- brain tokens --------------------------------------------------------------------------------------------
 
+
 def brain_tokens(cycles: int) -> dict:
     """Input tokens per brain cycle on the bundled example task, from the scripted server's records."""
     try:
@@ -257,21 +311,34 @@ def brain_tokens(cycles: int) -> dict:
 
     records: list[dict] = []
     with ScriptedServer({"default": {"text": "Nothing to change this cycle."}}) as srv:
-        env = {"AURA_PLANNER": "llm", "AURA_API_KEY": "bench", "AURA_API_BASE_URL": srv.url,
-               "AURA_API_PROVIDER": "anthropic", "AURA_CYCLE_INTERVAL": "300"}
+        env = {
+            "AURA_PLANNER": "llm",
+            "AURA_API_KEY": "bench",
+            "AURA_API_BASE_URL": srv.url,
+            "AURA_API_PROVIDER": "anthropic",
+            "AURA_CYCLE_INTERVAL": "300",
+        }
         with Project.temporary(env) as p:
             (p.root / "task.md").write_text((REPO / "tasks" / "example.md").read_text())
             p.up()
             brain = p.client("brain", timeout=30)
             done = 0
             for _ in range(cycles):
-                wait_for(lambda: (brain.call("status").get("cycles") or 0) > done, 120, "a brain cycle", interval=0.2)
+                wait_for(
+                    lambda done=done: (brain.call("status").get("cycles") or 0) > done,
+                    120,
+                    "a brain cycle",
+                    interval=0.2,
+                )
                 done = brain.call("status").get("cycles") or 0
                 brain.call("wake", {"reason": "bench"})
             p.remember()
             cycle_ends = [e["ts"] for e in read_jsonl(p.paths.journal("brain")) if e.get("kind") == "cycle_done"]
-        records = [r for r in srv.requests if str(r.get("path", "")).startswith("/v1/messages")
-                   and "count_tokens" not in str(r.get("path"))]
+        records = [
+            r
+            for r in srv.requests
+            if str(r.get("path", "")).startswith("/v1/messages") and "count_tokens" not in str(r.get("path"))
+        ]
     return _tokens_per_cycle(records, cycle_ends)
 
 
@@ -286,9 +353,14 @@ def _tokens_per_cycle(records: list[dict], cycle_ends: list[float]) -> dict:
         slot["cache_read"] += int(usage.get("cache_read_input_tokens") or 0)
         slot["cache_write"] += int(usage.get("cache_creation_input_tokens") or 0)
     totals = [c["input"] + c["cache_read"] + c["cache_write"] for c in per_cycle.values()]
-    return {"available": bool(per_cycle), "model_requests": len(records), "cycles_with_requests": len(per_cycle),
-            "input_tokens_per_cycle": summary(totals, 1, 0), "per_cycle": [per_cycle[k] for k in sorted(per_cycle)],
-            "reason": "" if per_cycle else "the llm planner made no model request"}
+    return {
+        "available": bool(per_cycle),
+        "model_requests": len(records),
+        "cycles_with_requests": len(per_cycle),
+        "input_tokens_per_cycle": summary(totals, 1, 0),
+        "per_cycle": [per_cycle[k] for k in sorted(per_cycle)],
+        "reason": "" if per_cycle else "the llm planner made no model request",
+    }
 
 
 def dump(obj: Any) -> str:

@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 from aura.runtime.fsutil import read_json  # noqa: E402
 from aura.runtime.paths import DAEMONS  # noqa: E402
 from tests.support.harness import Project, TimedOut, alive, wait_for  # noqa: E402
-from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 
 CHAOS_ENV = {
     "AURA_MAX_CONCURRENT_TASKS": "6",
@@ -89,9 +89,18 @@ class ChaosReport:
     long_gaps: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    MUST_BE_ZERO = ("daemons_not_restarted", "workers_orphaned", "worker_records_lost", "spawns_never_started",
-                    "tasks_lost", "tasks_run_twice", "state_files_unparsable", "journal_lines_unparsable",
-                    "enforcement_gaps_over_bound", "processes_left_behind")
+    MUST_BE_ZERO = (
+        "daemons_not_restarted",
+        "workers_orphaned",
+        "worker_records_lost",
+        "spawns_never_started",
+        "tasks_lost",
+        "tasks_run_twice",
+        "state_files_unparsable",
+        "journal_lines_unparsable",
+        "enforcement_gaps_over_bound",
+        "processes_left_behind",
+    )
 
     def failures(self) -> list[str]:
         bad = [f"{k} = {getattr(self, k)}" for k in self.MUST_BE_ZERO if getattr(self, k)]
@@ -108,6 +117,7 @@ class ChaosReport:
 
 # -- the parts of a chaos run ---------------------------------------------------------------------------
 
+
 class TaskFeeder:
     """Keeps the task file a few items ahead of the workers, so workers keep starting and finishing."""
 
@@ -119,8 +129,10 @@ class TaskFeeder:
 
     def item(self, i: int) -> str:
         nap = self.rng.choice((0.3, 0.6, 1.0, 1.5, 2.5))
-        return (f"- [ ] chaos item {i} `mkdir -p out && sleep {nap} && echo \"{i} $AURA_WORKER_ID\" >> {LEDGER} "
-                f"&& touch out/{i}.done` creates `out/{i}.done`")
+        return (
+            f'- [ ] chaos item {i} `mkdir -p out && sleep {nap} && echo "{i} $AURA_WORKER_ID" >> {LEDGER} '
+            f"&& touch out/{i}.done` creates `out/{i}.done`"
+        )
 
     def done(self) -> int:
         try:
@@ -163,7 +175,7 @@ class SampleWatcher(threading.Thread):
     def gaps(self, since: float, until: float) -> list[tuple[float, float]]:
         """Every (start, length) without a sample inside [since, until]."""
         times = [since, *sorted(t for t in self.samples if since <= t <= until), until]
-        return [(a, b - a) for a, b in zip(times, times[1:])]
+        return [(a, b - a) for a, b in zip(times, times[1:], strict=False)]
 
 
 class Killer:
@@ -232,6 +244,7 @@ class PidTracker:
 
 # -- the checks at the end ------------------------------------------------------------------------------------
 
+
 def check_workers(p: Project, report: ChaosReport) -> None:
     for wdir in p.worker_dirs():
         rec = read_json(wdir / "record.json") or {}
@@ -251,8 +264,9 @@ def check_workers(p: Project, report: ChaosReport) -> None:
             report.problems.append(f"worker {wdir.name}: a record ({rec.get('state')}) but no launch")
         if rec.get("outcome") == "lost" or rec.get("state") == "orphaned":
             report.worker_records_lost += 1
-            report.problems.append(f"worker {wdir.name}: {rec.get('state')}/{rec.get('outcome')}: "
-                                   f"{(rec.get('exit') or {}).get('error')}")
+            report.problems.append(
+                f"worker {wdir.name}: {rec.get('state')}/{rec.get('outcome')}: {(rec.get('exit') or {}).get('error')}"
+            )
 
 
 def check_tasks(p: Project, items: int, report: ChaosReport) -> None:
@@ -314,11 +328,14 @@ def check_gaps(watcher: SampleWatcher, since: float, until: float, poll_s: float
     for a, g in gaps:
         if g > report.enforcement_gap_bound_s:
             kills = [k for k in report.kill_log if a - 10 <= k["at"] <= a + g]
-            report.problems.append(f"no watchdog sample for {g:.2f}s from {time.strftime('%H:%M:%S', time.localtime(a))}"
-                                   f"; kills around it: {kills}")
+            report.problems.append(
+                f"no watchdog sample for {g:.2f}s from {time.strftime('%H:%M:%S', time.localtime(a))}"
+                f"; kills around it: {kills}"
+            )
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
+
 
 def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
     seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1 << 30)
@@ -332,8 +349,10 @@ def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
         feeder.top_up()
         p.up()
         watcher.start()
-        log(f"chaos: seed {seed}, {cfg.duration_s:g}s of kills every {cfg.kill_every_s[0]:g}-{cfg.kill_every_s[1]:g}s, "
-            f"{cfg.concurrency} workers at a time; project {p.root}")
+        log(
+            f"chaos: seed {seed}, {cfg.duration_s:g}s of kills every {cfg.kill_every_s[0]:g}-{cfg.kill_every_s[1]:g}s, "
+            f"{cfg.concurrency} workers at a time; project {p.root}"
+        )
         since = time.time()
         _kill_loop(cfg, rng, feeder, tracker, killer)
         log(f"chaos: {report.kills} kills done; draining")
@@ -383,6 +402,7 @@ def _drain(p: Project, feeder: TaskFeeder, tracker: PidTracker, killer: Killer, 
             return bool(((brain.call("status") or {}).get("run") or {}).get("finished"))
         except (DaemonUnavailable, RemoteError):
             return False
+
     try:
         wait_for(finished, timeout, "every task to complete", interval=0.25)
         return True
@@ -391,26 +411,28 @@ def _drain(p: Project, feeder: TaskFeeder, tracker: PidTracker, killer: Killer, 
 
 
 def print_report(report: ChaosReport, log: Any = print) -> None:
-    rows = [("kills done", f"{report.kills} ({', '.join(f'{k} {v}' for k, v in sorted(report.kills_by_daemon.items()))})"),
-            ("longest kill-to-all-three-back", f"{report.restart_s_max:.2f} s"),
-            ("daemons not restarted", report.daemons_not_restarted),
-            ("workers started", report.workers_started),
-            ("workers whose exit record is present", report.workers_with_exit_record),
-            ("workers orphaned (running, no record)", report.workers_orphaned),
-            ("worker records lost (outcome lost)", report.worker_records_lost),
-            ("spawns recorded but never started, unexplained", report.spawns_never_started),
-            ("spawns cut off by a supervisor kill, recorded as never started (info)", report.spawns_interrupted),
-            ("tasks", report.tasks),
-            ("tasks lost", report.tasks_lost),
-            ("tasks run twice", report.tasks_run_twice),
-            ("state files checked / failed to parse", f"{report.state_files_checked} / {report.state_files_unparsable}"),
-            ("journal lines failed to parse", report.journal_lines_unparsable),
-            ("atomic-write temp files left behind (info)", report.temp_files_left),
-            ("watchdog samples seen", report.watchdog_samples_seen),
-            ("longest time with no watchdog sample", f"{report.longest_enforcement_gap_s:.2f} s"),
-            (f"enforcement gaps over {report.enforcement_gap_bound_s:g} s", report.enforcement_gaps_over_bound),
-            ("run drained after the kills", "yes" if report.drained else "NO"),
-            ("processes left behind after `aura down`", report.processes_left_behind)]
+    rows = [
+        ("kills done", f"{report.kills} ({', '.join(f'{k} {v}' for k, v in sorted(report.kills_by_daemon.items()))})"),
+        ("longest kill-to-all-three-back", f"{report.restart_s_max:.2f} s"),
+        ("daemons not restarted", report.daemons_not_restarted),
+        ("workers started", report.workers_started),
+        ("workers whose exit record is present", report.workers_with_exit_record),
+        ("workers orphaned (running, no record)", report.workers_orphaned),
+        ("worker records lost (outcome lost)", report.worker_records_lost),
+        ("spawns recorded but never started, unexplained", report.spawns_never_started),
+        ("spawns cut off by a supervisor kill, recorded as never started (info)", report.spawns_interrupted),
+        ("tasks", report.tasks),
+        ("tasks lost", report.tasks_lost),
+        ("tasks run twice", report.tasks_run_twice),
+        ("state files checked / failed to parse", f"{report.state_files_checked} / {report.state_files_unparsable}"),
+        ("journal lines failed to parse", report.journal_lines_unparsable),
+        ("atomic-write temp files left behind (info)", report.temp_files_left),
+        ("watchdog samples seen", report.watchdog_samples_seen),
+        ("longest time with no watchdog sample", f"{report.longest_enforcement_gap_s:.2f} s"),
+        (f"enforcement gaps over {report.enforcement_gap_bound_s:g} s", report.enforcement_gaps_over_bound),
+        ("run drained after the kills", "yes" if report.drained else "NO"),
+        ("processes left behind after `aura down`", report.processes_left_behind),
+    ]
     width = max(len(k) for k, _ in rows)
     log(f"chaos run, seed {report.seed}, {report.duration_s:g} s of kills")
     for k, v in rows:
@@ -423,15 +445,26 @@ def print_report(report: ChaosReport, log: Any = print) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="kill -9 random Aura daemons while workers run; count what was lost")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of kills (default 180)")
-    parser.add_argument("--every", type=float, nargs=2, default=(2.0, 4.0), metavar=("MIN", "MAX"),
-                        help="seconds between kills, drawn uniformly (default 2 4)")
+    parser.add_argument(
+        "--every",
+        type=float,
+        nargs=2,
+        default=(2.0, 4.0),
+        metavar=("MIN", "MAX"),
+        help="seconds between kills, drawn uniformly (default 2 4)",
+    )
     parser.add_argument("--workers", type=int, default=6, help="workers at a time, 4 to 8 (default 6)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the project folder for inspection")
     args = parser.parse_args(argv)
-    cfg = ChaosConfig(duration_s=args.duration, kill_every_s=tuple(args.every), concurrency=args.workers,
-                      seed=args.seed, keep=args.keep)
+    cfg = ChaosConfig(
+        duration_s=args.duration,
+        kill_every_s=tuple(args.every),
+        concurrency=args.workers,
+        seed=args.seed,
+        keep=args.keep,
+    )
     report = run_chaos(cfg)
     print_report(report)
     if args.json:

@@ -17,7 +17,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 
@@ -26,11 +27,13 @@ POLL_S = 0.02  # how often each manager's API is asked during a scale run (the s
 
 # -- adapters -------------------------------------------------------------------------------------
 
+
 class CircusAdapter:
     """circusd through its own client (a DEALER socket speaking JSON)."""
 
     def __init__(self, endpoint: str, group: str = "w"):
         from circus.client import CircusClient
+
         self.client = CircusClient(endpoint=endpoint, timeout=30.0)
         self.group = group
 
@@ -63,8 +66,8 @@ class SupervisordAdapter:
         import xmlrpc.client
 
         from supervisor.xmlrpc import SupervisorTransport
-        self.proxy = xmlrpc.client.ServerProxy("http://127.0.0.1",
-                                               transport=SupervisorTransport(None, None, endpoint))
+
+        self.proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, endpoint))
         self.group = group
 
     def light(self) -> Any:
@@ -77,8 +80,11 @@ class SupervisordAdapter:
         self.proxy.supervisor.startProcessGroup(self.group, True)
 
     def running_pids(self) -> list[int]:
-        return [p["pid"] for p in self.proxy.supervisor.getAllProcessInfo()
-                if p["group"] == self.group and p["statename"] in ("RUNNING", "STARTING", "STOPPING") and p["pid"]]
+        return [
+            p["pid"]
+            for p in self.proxy.supervisor.getAllProcessInfo()
+            if p["group"] == self.group and p["statename"] in ("RUNNING", "STARTING", "STOPPING") and p["pid"]
+        ]
 
     def close(self) -> None:
         pass
@@ -90,6 +96,7 @@ class AuraAdapter:
 
     def __init__(self, endpoint: str, group: str = "w", argv: list[str] | None = None):
         from aura.ipc.client import Client
+
         self.client = Client(endpoint, "supervisor", timeout=30.0, retries=0)
         self.group = group
         self.argv = argv or []
@@ -102,8 +109,19 @@ class AuraAdapter:
         return self.client.call("list")
 
     def start(self, n: int) -> None:
-        requests = [("spawn", {"worker_id": f"{self.group}-{i}", "task_id": self.group, "backend": "shell",
-                               "argv": self.argv, "budget_s": 0}) for i in range(n)]
+        requests = [
+            (
+                "spawn",
+                {
+                    "worker_id": f"{self.group}-{i}",
+                    "task_id": self.group,
+                    "backend": "shell",
+                    "argv": self.argv,
+                    "budget_s": 0,
+                },
+            )
+            for i in range(n)
+        ]
         for i, rec in enumerate(self.client.call_many(requests, timeout=120.0)):
             if isinstance(rec, Exception):
                 raise RuntimeError(f"aura spawn {self.group}-{i}: {rec}")
@@ -139,6 +157,7 @@ def make_adapter(kind: str, endpoint: str, group: str, argv: list[str] | None = 
 
 
 # -- measurements --------------------------------------------------------------------------------
+
 
 def round_trips(call: Callable[[], Any], n: int, warmup: int = 50) -> list[float]:
     """Seconds per request, `n` requests one after another on one connection."""
@@ -213,8 +232,16 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0) -> dict:
         if reaped is None and all(gone(p) for p in tracked):
             reaped = time.time()
         time.sleep(POLL_S)
-    return {"n": n, "t0": t0, "start_returned": t_started, "all_running": t_running, "released": t_released,
-            "exit_seen": seen, "reaped": reaped, "pids": ids}
+    return {
+        "n": n,
+        "t0": t0,
+        "start_returned": t_started,
+        "all_running": t_running,
+        "released": t_released,
+        "exit_seen": seen,
+        "reaped": reaped,
+        "pids": ids,
+    }
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

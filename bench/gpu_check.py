@@ -167,8 +167,21 @@ def child_ctypes(mib: int, seconds: float) -> None:
     grid, one = ctypes.c_uint(max(sms.value, 1) * 4), ctypes.c_uint(1)
 
     def launch() -> None:
-        _cu(lib, "cuLaunchKernel", fn, grid, one, one, ctypes.c_uint(256), one, one,
-            ctypes.c_uint(0), ctypes.c_void_p(), params, ctypes.c_void_p())
+        _cu(
+            lib,
+            "cuLaunchKernel",
+            fn,
+            grid,
+            one,
+            one,
+            ctypes.c_uint(256),
+            one,
+            one,
+            ctypes.c_uint(0),
+            ctypes.c_void_p(),
+            params,
+            ctypes.c_void_p(),
+        )
         _cu(lib, "cuCtxSynchronize")
 
     launch()
@@ -255,7 +268,9 @@ def smi_apps() -> dict[int, int] | str:
     try:
         res = subprocess.run(
             ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -303,8 +318,14 @@ def measure(pid: int, n_samples: int, interval_s: float) -> dict[str, Any]:
         "notes": list(snap.notes),
         "util_available": snap.util_available,
         "devices": [
-            {"index": d.index, "uuid": d.uuid, "name": d.name, "total_mib": d.mem_total // MIB,
-             "used_mib": d.mem_used // MIB, "free_mib": d.mem_free // MIB}
+            {
+                "index": d.index,
+                "uuid": d.uuid,
+                "name": d.name,
+                "total_mib": d.mem_total // MIB,
+                "used_mib": d.mem_used // MIB,
+                "free_mib": d.mem_free // MIB,
+            }
             for d in snap.devices
         ],
         "pids_seen": sorted(snap.procs),

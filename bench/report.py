@@ -36,8 +36,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _row(label: str, values: dict[str, float | None], digits: int = 1) -> list[str]:
     """Aura, circus, supervisord, then Aura/circus and Aura/supervisord."""
     a = values.get("aura")
-    return [label, *(_fmt(values.get(k), digits) for k in ("aura", *RIVALS)),
-            *(_fmt(ratio(a, values.get(k)), 2) for k in RIVALS)]
+    return [
+        label,
+        *(_fmt(values.get(k), digits) for k in ("aura", *RIVALS)),
+        *(_fmt(ratio(a, values.get(k)), 2) for k in RIVALS),
+    ]
 
 
 HEADER = ["figure", "Aura", "circus", "supervisord", "Aura/circus", "Aura/supervisord"]
@@ -46,8 +49,10 @@ HEADER = ["figure", "Aura", "circus", "supervisord", "Aura/circus", "Aura/superv
 def control_rows(sec: dict) -> list[list[str]]:
     whole = sec.get("whole_commands", {})
     rows = []
-    for what, aura_key, rival_suffix in (("`aura ps` vs `status`", "aura ps", "status"),
-                                         ("`aura wake` vs `signal`", "aura wake", "signal")):
+    for what, aura_key, rival_suffix in (
+        ("`aura ps` vs `status`", "aura ps", "status"),
+        ("`aura wake` vs `signal`", "aura wake", "signal"),
+    ):
         for stat in ("median", "p95"):
             vals = {"aura": whole.get(aura_key, {}).get(stat)}
             vals.update({k: whole.get(f"{k} {rival_suffix}", {}).get(stat) for k in RIVALS})
@@ -64,9 +69,11 @@ def scale_rows(sec: dict) -> list[list[str]]:
     rows = []
     sizes = sorted({int(n) for k in ("aura", *RIVALS) for n in (sec.get(k, {}).get("runs") or {})})
     for n in sizes:
-        for key, label, scale, digits in (("spawn_s", "start all, s", 1, 2),
-                                          ("exit_seen_s", "last exit to none running, ms", 1000, 0),
-                                          ("reaped_s", "last exit to all reaped, ms", 1000, 0)):
+        for key, label, scale, digits in (
+            ("spawn_s", "start all, s", 1, 2),
+            ("exit_seen_s", "last exit to none running, ms", 1000, 0),
+            ("reaped_s", "last exit to all reaped, ms", 1000, 0),
+        ):
             vals = {}
             for k in ("aura", *RIVALS):
                 v = ((sec.get(k, {}).get("runs") or {}).get(str(n)) or {}).get(key)
@@ -80,19 +87,39 @@ def memory_rows(sec: dict, sizes: list[int]) -> list[list[str]]:
     aura = sec.get("aura", {})
     idle = aura.get("rss_idle") or {}
     top = str(max(sizes)) if sizes else None
-    rows = [_row("manager RSS idle, MB (Aura: supervisor)",
-                 {"aura": _mb(idle.get("supervisor")),
-                  **{k: _mb(min((sec.get(k, {}).get("rss_idle") or {"": None}).values(), default=None)) for k in RIVALS}})]
+    rows = [
+        _row(
+            "manager RSS idle, MB (Aura: supervisor)",
+            {
+                "aura": _mb(idle.get("supervisor")),
+                **{k: _mb(min((sec.get(k, {}).get("rss_idle") or {"": None}).values(), default=None)) for k in RIVALS},
+            },
+        )
+    ]
     if top:
         peak = (aura.get("rss_peak") or {}).get(top) or {}
-        rows.append(_row(f"manager RSS peak at N={top}, MB (Aura: supervisor)",
-                         {"aura": _mb(peak.get("supervisor")),
-                          **{k: _mb((sec.get(k, {}).get("rss_peak") or {}).get(top)) for k in RIVALS}}))
-        rows.append([f"Aura: all three daemons + shims at N={top}, MB",
-                     _fmt(_mb(sum(v for k, v in peak.items() if k != "shims") + peak.get("shims", 0))),
-                     "-", "-", "-", "-"])
-        rows.append([f"Aura: shims alone at N={top} (one per worker), MB", _fmt(_mb(peak.get("shims"))),
-                     "-", "-", "-", "-"])
+        rows.append(
+            _row(
+                f"manager RSS peak at N={top}, MB (Aura: supervisor)",
+                {
+                    "aura": _mb(peak.get("supervisor")),
+                    **{k: _mb((sec.get(k, {}).get("rss_peak") or {}).get(top)) for k in RIVALS},
+                },
+            )
+        )
+        rows.append(
+            [
+                f"Aura: all three daemons + shims at N={top}, MB",
+                _fmt(_mb(sum(v for k, v in peak.items() if k != "shims") + peak.get("shims", 0))),
+                "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
+        rows.append(
+            [f"Aura: shims alone at N={top} (one per worker), MB", _fmt(_mb(peak.get("shims"))), "-", "-", "-", "-"]
+        )
     return rows
 
 
@@ -105,32 +132,40 @@ def aura_only_lines(sections: dict) -> list[str]:
     ev = sections.get("events")
     if ev:
         s, b = ev["exit_to_supervisor_event_ms"], ev["exit_to_brain_task_status_ms"]
-        lines.append(f"- Worker exit to the supervisor's `worker_exited` event: p50 {_fmt(s.get('median'), 2)} ms, "
-                     f"p99 {_fmt(s.get('p99'), 2)} ms; to the brain's `task_status` event: p50 "
-                     f"{_fmt(b.get('median'), 2)} ms, p99 {_fmt(b.get('p99'), 2)} ms ({ev['workers']} workers, 4 at a time).")
+        lines.append(
+            f"- Worker exit to the supervisor's `worker_exited` event: p50 {_fmt(s.get('median'), 2)} ms, "
+            f"p99 {_fmt(s.get('p99'), 2)} ms; to the brain's `task_status` event: p50 "
+            f"{_fmt(b.get('median'), 2)} ms, p99 {_fmt(b.get('p99'), 2)} ms ({ev['workers']} workers, 4 at a time)."
+        )
     wd = sections.get("watchdog")
     if wd:
         for key in ("cpu", "cpu_default_poll"):
             c = wd.get(key)
             if c:
                 cpu = c["cpu_percent_of_one_core"]
-                lines.append(f"- Daemon CPU, {c['workers']} workers watched, poll {c['poll_s']:g} s, over {c['seconds']} s: "
-                             f"watchdog {cpu.get('watchdog')} %, supervisor {cpu.get('supervisor')} %, brain "
-                             f"{cpu.get('brain')} % of one core; one sample costs {c.get('last_sample_cost_ms')} ms.")
+                lines.append(
+                    f"- Daemon CPU, {c['workers']} workers watched, poll {c['poll_s']:g} s, over {c['seconds']} s: "
+                    f"watchdog {cpu.get('watchdog')} %, supervisor {cpu.get('supervisor')} %, brain "
+                    f"{cpu.get('brain')} % of one core; one sample costs {c.get('last_sample_cost_ms')} ms."
+                )
         k = wd.get("detect_and_kill")
         if k:
-            lines.append(f"- A worker over its memory limit (poll {k['poll_s']:g} s, window {k['window_s']:g} s, "
-                         f"{k['strikes']} strikes; bound = window + strikes x poll = {k['bound_s']:g} s): kill decided "
-                         f"after {_fmt(k['detect_s'].get('median'), 2)} s (max {_fmt(k['detect_s'].get('max'), 2)} s), "
-                         f"worker gone after {_fmt(k['killed_s'].get('median'), 2)} s, over {k['runs']} runs.")
+            lines.append(
+                f"- A worker over its memory limit (poll {k['poll_s']:g} s, window {k['window_s']:g} s, "
+                f"{k['strikes']} strikes; bound = window + strikes x poll = {k['bound_s']:g} s): kill decided "
+                f"after {_fmt(k['detect_s'].get('median'), 2)} s (max {_fmt(k['detect_s'].get('max'), 2)} s), "
+                f"worker gone after {_fmt(k['killed_s'].get('median'), 2)} s, over {k['runs']} runs."
+            )
         sc = wd.get("sampling_cost") or {}
         if not sc.get("available"):
             lines.append(f"- Watchdog sampling cost: not available ({sc.get('reason') or 'the script failed'}).")
         for case in sc.get("cases") or []:
-            lines.append(f"- Watchdog sampling cost (bench/watchdog_overhead.py), {case['sampled_procs']} {case['load']} "
-                         f"processes in {case['workers']} workers: {case['cpu_ms_per_sample']:.2f} ms CPU per sample, "
-                         f"{case['cpu_percent_at_10s_poll']:.3f} % of a core at the default 10 s poll, "
-                         f"{case['cpu_percent_at_1s_poll']:.2f} % at 1 s.")
+            lines.append(
+                f"- Watchdog sampling cost (bench/watchdog_overhead.py), {case['sampled_procs']} {case['load']} "
+                f"processes in {case['workers']} workers: {case['cpu_ms_per_sample']:.2f} ms CPU per sample, "
+                f"{case['cpu_percent_at_10s_poll']:.3f} % of a core at the default 10 s poll, "
+                f"{case['cpu_percent_at_1s_poll']:.2f} % at 1 s."
+            )
     tok = sections.get("tokens")
     if tok is not None:
         if tok.get("available"):
@@ -139,10 +174,12 @@ def aura_only_lines(sections: dict) -> list[str]:
             fresh = sorted(c["input"] for c in cycles)
             read = sum(c["cache_read"] for c in cycles)
             total = sum(c["input"] + c["cache_read"] + c["cache_write"] for c in cycles) or 1
-            lines.append(f"- Brain input tokens per cycle (example task, `llm` planner, scripted server answering "
-                         f"text only): median {t.get('median'):.0f}, max {t.get('max'):.0f} over "
-                         f"{tok['cycles_with_requests']} cycles; uncached median {fresh[len(fresh) // 2] if fresh else '-'}, "
-                         f"{100 * read / total:.0f} % read from the prompt cache.")
+            lines.append(
+                f"- Brain input tokens per cycle (example task, `llm` planner, scripted server answering "
+                f"text only): median {t.get('median'):.0f}, max {t.get('max'):.0f} over "
+                f"{tok['cycles_with_requests']} cycles; uncached median {fresh[len(fresh) // 2] if fresh else '-'}, "
+                f"{100 * read / total:.0f} % read from the prompt cache."
+            )
         else:
             lines.append(f"- Brain input tokens per cycle: not available ({tok.get('reason')}).")
     return lines
@@ -151,9 +188,12 @@ def aura_only_lines(sections: dict) -> list[str]:
 def render(result: dict) -> str:
     m = result["machine"]
     riv = result.get("rivals") or {}
-    head = [f"Aura {m['aura']} bench, {result['date']}{' (quick)' if result.get('quick') else ''}: "
-            f"{m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gb']} GB RAM, {m['platform']}, Python {m['python']}"
-            + (f"; circus {riv.get('circus')}, supervisor {riv.get('supervisor')}" if riv else ""), ""]
+    head = [
+        f"Aura {m['aura']} bench, {result['date']}{' (quick)' if result.get('quick') else ''}: "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gb']} GB RAM, {m['platform']}, Python {m['python']}"
+        + (f"; circus {riv.get('circus')}, supervisor {riv.get('supervisor')}" if riv else ""),
+        "",
+    ]
     secs = result.get("sections", {})
     rows: list[list[str]] = []
     if "control" in secs:

@@ -35,14 +35,19 @@ def ensure_venv(folder: Path) -> Path:
     if (bindir / "circusd").exists() and (bindir / "supervisord").exists():
         return bindir
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-    subprocess.run([str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    *PACKAGES], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PACKAGES],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return bindir
 
 
 def versions(bindir: Path) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json; "
-            "print(json.dumps({p: m.version(p) for p in ('circus', 'supervisor', 'pyzmq', 'tornado')}))")
+    code = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({p: m.version(p) for p in ('circus', 'supervisor', 'pyzmq', 'tornado')}))"
+    )
     out = subprocess.run([str(bindir / "python"), "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -125,12 +130,30 @@ def start_circus(bindir: Path, n: int) -> Manager:
     fifo, ends, script = worker_script(folder)
     ctl_ep, pub_ep = f"ipc://{folder}/ctl.sock", f"ipc://{folder}/pub.sock"
     ini = folder / "circus.ini"
-    ini.write_text("\n".join([
-        "[circus]", f"endpoint = {ctl_ep}", f"pubsub_endpoint = {pub_ep}", "multicast_endpoint =",
-        "statsd = False", f"logoutput = {folder}/circusd.log", "",
-        f"[watcher:{SLEEPER}]", "cmd = sleep 3600", "numprocesses = 1", "",
-        "[watcher:w]", f"cmd = /bin/sh {script}", f"numprocesses = {n}", "autostart = False",
-        "respawn = False", "copy_env = True", ""]))
+    ini.write_text(
+        "\n".join(
+            [
+                "[circus]",
+                f"endpoint = {ctl_ep}",
+                f"pubsub_endpoint = {pub_ep}",
+                "multicast_endpoint =",
+                "statsd = False",
+                f"logoutput = {folder}/circusd.log",
+                "",
+                f"[watcher:{SLEEPER}]",
+                "cmd = sleep 3600",
+                "numprocesses = 1",
+                "",
+                "[watcher:w]",
+                f"cmd = /bin/sh {script}",
+                f"numprocesses = {n}",
+                "autostart = False",
+                "respawn = False",
+                "copy_env = True",
+                "",
+            ]
+        )
+    )
     ctl = [str(bindir / "circusctl"), "--endpoint", ctl_ep, "--timeout", "30"]
     mgr = Manager("circus", bindir, folder, ctl_ep, ctl)
     mgr.proc = _spawn([str(bindir / "circusd"), str(ini)], folder / "circusd.out", folder)
@@ -145,16 +168,42 @@ def start_supervisord(bindir: Path, n: int) -> Manager:
     fifo, ends, script = worker_script(folder)
     sock = folder / "sv.sock"
     conf = folder / "supervisord.conf"
-    conf.write_text("\n".join([
-        "[unix_http_server]", f"file = {sock}", "chmod = 0700", "",
-        "[supervisord]", f"logfile = {folder}/supervisord.log", f"pidfile = {folder}/supervisord.pid",
-        "nodaemon = true", f"childlogdir = {folder}", "",
-        "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-        "[supervisorctl]", f"serverurl = unix://{sock}", "",
-        f"[program:{SLEEPER}]", "command = sleep 3600", "autostart = true", "",
-        "[program:w]", f"command = /bin/sh {script}", f"numprocs = {n}",
-        "process_name = %(program_name)s_%(process_num)03d", "autostart = false", "autorestart = false",
-        "startsecs = 0", "stdout_logfile = NONE", "stderr_logfile = NONE", ""]))
+    conf.write_text(
+        "\n".join(
+            [
+                "[unix_http_server]",
+                f"file = {sock}",
+                "chmod = 0700",
+                "",
+                "[supervisord]",
+                f"logfile = {folder}/supervisord.log",
+                f"pidfile = {folder}/supervisord.pid",
+                "nodaemon = true",
+                f"childlogdir = {folder}",
+                "",
+                "[rpcinterface:supervisor]",
+                "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+                "",
+                "[supervisorctl]",
+                f"serverurl = unix://{sock}",
+                "",
+                f"[program:{SLEEPER}]",
+                "command = sleep 3600",
+                "autostart = true",
+                "",
+                "[program:w]",
+                f"command = /bin/sh {script}",
+                f"numprocs = {n}",
+                "process_name = %(program_name)s_%(process_num)03d",
+                "autostart = false",
+                "autorestart = false",
+                "startsecs = 0",
+                "stdout_logfile = NONE",
+                "stderr_logfile = NONE",
+                "",
+            ]
+        )
+    )
     ctl = [str(bindir / "supervisorctl"), "-c", str(conf)]
     mgr = Manager("supervisord", bindir, folder, f"unix://{sock}", ctl)
     mgr.proc = _spawn([str(bindir / "supervisord"), "-c", str(conf)], folder / "supervisord.out", folder)
@@ -164,8 +213,9 @@ def start_supervisord(bindir: Path, n: int) -> Manager:
 
 def _spawn(argv: list[str], out: Path, cwd: Path) -> subprocess.Popen:
     with open(out, "ab") as fh:
-        return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _wait_answers(mgr: Manager, args: list[str], timeout: float = 30.0) -> None:
@@ -174,6 +224,7 @@ def _wait_answers(mgr: Manager, args: list[str], timeout: float = 30.0) -> None:
             raise RuntimeError(f"{mgr.kind} exited with {mgr.proc.returncode}; see {mgr.folder}")
         out = subprocess.run(mgr.ctl_argv(*args), capture_output=True, text=True, timeout=30, cwd=mgr.folder)
         return out.returncode == 0 and "RUNNING" in out.stdout if mgr.kind == "supervisord" else out.returncode == 0
+
     try:
         wait_for(answers, timeout, f"{mgr.kind} to answer", interval=0.1)
     except TimedOut:
@@ -206,5 +257,11 @@ def summary_scale(raw: dict[str, Any], end_times: list[float]) -> dict:
     def since(key: str, ref: float | None) -> float | None:
         v = raw.get(key)
         return round(v - ref, 4) if v is not None and ref is not None else None
-    return {"n": raw["n"], "spawn_s": since("all_running", raw["t0"]), "exit_seen_s": since("exit_seen", last_end),
-            "reaped_s": since("reaped", last_end), "ends_recorded": len(end_times)}
+
+    return {
+        "n": raw["n"],
+        "spawn_s": since("all_running", raw["t0"]),
+        "exit_seen_s": since("exit_seen", last_end),
+        "reaped_s": since("reaped", last_end),
+        "ends_recorded": len(end_times),
+    }

@@ -42,16 +42,36 @@ RESULTS = Path(__file__).resolve().with_name("results")
 def plan(quick: bool) -> dict[str, Any]:
     """How much of everything: the full run is what the README quotes."""
     if quick:
-        return {"cmd_runs": 10, "rtt": 500, "event_items": 24, "wd_seconds": 6, "wd_kill_runs": 1,
-                "sizes": [8, 32], "token_cycles": 2}
-    return {"cmd_runs": 50, "rtt": 5000, "event_items": 200, "wd_seconds": 20, "wd_kill_runs": 3,
-            "sizes": [8, 32, 128], "token_cycles": 5}
+        return {
+            "cmd_runs": 10,
+            "rtt": 500,
+            "event_items": 24,
+            "wd_seconds": 6,
+            "wd_kill_runs": 1,
+            "sizes": [8, 32],
+            "token_cycles": 2,
+        }
+    return {
+        "cmd_runs": 50,
+        "rtt": 5000,
+        "event_items": 200,
+        "wd_seconds": 20,
+        "wd_kill_runs": 3,
+        "sizes": [8, 32, 128],
+        "token_cycles": 5,
+    }
 
 
 def machine() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": psutil.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 1024 ** 3, 1),
-            "cpu_model": _cpu_model(), "aura": __version__}
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": psutil.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "cpu_model": _cpu_model(),
+        "aura": __version__,
+    }
 
 
 def _cpu_model() -> str:
@@ -65,6 +85,7 @@ def _cpu_model() -> str:
 
 
 # -- whole commands -----------------------------------------------------------------------------------
+
 
 def time_commands(commands: dict[str, tuple[list[str], Path, dict | None]], runs: int, warmup: int = 2) -> dict:
     """Wall seconds of each whole command (process start to exit), interleaved run by run."""
@@ -87,7 +108,8 @@ def control_plane(p: dict, managers: dict[str, rivals.Manager]) -> dict:
     try:
         cmds: dict[str, tuple[list[str], Path, dict | None]] = {
             "aura ps": (proj.aura_argv("ps"), proj.root, proj.env),
-            "aura wake": (proj.aura_argv("wake", "bench"), proj.root, proj.env)}
+            "aura wake": (proj.aura_argv("wake", "bench"), proj.root, proj.env),
+        }
         for kind, mgr in managers.items():
             sig = ["signal", rivals.SLEEPER, "CONT"] if kind == "circus" else ["signal", "CONT", rivals.SLEEPER]
             cmds[f"{kind} status"] = (mgr.ctl_argv("status"), mgr.folder, None)
@@ -97,11 +119,16 @@ def control_plane(p: dict, managers: dict[str, rivals.Manager]) -> dict:
         for kind, mgr in managers.items():
             rtt[kind] = mgr.driver("rtt", "--n", str(p["rtt"]))
         rtt_summary = {k: {op: summary(v, 1e6, 1) for op, v in r.items()} for k, r in rtt.items()}
-        return {"whole_commands": whole, "round_trip_us": rtt_summary,
-                "mapping": {"ps": "aura ps | circusctl status | supervisorctl status",
-                            "wake": "aura wake | circusctl signal sleeper CONT | supervisorctl signal CONT sleeper",
-                            "light": "Aura ping | circus list | supervisord getState",
-                            "listing": "Aura list | circus status | supervisord getAllProcessInfo"}}
+        return {
+            "whole_commands": whole,
+            "round_trip_us": rtt_summary,
+            "mapping": {
+                "ps": "aura ps | circusctl status | supervisorctl status",
+                "wake": "aura wake | circusctl signal sleeper CONT | supervisorctl signal CONT sleeper",
+                "light": "Aura ping | circus list | supervisord getState",
+                "listing": "Aura list | circus status | supervisord getAllProcessInfo",
+            },
+        }
     finally:
         proj.cleanup()
 
@@ -114,7 +141,7 @@ def rival_scale(bindir: Path, sizes: list[int]) -> dict:
             mgr = start(bindir, n)
             try:
                 res["rss_idle"][str(n)] = mgr.rss()
-                with aura_bench.PeakRss(lambda: {kind: [mgr.daemon_pid()]}) as peak:
+                with aura_bench.PeakRss(lambda kind=kind, mgr=mgr: {kind: [mgr.daemon_pid()]}) as peak:
                     raw = mgr.driver("scale", "--n", str(n), "--fifo", str(mgr.folder / "release.fifo"))
                 res["runs"][str(n)] = rivals.summary_scale(raw, rivals.ends(mgr))
                 res["rss_peak"][str(n)] = peak.peak.get(kind)
@@ -127,11 +154,17 @@ def rival_scale(bindir: Path, sizes: list[int]) -> dict:
 
 # -- the run ---------------------------------------------------------------------------------------------
 
+
 def run(args: argparse.Namespace) -> dict:
     p = plan(args.quick)
     sections = [s for s in args.sections.split(",") if s]
-    result: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                              "quick": args.quick, "plan": p, "machine": machine(), "sections": {}}
+    result: dict[str, Any] = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": p,
+        "machine": machine(),
+        "sections": {},
+    }
     bindir, tmp_venv = _rivals_env(args)
     try:
         if bindir is not None:
@@ -152,7 +185,10 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
         managers = {}
         try:
             if bindir is not None:
-                managers = {"circus": rivals.start_circus(bindir, 8), "supervisord": rivals.start_supervisord(bindir, 8)}
+                managers = {
+                    "circus": rivals.start_circus(bindir, 8),
+                    "supervisord": rivals.start_supervisord(bindir, 8),
+                }
             return control_plane(p, managers)
         finally:
             for mgr in managers.values():
@@ -161,10 +197,12 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
     if name == "events":
         return aura_bench.event_latency(p["event_items"])
     if name == "watchdog":
-        return {"cpu": aura_bench.watchdog_cpu(8, p["wd_seconds"], 1.0),
-                "cpu_default_poll": aura_bench.watchdog_cpu(8, p["wd_seconds"], 10.0),
-                "detect_and_kill": aura_bench.detect_and_kill(p["wd_kill_runs"]),
-                "sampling_cost": aura_bench.watchdog_overhead_script(quick)}
+        return {
+            "cpu": aura_bench.watchdog_cpu(8, p["wd_seconds"], 1.0),
+            "cpu_default_poll": aura_bench.watchdog_cpu(8, p["wd_seconds"], 10.0),
+            "detect_and_kill": aura_bench.detect_and_kill(p["wd_kill_runs"]),
+            "sampling_cost": aura_bench.watchdog_overhead_script(quick),
+        }
     if name == "scale":
         out = {"aura": aura_bench.aura_scale(p["sizes"])}
         if bindir is not None:
@@ -197,7 +235,9 @@ def write(result: dict, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Aura's benchmark, side by side with circus and supervisord.")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (fewer runs, N up to 32)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
     parser.add_argument("--no-rivals", action="store_true", help="Aura only: do not install circus and supervisord")
     parser.add_argument("--rivals-venv", metavar="DIR", help="reuse (or create) the rivals' environment in DIR")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result (default bench/results)")

@@ -7,7 +7,7 @@ the 99th value: a reader can check every figure against the raw list in the JSON
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -26,9 +26,14 @@ def summary(values: Iterable[float], scale: float = 1.0, digits: int = 3) -> dic
     data = [float(v) * scale for v in values]
     if not data:
         return {"n": 0}
-    return {"n": len(data), "min": round(min(data), digits), "median": round(percentile(data, 50), digits),
-            "p95": round(percentile(data, 95), digits), "p99": round(percentile(data, 99), digits),
-            "max": round(max(data), digits)}
+    return {
+        "n": len(data),
+        "min": round(min(data), digits),
+        "median": round(percentile(data, 50), digits),
+        "p95": round(percentile(data, 95), digits),
+        "p99": round(percentile(data, 99), digits),
+        "max": round(max(data), digits),
+    }
 
 
 def ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:

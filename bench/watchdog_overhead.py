@@ -56,8 +56,14 @@ def start_trees(total: int, busy: bool) -> list[subprocess.Popen]:
     """`total` processes in trees of PER_TREE, each tree its own session (killed by its pgid)."""
     trees = []
     for _ in range(max(1, total // PER_TREE)):
-        trees.append(subprocess.Popen(tree_command(PER_TREE - 1, busy), start_new_session=True,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+        trees.append(
+            subprocess.Popen(
+                tree_command(PER_TREE - 1, busy),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        )
     return trees
 
 
@@ -92,10 +98,22 @@ def write_records(paths: ProjectPaths, trees: list[subprocess.Popen]) -> None:
         task_dir.mkdir(parents=True, exist_ok=True)
         for name in ("output.txt", "error.log"):  # the watchdog stats each worker's output files
             (task_dir / name).write_bytes(b"x" * 4096)
-        atomic_write_json(paths.workers_dir / wid / "record.json", {
-            "worker_id": wid, "task_id": wid, "backend": "shell", "state": "running", "limits": {},
-            "worker_pid": t.pid, "worker_create_time": start_time(t.pid), "pgid": t.pid, "created_at": time.time(),
-            "output": str(task_dir / "output.txt"), "error_log": str(task_dir / "error.log")})
+        atomic_write_json(
+            paths.workers_dir / wid / "record.json",
+            {
+                "worker_id": wid,
+                "task_id": wid,
+                "backend": "shell",
+                "state": "running",
+                "limits": {},
+                "worker_pid": t.pid,
+                "worker_create_time": start_time(t.pid),
+                "pgid": t.pid,
+                "created_at": time.time(),
+                "output": str(task_dir / "output.txt"),
+                "error_log": str(task_dir / "error.log"),
+            },
+        )
 
 
 def make_watchdog(root: Path) -> WatchdogDaemon:
@@ -103,7 +121,9 @@ def make_watchdog(root: Path) -> WatchdogDaemon:
     paths.ensure()
     cfg = Config()
     cfg.set("AURA_WORKER_RESOURCE_GUARD", "dry-run", "bench")
-    cfg.set("AURA_WORKER_RESOURCE_POLL_SECONDS", "1", "bench")  # a window must hold two polls; measure() drives sampling
+    cfg.set(
+        "AURA_WORKER_RESOURCE_POLL_SECONDS", "1", "bench"
+    )  # a window must hold two polls; measure() drives sampling
     cfg.set("AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "2", "bench")
     cfg.set("AURA_WORKER_MAX_SYSTEM_MEMORY_GB", "64", "bench")
     cfg.set("AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB", "0.01", "bench")
@@ -123,12 +143,21 @@ def measure(dog: WatchdogDaemon, samples: int, interval: float) -> dict[str, flo
         nprocs.append(sum(w.sample.nprocs for w in dog.watched.values() if w.sample))
     procs = max(1, round(statistics.median(nprocs)))
     cpu_med, wall_med = statistics.median(cpu), statistics.median(wall)
-    figures = {"cpu_ms_per_sample": 1000 * cpu_med, "wall_ms_per_sample": 1000 * wall_med,
-               "wall_ms_p90": 1000 * sorted(wall)[int(0.9 * (len(wall) - 1))],
-               "cpu_us_per_proc": 1e6 * cpu_med / procs, "wall_us_per_proc": 1e6 * wall_med / procs,
-               "cpu_percent_at_10s_poll": 100 * cpu_med / 10.0, "cpu_percent_at_1s_poll": 100 * cpu_med / 1.0}
-    return {"sampled_procs": procs, "workers": len(dog.watched), "samples": samples,
-            **{k: round(v, 4) for k, v in figures.items()}}
+    figures = {
+        "cpu_ms_per_sample": 1000 * cpu_med,
+        "wall_ms_per_sample": 1000 * wall_med,
+        "wall_ms_p90": 1000 * sorted(wall)[int(0.9 * (len(wall) - 1))],
+        "cpu_us_per_proc": 1e6 * cpu_med / procs,
+        "wall_us_per_proc": 1e6 * wall_med / procs,
+        "cpu_percent_at_10s_poll": 100 * cpu_med / 10.0,
+        "cpu_percent_at_1s_poll": 100 * cpu_med / 1.0,
+    }
+    return {
+        "sampled_procs": procs,
+        "workers": len(dog.watched),
+        "samples": samples,
+        **{k: round(v, 4) for k, v in figures.items()},
+    }
 
 
 def run_case(total: int, busy: bool, samples: int, interval: float) -> dict[str, Any]:
@@ -148,14 +177,34 @@ def run_case(total: int, busy: bool, samples: int, interval: float) -> dict[str,
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = ["procs", "load", "workers", "cpu ms/sample", "wall ms/sample", "wall p90", "cpu us/proc",
-              "wall us/proc", "CPU% @10s", "CPU% @1s"]
+    header = [
+        "procs",
+        "load",
+        "workers",
+        "cpu ms/sample",
+        "wall ms/sample",
+        "wall p90",
+        "cpu us/proc",
+        "wall us/proc",
+        "CPU% @10s",
+        "CPU% @1s",
+    ]
     lines = [header]
     for r in rows:
-        lines.append([str(r["sampled_procs"]), r["load"], str(r["workers"]), f"{r['cpu_ms_per_sample']:.2f}",
-                      f"{r['wall_ms_per_sample']:.2f}", f"{r['wall_ms_p90']:.2f}", f"{r['cpu_us_per_proc']:.1f}",
-                      f"{r['wall_us_per_proc']:.1f}", f"{r['cpu_percent_at_10s_poll']:.3f}",
-                      f"{r['cpu_percent_at_1s_poll']:.2f}"])
+        lines.append(
+            [
+                str(r["sampled_procs"]),
+                r["load"],
+                str(r["workers"]),
+                f"{r['cpu_ms_per_sample']:.2f}",
+                f"{r['wall_ms_per_sample']:.2f}",
+                f"{r['wall_ms_p90']:.2f}",
+                f"{r['cpu_us_per_proc']:.1f}",
+                f"{r['wall_us_per_proc']:.1f}",
+                f"{r['cpu_percent_at_10s_poll']:.3f}",
+                f"{r['cpu_percent_at_1s_poll']:.2f}",
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(c.rjust(widths[i]) for i, c in enumerate(line)))
@@ -175,8 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         for size in [int(x) for x in args.sizes.split(",") if x.strip()]:
             rows.append(run_case(size, load == "busy", args.samples, args.interval))
     print_table(rows)
-    report = {"host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
-              "platform": platform.platform(), "interval_s": args.interval, "per_tree": PER_TREE, "cases": rows}
+    report = {
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "interval_s": args.interval,
+        "per_tree": PER_TREE,
+        "cases": rows,
+    }
     text = json.dumps(report, indent=1)
     if args.json:
         args.json.write_text(text + "\n")

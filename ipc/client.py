@@ -37,14 +37,20 @@ class RemoteError(Exception):
 
 
 def ipc_path(endpoint: str) -> str | None:
-    return endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else None
+    return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
 
 
 class Client:
     """One daemon's request client. Cheap to create; not thread-safe."""
 
-    def __init__(self, endpoint: str, daemon: str = "daemon", timeout: float = 2.0, retries: int = 1,
-                 ctx: zmq.Context | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        daemon: str = "daemon",
+        timeout: float = 2.0,
+        retries: int = 1,
+        ctx: zmq.Context | None = None,
+    ):
         self.endpoint = endpoint
         self.daemon = daemon
         self.timeout = timeout
@@ -69,8 +75,7 @@ class Client:
     def close(self) -> None:
         self._drop()
 
-    def call(self, op: str, args: dict | None = None, timeout: float | None = None,
-             retries: int | None = None) -> Any:
+    def call(self, op: str, args: dict | None = None, timeout: float | None = None, retries: int | None = None) -> Any:
         """Send one request and return its result; raise RemoteError or DaemonUnavailable."""
         path = ipc_path(self.endpoint)
         if path is not None and not os.path.exists(path):
@@ -95,7 +100,7 @@ class Client:
             raise DaemonUnavailable(self.daemon, f"is not running (no socket at {path})")
         sock = self._socket()
         ids = [f"{os.getpid()}-{next(_ids)}" for _ in requests]
-        for req_id, (op, args) in zip(ids, requests):
+        for req_id, (op, args) in zip(ids, requests, strict=True):
             sock.send(env.make_request(req_id, op, args))
         answers: dict[str, Any] = {}
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import zmq
 
@@ -125,8 +126,7 @@ class Publisher:
 class EventFeed:
     """Subscribes to several daemons' events and yields each event exactly once, in order per source."""
 
-    def __init__(self, ctx: zmq.Context, sources: dict[str, tuple[str, Path]],
-                 cursors: dict[str, int] | None = None):
+    def __init__(self, ctx: zmq.Context, sources: dict[str, tuple[str, Path]], cursors: dict[str, int] | None = None):
         """`sources` maps a daemon name to (pub endpoint, journal path)."""
         self.sources = sources
         self.cursors: dict[str, int] = {name: 0 for name in sources}

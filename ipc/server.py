@@ -7,7 +7,8 @@ handler failure becomes an error reply and the daemon keeps running.
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -26,14 +27,21 @@ class Deferred:
         self.req_id: Any = None
         self.route: list[bytes] | None = None
         self.done = False
+
+
 ZMQ_MAX_MSG = 64 << 20  # hard ceiling in libzmq; requests above MAX_REQUEST_BYTES get an error reply
 
 
 class RequestServer:
     """Binds one ROUTER endpoint and dispatches requests to `handlers[op](args)`."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, handlers: dict[str, Handler],
-                 on_error: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        handlers: dict[str, Handler],
+        on_error: Callable[[str, str], None] | None = None,
+    ):
         self.handlers = handlers
         self.on_error = on_error
         self.sock = ctx.socket(zmq.ROUTER)
@@ -61,6 +69,7 @@ class RequestServer:
         prefix: list[bytes] = []
         if len(rest) >= 2 and rest[0] == b"":  # a REQ client puts an empty delimiter first
             prefix, rest = [b""], rest[1:]
+        reply: bytes | Deferred
         if len(rest) != 1:
             reply = env.error_reply(None, env.BAD_FRAME, f"expected one body frame, got {len(rest)}")
         else:

@@ -20,8 +20,13 @@ from .states import WorkerTable
 
 
 class Adoption:
-    def __init__(self, workers: WorkerTable, executor: Executor, exits: Exits,
-                 call_later: Callable[[float, Callable[[], Any]], None]):
+    def __init__(
+        self,
+        workers: WorkerTable,
+        executor: Executor,
+        exits: Exits,
+        call_later: Callable[[float, Callable[[], Any]], None],
+    ):
         self.workers = workers
         self.executor = executor
         self.exits = exits
@@ -63,5 +68,12 @@ class Adoption:
         if time.time() - float(self.workers[wid].get("created_at") or 0) < self.executor.start_timeout:
             self.call_later(0.1, lambda: self.adopt(wid))
             return
-        self.exits.finish(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
-                                "error": "never started: the supervisor stopped before the worker was launched"})
+        self.exits.finish(
+            wid,
+            {
+                "exit_code": None,
+                "signal": None,
+                "ended_at": time.time(),
+                "error": "never started: the supervisor stopped before the worker was launched",
+            },
+        )

@@ -20,8 +20,15 @@ from .states import WorkerTable
 
 
 class Exits:
-    def __init__(self, workers: WorkerTable, executor: Executor, kills: Kills, monitor: OutputMonitor,
-                 cfg: Any, paths: ProjectPaths):
+    def __init__(
+        self,
+        workers: WorkerTable,
+        executor: Executor,
+        kills: Kills,
+        monitor: OutputMonitor,
+        cfg: Any,
+        paths: ProjectPaths,
+    ):
         self.workers = workers
         self.executor = executor
         self.kills = kills
@@ -41,13 +48,21 @@ class Exits:
             self.finish(wid, exit_rec)
         elif recovered is not None:  # the shim could not write the record: its exit status carries it
             disk = full_note(self.paths.data)
-            note = "exit record recovered from the shim's exit status (it could not be written" + \
-                   (f": {disk})" if disk else ")")
-            self.finish(wid, {**recovered, "ended_at": time.time(), "recovered_from": "shim exit status"},
-                        note=note)
+            note = "exit record recovered from the shim's exit status (it could not be written" + (
+                f": {disk})" if disk else ")"
+            )
+            self.finish(wid, {**recovered, "ended_at": time.time(), "recovered_from": "shim exit status"}, note=note)
         elif rec.get("state") == ORPHANED:
-            self.finish(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
-                              "error": "the shim died before the worker; exit status unknown"}, lost=True)
+            self.finish(
+                wid,
+                {
+                    "exit_code": None,
+                    "signal": None,
+                    "ended_at": time.time(),
+                    "error": "the shim died before the worker; exit status unknown",
+                },
+                lost=True,
+            )
         else:
             self.shim_gone(wid)
 
@@ -56,14 +71,22 @@ class Exits:
         rec = self.workers[wid]
         follow = self.executor.orphan(rec, self.workers.registry.start_report(wid) or {})
         if follow is not None:
-            self.workers.change_state(rec, ORPHANED, "worker_orphaned", level="warning",
-                                      logged={"pid": follow["worker_pid"]}, **follow)
+            self.workers.change_state(
+                rec, ORPHANED, "worker_orphaned", level="warning", logged={"pid": follow["worker_pid"]}, **follow
+            )
             self.executor.watch(rec)
         else:
             disk = full_note(self.paths.data)
-            self.finish(wid, {"exit_code": None, "signal": None, "ended_at": time.time(),
-                              "error": "the worker's shim ended without an exit record"
-                                       + (f"; {disk}" if disk else "")}, lost=True)
+            self.finish(
+                wid,
+                {
+                    "exit_code": None,
+                    "signal": None,
+                    "ended_at": time.time(),
+                    "error": "the worker's shim ended without an exit record" + (f"; {disk}" if disk else ""),
+                },
+                lost=True,
+            )
 
     def finish(self, wid: str, exit_rec: dict, note: str | None = None, lost: bool = False) -> None:
         """Record the worker's end: its outcome (the backend's rule, or `lost`), the kill that ended
@@ -77,8 +100,7 @@ class Exits:
         trimmed = trim_outputs(rec, kill, self.cfg, self.paths)
         if trimmed:
             rec["output_trimmed"] = trimmed
-            self.workers.log.warning("output_trimmed", worker=wid, why=trimmed["why"],
-                                     dropped_bytes=trimmed["dropped"])
+            self.workers.log.warning("output_trimmed", worker=wid, why=trimmed["why"], dropped_bytes=trimmed["dropped"])
         outcome = LOST if lost else backend.outcome(exit_rec, kill, progress)
         extra: dict[str, Any] = {}
         if progress:
@@ -87,9 +109,25 @@ class Exits:
             extra["note"] = note
         self.kills.forget(wid)
         self.workers.change_state(
-            rec, EXITED, "worker_exited", exit=exit_rec, outcome=outcome,
-            ended_at=exit_rec.get("ended_at") or time.time(), **extra,
-            logged={"outcome": outcome, "exit_code": exit_rec.get("exit_code"), "signal": exit_rec.get("signal"),
-                    "note": note},
-            published={"outcome": outcome, "exit_code": exit_rec.get("exit_code"), "signal": exit_rec.get("signal"),
-                       "error": exit_rec.get("error"), "kill": kill, "note": note})
+            rec,
+            EXITED,
+            "worker_exited",
+            exit=exit_rec,
+            outcome=outcome,
+            ended_at=exit_rec.get("ended_at") or time.time(),
+            **extra,
+            logged={
+                "outcome": outcome,
+                "exit_code": exit_rec.get("exit_code"),
+                "signal": exit_rec.get("signal"),
+                "note": note,
+            },
+            published={
+                "outcome": outcome,
+                "exit_code": exit_rec.get("exit_code"),
+                "signal": exit_rec.get("signal"),
+                "error": exit_rec.get("error"),
+                "kill": kill,
+                "note": note,
+            },
+        )

@@ -28,8 +28,13 @@ class Housekeeping:
         for rec in self.workers.active():
             if rec.get("deadline") and now > rec["deadline"] and not rec.get("kill"):
                 minutes = (rec.get("budget_s") or 0) / 60
-                self.kills.request(rec["worker_id"], f"time budget of {minutes:g} min exceeded", TIMED_OUT,
-                                   self.kills.grace, "supervisor")
+                self.kills.request(
+                    rec["worker_id"],
+                    f"time budget of {minutes:g} min exceeded",
+                    TIMED_OUT,
+                    self.kills.grace,
+                    "supervisor",
+                )
         self.kills.escalate()
         self.executor.reap()
 
@@ -40,8 +45,7 @@ class Housekeeping:
                 self._note_jobs(rec)
             self.monitor.scan(rec)
             for kind, data in self.monitor.transitions(rec):
-                self.workers.log.warning(kind, worker=wid, quiet_s=data.get("quiet_s"),
-                                         repeat=data.get("repeat_count"))
+                self.workers.log.warning(kind, worker=wid, quiet_s=data.get("quiet_s"), repeat=data.get("repeat_count"))
                 self.workers.publish(kind, **data)
             stop = self.monitor.should_stop(rec)
             if stop and not rec.get("kill"):
@@ -53,8 +57,14 @@ class Housekeeping:
         if note is None:
             return
         rec.pop("deadline", None)  # the time budget bounds the agent, not the jobs it registered
-        kids = [{"pid": c.get("pid"), "kind": c.get("kind"), "log_path": c.get("log_path")}
-                for c in note.get("children") or []]
-        self.workers.record_change(rec, Kind.WORKER_MANAGED, managed=note,
-                                   logged={"worker_exit": note.get("worker_exit"), "children": kids},
-                                   published={"worker_exit": note.get("worker_exit"), "children": kids})
+        kids = [
+            {"pid": c.get("pid"), "kind": c.get("kind"), "log_path": c.get("log_path")}
+            for c in note.get("children") or []
+        ]
+        self.workers.record_change(
+            rec,
+            Kind.WORKER_MANAGED,
+            managed=note,
+            logged={"worker_exit": note.get("worker_exit"), "children": kids},
+            published={"worker_exit": note.get("worker_exit"), "children": kids},
+        )

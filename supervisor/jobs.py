@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 FILE_NAME = "process.json"
 LIST_KEYS = ("managed_subprocesses", "child_processes", "subprocesses")
@@ -71,13 +71,17 @@ def read_registered(task_dir: Path) -> list[RegisteredJob]:
         except (TypeError, ValueError):
             continue
         log = _first(entry, LOG_KEYS)
-        out.append(RegisteredJob(pid, str(entry.get("kind") or ""), str(log) if log else None,
-                              _epoch(_first(entry, START_KEYS))))
+        out.append(
+            RegisteredJob(
+                pid, str(entry.get("kind") or ""), str(log) if log else None, _epoch(_first(entry, START_KEYS))
+            )
+        )
     return out
 
 
-def keep(registered: list[RegisteredJob], tree: set[int],
-         start_of: Callable[[int], float | None]) -> list[RegisteredJob]:
+def keep(
+    registered: list[RegisteredJob], tree: set[int], start_of: Callable[[int], float | None]
+) -> list[RegisteredJob]:
     """The registered children that are live descendants of the worker, started when they say."""
     kept: list[RegisteredJob] = []
     for reg in registered:
@@ -121,4 +125,3 @@ def signal_pids(pids: Iterable[int], sig: int) -> int:
 
 def describe(kept: list[RegisteredJob]) -> list[dict]:
     return [asdict(k) for k in kept]
-

@@ -26,9 +26,14 @@ class Kills:
         if not self.executor.terminate(rec):
             return {"killed": False, "worker_id": wid, "message": "worker process already gone"}
         kill = {"requested_at": time.time(), "reason": reason, "reason_code": code, "by": by}
-        self.workers.record_change(rec, "worker_killed", log_as="worker_kill", kill=kill,
-                                   logged={"reason": reason, "by": by, "grace_s": grace},
-                                   published={"reason": reason, "by": by, "reason_code": code})
+        self.workers.record_change(
+            rec,
+            "worker_killed",
+            log_as="worker_kill",
+            kill=kill,
+            logged={"reason": reason, "by": by, "grace_s": grace},
+            published={"reason": reason, "by": by, "reason_code": code},
+        )
         self.deadlines[wid] = time.monotonic() + grace
         return {"killed": True, "worker_id": wid, "signal": "SIGTERM", "grace_s": grace}
 
@@ -44,15 +49,24 @@ class Kills:
             if due is not None and now >= due:
                 self.deadlines.pop(wid, None)
                 if self.executor.force_kill(rec):
-                    self.workers.log.warning("worker_sigkill", worker=wid,
-                                             reason="still running after the grace period")
+                    self.workers.log.warning(
+                        "worker_sigkill", worker=wid, reason="still running after the grace period"
+                    )
 
     def stop_all(self, finish: Finish) -> None:
         """SIGTERM every worker, wait the grace, SIGKILL the rest, then take in their exit records."""
         live = self.workers.active()
         for rec in live:
-            self.workers.record_change(rec, None, kill={"requested_at": time.time(), "reason": "aura down --stop-workers",
-                                                        "reason_code": KILLED, "by": "supervisor"})
+            self.workers.record_change(
+                rec,
+                None,
+                kill={
+                    "requested_at": time.time(),
+                    "reason": "aura down --stop-workers",
+                    "reason_code": KILLED,
+                    "by": "supervisor",
+                },
+            )
             self.executor.terminate(rec)
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline and any(self.executor.running(r) for r in live):

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from aura.ipc.server import Deferred
-
 from aura.runtime.loop import Daemon
 from aura.runtime.peers import PeerKeeper
 
@@ -52,8 +51,16 @@ class SupervisorDaemon(Daemon):
         self.exits = Exits(self.workers, self.executor, self.kills, self.monitor, self.cfg, self.paths)
         self.adoption = Adoption(self.workers, self.executor, self.exits, self.call_later)
         self.preflight = Preflight(self.paths, self.ctx, self.log, self.publish)
-        self.starter = Starter(self.workers, self.executor, self.exits, self.monitor, self.cfg, self.paths,
-                               view=self.public, answer=self._answer)
+        self.starter = Starter(
+            self.workers,
+            self.executor,
+            self.exits,
+            self.monitor,
+            self.cfg,
+            self.paths,
+            view=self.public,
+            answer=self._answer,
+        )
         self.housekeeping = Housekeeping(self.workers, self.executor, self.kills, self.monitor)
         self.peers: PeerKeeper | None = None
         self.stop_workers_on_exit = False
@@ -78,8 +85,11 @@ class SupervisorDaemon(Daemon):
             self.kills.stop_all(self.exits.finish)
 
     def status_fields(self) -> dict:
-        return {"workers_live": len(self.workers.live()), "workers_known": len(self.workers),
-                "peers": self.peers.summary() if self.peers else None}
+        return {
+            "workers_live": len(self.workers.live()),
+            "workers_known": len(self.workers),
+            "peers": self.peers.summary() if self.peers else None,
+        }
 
     # -- what the parts share -----------------------------------------------------------------
     def public(self, rec: dict) -> dict:

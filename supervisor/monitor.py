@@ -43,11 +43,15 @@ class Settings:
     result_grace: float = 15.0
 
     @classmethod
-    def from_config(cls, cfg: Any | None) -> "Settings":
+    def from_config(cls, cfg: Any | None) -> Settings:
         if cfg is None:
             return cls()
-        return cls(stuck_s=cfg.number("AURA_STUCK_MINUTES") * 60, cpu_busy_percent=cfg.number("AURA_STUCK_CPU_PERCENT"),
-                   loop_repeat=cfg.integer("AURA_LOOP_REPEAT"), result_grace=cfg.number("AURA_RESULT_GRACE_SECONDS"))
+        return cls(
+            stuck_s=cfg.number("AURA_STUCK_MINUTES") * 60,
+            cpu_busy_percent=cfg.number("AURA_STUCK_CPU_PERCENT"),
+            loop_repeat=cfg.integer("AURA_LOOP_REPEAT"),
+            result_grace=cfg.number("AURA_RESULT_GRACE_SECONDS"),
+        )
 
 
 class ProgressTracker:
@@ -96,6 +100,7 @@ class ProgressTracker:
 
 # -- observations of a live worker -------------------------------------------------------------------
 
+
 def _size(path: str | None) -> int | None:
     if not path:
         return None
@@ -141,14 +146,15 @@ def tree_cpu_seconds(rec: dict) -> float | None:
     """CPU seconds of everything the worker runs: the shim's descendants (the worker, its children,
     and orphans the shim adopted as subreaper), plus the container's cgroup for Docker workers."""
     import psutil
+
     total: float | None = None
     root_pid, created = rec.get("shim_pid") or rec.get("worker_pid"), rec.get("shim_create_time")
     if rec.get("state") == ORPHANED or not rec.get("shim_pid"):
         root_pid, created = rec.get("worker_pid"), rec.get("worker_create_time")
     try:
-        root = psutil.Process(int(root_pid))
+        root = psutil.Process(int(root_pid or -1))
         if created is not None and abs(root.create_time() - float(created)) > 1.0:
-            raise psutil.NoSuchProcess(int(root_pid))
+            raise psutil.NoSuchProcess(root.pid)
         procs = root.children(recursive=True) + ([root] if root.pid == rec.get("worker_pid") else [])
         total = 0.0
         for proc in procs:
@@ -162,6 +168,7 @@ def tree_cpu_seconds(rec: dict) -> float | None:
     container = rec.get("container") or {}
     if container.get("cidfile"):
         from .backends.isolation import container_usage
+
         usage = container_usage(container["cidfile"]) or {}
         if usage.get("cpu_seconds") is not None:
             total = (total or 0.0) + usage["cpu_seconds"]
@@ -229,6 +236,7 @@ class _Follow:
                 self._feed(chunk)
 
     def _feed(self, chunk: bytes) -> None:
+        assert self.parser is not None  # only a parsed output is read line by line
         lines = (self.partial + chunk).split(b"\n")
         self.partial = lines.pop()
         for raw in lines:
@@ -242,8 +250,13 @@ class _Follow:
     # -- progress -------------------------------------------------------------------------------
     def observe(self, now: float, live: bool) -> None:
         """Feed this scan's signals to the tracker (output must have been scanned just before)."""
-        values: dict[str, Any] = {"output": self.size, "tail": self._tail(), "errors": _size(self.rec.get("error_log")),
-                                  "turns": self.parsed().get("turns"), "managed_logs": self._job_logs()}
+        values: dict[str, Any] = {
+            "output": self.size,
+            "tail": self._tail(),
+            "errors": _size(self.rec.get("error_log")),
+            "turns": self.parsed().get("turns"),
+            "managed_logs": self._job_logs(),
+        }
         if now >= self.next_artifact_scan:
             self.next_artifact_scan = now + min(ARTIFACT_SCAN_EVERY, max(0.5, self.settings.stuck_s / 4))
             values["artifacts"] = artifacts_fingerprint(self._folders())
@@ -272,14 +285,20 @@ class _Follow:
     def state(self, now: float) -> dict:
         repeat = self.parsed().get("repeat_count") or 0
         stuck = self.tracker.stuck(now)
-        return {"stuck": stuck, "loop": repeat >= self.settings.loop_repeat,
-                "quiet_s": round(self.tracker.quiet_s(now), 1),
-                "cpu_percent": None if self.tracker.cpu_percent is None else round(self.tracker.cpu_percent, 1),
-                "active_signals": self.tracker.active(now)}
+        return {
+            "stuck": stuck,
+            "loop": repeat >= self.settings.loop_repeat,
+            "quiet_s": round(self.tracker.quiet_s(now), 1),
+            "cpu_percent": None if self.tracker.cpu_percent is None else round(self.tracker.cpu_percent, 1),
+            "active_signals": self.tracker.active(now),
+        }
 
     def summary(self) -> dict:
-        out: dict = {"output_bytes": self.size, "last_output_at": self.last_growth,
-                     "error_bytes": _size(self.rec.get("error_log")) or 0}
+        out: dict = {
+            "output_bytes": self.size,
+            "last_output_at": self.last_growth,
+            "error_bytes": _size(self.rec.get("error_log")) or 0,
+        }
         out.update(self.parsed())
         out.update(self.state(time.time()))
         return out
@@ -297,6 +316,7 @@ class OutputMonitor:
         wid = rec["worker_id"]
         if wid not in self.follows and rec.get("output"):
             from .backends import get_backend
+
             try:
                 self.track(rec, get_backend(rec.get("backend", "shell")))
             except Exception:
@@ -334,10 +354,17 @@ class OutputMonitor:
     @staticmethod
     def _event_data(rec: dict, follow: _Follow, state: dict) -> dict:
         parsed = follow.parsed()
-        return {"worker_id": rec["worker_id"], "task_id": rec.get("task_id"), "quiet_s": state["quiet_s"],
-                "cpu_percent": state["cpu_percent"], "active_signals": state["active_signals"],
-                "last_tool": parsed.get("last_tool"), "repeat_count": parsed.get("repeat_count"),
-                "last_call": parsed.get("last_call"), "turns": parsed.get("turns")}
+        return {
+            "worker_id": rec["worker_id"],
+            "task_id": rec.get("task_id"),
+            "quiet_s": state["quiet_s"],
+            "cpu_percent": state["cpu_percent"],
+            "active_signals": state["active_signals"],
+            "last_tool": parsed.get("last_tool"),
+            "repeat_count": parsed.get("repeat_count"),
+            "last_call": parsed.get("last_call"),
+            "turns": parsed.get("turns"),
+        }
 
     def finish(self, rec: dict) -> dict | None:
         """A last full read of the output after the worker ended; stops following it."""
@@ -363,7 +390,10 @@ class OutputMonitor:
         turns = follow.parsed().get("turns") or 0
         if cap and turns > cap:
             return f"went past its turn cap of {cap} ({turns} turns)", TURNS_EXCEEDED
-        if follow.final_seen_at is not None and time.time() - follow.final_seen_at > self.settings.result_grace \
-                and not rec.get("managed"):  # the agent exited; the shim waits for its registered jobs
+        if (
+            follow.final_seen_at is not None
+            and time.time() - follow.final_seen_at > self.settings.result_grace
+            and not rec.get("managed")
+        ):  # the agent exited; the shim waits for its registered jobs
             return f"printed its final result {self.settings.result_grace:g}s ago but did not exit", "finished_hung"
         return None

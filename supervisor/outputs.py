@@ -26,7 +26,6 @@ from aura.runtime.paths import ProjectPaths
 from aura.runtime.vocab import DISK_OUTCOMES
 
 
-
 def trim_outputs(rec: dict, kill: dict | None, cfg: Any, paths: ProjectPaths) -> dict:
     """Cut down the ended worker's output and error log where they must be; {} or {"why": reason,
     "dropped": {file name: bytes dropped}}."""

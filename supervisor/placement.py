@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+
 from aura.ipc import envelope as env
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.envelope import IpcError
-
 from aura.runtime.paths import ProjectPaths
 
 PREFLIGHT_TIMEOUT = 1.0  # seconds the spawn waits for the watchdog's preflight answer
@@ -38,11 +38,13 @@ class Preflight:
         is not met, spawn_refused when the spawn can never pass. A watchdog that is down or slow does
         not stop the work: the spawn goes ahead after PREFLIGHT_TIMEOUT (None) and the log says so."""
         if self._watchdog is None:
-            self._watchdog = Client(self.paths.endpoint("watchdog"), "watchdog", timeout=PREFLIGHT_TIMEOUT,
-                                    retries=0, ctx=self.ctx)
+            self._watchdog = Client(
+                self.paths.endpoint("watchdog"), "watchdog", timeout=PREFLIGHT_TIMEOUT, retries=0, ctx=self.ctx
+            )
         try:
-            reply = self._watchdog.call("preflight", {"worker_id": wid, "task_id": spec["task_id"],
-                                                      "limits": spec["limits"]})
+            reply = self._watchdog.call(
+                "preflight", {"worker_id": wid, "task_id": spec["task_id"], "limits": spec["limits"]}
+            )
         except (DaemonUnavailable, RemoteError) as exc:
             self.log.warning("preflight_skipped", worker=wid, reason=str(exc))
             return None
@@ -51,16 +53,19 @@ class Preflight:
         reason = str(reply.get("reason") or "no reason given")
         self.log.warning("spawn_refused", worker=wid, task=spec["task_id"], reason=reason)
         self.publish("spawn_refused", worker_id=wid, task_id=spec["task_id"], reason=reason)
-        raise IpcError(env.RESERVE_SHORT if reply.get("short") else env.SPAWN_REFUSED,
-                       f"resource preflight refused the spawn: {reason}")
+        raise IpcError(
+            env.RESERVE_SHORT if reply.get("short") else env.SPAWN_REFUSED,
+            f"resource preflight refused the spawn: {reason}",
+        )
 
 
 def cpu_ceiling(spec: dict, preflight: dict | None, cfg: Any) -> float:
     """The worker's CPU ceiling in force: the watchdog's answer (run-time changes included), else
     the configuration with the task's own override."""
     limits = (preflight or {}).get("limits")
-    value: Any = limits.get(CPU_CEILING) if isinstance(limits, dict) else spec["limits"].get(CPU_CEILING,
-                                                                                      cfg.text(CPU_CEILING))
+    value: Any = (
+        limits.get(CPU_CEILING) if isinstance(limits, dict) else spec["limits"].get(CPU_CEILING, cfg.text(CPU_CEILING))
+    )
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -20,8 +20,7 @@ from aura.runtime.paths import project_id, safe_name
 
 def _probe(argv: list[str]) -> bool:
     try:
-        return subprocess.run([*argv, "true"], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=5).returncode == 0
+        return subprocess.run([*argv, "true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=5).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -55,5 +54,8 @@ def scoped(prefix: list[str], root: Any, worker_id: str, argv: list[str]) -> lis
 
 def _say(log: Any, why: str) -> None:
     if log is not None:
-        log.info("worker_scopes_off", reason=why, fallback="workers stay in the supervisor's cgroup; "
-                                                             "the unit's KillMode=process keeps them alive")
+        log.info(
+            "worker_scopes_off",
+            reason=why,
+            fallback="workers stay in the supervisor's cgroup; the unit's KillMode=process keeps them alive",
+        )

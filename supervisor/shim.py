@@ -42,8 +42,9 @@ def _load_aura() -> None:
     if here.parent != root / "aura":
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("aura.supervisor", here / "__init__.py",
-                                                      submodule_search_locations=[str(here)])
+        spec = importlib.util.spec_from_file_location(
+            "aura.supervisor", here / "__init__.py", submodule_search_locations=[str(here)]
+        )
         assert spec is not None and spec.loader is not None
         sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -75,7 +76,7 @@ def _process_start(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
-        ticks = int(data[data.rfind(b")") + 2:].split()[19])
+        ticks = int(data[data.rfind(b")") + 2 :].split()[19])
         with open("/proc/stat", "rb") as fh:
             btime = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
         return ticks / os.sysconf("SC_CLK_TCK") + btime
@@ -83,6 +84,7 @@ def _process_start(pid: int) -> float | None:
         pass
     try:
         import psutil
+
         return psutil.Process(pid).create_time()
     except Exception:
         return None
@@ -146,6 +148,7 @@ def _children_map(root: int) -> dict[int, list[int]]:
         if not tids:
             try:
                 import psutil
+
                 kids = [c.pid for c in psutil.Process(pid).children()]
             except Exception:
                 kids = []
@@ -168,8 +171,11 @@ def keep_registered(task_dir: Path | None) -> tuple[list[jobs.RegisteredJob], se
         return [], set(), []
     children = _children_map(os.getpid())
     kept = jobs.keep(registered, _descendants(), _process_start)
-    refused = [{"pid": r.pid, "kind": r.kind, "why": "not a live descendant of the worker started at that time"}
-               for r in registered if all(k.pid != r.pid for k in kept)]
+    refused = [
+        {"pid": r.pid, "kind": r.kind, "why": "not a live descendant of the worker started at that time"}
+        for r in registered
+        if all(k.pid != r.pid for k in kept)
+    ]
     return kept, jobs.subtrees([k.pid for k in kept], children), refused
 
 
@@ -187,7 +193,7 @@ def stop_unregistered(kept_tree: set[int], grace: float) -> int:
     return len(left)
 
 
-def wait_for_kept(kept: list[jobs.RegisteredJob], stop: "StopRequest", grace: float) -> dict[int, dict]:
+def wait_for_kept(kept: list[jobs.RegisteredJob], stop: StopRequest, grace: float) -> dict[int, dict]:
     """Reap until no descendant is left; a stop request ends them (TERM, then KILL after `grace`).
     Returns the exit of each kept child that ended as our child (reparented to us)."""
     ends: dict[int, dict] = {}
@@ -269,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = os.fdopen(open_private(Path(args.stdout), append=False), "wb")  # in the private data folder
         err = os.fdopen(open_private(Path(args.stderr), append=False), "wb")
-        proc = subprocess.Popen(cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True, close_fds=True
+        )
     except (OSError, ValueError) as exc:
         return _start_failed(args, _start_error(exc, cmd, args.cwd, args.dir), started)
     out.close()
@@ -286,9 +293,15 @@ def main(argv: list[str] | None = None) -> int:
             pass
 
     signal.signal(signal.SIGTERM, forward)
-    report = {"worker_pid": pid, "worker_create_time": _process_start(pid), "pgid": pid,
-              "shim_pid": os.getpid(), "shim_create_time": _process_start(os.getpid()),
-              "started_at": started, "subreaper": subreaper}
+    report = {
+        "worker_pid": pid,
+        "worker_create_time": _process_start(pid),
+        "pgid": pid,
+        "shim_pid": os.getpid(),
+        "shim_create_time": _process_start(os.getpid()),
+        "started_at": started,
+        "subreaper": subreaper,
+    }
     try:
         atomic_write_json(args.dir / "launch.json", report)
     except OSError as exc:  # a worker nobody could re-adopt must not run: stop it, and say why
@@ -305,13 +318,17 @@ def main(argv: list[str] | None = None) -> int:
     if kept:
         stopped = stop_unregistered(kept_tree, args.grace)
         try:
-            atomic_write_json(args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit,
-                                                          "children": jobs.describe(kept)})
+            atomic_write_json(
+                args.dir / "managed.json", {"since": ended, "worker_exit": worker_exit, "children": jobs.describe(kept)}
+            )
         except OSError:  # a full disk: the supervisor learns of the kept children from exit.json
             pass
         ends = wait_for_kept(kept, stop, args.grace)
-        record["managed"] = {"worker_ended_at": ended, "stopped_by_request": stop.requested,
-                             "children": [{**c, **ends.get(c["pid"], {})} for c in jobs.describe(kept)]}
+        record["managed"] = {
+            "worker_ended_at": ended,
+            "stopped_by_request": stop.requested,
+            "children": [{**c, **ends.get(c["pid"], {})} for c in jobs.describe(kept)],
+        }
         leftovers = stopped + stop_leftovers(pid, args.grace)
     else:
         leftovers = stop_leftovers(pid, args.grace)
@@ -326,10 +343,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start_failed(args: argparse.Namespace, reason: str, started: float) -> int:
     """Record and report a worker that was not started; on a full disk the report is what gets through."""
-    for write in (lambda: atomic_write_json(args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(),
-                                                                       "started_at": started}),
-                  lambda: exitrecord.write(args.dir, {"exit_code": None, "signal": None, "error": reason,
-                                                      "started_at": started, "ended_at": time.time()})):
+    for write in (
+        lambda: atomic_write_json(
+            args.dir / "launch.json", {"error": reason, "shim_pid": os.getpid(), "started_at": started}
+        ),
+        lambda: exitrecord.write(
+            args.dir,
+            {"exit_code": None, "signal": None, "error": reason, "started_at": started, "ended_at": time.time()},
+        ),
+    ):
         try:
             write()
         except OSError:

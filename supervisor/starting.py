@@ -15,7 +15,6 @@ from typing import Any
 
 from aura.ipc.envelope import IpcError
 from aura.ipc.server import Deferred
-
 from aura.runtime.diskspace import full_note
 from aura.runtime.fsutil import disk_full, make_dirs
 from aura.runtime.paths import ProjectPaths
@@ -42,9 +41,17 @@ class _Pending:
 
 
 class Starter:
-    def __init__(self, workers: WorkerTable, executor: Executor, exits: Exits, monitor: OutputMonitor,
-                 cfg: Any, paths: ProjectPaths, view: Callable[[dict], dict],
-                 answer: Callable[[Deferred, dict], None]):
+    def __init__(
+        self,
+        workers: WorkerTable,
+        executor: Executor,
+        exits: Exits,
+        monitor: OutputMonitor,
+        cfg: Any,
+        paths: ProjectPaths,
+        view: Callable[[dict], dict],
+        answer: Callable[[Deferred, dict], None],
+    ):
         self.workers = workers
         self.executor = executor
         self.exits = exits
@@ -65,25 +72,54 @@ class Starter:
         except OSError as exc:
             if not disk_full(exc):
                 raise
-            raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
-                self.paths.data, "no room for its folders")) from None
+            raise IpcError(
+                SPAWN_FAILED,
+                "could not start the worker: " + exitrecord.disk_message(self.paths.data, "no room for its folders"),
+            ) from None
         out, err = task_dir / plan.stdout_name, task_dir / plan.stderr_name
         env_vars = worker_env(self.cfg)
         env_vars.update(plan.env)
         env_vars.update(spec["env"])
-        env_vars.update({"AURA_TASK_ID": spec["task_id"], "AURA_WORKER_ID": wid, "AURA_TASK_DIR": str(task_dir),
-                         "AURA_PROJECT_ROOT": str(self.paths.root)})
-        rec = {"worker_id": wid, "task_id": spec["task_id"], "backend": spec["backend"], "argv": plan.argv,
-               "cwd": plan.cwd, "task_dir": str(task_dir), "output": str(out), "error_log": str(err),
-               "budget_s": spec["budget_s"], "limits": spec["limits"], "meta": spec["meta"],
-               "created_at": time.time(), "state": STARTING, **plan.record}
+        env_vars.update(
+            {
+                "AURA_TASK_ID": spec["task_id"],
+                "AURA_WORKER_ID": wid,
+                "AURA_TASK_DIR": str(task_dir),
+                "AURA_PROJECT_ROOT": str(self.paths.root),
+            }
+        )
+        rec = {
+            "worker_id": wid,
+            "task_id": spec["task_id"],
+            "backend": spec["backend"],
+            "argv": plan.argv,
+            "cwd": plan.cwd,
+            "task_dir": str(task_dir),
+            "output": str(out),
+            "error_log": str(err),
+            "budget_s": spec["budget_s"],
+            "limits": spec["limits"],
+            "meta": spec["meta"],
+            "created_at": time.time(),
+            "state": STARTING,
+            **plan.record,
+        }
         if plan.max_turns:
             rec["max_turns_enforced"] = plan.max_turns
         if not self.workers.add(rec):  # no room for its record: a worker nobody could re-adopt is not started
-            raise IpcError(SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(
-                wdir, "no room for its record"))
-        order = StartOrder(worker_id=wid, worker_dir=wdir, task_dir=task_dir, cwd=plan.cwd, argv=plan.argv,
-                           stdout=out, stderr=err, env=env_vars)
+            raise IpcError(
+                SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(wdir, "no room for its record")
+            )
+        order = StartOrder(
+            worker_id=wid,
+            worker_dir=wdir,
+            task_dir=task_dir,
+            cwd=plan.cwd,
+            argv=plan.argv,
+            stdout=out,
+            stderr=err,
+            env=env_vars,
+        )
         try:
             self.executor.start(order)
         except OSError as exc:
@@ -105,8 +141,11 @@ class Starter:
             report.setdefault("error", "the shim did not report a launch" + (f": {disk}" if disk else ""))
         rec = self.workers[wid]
         if not report.get("ok"):
-            self.exits.finish(wid, self.workers.registry.exit(wid) or {"exit_code": None, "signal": None,
-                                                                       "error": report.get("error", "launch failed")})
+            self.exits.finish(
+                wid,
+                self.workers.registry.exit(wid)
+                or {"exit_code": None, "signal": None, "error": report.get("error", "launch failed")},
+            )
         else:
             self._running(rec, report, pending.spec)
             self._place(rec, pending.cpu_ceiling)
@@ -117,9 +156,14 @@ class Starter:
         if spec["budget_s"]:
             facts["deadline"] = facts["started_at"] + spec["budget_s"]
         pid = facts["worker_pid"]
-        self.workers.change_state(rec, RUNNING, "worker_started", **facts,
-                                  logged={"task": spec["task_id"], "pid": pid, "backend": spec["backend"]},
-                                  published={"pid": pid, "backend": spec["backend"]})
+        self.workers.change_state(
+            rec,
+            RUNNING,
+            "worker_started",
+            **facts,
+            logged={"task": spec["task_id"], "pid": pid, "backend": spec["backend"]},
+            published={"pid": pid, "backend": spec["backend"]},
+        )
         self.executor.watch(rec)
         self.monitor.track(rec, get_backend(spec["backend"]))
 
@@ -127,5 +171,6 @@ class Starter:
         in_use = [c for w in self.workers.live() for c in w.get("cpus") or ()]
         cpus = self.executor.place(rec, ceiling, in_use)
         if cpus is not None:
-            self.workers.record_change(rec, "worker_pinned", cpus=cpus,
-                                       logged={"cpus": cpus, "ceiling_percent": ceiling})
+            self.workers.record_change(
+                rec, "worker_pinned", cpus=cpus, logged={"cpus": cpus, "ceiling_percent": ceiling}
+            )

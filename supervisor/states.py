@@ -69,17 +69,34 @@ class WorkerTable(dict[str, dict]):
         self.unsaved.discard(wid)
         return False
 
-    def change_state(self, rec: dict, state: str, event: str, *, logged: dict | None = None,
-                     published: dict | None = None, level: str = "info", **fields: Any) -> bool:
+    def change_state(
+        self,
+        rec: dict,
+        state: str,
+        event: str,
+        *,
+        logged: dict | None = None,
+        published: dict | None = None,
+        level: str = "info",
+        **fields: Any,
+    ) -> bool:
         """Move a worker to `state` with `fields`, then write, log `event` and, with `published`,
         publish it. False when a full disk kept the record from being written (it is retried)."""
         check(rec.get("state"), state, fields)
         rec.update(state=state, **fields)
         return self.record_change(rec, event, logged=logged, published=published, level=level)
 
-    def record_change(self, rec: dict, event: str | None, *, logged: dict | None = None,
-                      published: dict | None = None, level: str = "info", log_as: str | None = None,
-                      **fields: Any) -> bool:
+    def record_change(
+        self,
+        rec: dict,
+        event: str | None,
+        *,
+        logged: dict | None = None,
+        published: dict | None = None,
+        level: str = "info",
+        log_as: str | None = None,
+        **fields: Any,
+    ) -> bool:
         """A change that keeps the worker's state: write it, log `event` (as `log_as` where the log
         names it otherwise) and, with `published`, publish it with the worker's and task's ids."""
         rec.update(fields)

@@ -9,22 +9,54 @@ backend needs, and Aura's own task and limit variables.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from aura.runtime.config import Config
 from aura.runtime.limits import LIMIT_KEYS
 
 BASE_ALLOW = (
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
-    "VIRTUAL_ENV", "PYTHONPATH", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "JAVA_HOME", "GOPATH", "CARGO_HOME",
-    "RUSTUP_HOME", "NVM_DIR", "NODE_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "JAVA_HOME",
+    "GOPATH",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "NVM_DIR",
+    "NODE_PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
     # GPU and numeric runtimes: without these a worker on a GPU box may not find the driver or CUDA
-    "LD_LIBRARY_PATH", "XDG_CACHE_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-    "HF_HOME", "TORCH_HOME", "PYTORCH_CUDA_ALLOC_CONF", "TRITON_CACHE_DIR", "XLA_FLAGS",
+    "LD_LIBRARY_PATH",
+    "XDG_CACHE_HOME",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "HF_HOME",
+    "TORCH_HOME",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "TRITON_CACHE_DIR",
+    "XLA_FLAGS",
 )
 BASE_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "NCCL_")
-
 
 
 def _patterns(cfg_value: str) -> list[str]:
@@ -40,7 +72,9 @@ def _allowed(name: str, extra: list[str]) -> bool:
     return False
 
 
-def worker_env(cfg: Config, source: Mapping[str, str] | None = None, extra_pass: list[str] | None = None) -> dict[str, str]:
+def worker_env(
+    cfg: Config, source: Mapping[str, str] | None = None, extra_pass: list[str] | None = None
+) -> dict[str, str]:
     """The allow-listed base environment plus Aura's limit variables."""
     src = os.environ if source is None else source
     # AURA_WORKER_ENV_PASS from the configuration (config.env, -O, the environment at load time)

@@ -22,8 +22,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         parts = item.path.resolve().relative_to(TESTS).parts
         if parts[0] not in KINDS:
-            raise pytest.UsageError(f"{item.nodeid}: put the test in tests/unit, tests/integration or tests/real "
-                                    "(see tests/README.md)")
+            raise pytest.UsageError(
+                f"{item.nodeid}: put the test in tests/unit, tests/integration or tests/real (see tests/README.md)"
+            )
         item.add_marker(parts[0])
         if "gpu" in parts[1:-1]:
             item.add_marker("gpu")

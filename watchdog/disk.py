@@ -73,7 +73,9 @@ class DiskGuard:
         self.cap = int(self.settings[OUTPUT_KEY] * MB)
 
     # -- one sample --------------------------------------------------------------------------------
-    def check(self, workers: dict[str, tuple[dict, list[int]]], now: float | None = None) -> tuple[str | None, list[Stop]]:
+    def check(
+        self, workers: dict[str, tuple[dict, list[int]]], now: float | None = None
+    ) -> tuple[str | None, list[Stop]]:
         """Take a reading; returns the reserve's change (the event kind DISK_LOW or DISK_OK, or None) and the
         workers to stop. `workers` maps a live worker's id to (its record, the pids of its tree)."""
         now = time.time() if now is None else now
@@ -132,9 +134,13 @@ class DiskGuard:
 
     def _over_cap(self, wid: str, files: _Files) -> Stop:
         limit = self.settings[OUTPUT_KEY]
-        return Stop(wid, OUTPUT_LIMIT, OUTPUT_KEY,
-                    f"its output reached {files.output_bytes / MB:.1f} MB, over {OUTPUT_KEY}={limit:g} MB",
-                    {"output_bytes": files.output_bytes, "cap_bytes": self.cap, "keep_bytes": keep_bytes(self.cap)})
+        return Stop(
+            wid,
+            OUTPUT_LIMIT,
+            OUTPUT_KEY,
+            f"its output reached {files.output_bytes / MB:.1f} MB, over {OUTPUT_KEY}={limit:g} MB",
+            {"output_bytes": files.output_bytes, "cap_bytes": self.cap, "keep_bytes": keep_bytes(self.cap)},
+        )
 
     def _victim(self) -> Stop | None:
         """The worker whose files grew the most since the previous sample, if any grew fast enough."""
@@ -143,13 +149,21 @@ class DiskGuard:
             return None
         wid = max(growing, key=lambda w: growing[w].growth)
         f = growing[wid]
-        return Stop(wid, DISK_LOW, RESERVE_KEY,
-                    f"it was filling the data folder's disk: {self.state.describe(self.data)}; "
-                    f"its files grew {f.growth / MB:.1f} MB since the last sample ({f.rate / MB:.2f} MB/s)",
-                    {"free_bytes": self.state.free, "reserve_bytes": self.state.reserve, "growth_bytes": f.growth,
-                     "growth_bytes_per_s": round(f.rate),
-                     "grew": dict(sorted(f.grew.items(), key=lambda kv: -kv[1])[:10]),
-                     "keep_bytes": keep_bytes(self.cap)})
+        return Stop(
+            wid,
+            DISK_LOW,
+            RESERVE_KEY,
+            f"it was filling the data folder's disk: {self.state.describe(self.data)}; "
+            f"its files grew {f.growth / MB:.1f} MB since the last sample ({f.rate / MB:.2f} MB/s)",
+            {
+                "free_bytes": self.state.free,
+                "reserve_bytes": self.state.reserve,
+                "growth_bytes": f.growth,
+                "growth_bytes_per_s": round(f.rate),
+                "grew": dict(sorted(f.grew.items(), key=lambda kv: -kv[1])[:10]),
+                "keep_bytes": keep_bytes(self.cap),
+            },
+        )
 
     # -- what the watchdog reports -----------------------------------------------------------------
     def status(self) -> dict:

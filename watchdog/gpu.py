@@ -36,9 +36,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,12 @@ def _run_bounded(cmd: list[str], timeout_s: float) -> tuple[int, str, str]:
     """Run a command in its own session; on timeout kill the whole group, so a wedged
     nvidia-smi (or a wrapper's children holding the pipe) cannot stall the watchdog."""
     with subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     ) as proc:
         try:
             out, err = proc.communicate(timeout=timeout_s)
@@ -344,7 +349,7 @@ class GpuSampler:
 
     @property
     def source(self) -> str:
-        """"nvml", "nvidia-smi" or "off" (after the first use)."""
+        """ "nvml", "nvidia-smi" or "off" (after the first use)."""
         with self._lock:
             self._ready()
             return self._mode
@@ -477,12 +482,9 @@ class GpuSampler:
                     util[pid] = util.get(pid, 0.0) + pct
         self._check_namespace(mem)
         procs = {
-            pid: ProcGpu(mem.get(pid, 0), util.get(pid, 0.0) if util_any else None)
-            for pid in mem.keys() | util.keys()
+            pid: ProcGpu(mem.get(pid, 0), util.get(pid, 0.0) if util_any else None) for pid in mem.keys() | util.keys()
         }
-        return GpuSnapshot(
-            "nvml", tuple(devices), MappingProxyType(procs), util_any, "", self.notes, time.time()
-        )
+        return GpuSnapshot("nvml", tuple(devices), MappingProxyType(procs), util_any, "", self.notes, time.time())
 
     def _check_namespace(self, pids: Mapping[int, int]) -> None:
         if _none_exist_here(pids):

@@ -41,22 +41,27 @@ class Kills:
         self.would_stop: set[tuple[str, str]] = set()  # dry-run disk stops already said
 
     # -- deciding ------------------------------------------------------------------------------
-    def on_violation(self, wid: str, w: Watched, violation: Violation, policy: Policy,
-                     limits: dict[str, float]) -> None:
+    def on_violation(
+        self, wid: str, w: Watched, violation: Violation, policy: Policy, limits: dict[str, float]
+    ) -> None:
         """The worst violation of a sample: kill its worker, unless another stop is under way or the
         cool-down after the last kill runs."""
         now = time.monotonic()
         if self.pending or now < self.cooldown_until:
             return
-        numbers = {"average": round(violation.average, 4), "threshold": violation.threshold,
-                   "strikes": violation.strikes}
+        numbers = {
+            "average": round(violation.average, 4),
+            "threshold": violation.threshold,
+            "strikes": violation.strikes,
+        }
         published = {"limit": violation.key, "average": violation.average, "threshold": violation.threshold}
         if policy.mode == GUARD_DRY_RUN:
             self._would_stop(wid, w.rec, violation.describe(), numbers, published)
         else:
             record = resource_record(wid, w, violation, policy, limits)
-            self._kill(wid, w.rec, record, "worker_resource_kill", {**numbers, "samples": len(record["samples"])},
-                       published)
+            self._kill(
+                wid, w.rec, record, "worker_resource_kill", {**numbers, "samples": len(record["samples"])}, published
+            )
             self.cooldown_until = now + policy.cooldown_s
         w.window.clear_strikes()
 
@@ -71,14 +76,30 @@ class Kills:
         if mode == GUARD_DRY_RUN:
             if (wid, stop.code) not in self.would_stop:
                 self.would_stop.add((wid, stop.code))
-                self._would_stop(wid, rec, stop.reason, {"limit": stop.limit},
-                                 {"limit": stop.limit, "reason_code": stop.code})
+                self._would_stop(
+                    wid, rec, stop.reason, {"limit": stop.limit}, {"limit": stop.limit, "reason_code": stop.code}
+                )
             return
-        record = {"worker_id": wid, "task_id": rec.get("task_id"), "reason": stop.reason, "reason_code": stop.code,
-                  "limit": stop.limit, **stop.evidence, "killed_at": time.time(), "dry_run": False,
-                  "pid": rec.get("worker_pid"), "pgid": _pgid(rec)}
-        self._kill(wid, rec, record, "worker_disk_kill" if stop.code == DISK_LOW else "worker_output_kill",
-                   {}, {"limit": stop.limit, "reason_code": stop.code})
+        record = {
+            "worker_id": wid,
+            "task_id": rec.get("task_id"),
+            "reason": stop.reason,
+            "reason_code": stop.code,
+            "limit": stop.limit,
+            **stop.evidence,
+            "killed_at": time.time(),
+            "dry_run": False,
+            "pid": rec.get("worker_pid"),
+            "pgid": _pgid(rec),
+        }
+        self._kill(
+            wid,
+            rec,
+            record,
+            "worker_disk_kill" if stop.code == DISK_LOW else "worker_output_kill",
+            {},
+            {"limit": stop.limit, "reason_code": stop.code},
+        )
 
     # -- the transition: record, signal, log, publish ------------------------------------------
     def _kill(self, wid: str, rec: dict, record: dict, logged_as: str, logged: dict, published: dict) -> None:
@@ -130,13 +151,26 @@ class Kills:
 
 def resource_record(wid: str, w: Watched, v: Violation, policy: Policy, limits: dict[str, float]) -> dict:
     """The kill record of a resource kill: the numbers, the strike run and the samples behind it."""
-    return {"worker_id": wid, "task_id": w.rec.get("task_id"), "reason": v.describe(), "limit": v.key,
-            "metric": v.metric, "average": v.average, "threshold": v.threshold, "strikes": v.strikes,
-            "strike_averages": [{"t": round(t, 6), "average": round(a, 4)} for t, a in v.run],
-            "window_s": policy.window_s, "poll_s": policy.poll_s,
-            "limits": limits, "overrides": w.rec.get("limits") or {},
-            "samples": w.window.evidence(_evidence_start(w, v, policy.window_s)), "killed_at": time.time(),
-            "dry_run": False, "pid": w.rec.get("worker_pid"), "pgid": _pgid(w.rec)}
+    return {
+        "worker_id": wid,
+        "task_id": w.rec.get("task_id"),
+        "reason": v.describe(),
+        "limit": v.key,
+        "metric": v.metric,
+        "average": v.average,
+        "threshold": v.threshold,
+        "strikes": v.strikes,
+        "strike_averages": [{"t": round(t, 6), "average": round(a, 4)} for t, a in v.run],
+        "window_s": policy.window_s,
+        "poll_s": policy.poll_s,
+        "limits": limits,
+        "overrides": w.rec.get("limits") or {},
+        "samples": w.window.evidence(_evidence_start(w, v, policy.window_s)),
+        "killed_at": time.time(),
+        "dry_run": False,
+        "pid": w.rec.get("worker_pid"),
+        "pgid": _pgid(w.rec),
+    }
 
 
 def _evidence_start(w: Watched, v: Violation, window_s: float) -> float:

@@ -44,8 +44,11 @@ class WatchdogDaemon(Daemon):
         if not self.managed:
             self.peers = PeerKeeper(self, ["supervisor"])
             self.peers.start()
-        self.log.info("policy", mode=self.policy.mode, **{k.removeprefix("AURA_WORKER_"): v
-                                                            for k, v in self.policy.as_dict().items()})
+        self.log.info(
+            "policy",
+            mode=self.policy.mode,
+            **{k.removeprefix("AURA_WORKER_"): v for k, v in self.policy.as_dict().items()},
+        )
         if not self.gpu.available:
             self.log.info("gpu_checks_off", reason=self.gpu.reason)
         self.sampling.log_gpu_notes()
@@ -75,10 +78,16 @@ class WatchdogDaemon(Daemon):
     # -- what `hello`, `status` and `usage` report -----------------------------------------------
     def status_fields(self) -> dict:
         s = self.sampling
-        return {"mode": self.policy.mode, "workers_watched": len(self.watched), "last_sample_at": s.last_sample_at,
-                "max_sample_gap_s": round(s.max_gap_s, 3), "last_sample_cost_ms": round(s.cost_s * 1000, 3),
-                "gpu": self.gpu_status(), "disk": self.disk.status(),
-                "peers": self.peers.summary() if self.peers else None}
+        return {
+            "mode": self.policy.mode,
+            "workers_watched": len(self.watched),
+            "last_sample_at": s.last_sample_at,
+            "max_sample_gap_s": round(s.max_gap_s, 3),
+            "last_sample_cost_ms": round(s.cost_s * 1000, 3),
+            "gpu": self.gpu_status(),
+            "disk": self.disk.status(),
+            "peers": self.peers.summary() if self.peers else None,
+        }
 
     def gpu_status(self) -> dict:
         return {"available": self.gpu.available, "source": self.gpu.source, "reason": self.gpu.reason}

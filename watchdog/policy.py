@@ -9,16 +9,21 @@ excesses is still caught.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from aura.runtime.config import KEYS, Config, ConfigError
 from aura.runtime.limits import GUARD_KEY, GUARD_ON, LIMITS, guard_mode
 from aura.runtime.settings_check import cross_problems, value_problem
 
-POLICY_KEYS = (GUARD_KEY, "AURA_WORKER_RESOURCE_POLL_SECONDS",
-               "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS", "AURA_WORKER_RESOURCE_VIOLATION_STRIKES",
-               "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS")
+POLICY_KEYS = (
+    GUARD_KEY,
+    "AURA_WORKER_RESOURCE_POLL_SECONDS",
+    "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS",
+    "AURA_WORKER_RESOURCE_VIOLATION_STRIKES",
+    "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS",
+)
 MIN_SAMPLES = 2
 EVIDENCE_MAX = 240  # samples a kill record may carry (the strike run and the windows behind it)
 
@@ -57,8 +62,9 @@ class Policy:
     cooldown_s: float = 15.0
 
     @classmethod
-    def from_config(cls, cfg: Config, overrides: Mapping[str, Any] | None = None,
-                    source: str = "`aura limits`") -> "Policy":
+    def from_config(
+        cls, cfg: Config, overrides: Mapping[str, Any] | None = None, source: str = "`aura limits`"
+    ) -> Policy:
         """The configuration's policy with the run-time changes (`overrides`, from `source`) on top."""
         values = {k: cfg.text(k) for k in (*LIMITS, *POLICY_KEYS)}
         sources = {k: cfg.sources.get(k, "the default") for k in values}
@@ -67,22 +73,27 @@ class Policy:
         return cls.from_values(values, sources)
 
     @classmethod
-    def from_values(cls, values: Mapping[str, str], sources: Mapping[str, str] | None = None) -> "Policy":
+    def from_values(cls, values: Mapping[str, str], sources: Mapping[str, str] | None = None) -> Policy:
         """Checked against the settings table and the window rule: a value that would switch
         enforcement off without a word (nan, inf, a window no strike fits in) is a ConfigError."""
         where = sources or {}
-        found = [line for k in (*LIMITS, *POLICY_KEYS)
-                 if (line := value_problem(k, values[k], where.get(k, "the configuration")))]
+        found = [
+            line
+            for k in (*LIMITS, *POLICY_KEYS)
+            if (line := value_problem(k, values[k], where.get(k, "the configuration")))
+        ]
         found += cross_problems(values, where)
         if found:
             raise ConfigError("; ".join(found))
         num = {k: _number(k, values[k]) for k in (*LIMITS, *POLICY_KEYS[1:])}
-        return cls(limits={k: num[k] for k in LIMITS},
-                   mode=guard_mode(KEYS[GUARD_KEY].canonical(values[GUARD_KEY])),
-                   poll_s=num["AURA_WORKER_RESOURCE_POLL_SECONDS"],
-                   window_s=num["AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"],
-                   strikes=int(num["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"]),
-                   cooldown_s=num["AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"])
+        return cls(
+            limits={k: num[k] for k in LIMITS},
+            mode=guard_mode(KEYS[GUARD_KEY].canonical(values[GUARD_KEY])),
+            poll_s=num["AURA_WORKER_RESOURCE_POLL_SECONDS"],
+            window_s=num["AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS"],
+            strikes=int(num["AURA_WORKER_RESOURCE_VIOLATION_STRIKES"]),
+            cooldown_s=num["AURA_WORKER_RESOURCE_COOLDOWN_SECONDS"],
+        )
 
     def for_worker(self, task_limits: Mapping[str, Any] | None) -> dict[str, float]:
         """Limits in force for one worker: the global ones with its spawn-time overrides.
@@ -96,11 +107,14 @@ class Policy:
         return merged
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.limits, GUARD_KEY: self.mode,
-                "AURA_WORKER_RESOURCE_POLL_SECONDS": self.poll_s,
-                "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": self.window_s,
-                "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": self.strikes,
-                "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": self.cooldown_s}
+        return {
+            **self.limits,
+            GUARD_KEY: self.mode,
+            "AURA_WORKER_RESOURCE_POLL_SECONDS": self.poll_s,
+            "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": self.window_s,
+            "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": self.strikes,
+            "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": self.cooldown_s,
+        }
 
 
 def _number(key: str, raw: str) -> float:
@@ -120,8 +134,10 @@ class Violation:
 
     def describe(self) -> str:
         word = "below the reserve of" if LIMITS[self.key][1] == "min" else "over the limit of"
-        return (f"{self.metric} averaged {self.average:.3g}{self.unit} {word} {self.threshold:g}{self.unit} "
-                f"for {self.strikes} consecutive samples ({self.key})")
+        return (
+            f"{self.metric} averaged {self.average:.3g}{self.unit} {word} {self.threshold:g}{self.unit} "
+            f"for {self.strikes} consecutive samples ({self.key})"
+        )
 
     @property
     def severity(self) -> float:
@@ -145,8 +161,9 @@ class WorkerWindow:
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, t: float, metrics: dict[str, float | None], limits: dict[str, float],
-            policy: Policy) -> list[Violation]:
+    def add(
+        self, t: float, metrics: dict[str, float | None], limits: dict[str, float], policy: Policy
+    ) -> list[Violation]:
         """Take one sample; the limits struck `policy.strikes` times in a row (or more)."""
         self._push(t, metrics)
         while self.samples and t - self.samples[0][0] > policy.window_s:

@@ -66,12 +66,16 @@ def _read_stat_linux(pid: int) -> ProcStat | None:
     except OSError:
         return None
     # the command name may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2:].split()
+    fields = data[data.rfind(b")") + 2 :].split()
     try:
         if fields[0] in (b"Z", b"X"):
             return None
-        return ProcStat(cpu_s=(int(fields[11]) + int(fields[12])) / CLK_TCK, rss=int(fields[21]) * PAGE,
-                        start=int(fields[19]), threads=int(fields[17]))
+        return ProcStat(
+            cpu_s=(int(fields[11]) + int(fields[12])) / CLK_TCK,
+            rss=int(fields[21]) * PAGE,
+            start=int(fields[19]),
+            threads=int(fields[17]),
+        )
     except (IndexError, ValueError):
         return None
 
@@ -164,8 +168,12 @@ def _read_stat_psutil(pid: int) -> ProcStat | None:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             ct = proc.cpu_times()
-            return ProcStat(cpu_s=ct.user + ct.system, rss=proc.memory_info().rss,
-                            start=int(proc.create_time() * 100), threads=proc.num_threads())
+            return ProcStat(
+                cpu_s=ct.user + ct.system,
+                rss=proc.memory_info().rss,
+                start=int(proc.create_time() * 100),
+                threads=proc.num_threads(),
+            )
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -205,8 +213,13 @@ class TreeTracker:
                     used += st.cpu_s
             cpu = 100.0 * used / (dt * NCPU) if dt > 0 else 0.0
         self.last_t, self.last = now, stats
-        return TreeSample(t=time.time(), pids=list(stats), cpu_percent=round(cpu, 2),
-                          rss_bytes=sum(s.rss for s in stats.values()), nprocs=len(stats))
+        return TreeSample(
+            t=time.time(),
+            pids=list(stats),
+            cpu_percent=round(cpu, 2),
+            rss_bytes=sum(s.rss for s in stats.values()),
+            nprocs=len(stats),
+        )
 
     def _born_since_last(self, st: ProcStat, uptime: float, now: float) -> bool:
         """A process that appeared since the last sample: its whole CPU time is new (Linux ticks)."""

@@ -28,7 +28,7 @@ from .policy import Policy, Violation, reserve_victim
 from .sampler import TreeSample
 from .workers import RegistryView, Watched
 
-RESERVE_MIN_RSS = 128 * 1024 ** 2  # a worker this small is never the victim of a reserve shortfall
+RESERVE_MIN_RSS = 128 * 1024**2  # a worker this small is never the victim of a reserve shortfall
 
 
 class Watchdog(Protocol):
@@ -116,8 +116,9 @@ class Sampling:
             w = dog.watched[worst[1]]
             dog.kills.on_violation(worst[1], w, worst[2], policy, dog.limits_of(w))
 
-    def _attach_reserves(self, samples: dict[str, TreeSample], metrics: dict[str, dict],
-                         gpu_snap: GpuSnapshot | None) -> None:
+    def _attach_reserves(
+        self, samples: dict[str, TreeSample], metrics: dict[str, dict], gpu_snap: GpuSnapshot | None
+    ) -> None:
         """A reserve shortfall is charged to one victim: the biggest worker (one victim at a time),
         under the reserve in force for it (a task may have its own)."""
         dog = self.dog
@@ -128,8 +129,11 @@ class Sampling:
             return
         wid = reserve_victim({w: s.gpu_mem_bytes for w, s in samples.items()}, 1)
         free = best_free_bytes(gpu_snap)
-        if wid is not None and free is not None and \
-                dog.limits_of(dog.watched[wid])["AURA_WORKER_MIN_GPU_MEMORY_FREE_GB"] > 0:
+        if (
+            wid is not None
+            and free is not None
+            and dog.limits_of(dog.watched[wid])["AURA_WORKER_MIN_GPU_MEMORY_FREE_GB"] > 0
+        ):
             metrics[wid]["gpu_free_gb"] = free / GIB
 
     # -- the disk: the data folder's free space and each worker's output ----------------------
@@ -149,15 +153,19 @@ class Sampling:
     def log_gpu_notes(self) -> None:
         """Say each GPU degradation once in this log ("GPU per-process data unavailable: why")."""
         notes = self.dog.gpu.notes
-        for note in notes[self.gpu_notes_logged:]:
+        for note in notes[self.gpu_notes_logged :]:
             self.dog.log.warning("gpu_note", note=note)
         self.gpu_notes_logged = len(notes)
 
 
 def _metrics(sample: TreeSample, gpu_total: int) -> dict[str, float | None]:
-    return {"cpu_percent": sample.cpu_percent, "mem_percent": sample.mem_percent,
-            "rss_gb": sample.rss_bytes / GIB,
-            "gpu_util_percent": sample.gpu_util_percent,
-            "gpu_mem_percent": (100.0 * sample.gpu_mem_bytes / gpu_total) if gpu_total else None,
-            "gpu_mem_gb": sample.gpu_mem_bytes / GIB if gpu_total else None,
-            "system_free_gb": None, "gpu_free_gb": None}
+    return {
+        "cpu_percent": sample.cpu_percent,
+        "mem_percent": sample.mem_percent,
+        "rss_gb": sample.rss_bytes / GIB,
+        "gpu_util_percent": sample.gpu_util_percent,
+        "gpu_mem_percent": (100.0 * sample.gpu_mem_bytes / gpu_total) if gpu_total else None,
+        "gpu_mem_gb": sample.gpu_mem_bytes / GIB if gpu_total else None,
+        "system_free_gb": None,
+        "gpu_free_gb": None,
+    }

@@ -67,18 +67,31 @@ class TaskFileChangelog:
             return None
         text = data.decode("utf-8", "replace")
         old = self._snapshot() if previous else None
-        entry: dict = {"ts": time.time(), "cycle": cycle, "hash": digest, "previous_hash": previous or None,
-                       "file": str(path)}
+        entry: dict = {
+            "ts": time.time(),
+            "cycle": cycle,
+            "hash": digest,
+            "previous_hash": previous or None,
+            "file": str(path),
+        }
         if old is None:
             entry.update(kind="new", summary=f"task file first seen ({len(text.splitlines())} lines)")
         else:
             diff = list(difflib.unified_diff(old.splitlines(), text.splitlines(), "before", "after", n=1, lineterm=""))
-            entry.update(kind="changed", summary=summarize(diff), diff=diff[:MAX_DIFF_LINES],
-                         truncated=len(diff) > MAX_DIFF_LINES)
+            entry.update(
+                kind="changed",
+                summary=summarize(diff),
+                diff=diff[:MAX_DIFF_LINES],
+                truncated=len(diff) > MAX_DIFF_LINES,
+            )
             batch = state.setdefault("task_batch", {"index": 0})
             batch["index"] = int(batch.get("index", 0)) + 1
-            state["pending_task_diff"] = {"hash": digest, "summary": entry["summary"],
-                                          "diff": entry["diff"], "cycle": cycle}
+            state["pending_task_diff"] = {
+                "hash": digest,
+                "summary": entry["summary"],
+                "diff": entry["diff"],
+                "cycle": cycle,
+            }
             state["planning_needed"] = "the task file changed"
             state.setdefault("llm", {})["goal_closed"] = False
         batch = state.setdefault("task_batch", {"index": 0})

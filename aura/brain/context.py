@@ -99,11 +99,14 @@ def _marked(block: dict, marker: dict | None) -> dict:
 
 
 def system_blocks(cfg: Config, marker: dict | None) -> list[dict]:
-    text = SYSTEM_PROMPT.format(max_workers=cfg.integer("AURA_MAX_CONCURRENT_TASKS"), backend=cfg.text("AURA_LAYER2_BACKEND"),
-                                max_rounds=cfg.integer("AURA_MAX_API_ROUNDS_PER_CYCLE"),
-                                max_tools=cfg.integer("AURA_MAX_TOOL_CALLS_PER_CYCLE"),
-                                hint_normal=cfg.integer("AURA_TOOL_CALL_BUDGET_NORMAL"),
-                                hint_planning=cfg.integer("AURA_TOOL_CALL_BUDGET_PLANNING"))
+    text = SYSTEM_PROMPT.format(
+        max_workers=cfg.integer("AURA_MAX_CONCURRENT_TASKS"),
+        backend=cfg.text("AURA_LAYER2_BACKEND"),
+        max_rounds=cfg.integer("AURA_MAX_API_ROUNDS_PER_CYCLE"),
+        max_tools=cfg.integer("AURA_MAX_TOOL_CALLS_PER_CYCLE"),
+        hint_normal=cfg.integer("AURA_TOOL_CALL_BUDGET_NORMAL"),
+        hint_planning=cfg.integer("AURA_TOOL_CALL_BUDGET_PLANNING"),
+    )
     return [_marked({"type": "text", "text": text}, marker)]
 
 
@@ -112,18 +115,20 @@ def mission_text(state: dict, task_text: str | None) -> str:
     text = task_text or "(unreadable)"
     if len(text) > TASK_FILE_MAX_CHARS:
         head = TASK_FILE_MAX_CHARS * 2 // 3
-        text = text[:head] + "\n… [middle of the task file omitted] …\n" + text[-(TASK_FILE_MAX_CHARS - head):]
+        text = text[:head] + "\n… [middle of the task file omitted] …\n" + text[-(TASK_FILE_MAX_CHARS - head) :]
     lines.append(text.rstrip())
     return "\n".join(lines)
 
 
-def first_message(state: dict, task_text: str | None, memory_text: str, snapshot_text: str,
-                  marker: dict | None) -> dict:
+def first_message(
+    state: dict, task_text: str | None, memory_text: str, snapshot_text: str, marker: dict | None
+) -> dict:
     """The cycle's user message: stable blocks first (each a breakpoint), the snapshot last."""
     blocks = [_marked({"type": "text", "text": mission_text(state, task_text)}, marker)]
     if memory_text:
-        blocks.append(_marked({"type": "text", "text": "# Long-term memory (MEMORY.md, newest first)\n\n"
-                                                       + memory_text}, marker))
+        blocks.append(
+            _marked({"type": "text", "text": "# Long-term memory (MEMORY.md, newest first)\n\n" + memory_text}, marker)
+        )
     blocks.append({"type": "text", "text": snapshot_text})
     return {"role": "user", "content": blocks}
 
@@ -140,6 +145,7 @@ def with_rolling_marker(messages: list[dict], marker: dict | None) -> list[dict]
 
 
 # -- the snapshot ---------------------------------------------------------------------------------------
+
 
 def _when(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
@@ -211,8 +217,10 @@ def results_section(state: dict, task_dir: Callable[[str], Path]) -> list[str]:
         cut = f" (first {RESULT_PREVIEW_CHARS} characters of {size} bytes)" if size > RESULT_PREVIEW_CHARS else ""
         out += [f"### {task['id']} [{task['status']}] result.md{cut}", preview]
     if left_out:
-        out.append(f"({left_out} more result.md previews not shown: the section is capped at {RESULTS_MAX_CHARS} "
-                   "characters; read_file .aura/workspace/tasks/<id>/result.md for the rest)")
+        out.append(
+            f"({left_out} more result.md previews not shown: the section is capped at {RESULTS_MAX_CHARS} "
+            "characters; read_file .aura/workspace/tasks/<id>/result.md for the rest)"
+        )
     return out
 
 
@@ -222,12 +230,14 @@ def running_section(core: Any, now: float, usage: dict[str, dict] | None = None,
         w = core.workers.get(task.get("worker_id") or "", {})
         p = w.get("progress") or {}
         flags = "".join(f" [{f.upper()}]" for f in ("stuck", "loop") if p.get(f))
-        out.append(f"- {task['id']} worker {task.get('worker_id')} {w.get('state', 'not at the supervisor')}{flags}, "
-                   f"{int(now - (w.get('started_at') or now))}s, output {p.get('output_bytes', 0)} B"
-                   + (f", {p['turns']} turns" if p.get("turns") else "")
-                   + (f", last tool {p['last_tool']}" if p.get("last_tool") else "")
-                   + f"; {describe_usage(usage, task.get('worker_id'), strikes_to_kill)}"
-                   + _jobs_note(w))
+        out.append(
+            f"- {task['id']} worker {task.get('worker_id')} {w.get('state', 'not at the supervisor')}{flags}, "
+            f"{int(now - (w.get('started_at') or now))}s, output {p.get('output_bytes', 0)} B"
+            + (f", {p['turns']} turns" if p.get("turns") else "")
+            + (f", last tool {p['last_tool']}" if p.get("last_tool") else "")
+            + f"; {describe_usage(usage, task.get('worker_id'), strikes_to_kill)}"
+            + _jobs_note(w)
+        )
     return out
 
 
@@ -244,10 +254,14 @@ def news_section(news: list[dict]) -> list[str]:
     out = []
     for d in news[-NEWS_MAX:]:
         if d.get("kind") == "status":
-            out.append(f"- {_when(d.get('ts'))} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} — "
-                       f"{str(d.get('reason', ''))[:160]} [evidence: {str(d.get('evidence', ''))[:160]}]")
+            out.append(
+                f"- {_when(d.get('ts'))} {d.get('task_id')}: {d.get('old')} -> {d.get('new')} — "
+                f"{str(d.get('reason', ''))[:160]} [evidence: {str(d.get('evidence', ''))[:160]}]"
+            )
         elif d.get("kind") == "task_added":
-            out.append(f"- {_when(d.get('ts'))} task {d.get('task_id')} added under {d.get('parent')}: {d.get('title')}")
+            out.append(
+                f"- {_when(d.get('ts'))} task {d.get('task_id')} added under {d.get('parent')}: {d.get('title')}"
+            )
         else:
             out.append(f"- {_when(d.get('ts'))} {d.get('kind')}: {d.get('text') or d.get('reason') or ''}"[:300])
     if len(news) > NEWS_MAX:
@@ -255,8 +269,19 @@ def news_section(news: list[dict]) -> list[str]:
     return out
 
 
-def snapshot(core: Any, cfg: Config, *, cycle: int, reasons: list[str], news: list[dict], planning: str | None,
-             notices: list[str], recent: list[dict], session: str, usage: dict[str, dict] | None = None) -> str:
+def snapshot(
+    core: Any,
+    cfg: Config,
+    *,
+    cycle: int,
+    reasons: list[str],
+    news: list[dict],
+    planning: str | None,
+    notices: list[str],
+    recent: list[dict],
+    session: str,
+    usage: dict[str, dict] | None = None,
+) -> str:
     """The volatile part: compact, everything the model needs to decide this cycle, at most
     SNAPSHOT_MAX_CHARS. `usage` is the watchdog's figures per worker (None: it did not answer)."""
     state, now = core.state, time.time()
@@ -268,22 +293,32 @@ def snapshot(core: Any, cfg: Config, *, cycle: int, reasons: list[str], news: li
     if diff:
         lines += [f"## Task file changed: {diff['summary']}", "```diff", *diff["diff"], "```", ""]
     lines += ["## What changed since your last cycle", *(news_section(news) or ["- nothing new"]), ""]
-    lines += [f"Planning needed: {'yes (' + planning + ')' if planning else 'no'}",
-              f"Batch prefix for new top-level tasks: {(state.get('task_batch') or {}).get('prefix', 'A')}", ""]
+    lines += [
+        f"Planning needed: {'yes (' + planning + ')' if planning else 'no'}",
+        f"Batch prefix for new top-level tasks: {(state.get('task_batch') or {}).get('prefix', 'A')}",
+        "",
+    ]
     ctx = {k: v for k, v in (state.get("project_context") or {}).items() if k != "updated_at" and v}
     if ctx:
         lines += ["## Project context", *[f"- {k}: {str(v)[:300]}" for k, v in ctx.items()], ""]
     lines += ["## Task tree", *tree_section(state), ""]
     running = running_section(core, now, usage, cfg.integer("AURA_WORKER_RESOURCE_VIOLATION_STRIKES"))
-    lines += [f"## Workers: {len(running)} running of {cfg.integer('AURA_MAX_CONCURRENT_TASKS')} allowed",
-              *running, *([f"({WATCHDOG_DOWN})"] if usage is None and running else []),
-              "Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values())
-              else "Leaves: none yet", ""]
+    lines += [
+        f"## Workers: {len(running)} running of {cfg.integer('AURA_MAX_CONCURRENT_TASKS')} allowed",
+        *running,
+        *([f"({WATCHDOG_DOWN})"] if usage is None and running else []),
+        "Leaves: " + ", ".join(f"{k} {v}" for k, v in c.items() if v) if any(c.values()) else "Leaves: none yet",
+        "",
+    ]
     results = results_section(state, core.paths.task_dir)
     if results:
         lines += ["## Finished attempts: result.md previews", *results, ""]
     if recent:
-        lines += ["## Recent model decisions", *[f"- {_when(d.get('ts'))} {d.get('text', '')[:200]}" for d in recent], ""]
+        lines += [
+            "## Recent model decisions",
+            *[f"- {_when(d.get('ts'))} {d.get('text', '')[:200]}" for d in recent],
+            "",
+        ]
     if session:
         lines += ["## Last session", session.strip()[:500], ""]
     return _capped("\n".join(lines)) + "\nDecide and act; end with no_op."
@@ -294,8 +329,10 @@ def _capped(text: str) -> str:
         return text
     cut = text.rfind("\n", 0, SNAPSHOT_MAX_CHARS)
     cut = cut if cut > 0 else SNAPSHOT_MAX_CHARS
-    return (text[:cut] + f"\n… [snapshot cut at {SNAPSHOT_MAX_CHARS} characters: {len(text) - cut} more not shown; "
-            "read_file or list_running_tasks for the rest]")
+    return (
+        text[:cut] + f"\n… [snapshot cut at {SNAPSHOT_MAX_CHARS} characters: {len(text) - cut} more not shown; "
+        "read_file or list_running_tasks for the rest]"
+    )
 
 
 def _budget_line(state: dict) -> str:
@@ -317,8 +354,13 @@ def has_plan(state: dict) -> bool:
 
 def review_context(core: Any, memory_text: str, recent: list[dict]) -> str:
     state = core.state
-    lines = [f"# Mission\n{state.get('mission')}", f"Cycles so far: {state.get('total_cycles')}",
-             "## Task tree", *tree_section(state), "## Recent decisions"]
+    lines = [
+        f"# Mission\n{state.get('mission')}",
+        f"Cycles so far: {state.get('total_cycles')}",
+        "## Task tree",
+        *tree_section(state),
+        "## Recent decisions",
+    ]
     for d in recent[-20:]:
         if d.get("kind") == "status":
             lines.append(f"- {d.get('task_id')}: {d.get('old')} -> {d.get('new')} — {str(d.get('reason', ''))[:120]}")

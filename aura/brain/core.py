@@ -9,17 +9,28 @@ resources is retried once smaller, then blocked with a resource-fix subtask.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from aura.ipc.client import Client, DaemonUnavailable, RemoteError
+from aura.ipc.envelope import RESERVE_SHORT
 from aura.runtime.config import Config
 from aura.runtime.eventkinds import Kind
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import kill_record
-from aura.runtime.vocab import (BLOCKED, COMPLETED, EXITED, IN_PROGRESS, PENDING, RATE_LIMITED, SUCCEEDED, TASK_DONE,
-                                TASK_ENDED, TASK_FAILED)
-from aura.ipc.client import Client, DaemonUnavailable, RemoteError
-from aura.ipc.envelope import RESERVE_SHORT
+from aura.runtime.vocab import (
+    BLOCKED,
+    COMPLETED,
+    EXITED,
+    IN_PROGRESS,
+    PENDING,
+    RATE_LIMITED,
+    SUCCEEDED,
+    TASK_DONE,
+    TASK_ENDED,
+    TASK_FAILED,
+)
 
 from . import evidence as ev
 from . import parking
@@ -98,15 +109,27 @@ class BrainCore:
         if new in TASK_ENDED:
             task["finished_at"] = now
         numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
-        self.decisions.record("status", task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence,
-                              by=by, cycle=self.state["total_cycles"], **numbered)
+        self.decisions.record(
+            "status",
+            task_id=task["id"],
+            old=old,
+            new=new,
+            reason=reason,
+            evidence=evidence,
+            by=by,
+            cycle=self.state["total_cycles"],
+            **numbered,
+        )
         self.log.info(Kind.TASK_STATUS, task=task["id"], old=old, new=new, reason=reason, **numbered)
-        self.publish(Kind.TASK_STATUS, task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered)
+        self.publish(
+            Kind.TASK_STATUS, task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered
+        )
 
     def add_task(self, task_id: str, title: str, parent: str = ROOT, **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
-        self.decisions.record("task_added", task_id=task_id, title=title, parent=parent,
-                              cycle=self.state["total_cycles"])
+        self.decisions.record(
+            "task_added", task_id=task_id, title=title, parent=parent, cycle=self.state["total_cycles"]
+        )
         return task
 
     # -- workers ----------------------------------------------------------------------------------
@@ -153,8 +176,12 @@ class BrainCore:
         write_task_md(task_dir, self.state, task, self.cfg)
         full = {"worker_id": wid, "task_id": task["id"], "task_dir": str(task_dir), **spec}
         task["spawn_spec"] = full
-        self.set_status(task, IN_PROGRESS, f"attempt {attempt_no(task)} started",
-                        f"spawn request for worker {wid} ({spec.get('backend')})")
+        self.set_status(
+            task,
+            IN_PROGRESS,
+            f"attempt {attempt_no(task)} started",
+            f"spawn request for worker {wid} ({spec.get('backend')})",
+        )
         self.save()
         return self.send_spawn(task)
 
@@ -169,8 +196,12 @@ class BrainCore:
             if exc.code == RESERVE_SHORT:
                 self.wait_for_resources(task, exc.message)
             else:
-                self.attempt_failed(task, f"could not start the worker: {exc.message}",
-                                    evidence=f"supervisor: {exc.code}", retry_in=self.retry_delay(task))
+                self.attempt_failed(
+                    task,
+                    f"could not start the worker: {exc.message}",
+                    evidence=f"supervisor: {exc.code}",
+                    retry_in=self.retry_delay(task),
+                )
             self.save()
             return None
         self.workers[rec["worker_id"]] = rec
@@ -195,8 +226,11 @@ class BrainCore:
         the attempt (or the task) started, result.md for agents, and the task's acceptance commands."""
         if task.get("children"):
             open_ = [c for c in task["children"] if self.tasks.get(c, {}).get("status") not in TASK_DONE]
-            return ev.Evidence(ok=not open_, facts=[f"all {len(task['children'])} subtasks completed or archived"],
-                               problems=[f"subtasks not done: {', '.join(open_)}"] if open_ else [])
+            return ev.Evidence(
+                ok=not open_,
+                facts=[f"all {len(task['children'])} subtasks completed or archived"],
+                problems=[f"subtasks not done: {', '.join(open_)}"] if open_ else [],
+            )
         wid = task.get("worker_id")
         worker = self.workers.get(wid) if wid else None
         artifacts = task.get("artifacts") or []
@@ -208,8 +242,12 @@ class BrainCore:
         if worker is not None:
             proof = ev.check_worker(worker, self.paths.root, artifacts, task.get("kind") == "agent")
         else:
-            proof = ev.Evidence(ok=bool(artifacts or commands), problems=[] if artifacts or commands else [
-                "nothing to check: no worker attempt, no named artifact and no acceptance command"])
+            proof = ev.Evidence(
+                ok=bool(artifacts or commands),
+                problems=[]
+                if artifacts or commands
+                else ["nothing to check: no worker attempt, no named artifact and no acceptance command"],
+            )
             since = float(task.get("reopened_at") or task.get("created_at") or 0)
             for rel in artifacts:
                 ok, fact = ev.check_artifact(self.paths.root, rel, since)
@@ -283,8 +321,12 @@ class BrainCore:
                 when = f" in {retry_in:g}s"
             self.set_status(task, PENDING, f"attempt {n} failed: {reason}; retrying once{when}", evidence)
         else:
-            self.set_status(task, BLOCKED, f"attempt {n} failed: {reason}; blocked after "
-                                             f"{task.get('attempts', 0)} failed attempts", evidence)
+            self.set_status(
+                task,
+                BLOCKED,
+                f"attempt {n} failed: {reason}; blocked after {task.get('attempts', 0)} failed attempts",
+                evidence,
+            )
             self.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason=reason)
 
     def wait_for_resources(self, task: dict, message: str) -> None:
@@ -302,8 +344,12 @@ class BrainCore:
         task["waits"] = int(task.get("waits", 0)) + 1
         delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (task["waits"] - 1))
         task["retry_at"] = time.time() + delay
-        self.set_status(task, PENDING, f"attempt {attempt_no(task) + 1} waits for resources: {message}; "
-                                         f"trying again in {delay:g}s", f"supervisor: {RESERVE_SHORT}")
+        self.set_status(
+            task,
+            PENDING,
+            f"attempt {attempt_no(task) + 1} waits for resources: {message}; trying again in {delay:g}s",
+            f"supervisor: {RESERVE_SHORT}",
+        )
 
     def retry_delay(self, task: dict) -> float:
         """A short backoff for an attempt that failed before its worker ran (a missing CLI, a refused
@@ -327,21 +373,40 @@ class BrainCore:
         record = record if isinstance(record, dict) else {}
         kills = int(task.get("resource_kills", 0)) + 1
         task["resource_kills"] = kills
-        violation = {"worker_id": wid, "reason": kill.get("reason") or record.get("reason"),
-                     "limit": kill.get("limit") or record.get("limit"),
-                     **{k: record.get(k) for k in ("metric", "average", "threshold", "strikes", "strike_averages",
-                                                   "window_s", "poll_s", "killed_at")},
-                     "samples": list(record.get("samples") or [])}
+        violation: dict[str, Any] = {
+            "worker_id": wid,
+            "reason": kill.get("reason") or record.get("reason"),
+            "limit": kill.get("limit") or record.get("limit"),
+            **{
+                k: record.get(k)
+                for k in (
+                    "metric",
+                    "average",
+                    "threshold",
+                    "strikes",
+                    "strike_averages",
+                    "window_s",
+                    "poll_s",
+                    "killed_at",
+                )
+            },
+            "samples": list(record.get("samples") or []),
+        }
         task.setdefault("resource_violations", []).append(violation)
         task["last_resource_violation"] = {k: violation[k] for k in ("reason", "limit", "average", "threshold")}
-        evidence = (f"watchdog kill record for {wid}: {violation['reason']} "
-                    f"({len(violation['samples'])} samples recorded)")
+        evidence = (
+            f"watchdog kill record for {wid}: {violation['reason']} ({len(violation['samples'])} samples recorded)"
+        )
         if kills == 1:
             task["attempts"] = max(0, task.get("attempts", 1) - 1)  # a resource kill is not the task's failure
             task["resource_retry_required"] = True
-            self.set_status(task, PENDING, f"killed by the watchdog: {violation['reason']}; retry once with "
-                                             "smaller settings (smaller batch, fewer workers or threads, less data)",
-                            evidence)
+            self.set_status(
+                task,
+                PENDING,
+                f"killed by the watchdog: {violation['reason']}; retry once with "
+                "smaller settings (smaller batch, fewer workers or threads, less data)",
+                evidence,
+            )
             return
         self.set_status(task, BLOCKED, "killed by the watchdog twice; needs a resource fix", evidence)
         self.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason="resource limits exceeded twice")
@@ -349,19 +414,31 @@ class BrainCore:
         if fix_id in self.tasks:
             return
         violations = list(task["resource_violations"])
-        lines = [f"Task {task['id']} ({task.get('title', '')}) was killed twice by Aura's watchdog for its "
-                 "resource use. Find what uses too much, change the task's parameters so it fits the limits, "
-                 "and explain in result.md what was over, what you changed and why it now fits.", ""]
+        lines = [
+            f"Task {task['id']} ({task.get('title', '')}) was killed twice by Aura's watchdog for its "
+            "resource use. Find what uses too much, change the task's parameters so it fits the limits, "
+            "and explain in result.md what was over, what you changed and why it now fits.",
+            "",
+        ]
         for n, v in enumerate(violations, 1):
             metric = v.get("metric")
             samples = v.get("samples") or []  # a kill recorded by an older brain has none
             tail = [f"{s.get(metric)}" for s in samples[-12:] if metric and s.get(metric) is not None]
-            lines.append(f"- kill {n} (worker {v.get('worker_id')}): {v.get('reason')}"
-                         + (f"; last samples of {metric}: {', '.join(tail)}" if tail else ""))
+            lines.append(
+                f"- kill {n} (worker {v.get('worker_id')}): {v.get('reason')}"
+                + (f"; last samples of {metric}: {', '.join(tail)}" if tail else "")
+            )
         lines += ["", f"The full samples are in the watchdog's kill records under {self.paths.watchdog_dir / 'kills'}."]
-        self.add_task(fix_id, f"Resource fix for {task['id']}: make it fit the limits", parent=task["id"],
-                      kind="resource_fix", fix_for=task["id"], violations=violations, budget_minutes=20,
-                      description="\n".join(lines))
+        self.add_task(
+            fix_id,
+            f"Resource fix for {task['id']}: make it fit the limits",
+            parent=task["id"],
+            kind="resource_fix",
+            fix_for=task["id"],
+            violations=violations,
+            budget_minutes=20,
+            description="\n".join(lines),
+        )
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
@@ -378,10 +455,15 @@ class BrainCore:
         c = counts(self.state)
         run.update(finished=True, finished_at=time.time(), counts=c)
         done_all = sum(c[s] for s in TASK_DONE) == sum(c.values())
-        summary = (f"run finished: {c[COMPLETED]} done, {c[BLOCKED]} blocked, {c[TASK_FAILED]} failed"
-                   + ("" if done_all else " (see `aura status`)"))
-        self.set_status(self.tasks[ROOT], COMPLETED if done_all else BLOCKED, summary,
-                        f"{c[COMPLETED]} of {sum(c.values())} tasks completed with evidence")
+        summary = f"run finished: {c[COMPLETED]} done, {c[BLOCKED]} blocked, {c[TASK_FAILED]} failed" + (
+            "" if done_all else " (see `aura status`)"
+        )
+        self.set_status(
+            self.tasks[ROOT],
+            COMPLETED if done_all else BLOCKED,
+            summary,
+            f"{c[COMPLETED]} of {sum(c.values())} tasks completed with evidence",
+        )
         self.log.info(Kind.RUN_FINISHED, **c)
         self.publish(Kind.RUN_FINISHED, ok=done_all, **c)
         if done_all:

@@ -53,8 +53,9 @@ class CostBook:
             self._prices[key] = pick(self.cfg, model or None)
         return self._prices[key]
 
-    def record_call(self, state: dict, *, source: str, cycle: int, model: str, provider: str, usage: Usage,
-                    attempts: int = 1) -> dict:
+    def record_call(
+        self, state: dict, *, source: str, cycle: int, model: str, provider: str, usage: Usage, attempts: int = 1
+    ) -> dict:
         """Price one model call, add it to the totals and append it to the ledger. Cache writes the
         reply did not split by TTL were made with the TTL the brain asks for (AURA_PROMPT_CACHE_TTL)."""
         tokens = usage.as_dict()
@@ -75,9 +76,19 @@ class CostBook:
         per_cycle["usd"] = round(per_cycle["usd"] + usd, 8)
         per_cycle["prompt_tokens"] += usage.prompt_tokens
         _trim_cycles(_costs(state)["cycles"])
-        entry = {"ts": now, "layer": "brain", "source": source, "cycle": cycle, "model": model,
-                 "provider": provider, "attempts": attempts, **tokens, "usd": round(usd, 8),
-                 "write_usd": round(parts["cache_write"], 8), "prices": prices.source}
+        entry = {
+            "ts": now,
+            "layer": "brain",
+            "source": source,
+            "cycle": cycle,
+            "model": model,
+            "provider": provider,
+            "attempts": attempts,
+            **tokens,
+            "usd": round(usd, 8),
+            "write_usd": round(parts["cache_write"], 8),
+            "prices": prices.source,
+        }
         append_line(self.ledger, json.dumps(entry))
         return entry
 
@@ -92,10 +103,16 @@ class CostBook:
                 continue
             prices = self.prices_for("worker", progress.get("model"))
             parts = prices.parts(tokens)
-            book[wid] = {"task_id": worker.get("task_id"), "model": progress.get("model"), **tokens,
-                         "usd": round(sum(parts.values()), 8), "write_usd": round(parts["cache_write"], 8),
-                         "prices": prices.source, "reported_usd": progress.get("total_cost_usd"),
-                         "final": worker.get("state") == EXITED}
+            book[wid] = {
+                "task_id": worker.get("task_id"),
+                "model": progress.get("model"),
+                **tokens,
+                "usd": round(sum(parts.values()), 8),
+                "write_usd": round(parts["cache_write"], 8),
+                "prices": prices.source,
+                "reported_usd": progress.get("total_cost_usd"),
+                "final": worker.get("state") == EXITED,
+            }
 
 
 def _trim_cycles(cycles: dict) -> None:
@@ -115,15 +132,21 @@ def summary(state: dict) -> dict[str, Any]:
     for w in workers:
         by_task[str(w.get("task_id"))] = round(by_task.get(str(w.get("task_id")), 0.0) + float(w.get("usd") or 0), 8)
     reported = [w.get("reported_usd") for w in workers if isinstance(w.get("reported_usd"), (int, float))]
-    return {"brain_usd": round(brain["usd"], 6), "workers_usd": round(worker_usd, 6),
-            "total_usd": round(brain["usd"] + worker_usd, 6), "brain_calls": brain["calls"],
-            "brain_tokens": {k: brain.get(k, 0) for k in TOKEN_KEYS}, "worker_tokens": worker_tokens,
-            "by_task": by_task, "write_usd": round(brain.get("write_usd", 0.0)
-                                                   + sum(float(w.get("write_usd") or 0) for w in workers), 6),
-            "workers_reported_usd": round(sum(reported), 6) if reported else None}
+    return {
+        "brain_usd": round(brain["usd"], 6),
+        "workers_usd": round(worker_usd, 6),
+        "total_usd": round(brain["usd"] + worker_usd, 6),
+        "brain_calls": brain["calls"],
+        "brain_tokens": {k: brain.get(k, 0) for k in TOKEN_KEYS},
+        "worker_tokens": worker_tokens,
+        "by_task": by_task,
+        "write_usd": round(brain.get("write_usd", 0.0) + sum(float(w.get("write_usd") or 0) for w in workers), 6),
+        "workers_reported_usd": round(sum(reported), 6) if reported else None,
+    }
 
 
 # -- the run budget -----------------------------------------------------------------------------------
+
 
 def budget_limit(state: dict, cfg: Config) -> float:
     """`aura budget USD` (kept in the state) wins over AURA_BUDGET_USD; 0 means no budget."""
@@ -149,12 +172,20 @@ def update_budget(state: dict, cfg: Config) -> list[tuple[str, dict]]:
     budget["state"] = "reached" if spent >= limit else ("warning" if spent >= warn * limit else "ok")
     if budget["state"] != "ok" and budget.get("warned_for") != limit:  # also when one step jumps past 100%
         budget["warned_for"] = limit
-        events.append((Kind.BUDGET_WARNING, {**info, "message": f"{100 * spent / limit:.0f}% of the ${limit:.2f} "
-                                                              f"budget spent (${spent:.4f})"}))
+        events.append(
+            (
+                Kind.BUDGET_WARNING,
+                {**info, "message": f"{100 * spent / limit:.0f}% of the ${limit:.2f} budget spent (${spent:.4f})"},
+            )
+        )
     if budget["state"] == "reached" and budget.get("reached_for") != limit:
         budget["reached_for"] = limit
-        events.append((Kind.BUDGET_REACHED, {**info, "message": f"budget reached: ${spent:.4f} of ${limit:.2f}; "
-                                                              "no new spawns or model calls"}))
+        events.append(
+            (
+                Kind.BUDGET_REACHED,
+                {**info, "message": f"budget reached: ${spent:.4f} of ${limit:.2f}; no new spawns or model calls"},
+            )
+        )
     return events
 
 

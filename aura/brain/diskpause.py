@@ -67,8 +67,12 @@ class DiskPause:
         return change
 
     def status(self) -> dict:
-        return {**self.state.as_dict(self.paths.data), "paused": self.paused, "paused_since": self.since,
-                "save_error": self.save_error}
+        return {
+            **self.state.as_dict(self.paths.data),
+            "paused": self.paused,
+            "paused_since": self.since,
+            "save_error": self.save_error,
+        }
 
     def announce(self, change: str, decisions: Any, notifier: Any, cycle: int) -> dict:
         """Log, record and notify a pause or a resume; returns the event's data."""
@@ -77,8 +81,10 @@ class DiskPause:
             data = {"message": f"disk low: {self.paused}; no new workers start until space is back", **info}
             self.log.warning("spawns_paused", reason=self.paused, free_mb=info["free_mb"])
         else:
-            data = {"message": f"disk space is back ({info['free_mb']} MB free in {info['path']}); "
-                               "new workers start again", **info}
+            data = {
+                "message": f"disk space is back ({info['free_mb']} MB free in {info['path']}); new workers start again",
+                **info,
+            }
             self.log.info("spawns_resumed", free_mb=info["free_mb"])
         decisions.record(change, cycle=cycle, by="brain", reason=data["message"])
         notifier.notify(change, data)

@@ -74,7 +74,9 @@ def check_worker(worker: dict, root: Path, artifacts: list[str], need_result_md:
     outcome = worker.get("outcome")
     code = exit_rec.get("exit_code")
     if outcome != SUCCEEDED:
-        detail = exit_rec.get("error") or (f"signal {exit_rec.get('signal')}" if exit_rec.get("signal") else f"exit code {code}")
+        detail = exit_rec.get("error") or (
+            f"signal {exit_rec.get('signal')}" if exit_rec.get("signal") else f"exit code {code}"
+        )
         detail += disk_context(worker)
         ev.ok = False
         ev.problems.append(f"worker {worker.get('worker_id')} outcome {outcome} ({detail})")
@@ -119,8 +121,9 @@ def _check_result_md(ev: Evidence, path: Path, since: float) -> None:
         ev.problems.append(f"result.md status is {status or 'missing'} (need one of {', '.join(ACCEPTED)})")
 
 
-def run_acceptance(commands: list[str], cwd: Path, timeout: float = 300.0,
-                   wait: Callable[[float], None] | None = None) -> Evidence:
+def run_acceptance(
+    commands: list[str], cwd: Path, timeout: float = 300.0, wait: Callable[[float], None] | None = None
+) -> Evidence:
     """Run each acceptance command (bounded in time); all must exit 0. `wait` (the daemon's
     pump) runs while a command does, so the brain keeps answering its peers' pings."""
     ev = Evidence(ok=True)
@@ -142,8 +145,14 @@ def run_acceptance(commands: list[str], cwd: Path, timeout: float = 300.0,
 
 def _run_shell(cmd: str, cwd: Path, timeout: float, wait: Callable[[float], None]) -> subprocess.CompletedProcess:
     """subprocess.run with its output captured, calling `wait` between short looks at the command."""
-    proc = subprocess.Popen(["/bin/sh", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", cmd],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aura.runtime.eventkinds import Kind
 from aura.runtime.vocab import BLOCKED, COMPLETED, IN_PROGRESS, PENDING, TASK_DONE, TASK_ENDED
@@ -67,7 +68,10 @@ class LlmPlanner:
             return f"safe mode ({safe.get('reason')}): no new workers until it ends"
         if costmod.budget_reached(self.core.state):
             b = self.core.state["budget"]
-            return f"budget reached (${b.get('spent_usd', 0):.4f} of ${b.get('limit_usd', 0):.2f}); raise it with `aura budget USD`"
+            return (
+                f"budget reached (${b.get('spent_usd', 0):.4f} of ${b.get('limit_usd', 0):.2f}); "
+                "raise it with `aura budget USD`"
+            )
         if not self.core.supervisor_ok:
             return "the supervisor is not answering"
         if self.core.disk_block:
@@ -88,14 +92,18 @@ class LlmPlanner:
             return False, "there are no tasks yet"
         not_done = [t["id"] for t in all_leaves if t["status"] not in TASK_DONE]
         if not_done:
-            return False, f"tasks not completed: {', '.join(not_done[:10])} (archive what is not needed, or mark ROOT blocked)"
+            return (
+                False,
+                f"tasks not completed: {', '.join(not_done[:10])} (archive what is not needed, or mark ROOT blocked)",
+            )
         proof = self._acceptance()
         if proof is not None and not proof.ok:
             return False, "; ".join(proof.problems)
         checked = proof.summary() if proof is not None else f"all {len(all_leaves)} tasks completed with evidence"
         self.core.state.setdefault("llm", {})["goal_closed"] = True
-        self.core.set_status(self.core.tasks[ROOT], COMPLETED, reason, f"{evidence} | checked by the brain: {checked}",
-                             by="model")
+        self.core.set_status(
+            self.core.tasks[ROOT], COMPLETED, reason, f"{evidence} | checked by the brain: {checked}", by="model"
+        )
         return True, checked
 
     def close_goal(self, status: str, reason: str, evidence: str) -> str:
@@ -134,8 +142,15 @@ class LlmPlanner:
 
     def _llm_state(self) -> dict:
         llm = self.core.state.setdefault("llm", {})
-        for key, value in (("model_cycles", 0), ("skipped_in_row", 0), ("failures_in_row", 0), ("news", []),
-                           ("decisions_offset", 0), ("reported_stuck", []), ("recent", [])):
+        for key, value in (
+            ("model_cycles", 0),
+            ("skipped_in_row", 0),
+            ("failures_in_row", 0),
+            ("news", []),
+            ("decisions_offset", 0),
+            ("reported_stuck", []),
+            ("recent", []),
+        ):
             llm.setdefault(key, value)
         return llm
 
@@ -152,7 +167,7 @@ class LlmPlanner:
             return
         end = data.rfind(b"\n") + 1
         llm["decisions_offset"] += end
-        run_finished = (self.core.state.get("run") or {}).get("finished")
+        run_finished = bool((self.core.state.get("run") or {}).get("finished"))
         for raw in data[:end].splitlines():
             try:
                 d = json.loads(raw)
@@ -219,8 +234,7 @@ class LlmPlanner:
         if self.core.running() or self.spawn_refusal() or self.goal_closed():
             return False
         now = time.time()
-        return any(t["status"] == PENDING and not_before(t) <= now
-                   for t in ctxmod.open_leaves(self.core.state))
+        return any(t["status"] == PENDING and not_before(t) <= now for t in ctxmod.open_leaves(self.core.state))
 
     def _all_terminal_unconfirmed(self) -> bool:
         all_leaves = leaves(self.core.state)
@@ -253,8 +267,9 @@ class LlmPlanner:
         tf = self.core.task_file()
         if tf is None or not tf.acceptance:
             return None
-        return run_acceptance(tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"),
-                              wait=self.daemon.pump)
+        return run_acceptance(
+            tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"), wait=self.daemon.pump
+        )
 
     def _auto_acceptance(self) -> None:
         """Every task done: run the task file's acceptance once per new state of the tree."""
@@ -269,15 +284,17 @@ class LlmPlanner:
         if llm.get("acceptance_checked_for") == mark:
             return
         llm["acceptance_checked_for"] = mark
-        proof = run_acceptance(tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"),
-                               wait=self.daemon.pump)
+        proof = run_acceptance(
+            tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"), wait=self.daemon.pump
+        )
         if proof.ok:
             llm["goal_closed"] = True
             self.core.decisions.record("goal_verified", cycle=self.cycle_no, by="brain", evidence=proof.summary())
             self.log.info("goal_verified", evidence=proof.summary())
         else:
-            self.core.decisions.record("acceptance_failed", cycle=self.cycle_no, by="brain",
-                                       reason="; ".join(proof.problems)[:1000])
+            self.core.decisions.record(
+                "acceptance_failed", cycle=self.cycle_no, by="brain", reason="; ".join(proof.problems)[:1000]
+            )
 
     # -- the model cycle ------------------------------------------------------------------------------
     def _model_cycle(self, why: list[str]) -> dict:
@@ -297,8 +314,9 @@ class LlmPlanner:
         """Built inside the cycle's error handling, so a failing construction counts as a failed
         cycle (and leads to safe mode) rather than escaping it."""
         if self.client is None:
-            self.client = ModelClient(ClientSettings.from_config(self.cfg), should_stop=lambda: self.daemon.stopping,
-                                      wait=self.daemon.pump)
+            self.client = ModelClient(
+                ClientSettings.from_config(self.cfg), should_stop=lambda: self.daemon.stopping, wait=self.daemon.pump
+            )
         return self.client
 
     def _tool_loop(self, client: ModelClient, why: list[str], probe: bool) -> dict:
@@ -309,7 +327,10 @@ class LlmPlanner:
         rounds = tool_calls = 0
         names: list[str] = []
         ended_by = "no reply"
-        max_rounds, max_tools = self.cfg.integer("AURA_MAX_API_ROUNDS_PER_CYCLE"), self.cfg.integer("AURA_MAX_TOOL_CALLS_PER_CYCLE")
+        max_rounds, max_tools = (
+            self.cfg.integer("AURA_MAX_API_ROUNDS_PER_CYCLE"),
+            self.cfg.integer("AURA_MAX_TOOL_CALLS_PER_CYCLE"),
+        )
         while True:
             if rounds >= max_rounds:
                 ended_by = f"cap of {max_rounds} model calls (AURA_MAX_API_ROUNDS_PER_CYCLE)"
@@ -317,8 +338,12 @@ class LlmPlanner:
             if costmod.budget_reached(state) and rounds:
                 ended_by = "budget reached"
                 break
-            reply = client.create(system, self.tool_defs, ctxmod.with_rolling_marker(messages, self.marker),
-                                  attempts=1 if probe and rounds == 0 else None)
+            reply = client.create(
+                system,
+                self.tool_defs,
+                ctxmod.with_rolling_marker(messages, self.marker),
+                attempts=1 if probe and rounds == 0 else None,
+            )
             rounds += 1
             self._account(reply, "run_cycle")
             if rounds == 1:
@@ -341,10 +366,18 @@ class LlmPlanner:
     def _first_message(self, why: list[str], news: list[dict]) -> dict:
         state, llm = self.core.state, self._llm_state()
         tf = self.core.task_file()
-        snap = ctxmod.snapshot(self.core, self.cfg, cycle=self.cycle_no, reasons=self._wake_reasons() + why, news=news,
-                               planning=self._planning_reason(), notices=self._notices(),
-                               recent=llm["recent"], session=self.memory.session_text(),
-                               usage=self.worker_usage())
+        snap = ctxmod.snapshot(
+            self.core,
+            self.cfg,
+            cycle=self.cycle_no,
+            reasons=self._wake_reasons() + why,
+            news=news,
+            planning=self._planning_reason(),
+            notices=self._notices(),
+            recent=llm["recent"],
+            session=self.memory.session_text(),
+            usage=self.worker_usage(),
+        )
         memory = self.memory.for_context(self.cfg.integer("AURA_MEMORY_CONTEXT_CHARS"))
         return ctxmod.first_message(state, tf.text if tf else None, memory, snap, self.marker)
 
@@ -363,18 +396,23 @@ class LlmPlanner:
         out = []
         safe = state.get("safe_mode") or {}
         if safe and not safe.get("kind"):
-            out.append(f"SAFE MODE: {safe.get('reason')}. Rebuild the task tree from the task file and the files "
-                       "on disk; no worker starts in this cycle.")
+            out.append(
+                f"SAFE MODE: {safe.get('reason')}. Rebuild the task tree from the task file and the files "
+                "on disk; no worker starts in this cycle."
+            )
         review = llm.get("pending_review")
         if review and not review.get("consumed"):
-            out.append(f"A reflection review is ready ({review.get('path')}); advisory: "
-                       + " | ".join(review.get("recommendations") or [review.get("excerpt", "")[:600]]))
+            out.append(
+                f"A reflection review is ready ({review.get('path')}); advisory: "
+                + " | ".join(review.get("recommendations") or [review.get("excerpt", "")[:600]])
+            )
         for wid in self._new_stuck():
             out.append(f"worker {wid} looks stuck or looping: decide whether to kill it")
         return out
 
-    def _run_tools(self, uses: list[dict], reply: Reply, tool_calls: int, max_tools: int,
-                   names: list[str]) -> tuple[list[dict], str | None, int]:
+    def _run_tools(
+        self, uses: list[dict], reply: Reply, tool_calls: int, max_tools: int, names: list[str]
+    ) -> tuple[list[dict], str | None, int]:
         results: list[dict] = []
         stop: str | None = None
         for i, use in enumerate(uses):
@@ -384,8 +422,13 @@ class LlmPlanner:
                 stop = f"cap of {max_tools} tool calls (AURA_MAX_TOOL_CALLS_PER_CYCLE)"
                 text, ok = f"not run: {stop}", False
             elif reply.stop_reason == "max_tokens" and i == len(uses) - 1:
-                text, ok = "not run: your reply was cut at max_tokens, so this input may be incomplete; send it again, smaller", False
+                text, ok = (
+                    "not run: your reply was cut at max_tokens, so this input may be incomplete; "
+                    "send it again, smaller",
+                    False,
+                )
             else:
+                assert self.toolbox is not None  # set when the planner starts
                 result = self.toolbox.run(use["name"], use.get("input"))
                 tool_calls += 1
                 names.append(use["name"])
@@ -406,9 +449,15 @@ class LlmPlanner:
         llm["recent"] = (llm["recent"] + [{"ts": time.time(), "text": text[:300]}])[-RECENT_KEEP:]
 
     def _account(self, reply: Reply, source: str) -> None:
-        self.daemon.costbook.record_call(self.core.state, source=source, cycle=self.cycle_no, model=reply.model,
-                                         provider=self.client.provider_name if self.client else "",
-                                         usage=reply.usage, attempts=reply.attempts)
+        self.daemon.costbook.record_call(
+            self.core.state,
+            source=source,
+            cycle=self.cycle_no,
+            model=reply.model,
+            provider=self.client.provider_name if self.client else "",
+            usage=reply.usage,
+            attempts=reply.attempts,
+        )
         self.daemon.refresh_budget()
 
     def _left_safe_mode(self, reply: Reply) -> None:
@@ -416,8 +465,13 @@ class LlmPlanner:
         if safe.get("kind") != "api":
             return
         self.core.state["safe_mode"] = None
-        self.core.decisions.record(Kind.SAFE_MODE_LEFT, cycle=self.cycle_no, by="brain",
-                                   reason="the model API answered again", since=safe.get("since"))
+        self.core.decisions.record(
+            Kind.SAFE_MODE_LEFT,
+            cycle=self.cycle_no,
+            by="brain",
+            reason="the model API answered again",
+            since=safe.get("since"),
+        )
         self.log.info(Kind.SAFE_MODE_LEFT, after_s=round(time.time() - float(safe.get("since") or time.time()), 1))
         self.daemon.publish(Kind.SAFE_MODE_LEFT, reason="the model API answered again")
 
@@ -425,8 +479,14 @@ class LlmPlanner:
     def _succeeded(self, why: list[str], outcome: dict) -> None:
         state, llm = self.core.state, self._llm_state()
         llm["model_cycles"] += 1
-        llm.update(failures_in_row=0, skipped_in_row=0, news=[], last_why=why, pending_why=[],
-                   asked_to_confirm=self._all_terminal_unconfirmed())
+        llm.update(
+            failures_in_row=0,
+            skipped_in_row=0,
+            news=[],
+            last_why=why,
+            pending_why=[],
+            asked_to_confirm=self._all_terminal_unconfirmed(),
+        )
         llm["reported_stuck"] = sorted(set(llm["reported_stuck"]) | set(self._new_stuck()))
         try:
             llm["decisions_offset"] = os.path.getsize(self.core.decisions.path)
@@ -443,9 +503,17 @@ class LlmPlanner:
             self.core.decisions.record(Kind.SAFE_MODE_LEFT, cycle=self.cycle_no, by="brain", reason=reason)
             self.daemon.publish(Kind.SAFE_MODE_LEFT, reason=reason)
         cycle_cost = (state.get("costs", {}).get("cycles", {}) or {}).get(str(self.cycle_no), {})
-        self.core.decisions.record("model_cycle", cycle=self.cycle_no, by="brain", why=why, rounds=outcome["rounds"],
-                                   tool_calls=outcome["tool_calls"], ended_by=outcome["ended_by"],
-                                   usd=cycle_cost.get("usd"), prompt_tokens=cycle_cost.get("prompt_tokens"))
+        self.core.decisions.record(
+            "model_cycle",
+            cycle=self.cycle_no,
+            by="brain",
+            why=why,
+            rounds=outcome["rounds"],
+            tool_calls=outcome["tool_calls"],
+            ended_by=outcome["ended_by"],
+            usd=cycle_cost.get("usd"),
+            prompt_tokens=cycle_cost.get("prompt_tokens"),
+        )
         self.memory.write_session(self.cycle_no, outcome["tools"], outcome["ended_by"], bool(state.get("safe_mode")))
         if self.review_due():
             self._review()
@@ -453,10 +521,24 @@ class LlmPlanner:
     def _failed(self, exc: ModelError) -> dict:
         state, llm = self.core.state, self._llm_state()
         llm["failures_in_row"] += 1
-        self.log.warning("model_call_failed", cycle=self.cycle_no, error=str(exc)[:300], status=exc.status,
-                         kind=exc.kind, attempts=exc.attempts, failures_in_row=llm["failures_in_row"])
-        self.core.decisions.record("model_error", cycle=self.cycle_no, by="brain", error=str(exc)[:500],
-                                   status=exc.status, error_kind=exc.kind, attempts=exc.attempts)
+        self.log.warning(
+            "model_call_failed",
+            cycle=self.cycle_no,
+            error=str(exc)[:300],
+            status=exc.status,
+            kind=exc.kind,
+            attempts=exc.attempts,
+            failures_in_row=llm["failures_in_row"],
+        )
+        self.core.decisions.record(
+            "model_error",
+            cycle=self.cycle_no,
+            by="brain",
+            error=str(exc)[:500],
+            status=exc.status,
+            error_kind=exc.kind,
+            attempts=exc.attempts,
+        )
         if self.client is not None and exc.kind == "client":
             self.client = None
         if llm["failures_in_row"] >= self.cfg.integer("AURA_SAFE_MODE_AFTER") and not (state.get("safe_mode") or {}):
@@ -479,8 +561,9 @@ class LlmPlanner:
             return False
         now = self.clock() if now is None else now
         llm = self._llm_state()
-        since = (llm.get("last_review_at") or self.core.state.get("created_at")
-                 or llm.setdefault("review_clock_from", now))
+        since = (
+            llm.get("last_review_at") or self.core.state.get("created_at") or llm.setdefault("review_clock_from", now)
+        )
         return now - float(since) >= minutes * 60.0
 
     def _review(self) -> None:
@@ -490,9 +573,12 @@ class LlmPlanner:
         llm["last_review_at"] = self.clock()
         text_in = ctxmod.review_context(self.core, self.memory.for_context(1500), self.core.decisions.recent(30))
         try:
-            reply = self._client().create([{"type": "text", "text": ctxmod.REVIEW_PROMPT}], [],
-                                          [{"role": "user", "content": text_in}],
-                                          max_tokens=min(self.cfg.integer("AURA_API_MAX_TOKENS"), 2048))
+            reply = self._client().create(
+                [{"type": "text", "text": ctxmod.REVIEW_PROMPT}],
+                [],
+                [{"role": "user", "content": text_in}],
+                max_tokens=min(self.cfg.integer("AURA_API_MAX_TOKENS"), 2048),
+            )
         except ModelError as exc:
             self.log.warning("review_failed", error=str(exc)[:300])
             return
@@ -501,8 +587,13 @@ class LlmPlanner:
         path = self.memory.save_review(text)
         recs = recommendations(text)
         self.memory.append("lesson", "Reflection review completed" + (": " + "; ".join(recs) if recs else ""))
-        llm["pending_review"] = {"path": str(Path(path).relative_to(self.paths.root)), "excerpt": text[:1800],
-                                 "recommendations": recs, "created_at": time.time(), "consumed": False}
+        llm["pending_review"] = {
+            "path": str(Path(path).relative_to(self.paths.root)),
+            "excerpt": text[:1800],
+            "recommendations": recs,
+            "created_at": time.time(),
+            "consumed": False,
+        }
         self.core.decisions.record("review", cycle=self.cycle_no, by="brain", path=str(path), recommendations=recs)
 
 

@@ -47,11 +47,18 @@ class LocalPlanner:
         for item in tf.items:
             task = core.tasks.get(item.id)
             if task is None:
-                task = core.add_task(item.id, item.text, kind="command" if item.command else "agent",
-                                     command=item.command, artifacts=item.artifacts, line=item.line)
+                task = core.add_task(
+                    item.id,
+                    item.text,
+                    kind="command" if item.command else "agent",
+                    command=item.command,
+                    artifacts=item.artifacts,
+                    line=item.line,
+                )
                 if item.checked:
-                    core.set_status(task, ARCHIVED, "checked in the task file by the user",
-                                    f"task file line {item.line}")
+                    core.set_status(
+                        task, ARCHIVED, "checked in the task file by the user", f"task file line {item.line}"
+                    )
             task["line"] = item.line
         self.sync_acceptance(core, tf)
         for task in list(core.tasks.values()):
@@ -67,15 +74,25 @@ class LocalPlanner:
         command = " && ".join(f"( {c} )" for c in tf.acceptance)
         task = core.tasks.get(ACCEPT)
         if task is None:
-            task = core.add_task(ACCEPT, "Acceptance checks from the task file", kind="command", command=command,
-                                 artifacts=[], line=10 ** 9)
+            task = core.add_task(
+                ACCEPT,
+                "Acceptance checks from the task file",
+                kind="command",
+                command=command,
+                artifacts=[],
+                line=10**9,
+            )
         elif task["status"] == PENDING:
             task["command"] = command
         others = [t for t in core.tasks[ROOT]["children"] if t != ACCEPT]
         unfinished = [core.tasks[t] for t in others if core.tasks[t]["status"] in (BLOCKED, TASK_FAILED)]
         if unfinished and task["status"] == PENDING:
-            core.set_status(task, BLOCKED, "not run: other tasks did not complete",
-                            ", ".join(f"{t['id']} {t['status']}" for t in unfinished))
+            core.set_status(
+                task,
+                BLOCKED,
+                "not run: other tasks did not complete",
+                ", ".join(f"{t['id']} {t['status']}" for t in unfinished),
+            )
 
     def dispatch(self, core: BrainCore) -> int:
         started = 0
@@ -101,8 +118,7 @@ class LocalPlanner:
 
     def ready(self, core: BrainCore) -> list[dict]:
         out = []
-        others_done = all(core.tasks[t]["status"] in TASK_DONE
-                          for t in core.tasks[ROOT]["children"] if t != ACCEPT)
+        others_done = all(core.tasks[t]["status"] in TASK_DONE for t in core.tasks[ROOT]["children"] if t != ACCEPT)
         for tid in core.tasks[ROOT]["children"]:
             task = core.tasks[tid]
             if tid == ACCEPT and not others_done:

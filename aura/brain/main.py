@@ -13,12 +13,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from aura.ipc.events import EventFeed
 from aura.runtime.config import ConfigError
 from aura.runtime.eventkinds import NOTIFIED, WAKES_BRAIN, Kind
+from aura.runtime.fsutil import disk_full, read_json
 from aura.runtime.loop import Daemon
 from aura.runtime.vocab import TASK_ENDED
-from aura.runtime.fsutil import disk_full, read_json
-from aura.ipc.events import EventFeed
 
 from . import costs as costmod
 from . import progress, stall
@@ -106,9 +106,11 @@ class BrainDaemon(Daemon):
             line = str(exc)
         if line:
             self.log.warning("price_unknown", detail=line)
-        self.feed = EventFeed(self.ctx, {n: (self.paths.pub_endpoint(n), self.paths.journal(n))
-                                         for n in ("supervisor", "watchdog")},
-                              cursors=self.core.state.get("event_cursors"))
+        self.feed = EventFeed(
+            self.ctx,
+            {n: (self.paths.pub_endpoint(n), self.paths.journal(n)) for n in ("supervisor", "watchdog")},
+            cursors=self.core.state.get("event_cursors"),
+        )
         self.add_reader(self.feed.sock, self.on_events)
         missed = self.feed.catch_up()
         if missed:
@@ -119,12 +121,16 @@ class BrainDaemon(Daemon):
         self.call_every(CHECK_EVERY, self.check_disk)
 
     def _resolve_task_file(self) -> None:
+        assert self.core is not None
         state = self.core.state
         launch = read_json(self.paths.launch_file) or {}
         from_env = os.environ.get("AURA_TASK_FILE")  # set by the systemd / launchd units
-        path = self.task_file or (Path(from_env) if from_env else None) or \
-            (Path(launch["task"]) if launch.get("task") else None) or \
-            (Path(state["task_file"]) if state.get("task_file") else None)
+        path = (
+            self.task_file
+            or (Path(from_env) if from_env else None)
+            or (Path(launch["task"]) if launch.get("task") else None)
+            or (Path(state["task_file"]) if state.get("task_file") else None)
+        )
         if path is None:
             self.log.error("no_task_file", hint="start with `aura up TASK`")
             return
@@ -147,8 +153,9 @@ class BrainDaemon(Daemon):
                 self.log.info("planner", name="llm", model=self.cfg.text("AURA_API_MODEL"))
                 return LlmPlanner(self)
         if choice == "auto" and not has_key:
-            self.log.info("planner", name="local", why="no API key configured (AURA_API_KEY): using the offline "
-                                                       "local planner")
+            self.log.info(
+                "planner", name="local", why="no API key configured (AURA_API_KEY): using the offline local planner"
+            )
         else:
             self.log.info("planner", name="local")
         return LocalPlanner()
@@ -244,13 +251,26 @@ class BrainDaemon(Daemon):
             if core.save_error is None:
                 progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
         self.last_cycle_at = time.time()
-        self.log.info("cycle", n=core.state["total_cycles"], reasons=reasons, ms=round((time.monotonic() - started) * 1000, 1),
-                      finished=finished, **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
-        self.publish(Kind.CYCLE_DONE, cycle=core.state["total_cycles"], reasons=reasons, finished=finished,
-                     counts=counts(core.state))
+        self.log.info(
+            "cycle",
+            n=core.state["total_cycles"],
+            reasons=reasons,
+            ms=round((time.monotonic() - started) * 1000, 1),
+            finished=finished,
+            **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},
+        )
+        self.publish(
+            Kind.CYCLE_DONE,
+            cycle=core.state["total_cycles"],
+            reasons=reasons,
+            finished=finished,
+            counts=counts(core.state),
+        )
         if result.get("retry_in") is not None:
-            self.request_cycle("retry: " + str(result.get("model_error") or result.get("skipped") or "model"),
-                               min(self.interval, float(result["retry_in"])))
+            self.request_cycle(
+                "retry: " + str(result.get("model_error") or result.get("skipped") or "model"),
+                min(self.interval, float(result["retry_in"])),
+            )
         retry_at = core.next_retry_at()
         if retry_at is not None and retry_at - time.time() < self.interval:
             self.request_cycle("a task's retry is due", retry_at - time.time() + RETRY_MARGIN)
@@ -262,8 +282,9 @@ class BrainDaemon(Daemon):
         event = stall.check(self.core.state, self.cfg)
         if event:
             self.log.warning(Kind.NO_PROGRESS, **event)
-            self.core.decisions.record(Kind.NO_PROGRESS, cycle=self.core.state.get("total_cycles"), by="brain",
-                                       reason=event["message"])
+            self.core.decisions.record(
+                Kind.NO_PROGRESS, cycle=self.core.state.get("total_cycles"), by="brain", reason=event["message"]
+            )
             self.publish(Kind.NO_PROGRESS, **event)
 
     def teardown(self) -> None:

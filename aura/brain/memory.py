@@ -37,7 +37,7 @@ class Memory:
         except FileNotFoundError:
             return []
         starts = [m.start() for m in _ENTRY.finditer(text)]
-        return [text[a:b].strip() for a, b in zip(starts, starts[1:] + [len(text)])]
+        return [text[a:b].strip() for a, b in zip(starts, starts[1:] + [len(text)], strict=True)]
 
     def append(self, mem_type: str, content: str) -> str:
         """Add one entry; returns it. Old entries beyond the size bound go to the archive."""
@@ -69,9 +69,13 @@ class Memory:
 
     # -- short-term ----------------------------------------------------------------------------------
     def write_session(self, cycle: int, tools: list[str], outcome: str, safe_mode: bool) -> None:
-        lines = [f"# Session (cycle {cycle}, {time.strftime('%Y-%m-%d %H:%M:%S')})", "",
-                 f"- tools called: {', '.join(tools) or 'none'}", f"- outcome: {outcome}",
-                 f"- safe mode: {'on' if safe_mode else 'off'}"]
+        lines = [
+            f"# Session (cycle {cycle}, {time.strftime('%Y-%m-%d %H:%M:%S')})",
+            "",
+            f"- tools called: {', '.join(tools) or 'none'}",
+            f"- outcome: {outcome}",
+            f"- safe mode: {'on' if safe_mode else 'off'}",
+        ]
         atomic_write_text(self.session, "\n".join(lines)[:SESSION_MAX_CHARS] + "\n")
 
     def session_text(self) -> str:

@@ -14,13 +14,13 @@ that still fails raises ModelError; the planner then skips the cycle, never the 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aura.runtime.config import Config
 
@@ -34,8 +34,15 @@ CALL_POLL = 0.02  # how often a waiting brain checks whether its model call came
 class ModelError(Exception):
     """A failed model call; `retryable` says whether another attempt may succeed."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None, kind: str = "api_error"):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        kind: str = "api_error",
+    ):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
@@ -60,9 +67,13 @@ class Usage:
         return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
 
     def as_dict(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cache_write_tokens": self.cache_write_tokens, "cache_read_tokens": self.cache_read_tokens,
-                "cache_write_1h_tokens": self.cache_write_1h_tokens or 0}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens or 0,
+        }
 
 
 def _count(value: Any) -> int:
@@ -79,17 +90,22 @@ def messages_usage(usage: Any) -> Usage:
     field = (lambda name: usage.get(name)) if isinstance(usage, dict) else (lambda name: getattr(usage, name, None))
     hit, miss = field("prompt_cache_hit_tokens"), field("prompt_cache_miss_tokens")
     if hit is not None or miss is not None:
-        return Usage(input_tokens=_count(miss), output_tokens=_count(field("output_tokens")),
-                     cache_read_tokens=_count(hit))
+        return Usage(
+            input_tokens=_count(miss), output_tokens=_count(field("output_tokens")), cache_read_tokens=_count(hit)
+        )
     written = _count(field("cache_creation_input_tokens"))
     split = field("cache_creation")
     one_hour: int | None = None
     if split is not None:
         get = split.get if isinstance(split, dict) else (lambda name: getattr(split, name, None))
         one_hour = min(written, _count(get("ephemeral_1h_input_tokens")))
-    return Usage(input_tokens=_count(field("input_tokens")), output_tokens=_count(field("output_tokens")),
-                 cache_write_tokens=written, cache_read_tokens=_count(field("cache_read_input_tokens")),
-                 cache_write_1h_tokens=one_hour)
+    return Usage(
+        input_tokens=_count(field("input_tokens")),
+        output_tokens=_count(field("output_tokens")),
+        cache_write_tokens=written,
+        cache_read_tokens=_count(field("cache_read_input_tokens")),
+        cache_write_1h_tokens=one_hour,
+    )
 
 
 def chat_usage(u: dict) -> Usage:
@@ -143,26 +159,38 @@ class ClientSettings:
     base_delay: float = 5.0
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "ClientSettings":
+    def from_config(cls, cfg: Config) -> ClientSettings:
         base_url = cfg.text("AURA_API_BASE_URL").rstrip("/")
         provider = (cfg.text("AURA_API_PROVIDER") or detect_provider(base_url)).lower()
-        return cls(provider=provider, base_url=base_url, model=cfg.text("AURA_API_MODEL"), key=cfg.text("AURA_API_KEY"),
-                   auth=cfg.text("AURA_API_AUTH").lower(), max_tokens=cfg.integer("AURA_API_MAX_TOKENS"),
-                   timeout=cfg.number("AURA_API_TIMEOUT"), attempts=max(1, cfg.integer("AURA_API_RETRY_COUNT")),
-                   base_delay=max(0.0, cfg.number("AURA_API_RETRY_BASE_DELAY")))
+        return cls(
+            provider=provider,
+            base_url=base_url,
+            model=cfg.text("AURA_API_MODEL"),
+            key=cfg.text("AURA_API_KEY"),
+            auth=cfg.text("AURA_API_AUTH").lower(),
+            max_tokens=cfg.integer("AURA_API_MAX_TOKENS"),
+            timeout=cfg.number("AURA_API_TIMEOUT"),
+            attempts=max(1, cfg.integer("AURA_API_RETRY_COUNT")),
+            base_delay=max(0.0, cfg.number("AURA_API_RETRY_BASE_DELAY")),
+        )
 
 
 class ModelClient:
     """Builds the provider (construction errors become ModelError) and retries failed calls."""
 
-    def __init__(self, settings: ClientSettings, should_stop: Callable[[], bool] = lambda: False,
-                 wait: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        settings: ClientSettings,
+        should_stop: Callable[[], bool] = lambda: False,
+        wait: Callable[[float], None] = time.sleep,
+    ):
         self.settings = settings
         self.should_stop = should_stop
         self.wait = wait
         if settings.provider not in PROVIDERS:
-            raise ModelError(f"unknown AURA_API_PROVIDER {settings.provider!r}; use one of {', '.join(PROVIDERS)}",
-                             kind="client")
+            raise ModelError(
+                f"unknown AURA_API_PROVIDER {settings.provider!r}; use one of {', '.join(PROVIDERS)}", kind="client"
+            )
         if not settings.key:
             raise ModelError("no API key: set AURA_API_KEY (aura setup)", kind="client")
         try:
@@ -170,22 +198,31 @@ class ModelClient:
         except ModelError:
             raise
         except Exception as exc:  # the SDK refuses its arguments: a setup problem, not a crash
-            raise ModelError(f"could not build the {settings.provider} client: {type(exc).__name__}: {exc}",
-                             kind="client") from exc
+            raise ModelError(
+                f"could not build the {settings.provider} client: {type(exc).__name__}: {exc}", kind="client"
+            ) from exc
 
     @property
     def provider_name(self) -> str:
         return self.settings.provider
 
-    def create(self, system: list[dict], tools: list[dict], messages: list[dict], *, max_tokens: int | None = None,
-               attempts: int | None = None) -> Reply:
+    def create(
+        self,
+        system: list[dict],
+        tools: list[dict],
+        messages: list[dict],
+        *,
+        max_tokens: int | None = None,
+        attempts: int | None = None,
+    ) -> Reply:
         """One model call with up to `attempts` tries (backoff doubling from the base delay)."""
         tries = attempts or self.settings.attempts
         errors: list[str] = []
         for attempt in range(1, tries + 1):
             try:
-                reply = self._in_background(lambda: self.provider.create(system, tools, messages,
-                                                                         max_tokens or self.settings.max_tokens))
+                reply = self._in_background(
+                    lambda: self.provider.create(system, tools, messages, max_tokens or self.settings.max_tokens)
+                )
             except ModelError as exc:
                 errors.append(f"{exc.status or exc.kind}: {exc}"[:300])
                 exc.attempts = attempt
@@ -244,6 +281,7 @@ def _retry_after(headers: Any) -> float | None:
 
 # -- the Messages API (anthropic, deepseek) --------------------------------------------------------
 
+
 class MessagesApi:
     """The `anthropic` SDK, built with exactly one credential (current SDK majors refuse two)."""
 
@@ -252,8 +290,10 @@ class MessagesApi:
 
         self.sdk = anthropic
         self.settings = s
-        credential = {"auth_token": s.key} if s.auth == "auth_token" else {"api_key": s.key}
-        self.client = anthropic.Anthropic(base_url=s.base_url, timeout=s.timeout, max_retries=0, **credential)
+        if s.auth == "auth_token":
+            self.client = anthropic.Anthropic(base_url=s.base_url, timeout=s.timeout, max_retries=0, auth_token=s.key)
+        else:
+            self.client = anthropic.Anthropic(base_url=s.base_url, timeout=s.timeout, max_retries=0, api_key=s.key)
 
     def create(self, system: list[dict], tools: list[dict], messages: list[dict], max_tokens: int) -> Reply:
         sdk = self.sdk
@@ -270,19 +310,27 @@ class MessagesApi:
             raise ModelError(f"connection error: {exc}", retryable=True, kind="connection") from exc
         except sdk.APIStatusError as exc:
             status = exc.status_code
-            raise ModelError(_status_message(exc), status=status, retryable=status in RETRY_STATUS,
-                             retry_after=_retry_after(getattr(exc.response, "headers", None))) from exc
+            raise ModelError(
+                _status_message(exc),
+                status=status,
+                retryable=status in RETRY_STATUS,
+                retry_after=_retry_after(getattr(exc.response, "headers", None)),
+            ) from exc
         except sdk.APIError as exc:  # e.g. a reply the SDK cannot parse
             raise ModelError(f"bad reply: {exc}", kind="bad_reply") from exc
-        return Reply(content=[b for b in (_plain_block(x) for x in msg.content) if b],
-                     stop_reason=str(msg.stop_reason or "end_turn"), usage=messages_usage(msg.usage),
-                     model=str(msg.model))
+        return Reply(
+            content=[b for b in (_plain_block(x) for x in msg.content) if b],
+            stop_reason=str(msg.stop_reason or "end_turn"),
+            usage=messages_usage(msg.usage),
+            model=str(msg.model),
+        )
 
 
 def _status_message(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
-        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        inner = body.get("error")
+        err = inner if isinstance(inner, dict) else body
         return f"HTTP {exc.status_code} {err.get('type', '')}: {err.get('message', '')}".strip()
     return f"HTTP {exc.status_code}: {exc}"
 
@@ -293,8 +341,12 @@ def _plain_block(block: Any) -> dict | None:
     if kind == "text":
         return {"type": "text", "text": block.text}
     if kind == "tool_use":
-        return {"type": "tool_use", "id": block.id, "name": block.name,
-                "input": block.input if isinstance(block.input, dict) else {"_input": block.input}}
+        return {
+            "type": "tool_use",
+            "id": block.id,
+            "name": block.name,
+            "input": block.input if isinstance(block.input, dict) else {"_input": block.input},
+        }
     if kind == "thinking":
         return {"type": "thinking", "thinking": block.thinking, "signature": getattr(block, "signature", "")}
     if kind == "redacted_thinking":
@@ -303,6 +355,7 @@ def _plain_block(block: Any) -> dict | None:
 
 
 # -- OpenAI-compatible chat completions (openai) ---------------------------------------------------
+
 
 def chat_url(base_url: str) -> str:
     url = base_url.rstrip("/")
@@ -321,22 +374,41 @@ class OpenAIChat:
             raise ModelError(f"AURA_API_BASE_URL {s.base_url!r} is not an http(s) URL", kind="client")
 
     def create(self, system: list[dict], tools: list[dict], messages: list[dict], max_tokens: int) -> Reply:
-        body: dict[str, Any] = {"model": self.settings.model, "max_tokens": max_tokens,
-                                "messages": to_openai_messages(system, messages)}
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "max_tokens": max_tokens,
+            "messages": to_openai_messages(system, messages),
+        }
         if tools:
-            body["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
-                                                               "parameters": t["input_schema"]}} for t in tools]
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self.settings.key}"})
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t["name"],
+                        "description": t.get("description", ""),
+                        "parameters": t["input_schema"],
+                    },
+                }
+                for t in tools
+            ]
+        req = urllib.request.Request(
+            self.url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.settings.key}"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.settings.timeout) as resp:
                 doc = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode("utf-8", "replace")
-            raise ModelError(f"HTTP {exc.code}: {detail}", status=exc.code, retryable=exc.code in RETRY_STATUS,
-                             retry_after=_retry_after(exc.headers)) from exc
-        except (socket.timeout, TimeoutError) as exc:
+            raise ModelError(
+                f"HTTP {exc.code}: {detail}",
+                status=exc.code,
+                retryable=exc.code in RETRY_STATUS,
+                retry_after=_retry_after(exc.headers),
+            ) from exc
+        except TimeoutError as exc:
             raise ModelError(f"timed out after {self.settings.timeout:g}s", retryable=True, kind="timeout") from exc
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             raise ModelError(f"connection error: {exc}", retryable=True, kind="connection") from exc
@@ -356,9 +428,15 @@ def to_openai_messages(system: list[dict], messages: list[dict]) -> list[dict]:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if msg["role"] == "assistant":
             text = "\n".join(b["text"] for b in blocks if b.get("type") == "text")
-            calls = [{"id": b["id"], "type": "function",
-                      "function": {"name": b["name"], "arguments": json.dumps(b.get("input", {}))}}
-                     for b in blocks if b.get("type") == "tool_use"]
+            calls = [
+                {
+                    "id": b["id"],
+                    "type": "function",
+                    "function": {"name": b["name"], "arguments": json.dumps(b.get("input", {}))},
+                }
+                for b in blocks
+                if b.get("type") == "tool_use"
+            ]
             entry: dict[str, Any] = {"role": "assistant", "content": text or None}
             if calls:
                 entry["tool_calls"] = calls
@@ -397,11 +475,24 @@ def from_openai_reply(doc: dict) -> Reply:
             args = json.loads(raw) if isinstance(raw, str) else raw
         except ValueError:
             args = {"_unparsed_arguments": str(raw)[:2000]}
-        content.append({"type": "tool_use", "id": call.get("id") or f"call_{len(content)}",
-                        "name": fn.get("name", ""), "input": args if isinstance(args, dict) else {"_input": args}})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or f"call_{len(content)}",
+                "name": fn.get("name", ""),
+                "input": args if isinstance(args, dict) else {"_input": args},
+            }
+        )
     finish = choice.get("finish_reason")
-    stop = "tool_use" if content and content[-1]["type"] == "tool_use" else \
-        {"length": "max_tokens", "content_filter": "refusal"}.get(finish, "end_turn")
+    stop = (
+        "tool_use"
+        if content and content[-1]["type"] == "tool_use"
+        else {"length": "max_tokens", "content_filter": "refusal"}.get(finish, "end_turn")
+    )
     u = doc.get("usage")
-    return Reply(content=content, stop_reason=stop, model=str(doc.get("model", "")),
-                 usage=chat_usage(u if isinstance(u, dict) else {}))
+    return Reply(
+        content=content,
+        stop_reason=stop,
+        model=str(doc.get("model", "")),
+        usage=chat_usage(u if isinstance(u, dict) else {}),
+    )

@@ -60,8 +60,13 @@ class Notifier:
         """Start the hooks for `kind` if the level wants it; True when something was started."""
         if kind not in self.events or not self.enabled:
             return False
-        payload = {"event": kind, "time": time.time(), "project": str(self.root),
-                   "message": message_for(kind, data), "data": data}
+        payload = {
+            "event": kind,
+            "time": time.time(),
+            "project": str(self.root),
+            "message": message_for(kind, data),
+            "data": data,
+        }
         thread = threading.Thread(target=self._deliver, args=(payload,), name=f"notify-{kind}", daemon=True)
         self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         thread.start()
@@ -91,12 +96,24 @@ class Notifier:
 
     def _run_command(self, payload: dict) -> None:
         data = payload["data"]
-        env = dict(os.environ, AURA_EVENT=payload["event"], AURA_MESSAGE=payload["message"],
-                   AURA_EVENT_JSON=json.dumps(payload, default=str), AURA_PROJECT_ROOT=str(self.root),
-                   AURA_TASK_ID=str(data.get("task_id") or ""))
+        env = dict(
+            os.environ,
+            AURA_EVENT=payload["event"],
+            AURA_MESSAGE=payload["message"],
+            AURA_EVENT_JSON=json.dumps(payload, default=str),
+            AURA_PROJECT_ROOT=str(self.root),
+            AURA_TASK_ID=str(data.get("task_id") or ""),
+        )
         try:
-            proc = subprocess.run(["/bin/sh", "-c", self.command], cwd=self.root, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=self.timeout, start_new_session=True)
+            proc = subprocess.run(
+                ["/bin/sh", "-c", self.command],
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.timeout,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"command timed out after {self.timeout:g}s") from None
         if proc.returncode != 0:
@@ -104,15 +121,30 @@ class Notifier:
             raise RuntimeError(f"command exited {proc.returncode}: {tail}")
 
     def _post(self, payload: dict) -> None:
-        req = urllib.request.Request(self.webhook, data=json.dumps(payload, default=str).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "aura-notify"})
+        req = urllib.request.Request(
+            self.webhook,
+            data=json.dumps(payload, default=str).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "aura-notify"},
+        )
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             if resp.status >= 300:
                 raise RuntimeError(f"webhook answered HTTP {resp.status}")
 
     def _record(self, payload: dict, target: str, ok: bool, error: str | None) -> None:
         try:
-            append_line(self.record, json.dumps({"ts": time.time(), "event": payload["event"], "target": target,
-                                                 "ok": ok, "error": error, "message": payload["message"]}))
+            append_line(
+                self.record,
+                json.dumps(
+                    {
+                        "ts": time.time(),
+                        "event": payload["event"],
+                        "target": target,
+                        "ok": ok,
+                        "error": error,
+                        "message": payload["message"],
+                    }
+                ),
+            )
         except OSError:
             pass  # a full disk: the hook ran (or failed, logged above); only its record is lost

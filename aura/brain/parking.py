@@ -18,8 +18,10 @@ from aura.runtime.vocab import CLAUDE, CODEX, OPENCODE
 
 RESUMABLE = (CLAUDE, OPENCODE, CODEX)
 MAX_PARK_S = 6 * 3600.0  # never believe a limit message that names a time further away than this
-RESUME_PROMPT = ("Continue the task from where you stopped: you were interrupted by an API rate or usage "
-                 "limit. The task is described in {task_md}; finish it and write its result.md.")
+RESUME_PROMPT = (
+    "Continue the task from where you stopped: you were interrupted by an API rate or usage "
+    "limit. The task is described in {task_md}; finish it and write its result.md."
+)
 
 
 @dataclass
@@ -36,12 +38,17 @@ def decide(task: dict, worker: dict, cfg: Config, now: float | None = None) -> P
     progress = worker.get("progress") or {}
     what = (progress.get("error") or "rate or usage limit").strip()[:200]
     if not cfg.flag("AURA_AUTO_RESUME"):
-        return ParkDecision(False, f"stopped by a rate or usage limit ({what}); auto-resume is off "
-                                   "(AURA_AUTO_RESUME=0), so resume it by hand")
+        return ParkDecision(
+            False,
+            f"stopped by a rate or usage limit ({what}); auto-resume is off (AURA_AUTO_RESUME=0), so resume it by hand",
+        )
     parks = int(task.get("parks", 0))
     if parks >= cfg.integer("AURA_MAX_RESUMES"):
-        return ParkDecision(False, f"stopped by a rate or usage limit {parks + 1} times (AURA_MAX_RESUMES="
-                                   f"{cfg.integer('AURA_MAX_RESUMES')}); last: {what}")
+        return ParkDecision(
+            False,
+            f"stopped by a rate or usage limit {parks + 1} times (AURA_MAX_RESUMES="
+            f"{cfg.integer('AURA_MAX_RESUMES')}); last: {what}",
+        )
     reset = progress.get("rate_limit_reset_at")
     if isinstance(reset, (int, float)) and reset > 0:
         resume_at = min(max(float(reset), now), now + MAX_PARK_S)
@@ -49,8 +56,13 @@ def decide(task: dict, worker: dict, cfg: Config, now: float | None = None) -> P
         resume_at = now + cfg.number("AURA_RESUME_DELAY_SECONDS")
     session = progress.get("session_id") if worker.get("backend") in RESUMABLE else None
     when = time.strftime("%H:%M:%S", time.localtime(resume_at))
-    return ParkDecision(True, f"parked until {when} by a rate or usage limit ({what}); resume {parks + 1} of "
-                              f"{cfg.integer('AURA_MAX_RESUMES')}", resume_at, session)
+    return ParkDecision(
+        True,
+        f"parked until {when} by a rate or usage limit ({what}); resume {parks + 1} of "
+        f"{cfg.integer('AURA_MAX_RESUMES')}",
+        resume_at,
+        session,
+    )
 
 
 def park(task: dict, decision: ParkDecision) -> None:

@@ -20,8 +20,13 @@ from typing import Any
 
 from aura.runtime.config import Config
 
-PRICE_KEYS = {"miss": "CACHE_MISS", "hit": "CACHE_HIT", "output": "OUTPUT", "write_5m": "CACHE_WRITE",
-              "write_1h": "CACHE_WRITE"}
+PRICE_KEYS = {
+    "miss": "CACHE_MISS",
+    "hit": "CACHE_HIT",
+    "output": "OUTPUT",
+    "write_5m": "CACHE_WRITE",
+    "write_1h": "CACHE_WRITE",
+}
 DEEPSEEK_PEAK_HOURS_UTC = ((1, 4), (6, 10))  # weekdays; every other hour is billed at half the peak rate
 
 
@@ -142,17 +147,27 @@ class Prices:
         p = self.at(when)
         write = int(usage.get("cache_write_tokens") or 0)
         write_1h = min(write, int(usage.get("cache_write_1h_tokens") or 0))
-        return {"input": int(usage.get("input_tokens") or 0) * p.miss / 1e6,
-                "output": int(usage.get("output_tokens") or 0) * p.output / 1e6,
-                "cache_read": int(usage.get("cache_read_tokens") or 0) * p.hit / 1e6,
-                "cache_write": ((write - write_1h) * p.write_5m + write_1h * p.write_1h) / 1e6}
+        return {
+            "input": int(usage.get("input_tokens") or 0) * p.miss / 1e6,
+            "output": int(usage.get("output_tokens") or 0) * p.output / 1e6,
+            "cache_read": int(usage.get("cache_read_tokens") or 0) * p.hit / 1e6,
+            "cache_write": ((write - write_1h) * p.write_5m + write_1h * p.write_1h) / 1e6,
+        }
 
     def usd(self, usage: dict, when: float | None = None) -> float:
         return sum(self.parts(usage, when).values())
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hit": self.hit, "miss": self.miss, "output": self.output, "write_5m": self.write_5m,
-                "write_1h": self.write_1h, "source": self.source, "off_peak": self.off_peak, "known": self.known}
+        return {
+            "hit": self.hit,
+            "miss": self.miss,
+            "output": self.output,
+            "write_5m": self.write_5m,
+            "write_1h": self.write_1h,
+            "source": self.source,
+            "off_peak": self.off_peak,
+            "known": self.known,
+        }
 
 
 UNKNOWN = Prices(0.0, 0.0, 0.0, 0.0, 0.0, source="no price known", known=False)
@@ -168,8 +183,16 @@ def resolve(cfg: Config, prefix: str, model: str, vendor: str | None, fallback: 
     found = lookup(model, vendor)
     if found is not None:
         v, row, rate = found
-        base = Prices(rate.hit, rate.miss, rate.output, rate.write_5m, rate.write_1h,
-                      source=f"{v} {row} (table)", vendor=v, off_peak=rate.off_peak)
+        base = Prices(
+            rate.hit,
+            rate.miss,
+            rate.output,
+            rate.write_5m,
+            rate.write_1h,
+            source=f"{v} {row} (table)",
+            vendor=v,
+            off_peak=rate.off_peak,
+        )
     else:
         base = fallback or UNKNOWN
     given: dict[str, float] = {}
@@ -181,8 +204,17 @@ def resolve(cfg: Config, prefix: str, model: str, vendor: str | None, fallback: 
         return base
     figures = {f: given.get(f, getattr(base, f)) for f in PRICE_KEYS}
     source = "settings" if len(given) == len(PRICE_KEYS) else f"{base.source}, partly settings"
-    return Prices(figures["hit"], figures["miss"], figures["output"], figures["write_5m"], figures["write_1h"],
-                  source=source, vendor=base.vendor, off_peak=base.off_peak, fixed=frozenset(given))
+    return Prices(
+        figures["hit"],
+        figures["miss"],
+        figures["output"],
+        figures["write_5m"],
+        figures["write_1h"],
+        source=source,
+        vendor=base.vendor,
+        off_peak=base.off_peak,
+        fixed=frozenset(given),
+    )
 
 
 def brain_model(cfg: Config) -> tuple[str, str | None]:
@@ -217,6 +249,8 @@ def start_notice(cfg: Config) -> tuple[str | None, bool]:
         return None, False
     model, _ = brain_model(cfg)
     budget = cfg.number("AURA_BUDGET_USD") > 0
-    line = (f"no published price is known for AURA_API_MODEL={model!r}: its calls count 0 USD; set "
-            "AURA_TOKEN_PRICE_CACHE_MISS, _CACHE_HIT, _OUTPUT and _CACHE_WRITE (0 for a free local model)")
+    line = (
+        f"no published price is known for AURA_API_MODEL={model!r}: its calls count 0 USD; set "
+        "AURA_TOKEN_PRICE_CACHE_MISS, _CACHE_HIT, _OUTPUT and _CACHE_WRITE (0 for a free local model)"
+    )
     return (line + (" before AURA_BUDGET_USD can hold" if budget else ""), budget)

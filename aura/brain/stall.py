@@ -18,8 +18,9 @@ from .state import ROOT
 
 def signature(state: dict) -> str:
     """What changes when the run moves: each task's status and spawns, and the model calls made."""
-    tasks = sorted((tid, t.get("status"), t.get("spawns", 0)) for tid, t in (state.get("tasks") or {}).items()
-                   if tid != ROOT)
+    tasks = sorted(
+        (tid, t.get("status"), t.get("spawns", 0)) for tid, t in (state.get("tasks") or {}).items() if tid != ROOT
+    )
     calls = ((state.get("costs") or {}).get("brain") or {}).get("calls", 0)
     return hashlib.sha256(json.dumps([tasks, calls]).encode()).hexdigest()[:16]
 
@@ -41,6 +42,9 @@ def check(state: dict, cfg: Config, now: float | None = None) -> dict[str, Any] 
     clock["notified"] = True
     running = sorted(tid for tid, t in (state.get("tasks") or {}).items() if t.get("status") == IN_PROGRESS)
     span = f"{idle / 60:.0f} min" if idle >= 60 else f"{idle:.0f} s"
-    return {"idle_minutes": round(idle / 60, 2), "running": running,
-            "message": f"no progress for {span}: nothing started or ended and no model call answered"
-                       + (f" (still running: {', '.join(running)})" if running else "")}
+    return {
+        "idle_minutes": round(idle / 60, 2),
+        "running": running,
+        "message": f"no progress for {span}: nothing started or ended and no model call answered"
+        + (f" (still running: {', '.join(running)})" if running else ""),
+    }

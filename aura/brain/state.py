@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.vocab import PENDING, REASON_SHOWN, TASK_ENDED, TASK_STATUSES
@@ -23,17 +24,39 @@ ROOT = "ROOT"
 
 def new_state(mission: str = "", task_file: str = "") -> dict:
     now = time.time()
-    return {"schema": SCHEMA, "mission": mission, "task_file": task_file, "task_file_hash": "",
-            "created_at": now, "updated_at": now, "total_cycles": 0,
-            "tasks": {ROOT: new_task(ROOT, mission or "mission", parent=None)},
-            "event_cursors": {}, "run": {"finished": False}, "project_context": {}, "safe_mode": None}
+    return {
+        "schema": SCHEMA,
+        "mission": mission,
+        "task_file": task_file,
+        "task_file_hash": "",
+        "created_at": now,
+        "updated_at": now,
+        "total_cycles": 0,
+        "tasks": {ROOT: new_task(ROOT, mission or "mission", parent=None)},
+        "event_cursors": {},
+        "run": {"finished": False},
+        "project_context": {},
+        "safe_mode": None,
+    }
 
 
 def new_task(task_id: str, title: str, parent: str | None = ROOT, **extra: Any) -> dict:
     now = time.time()
-    return {"id": task_id, "title": title, "status": PENDING, "parent": parent, "children": [],
-            "attempts": 0, "worker_id": None, "workers": [], "reason": "", "evidence": "",
-            "created_at": now, "updated_at": now, **extra}
+    return {
+        "id": task_id,
+        "title": title,
+        "status": PENDING,
+        "parent": parent,
+        "children": [],
+        "attempts": 0,
+        "worker_id": None,
+        "workers": [],
+        "reason": "",
+        "evidence": "",
+        "created_at": now,
+        "updated_at": now,
+        **extra,
+    }
 
 
 @dataclass
@@ -63,9 +86,12 @@ class StateStore:
             self.save(backup)
             return LoadResult(backup, "backup", problem)
         kept = [str(p) for p in (self._keep_aside(self.path), self._keep_aside(self.bak)) if p]
-        return LoadResult(new_state(), "reset",
-                          "state.json and state.json.bak were both unreadable; started an empty task tree "
-                          f"(the bad files are kept as {', '.join(kept) or 'nothing'})")
+        return LoadResult(
+            new_state(),
+            "reset",
+            "state.json and state.json.bak were both unreadable; started an empty task tree "
+            f"(the bad files are kept as {', '.join(kept) or 'nothing'})",
+        )
 
     def save(self, state: dict) -> None:
         state["updated_at"] = time.time()
@@ -88,10 +114,12 @@ def _valid(obj: Any) -> bool:
 
 def _deep_copy(obj: Any) -> Any:
     import json
+
     return json.loads(json.dumps(obj, default=str))
 
 
 # -- tree helpers ---------------------------------------------------------------------------------
+
 
 def add_task(state: dict, task: dict) -> dict:
     tasks = state["tasks"]
@@ -154,8 +182,17 @@ def tree_rows(state: dict) -> list[dict]:
     """The tree for `aura status`: depth, id, status, title, attempt, and the reason of every task
     that ended without completing or waits to start (a retry, a rate limit, a short reserve)."""
     now = time.time()
-    return [{"depth": d, "id": t["id"], "status": t["status"], "title": t.get("title", ""),
-             "attempt": attempt_no(t),
-             "reason": t.get("reason") if t["status"] in REASON_SHOWN or (
-                 t["status"] == PENDING and not_before(t) > now) else None}
-            for d, t in walk(state) if d]
+    return [
+        {
+            "depth": d,
+            "id": t["id"],
+            "status": t["status"],
+            "title": t.get("title", ""),
+            "attempt": attempt_no(t),
+            "reason": t.get("reason")
+            if t["status"] in REASON_SHOWN or (t["status"] == PENDING and not_before(t) > now)
+            else None,
+        }
+        for d, t in walk(state)
+        if d
+    ]

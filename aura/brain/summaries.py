@@ -35,16 +35,23 @@ def _tail(path: Path, chars: int) -> str | None:
 def task_summary(paths: ProjectPaths, state: dict, task: dict, workers: dict[str, dict]) -> str:
     book = (state.get("costs") or {}).get("workers") or {}
     usd = sum(float(book.get(w, {}).get("usd") or 0) for w in task.get("workers", []))
-    lines = [f"# {task['id']}: {task.get('title', '')}", "",
-             f"- status: **{task['status']}** ({time.strftime('%Y-%m-%d %H:%M:%S')})",
-             f"- reason: {task.get('reason') or '-'}", f"- evidence: {task.get('evidence') or '-'}",
-             f"- attempts: {attempt_no(task)}; workers: {', '.join(task.get('workers') or []) or 'none'}",
-             f"- worker cost: ${usd:.4f}", ""]
+    lines = [
+        f"# {task['id']}: {task.get('title', '')}",
+        "",
+        f"- status: **{task['status']}** ({time.strftime('%Y-%m-%d %H:%M:%S')})",
+        f"- reason: {task.get('reason') or '-'}",
+        f"- evidence: {task.get('evidence') or '-'}",
+        f"- attempts: {attempt_no(task)}; workers: {', '.join(task.get('workers') or []) or 'none'}",
+        f"- worker cost: ${usd:.4f}",
+        "",
+    ]
     for wid in task.get("workers") or []:
         w = workers.get(wid) or {}
         ex = w.get("exit") or {}
-        lines.append(f"- {wid}: {w.get('outcome', w.get('state', 'unknown'))}, exit {ex.get('exit_code')}"
-                     + (f", signal {ex['signal']}" if ex.get("signal") else ""))
+        lines.append(
+            f"- {wid}: {w.get('outcome', w.get('state', 'unknown'))}, exit {ex.get('exit_code')}"
+            + (f", signal {ex['signal']}" if ex.get("signal") else "")
+        )
     if task.get("artifacts"):
         lines += ["", "## Files it named"]
         for rel in task["artifacts"]:
@@ -70,11 +77,17 @@ def write_task_summary(paths: ProjectPaths, state: dict, task: dict, workers: di
 def write_final_report(paths: ProjectPaths, state: dict) -> Path:
     c = counts(state)
     s = costmod.summary(state)
-    lines = [f"# Final report: {state.get('mission') or ''}", "",
-             f"- finished: {time.strftime('%Y-%m-%d %H:%M:%S')} after {state.get('total_cycles', 0)} cycles",
-             "- tasks: " + ", ".join(f"{k} {v}" for k, v in c.items() if v),
-             f"- cost: ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
-             f"workers ${s['workers_usd']:.4f})", "", "## Tasks", ""]
+    lines = [
+        f"# Final report: {state.get('mission') or ''}",
+        "",
+        f"- finished: {time.strftime('%Y-%m-%d %H:%M:%S')} after {state.get('total_cycles', 0)} cycles",
+        "- tasks: " + ", ".join(f"{k} {v}" for k, v in c.items() if v),
+        f"- cost: ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
+        f"workers ${s['workers_usd']:.4f})",
+        "",
+        "## Tasks",
+        "",
+    ]
     for depth, task in walk(state):
         if depth:
             lines.append(f"{'  ' * (depth - 1)}- {task['id']} [{task['status']}] {task.get('title', '')[:100]}")

@@ -65,8 +65,14 @@ def read_task_file(path: Path) -> TaskFile:
         raise TaskFileError(f"task file {path} is not UTF-8 text; write the goal as Markdown") from None
     if not text.strip():
         raise TaskFileError(f"task file {path} is empty; write the goal as a `# Heading` and what done means")
-    return TaskFile(path=path, text=text, digest=hashlib.sha256(data).hexdigest(), mission=extract_mission(text),
-                    items=parse_items(text), acceptance=parse_acceptance(text))
+    return TaskFile(
+        path=path,
+        text=text,
+        digest=hashlib.sha256(data).hexdigest(),
+        mission=extract_mission(text),
+        items=parse_items(text),
+        acceptance=parse_acceptance(text),
+    )
 
 
 def extract_mission(text: str) -> str:
@@ -102,8 +108,16 @@ def parse_items(text: str) -> list[ChecklistItem]:
             continue
         body = m.group("text")
         command, artifacts = _split_command(body)
-        items.append(ChecklistItem(id=item_id(body, seen), text=body, checked=m.group("mark") != " ",
-                                   line=lineno, command=command, artifacts=artifacts))
+        items.append(
+            ChecklistItem(
+                id=item_id(body, seen),
+                text=body,
+                checked=m.group("mark") != " ",
+                line=lineno,
+                command=command,
+                artifacts=artifacts,
+            )
+        )
     return items
 
 

@@ -51,12 +51,20 @@ def describe(usage: dict[str, dict] | None, worker_id: str | None, strikes_to_ki
     u = usage.get(worker_id or "")
     if not u:
         return "no watchdog sample yet"
-    bits = [f"cpu {float(u.get('cpu_percent') or 0):.0f}%",
-            f"rss {_size(u.get('rss_bytes'))} ({float(u.get('mem_percent') or 0):.1f}% of RAM)"]
+    bits = [
+        f"cpu {float(u.get('cpu_percent') or 0):.0f}%",
+        f"rss {_size(u.get('rss_bytes'))} ({float(u.get('mem_percent') or 0):.1f}% of RAM)",
+    ]
     if u.get("gpu_mem_bytes"):
         util = u.get("gpu_util_percent")
         bits.append(f"gpu {_size(u['gpu_mem_bytes'])}" + (f" at {float(util):.0f}%" if util is not None else ""))
     strikes = u.get("strikes") or {}
-    bits.append("strikes " + (", ".join(f"{k.removeprefix('AURA_WORKER_')} {n}/{strikes_to_kill}"
-                                        for k, n in sorted(strikes.items())) if strikes else "none"))
+    bits.append(
+        "strikes "
+        + (
+            ", ".join(f"{k.removeprefix('AURA_WORKER_')} {n}/{strikes_to_kill}" for k, n in sorted(strikes.items()))
+            if strikes
+            else "none"
+        )
+    )
     return ", ".join(bits)

@@ -55,12 +55,16 @@ def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
     lines += _siblings_section(state, task)
     lines += _resource_section(task, cfg)
     budget = float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET"))
-    lines += ["## Constraints", "",
-              f"- Time budget: {budget:g} minutes for you (enforced: you are stopped after it; "
-              "jobs you registered are not bound by it).",
-              f"- Turn limit: {cfg.integer('AURA_MAX_TURNS')} model turns (agent workers).",
-              f"- Your workspace is {task_dir}: keep scratch files there; `output.jsonl`/`output.txt` and "
-              "`error.log` in it are Aura's records of your output.", ""]
+    lines += [
+        "## Constraints",
+        "",
+        f"- Time budget: {budget:g} minutes for you (enforced: you are stopped after it; "
+        "jobs you registered are not bound by it).",
+        f"- Turn limit: {cfg.integer('AURA_MAX_TURNS')} model turns (agent workers).",
+        f"- Your workspace is {task_dir}: keep scratch files there; `output.jsonl`/`output.txt` and "
+        "`error.log` in it are Aura's records of your output.",
+        "",
+    ]
     lines += ["## Long-running jobs", "", LONG_JOBS_GUIDE.format(registry=task_dir / "process.json", task_dir=task_dir)]
     lines += ["## Output", "", RESULT_MD_GUIDE.format(result=task_dir / "result.md")]
     return "\n".join(lines)
@@ -101,8 +105,11 @@ def _hierarchy_section(state: dict, task: dict) -> list[str]:
 def _siblings_section(state: dict, task: dict) -> list[str]:
     """The other tasks under the same parent, so a worker neither redoes nor undoes their work."""
     parent = task.get("parent") or ROOT
-    peers = [t for t in state["tasks"].values()
-             if (t.get("parent") or ROOT) == parent and t.get("id") not in (task["id"], ROOT)]
+    peers = [
+        t
+        for t in state["tasks"].values()
+        if (t.get("parent") or ROOT) == parent and t.get("id") not in (task["id"], ROOT)
+    ]
     if not peers:
         return []
     out = ["## Other tasks beside this one", ""]
@@ -120,16 +127,30 @@ def _resource_section(task: dict, cfg: Config) -> list[str]:
 
     overrides = task.get("limits") or {}
     enforced = guard_mode(str(overrides.get(LIMIT_KEYS[0], cfg.text(LIMIT_KEYS[0])))) == "on"
-    active = [f"- {key} = {float(value):g}" for key in LIMIT_KEYS[1:]
-              if enforced and (value := overrides.get(key, cfg.number(key)))]
-    retry = ["A previous attempt was killed for exceeding its resource limits. Use less: smaller batches, "
-             "fewer processes or threads, less data in memory.", ""] if task.get("resource_retry_required") else []
+    active = [
+        f"- {key} = {float(value):g}"
+        for key in LIMIT_KEYS[1:]
+        if enforced and (value := overrides.get(key, cfg.number(key)))
+    ]
+    retry = (
+        [
+            "A previous attempt was killed for exceeding its resource limits. Use less: smaller batches, "
+            "fewer processes or threads, less data in memory.",
+            "",
+        ]
+        if task.get("resource_retry_required")
+        else []
+    )
     if not active and not retry:
         return []
     out = ["## Resource limits", "", *retry]
     if active:
-        out += ["The watchdog stops a worker (you and your jobs together) whose use stays over one of these "
-                "for several samples in a row; a task killed twice is blocked:", *active, ""]
+        out += [
+            "The watchdog stops a worker (you and your jobs together) whose use stays over one of these "
+            "for several samples in a row; a task killed twice is blocked:",
+            *active,
+            "",
+        ]
     return out
 
 
@@ -145,12 +166,26 @@ def spawn_spec(task: dict, cfg: Config, project_root: Path, task_dir: Path) -> d
     limits = dict(task.get("limits") or {})
     mounts = artifact_folders(task, project_root)
     if task.get("command"):
-        return {"backend": SHELL, "command": task["command"], "cwd": str(project_root), "limits": limits,
-                "mounts": mounts, "budget_s": float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET")) * 60}
-    prompt = (f"Read the task file {task_dir / 'task.md'} and carry out the task it describes. "
-              f"Work in the project folder {project_root}.")
-    return {"backend": cfg.text("AURA_LAYER2_BACKEND"), "prompt": prompt, "cwd": str(project_root), "limits": limits,
-            "mounts": mounts, "budget_s": float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET")) * 60}
+        return {
+            "backend": SHELL,
+            "command": task["command"],
+            "cwd": str(project_root),
+            "limits": limits,
+            "mounts": mounts,
+            "budget_s": float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET")) * 60,
+        }
+    prompt = (
+        f"Read the task file {task_dir / 'task.md'} and carry out the task it describes. "
+        f"Work in the project folder {project_root}."
+    )
+    return {
+        "backend": cfg.text("AURA_LAYER2_BACKEND"),
+        "prompt": prompt,
+        "cwd": str(project_root),
+        "limits": limits,
+        "mounts": mounts,
+        "budget_s": float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET")) * 60,
+    }
 
 
 def artifact_folders(task: dict, project_root: Path) -> list[str]:

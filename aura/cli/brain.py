@@ -16,6 +16,7 @@ from .common import EXIT_NOT_RUNNING, paths_of, when, width, wrap
 
 def _state(paths: Any) -> dict:
     from ..runtime.fsutil import read_json
+
     state = read_json(paths.state_dir / "state.json")
     return state if isinstance(state, dict) and "tasks" in state else {}
 
@@ -27,6 +28,7 @@ def format_decision(d: dict, columns: int | None = None) -> str:
     """One entry, wrapped to `columns`: status changes first-class with their whole reason and evidence,
     the rest by kind."""
     import textwrap
+
     head = f"[{when(d.get('ts'))}]"
     kind = d.get("kind")
     if kind == "status":
@@ -40,16 +42,33 @@ def format_decision(d: dict, columns: int | None = None) -> str:
         return wrap(f"{head} tool {d.get('tool')} {'ok' if d.get('ok') else 'ERROR'}: {result}", columns)
     if kind == "model_cycle":
         usd = d.get("usd")
-        return wrap(f"{head} model cycle {d.get('cycle')}: {d.get('rounds')} calls, {d.get('tool_calls')} tools, "
-                    f"{d.get('prompt_tokens')} prompt tokens" + (f", ${usd:.4f}" if isinstance(usd, (int, float)) else "")
-                    + f" - {d.get('ended_by', '')}", columns)
+        return wrap(
+            f"{head} model cycle {d.get('cycle')}: {d.get('rounds')} calls, {d.get('tool_calls')} tools, "
+            f"{d.get('prompt_tokens')} prompt tokens"
+            + (f", ${usd:.4f}" if isinstance(usd, (int, float)) else "")
+            + f" - {d.get('ended_by', '')}",
+            columns,
+        )
     detail = d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or ""
     who = f" {d['task_id']}" if d.get("task_id") else ""
     return wrap(f"{head} {kind}{who}: {detail}", columns)
 
 
-KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "safe_mode_entered", "safe_mode_left",
-             "budget_warning", "budget_reached", "budget_resumed", "budget_set", "model_error", "no_op", "review"}
+KEY_KINDS = {
+    "status",
+    "done_refused",
+    "goal_verified",
+    "acceptance_failed",
+    "safe_mode_entered",
+    "safe_mode_left",
+    "budget_warning",
+    "budget_reached",
+    "budget_resumed",
+    "budget_set",
+    "model_error",
+    "no_op",
+    "review",
+}
 
 
 @click.command()
@@ -60,6 +79,7 @@ KEY_KINDS = {"status", "done_refused", "goal_verified", "acceptance_failed", "sa
 def history(ctx: click.Context, lines: int, show_all: bool, as_json: bool) -> None:
     """The decision log: every status change with its reason and evidence."""
     from ..runtime.fsutil import read_jsonl
+
     entries = read_jsonl(paths_of(ctx).state_dir / "decisions.jsonl")
     if not show_all:
         entries = [d for d in entries if d.get("kind") in KEY_KINDS]
@@ -77,6 +97,7 @@ def progress(ctx: click.Context) -> None:
     from ..brain import costs as costmod
     from ..brain import progress as progmod
     from ..runtime.fsutil import read_jsonl
+
     paths = paths_of(ctx)
     path = paths.state_dir / "progress.md"
     state = _state(paths)
@@ -99,12 +120,15 @@ def progress(ctx: click.Context) -> None:
 def changelog(ctx: click.Context, show_diff: bool) -> None:
     """Every version of the task file the brain has seen, with what changed."""
     from ..brain.changelog import TaskFileChangelog
+
     entries = TaskFileChangelog(paths_of(ctx).state_dir).entries()
     if not entries:
         click.echo("no task-file versions recorded yet")
     for e in entries:
-        click.echo(f"[{when(e.get('ts'))}] cycle {e.get('cycle')} {str(e.get('hash'))[:16]} {e.get('kind')}: "
-                   f"{e.get('summary')}")
+        click.echo(
+            f"[{when(e.get('ts'))}] cycle {e.get('cycle')} {str(e.get('hash'))[:16]} {e.get('kind')}: "
+            f"{e.get('summary')}"
+        )
         if show_diff and e.get("diff"):
             for line in e["diff"]:
                 click.echo(f"    {line}")
@@ -116,10 +140,12 @@ def changelog(ctx: click.Context, show_diff: bool) -> None:
 def summaries(ctx: click.Context, task_id: str | None) -> None:
     """Completion summaries per finished task (TASK_ID: print that task's latest)."""
     from ..brain.summaries import summaries_dir
+
     folder = summaries_dir(paths_of(ctx))
     files = sorted(folder.glob("*.md"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if task_id:
         from ..runtime.paths import safe_name
+
         mine = [p for p in files if p.name.startswith(safe_name(task_id) + "_")]
         if not mine:
             raise click.ClickException(f"no summary for task {task_id}")
@@ -137,6 +163,7 @@ def summaries(ctx: click.Context, task_id: str | None) -> None:
 def projects(as_json: bool) -> None:
     """Every project `aura up` has run for this user, with its state and spend."""
     from ..projects import index_path, listing
+
     rows = listing()
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=1))
@@ -161,6 +188,7 @@ def budget(ctx: click.Context, amount: str | None) -> None:
     from ..brain import costs as costmod
     from ..control import NotRunning, call
     from ..runtime.settings_check import value_problem
+
     paths = paths_of(ctx)
     if amount is not None and (problem := value_problem("AURA_BUDGET_USD", amount, "`aura budget`")):
         raise click.ClickException(problem)
@@ -170,7 +198,9 @@ def budget(ctx: click.Context, amount: str | None) -> None:
         b, s = state.get("budget") or {}, costmod.summary(state) if state else None
         spent = f"${s['total_usd']:.4f}" if s else "$0"
         limit = b.get("limit_usd")
-        click.echo(f"spent {spent} of " + (f"${limit:.2f} ({b.get('state')})" if limit else "no budget (AURA_BUDGET_USD)"))
+        click.echo(
+            f"spent {spent} of " + (f"${limit:.2f} ({b.get('state')})" if limit else "no budget (AURA_BUDGET_USD)")
+        )
         return
     try:
         reply = call(paths, "brain", "budget", {"usd": usd}, timeout=5.0)

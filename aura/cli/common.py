@@ -21,10 +21,12 @@ EXIT_NOT_RUNNING = 3
 def paths_of(ctx: click.Context) -> Any:
     """The ProjectPaths of the project a command reads; one wording of "no project here" for all."""
     from ..control import project_paths
+
     paths = project_paths(ctx.obj["project"])
     if paths is None:
-        raise click.ClickException("no Aura project here: no .aura/ folder in this folder or above it; "
-                                   "start one with `aura up TASK.md`")
+        raise click.ClickException(
+            "no Aura project here: no .aura/ folder in this folder or above it; start one with `aura up TASK.md`"
+        )
     return paths
 
 
@@ -62,6 +64,7 @@ def size(n: float | None) -> str:
 def width() -> int | None:
     """The terminal's width (or $COLUMNS); None when the output goes to a pipe or a file: whole lines."""
     import shutil
+
     if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):
         return None
     return max(40, shutil.get_terminal_size().columns)
@@ -70,8 +73,15 @@ def width() -> int | None:
 def wrap(text: str, width: int | None, indent: str = "", first: str | None = None) -> str:
     """Whole words to `width`: a reason or a path is never cut, only wrapped (not at all without a width)."""
     import textwrap
+
     first = indent if first is None else first
     if width is None:
         return first + " ".join(str(text).split())
-    return textwrap.fill(str(text), width=width, initial_indent=first, subsequent_indent=indent + "    ",
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.fill(
+        str(text),
+        width=width,
+        initial_indent=first,
+        subsequent_indent=indent + "    ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )

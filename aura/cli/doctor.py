@@ -11,6 +11,7 @@ import click
 def doctor() -> None:
     """Check this installation: import-name conflicts, Python, the worker CLIs, GPU access."""
     from ..doctor import run_checks
+
     bad = 0
     for check in run_checks():
         mark = "ok  " if check.ok else ("FAIL" if check.fatal else "warn")

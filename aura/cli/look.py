@@ -27,6 +27,7 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     source = "supervisor"
     if workers is None:
         from ..psview import workers_from_disk
+
         workers = workers_from_disk(paths)
         source = "disk (the supervisor is not running)"
     usage = (try_call(paths, "watchdog", "usage") or {}).get("workers", {})
@@ -43,25 +44,50 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no workers yet" if not workers else "no running workers (aura ps -a shows ended ones)")
         return
-    header = ["WORKER", "TASK", "BACKEND", "PID", "STATE", "AGE", "CPU%", "RSS", "GPU", "TURNS", "COST$", "OUTPUT", "LAST"]
+    header = [
+        "WORKER",
+        "TASK",
+        "BACKEND",
+        "PID",
+        "STATE",
+        "AGE",
+        "CPU%",
+        "RSS",
+        "GPU",
+        "TURNS",
+        "COST$",
+        "OUTPUT",
+        "LAST",
+    ]
     table = [header]
     now = time.time()
     for w in rows:
         u, p = w["usage"], w.get("progress") or {}
         end = w.get("ended_at") or now
-        state = w.get("outcome") if w.get("state") == EXITED else w.get("state")
+        state = str((w.get("outcome") if w.get("state") == EXITED else w.get("state")) or "-")
         if w.get("managed") and w.get("state") == RUNNING:  # the agent ended; jobs it registered run on
-            state = f"jobs:{len((w['managed'].get('children') or []))}"
+            state = f"jobs:{len(w['managed'].get('children') or [])}"
         if p.get("stuck"):
             state += "/stuck"
         if p.get("loop"):
             state += "/loop"
-        table.append([w["worker_id"], w.get("task_id") or "-", w.get("backend", "-"), str(w.get("worker_pid") or "-"),
-                      state or "-", age(end - (w.get("started_at") or w.get("created_at") or end)),
-                      f"{u['cpu_percent']:.1f}" if "cpu_percent" in u else "-", size(u.get("rss_bytes")),
-                      size(u.get("gpu_mem_bytes")), str(p.get("turns") or "-"),
-                      f"{p['total_cost_usd']:.4f}" if p.get("total_cost_usd") is not None else "-",
-                      size(p.get("output_bytes")), (p.get("last_tool") or "-")[:20]])
+        table.append(
+            [
+                w["worker_id"],
+                w.get("task_id") or "-",
+                w.get("backend", "-"),
+                str(w.get("worker_pid") or "-"),
+                state or "-",
+                age(end - (w.get("started_at") or w.get("created_at") or end)),
+                f"{u['cpu_percent']:.1f}" if "cpu_percent" in u else "-",
+                size(u.get("rss_bytes")),
+                size(u.get("gpu_mem_bytes")),
+                str(p.get("turns") or "-"),
+                f"{p['total_cost_usd']:.4f}" if p.get("total_cost_usd") is not None else "-",
+                size(p.get("output_bytes")),
+                (p.get("last_tool") or "-")[:20],
+            ]
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
@@ -79,6 +105,7 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 def tail_cmd(ctx: click.Context, task: str, follow_it: bool, lines: int, raw: bool, stderr: bool) -> None:
     """A worker's output as readable lines (TASK: a task id or a worker id; its latest worker)."""
     from ..tail import TailError, tail
+
     paths = paths_of(ctx)
     try:
         tail(paths, task, follow_it, lines, raw, stderr, click.echo)
@@ -105,8 +132,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if brain is None:
         brain = brain_from_disk(paths)
     if as_json:
-        click.echo(json.dumps({"project": str(paths.root), "daemons": info, "brain": brain, "restarts": peers},
-                              default=str, indent=1))
+        click.echo(
+            json.dumps(
+                {"project": str(paths.root), "daemons": info, "brain": brain, "restarts": peers}, default=str, indent=1
+            )
+        )
         sys.exit(0 if len(live) == len(DAEMONS) else EXIT_NOT_RUNNING)
     click.echo(f"Project  {paths.root}")
     click.echo(f"Mission  {brain.get('mission') or '-'}")
@@ -127,8 +157,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 extra += f" · {restarted[n]}"
             click.echo(f"  {n:<10} running  pid {h['pid']}, up {age(now - h['started_at'])}{extra}")
         elif n in live:
-            click.echo(f"  {n:<10} NOT ANSWERING  pid {live[n]['pid']} (its peer restarts it after "
-                       "AURA_PEER_HANG_SECONDS without an answer)")
+            click.echo(
+                f"  {n:<10} NOT ANSWERING  pid {live[n]['pid']} (its peer restarts it after "
+                "AURA_PEER_HANG_SECONDS without an answer)"
+            )
         else:
             why = f" (gave up restarting it: {gave_up[n]})" if n in gave_up else ""
             click.echo(f"  {n:<10} DOWN{why}")
@@ -139,13 +171,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo("(brain down: the task tree below is read from disk)")
     run = brain.get("run") or {}
     c = brain.get("counts") or {}
-    click.echo(f"Planner  {brain.get('planner') or '-'} · cycles {brain.get('cycles') or 0} · "
-               + (" · ".join(f"{k} {v}" for k, v in c.items() if v) or "no tasks yet"))
+    click.echo(
+        f"Planner  {brain.get('planner') or '-'} · cycles {brain.get('cycles') or 0} · "
+        + (" · ".join(f"{k} {v}" for k, v in c.items() if v) or "no tasks yet")
+    )
     if run.get("finished"):
         click.echo("Run      finished " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("finished_at", 0))))
     for line in status_cost_lines(brain):
         click.echo(line)
     from ..runtime.diskspace import status_line
+
     click.echo(status_line(brain, info.get("watchdog"), paths.data))
     for line in tree_display(brain):
         click.echo(line)
@@ -158,14 +193,24 @@ def brain_from_disk(paths: Any) -> dict:
     from ..brain import costs as costmod
     from ..brain.state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
     from ..runtime.fsutil import read_json
+
     state = read_json(paths.state_dir / "state.json")
     if not isinstance(state, dict) or "tasks" not in state:
         return {"from_disk": True}
     llm = {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}
-    return {"mission": state.get("mission"), "run": state.get("run"), "cycles": state.get("total_cycles"),
-            "counts": counts(state), "tree": tree_lines(state), "tree_rows": tree_rows(state), "from_disk": True,
-            "costs": costmod.summary(state), "budget": state.get("budget"), "safe_mode": state.get("safe_mode"),
-            "llm": llm or None}
+    return {
+        "mission": state.get("mission"),
+        "run": state.get("run"),
+        "cycles": state.get("total_cycles"),
+        "counts": counts(state),
+        "tree": tree_lines(state),
+        "tree_rows": tree_rows(state),
+        "from_disk": True,
+        "costs": costmod.summary(state),
+        "budget": state.get("budget"),
+        "safe_mode": state.get("safe_mode"),
+        "llm": llm or None,
+    }
 
 
 def status_cost_lines(brain: dict) -> list[str]:
@@ -173,18 +218,26 @@ def status_cost_lines(brain: dict) -> list[str]:
     lines = []
     s = brain.get("costs")
     if s:
-        lines.append(f"Cost     ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
-                     f"workers ${s['workers_usd']:.4f})")
+        lines.append(
+            f"Cost     ${s['total_usd']:.4f} (brain ${s['brain_usd']:.4f} in {s['brain_calls']} calls, "
+            f"workers ${s['workers_usd']:.4f})"
+        )
     b = brain.get("budget") or {}
     if b.get("limit_usd"):
-        word = {"reached": "BUDGET REACHED: no new spawns or model calls; `aura budget USD` raises it",
-                "warning": f"WARNING: {b.get('percent')}% spent", "ok": f"{b.get('percent')}% spent"}
-        lines.append(f"Budget   ${b['limit_usd']:.2f} · {word.get(b.get('state'), b.get('state'))}")
+        word = {
+            "reached": "BUDGET REACHED: no new spawns or model calls; `aura budget USD` raises it",
+            "warning": f"WARNING: {b.get('percent')}% spent",
+            "ok": f"{b.get('percent')}% spent",
+        }
+        state = str(b.get("state"))
+        lines.append(f"Budget   ${b['limit_usd']:.2f} · {word.get(state, state)}")
     llm = brain.get("llm") or {}
     if llm.get("model_cycles") is not None:
-        lines.append(f"Model    {llm.get('model_cycles', 0)} cycles called the model, {llm.get('skipped_total', 0)} "
-                     "skipped it (nothing new)" + (f", {llm['failures_in_row']} failing in a row"
-                                                  if llm.get("failures_in_row") else ""))
+        lines.append(
+            f"Model    {llm.get('model_cycles', 0)} cycles called the model, {llm.get('skipped_total', 0)} "
+            "skipped it (nothing new)"
+            + (f", {llm['failures_in_row']} failing in a row" if llm.get("failures_in_row") else "")
+        )
     safe = brain.get("safe_mode")
     if safe:
         lines.append(f"SAFE MODE since {when(safe.get('since'))}: {safe.get('reason')}")
@@ -195,6 +248,7 @@ def tree_display(brain: dict, columns: int | None = None) -> list[str]:
     """The task tree of `aura status`: one line per task (with its attempt while it runs or once it
     was retried), and under each task that ended without completing, its whole reason, wrapped."""
     from ..runtime.vocab import IN_PROGRESS
+
     rows = brain.get("tree_rows")
     if rows is None:  # a brain that sends only the plain lines
         return [f"  {line}" for line in brain.get("tree") or []]
@@ -219,6 +273,7 @@ def tree_display(brain: dict, columns: int | None = None) -> list[str]:
 def logs(ctx: click.Context, daemon: str | None, follow: bool, lines: int, raw: bool) -> None:
     """Print the daemons' logs readably (all three merged, or one)."""
     from ..logview import print_logs
+
     paths = paths_of(ctx)
     names = [daemon] if daemon else ["supervisor", "watchdog", "brain"]
     print_logs(paths, names, lines, follow, raw, click.echo)

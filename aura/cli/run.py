@@ -14,14 +14,25 @@ from .common import paths_of, project_root
 @click.command()
 @click.argument("task", type=click.Path(path_type=Path))
 @click.option("-d", "--detach", is_flag=True, help="Start in the background and return once all three answer.")
-@click.option("--stay", is_flag=True, help="Foreground: keep running after the run finishes (watch for task-file edits).")
+@click.option(
+    "--stay", is_flag=True, help="Foreground: keep running after the run finishes (watch for task-file edits)."
+)
 @click.pass_context
 def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     """Start the brain, supervisor and watchdog on TASK (a Markdown goal file)."""
     from ..interrupts import StopSignals, steady_output
     from ..runtime.paths import ProjectPaths
-    from ..startstop import (StartError, announce, backend_notes, checked_settings, follow_then_stop,
-                             journal_positions, plan_up, read_goal, start_run)
+    from ..startstop import (
+        StartError,
+        announce,
+        backend_notes,
+        checked_settings,
+        follow_then_stop,
+        journal_positions,
+        plan_up,
+        read_goal,
+        start_run,
+    )
 
     # from the first line on, a reader that goes away (`aura up -d | head -1`) costs only the output
     out = ctx.with_resource(steady_output())
@@ -30,8 +41,9 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
     config_file, overrides = ctx.obj["config"], ctx.obj["overrides"]
     try:
         tf = read_goal(task)
-        cfg = checked_settings(root, paths, config_file, overrides,
-                               warn=lambda line: click.echo(f"aura: warning: {line}", err=True))
+        cfg = checked_settings(
+            root, paths, config_file, overrides, warn=lambda line: click.echo(f"aura: warning: {line}", err=True)
+        )
         plan = plan_up(paths, tf.path)
         announce(cfg, tf, backend_notes(cfg, tf), plan, bool(config_file or overrides), click.echo)
     except StartError as exc:
@@ -45,8 +57,9 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         except StartError as exc:
             raise click.ClickException(str(exc)) from None
         if detach and not stop.received:
-            click.echo(f"Running in the background in {root}.\n"
-                       "  aura status · aura ps · aura logs -f · aura wake · aura down")
+            click.echo(
+                f"Running in the background in {root}.\n  aura status · aura ps · aura logs -f · aura wake · aura down"
+            )
             return
         if not detach:
             click.echo("Streaming events; Ctrl-C stops Aura and its workers.")
@@ -63,8 +76,7 @@ def start(ctx: click.Context, task_file: Path) -> None:
 
 
 @click.command()
-@click.option("--keep-workers", is_flag=True,
-              help="Leave running workers alive; the next `aura up` re-adopts them.")
+@click.option("--keep-workers", is_flag=True, help="Leave running workers alive; the next `aura up` re-adopts them.")
 @click.pass_context
 def down(ctx: click.Context, keep_workers: bool) -> None:
     """Stop the three daemons and (unless --keep-workers) their workers."""
@@ -120,8 +132,10 @@ def restart(ctx: click.Context, task_file: Path, detach: bool) -> None:
         raise click.ClickException(f"{busy}. Nothing was moved.")
     left = unfinished_workers(paths)
     if left:
-        raise click.ClickException(f"workers still running without daemons ({', '.join(left)}); `aura up` "
-                                   "re-adopts them and `aura down` then stops them. Nothing was moved.")
+        raise click.ClickException(
+            f"workers still running without daemons ({', '.join(left)}); `aura up` "
+            "re-adopts them and `aura down` then stops them. Nothing was moved."
+        )
     archive = archive_run(paths)
     if archive is not None:
         click.echo(f"The previous run is kept in {archive}")

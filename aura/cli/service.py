@@ -43,10 +43,12 @@ F = TypeVar("F", bound=Callable[..., object])
 
 def _scope_options(func: F) -> F:
     """--user (default) / --system, both stored in `scope`."""
-    func = click.option("--system", "scope", flag_value="system",
-                        help="System units in /etc/systemd/system (needs root).")(func)
-    return click.option("--user", "scope", flag_value="user", default=True,
-                        help="Units of your user manager (default).")(func)
+    func = click.option(
+        "--system", "scope", flag_value="system", help="System units in /etc/systemd/system (needs root)."
+    )(func)
+    return click.option(
+        "--user", "scope", flag_value="user", default=True, help="Units of your user manager (default)."
+    )(func)
 
 
 def _fail(exc: ServiceError) -> click.ClickException:
@@ -60,18 +62,36 @@ def service() -> None:
 
 @service.command()
 @_scope_options
-@click.option("--dry-run", is_flag=True, help="Print every file with its content; write and run nothing (works "
-                                              "without a service manager: a preview of this platform's units).")
-@click.option("--manager", type=click.Choice([SYSTEMD, LAUNCHD]), default=None,
-              help="The service manager to write for (default: the one running here; for a dry run without "
-                   "one, this platform's).")
-@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Optional KEY=value file read at start (default: .aura/service.env).")
-@click.option("--watchdog-sec", type=click.IntRange(min=0), default=0, show_default=True,
-              help="systemd WatchdogSec= (0: off); the daemons must ping at half of it.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print every file with its content; write and run nothing (works "
+    "without a service manager: a preview of this platform's units).",
+)
+@click.option(
+    "--manager",
+    type=click.Choice([SYSTEMD, LAUNCHD]),
+    default=None,
+    help="The service manager to write for (default: the one running here; for a dry run without "
+    "one, this platform's).",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Optional KEY=value file read at start (default: .aura/service.env).",
+)
+@click.option(
+    "--watchdog-sec",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="systemd WatchdogSec= (0: off); the daemons must ping at half of it.",
+)
 @click.argument("task", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def install(scope: Scope, dry_run: bool, manager: str | None, env_file: Path | None, watchdog_sec: int,
-            task: Path) -> None:
+def install(
+    scope: Scope, dry_run: bool, manager: str | None, env_file: Path | None, watchdog_sec: int, task: Path
+) -> None:
     """Write the unit files for TASK in this project, then enable and start them."""
     machine = Machine.from_env()
     svc = ProjectService.for_project(_project_root(), task, env_file, watchdog_sec)

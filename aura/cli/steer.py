@@ -14,6 +14,7 @@ from .common import fail_not_running, paths_of
 def wake(ctx: click.Context, reason: str) -> None:
     """Ask the brain to run a cycle now (REASON is logged)."""
     from ..control import NotRunning, call
+
     paths = paths_of(ctx)
     try:
         reply = call(paths, "brain", "wake", {"reason": reason}, timeout=2.0)
@@ -30,6 +31,7 @@ def limits(ctx: click.Context, settings: tuple[str, ...]) -> None:
     from aura.ipc.client import RemoteError
 
     from ..control import NotRunning, call
+
     paths = paths_of(ctx)
     try:
         if settings:
@@ -49,5 +51,6 @@ def limits(ctx: click.Context, settings: tuple[str, ...]) -> None:
     except RemoteError as exc:
         raise click.ClickException(exc.message) from None
     from ..limits_view import limit_lines
+
     for line in limit_lines(reply["limits"], reply.get("overrides", {})):
         click.echo(line)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -82,8 +82,10 @@ class Setting:
         low, high = _num(self.low), _num(self.high)
         if low is not None and high is not None and not self.above:
             return f"{noun} from {low} to {high}"
-        parts = [f"{'>' if self.above else '>='} {low}" if low is not None else "",
-                 f"<= {high}" if high is not None else ""]
+        parts = [
+            f"{'>' if self.above else '>='} {low}" if low is not None else "",
+            f"<= {high}" if high is not None else "",
+        ]
         return f"{noun} " + " and ".join(p for p in parts if p) if any(parts) else noun
 
 
@@ -107,8 +109,9 @@ def whole(default: int, description: str, low: int = 0, high: int | None = None)
     return Setting(default, description, "int", low=low, high=high)
 
 
-def number(default: float | str, description: str, low: float = 0.0, high: float | None = None,
-           above: bool = False) -> Setting:
+def number(
+    default: float | str, description: str, low: float = 0.0, high: float | None = None, above: bool = False
+) -> Setting:
     return Setting(default, description, "float", low=low, high=high, above=above)
 
 
@@ -148,145 +151,194 @@ GUARD_WORDS = ("1", "0", "dry-run", "on", "off", "true", "false", "yes", "no", "
 SCOPE_WORDS = ("auto", "on", "off", "1", "0", "true", "false", "yes", "no")
 BACKEND_NAMES = ("claude", "ds_code", "opencode", "codex", "shell", "ds-code", "dscode")
 
-KEYS: dict[str, Setting] = _typed({
-    # Layer 1 model
-    "AURA_API_KEY": text("", "API key for the Layer 1 model (no key: the offline `local` planner)", secret=True),
-    "AURA_API_BASE_URL": url("https://api.deepseek.com/anthropic", "Anthropic-compatible endpoint"),
-    "AURA_API_MODEL": text("deepseek-v4-pro", "Layer 1 model"),
-    "AURA_API_PROVIDER": one_of("", "deepseek / anthropic / openai (auto-detected from the base URL)",
-                                "deepseek", "anthropic", "openai"),
-    "AURA_API_MAX_TOKENS": whole(4096, "max output tokens per Layer 1 call", low=1),
-    "AURA_API_TIMEOUT": positive(300.0, "per-request timeout, seconds"),
-    "AURA_PLANNER": one_of("auto", "auto (llm when a key is set, else local) / llm / local", "auto", "llm", "local"),
-    "AURA_CYCLE_INTERVAL": number(300.0, "seconds between brain cycles", low=0.5),
-    "AURA_DEEP_REFLECTION_INTERVAL": number(120, "minutes between reflection reviews, checked after model cycles; "
-                                                 "fractions allowed, 0 disables (alias AURA_DEEP_REVIEW_INTERVAL)"),
-    "AURA_LLM_DEAD_THROTTLE": number(300.0, "seconds between model retries in safe mode"),
-    "AURA_MAX_API_ROUNDS_PER_CYCLE": whole(20, "hard cap on model calls per cycle", low=1),
-    "AURA_MAX_TOOL_CALLS_PER_CYCLE": whole(40, "hard cap on tool calls per cycle", low=1),
-    "AURA_SKIP_HEALTHY_CYCLES": flag(True, "skip the model call when nothing changed"),
-    "AURA_MAX_SKIPPED_CYCLES": whole(8, "force a model call after this many skipped cycles"),
-    "AURA_EXPLICIT_PROMPT_CACHE": flag(True, "mark the stable prompt prefix for caching"),
-    "AURA_TOKEN_PRICE_CACHE_HIT": number("", "USD per 1M cached input tokens (empty: the provider's price for the model)"),
-    "AURA_TOKEN_PRICE_CACHE_MISS": number("", "USD per 1M uncached input tokens (empty: the provider's price)"),
-    "AURA_TOKEN_PRICE_OUTPUT": number("", "USD per 1M output tokens (empty: the provider's price)"),
-    "AURA_TOKEN_PRICE_CACHE_WRITE": number("", "USD per 1M cache-write tokens, any TTL (empty: the provider's price by TTL)"),
-    "AURA_TOOL_CALL_BUDGET_NORMAL": whole(12, "tool-call hint per normal cycle"),
-    "AURA_TOOL_CALL_BUDGET_DIAGNOSTIC": whole(40, "tool-call hint per diagnostic cycle"),
-    "AURA_TOOL_CALL_BUDGET_PLANNING": whole(40, "tool-call hint per planning cycle"),
-    "AURA_BUDGET_USD": number(0.0, "run budget in USD for both layers; 0 = none"),
-    "AURA_SEARCH_API_KEY": text("", "Tavily key for web_search", secret=True),
-    "AURA_FILE_CACHE": flag(True, "mtime-based cache for read_file / list_directory"),
-    "AURA_FILE_CACHE_TTL": number(60.0, "file cache TTL, seconds"),
-    "AURA_TASK_SUMMARY": flag(True, "write a summary per finished task"),
-    "AURA_TASK_CLEANUP_AGE": whole(7, "days before clean-workspaces removes a workspace"),
-    "AURA_API_AUTH": one_of("api_key", "how the key is sent: api_key (x-api-key) / auth_token (Authorization: Bearer)",
-                            "api_key", "auth_token"),
-    "AURA_API_RETRY_COUNT": whole(4, "attempts per model call (429/529/5xx/timeouts/connection errors)", low=1),
-    "AURA_API_RETRY_BASE_DELAY": number(5.0, "first retry delay, seconds; doubles per attempt (retry-after wins)"),
-    "AURA_SAFE_MODE_AFTER": whole(3, "failed model cycles in a row before safe mode (no new spawns)", low=1),
-    "AURA_PROMPT_CACHE_TTL": one_of("1h", "cache TTL of the stable prompt prefix: 1h / 5m", "1h", "5m"),
-    "AURA_MEMORY_CONTEXT_CHARS": whole(3000, "MEMORY.md characters shown to the model, newest first"),
-    "AURA_ACCEPTANCE_TIMEOUT": positive(300.0, "seconds each acceptance command may run"),
-    "AURA_WEB_FETCH_ALLOW_PRIVATE": flag(False, "let web_fetch reach loopback and private addresses"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_HIT": number("", "USD per 1M cached input tokens for workers (empty: the price of "
-                                                    "the worker's model, else the L1 price)"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": number("", "USD per 1M uncached input tokens for workers (empty: as above)"),
-    "AURA_WORKER_TOKEN_PRICE_OUTPUT": number("", "USD per 1M output tokens for workers (empty: as above)"),
-    "AURA_WORKER_TOKEN_PRICE_CACHE_WRITE": number("", "USD per 1M cache-write tokens for workers (empty: as above)"),
-    "AURA_BUDGET_WARN_PERCENT": positive(80.0, "budget share that raises budget_warning", high=100.0),
-    "AURA_NOTIFY_COMMAND": text("", "shell command run on notifications (AURA_EVENT, AURA_MESSAGE, ... set)"),
-    "AURA_NOTIFY_WEBHOOK": url("", "URL that receives each notification as a JSON POST", secret=True),
-    "AURA_NOTIFY_LEVEL": one_of("state_changes", "state_changes / done_only / silent",
-                                "state_changes", "done_only", "silent"),
-    "AURA_NOTIFY_TIMEOUT": positive(10.0, "seconds a notification hook may take"),
-    "AURA_NO_PROGRESS_MINUTES": number(60.0, "notify (no_progress) when nothing started, ended or called the model "
-                                             "for this long; once per stall; 0 disables"),
-    # Layer 2 workers
-    "AURA_LAYER2_BACKEND": one_of("claude", "claude / ds_code / opencode / codex / shell", *BACKEND_NAMES),
-    "AURA_MAX_CONCURRENT_TASKS": whole(2, "max concurrent Layer 2 workers", low=1),
-    "AURA_TASK_BUDGET": positive(30.0, "default worker time budget, minutes (enforced)"),
-    "AURA_MAX_TURNS": whole(50, "--max-turns for claude workers", low=1),
-    "AURA_CLAUDE_BIN": text("", "explicit claude executable"),
-    "AURA_CLAUDE_PERMISSION_MODE": text("bypassPermissions", "claude --permission-mode"),
-    "AURA_CLAUDE_MODEL": text("", "claude --model (empty: the CLI's default)"),
-    "AURA_OPENCODE_BIN": text("", "explicit opencode executable"),
-    "AURA_OPENCODE_MODEL": text("deepseek-v4-pro", "opencode model"),
-    "AURA_OPENCODE_MAX_TURNS": whole(50, "opencode max turns", low=1),
-    "AURA_CODEX_BIN": text("", "explicit codex executable"),
-    "AURA_DSCODE_MODEL": text("deepseek-v4-pro", "ds-code model"),
-    "AURA_DSCODE_MAX_TURNS": whole(0, "ds-code max turns (0: AURA_MAX_TURNS)"),
-    "AURA_DSCODE_BASE_URL": url("", "ds-code base URL"),
-    "AURA_DEEPSEEK_API_KEY": text("", "ds-code DEEPSEEK_API_KEY", secret=True),
-    "AURA_WORKERS_IN_DOCKER": flag(False, "run claude workers in Docker"),
-    "AURA_DOCKER_BIN": text("docker", "docker command"),
-    "AURA_DOCKER_GPUS": text("", "docker --gpus value"),
-    "AURA_DOCKER_EXTRA_ARGS": text("", "extra docker run arguments"),
-    "AURA_DOCKER_CLAUDE_API_KEY": text("", "key for claude in the container", secret=True),
-    "AURA_DOCKER_CLAUDE_BASE_URL": url("", "base URL for claude in the container"),
-    "AURA_DOCKER_CLAUDE_MODEL": text("", "model in the container"),
-    "AURA_DOCKER_CLAUDE_SMALL_MODEL": text("", "small model in the container"),
-    "AURA_DOCKER_CLAUDE_SUBAGENT_MODEL": text("", "sub-agent model in the container"),
-    "AURA_STUCK_MINUTES": positive(10.0, "minutes of agreeing stuck signals before a worker is reported stuck"),
-    "AURA_KILL_GRACE_SECONDS": number(5.0, "SIGTERM-to-SIGKILL grace when stopping a worker"),
-    "AURA_STUCK_CPU_PERCENT": number(5.0, "a worker tree above this CPU (% of one core) is busy, not stuck"),
-    "AURA_LOOP_REPEAT": whole(5, "the same tool call this many times in a row is a loop", low=2),
-    "AURA_RESULT_GRACE_SECONDS": number(15.0, "seconds a CLI may linger after its final line before it is stopped"),
-    "AURA_CLAUDE_MAX_RETRIES": whole(2, "CLAUDE_CODE_MAX_RETRIES for claude workers (Aura owns the retry policy)"),
-    "AURA_CODEX_MODEL": text("", "codex -m (empty: the CLI's default)"),
-    "AURA_CODEX_SANDBOX": one_of("bypass", "codex: bypass / read-only / workspace-write / danger-full-access",
-                                 "bypass", "read-only", "workspace-write", "danger-full-access"),
-    "AURA_DSCODE_BIN": text("", "explicit ds-code executable"),
-    "AURA_AUTO_RESUME": flag(True, "resume a worker stopped by a rate or usage limit with its session id"),
-    "AURA_MAX_RESUMES": whole(3, "how many times one task may be parked and resumed"),
-    "AURA_RESUME_DELAY_SECONDS": number(300.0, "wait before resuming when the limit does not say when it lifts"),
-    "AURA_WORKER_ISOLATION": one_of("none", "none / bwrap / docker (AURA_WORKERS_IN_DOCKER=1 means docker)",
-                                    "none", "bwrap", "docker"),
-    "AURA_WORKER_MOUNTS": text("", "extra paths a sandboxed worker may write (comma-separated)"),
-    "AURA_BWRAP_BIN": text("bwrap", "bubblewrap command"),
-    "AURA_BWRAP_SHARE_NET": flag(True, "bubblewrap workers keep the network (agent CLIs need their API)"),
-    "AURA_BWRAP_HIDE": text("", "more paths hidden from bubblewrap workers (comma-separated)"),
-    "AURA_DOCKER_IMAGE": text("", "image for Docker workers (must hold the worker CLI)"),
-    "AURA_WORKER_SCOPE": one_of("auto", "auto / on / off: each worker in its own systemd scope when under systemd",
-                                *SCOPE_WORDS),
-    # Watchdog
-    "AURA_WORKER_RESOURCE_GUARD": one_of("1", "1 / 0 / dry-run", *GUARD_WORDS),
-    "AURA_WORKER_RESOURCE_POLL_SECONDS": number(10.0, "seconds between watchdog samples", low=0.05, high=3600.0),
-    "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": positive(180.0, "rolling window for averages, seconds "
-                                                               "(at least two polls)"),
-    "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": whole(3, "consecutive over-limit samples before a kill", low=1,
-                                                    high=100_000),
-    "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": number(15.0, "after a kill, no other kill for this long (strikes "
-                                                          "keep counting)", high=86_400.0),
-    "AURA_WORKER_MAX_CPU_PERCENT": percent(80.0, "per-worker CPU, % of the whole machine; 0 disables"),
-    "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT": percent(80.0, "per-worker RSS, % of RAM; 0 disables"),
-    "AURA_WORKER_MAX_GPU_UTIL_PERCENT": percent(80.0, "per-worker GPU SM utilisation %; 0 disables"),
-    "AURA_WORKER_MAX_GPU_MEMORY_PERCENT": percent(80.0, "per-worker GPU memory, % of visible GPU memory; 0 disables"),
-    "AURA_WORKER_MAX_SYSTEM_MEMORY_GB": number(0.0, "per-worker RSS ceiling, GB; 0 disables"),
-    "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": number(0.0, "free RAM reserve, GB; 0 disables"),
-    "AURA_WORKER_MAX_GPU_MEMORY_GB": number(0.0, "per-worker GPU memory ceiling, GB; 0 disables"),
-    "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB": number(0.0, "free GPU memory reserve, GB; 0 disables"),
-    "AURA_WORKER_CUDA_VISIBLE_DEVICES": text("", "CUDA_VISIBLE_DEVICES injected into workers"),
-    "AURA_WORKER_ENV_PASS": text("", "more variables workers get from the daemon's environment "
-                                     "(comma-separated names, `*` allowed at the end)"),
-    # Daemons
-    "AURA_LOG_LEVEL": one_of("info", "debug / info / warning / error", "debug", "info", "warning", "error"),
-    "AURA_RESTART_MAX": whole(5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS "
-                                 "(0: none)"),
-    "AURA_RESTART_WINDOW_SECONDS": positive(60.0, "window of the restart-intensity limit"),
-    "AURA_PEER_HANG_SECONDS": number(60.0, "a daemon that answers no ping for this long is killed and restarted by "
-                                           "its peer (counts against AURA_RESTART_MAX); 0 disables, else at least 2"),
-    # Disk
-    "AURA_MIN_DISK_FREE_MB": number(200.0, "free-space reserve on the data folder's file system, MB: below it no new "
-                                           "worker starts and the worker filling it is stopped; 0 disables"),
-    "AURA_WORKER_MAX_OUTPUT_MB": number(1024.0, "cap on each worker's output files (output and error log), MB: over "
-                                                "it the worker is stopped and its output cut to head and tail; "
-                                                "0 disables"),
-})
+KEYS: dict[str, Setting] = _typed(
+    {
+        # Layer 1 model
+        "AURA_API_KEY": text("", "API key for the Layer 1 model (no key: the offline `local` planner)", secret=True),
+        "AURA_API_BASE_URL": url("https://api.deepseek.com/anthropic", "Anthropic-compatible endpoint"),
+        "AURA_API_MODEL": text("deepseek-v4-pro", "Layer 1 model"),
+        "AURA_API_PROVIDER": one_of(
+            "", "deepseek / anthropic / openai (auto-detected from the base URL)", "deepseek", "anthropic", "openai"
+        ),
+        "AURA_API_MAX_TOKENS": whole(4096, "max output tokens per Layer 1 call", low=1),
+        "AURA_API_TIMEOUT": positive(300.0, "per-request timeout, seconds"),
+        "AURA_PLANNER": one_of(
+            "auto", "auto (llm when a key is set, else local) / llm / local", "auto", "llm", "local"
+        ),
+        "AURA_CYCLE_INTERVAL": number(300.0, "seconds between brain cycles", low=0.5),
+        "AURA_DEEP_REFLECTION_INTERVAL": number(
+            120,
+            "minutes between reflection reviews, checked after model cycles; "
+            "fractions allowed, 0 disables (alias AURA_DEEP_REVIEW_INTERVAL)",
+        ),
+        "AURA_LLM_DEAD_THROTTLE": number(300.0, "seconds between model retries in safe mode"),
+        "AURA_MAX_API_ROUNDS_PER_CYCLE": whole(20, "hard cap on model calls per cycle", low=1),
+        "AURA_MAX_TOOL_CALLS_PER_CYCLE": whole(40, "hard cap on tool calls per cycle", low=1),
+        "AURA_SKIP_HEALTHY_CYCLES": flag(True, "skip the model call when nothing changed"),
+        "AURA_MAX_SKIPPED_CYCLES": whole(8, "force a model call after this many skipped cycles"),
+        "AURA_EXPLICIT_PROMPT_CACHE": flag(True, "mark the stable prompt prefix for caching"),
+        "AURA_TOKEN_PRICE_CACHE_HIT": number(
+            "", "USD per 1M cached input tokens (empty: the provider's price for the model)"
+        ),
+        "AURA_TOKEN_PRICE_CACHE_MISS": number("", "USD per 1M uncached input tokens (empty: the provider's price)"),
+        "AURA_TOKEN_PRICE_OUTPUT": number("", "USD per 1M output tokens (empty: the provider's price)"),
+        "AURA_TOKEN_PRICE_CACHE_WRITE": number(
+            "", "USD per 1M cache-write tokens, any TTL (empty: the provider's price by TTL)"
+        ),
+        "AURA_TOOL_CALL_BUDGET_NORMAL": whole(12, "tool-call hint per normal cycle"),
+        "AURA_TOOL_CALL_BUDGET_DIAGNOSTIC": whole(40, "tool-call hint per diagnostic cycle"),
+        "AURA_TOOL_CALL_BUDGET_PLANNING": whole(40, "tool-call hint per planning cycle"),
+        "AURA_BUDGET_USD": number(0.0, "run budget in USD for both layers; 0 = none"),
+        "AURA_SEARCH_API_KEY": text("", "Tavily key for web_search", secret=True),
+        "AURA_FILE_CACHE": flag(True, "mtime-based cache for read_file / list_directory"),
+        "AURA_FILE_CACHE_TTL": number(60.0, "file cache TTL, seconds"),
+        "AURA_TASK_SUMMARY": flag(True, "write a summary per finished task"),
+        "AURA_TASK_CLEANUP_AGE": whole(7, "days before clean-workspaces removes a workspace"),
+        "AURA_API_AUTH": one_of(
+            "api_key",
+            "how the key is sent: api_key (x-api-key) / auth_token (Authorization: Bearer)",
+            "api_key",
+            "auth_token",
+        ),
+        "AURA_API_RETRY_COUNT": whole(4, "attempts per model call (429/529/5xx/timeouts/connection errors)", low=1),
+        "AURA_API_RETRY_BASE_DELAY": number(5.0, "first retry delay, seconds; doubles per attempt (retry-after wins)"),
+        "AURA_SAFE_MODE_AFTER": whole(3, "failed model cycles in a row before safe mode (no new spawns)", low=1),
+        "AURA_PROMPT_CACHE_TTL": one_of("1h", "cache TTL of the stable prompt prefix: 1h / 5m", "1h", "5m"),
+        "AURA_MEMORY_CONTEXT_CHARS": whole(3000, "MEMORY.md characters shown to the model, newest first"),
+        "AURA_ACCEPTANCE_TIMEOUT": positive(300.0, "seconds each acceptance command may run"),
+        "AURA_WEB_FETCH_ALLOW_PRIVATE": flag(False, "let web_fetch reach loopback and private addresses"),
+        "AURA_WORKER_TOKEN_PRICE_CACHE_HIT": number(
+            "", "USD per 1M cached input tokens for workers (empty: the price of the worker's model, else the L1 price)"
+        ),
+        "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": number(
+            "", "USD per 1M uncached input tokens for workers (empty: as above)"
+        ),
+        "AURA_WORKER_TOKEN_PRICE_OUTPUT": number("", "USD per 1M output tokens for workers (empty: as above)"),
+        "AURA_WORKER_TOKEN_PRICE_CACHE_WRITE": number(
+            "", "USD per 1M cache-write tokens for workers (empty: as above)"
+        ),
+        "AURA_BUDGET_WARN_PERCENT": positive(80.0, "budget share that raises budget_warning", high=100.0),
+        "AURA_NOTIFY_COMMAND": text("", "shell command run on notifications (AURA_EVENT, AURA_MESSAGE, ... set)"),
+        "AURA_NOTIFY_WEBHOOK": url("", "URL that receives each notification as a JSON POST", secret=True),
+        "AURA_NOTIFY_LEVEL": one_of(
+            "state_changes", "state_changes / done_only / silent", "state_changes", "done_only", "silent"
+        ),
+        "AURA_NOTIFY_TIMEOUT": positive(10.0, "seconds a notification hook may take"),
+        "AURA_NO_PROGRESS_MINUTES": number(
+            60.0,
+            "notify (no_progress) when nothing started, ended or called the model "
+            "for this long; once per stall; 0 disables",
+        ),
+        # Layer 2 workers
+        "AURA_LAYER2_BACKEND": one_of("claude", "claude / ds_code / opencode / codex / shell", *BACKEND_NAMES),
+        "AURA_MAX_CONCURRENT_TASKS": whole(2, "max concurrent Layer 2 workers", low=1),
+        "AURA_TASK_BUDGET": positive(30.0, "default worker time budget, minutes (enforced)"),
+        "AURA_MAX_TURNS": whole(50, "--max-turns for claude workers", low=1),
+        "AURA_CLAUDE_BIN": text("", "explicit claude executable"),
+        "AURA_CLAUDE_PERMISSION_MODE": text("bypassPermissions", "claude --permission-mode"),
+        "AURA_CLAUDE_MODEL": text("", "claude --model (empty: the CLI's default)"),
+        "AURA_OPENCODE_BIN": text("", "explicit opencode executable"),
+        "AURA_OPENCODE_MODEL": text("deepseek-v4-pro", "opencode model"),
+        "AURA_OPENCODE_MAX_TURNS": whole(50, "opencode max turns", low=1),
+        "AURA_CODEX_BIN": text("", "explicit codex executable"),
+        "AURA_DSCODE_MODEL": text("deepseek-v4-pro", "ds-code model"),
+        "AURA_DSCODE_MAX_TURNS": whole(0, "ds-code max turns (0: AURA_MAX_TURNS)"),
+        "AURA_DSCODE_BASE_URL": url("", "ds-code base URL"),
+        "AURA_DEEPSEEK_API_KEY": text("", "ds-code DEEPSEEK_API_KEY", secret=True),
+        "AURA_WORKERS_IN_DOCKER": flag(False, "run claude workers in Docker"),
+        "AURA_DOCKER_BIN": text("docker", "docker command"),
+        "AURA_DOCKER_GPUS": text("", "docker --gpus value"),
+        "AURA_DOCKER_EXTRA_ARGS": text("", "extra docker run arguments"),
+        "AURA_DOCKER_CLAUDE_API_KEY": text("", "key for claude in the container", secret=True),
+        "AURA_DOCKER_CLAUDE_BASE_URL": url("", "base URL for claude in the container"),
+        "AURA_DOCKER_CLAUDE_MODEL": text("", "model in the container"),
+        "AURA_DOCKER_CLAUDE_SMALL_MODEL": text("", "small model in the container"),
+        "AURA_DOCKER_CLAUDE_SUBAGENT_MODEL": text("", "sub-agent model in the container"),
+        "AURA_STUCK_MINUTES": positive(10.0, "minutes of agreeing stuck signals before a worker is reported stuck"),
+        "AURA_KILL_GRACE_SECONDS": number(5.0, "SIGTERM-to-SIGKILL grace when stopping a worker"),
+        "AURA_STUCK_CPU_PERCENT": number(5.0, "a worker tree above this CPU (% of one core) is busy, not stuck"),
+        "AURA_LOOP_REPEAT": whole(5, "the same tool call this many times in a row is a loop", low=2),
+        "AURA_RESULT_GRACE_SECONDS": number(15.0, "seconds a CLI may linger after its final line before it is stopped"),
+        "AURA_CLAUDE_MAX_RETRIES": whole(2, "CLAUDE_CODE_MAX_RETRIES for claude workers (Aura owns the retry policy)"),
+        "AURA_CODEX_MODEL": text("", "codex -m (empty: the CLI's default)"),
+        "AURA_CODEX_SANDBOX": one_of(
+            "bypass",
+            "codex: bypass / read-only / workspace-write / danger-full-access",
+            "bypass",
+            "read-only",
+            "workspace-write",
+            "danger-full-access",
+        ),
+        "AURA_DSCODE_BIN": text("", "explicit ds-code executable"),
+        "AURA_AUTO_RESUME": flag(True, "resume a worker stopped by a rate or usage limit with its session id"),
+        "AURA_MAX_RESUMES": whole(3, "how many times one task may be parked and resumed"),
+        "AURA_RESUME_DELAY_SECONDS": number(300.0, "wait before resuming when the limit does not say when it lifts"),
+        "AURA_WORKER_ISOLATION": one_of(
+            "none", "none / bwrap / docker (AURA_WORKERS_IN_DOCKER=1 means docker)", "none", "bwrap", "docker"
+        ),
+        "AURA_WORKER_MOUNTS": text("", "extra paths a sandboxed worker may write (comma-separated)"),
+        "AURA_BWRAP_BIN": text("bwrap", "bubblewrap command"),
+        "AURA_BWRAP_SHARE_NET": flag(True, "bubblewrap workers keep the network (agent CLIs need their API)"),
+        "AURA_BWRAP_HIDE": text("", "more paths hidden from bubblewrap workers (comma-separated)"),
+        "AURA_DOCKER_IMAGE": text("", "image for Docker workers (must hold the worker CLI)"),
+        "AURA_WORKER_SCOPE": one_of(
+            "auto", "auto / on / off: each worker in its own systemd scope when under systemd", *SCOPE_WORDS
+        ),
+        # Watchdog
+        "AURA_WORKER_RESOURCE_GUARD": one_of("1", "1 / 0 / dry-run", *GUARD_WORDS),
+        "AURA_WORKER_RESOURCE_POLL_SECONDS": number(10.0, "seconds between watchdog samples", low=0.05, high=3600.0),
+        "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": positive(
+            180.0, "rolling window for averages, seconds (at least two polls)"
+        ),
+        "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": whole(
+            3, "consecutive over-limit samples before a kill", low=1, high=100_000
+        ),
+        "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": number(
+            15.0, "after a kill, no other kill for this long (strikes keep counting)", high=86_400.0
+        ),
+        "AURA_WORKER_MAX_CPU_PERCENT": percent(80.0, "per-worker CPU, % of the whole machine; 0 disables"),
+        "AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT": percent(80.0, "per-worker RSS, % of RAM; 0 disables"),
+        "AURA_WORKER_MAX_GPU_UTIL_PERCENT": percent(80.0, "per-worker GPU SM utilisation %; 0 disables"),
+        "AURA_WORKER_MAX_GPU_MEMORY_PERCENT": percent(
+            80.0, "per-worker GPU memory, % of visible GPU memory; 0 disables"
+        ),
+        "AURA_WORKER_MAX_SYSTEM_MEMORY_GB": number(0.0, "per-worker RSS ceiling, GB; 0 disables"),
+        "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": number(0.0, "free RAM reserve, GB; 0 disables"),
+        "AURA_WORKER_MAX_GPU_MEMORY_GB": number(0.0, "per-worker GPU memory ceiling, GB; 0 disables"),
+        "AURA_WORKER_MIN_GPU_MEMORY_FREE_GB": number(0.0, "free GPU memory reserve, GB; 0 disables"),
+        "AURA_WORKER_CUDA_VISIBLE_DEVICES": text("", "CUDA_VISIBLE_DEVICES injected into workers"),
+        "AURA_WORKER_ENV_PASS": text(
+            "",
+            "more variables workers get from the daemon's environment (comma-separated names, `*` allowed at the end)",
+        ),
+        # Daemons
+        "AURA_LOG_LEVEL": one_of("info", "debug / info / warning / error", "debug", "info", "warning", "error"),
+        "AURA_RESTART_MAX": whole(5, "restarts of a crashed daemon allowed per AURA_RESTART_WINDOW_SECONDS (0: none)"),
+        "AURA_RESTART_WINDOW_SECONDS": positive(60.0, "window of the restart-intensity limit"),
+        "AURA_PEER_HANG_SECONDS": number(
+            60.0,
+            "a daemon that answers no ping for this long is killed and restarted by "
+            "its peer (counts against AURA_RESTART_MAX); 0 disables, else at least 2",
+        ),
+        # Disk
+        "AURA_MIN_DISK_FREE_MB": number(
+            200.0,
+            "free-space reserve on the data folder's file system, MB: below it no new "
+            "worker starts and the worker filling it is stopped; 0 disables",
+        ),
+        "AURA_WORKER_MAX_OUTPUT_MB": number(
+            1024.0,
+            "cap on each worker's output files (output and error log), MB: over "
+            "it the worker is stopped and its output cut to head and tail; "
+            "0 disables",
+        ),
+    }
+)
 
 ALIASES = {
     "AURA_DEEP_REVIEW_INTERVAL": "AURA_DEEP_REFLECTION_INTERVAL",
 }
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key and source."""
@@ -347,7 +399,7 @@ class Config:
     def integer(self, key: str) -> int:
         v = self.values.get(key)
         if v is None or v == "":
-            return int(self._default(key))  # type: ignore[arg-type]
+            return int(self._default(key))  # type: ignore[call-overload]
         try:
             return int(float(v))
         except ValueError:
@@ -373,8 +425,12 @@ class Config:
         return dict(self.values)
 
 
-def load_config(project_root: Path | None = None, config_file: Path | None = None,
-                overrides: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    project_root: Path | None = None,
+    config_file: Path | None = None,
+    overrides: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Config:
     """Merge every source in precedence order (see the module docstring)."""
     env = os.environ if environ is None else environ
     cfg = Config()

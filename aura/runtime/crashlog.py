@@ -20,8 +20,9 @@ def crash_line(exc: BaseException, log: Path) -> str:
     """Save the traceback of `exc` to `log` (0600; the temp folder when that cannot be written)
     and return the one line to show instead of it."""
     summary = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) else type(exc).__name__
-    record = (f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} {Path(sys.argv[0]).name}\n"
-              + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    record = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} {Path(sys.argv[0]).name}\n" + "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
+    )
     for path in (log, Path(tempfile.gettempdir()) / f"aura-{os.getuid()}-{log.name}"):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -100,12 +100,19 @@ class DiskState:
 
     def describe(self, path: Path | str) -> str:
         free = "?" if self.free is None else f"{self.free / MB:.1f}"
-        return (f"only {free} MB free on the file system of {path}; the reserve {RESERVE_KEY} is "
-                f"{self.reserve / MB:g} MB")
+        return (
+            f"only {free} MB free on the file system of {path}; the reserve {RESERVE_KEY} is {self.reserve / MB:g} MB"
+        )
 
     def as_dict(self, path: Path | str) -> dict:
-        return {"path": str(path), "free_mb": mb(self.free), "reserve_mb": self.reserve / MB, "low": self.low,
-                "since": self.since, "checked_at": self.checked_at}
+        return {
+            "path": str(path),
+            "free_mb": mb(self.free),
+            "reserve_mb": self.reserve / MB,
+            "low": self.low,
+            "since": self.since,
+            "checked_at": self.checked_at,
+        }
 
 
 def trim_middle(path: Path | str, keep_head: int, keep_tail: int, why: str) -> int:
@@ -122,8 +129,13 @@ def trim_middle(path: Path | str, keep_head: int, keep_tail: int, why: str) -> i
         tail_start = _line_start_after(fd, max(head_end, size - keep_tail), size)
         dropped = tail_start - head_end
         lead = b"" if head_end == 0 or os.pread(fd, 1, head_end - 1) == b"\n" else b"\n"
-        marker = lead + (f"[aura: {dropped} bytes of output dropped here ({why}); the first {head_end} and the "
-                         f"last {size - tail_start} bytes are kept]\n").encode()
+        marker = (
+            lead
+            + (
+                f"[aura: {dropped} bytes of output dropped here ({why}); the first {head_end} and the "
+                f"last {size - tail_start} bytes are kept]\n"
+            ).encode()
+        )
         if dropped <= len(marker):
             return 0
         tail = os.pread(fd, size - tail_start, tail_start)

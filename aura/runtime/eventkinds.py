@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .vocab import DISK_OUTCOMES
 
@@ -59,56 +59,113 @@ KINDS: tuple[EventKind, ...] = (
     # every daemon
     EventKind("daemon_started", "any", lambda d: f"{d['daemon']} started (pid {d.get('pid')})", shown=False),
     EventKind("daemon_stopped", "any", lambda d: f"{d['daemon']} stopped: {d.get('reason')}", shown=False),
-    EventKind("daemon_restarted", "any", lambda d: f"{d['daemon']} restarted by {d.get('by')} (pid {d.get('pid')})",
-              wakes_brain=True),
-    EventKind("daemon_down", "any",
-              lambda d: f"{d['daemon']} is down and will not be restarted: {d.get('reason')}", notify=True),
+    EventKind(
+        "daemon_restarted",
+        "any",
+        lambda d: f"{d['daemon']} restarted by {d.get('by')} (pid {d.get('pid')})",
+        wakes_brain=True,
+    ),
+    EventKind(
+        "daemon_down",
+        "any",
+        lambda d: f"{d['daemon']} is down and will not be restarted: {d.get('reason')}",
+        notify=True,
+    ),
     # supervisor
-    EventKind("worker_started", "supervisor",
-              lambda d: f"worker {d['worker_id']} started (pid {d.get('pid')}, {d.get('backend')})"),
+    EventKind(
+        "worker_started",
+        "supervisor",
+        lambda d: f"worker {d['worker_id']} started (pid {d.get('pid')}, {d.get('backend')})",
+    ),
     EventKind("worker_exited", "supervisor", _exited, wakes_brain=True),
     EventKind("worker_killed", "supervisor", lambda d: f"worker {d['worker_id']} stopping: {d.get('reason')}"),
-    EventKind("worker_adopted", "supervisor", lambda d: f"worker {d['worker_id']} re-adopted (pid {d.get('pid')})",
-              wakes_brain=True),
+    EventKind(
+        "worker_adopted",
+        "supervisor",
+        lambda d: f"worker {d['worker_id']} re-adopted (pid {d.get('pid')})",
+        wakes_brain=True,
+    ),
     EventKind("worker_managed", "supervisor", _worker("ended; the jobs it registered run on"), shown=False),
-    EventKind("spawn_refused", "supervisor", lambda d: f"start of {d['worker_id']} refused: {d.get('reason')}",
-              shown=False),
+    EventKind(
+        "spawn_refused", "supervisor", lambda d: f"start of {d['worker_id']} refused: {d.get('reason')}", shown=False
+    ),
     EventKind("worker_stuck", "supervisor", _worker("looks stuck"), shown=False, wakes_brain=True),
     EventKind("worker_unstuck", "supervisor", _worker("moves again"), shown=False),
     EventKind("worker_loop", "supervisor", _worker("repeats the same tool call"), shown=False, wakes_brain=True),
     EventKind("worker_loop_ended", "supervisor", _worker("stopped repeating itself"), shown=False),
     # watchdog
     EventKind(WORKER_RESOURCE_KILLED, "watchdog", _resource_killed, wakes_brain=True),
-    EventKind(RESOURCE_VIOLATION, "watchdog",
-              lambda d: f"worker {d['worker_id']} would be killed (dry run): {d.get('reason')}"),
+    EventKind(
+        RESOURCE_VIOLATION,
+        "watchdog",
+        lambda d: f"worker {d['worker_id']} would be killed (dry run): {d.get('reason')}",
+    ),
     EventKind(LIMITS_CHANGED, "watchdog", lambda d: f"limits changed: {d.get('changed')}", wakes_brain=True),
-    EventKind(DISK_LOW, "any",
-              lambda d: (f"disk low: {d.get('free_mb')} MB free in {d.get('path')} (reserve {d.get('reserve_mb')} "
-                         "MB); no new workers start until space is back"), notify=True, urgent=True),
-    EventKind(DISK_OK, "any", lambda d: f"disk space is back: {d.get('free_mb')} MB free in {d.get('path')}",
-              notify=True),
+    EventKind(
+        DISK_LOW,
+        "any",
+        lambda d: (
+            f"disk low: {d.get('free_mb')} MB free in {d.get('path')} (reserve {d.get('reserve_mb')} "
+            "MB); no new workers start until space is back"
+        ),
+        notify=True,
+        urgent=True,
+    ),
+    EventKind(
+        DISK_OK, "any", lambda d: f"disk space is back: {d.get('free_mb')} MB free in {d.get('path')}", notify=True
+    ),
     # brain
-    EventKind("task_status", "brain", lambda d: f"task {d['task_id']}: {d.get('old')} -> {d.get('new')} "
-                                                f"({d.get('reason')})"),
-    EventKind("task_done", "brain", lambda d: f"task {d.get('task_id')} done: {d.get('title') or ''}".strip(),
-              shown=False, notify=True),
-    EventKind("task_blocked", "brain", lambda d: f"task {d.get('task_id')} blocked: {d.get('reason') or ''}".strip(),
-              shown=False, notify=True),
-    EventKind("task_parked", "brain", lambda d: f"task {d['task_id']} parked until {d.get('resume_at')}",
-              shown=False),
+    EventKind(
+        "task_status", "brain", lambda d: f"task {d['task_id']}: {d.get('old')} -> {d.get('new')} ({d.get('reason')})"
+    ),
+    EventKind(
+        "task_done",
+        "brain",
+        lambda d: f"task {d.get('task_id')} done: {d.get('title') or ''}".strip(),
+        shown=False,
+        notify=True,
+    ),
+    EventKind(
+        "task_blocked",
+        "brain",
+        lambda d: f"task {d.get('task_id')} blocked: {d.get('reason') or ''}".strip(),
+        shown=False,
+        notify=True,
+    ),
+    EventKind("task_parked", "brain", lambda d: f"task {d['task_id']} parked until {d.get('resume_at')}", shown=False),
     EventKind("cycle_done", "brain", lambda d: f"cycle {d.get('cycle')} done", shown=False),
-    EventKind("run_finished", "brain", lambda d: (f"run finished: {d.get('completed', 0)} done, "
-                                                  f"{d.get('blocked', 0)} blocked, {d.get('failed', 0)} failed")),
-    EventKind("goal_done", "brain", lambda d: f"goal done: {d.get('mission') or ''}".strip(), shown=False,
-              notify=True, urgent=True),
+    EventKind(
+        "run_finished",
+        "brain",
+        lambda d: (
+            f"run finished: {d.get('completed', 0)} done, {d.get('blocked', 0)} blocked, {d.get('failed', 0)} failed"
+        ),
+    ),
+    EventKind(
+        "goal_done",
+        "brain",
+        lambda d: f"goal done: {d.get('mission') or ''}".strip(),
+        shown=False,
+        notify=True,
+        urgent=True,
+    ),
     EventKind("budget_warning", "brain", _said("budget warning"), notify=True),
     EventKind("budget_reached", "brain", _said("budget reached"), notify=True, urgent=True),
     EventKind("budget_resumed", "brain", _said("budget raised"), shown=False),
-    EventKind("safe_mode_entered", "brain",
-              lambda d: f"safe mode: no new workers until it ends ({d.get('reason') or 'no reason given'})",
-              shown=False, notify=True),
-    EventKind("safe_mode_left", "brain", lambda d: f"safe mode ended: {d.get('reason') or ''}".strip(), shown=False,
-              notify=True),
+    EventKind(
+        "safe_mode_entered",
+        "brain",
+        lambda d: f"safe mode: no new workers until it ends ({d.get('reason') or 'no reason given'})",
+        shown=False,
+        notify=True,
+    ),
+    EventKind(
+        "safe_mode_left",
+        "brain",
+        lambda d: f"safe mode ended: {d.get('reason') or ''}".strip(),
+        shown=False,
+        notify=True,
+    ),
     EventKind("no_progress", "brain", _said("no progress"), shown=False, notify=True),
 )
 BY_NAME: dict[str, EventKind] = {k.name: k for k in KINDS}

@@ -47,8 +47,13 @@ class _LogFile:
     def write(self, text: str) -> None:
         data = text.encode("utf-8", "replace")
         if self.dropped:
-            note = {"timestamp": datetime.now().isoformat(), "level": "warning", "event": "log_lines_dropped",
-                    "count": self.dropped, "why": "the disk was full"}
+            note = {
+                "timestamp": datetime.now().isoformat(),
+                "level": "warning",
+                "event": "log_lines_dropped",
+                "count": self.dropped,
+                "why": "the disk was full",
+            }
             data = (json.dumps(note) + "\n").encode() + data
         try:
             os.write(self.fd, data)
@@ -88,8 +93,9 @@ def format_record(rec: dict) -> str:
     except ValueError:
         pass
     level = str(rec.get("level", "")).upper()
-    extras = " ".join(f"{k}={_short(v)}" for k, v in rec.items()
-                      if k not in ("timestamp", "level", "event", "daemon", "exception"))
+    extras = " ".join(
+        f"{k}={_short(v)}" for k, v in rec.items() if k not in ("timestamp", "level", "event", "daemon", "exception")
+    )
     line = f"{ts} {rec.get('daemon', '?'):<10} {level:<7} {rec.get('event', '')}"
     if extras:
         line += f"  {extras}"

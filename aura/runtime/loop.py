@@ -16,16 +16,17 @@ import socket
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 from filelock import FileLock, Timeout
 
+from aura import __version__
 from aura.ipc import envelope as env
 from aura.ipc.events import Publisher
 from aura.ipc.server import Handler, RequestServer
 
-from aura import __version__
 from . import ops, sdnotify
 from .config import Config
 from .fsutil import disk_full
@@ -86,6 +87,7 @@ class Daemon:
             finally:
                 if not self.stopping:
                     self.call_later(interval, run)
+
         self.call_later(interval if first is None else first, run)
 
     def add_reader(self, source: Any, fn: Callable[[], Any]) -> None:
@@ -105,8 +107,15 @@ class Daemon:
 
     # -- what the common operations (aura.runtime.ops) ask of a daemon ------------------------
     def hello(self) -> dict:
-        return {"daemon": self.name, "version": __version__, "protocol": [1, env.PROTOCOL], "pid": os.getpid(),
-                "started_at": self.started_at, "managed": self.managed, **self.status_fields()}
+        return {
+            "daemon": self.name,
+            "version": __version__,
+            "protocol": [1, env.PROTOCOL],
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "managed": self.managed,
+            **self.status_fields(),
+        }
 
     def shutdown_requested(self, reason: str, stop_workers: bool) -> None:
         self.request_stop(reason)
@@ -175,12 +184,16 @@ class Daemon:
         for attempt in range(3):
             try:
                 if self.server is None:
-                    self.server = RequestServer(self.ctx, self.paths.endpoint(self.name), self.handlers(),
-                                                on_error=lambda code, msg: self.log.warning("bad_request", code=code,
-                                                                                            detail=msg[:500]))
+                    self.server = RequestServer(
+                        self.ctx,
+                        self.paths.endpoint(self.name),
+                        self.handlers(),
+                        on_error=lambda code, msg: self.log.warning("bad_request", code=code, detail=msg[:500]),
+                    )
                 if self.events is None:
-                    self.events = Publisher(self.ctx, self.name, self.paths.pub_endpoint(self.name),
-                                            self.paths.journal(self.name))
+                    self.events = Publisher(
+                        self.ctx, self.name, self.paths.pub_endpoint(self.name), self.paths.journal(self.name)
+                    )
                 return
             except zmq.ZMQError as exc:
                 if exc.errno != errno.ENOENT or attempt == 2:
@@ -204,7 +217,7 @@ class Daemon:
         try:
             ready = dict(self._poller.poll(timeout_ms))
         except zmq.ZMQError as exc:
-            if exc.errno == zmq.EINTR:
+            if exc.errno == errno.EINTR:
                 return
             raise
         if self._wake_r is not None and self._wake_r.fileno() in ready:
@@ -247,15 +260,24 @@ class Daemon:
     def _install_signals(self, wake_w: socket.socket) -> dict:
         def on_signal(signum: int, _frame: Any) -> None:
             self.request_stop(f"signal {signal.Signals(signum).name}")
+
         old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         return old
 
     def _write_pid(self, state: str) -> None:
-        write_pidfile(self.paths.pidfile(self.name), daemon=self.name, state=state, managed=self.managed,
-                      started_at=self.started_at, endpoint=self.paths.endpoint(self.name),
-                      pub=self.paths.pub_endpoint(self.name), version=__version__, protocol=env.PROTOCOL,
-                      stop_reason=self.stop_reason or None)
+        write_pidfile(
+            self.paths.pidfile(self.name),
+            daemon=self.name,
+            state=state,
+            managed=self.managed,
+            started_at=self.started_at,
+            endpoint=self.paths.endpoint(self.name),
+            pub=self.paths.pub_endpoint(self.name),
+            version=__version__,
+            protocol=env.PROTOCOL,
+            stop_reason=self.stop_reason or None,
+        )
 
     def _shutdown(self, old_handlers: dict, wake_r: socket.socket, wake_w: socket.socket) -> None:
         self._write_pid("stopping")  # no longer serving: peers must neither ping it nor take it for crashed

@@ -50,7 +50,7 @@ class ProjectPaths:
     data: Path
 
     @classmethod
-    def for_root(cls, root: Path, data_dir: Path | None = None) -> "ProjectPaths":
+    def for_root(cls, root: Path, data_dir: Path | None = None) -> ProjectPaths:
         """`data_dir`, else $AURA_DATA_DIR (relative to the root), else `<root>/.aura`."""
         root = Path(root).resolve()
         data = data_dir or os.environ.get("AURA_DATA_DIR") or None
@@ -135,8 +135,17 @@ class ProjectPaths:
         """Create the folders, private to the user (mode 0700): the data folder holds prompts,
         decisions, worker output and logs; the runtime folder the sockets."""
         make_private(self.data)
-        for folder in (self.state_dir, self.memory_dir, self.logs_dir, self.run_dir, self.events_dir,
-                       self.workers_dir, self.watchdog_dir, self.workspace_dir.parent, self.workspace_dir):
+        for folder in (
+            self.state_dir,
+            self.memory_dir,
+            self.logs_dir,
+            self.run_dir,
+            self.events_dir,
+            self.workers_dir,
+            self.watchdog_dir,
+            self.workspace_dir.parent,
+            self.workspace_dir,
+        ):
             make_private(folder)
         ensure_private_dir(self.runtime_dir)
 

@@ -75,14 +75,22 @@ def start_daemon(spec: dict, name: str, stdio: Path) -> subprocess.Popen:
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (spec.get("env") or {}).items()})
     with os.fdopen(open_private(stdio), "ab") as out:
-        return subprocess.Popen(entry["argv"], cwd=spec.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        return subprocess.Popen(
+            entry["argv"],
+            cwd=spec.get("cwd") or None,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
 class PeerKeeper:
     """Watches the pid files of some peer daemons and restarts the ones that crashed."""
 
-    def __init__(self, daemon: "Daemon", peers: list[str]):
+    def __init__(self, daemon: Daemon, peers: list[str]):
         self.daemon = daemon
         self.peers = peers
         self.max_restarts = daemon.cfg.integer("AURA_RESTART_MAX")
@@ -172,7 +180,10 @@ class PeerKeeper:
         if held is None or held[0] != instance:
             self._forget_watch(peer)
             ctx = getattr(self.daemon, "ctx", None) or zmq.Context.instance()
-            held = self.watches[peer] = (instance, PingWatch(ctx, rec.get("endpoint") or self.daemon.paths.endpoint(peer)))
+            held = self.watches[peer] = (
+                instance,
+                PingWatch(ctx, rec.get("endpoint") or self.daemon.paths.endpoint(peer)),
+            )
         waited = held[1].unanswered_for()
         if waited < self.hang_s:
             return False
@@ -201,10 +212,22 @@ class PeerKeeper:
         except (OSError, KeyError) as exc:
             self.daemon.log.error("peer_restart_failed", peer=peer, error=repr(exc))
         else:
-            self.daemon.log.warning("peer_restarted", peer=peer, pid=self.children[peer].pid, why=self.last_reason[peer],
-                                    restarts_in_window=len(hist), next_backoff_s=backoff)
-            self.daemon.publish("daemon_restarted", daemon=peer, by=self.daemon.name, why=self.last_reason[peer],
-                                pid=self.children[peer].pid, restarts_in_window=len(hist))
+            self.daemon.log.warning(
+                "peer_restarted",
+                peer=peer,
+                pid=self.children[peer].pid,
+                why=self.last_reason[peer],
+                restarts_in_window=len(hist),
+                next_backoff_s=backoff,
+            )
+            self.daemon.publish(
+                "daemon_restarted",
+                daemon=peer,
+                by=self.daemon.name,
+                why=self.last_reason[peer],
+                pid=self.children[peer].pid,
+                restarts_in_window=len(hist),
+            )
         self._save()
 
     def _still_starting(self, peer: str) -> bool:
@@ -234,12 +257,22 @@ class PeerKeeper:
         self._save()
 
     def _save(self) -> None:
-        atomic_write_json(self.record_path, {
-            "restarter": self.daemon.name,
-            "launch": (launch_spec(self.daemon.paths.run_dir) or {}).get("started_at"),
-            "peers": {p: {"restarts": list(self.history[p]), "gave_up": self.gave_up.get(p),
-                          "count": self.count.get(p, 0), "last_reason": self.last_reason.get(p)} for p in self.peers},
-        })
+        atomic_write_json(
+            self.record_path,
+            {
+                "restarter": self.daemon.name,
+                "launch": (launch_spec(self.daemon.paths.run_dir) or {}).get("started_at"),
+                "peers": {
+                    p: {
+                        "restarts": list(self.history[p]),
+                        "gave_up": self.gave_up.get(p),
+                        "count": self.count.get(p, 0),
+                        "last_reason": self.last_reason.get(p),
+                    }
+                    for p in self.peers
+                },
+            },
+        )
 
     def reap(self) -> None:
         for peer, child in list(self.children.items()):
@@ -247,8 +280,15 @@ class PeerKeeper:
                 self.children.pop(peer, None)
 
     def summary(self) -> dict[str, Any]:
-        return {p: {"restarts_in_window": len(self.history[p]), "gave_up": self.gave_up.get(p),
-                    "restarts": self.count.get(p, 0), "last_reason": self.last_reason.get(p)} for p in self.peers}
+        return {
+            p: {
+                "restarts_in_window": len(self.history[p]),
+                "gave_up": self.gave_up.get(p),
+                "restarts": self.count.get(p, 0),
+                "last_reason": self.last_reason.get(p),
+            }
+            for p in self.peers
+        }
 
 
 def _exit_words(code: int | None) -> str:

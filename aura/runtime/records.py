@@ -16,8 +16,8 @@ is down.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .fsutil import read_json
 from .paths import ProjectPaths, safe_name
@@ -65,8 +65,13 @@ def watchdog_kill(paths: ProjectPaths, worker_id: str) -> dict | None:
     rec = kill_record(paths, worker_id)
     if rec is None:
         return None
-    kill = {"by": "watchdog", "reason_code": rec.get("reason_code") or "resource", "reason": rec.get("reason"),
-            "requested_at": rec.get("killed_at"), "limit": rec.get("limit")}
+    kill = {
+        "by": "watchdog",
+        "reason_code": rec.get("reason_code") or "resource",
+        "reason": rec.get("reason"),
+        "requested_at": rec.get("killed_at"),
+        "limit": rec.get("limit"),
+    }
     if rec.get("keep_bytes"):
         kill["keep_bytes"] = rec["keep_bytes"]
     return kill

@@ -28,8 +28,20 @@ OUTPUT_LIMIT = "output_limit"  # stopped by the watchdog: its output files passe
 DISK_LOW = "disk_low"  # stopped by the watchdog: it was filling the data folder's file system
 LOST = "lost"  # its exit status could not be known
 UNKNOWN = "unknown"
-OUTCOMES = (SUCCEEDED, FAILED, TIMED_OUT, BUDGET_EXCEEDED, TURNS_EXCEEDED, API_ERROR, RATE_LIMITED, KILLED,
-            OUTPUT_LIMIT, DISK_LOW, LOST, UNKNOWN)
+OUTCOMES = (
+    SUCCEEDED,
+    FAILED,
+    TIMED_OUT,
+    BUDGET_EXCEEDED,
+    TURNS_EXCEEDED,
+    API_ERROR,
+    RATE_LIMITED,
+    KILLED,
+    OUTPUT_LIMIT,
+    DISK_LOW,
+    LOST,
+    UNKNOWN,
+)
 DISK_OUTCOMES = (OUTPUT_LIMIT, DISK_LOW)  # the watchdog's stops that are about the disk, not a resource limit
 
 # -- a task in the brain's tree ------------------------------------------------------------------------

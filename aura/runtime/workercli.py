@@ -48,18 +48,24 @@ def cli_problem(cfg: Config, backend: str) -> str | None:
         return None
     cli = AGENT_CLIS.get(name)
     if cli is None:
-        return (f"{backend!r} is not a worker backend (known: {', '.join([SHELL, *AGENT_CLIS])}); "
-                f"set {LAYER2_KEY} to one of them")
+        return (
+            f"{backend!r} is not a worker backend (known: {', '.join([SHELL, *AGENT_CLIS])}); "
+            f"set {LAYER2_KEY} to one of them"
+        )
     explicit = cfg.text(cli.setting)
     if explicit:
         if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
             return None
-        return (f"the {name} backend's {cli.setting}={explicit} is not an executable file: point {cli.setting} "
-                f"at the {cli.binary} CLI, or set {LAYER2_KEY} to another backend")
+        return (
+            f"the {name} backend's {cli.setting}={explicit} is not an executable file: point {cli.setting} "
+            f"at the {cli.binary} CLI, or set {LAYER2_KEY} to another backend"
+        )
     if shutil.which(cli.binary):
         return None
-    return (f"the {name} backend needs the `{cli.binary}` CLI, which is not on PATH: {cli.install}, set "
-            f"{cli.setting} to it, or set {LAYER2_KEY} to another backend")
+    return (
+        f"the {name} backend needs the `{cli.binary}` CLI, which is not on PATH: {cli.install}, set "
+        f"{cli.setting} to it, or set {LAYER2_KEY} to another backend"
+    )
 
 
 def agent_task_problem(cfg: Config, backend: str | None = None) -> str | None:
@@ -67,6 +73,8 @@ def agent_task_problem(cfg: Config, backend: str | None = None) -> str | None:
     Layer 2 backend); None when it can."""
     name = canonical(backend or cfg.text(LAYER2_KEY))
     if name == SHELL:
-        return (f"{LAYER2_KEY}=shell runs only commands and this task has none: give it a command in "
-                f"backticks, or set {LAYER2_KEY} to an agent CLI ({', '.join(AGENT_CLIS)})")
+        return (
+            f"{LAYER2_KEY}=shell runs only commands and this task has none: give it a command in "
+            f"backticks, or set {LAYER2_KEY} to an agent CLI ({', '.join(AGENT_CLIS)})"
+        )
     return cli_problem(cfg, name)

@@ -70,8 +70,10 @@ def build_message(step: Mapping[str, Any], body: Mapping[str, Any], prompt: Prom
     usage: dict[str, Any] = {
         "input_tokens": prompt.input_tokens,
         "cache_creation_input_tokens": prompt.cache_creation_input_tokens,
-        "cache_creation": {"ephemeral_5m_input_tokens": prompt.cache_creation_input_tokens - prompt.cache_creation_1h_tokens,
-                           "ephemeral_1h_input_tokens": prompt.cache_creation_1h_tokens},
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": prompt.cache_creation_input_tokens - prompt.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": prompt.cache_creation_1h_tokens,
+        },
         "cache_read_input_tokens": prompt.cache_read_input_tokens,
         "output_tokens": output_tokens(content),
         "service_tier": "standard",
@@ -102,29 +104,38 @@ def sse_events(message: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]
     yield "ping", {"type": "ping"}
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
-            yield "content_block_start", {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "text", "text": ""},
-            }
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
             for piece in _chunks(block["text"]):
                 delta = {"type": "text_delta", "text": piece}
                 yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         else:
-            yield "content_block_start", {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}},
-            }
+            yield (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}},
+                },
+            )
             for piece in ["", *_chunks(json.dumps(block["input"]))]:
                 delta = {"type": "input_json_delta", "partial_json": piece}
                 yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
-    yield "message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-        "usage": usage,
-    }
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": usage,
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
 
 
@@ -138,7 +149,5 @@ def error_body(status: int, err: Mapping[str, Any], request_id: str) -> dict[str
 def models_page(script: Script) -> dict[str, Any]:
     """A ``/v1/models`` page naming the models the script mentions (or one generic name)."""
     names = sorted({r.match["model"] for r in script.routes if "model" in r.match}) or ["scripted-model"]
-    data = [
-        {"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"} for n in names
-    ]
+    data = [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"} for n in names]
     return {"data": data, "has_more": False, "first_id": names[0], "last_id": names[-1]}

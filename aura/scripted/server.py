@@ -145,12 +145,8 @@ class ScriptedServer:
             handler.close_connection = True
             record["client_gone"] = True
 
-    def _record(
-        self, handler: Handler, method: str, path: str, query: str, body: Any
-    ) -> dict[str, Any]:
-        headers = {
-            k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in handler.headers.items()
-        }
+    def _record(self, handler: Handler, method: str, path: str, query: str, body: Any) -> dict[str, Any]:
+        headers = {k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in handler.headers.items()}
         record: dict[str, Any] = {
             "time": time.time(),
             "method": method,

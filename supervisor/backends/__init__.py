@@ -12,8 +12,9 @@ from .isolation import apply_isolation
 from .opencode import OpenCodeBackend
 from .shell import ShellBackend
 
-_BACKENDS: dict[str, Backend] = {b.name: b for b in (ShellBackend(), ClaudeBackend(), OpenCodeBackend(),
-                                                      CodexBackend(), DsCodeBackend())}
+_BACKENDS: dict[str, Backend] = {
+    b.name: b for b in (ShellBackend(), ClaudeBackend(), OpenCodeBackend(), CodexBackend(), DsCodeBackend())
+}
 ALIASES = {"ds-code": "ds_code", "dscode": "ds_code"}
 
 
@@ -33,5 +34,13 @@ def plan_worker(backend: Backend, spec: dict, cfg: Config) -> WorkerCommand:
     return apply_isolation(backend.plan(spec, cfg), spec, cfg)
 
 
-__all__ = ["OUTCOMES", "Backend", "BackendError", "WorkerCommand", "backend_names", "decide_outcome", "get_backend",
-           "plan_worker"]
+__all__ = [
+    "OUTCOMES",
+    "Backend",
+    "BackendError",
+    "WorkerCommand",
+    "backend_names",
+    "decide_outcome",
+    "get_backend",
+    "plan_worker",
+]

@@ -16,8 +16,18 @@ from typing import Any, Protocol
 
 from aura.runtime.config import Config
 from aura.runtime.fsutil import atomic_write_text
-from aura.runtime.vocab import (DISK_LOW, FAILED, KILLED, LOST, OUTCOMES, OUTPUT_LIMIT, SUCCEEDED, TIMED_OUT,
-                                TURNS_EXCEEDED, UNKNOWN)
+from aura.runtime.vocab import (
+    DISK_LOW,
+    FAILED,
+    KILLED,
+    LOST,
+    OUTCOMES,
+    OUTPUT_LIMIT,
+    SUCCEEDED,
+    TIMED_OUT,
+    TURNS_EXCEEDED,
+    UNKNOWN,
+)
 from aura.supervisor.streams.common import KILL_SIGNALS, TIMEOUT_EXIT, effective_signal
 
 

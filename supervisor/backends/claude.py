@@ -34,7 +34,8 @@ def check_root_bypass(mode: str, env: dict[str, str]) -> None:
         raise BackendError(
             "claude refuses --permission-mode bypassPermissions when run as root unless IS_SANDBOX=1 is set; "
             "set IS_SANDBOX=1 if this machine is a disposable sandbox, or choose another mode with "
-            "AURA_CLAUDE_PERMISSION_MODE (e.g. acceptEdits)")
+            "AURA_CLAUDE_PERMISSION_MODE (e.g. acceptEdits)"
+        )
 
 
 class ClaudeBackend:
@@ -49,8 +50,18 @@ class ClaudeBackend:
         env.setdefault("CLAUDE_CODE_MAX_RETRIES", str(cfg.integer("AURA_CLAUDE_MAX_RETRIES")))
         env.setdefault("DISABLE_AUTOUPDATER", "1")
         turns = int(spec.get("max_turns") or cfg.integer("AURA_MAX_TURNS"))
-        argv = [exe, "-p", spec.get("prompt") or "@task.md", "--max-turns", str(turns),
-                "--output-format", "stream-json", "--verbose", "--permission-mode", mode]
+        argv = [
+            exe,
+            "-p",
+            spec.get("prompt") or "@task.md",
+            "--max-turns",
+            str(turns),
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            mode,
+        ]
         model = spec.get("model") or cfg.text("AURA_CLAUDE_MODEL")
         if model:
             argv += ["--model", model]
@@ -59,11 +70,18 @@ class ClaudeBackend:
         if spec.get("resume_session"):
             argv += ["--resume", str(spec["resume_session"])]
         argv += ["--disallowedTools", SCHEDULING_TOOLS]  # variadic: keep it last
-        return WorkerCommand(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
-                          stdout_name="output.jsonl", home_writable=[".claude", ".claude.json"])
+        return WorkerCommand(
+            exe=exe,
+            argv=argv,
+            cwd=spec.get("cwd") or spec["task_dir"],
+            env=env,
+            stdout_name="output.jsonl",
+            home_writable=[".claude", ".claude.json"],
+        )
 
     def new_parser(self) -> Any | None:
         from aura.supervisor.streams.claude import ClaudeStream
+
         return ClaudeStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

@@ -50,6 +50,7 @@ class CodexBackend:
 
     def new_parser(self) -> Any | None:
         from aura.supervisor.streams.codex import CodexStream
+
         return CodexStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

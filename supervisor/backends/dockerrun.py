@@ -25,8 +25,13 @@ DOCKER_CALL_TIMEOUT = 20.0
 def docker_call(docker: str, *args: str) -> int | None:
     """One short docker command, output discarded; None when it could not run or took too long."""
     try:
-        return subprocess.run([docker, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=DOCKER_CALL_TIMEOUT).returncode
+        return subprocess.run(
+            [docker, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=DOCKER_CALL_TIMEOUT,
+        ).returncode
     except (OSError, subprocess.TimeoutExpired):
         return None
 

@@ -46,11 +46,17 @@ class DsCodeBackend:
         env = dscode_env(cfg)
         env.update(spec.get("env") or {})
         env["AURA_DSCODE_STDIN"] = task_md
-        return WorkerCommand(exe=exe, argv=["/bin/sh", "-c", STDIN_EXEC, *cmd], cwd=spec.get("cwd") or spec["task_dir"],
-                          env=env, stdout_name="output.txt")
+        return WorkerCommand(
+            exe=exe,
+            argv=["/bin/sh", "-c", STDIN_EXEC, *cmd],
+            cwd=spec.get("cwd") or spec["task_dir"],
+            env=env,
+            stdout_name="output.txt",
+        )
 
     def new_parser(self) -> Any | None:
         from aura.supervisor.streams.text import TextStream
+
         return TextStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

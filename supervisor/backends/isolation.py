@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from aura.runtime.config import Config
-
 from aura.runtime.limits import LIMIT_KEYS
 
 from .base import BackendError, WorkerCommand
@@ -27,10 +26,30 @@ from .base import BackendError, WorkerCommand
 MODES = ("none", "bwrap", "docker")
 DOCKERRUN = str(Path(__file__).resolve().with_name("dockerrun.py"))
 # Folders under $HOME that hold credentials; hidden from a bubblewrap worker (AURA_BWRAP_HIDE adds more).
-SECRET_HOME_DIRS = (".aura", ".ssh", ".aws", ".gnupg", ".docker", ".kube", ".config/gcloud", ".azure", ".netrc",
-                    ".git-credentials", ".pypirc", ".npmrc")
-TASK_ENV = ("AURA_TASK_ID", "AURA_WORKER_ID", "AURA_TASK_DIR", "AURA_PROJECT_ROOT", "AURA_WORKER_FORBID_OFFLOAD",
-            "CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE")
+SECRET_HOME_DIRS = (
+    ".aura",
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".docker",
+    ".kube",
+    ".config/gcloud",
+    ".azure",
+    ".netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+)
+TASK_ENV = (
+    "AURA_TASK_ID",
+    "AURA_WORKER_ID",
+    "AURA_TASK_DIR",
+    "AURA_PROJECT_ROOT",
+    "AURA_WORKER_FORBID_OFFLOAD",
+    "CUDA_VISIBLE_DEVICES",
+    "TF_FORCE_GPU_ALLOW_GROWTH",
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+)
 
 
 def isolation_mode(spec: dict, cfg: Config) -> str:
@@ -55,8 +74,11 @@ def apply_isolation(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerComma
 def writable_paths(plan: WorkerCommand, spec: dict, cfg: Config) -> list[str]:
     """The task workspace, the paths the task names, and AURA_WORKER_MOUNTS. A missing folder is
     created inside the project (a task may name an output folder not made yet), refused elsewhere."""
-    wanted = [spec["task_dir"], *(spec.get("mounts") or []),
-              *[p.strip() for p in cfg.text("AURA_WORKER_MOUNTS").split(",") if p.strip()]]
+    wanted = [
+        spec["task_dir"],
+        *(spec.get("mounts") or []),
+        *[p.strip() for p in cfg.text("AURA_WORKER_MOUNTS").split(",") if p.strip()],
+    ]
     root = os.path.realpath(spec.get("project_root") or spec["task_dir"])
     out: list[str] = []
     for raw in wanted:
@@ -72,11 +94,14 @@ def writable_paths(plan: WorkerCommand, spec: dict, cfg: Config) -> list[str]:
 
 # -- bubblewrap -----------------------------------------------------------------------------------------
 
+
 def resolve_bwrap(cfg: Config) -> str:
     exe = shutil.which(cfg.text("AURA_BWRAP_BIN"))
     if not exe:
-        raise BackendError(f"AURA_WORKER_ISOLATION=bwrap but {cfg.text('AURA_BWRAP_BIN')!r} is not installed: "
-                           "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) or set AURA_BWRAP_BIN")
+        raise BackendError(
+            f"AURA_WORKER_ISOLATION=bwrap but {cfg.text('AURA_BWRAP_BIN')!r} is not installed: "
+            "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) or set AURA_BWRAP_BIN"
+        )
     return exe
 
 
@@ -118,8 +143,14 @@ def _under_tmp(paths: list[str]) -> list[str]:
 def bwrap_argv(plan: WorkerCommand, spec: dict, cfg: Config, home: str) -> list[str]:
     """The whole file system read-only, /tmp private, Aura's data and $HOME's secrets hidden, then the
     writable paths bound back. Same process group as the shim's worker, so a kill reaches it all."""
-    args = [resolve_bwrap(cfg), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try"]
+    args = [
+        resolve_bwrap(cfg),
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args += ["--cap-drop", "ALL"]  # root in the sandbox must not remount its way out
     if not cfg.flag("AURA_BWRAP_SHARE_NET"):
@@ -141,6 +172,7 @@ def bwrap_plan(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
 
 # -- docker ---------------------------------------------------------------------------------------------
 
+
 def _mem_total_bytes() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
@@ -160,10 +192,13 @@ def docker_resource_args(cfg: Config) -> list[str]:
         args += ["--cpus", f"{max(0.01, (os.cpu_count() or 1) * cpu_pct / 100):.2f}"]
     mem_pct, total = cfg.number("AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT"), _mem_total_bytes()
     mem_gb = cfg.number("AURA_WORKER_MAX_SYSTEM_MEMORY_GB")
-    limits = [b for b in ((total * mem_pct / 100) if total and mem_pct > 0 else None,
-                          mem_gb * 1024 ** 3 if mem_gb > 0 else None) if b]
+    limits = [
+        b
+        for b in ((total * mem_pct / 100) if total and mem_pct > 0 else None, mem_gb * 1024**3 if mem_gb > 0 else None)
+        if b
+    ]
     if limits:
-        args += ["--memory", f"{max(6, int(min(limits) / 1024 ** 2))}m"]
+        args += ["--memory", f"{max(6, int(min(limits) / 1024**2))}m"]
     if cfg.text("AURA_DOCKER_GPUS"):
         args += ["--gpus", cfg.text("AURA_DOCKER_GPUS")]
     return args + shlex.split(cfg.text("AURA_DOCKER_EXTRA_ARGS"))
@@ -173,11 +208,17 @@ def docker_claude_env(cfg: Config) -> dict[str, str]:
     """The container's variables for claude (AURA_DOCKER_CLAUDE_*), non-empty only."""
     key, model = cfg.text("AURA_DOCKER_CLAUDE_API_KEY"), cfg.text("AURA_DOCKER_CLAUDE_MODEL")
     small = cfg.text("AURA_DOCKER_CLAUDE_SMALL_MODEL") or model
-    env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_AUTH_TOKEN": key,
-           "ANTHROPIC_BASE_URL": cfg.text("AURA_DOCKER_CLAUDE_BASE_URL"), "ANTHROPIC_MODEL": model,
-           "ANTHROPIC_DEFAULT_OPUS_MODEL": model, "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
-           "ANTHROPIC_DEFAULT_HAIKU_MODEL": small, "ANTHROPIC_SMALL_FAST_MODEL": small,
-           "CLAUDE_CODE_SUBAGENT_MODEL": cfg.text("AURA_DOCKER_CLAUDE_SUBAGENT_MODEL") or model}
+    env = {
+        "ANTHROPIC_API_KEY": key,
+        "ANTHROPIC_AUTH_TOKEN": key,
+        "ANTHROPIC_BASE_URL": cfg.text("AURA_DOCKER_CLAUDE_BASE_URL"),
+        "ANTHROPIC_MODEL": model,
+        "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+        "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": small,
+        "ANTHROPIC_SMALL_FAST_MODEL": small,
+        "CLAUDE_CODE_SUBAGENT_MODEL": cfg.text("AURA_DOCKER_CLAUDE_SUBAGENT_MODEL") or model,
+    }
     return {k: v for k, v in env.items() if v}
 
 
@@ -191,8 +232,9 @@ def docker_run_args(plan: WorkerCommand, spec: dict, cfg: Config, env_names: lis
     host (so task.md's paths hold inside); variables go by name only, values stay out of argv."""
     image = cfg.text("AURA_DOCKER_IMAGE")
     if not image:
-        raise BackendError("AURA_WORKERS_IN_DOCKER / isolation docker needs AURA_DOCKER_IMAGE (an image that "
-                           "holds the worker CLI)")
+        raise BackendError(
+            "AURA_WORKERS_IN_DOCKER / isolation docker needs AURA_DOCKER_IMAGE (an image that holds the worker CLI)"
+        )
     cidfile = Path(spec["task_dir"]) / "container.id"
     mounts = writable_paths(plan, spec, cfg)
     workdir = plan.cwd if any(plan.cwd == m or plan.cwd.startswith(m + os.sep) for m in mounts) else spec["task_dir"]
@@ -219,8 +261,19 @@ def docker_plan(plan: WorkerCommand, spec: dict, cfg: Config) -> WorkerCommand:
     cidfile = Path(spec["task_dir"]) / "container.id"
     cidfile.unlink(missing_ok=True)  # docker refuses to start when the cidfile exists
     grace = max(1.0, cfg.number("AURA_KILL_GRACE_SECONDS") * 0.6)
-    argv = [sys.executable, "-I", DOCKERRUN, "--docker", cfg.text("AURA_DOCKER_BIN"), "--name", container_name(spec),
-            "--grace", f"{grace:g}", "--", *run]
+    argv = [
+        sys.executable,
+        "-I",
+        DOCKERRUN,
+        "--docker",
+        cfg.text("AURA_DOCKER_BIN"),
+        "--name",
+        container_name(spec),
+        "--grace",
+        f"{grace:g}",
+        "--",
+        *run,
+    ]
     container = {"name": container_name(spec), "cidfile": str(cidfile), "image": cfg.text("AURA_DOCKER_IMAGE")}
     record = {**plan.record, "isolation": "docker", "container": container}
     return replace(plan, argv=argv, env=env, record=record)
@@ -285,8 +338,11 @@ def container_usage(cidfile: str, root: Path = CGROUP_ROOT) -> dict | None:
     groups = container_cgroups(cid, root)
     if groups["cpu"] is None and groups["memory"] is None:
         return None
-    return {"container_id": cid, "cpu_seconds": cgroup_cpu_seconds(groups["cpu"]),
-            "memory_bytes": cgroup_memory_bytes(groups["memory"])}
+    return {
+        "container_id": cid,
+        "cpu_seconds": cgroup_cpu_seconds(groups["cpu"]),
+        "memory_bytes": cgroup_memory_bytes(groups["memory"]),
+    }
 
 
 def process_cgroups(pid: int, root: Path = CGROUP_ROOT) -> dict[str, Path | None]:

@@ -16,8 +16,20 @@ from aura.runtime.config import Config
 from .base import WorkerCommand, decide_outcome, pass_env, resolve_exe, task_file
 
 INSTALL_HINT = "install it with `npm install -g opencode-ai` or set AURA_OPENCODE_BIN"
-PASS_PREFIXES = ("OPENCODE_", "ANTHROPIC_", "OPENAI_", "DEEPSEEK_", "OPENROUTER_", "GEMINI_", "GOOGLE_", "AWS_",
-                 "AZURE_", "GROQ_", "MISTRAL_", "XAI_")
+PASS_PREFIXES = (
+    "OPENCODE_",
+    "ANTHROPIC_",
+    "OPENAI_",
+    "DEEPSEEK_",
+    "OPENROUTER_",
+    "GEMINI_",
+    "GOOGLE_",
+    "AWS_",
+    "AZURE_",
+    "GROQ_",
+    "MISTRAL_",
+    "XAI_",
+)
 MESSAGE = "Complete the task"
 RESUME_MESSAGE = "Continue the task in the attached task.md from where you stopped"
 
@@ -38,12 +50,19 @@ class OpenCodeBackend:
         env = pass_env(PASS_PREFIXES)
         env.update(spec.get("env") or {})
         turns = int(spec.get("max_turns") or cfg.integer("AURA_OPENCODE_MAX_TURNS"))
-        return WorkerCommand(exe=exe, argv=argv, cwd=spec.get("cwd") or spec["task_dir"], env=env,
-                          stdout_name="output.jsonl", max_turns=turns or None,
-                          home_writable=[".local/share/opencode", ".config/opencode", ".cache/opencode"])
+        return WorkerCommand(
+            exe=exe,
+            argv=argv,
+            cwd=spec.get("cwd") or spec["task_dir"],
+            env=env,
+            stdout_name="output.jsonl",
+            max_turns=turns or None,
+            home_writable=[".local/share/opencode", ".config/opencode", ".cache/opencode"],
+        )
 
     def new_parser(self) -> Any | None:
         from aura.supervisor.streams.opencode import OpenCodeStream
+
         return OpenCodeStream()
 
     def outcome(self, exit_rec: dict, kill: dict | None, progress: dict | None) -> str:

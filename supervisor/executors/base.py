@@ -48,7 +48,7 @@ class Executor(ABC):
         self.on_start_report = on_start_report  # called once per `start`, with the shim's report or None
         self.on_end = on_end  # called once per `watch`, when the watched worker has ended
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027
         """Called once before the first start or adoption."""
 
     @abstractmethod
@@ -96,8 +96,8 @@ class Executor(ABC):
         `in_use`; the cores chosen, or None where the executor does not place workers."""
         return None
 
-    def reap(self) -> None:
+    def reap(self) -> None:  # noqa: B027
         """Periodic: release what is left of workers that ended."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """The supervisor stops: report starts still pending (as None), stop watching."""

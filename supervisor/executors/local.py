@@ -63,15 +63,41 @@ class LocalExecutor(Executor):
     def start(self, order: StartOrder) -> None:
         """Start the shim in a new session; its start report arrives on a pipe."""
         r, w = os.pipe()
-        cmd = [sys.executable, "-I", "-S", SHIM, "--dir", str(order.worker_dir), "--cwd", order.cwd,
-               "--stdout", str(order.stdout), "--stderr", str(order.stderr), "--task-dir", str(order.task_dir),
-               "--status-fd", str(w), "--grace", str(min(self.grace, 5.0)), "--", *order.argv]
+        cmd = [
+            sys.executable,
+            "-I",
+            "-S",
+            SHIM,
+            "--dir",
+            str(order.worker_dir),
+            "--cwd",
+            order.cwd,
+            "--stdout",
+            str(order.stdout),
+            "--stderr",
+            str(order.stderr),
+            "--task-dir",
+            str(order.task_dir),
+            "--status-fd",
+            str(w),
+            "--grace",
+            str(min(self.grace, 5.0)),
+            "--",
+            *order.argv,
+        ]
         cmd = scoped(self.scope_prefix, self.loop.paths.root, order.worker_id, cmd)
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
-                child = subprocess.Popen(cmd, env=order.env, stdin=subprocess.DEVNULL, stdout=shim_log,
-                                         stderr=shim_log, start_new_session=True, pass_fds=(w,),
-                                         cwd=str(self.loop.paths.root))
+                child = subprocess.Popen(
+                    cmd,
+                    env=order.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=shim_log,
+                    stderr=shim_log,
+                    start_new_session=True,
+                    pass_fds=(w,),
+                    cwd=str(self.loop.paths.root),
+                )
         except OSError:
             os.close(r)
             raise

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from aura.ipc import envelope as env
 from aura.ipc.envelope import IpcError
-
 from aura.runtime.ops import Arg, operation
 
 if TYPE_CHECKING:

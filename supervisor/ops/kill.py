@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from aura.ipc import envelope as env
 from aura.ipc.envelope import IpcError
-
 from aura.runtime.ops import Arg, operation
 from aura.runtime.vocab import KILLED, LIVE_STATES
 
@@ -22,8 +21,15 @@ if TYPE_CHECKING:
     from ..main import SupervisorDaemon
 
 
-@operation("kill", "supervisor", Arg("worker_id", str), Arg("reason", str, "killed on request"),
-           Arg("grace_s", float, None), Arg("reason_code", str, KILLED), Arg("by", str, "brain"))
+@operation(
+    "kill",
+    "supervisor",
+    Arg("worker_id", str),
+    Arg("reason", str, "killed on request"),
+    Arg("grace_s", float, None),
+    Arg("reason_code", str, KILLED),
+    Arg("by", str, "brain"),
+)
 def kill(sup: SupervisorDaemon, args: dict) -> dict:
     wid = args["worker_id"]
     rec = sup.workers.get(wid)

@@ -19,5 +19,8 @@ if TYPE_CHECKING:
 @operation("list", "supervisor", Arg("include_exited", bool, True), Arg("worker_ids", list, None))
 def list_workers(sup: SupervisorDaemon, args: dict) -> list[dict]:
     ids = args["worker_ids"]
-    return [sup.public(rec) for wid, rec in sup.workers.items()
-            if (ids is None or wid in ids) and (args["include_exited"] or rec.get("state") in LIVE_STATES)]
+    return [
+        sup.public(rec)
+        for wid, rec in sup.workers.items()
+        if (ids is None or wid in ids) and (args["include_exited"] or rec.get("state") in LIVE_STATES)
+    ]

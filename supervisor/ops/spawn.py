@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from aura.ipc.envelope import BadArgs, IpcError
 from aura.ipc.server import Deferred
-
 from aura.runtime.ops import Arg, operation
 from aura.runtime.paths import safe_name
 
@@ -31,11 +30,26 @@ from ..starting import SPAWN_FAILED
 if TYPE_CHECKING:
     from ..main import SupervisorDaemon
 
-ARGS = (Arg("task_id", str, ""), Arg("worker_id", str, ""), Arg("backend", str, None), Arg("task_dir", str, ""),
-        Arg("cwd", str, ""), Arg("env", dict, None), Arg("budget_s", float, None), Arg("argv", list, None),
-        Arg("command", str, None), Arg("prompt", str, None), Arg("max_turns", int, None), Arg("model", str, None),
-        Arg("max_budget_usd", float, None), Arg("resume_session", str, None), Arg("isolation", str, None),
-        Arg("mounts", list, None), Arg("limits", dict, None), Arg("meta", dict, None))
+ARGS = (
+    Arg("task_id", str, ""),
+    Arg("worker_id", str, ""),
+    Arg("backend", str, None),
+    Arg("task_dir", str, ""),
+    Arg("cwd", str, ""),
+    Arg("env", dict, None),
+    Arg("budget_s", float, None),
+    Arg("argv", list, None),
+    Arg("command", str, None),
+    Arg("prompt", str, None),
+    Arg("max_turns", int, None),
+    Arg("model", str, None),
+    Arg("max_budget_usd", float, None),
+    Arg("resume_session", str, None),
+    Arg("isolation", str, None),
+    Arg("mounts", list, None),
+    Arg("limits", dict, None),
+    Arg("meta", dict, None),
+)
 
 
 @operation("spawn", "supervisor", *ARGS)
@@ -69,10 +83,25 @@ def worker_spec(sup: SupervisorDaemon, args: dict, wid: str, task_id: str) -> di
     if budget_s < 0:
         raise BadArgs("`budget_s` must not be negative")
     backend = args["backend"] if args["backend"] is not None else sup.cfg.text("AURA_LAYER2_BACKEND")
-    return {"worker_id": wid, "task_id": task_id, "backend": backend,
-            "task_dir": str(Path(args["task_dir"] or sup.paths.task_dir(task_id or wid))), "cwd": args["cwd"] or None,
-            "argv": args["argv"], "command": args["command"], "prompt": args["prompt"], "env": extra_env,
-            "budget_s": budget_s, "max_turns": args["max_turns"], "model": args["model"],
-            "max_budget_usd": args["max_budget_usd"], "resume_session": args["resume_session"],
-            "isolation": args["isolation"], "mounts": args["mounts"] or [], "project_root": str(sup.paths.root),
-            "data_dir": str(sup.paths.data), "limits": args["limits"] or {}, "meta": args["meta"] or {}}
+    return {
+        "worker_id": wid,
+        "task_id": task_id,
+        "backend": backend,
+        "task_dir": str(Path(args["task_dir"] or sup.paths.task_dir(task_id or wid))),
+        "cwd": args["cwd"] or None,
+        "argv": args["argv"],
+        "command": args["command"],
+        "prompt": args["prompt"],
+        "env": extra_env,
+        "budget_s": budget_s,
+        "max_turns": args["max_turns"],
+        "model": args["model"],
+        "max_budget_usd": args["max_budget_usd"],
+        "resume_session": args["resume_session"],
+        "isolation": args["isolation"],
+        "mounts": args["mounts"] or [],
+        "project_root": str(sup.paths.root),
+        "data_dir": str(sup.paths.data),
+        "limits": args["limits"] or {},
+        "meta": args["meta"] or {},
+    }

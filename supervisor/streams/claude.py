@@ -23,10 +23,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aura.runtime.vocab import (API_ERROR, BUDGET_EXCEEDED, FAILED, KILLED, LOST, RATE_LIMITED, SUCCEEDED, TIMED_OUT,
-                                TURNS_EXCEEDED, UNKNOWN)
-from aura.supervisor.streams.common import (KILL_SIGNALS, OUTCOMES, TIMEOUT_EXIT, ToolCalls, effective_signal,
-                                            is_rate_limit_text, parse_json_line, rate_limit_reset_at)
+from aura.runtime.vocab import (
+    API_ERROR,
+    BUDGET_EXCEEDED,
+    FAILED,
+    KILLED,
+    LOST,
+    RATE_LIMITED,
+    SUCCEEDED,
+    TIMED_OUT,
+    TURNS_EXCEEDED,
+    UNKNOWN,
+)
+from aura.supervisor.streams.common import (
+    KILL_SIGNALS,
+    OUTCOMES,
+    TIMEOUT_EXIT,
+    ToolCalls,
+    effective_signal,
+    is_rate_limit_text,
+    mapping_at,
+    parse_json_line,
+    rate_limit_reset_at,
+)
 from aura.supervisor.streams.common import as_int as _int
 from aura.supervisor.streams.common import plain as _plain
 
@@ -149,7 +168,7 @@ class ClaudeStream:
             self._on_tool_use(block)
 
     def _on_tool_use(self, block: Mapping[str, Any]) -> None:
-        tool_input = block.get("input") if isinstance(block.get("input"), Mapping) else {}
+        tool_input = mapping_at(block, "input")
         self.tools.add(str(block.get("name") or "?"), tool_input, str(block.get("id") or "") or None)
 
     # the tool-call figures, under the names callers and summaries use
@@ -259,6 +278,7 @@ def _str_or(value: Any, fallback: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------- outcome
+
 
 def classify_claude(
     result: Mapping[str, Any] | None,

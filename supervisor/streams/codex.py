@@ -23,12 +23,21 @@ from typing import Any
 
 from aura.runtime.vocab import API_ERROR, FAILED, RATE_LIMITED, SUCCEEDED
 
-from .common import (LAST_TEXT_CHARS, ToolCalls, as_int, is_rate_limit_text, parse_json_line, rate_limit_reset_at,
-                     str_or)
+from .common import (
+    LAST_TEXT_CHARS,
+    ToolCalls,
+    as_int,
+    is_rate_limit_text,
+    list_at,
+    parse_json_line,
+    rate_limit_reset_at,
+    str_or,
+)
 
 STEP_ITEMS = ("agent_message", "command_execution", "file_change", "mcp_tool_call", "web_search")
-_API_ERROR = re.compile(r"\b[45]\d\d\b|stream|disconnect|retry limit|unexpected status|\bapi\b|timed? ?out|connection",
-                        re.IGNORECASE)
+_API_ERROR = re.compile(
+    r"\b[45]\d\d\b|stream|disconnect|retry limit|unexpected status|\bapi\b|timed? ?out|connection", re.IGNORECASE
+)
 
 
 def _tool_of(item: Mapping[str, Any]) -> tuple[str, Any] | None:
@@ -37,7 +46,7 @@ def _tool_of(item: Mapping[str, Any]) -> tuple[str, Any] | None:
     if kind == "command_execution":
         return "shell", {"command": item.get("command")}
     if kind == "file_change":
-        changes = item.get("changes") if isinstance(item.get("changes"), list) else []
+        changes = list_at(item, "changes")
         return "apply_patch", {"files": [c.get("path") for c in changes if isinstance(c, Mapping)]}
     if kind == "mcp_tool_call":
         return f"{item.get('server')}.{item.get('tool')}", item.get("arguments") or {}
@@ -118,6 +127,17 @@ class CodexStream:
     def summary(self) -> dict[str, Any]:
         error = self.failed or self.warning
         reset = rate_limit_reset_at(self.failed or "") if self.verdict() == RATE_LIMITED else None
-        return {"session_id": self.session_id, "turns": self.steps, **self.tokens, "total_cost_usd": None,
-                "last_text": self.last_text, **self.tools.summary(), "final": self.ended, "verdict": self.verdict(),
-                "error": error, "rate_limit_reset_at": reset, "lines": self.lines, "bad_lines": self.bad_lines}
+        return {
+            "session_id": self.session_id,
+            "turns": self.steps,
+            **self.tokens,
+            "total_cost_usd": None,
+            "last_text": self.last_text,
+            **self.tools.summary(),
+            "final": self.ended,
+            "verdict": self.verdict(),
+            "error": error,
+            "rate_limit_reset_at": reset,
+            "lines": self.lines,
+            "bad_lines": self.bad_lines,
+        }

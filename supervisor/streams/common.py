@@ -56,6 +56,18 @@ def as_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def mapping_at(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """`obj[key]` when it is an object, else an empty one: a stream line may hold anything there."""
+    value = obj.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def list_at(obj: Mapping[str, Any], key: str) -> list[Any]:
+    """`obj[key]` when it is a list, else an empty one."""
+    value = obj.get(key)
+    return value if isinstance(value, list) else []
+
+
 def str_or(value: Any, fallback: str | None) -> str | None:
     return value if isinstance(value, str) and value else fallback
 
@@ -120,8 +132,13 @@ class ToolCalls:
         return True
 
     def summary(self) -> dict[str, Any]:
-        return {"last_tool": self.last_tool, "tool_counts": dict(self.counts), "repeat_count": self.repeat_count,
-                "max_repeat": self.max_repeat, "last_call": self.last_call}
+        return {
+            "last_tool": self.last_tool,
+            "tool_counts": dict(self.counts),
+            "repeat_count": self.repeat_count,
+            "max_repeat": self.max_repeat,
+            "last_call": self.last_call,
+        }
 
 
 def effective_signal(exit_code: int | None, sig: int | None) -> int | None:

@@ -20,8 +20,17 @@ from typing import Any
 
 from aura.runtime.vocab import API_ERROR, FAILED, RATE_LIMITED, SUCCEEDED
 
-from .common import (LAST_TEXT_CHARS, ToolCalls, as_float, as_int, is_rate_limit_text, parse_json_line,
-                     rate_limit_reset_at, str_or)
+from .common import (
+    LAST_TEXT_CHARS,
+    ToolCalls,
+    as_float,
+    as_int,
+    is_rate_limit_text,
+    mapping_at,
+    parse_json_line,
+    rate_limit_reset_at,
+    str_or,
+)
 
 CONTINUE_REASONS = ("tool-calls", "tool_calls", "unknown")
 ABORTED = "MessageAbortedError"
@@ -51,7 +60,7 @@ class OpenCodeStream:
             return None
         self.lines += 1
         self.session_id = str_or(event.get("sessionID"), self.session_id)
-        part = event.get("part") if isinstance(event.get("part"), Mapping) else {}
+        part = mapping_at(event, "part")
         kind = event.get("type")
         if kind == "step_start":
             self.steps += 1
@@ -59,7 +68,7 @@ class OpenCodeStream:
         elif kind == "text" and isinstance(part.get("text"), str):
             self.last_text = part["text"][-LAST_TEXT_CHARS:]
         elif kind == "tool_use":
-            state = part.get("state") if isinstance(part.get("state"), Mapping) else {}
+            state = mapping_at(part, "state")
             call_id = str(part.get("callID") or "") or None
             self.tools.add(str(part.get("tool") or "?"), state.get("input") or {}, call_id)
         elif kind == "step_finish":
@@ -71,8 +80,8 @@ class OpenCodeStream:
     def _on_step_finish(self, part: Mapping[str, Any]) -> None:
         self.finish_reason = str(part.get("reason") or "unknown")
         self.cost += as_float(part.get("cost")) or 0.0
-        tokens = part.get("tokens") if isinstance(part.get("tokens"), Mapping) else {}
-        cache = tokens.get("cache") if isinstance(tokens.get("cache"), Mapping) else {}
+        tokens = mapping_at(part, "tokens")
+        cache = mapping_at(tokens, "cache")
         self.tokens["input_tokens"] += as_int(tokens.get("input"))
         self.tokens["output_tokens"] += as_int(tokens.get("output")) + as_int(tokens.get("reasoning"))
         self.tokens["cache_read_tokens"] += as_int(cache.get("read"))
@@ -82,7 +91,7 @@ class OpenCodeStream:
         if not isinstance(error, Mapping):
             self.error_name, self.error = "UnknownError", str(error)
             return
-        data = error.get("data") if isinstance(error.get("data"), Mapping) else {}
+        data = mapping_at(error, "data")
         self.error_name = str(error.get("name") or "UnknownError")
         self.error = str(data.get("message") or error.get("message") or self.error_name)[:LAST_TEXT_CHARS]
         status = data.get("statusCode")
@@ -108,8 +117,18 @@ class OpenCodeStream:
 
     def summary(self) -> dict[str, Any]:
         reset = rate_limit_reset_at(self.error or "") if self.verdict() == RATE_LIMITED else None
-        return {"session_id": self.session_id, "turns": self.steps, **self.tokens,
-                "total_cost_usd": round(self.cost, 6) if self.steps else None, "last_text": self.last_text,
-                **self.tools.summary(), "final": self.final, "verdict": self.verdict(),
-                "finish_reason": self.finish_reason, "error": self.error, "rate_limit_reset_at": reset,
-                "lines": self.lines, "bad_lines": self.bad_lines}
+        return {
+            "session_id": self.session_id,
+            "turns": self.steps,
+            **self.tokens,
+            "total_cost_usd": round(self.cost, 6) if self.steps else None,
+            "last_text": self.last_text,
+            **self.tools.summary(),
+            "final": self.final,
+            "verdict": self.verdict(),
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "rate_limit_reset_at": reset,
+            "lines": self.lines,
+            "bad_lines": self.bad_lines,
+        }

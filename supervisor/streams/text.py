@@ -39,8 +39,20 @@ class TextStream:
 
     def summary(self) -> dict[str, Any]:
         reset = rate_limit_reset_at(self.rate_limit_line) if self.rate_limit_line else None
-        return {"session_id": None, "turns": 0, "total_cost_usd": None, "last_tool": None,
-                "last_text": "\n".join(self.tail)[-LAST_TEXT_CHARS:], "repeat_count": self.repeat_count,
-                "max_repeat": self.max_repeat, "last_call": None, "final": False, "verdict": None,
-                "error": self.rate_limit_line, "rate_limit_hint": self.rate_limit_line is not None,
-                "rate_limit_reset_at": reset, "lines": self.lines, "bad_lines": 0}
+        return {
+            "session_id": None,
+            "turns": 0,
+            "total_cost_usd": None,
+            "last_tool": None,
+            "last_text": "\n".join(self.tail)[-LAST_TEXT_CHARS:],
+            "repeat_count": self.repeat_count,
+            "max_repeat": self.max_repeat,
+            "last_call": None,
+            "final": False,
+            "verdict": None,
+            "error": self.rate_limit_line,
+            "rate_limit_hint": self.rate_limit_line is not None,
+            "rate_limit_reset_at": reset,
+            "lines": self.lines,
+            "bad_lines": 0,
+        }

@@ -62,4 +62,5 @@ def test_kill9_during_writes_never_leaves_a_torn_file(tmp_path: Path) -> None:
     # temp files of interrupted writes may remain; they are never read as state
     assert all(n.startswith(".") for n in leftovers)
     from aura.brain.state import StateStore
+
     assert StateStore(tmp_path).load().source in ("primary", "backup")

@@ -77,14 +77,18 @@ def literal_words(path: Path) -> list[str]:
                 found += side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in CALLS:
             found += node.args[:2]
-        out += [f"{path.name}:{c.lineno}: {c.value!r}" for c in found
-                if isinstance(c, ast.Constant) and c.value in WORDS]
+        out += [
+            f"{path.name}:{c.lineno}: {c.value!r}" for c in found if isinstance(c, ast.Constant) and c.value in WORDS
+        ]
     return out
 
 
 def brain_and_cli_sources() -> list[Path]:
-    brain = [p for p in sorted((REPO / "aura" / "brain").rglob("*.py"))
-             if p.relative_to(REPO).parts[2] not in ("tools.py", "tools")]  # the brain tools: being split apart
+    brain = [
+        p
+        for p in sorted((REPO / "aura" / "brain").rglob("*.py"))
+        if p.relative_to(REPO).parts[2] not in ("tools.py", "tools")
+    ]  # the brain tools: being split apart
     return brain + sorted((REPO / "aura" / "cli").rglob("*.py")) + [REPO / "aura" / "startstop.py"]
 
 

@@ -19,11 +19,14 @@ def test_write_file_cannot_overwrite_the_brains_state_in_a_moved_data_folder(pro
     data = project.root / "runs" / "main"
     project.env["AURA_DATA_DIR"] = "runs/main"  # relative to the project folder
     project.paths = ProjectPaths.for_root(project.root, data)
-    writes = {"tool_use": [
-        {"name": "write_file", "input": {"path": "runs/main/state/state.json", "content": "{}"}},
-        {"name": "write_file", "input": {"path": str(data / "state" / "decisions.jsonl"), "content": ""}},
-        {"name": "write_file", "input": {"path": "runs/main/memory/notes.md", "content": "a note\n"}},
-        {"name": "write_file", "input": {"path": "out/report.md", "content": "# Report\n"}}]}
+    writes = {
+        "tool_use": [
+            {"name": "write_file", "input": {"path": "runs/main/state/state.json", "content": "{}"}},
+            {"name": "write_file", "input": {"path": str(data / "state" / "decisions.jsonl"), "content": ""}},
+            {"name": "write_file", "input": {"path": "runs/main/memory/notes.md", "content": "a note\n"}},
+            {"name": "write_file", "input": {"path": "out/report.md", "content": "# Report\n"}},
+        ]
+    }
     server = serve({"steps": [writes], "default": NO_OP})
     use_llm(project, server)
     project.write_task("# Moved data folder\n\nWrite a report.\n")
@@ -33,8 +36,9 @@ def test_write_file_cannot_overwrite_the_brains_state_in_a_moved_data_folder(pro
     results = tool_results(server.messages_requests()[1])
     assert [bool(r.get("is_error")) for r in results] == [True, True, False, False], results
     for refused in results[:2]:
-        assert "the brain's own files under runs/main/ are not writable (except runs/main/memory/)" \
-            in refused["content"], refused
+        assert (
+            "the brain's own files under runs/main/ are not writable (except runs/main/memory/)" in refused["content"]
+        ), refused
     state = wait_for(lambda: read_json(data / "state" / "state.json"), 30, what="the brain's state")
     assert state.get("mission", "").startswith("Moved data folder"), state
     assert any(d.get("kind") == "model_cycle" for d in decisions(project))
@@ -62,4 +66,7 @@ def test_argument_checks_keep_the_rules_the_model_was_given() -> None:
         validate("update_task_tree", {"task_id": "A1", "new_status": 3, "reason": "r", "evidence": "e"})
     assert str(exc.value) == "bad arguments: `new_status` must be string, got int 3"  # the type, not the enum too
     assert validate("read_file", {"path": "a", "max_chars": 10, "mode": "tail"}) == {
-        "path": "a", "max_chars": 10, "mode": "tail"}
+        "path": "a",
+        "max_chars": 10,
+        "mode": "tail",
+    }

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.harness import Project, wait_for
-from tests.support.llm import NO_OP, decisions, tool_results, tool_step, use_llm
 
 from aura.brain import context as ctxmod
 from aura.brain.core import BrainCore
@@ -22,6 +20,8 @@ from aura.brain.main import BrainDaemon
 from aura.brain.tools import Toolbox
 from aura.runtime.config import load_config
 from aura.runtime.paths import ProjectPaths
+from tests.support.harness import Project, wait_for
+from tests.support.llm import NO_OP, decisions, tool_results, tool_step, use_llm
 
 HOLD_50MB = "python3 -c \"import time; b = bytearray(50 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(40)\""
 
@@ -32,20 +32,50 @@ def snapshot_of(request: dict) -> str:
 
 
 def test_the_snapshot_carries_criteria_results_and_worker_figures_and_survives_a_hung_watchdog(
-        project: Project, serve: Any) -> None:
+    project: Project, serve: Any
+) -> None:
     result_md = ".aura/workspace/tasks/A1/result.md"
-    plan = tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-        {"id": "A1", "description": "write a", "artifacts": ["a.txt"],
-         "command": f"sleep 3 && echo hi > a.txt && printf 'Status: done\\nPREVIEW-MARK %s\\n' $(seq 1 400) > {result_md}"},
-        {"id": "A2", "description": "hold memory", "command": HOLD_50MB,
-         "acceptance_criteria": "CRITERIA-MARK b.txt holds the answer",
-         "accept_commands": ["test -s b.txt", "grep -q answer b.txt"]}])
-    server = serve({"steps": [
-        plan, {"tool_use": [{"name": "spawn_task", "input": {"task_id": "A1"}},
-                            {"name": "spawn_task", "input": {"task_id": "A2"}}]}, NO_OP,
-        tool_step("list_running_tasks"), NO_OP,  # after A1 ends
-        tool_step("list_running_tasks"), NO_OP,  # after `aura wake` with the watchdog stopped
-    ], "default": NO_OP})
+    plan = tool_step(
+        "decompose_task",
+        parent_task_id="ROOT",
+        subtasks=[
+            {
+                "id": "A1",
+                "description": "write a",
+                "artifacts": ["a.txt"],
+                "command": (
+                    "sleep 3 && echo hi > a.txt && "
+                    f"printf 'Status: done\\nPREVIEW-MARK %s\\n' $(seq 1 400) > {result_md}"
+                ),
+            },
+            {
+                "id": "A2",
+                "description": "hold memory",
+                "command": HOLD_50MB,
+                "acceptance_criteria": "CRITERIA-MARK b.txt holds the answer",
+                "accept_commands": ["test -s b.txt", "grep -q answer b.txt"],
+            },
+        ],
+    )
+    server = serve(
+        {
+            "steps": [
+                plan,
+                {
+                    "tool_use": [
+                        {"name": "spawn_task", "input": {"task_id": "A1"}},
+                        {"name": "spawn_task", "input": {"task_id": "A2"}},
+                    ]
+                },
+                NO_OP,
+                tool_step("list_running_tasks"),
+                NO_OP,  # after A1 ends
+                tool_step("list_running_tasks"),
+                NO_OP,  # after `aura wake` with the watchdog stopped
+            ],
+            "default": NO_OP,
+        }
+    )
     use_llm(project, server, AURA_WORKER_MAX_SYSTEM_MEMORY_GB="0.02", AURA_WORKER_RESOURCE_VIOLATION_STRIKES="100000")
     project.write_task("# View\n\nShow the model what it needs.\n")
     project.up()
@@ -102,15 +132,29 @@ def brain(tmp_path: Path) -> Iterator[Any]:
 def test_the_snapshot_is_capped_and_says_what_it_left_out(brain: Any) -> None:
     core, planner = brain
     for n in range(120):
-        task = core.add_task(f"A{n}", f"task {n} " + "t" * 80, acceptance_criteria="c" * 2000,
-                             accept_commands=[f"test -f out/{n}/{k}.txt" for k in range(6)])
+        task = core.add_task(
+            f"A{n}",
+            f"task {n} " + "t" * 80,
+            acceptance_criteria="c" * 2000,
+            accept_commands=[f"test -f out/{n}/{k}.txt" for k in range(6)],
+        )
         if n < 12:
             task.update(worker_id=f"A{n}-1", status="failed", finished_at=1000.0 + n)
             folder = core.paths.task_dir(task["id"])
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "result.md").write_text(f"Status: failed\nRESULT-{n} " + "r" * 3000)
-    text = ctxmod.snapshot(core, planner.cfg, cycle=1, reasons=["test"], news=[], planning=None, notices=[],
-                           recent=[], session="", usage=planner.worker_usage())
+    text = ctxmod.snapshot(
+        core,
+        planner.cfg,
+        cycle=1,
+        reasons=["test"],
+        news=[],
+        planning=None,
+        notices=[],
+        recent=[],
+        session="",
+        usage=planner.worker_usage(),
+    )
     assert len(text) <= ctxmod.SNAPSHOT_MAX_CHARS + 200
     assert f"[snapshot cut at {ctxmod.SNAPSHOT_MAX_CHARS} characters:" in text and text.endswith("end with no_op.")
     assert "(+3 more)" in text and "c" * (ctxmod.CRITERIA_MAX_CHARS + 1) not in text

@@ -22,10 +22,9 @@ from aura.runtime import peers
 from aura.runtime.config import load_config
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
-from bench.chaos import ChaosConfig, print_report, run_chaos
-from tests.support.harness import alive
-from tests.support.harness import Project, wait_for
 from aura.supervisor.main import SHIM
+from bench.chaos import ChaosConfig, print_report, run_chaos
+from tests.support.harness import Project, alive, wait_for
 
 
 @pytest.mark.timeout(420)
@@ -33,8 +32,9 @@ def test_short_chaos_run_loses_nothing() -> None:
     """~40 s of kill -9 every 1.5-3 s with 6 workers at a time, then drain: every figure but the
     counts of kills and workers must be zero."""
     lines: list[str] = []
-    report = run_chaos(ChaosConfig(duration_s=40, kill_every_s=(1.5, 3.0), concurrency=6, drain_timeout_s=120),
-                       log=lines.append)
+    report = run_chaos(
+        ChaosConfig(duration_s=40, kill_every_s=(1.5, 3.0), concurrency=6, drain_timeout_s=120), log=lines.append
+    )
     print_report(report, log=lines.append)
     text = "\n".join(lines)
     assert report.kills >= 8, text
@@ -43,6 +43,7 @@ def test_short_chaos_run_loses_nothing() -> None:
 
 
 # -- regressions ----------------------------------------------------------------------------------------
+
 
 class _Log:
     def __init__(self) -> None:
@@ -57,12 +58,24 @@ def _keeper(tmp_path: Path, argv: list[str]) -> tuple[peers.PeerKeeper, ProjectP
     paths = ProjectPaths.for_root(tmp_path)
     paths.run_dir.mkdir(parents=True)
     paths.logs_dir.mkdir(parents=True)
-    spec = {"desired": "up", "started_at": time.time(), "cwd": str(tmp_path), "env": {},
-            "daemons": {"brain": {"argv": argv}}}
+    spec = {
+        "desired": "up",
+        "started_at": time.time(),
+        "cwd": str(tmp_path),
+        "env": {},
+        "daemons": {"brain": {"argv": argv}},
+    }
     paths.launch_file.write_text(json.dumps(spec))
     cfg = load_config(tmp_path, environ={"AURA_RESTART_MAX": "5", "AURA_RESTART_WINDOW_SECONDS": "60"})
-    daemon = SimpleNamespace(cfg=cfg, paths=paths, name="supervisor", stopping=False, log=_Log(),
-                             publish=lambda *a, **kw: None, call_every=lambda *a, **kw: None)
+    daemon = SimpleNamespace(
+        cfg=cfg,
+        paths=paths,
+        name="supervisor",
+        stopping=False,
+        log=_Log(),
+        publish=lambda *a, **kw: None,
+        call_every=lambda *a, **kw: None,
+    )
     return peers.PeerKeeper(daemon, ["brain"]), paths  # type: ignore[arg-type]
 
 
@@ -74,6 +87,7 @@ def _started(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen]:
         child = real(spec, name, stdio)
         started.append(child)
         return child
+
     monkeypatch.setattr(peers, "start_daemon", record)
     return started
 
@@ -86,7 +100,8 @@ def _stop(children: list[subprocess.Popen]) -> None:
 
 
 def test_a_slow_starting_peer_is_not_started_again_before_it_takes_its_lock(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under load a restarted daemon can need more than the first backoff (0.5 s) to take its
     lock. A keeper that started a second and a third copy meanwhile would count each as a restart
     (they exit at once, "already running"): one crash would use up to 3 of the 5 restarts allowed
@@ -108,7 +123,8 @@ def test_a_slow_starting_peer_is_not_started_again_before_it_takes_its_lock(
 
 
 def test_a_peer_that_never_takes_its_lock_is_stopped_and_started_again(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The other side of the fix: a copy hung before its lock for longer than the start grace is
     killed by PID (not left behind) and a new one is started."""
     monkeypatch.setattr(peers, "START_GRACE", 0.5)
@@ -130,11 +146,24 @@ def _interrupted_spawn(project: Project, wid: str, created_ago: float) -> Path:
     wdir = project.paths.worker_dir(wid)
     task_dir = project.root / "work"
     task_dir.mkdir(exist_ok=True)
-    atomic_write_json(wdir / "record.json", {
-        "worker_id": wid, "task_id": "ghost", "backend": "shell", "argv": ["/bin/sh", "-c", "true"],
-        "cwd": str(project.root), "task_dir": str(task_dir), "output": str(task_dir / "out.txt"),
-        "error_log": str(task_dir / "err.txt"), "budget_s": 0, "limits": {}, "meta": {},
-        "created_at": time.time() - created_ago, "state": "starting"})
+    atomic_write_json(
+        wdir / "record.json",
+        {
+            "worker_id": wid,
+            "task_id": "ghost",
+            "backend": "shell",
+            "argv": ["/bin/sh", "-c", "true"],
+            "cwd": str(project.root),
+            "task_dir": str(task_dir),
+            "output": str(task_dir / "out.txt"),
+            "error_log": str(task_dir / "err.txt"),
+            "budget_s": 0,
+            "limits": {},
+            "meta": {},
+            "created_at": time.time() - created_ago,
+            "state": "starting",
+        },
+    )
     return wdir
 
 
@@ -151,13 +180,35 @@ def test_a_shim_still_starting_when_the_supervisor_restarts_is_adopted_not_lost(
     wdir = _interrupted_spawn(project, "ghost-1", created_ago=0.0)
     project.up()  # the new supervisor adopts the registry as it finds it
     ledger = project.root / "ledger.txt"
-    shim = subprocess.Popen([sys.executable, "-I", SHIM, "--dir", str(wdir), "--cwd", str(project.root),
-                             "--stdout", str(wdir / "out.txt"), "--stderr", str(wdir / "err.txt"), "--grace", "1",
-                             "--", "/bin/sh", "-c", f"sleep 1; echo ran >> {ledger}"],
-                            start_new_session=True, stdin=subprocess.DEVNULL)
+    shim = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            SHIM,
+            "--dir",
+            str(wdir),
+            "--cwd",
+            str(project.root),
+            "--stdout",
+            str(wdir / "out.txt"),
+            "--stderr",
+            str(wdir / "err.txt"),
+            "--grace",
+            "1",
+            "--",
+            "/bin/sh",
+            "-c",
+            f"sleep 1; echo ran >> {ledger}",
+        ],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
-        rec = wait_for(lambda: (r := _record(project, "ghost-1")).get("state") == "exited" and r, 30,
-                       what="the adopted worker's exit")
+        rec = wait_for(
+            lambda: (r := _record(project, "ghost-1")).get("state") == "exited" and r,
+            30,
+            what="the adopted worker's exit",
+        )
         project.remember()
         assert rec["outcome"] == "succeeded", rec
         assert ledger.read_text() == "ran\n"
@@ -171,7 +222,10 @@ def test_a_spawn_that_never_launched_is_recorded_as_never_started_not_lost(proje
     project.write_task("# Nothing\n\n- [x] done `true`\n")
     _interrupted_spawn(project, "ghost-2", created_ago=60.0)
     project.up()
-    rec = wait_for(lambda: (r := _record(project, "ghost-2")).get("state") == "exited" and r, 30,
-                   what="the interrupted spawn to be settled")
+    rec = wait_for(
+        lambda: (r := _record(project, "ghost-2")).get("state") == "exited" and r,
+        30,
+        what="the interrupted spawn to be settled",
+    )
     assert rec["outcome"] != "lost", rec
     assert "never started" in (rec.get("exit") or {}).get("error", ""), rec

@@ -22,8 +22,9 @@ def run_in(project: Project, data: Path) -> Project:
 
 
 def running_worker(p: Project) -> dict:
-    return wait_for(lambda: next((w for w in p.workers().values() if w.get("worker_pid")), None), 30,
-                    what="the run's worker")
+    return wait_for(
+        lambda: next((w for w in p.workers().values() if w.get("worker_pid")), None), 30, what="the run's worker"
+    )
 
 
 def test_two_runs_share_one_folder_through_separate_data_dirs(project: Project) -> None:

@@ -30,17 +30,20 @@ def modes_under(folder: Path) -> dict[str, list[str]]:
 def test_every_file_aura_writes_in_the_data_folder_is_private(project: Project) -> None:
     project.env["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] = "0.2"
     old_umask = os.umask(0o022)  # the usual umask, inherited by every process of the run: 0644 files by default
-    project.write_task("# Private\n\n"
-                       "- [ ] talk `echo to stdout; echo to stderr >&2; mkdir -p out && echo hi > out/a.txt` "
-                       "creates `out/a.txt`\n"
-                       f'- [ ] hog `python3 -c "{HOG}"`\n'
-                       "Accept: `test -s out/a.txt`\n")
+    project.write_task(
+        "# Private\n\n"
+        "- [ ] talk `echo to stdout; echo to stderr >&2; mkdir -p out && echo hi > out/a.txt` "
+        "creates `out/a.txt`\n"
+        f'- [ ] hog `python3 -c "{HOG}"`\n'
+        "Accept: `test -s out/a.txt`\n"
+    )
     try:
         project.up()
     finally:
         os.umask(old_umask)
-    wait_for(lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 90,
-             what="the run to end")
+    wait_for(
+        lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 90, what="the run to end"
+    )
     project.kill9("watchdog")  # a restarted daemon appends to its log and journal
     wait_for(lambda: project.daemon_pid("watchdog"), 20, what="the watchdog to be restarted")
     project.aura("history")

@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.harness import Project, wait_for
-from tests.support.rig import Rig
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.runtime.paths import DAEMONS, ProjectPaths
 from aura.runtime.peers import lock_is_held
+from tests.support.harness import Project, wait_for
+from tests.support.rig import Rig
 
 MB = 1024 * 1024
 MARKER = "bytes of output dropped here"
 
 
 # -- a small file system as the data folder ------------------------------------------------------------
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Any:
@@ -36,8 +37,12 @@ def small_disk(tmp_path: Path) -> Any:
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "data"
     mnt.mkdir()
-    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(mnt)], check=False,
-                         capture_output=True, text=True)
+    got = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(mnt)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if got.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {got.stderr.strip()}")
     yield mnt
@@ -76,7 +81,7 @@ def fill(folder: Path, leave: int = 0) -> Path:
             want = free(folder) - leave
             if want <= 0:
                 break
-            os.write(fd, chunk[:min(len(chunk), want)])
+            os.write(fd, chunk[: min(len(chunk), want)])
     except OSError:
         pass  # full
     finally:
@@ -119,13 +124,17 @@ while written < {total}:
 
 # -- a: `aura down` on a full disk ----------------------------------------------------------------------
 
+
 def test_down_stops_everything_on_a_full_disk_and_the_state_files_stay_valid(disk_project: Project) -> None:
     p = disk_project
     p.env.update(AURA_MIN_DISK_FREE_MB="1")
     p.write_task("# Wait\n\n- [ ] Wait a minute `sleep 60`\n")
     p.up()
-    wait_for(lambda: any(w.get("state") == "running" and w.get("worker_pid") for w in p.workers().values()), 30,
-             what="the worker to run")
+    wait_for(
+        lambda: any(w.get("state") == "running" and w.get("worker_pid") for w in p.workers().values()),
+        30,
+        what="the worker to run",
+    )
     p.remember()
     fill(p.paths.data)
     assert free(p.paths.data) < 64 * 1024
@@ -168,6 +177,7 @@ def test_down_stops_every_daemon_first_when_not_even_launch_json_can_be_rewritte
 
 # -- b: free space on the data folder is a reserve --------------------------------------------------------
 
+
 def test_the_watchdog_reports_the_low_disk_and_stops_the_worker_filling_it(disk_rig: Rig) -> None:
     p = disk_rig.p
     p.env.update(AURA_MIN_DISK_FREE_MB="3", AURA_WORKER_MAX_OUTPUT_MB="0")
@@ -187,8 +197,11 @@ def test_the_watchdog_reports_the_low_disk_and_stops_the_worker_filling_it(disk_
     assert text.startswith("first line\n") and MARKER in text and text.endswith("\n")
     kinds = [e["kind"] for e in journal(p, "watchdog")]
     assert "disk_low" in kinds and "worker_resource_killed" in kinds
-    wait_for(lambda: "disk_ok" in [e["kind"] for e in journal(p, "watchdog")], 10,
-             what="disk_ok once the output was cut down")
+    wait_for(
+        lambda: "disk_ok" in [e["kind"] for e in journal(p, "watchdog")],
+        10,
+        what="disk_ok once the output was cut down",
+    )
     status = disk_rig.call("watchdog", "status")["disk"]
     assert status["low"] is False and status["reserve_mb"] == 3
     assert disk_rig.call("watchdog", "usage")["disk"]["path"] == str(p.paths.data)
@@ -200,6 +213,7 @@ def test_a_spawn_is_refused_while_the_disk_is_below_its_reserve(disk_rig: Rig) -
     disk_rig.start("supervisor", "watchdog")
     filler = fill(p.paths.data, leave=2 * MB)
     from aura.ipc.client import RemoteError
+
     with pytest.raises(RemoteError) as refused:
         disk_rig.spawn_argv("late", ["true"])
     assert refused.value.code == "reserve_short" and "AURA_MIN_DISK_FREE_MB" in refused.value.message
@@ -208,6 +222,7 @@ def test_a_spawn_is_refused_while_the_disk_is_below_its_reserve(disk_rig: Rig) -
 
 
 # -- c: each worker's output is capped ----------------------------------------------------------------------
+
 
 def test_output_over_the_cap_stops_the_worker_and_keeps_head_and_tail(rig: Rig) -> None:
     rig.p.env.update(AURA_WORKER_MAX_OUTPUT_MB="1")
@@ -231,11 +246,13 @@ def test_output_over_the_cap_stops_the_worker_and_keeps_head_and_tail(rig: Rig) 
 
 def test_the_output_cap_can_be_changed_at_run_time(rig: Rig) -> None:
     rig.start("supervisor", "watchdog")
-    reply = rig.call("watchdog", "set_limits", {"values": {"AURA_WORKER_MAX_OUTPUT_MB": "2",
-                                                           "AURA_MIN_DISK_FREE_MB": "50"}})
+    reply = rig.call(
+        "watchdog", "set_limits", {"values": {"AURA_WORKER_MAX_OUTPUT_MB": "2", "AURA_MIN_DISK_FREE_MB": "50"}}
+    )
     assert reply["changed"]["AURA_WORKER_MAX_OUTPUT_MB"] == {"old": 1024.0, "new": 2.0}
     assert rig.call("watchdog", "status")["disk"]["reserve_mb"] == 50
     from aura.ipc.client import RemoteError
+
     with pytest.raises(RemoteError) as bad:
         rig.call("watchdog", "set_limits", {"values": {"AURA_WORKER_MAX_OUTPUT_MB": "-1"}})
     assert "AURA_WORKER_MAX_OUTPUT_MB" in bad.value.message
@@ -243,8 +260,10 @@ def test_the_output_cap_can_be_changed_at_run_time(rig: Rig) -> None:
 
 # -- d: the brain pauses while space is short --------------------------------------------------------------
 
-def test_the_brain_starts_nothing_while_the_disk_is_low_says_so_and_resumes_by_itself(disk_project: Project,
-                                                                                       tmp_path: Path) -> None:
+
+def test_the_brain_starts_nothing_while_the_disk_is_low_says_so_and_resumes_by_itself(
+    disk_project: Project, tmp_path: Path
+) -> None:
     p = disk_project
     notes = tmp_path / "notes.txt"
     p.env.update(AURA_MIN_DISK_FREE_MB="3", AURA_NOTIFY_COMMAND=f'echo "$AURA_EVENT|$AURA_MESSAGE" >> {notes}')
@@ -277,12 +296,17 @@ def test_the_brain_keeps_cycling_on_a_full_disk_and_saves_once_space_is_back(dis
     wait_for(lambda: p.status()["brain"]["cycles"] >= cycles + 3, 20, what="more cycles on the full disk")
     saved = json.loads((p.paths.state_dir / "state.json").read_text())  # the last good one, still valid
     brain = p.status()["brain"]
-    assert saved["total_cycles"] < brain["cycles"] and any(t["status"] == "in_progress" for t in saved["tasks"].values())
+    assert saved["total_cycles"] < brain["cycles"] and any(
+        t["status"] == "in_progress" for t in saved["tasks"].values()
+    )
     assert brain["disk"]["save_error"] and brain["disk"]["paused"], brain["disk"]
     assert json.loads((p.paths.state_dir / "state.json").read_text())["total_cycles"] == saved["total_cycles"]
     filler.unlink()
-    wait_for(lambda: (read_json(p.paths.state_dir / "state.json") or {}).get("total_cycles", 0)
-             > saved["total_cycles"], 20, what="the state to be saved again")
+    wait_for(
+        lambda: (read_json(p.paths.state_dir / "state.json") or {}).get("total_cycles", 0) > saved["total_cycles"],
+        20,
+        what="the state to be saved again",
+    )
     assert p.status()["brain"]["disk"]["save_error"] is None
     log = p.paths.logfile("brain").read_text()
     assert "callback_failed" not in log and "planner_failed" not in log
@@ -325,9 +349,14 @@ def test_a_spawn_on_a_full_disk_fails_with_a_reason_that_names_the_disk(disk_rig
     disk_rig.start("supervisor", "watchdog")
     fill(p.paths.data)
     from aura.ipc.client import RemoteError
+
     try:
-        rec = disk_rig.call("supervisor", "spawn", {"worker_id": "late", "task_id": "late", "backend": "shell",
-                                                    "argv": ["true"]}, timeout=30.0)
+        rec = disk_rig.call(
+            "supervisor",
+            "spawn",
+            {"worker_id": "late", "task_id": "late", "backend": "shell", "argv": ["true"]},
+            timeout=30.0,
+        )
     except RemoteError as exc:
         reason = f"{exc.code}: {exc.message}"
     else:

@@ -13,7 +13,8 @@ import math
 import os
 import socket
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -21,49 +22,96 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.harness import Project, wait_for
 from aura.ipc import envelope as env
 from aura.watchdog.policy import LIMITS, POLICY_KEYS
+from tests.support.harness import Project, wait_for
 
 EXAMPLES = int(os.environ.get("AURA_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 DAEMON_NAMES = ("supervisor", "watchdog", "brain")
 # Ops the fuzzer may call with random arguments: all but those that stop a daemon or run commands.
-OPS = {"supervisor": ["ping", "hello", "list", "get", "kill"],
-       "watchdog": ["ping", "hello", "usage", "limits", "set_limits", "status", "preflight"],
-       "brain": ["ping", "hello", "wake", "status"]}
+OPS = {
+    "supervisor": ["ping", "hello", "list", "get", "kill"],
+    "watchdog": ["ping", "hello", "usage", "limits", "set_limits", "status", "preflight"],
+    "brain": ["ping", "hello", "wake", "status"],
+}
 REAL = {"supervisor": ("list", {}), "watchdog": ("status", {}), "brain": ("status", {})}
-ERROR_CODES = {env.BAD_FRAME, env.BAD_VERSION, env.UNKNOWN_OP, env.BAD_ARGS, env.TOO_LARGE, env.INTERNAL,
-               env.UNAVAILABLE, env.CONFLICT, env.NOT_FOUND, "spawn_failed"}
-ARG_NAMES = ["worker_id", "worker_ids", "include_exited", "reason", "reason_code", "grace_s", "by", "values",
-             "limits", "task_id", "stop_workers"]
+ERROR_CODES = {
+    env.BAD_FRAME,
+    env.BAD_VERSION,
+    env.UNKNOWN_OP,
+    env.BAD_ARGS,
+    env.TOO_LARGE,
+    env.INTERNAL,
+    env.UNAVAILABLE,
+    env.CONFLICT,
+    env.NOT_FOUND,
+    "spawn_failed",
+}
+ARG_NAMES = [
+    "worker_id",
+    "worker_ids",
+    "include_exited",
+    "reason",
+    "reason_code",
+    "grace_s",
+    "by",
+    "values",
+    "limits",
+    "task_id",
+    "stop_workers",
+]
 
 # -- strategies ----------------------------------------------------------------------------------
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2 ** 63), max_value=2 ** 64 - 1), st.floats(),
-    st.text(max_size=40), st.binary(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.text(max_size=40),
+    st.binary(max_size=40),
     st.builds(msgpack.ExtType, st.integers(min_value=0, max_value=127), st.binary(max_size=16)),
-    st.builds(msgpack.Timestamp, st.integers(min_value=0, max_value=2 ** 34 - 1), st.integers(0, 999_999_999)))
-values = st.recursive(scalars, lambda kids: st.one_of(
-    st.lists(kids, max_size=5),
-    st.dictionaries(st.one_of(st.text(max_size=10), st.integers(-5, 5)), kids, max_size=5)), max_leaves=20)
+    st.builds(msgpack.Timestamp, st.integers(min_value=0, max_value=2**34 - 1), st.integers(0, 999_999_999)),
+)
+values = st.recursive(
+    scalars,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=5),
+        st.dictionaries(st.one_of(st.text(max_size=10), st.integers(-5, 5)), kids, max_size=5),
+    ),
+    max_leaves=20,
+)
 # Numbers as a user might type them into `aura limits`, including the awkward ones.
-limit_values = st.one_of(st.floats().map(repr), st.floats(), st.integers(-(2 ** 63), 2 ** 63 - 1), st.text(max_size=8),
-                         st.sampled_from(["inf", "-inf", "nan", "1e309", "-1", "0", "on", "off", "dry-run"]))
+limit_values = st.one_of(
+    st.floats().map(repr),
+    st.floats(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(max_size=8),
+    st.sampled_from(["inf", "-inf", "nan", "1e309", "-1", "0", "on", "off", "dry-run"]),
+)
 limit_maps = st.dictionaries(st.sampled_from([*LIMITS, *POLICY_KEYS]), limit_values, max_size=3)
-args_maps = st.dictionaries(st.one_of(st.sampled_from(ARG_NAMES), st.text(max_size=12)),
-                            st.one_of(values, limit_maps, limit_values), max_size=4)
+args_maps = st.dictionaries(
+    st.one_of(st.sampled_from(ARG_NAMES), st.text(max_size=12)), st.one_of(values, limit_maps, limit_values), max_size=4
+)
 
 
 def requests(ops: list[str]) -> st.SearchStrategy[dict]:
     """Envelopes close enough to real ones to reach the handlers, with wrong types anywhere."""
     return st.fixed_dictionaries(
-        {"v": st.one_of(st.just(1), st.just(0), values), "id": values,
-         "op": st.one_of(st.sampled_from(ops), st.text(max_size=16), values),
-         "args": st.one_of(args_maps, values)},
-        optional={"extra": values})
+        {
+            "v": st.one_of(st.just(1), st.just(0), values),
+            "id": values,
+            "op": st.one_of(st.sampled_from(ops), st.text(max_size=16), values),
+            "args": st.one_of(args_maps, values),
+        },
+        optional={"extra": values},
+    )
 
 
 @st.composite
@@ -78,15 +126,16 @@ def mutations(draw: Any, base: bytes) -> bytes:
         elif kind == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
         elif kind == "delete" and data:
-            del data[pos:pos + draw(st.integers(1, 4))]
+            del data[pos : pos + draw(st.integers(1, 4))]
         elif kind == "dup":
-            data += data[pos:pos + draw(st.integers(1, 16))]
+            data += data[pos : pos + draw(st.integers(1, 16))]
         elif kind == "truncate":
             del data[pos:]
     return bytes(data)
 
 
 # -- the daemons under fuzz ------------------------------------------------------------------------
+
 
 class Target:
     """One daemon: a DEALER for fuzz frames, another for real requests, and its PID at the start."""
@@ -163,6 +212,7 @@ def targets(fuzzed: Project) -> Iterator[dict[str, Target]]:
 
 # -- request sockets -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", DAEMON_NAMES)
 @FUZZ
 @given(frames=st.lists(st.binary(max_size=300), min_size=1, max_size=4))
@@ -232,15 +282,18 @@ def test_limits_the_watchdog_accepts_keep_it_enforcing(targets: dict[str, Target
     wd.still_serving()
 
 
-@pytest.mark.parametrize("values", [
-    {"AURA_WORKER_RESOURCE_POLL_SECONDS": "inf"},
-    {"AURA_WORKER_RESOURCE_POLL_SECONDS": "1e300"},
-    {"AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "nan"},
-    {"AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "-1"},
-    {"AURA_WORKER_RESOURCE_VIOLATION_STRIKES": "1.8446744073709552e+19"},
-    {"AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "inf"},
-    {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "nan"},
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"AURA_WORKER_RESOURCE_POLL_SECONDS": "inf"},
+        {"AURA_WORKER_RESOURCE_POLL_SECONDS": "1e300"},
+        {"AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "nan"},
+        {"AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "-1"},
+        {"AURA_WORKER_RESOURCE_VIOLATION_STRIKES": "1.8446744073709552e+19"},
+        {"AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "inf"},
+        {"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "nan"},
+    ],
+)
 def test_regression_limits_that_would_stop_enforcement_are_refused(targets: dict[str, Target], values: dict) -> None:
     """Values the fuzzer above can draw (though not on every run), each of which, if accepted,
     would stop enforcement: the watchdog would never sample again (poll inf or 1e300), never strike
@@ -256,6 +309,7 @@ def test_regression_limits_that_would_stop_enforcement_are_refused(targets: dict
 
 
 # -- event sockets and the raw Unix sockets ----------------------------------------------------------
+
 
 @FUZZ
 @given(frames=st.lists(st.binary(max_size=64), min_size=1, max_size=3))
@@ -296,16 +350,21 @@ def test_raw_bytes_on_every_unix_socket(targets: dict[str, Target], blob: bytes)
 
 # -- afterwards: real work still gets done ------------------------------------------------------------
 
-def test_after_fuzzing_every_daemon_answers_real_requests_and_publishes(fuzzed: Project,
-                                                                        targets: dict[str, Target]) -> None:
+
+def test_after_fuzzing_every_daemon_answers_real_requests_and_publishes(
+    fuzzed: Project, targets: dict[str, Target]
+) -> None:
     """Runs after the fuzz tests of this module (pytest keeps file order)."""
     sup, wd, brain = (targets[n] for n in DAEMON_NAMES)
     assert any(w["task_id"] for w in sup.call("list")), "the supervisor lost its worker"
     limits = wd.call("limits")
     assert "AURA_WORKER_RESOURCE_POLL_SECONDS" in limits["limits"]
     before = wd.call("status")["last_sample_at"]
-    wait_for(lambda: (wd.call("status")["last_sample_at"] or 0) > (before or 0), 30,
-             what="a watchdog sample after the fuzzing")
+    wait_for(
+        lambda: (wd.call("status")["last_sample_at"] or 0) > (before or 0),
+        30,
+        what="a watchdog sample after the fuzzing",
+    )
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)

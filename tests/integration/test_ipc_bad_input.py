@@ -82,6 +82,7 @@ def test_cli_reports_a_daemon_that_does_not_answer(running: Project) -> None:
     """A stopped (SIGSTOP) brain: `aura wake` gives up within its timeout with a clear message."""
     import os
     import signal
+
     pid = running.daemon_pid("brain")
     os.kill(pid, signal.SIGSTOP)
     try:

@@ -17,16 +17,17 @@ from typing import Any
 
 import psutil
 import pytest
-from tests.support.harness import Project, wait_for
 
 from aura.runtime.fsutil import read_json
+from tests.support.harness import Project, wait_for
 
 LONG_TASK = "# Long\n\n- [ ] long `sleep 600`\n"
 
 
 def _running_worker(p: Project) -> dict:
-    return wait_for(lambda: next((w for w in p.workers().values() if w.get("worker_pid")), None), 30,
-                    what="a running worker")
+    return wait_for(
+        lambda: next((w for w in p.workers().values() if w.get("worker_pid")), None), 30, what="a running worker"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -39,8 +40,15 @@ def _alive(pid: int) -> bool:
 def _shell(p: Project, pipeline: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """Run `pipeline` in bash, `aura` standing for this project's CLI; exit status of its first command."""
     aura = f"{shlex.quote(sys.executable)} -m aura.cli"
-    proc = subprocess.run(["/bin/bash", "-c", pipeline.replace("aura ", aura + " ") + "; exit ${PIPESTATUS[0]}"],
-                          cwd=p.root, env=p.env, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        ["/bin/bash", "-c", pipeline.replace("aura ", aura + " ") + "; exit ${PIPESTATUS[0]}"],
+        cwd=p.root,
+        env=p.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     p.remember()
     return proc
 
@@ -66,6 +74,7 @@ def _log_events(p: Project, daemon: str, event: str) -> list[dict]:
 
 # -- 6: a closed output pipe ---------------------------------------------------------------------------------
 
+
 def test_down_piped_into_head_still_stops_daemons_and_workers(project: Project) -> None:
     project.write_task(LONG_TASK)
     project.up()
@@ -89,12 +98,20 @@ def test_up_detached_piped_into_head_still_starts_all_three(project: Project) ->
 
 # -- 7: SIGTERM / SIGHUP to a foreground `aura up` ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig,code,words", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
-def test_foreground_up_stops_everything_on_sigterm_and_sighup(project: Project, sig: int, code: int,
-                                                             words: str) -> None:
+def test_foreground_up_stops_everything_on_sigterm_and_sighup(
+    project: Project, sig: int, code: int, words: str
+) -> None:
     project.write_task(LONG_TASK)
-    proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "up", "task.md"], cwd=project.root, env=project.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aura.cli", "up", "task.md"],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines: list[str] = []
         while not any("started (pid" in ln for ln in lines):  # the worker's start event
@@ -119,13 +136,16 @@ def test_foreground_up_stops_everything_on_sigterm_and_sighup(project: Project, 
 
 # -- 8: a hung daemon is replaced ---------------------------------------------------------------------------------
 
-HOG = ("sleep 4; python3 -c \"import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
-       "time.sleep(60)\"")
+HOG = (
+    "sleep 4; python3 -c \"import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
+    'time.sleep(60)"'
+)
 
 
 def test_a_stopped_watchdog_is_killed_replaced_and_enforces_again(project: Project) -> None:
-    project.env.update(AURA_PEER_HANG_SECONDS="3", AURA_WORKER_MAX_SYSTEM_MEMORY_GB="0.2",
-                       AURA_MAX_CONCURRENT_TASKS="2")
+    project.env.update(
+        AURA_PEER_HANG_SECONDS="3", AURA_WORKER_MAX_SYSTEM_MEMORY_GB="0.2", AURA_MAX_CONCURRENT_TASKS="2"
+    )
     project.write_task(f"# Hang\n\n- [ ] long `sleep 600`\n- [ ] hog `{HOG}`\n")
     project.up()
     worker = _running_worker(project)
@@ -133,8 +153,11 @@ def test_a_stopped_watchdog_is_killed_replaced_and_enforces_again(project: Proje
     os.kill(old["pid"], signal.SIGSTOP)
     try:
         stopped_at = time.monotonic()
-        new = wait_for(lambda: project.daemon_pid("watchdog") not in (None, old["pid"]) and project.daemon_pid("watchdog"),
-                       30, what="a new watchdog")
+        new = wait_for(
+            lambda: project.daemon_pid("watchdog") not in (None, old["pid"]) and project.daemon_pid("watchdog"),
+            30,
+            what="a new watchdog",
+        )
         replaced_after = time.monotonic() - stopped_at
     finally:
         if _alive(old["pid"]):
@@ -153,15 +176,33 @@ def test_a_stopped_watchdog_is_killed_replaced_and_enforces_again(project: Proje
 
 
 def test_a_brain_running_a_long_acceptance_command_keeps_answering_and_is_not_replaced(
-        project: Project, serve: Any) -> None:
+    project: Project, serve: Any
+) -> None:
     """The other side: a daemon busy for longer than AURA_PEER_HANG_SECONDS in work of its own
     (here the brain running an acceptance command) still answers pings and is left alone."""
     from tests.support.llm import NO_OP, tool_step, use_llm
-    server = serve({"steps": [
-        tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-            {"id": "CHECK", "description": "check", "accept_commands": ["touch begun && sleep 6 && touch checked"]}]),
-        tool_step("update_task_tree", task_id="CHECK", new_status="completed", reason="checked", evidence="accept"),
-    ], "default": NO_OP})
+
+    server = serve(
+        {
+            "steps": [
+                tool_step(
+                    "decompose_task",
+                    parent_task_id="ROOT",
+                    subtasks=[
+                        {
+                            "id": "CHECK",
+                            "description": "check",
+                            "accept_commands": ["touch begun && sleep 6 && touch checked"],
+                        }
+                    ],
+                ),
+                tool_step(
+                    "update_task_tree", task_id="CHECK", new_status="completed", reason="checked", evidence="accept"
+                ),
+            ],
+            "default": NO_OP,
+        }
+    )
     use_llm(project, server, AURA_PEER_HANG_SECONDS="2")
     project.write_task("# Slow check\n\nCheck slowly.\n")
     project.up()
@@ -201,6 +242,7 @@ def test_a_brain_slow_to_take_its_lock_during_up_is_not_started_twice(project: P
 
 # -- 10: a keeper gave up: `aura up` starts the missing daemon ------------------------------------------------------
 
+
 def test_up_after_a_keeper_gave_up_starts_the_missing_daemon_and_keeps_the_workers(project: Project) -> None:
     project.env.update(AURA_RESTART_MAX="1", AURA_RESTART_WINDOW_SECONDS="120")
     project.write_task(LONG_TASK)
@@ -211,7 +253,9 @@ def test_up_after_a_keeper_gave_up_starts_the_missing_daemon_and_keeps_the_worke
     first = project.kill9("brain")
     wait_for(lambda: project.daemon_pid("brain") not in (None, first), 30, what="the brain's one restart")
     project.kill9("brain")
-    wait_for(lambda: (_peers(project, "supervisor").get("brain") or {}).get("gave_up"), 30, what="the keeper to give up")
+    wait_for(
+        lambda: (_peers(project, "supervisor").get("brain") or {}).get("gave_up"), 30, what="the keeper to give up"
+    )
 
     st = project.aura("status", check=False)
     assert st.returncode == 3 and "brain      DOWN (gave up restarting it" in st.stdout
@@ -228,11 +272,15 @@ def test_up_after_a_keeper_gave_up_starts_the_missing_daemon_and_keeps_the_worke
     wait_for(lambda: project.status()["brain"].get("cycles"), 20, what="a cycle of the new brain")
     assert len(project.workers()) == 1, "the running worker was kept, not started again"
     assert project.aura("status").returncode == 0
-    wait_for(lambda: not (_peers(project, "supervisor").get("brain") or {}).get("gave_up"), 10,
-             what="the keeper to take the brain back (its next check)")
+    wait_for(
+        lambda: not (_peers(project, "supervisor").get("brain") or {}).get("gave_up"),
+        10,
+        what="the keeper to take the brain back (its next check)",
+    )
 
 
 # -- 11: no socket folder left behind ------------------------------------------------------------------------------
+
 
 def test_a_clean_down_removes_the_runtime_folder(project: Project) -> None:
     project.write_task(LONG_TASK)

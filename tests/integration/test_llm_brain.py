@@ -12,8 +12,17 @@ import pytest
 from aura.runtime.fsutil import read_jsonl
 from aura.scripted_server import ScriptedServer
 from tests.support.harness import Project, wait_for
-from tests.support.llm import (NO_OP, decisions, events, first_user_text, state, tool_results, tool_step,
-                         use_llm, wait_finished)
+from tests.support.llm import (
+    NO_OP,
+    decisions,
+    events,
+    first_user_text,
+    state,
+    tool_results,
+    tool_step,
+    use_llm,
+    wait_finished,
+)
 from tests.support.workloads import MEM_HOG
 
 
@@ -23,33 +32,78 @@ def brain_requests(server: ScriptedServer) -> list[dict]:
 
 # -- a whole run ------------------------------------------------------------------------------------------
 
+
 def test_whole_run_plans_replans_refuses_unproven_done_and_finishes(project: Project, serve: Any) -> None:
-    plan = [tool_step("update_project_context", final_goal="a.txt, b.txt and a summary", notes="shell workers"),
-            tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-                {"id": "A1", "description": "write a", "artifacts": ["out/a.txt"],
-                 "command": "sleep 1 && mkdir -p out && echo a > out/a.txt"},
+    plan = [
+        tool_step("update_project_context", final_goal="a.txt, b.txt and a summary", notes="shell workers"),
+        tool_step(
+            "decompose_task",
+            parent_task_id="ROOT",
+            subtasks=[
+                {
+                    "id": "A1",
+                    "description": "write a",
+                    "artifacts": ["out/a.txt"],
+                    "command": "sleep 1 && mkdir -p out && echo a > out/a.txt",
+                },
                 {"id": "A2", "description": "write b", "artifacts": ["out/b.txt"], "command": MEM_HOG},
-                {"id": "A3", "description": "summarise", "artifacts": ["out/summary.md"]}]),
-            {"tool_use": [{"name": "spawn_task", "input": {"task_id": "A1"}},
-                          {"name": "spawn_task", "input": {"task_id": "A2", "reason": "in parallel"}}]},
-            NO_OP]
-    replan = [tool_step("spawn_task", task_id="A2", command="mkdir -p out && echo b > out/b.txt",
-                        reason="the watchdog killed the first attempt: retry with a small command")]
-    finish = [tool_step("update_task_tree", task_id="A3", new_status="completed", reason="summary done", evidence="x"),
-              tool_step("write_file", path="out/summary.md", content="# Summary\na and b are written\n"),
-              tool_step("update_task_tree", task_id="A3", new_status="completed", reason="summary written",
-                        evidence="out/summary.md"),
-              tool_step("update_task_tree", task_id="ROOT", new_status="completed", reason="all three done",
-                        evidence="A1, A2, A3 completed"),
-              NO_OP]
-    server = serve({"routes": [
-        {"name": "replan", "match": {"first_user": "A2 [pending]", "not_contains": "A2-2"}, "steps": replan},
-        {"name": "finish", "match": {"first_user": "A2 [completed]", "contains": "A1 [completed]"}, "steps": finish},
-        {"name": "plan", "match": {"first_user": "Planning needed: yes (the tree has no tasks"}, "steps": plan}],
-        "default": NO_OP})
+                {"id": "A3", "description": "summarise", "artifacts": ["out/summary.md"]},
+            ],
+        ),
+        {
+            "tool_use": [
+                {"name": "spawn_task", "input": {"task_id": "A1"}},
+                {"name": "spawn_task", "input": {"task_id": "A2", "reason": "in parallel"}},
+            ]
+        },
+        NO_OP,
+    ]
+    replan = [
+        tool_step(
+            "spawn_task",
+            task_id="A2",
+            command="mkdir -p out && echo b > out/b.txt",
+            reason="the watchdog killed the first attempt: retry with a small command",
+        )
+    ]
+    finish = [
+        tool_step("update_task_tree", task_id="A3", new_status="completed", reason="summary done", evidence="x"),
+        tool_step("write_file", path="out/summary.md", content="# Summary\na and b are written\n"),
+        tool_step(
+            "update_task_tree",
+            task_id="A3",
+            new_status="completed",
+            reason="summary written",
+            evidence="out/summary.md",
+        ),
+        tool_step(
+            "update_task_tree",
+            task_id="ROOT",
+            new_status="completed",
+            reason="all three done",
+            evidence="A1, A2, A3 completed",
+        ),
+        NO_OP,
+    ]
+    server = serve(
+        {
+            "routes": [
+                {"name": "replan", "match": {"first_user": "A2 [pending]", "not_contains": "A2-2"}, "steps": replan},
+                {
+                    "name": "finish",
+                    "match": {"first_user": "A2 [completed]", "contains": "A1 [completed]"},
+                    "steps": finish,
+                },
+                {"name": "plan", "match": {"first_user": "Planning needed: yes (the tree has no tasks"}, "steps": plan},
+            ],
+            "default": NO_OP,
+        }
+    )
     use_llm(project, server, AURA_WORKER_MAX_SYSTEM_MEMORY_GB="0.2", AURA_MAX_CONCURRENT_TASKS="2")
-    project.write_task("# Produce a small report\n\nWrite out/a.txt and out/b.txt, then a summary.\n\n"
-                       "Accept: `test -s out/summary.md`\n")
+    project.write_task(
+        "# Produce a small report\n\nWrite out/a.txt and out/b.txt, then a summary.\n\n"
+        "Accept: `test -s out/summary.md`\n"
+    )
     project.up()
     brain_pid = wait_for(lambda: project.daemon_pid("brain"), what="the brain")
     st = wait_finished(project, 90)
@@ -62,7 +116,9 @@ def test_whole_run_plans_replans_refuses_unproven_done_and_finishes(project: Pro
     assert (workers["A2-1"].get("kill") or {}).get("reason_code") == "resource", "the hog was killed by the watchdog"
     # the refusal and its reason went back to the model
     refusal = decisions(project, "done_refused")
-    assert len(refusal) == 1 and refusal[0]["task_id"] == "A3" and "out/summary.md does not exist" in refusal[0]["reason"]
+    assert (
+        len(refusal) == 1 and refusal[0]["task_id"] == "A3" and "out/summary.md does not exist" in refusal[0]["reason"]
+    )
     after_refusal = [r for r in server.messages_requests("finish") if tool_results(r)][0]
     assert tool_results(after_refusal)[0]["is_error"] is True and "refused" in tool_results(after_refusal)[0]["content"]
     # every status change has a reason and evidence; the key steps are there
@@ -72,8 +128,10 @@ def test_whole_run_plans_replans_refuses_unproven_done_and_finishes(project: Pro
     assert "exited 0" in by[("A1", "completed")]["evidence"]
     assert "watchdog" in by[("A2", "pending")]["evidence"]
     assert "written by this attempt" in by[("A3", "completed")]["evidence"] and by[("A3", "completed")]["by"] == "model"
-    assert "acceptance `test -s out/summary.md` exited 0" in [d for d in status if d["task_id"] == "ROOT"
-                                                             and d["by"] == "model"][0]["evidence"]
+    assert (
+        "acceptance `test -s out/summary.md` exited 0"
+        in [d for d in status if d["task_id"] == "ROOT" and d["by"] == "model"][0]["evidence"]
+    )
     assert {d["task_id"] for d in decisions(project, "task_added")} == {"A1", "A2", "A3"}
     assert decisions(project, "project_context") and decisions(project, "model_cycle")
     assert any(e["kind"] == "goal_done" for e in events(project))
@@ -81,18 +139,46 @@ def test_whole_run_plans_replans_refuses_unproven_done_and_finishes(project: Pro
 
 # -- the task file changes mid-run ---------------------------------------------------------------------
 
+
 def test_task_file_edit_reaches_the_next_request_as_a_diff_and_changes_the_tree(project: Project, serve: Any) -> None:
-    server = serve({"routes": [
-        {"name": "review", "match": {"system": "Reflection Engine"}, "steps": [],
-         "default": {"text": "## Progress\nplanned\n## Recommendations\n- keep tasks small\n"}},
-        {"name": "changed", "match": {"first_user": "## Task file changed"},
-         "steps": [tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-             {"description": "second requirement", "artifacts": ["out/y.txt"]}]), NO_OP]},
-        {"name": "plan", "match": {"first_user": "Planning needed: yes (the tree has no tasks"},
-         "steps": [tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-             {"id": "A1", "description": "first requirement", "artifacts": ["out/x.txt"]}]),
-             tool_step("write_memory", mem_type="lesson", content="LESSON-42: keep tasks small"), NO_OP]}],
-        "default": NO_OP})
+    server = serve(
+        {
+            "routes": [
+                {
+                    "name": "review",
+                    "match": {"system": "Reflection Engine"},
+                    "steps": [],
+                    "default": {"text": "## Progress\nplanned\n## Recommendations\n- keep tasks small\n"},
+                },
+                {
+                    "name": "changed",
+                    "match": {"first_user": "## Task file changed"},
+                    "steps": [
+                        tool_step(
+                            "decompose_task",
+                            parent_task_id="ROOT",
+                            subtasks=[{"description": "second requirement", "artifacts": ["out/y.txt"]}],
+                        ),
+                        NO_OP,
+                    ],
+                },
+                {
+                    "name": "plan",
+                    "match": {"first_user": "Planning needed: yes (the tree has no tasks"},
+                    "steps": [
+                        tool_step(
+                            "decompose_task",
+                            parent_task_id="ROOT",
+                            subtasks=[{"id": "A1", "description": "first requirement", "artifacts": ["out/x.txt"]}],
+                        ),
+                        tool_step("write_memory", mem_type="lesson", content="LESSON-42: keep tasks small"),
+                        NO_OP,
+                    ],
+                },
+            ],
+            "default": NO_OP,
+        }
+    )
     # the original README's name for the setting; minutes, so a tiny fraction: a review after each model cycle
     use_llm(project, server, AURA_DEEP_REVIEW_INTERVAL="0.0001")
     task = project.write_task("# Edit test\n\n- [ ] first requirement\n")
@@ -116,18 +202,47 @@ def test_task_file_edit_reaches_the_next_request_as_a_diff_and_changes_the_tree(
 
 # -- faults ----------------------------------------------------------------------------------------------
 
+
 def test_api_errors_are_retried_then_an_outage_enters_and_leaves_safe_mode(project: Project, serve: Any) -> None:
     probes = 5
-    server = serve({"steps": [
-        {"error": {"status": 429, "retry_after": 0}}, {"error": {"status": 529}}, {"error": {"status": 500}},
-        {"delay": 3, **NO_OP},  # longer than AURA_API_TIMEOUT: a client timeout
-        tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-            {"id": "A1", "description": "wait", "command": "sleep 8 && touch a.done", "artifacts": ["a.done"]}]),
-        tool_step("spawn_task", task_id="A1"), NO_OP,
-        {"error": {"status": 503}, "repeat": 3 * 5 + probes},  # 3 cycles of 5 attempts, then one attempt per probe
-        NO_OP], "default": NO_OP})
-    use_llm(project, server, AURA_API_RETRY_COUNT="5", AURA_API_TIMEOUT="1", AURA_SAFE_MODE_AFTER="3",
-            AURA_LLM_DEAD_THROTTLE="1.5")
+    server = serve(
+        {
+            "steps": [
+                {"error": {"status": 429, "retry_after": 0}},
+                {"error": {"status": 529}},
+                {"error": {"status": 500}},
+                {"delay": 3, **NO_OP},  # longer than AURA_API_TIMEOUT: a client timeout
+                tool_step(
+                    "decompose_task",
+                    parent_task_id="ROOT",
+                    subtasks=[
+                        {
+                            "id": "A1",
+                            "description": "wait",
+                            "command": "sleep 8 && touch a.done",
+                            "artifacts": ["a.done"],
+                        }
+                    ],
+                ),
+                tool_step("spawn_task", task_id="A1"),
+                NO_OP,
+                {
+                    "error": {"status": 503},
+                    "repeat": 3 * 5 + probes,
+                },  # 3 cycles of 5 attempts, then one attempt per probe
+                NO_OP,
+            ],
+            "default": NO_OP,
+        }
+    )
+    use_llm(
+        project,
+        server,
+        AURA_API_RETRY_COUNT="5",
+        AURA_API_TIMEOUT="1",
+        AURA_SAFE_MODE_AFTER="3",
+        AURA_LLM_DEAD_THROTTLE="1.5",
+    )
     project.write_task("# Faults\n\nSurvive the API.\n")
     project.up()
     pid = wait_for(lambda: project.daemon_pid("brain"), what="the brain")
@@ -161,16 +276,20 @@ def test_a_failing_client_construction_enters_safe_mode_and_the_brain_stays_up(p
     assert "SAFE MODE" in out
 
 
-def test_garbage_tool_input_becomes_error_results_and_caps_end_the_cycle(project: Project, serve: Any,
-                                                                          tmp_path: Any) -> None:
+def test_garbage_tool_input_becomes_error_results_and_caps_end_the_cycle(
+    project: Project, serve: Any, tmp_path: Any
+) -> None:
     escape = tmp_path / "escape.txt"
-    garbage = {"tool_use": [
-        {"name": "spawn_task", "input": {"task_id": 123, "budget_minutes": "abc"}},
-        {"name": "format_disk", "input": {}},
-        {"name": "read_file", "input": {"path": "../../../../etc/passwd"}},
-        {"name": "write_file", "input": {"path": str(escape), "content": "x"}},
-        {"name": "decompose_task", "input": {"parent_task_id": "ROOT", "subtasks": "not a list"}},
-        {"name": "update_task_tree", "input": {"task_id": "ROOT"}}]}
+    garbage = {
+        "tool_use": [
+            {"name": "spawn_task", "input": {"task_id": 123, "budget_minutes": "abc"}},
+            {"name": "format_disk", "input": {}},
+            {"name": "read_file", "input": {"path": "../../../../etc/passwd"}},
+            {"name": "write_file", "input": {"path": str(escape), "content": "x"}},
+            {"name": "decompose_task", "input": {"parent_task_id": "ROOT", "subtasks": "not a list"}},
+            {"name": "update_task_tree", "input": {"task_id": "ROOT"}},
+        ]
+    }
     listing = tool_step("list_directory", path=".")
     server = serve({"steps": [garbage], "default": listing})
     use_llm(project, server, AURA_MAX_API_ROUNDS_PER_CYCLE="4", AURA_MAX_TOOL_CALLS_PER_CYCLE="7")
@@ -196,19 +315,34 @@ def test_garbage_tool_input_becomes_error_results_and_caps_end_the_cycle(project
 
 
 def test_original_bugs_context_fields_are_kept_and_a_failed_kill_is_reported(project: Project, serve: Any) -> None:
-    server = serve({"steps": [
-        tool_step("update_project_context", final_goal="GOAL-1", success_criteria="CRIT-1"),
-        tool_step("update_project_context", notes="NOTE-1"),
-        tool_step("decompose_task", parent_task_id="ROOT", subtasks=[{"id": "A1", "description": "quick",
-                                                                      "command": "true"}]),
-        tool_step("spawn_task", task_id="A1"),
-        {"delay": 1.5, **tool_step("kill_task", task_id="A1", reason="too slow")},  # the worker has ended by now
-        NO_OP], "default": NO_OP})
+    server = serve(
+        {
+            "steps": [
+                tool_step("update_project_context", final_goal="GOAL-1", success_criteria="CRIT-1"),
+                tool_step("update_project_context", notes="NOTE-1"),
+                tool_step(
+                    "decompose_task",
+                    parent_task_id="ROOT",
+                    subtasks=[{"id": "A1", "description": "quick", "command": "true"}],
+                ),
+                tool_step("spawn_task", task_id="A1"),
+                {
+                    "delay": 1.5,
+                    **tool_step("kill_task", task_id="A1", reason="too slow"),
+                },  # the worker has ended by now
+                NO_OP,
+            ],
+            "default": NO_OP,
+        }
+    )
     use_llm(project, server)
     project.write_task("# Bugs\n\nThe original's bugs stay fixed.\n")
     project.up()
-    wait_for(lambda: [d for d in decisions(project, "status") if d["task_id"] == "A1" and d["new"] == "completed"],
-             30, what="A1 settled")
+    wait_for(
+        lambda: [d for d in decisions(project, "status") if d["task_id"] == "A1" and d["new"] == "completed"],
+        30,
+        what="A1 settled",
+    )
     ctx = state(project)["project_context"]
     assert (ctx["final_goal"], ctx["success_criteria"], ctx["notes"]) == ("GOAL-1", "CRIT-1", "NOTE-1")
     kill_result = tool_results(server.messages_requests()[5])[0]
@@ -218,27 +352,59 @@ def test_original_bugs_context_fields_are_kept_and_a_failed_kill_is_reported(pro
 
 # -- cost control ------------------------------------------------------------------------------------------
 
+
 def _usage(input_tokens: int) -> dict:
-    return {"input_tokens": input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-            "output_tokens": 0}
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 0,
+    }
 
 
 def test_budget_stops_new_spawns_at_its_figure_and_raising_it_resumes(project: Project, serve: Any) -> None:
-    server = serve({"steps": [
-        {**tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-            {"id": "A1", "description": "one", "command": "sleep 2 && touch a.done", "artifacts": ["a.done"]},
-            {"id": "A2", "description": "two", "command": "touch b.done", "artifacts": ["b.done"]}]),
-         "usage": _usage(50_000)},                                   # $0.50
-        {**tool_step("spawn_task", task_id="A1"), "usage": _usage(50_000)},  # $1.00: A1 starts
-        {**tool_step("spawn_task", task_id="A2"), "usage": _usage(60_000)},  # $1.60 >= $1.50: A2 must not start
-        {**tool_step("spawn_task", task_id="A2"), "usage": _usage(1_000)},   # after `aura budget 5`
-        NO_OP], "default": NO_OP})
-    use_llm(project, server, AURA_BUDGET_USD="1.5", AURA_TOKEN_PRICE_CACHE_MISS="10", AURA_TOKEN_PRICE_CACHE_HIT="1",
-            AURA_TOKEN_PRICE_OUTPUT="10")
+    server = serve(
+        {
+            "steps": [
+                {
+                    **tool_step(
+                        "decompose_task",
+                        parent_task_id="ROOT",
+                        subtasks=[
+                            {
+                                "id": "A1",
+                                "description": "one",
+                                "command": "sleep 2 && touch a.done",
+                                "artifacts": ["a.done"],
+                            },
+                            {"id": "A2", "description": "two", "command": "touch b.done", "artifacts": ["b.done"]},
+                        ],
+                    ),
+                    "usage": _usage(50_000),
+                },  # $0.50
+                {**tool_step("spawn_task", task_id="A1"), "usage": _usage(50_000)},  # $1.00: A1 starts
+                {**tool_step("spawn_task", task_id="A2"), "usage": _usage(60_000)},  # $1.60 >= $1.50: A2 must not start
+                {**tool_step("spawn_task", task_id="A2"), "usage": _usage(1_000)},  # after `aura budget 5`
+                NO_OP,
+            ],
+            "default": NO_OP,
+        }
+    )
+    use_llm(
+        project,
+        server,
+        AURA_BUDGET_USD="1.5",
+        AURA_TOKEN_PRICE_CACHE_MISS="10",
+        AURA_TOKEN_PRICE_CACHE_HIT="1",
+        AURA_TOKEN_PRICE_OUTPUT="10",
+    )
     project.write_task("# Budget\n\nTwo tasks.\n")
     project.up()
-    wait_for(lambda: [d for d in decisions(project, "status") if d["task_id"] == "A1" and d["new"] == "completed"],
-             30, what="A1, started under the budget, to finish")
+    wait_for(
+        lambda: [d for d in decisions(project, "status") if d["task_id"] == "A1" and d["new"] == "completed"],
+        30,
+        what="A1, started under the budget, to finish",
+    )
     assert len(server.messages_requests()) == 3, "no model call once the budget was reached"
     st = state(project)
     assert st["tasks"]["A2"]["status"] == "pending" and "A2-1" not in project.workers()
@@ -256,10 +422,21 @@ def test_budget_stops_new_spawns_at_its_figure_and_raising_it_resumes(project: P
 
 
 def test_prompt_prefix_is_cached_and_a_cycle_with_nothing_new_makes_no_request(project: Project, serve: Any) -> None:
-    server = serve({"steps": [
-        tool_step("decompose_task", parent_task_id="ROOT", subtasks=[{"id": "A1", "description": "long",
-                                                                      "command": "sleep 60"}]),
-        tool_step("spawn_task", task_id="A1"), NO_OP, NO_OP], "default": NO_OP})
+    server = serve(
+        {
+            "steps": [
+                tool_step(
+                    "decompose_task",
+                    parent_task_id="ROOT",
+                    subtasks=[{"id": "A1", "description": "long", "command": "sleep 60"}],
+                ),
+                tool_step("spawn_task", task_id="A1"),
+                NO_OP,
+                NO_OP,
+            ],
+            "default": NO_OP,
+        }
+    )
     use_llm(project, server)
     project.write_task("# Cache\n\nOne long task.\n")
     project.up()
@@ -289,23 +466,47 @@ def test_prompt_prefix_is_cached_and_a_cycle_with_nothing_new_makes_no_request(p
 
 # -- notifications ---------------------------------------------------------------------------------------
 
+
 def test_notification_hook_fires_on_task_done_and_budget_warning_and_a_failing_hook_is_harmless(
-        project: Project, serve: Any) -> None:
-    server = serve({"steps": [
-        {**tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-            {"id": "A1", "description": "hi", "command": "echo hi > h.txt", "artifacts": ["h.txt"]}]),
-         "usage": _usage(850_000)},  # $8.50 of $10: a warning, not the limit
-        tool_step("spawn_task", task_id="A1"), NO_OP,
-        tool_step("update_task_tree", task_id="ROOT", new_status="completed", reason="done", evidence="A1"),
-        NO_OP], "default": NO_OP})
-    use_llm(project, server, AURA_BUDGET_USD="10", AURA_TOKEN_PRICE_CACHE_MISS="10",
-            AURA_NOTIFY_COMMAND='echo "$AURA_EVENT $AURA_TASK_ID" >> hooks.log; exit 7')
+    project: Project, serve: Any
+) -> None:
+    server = serve(
+        {
+            "steps": [
+                {
+                    **tool_step(
+                        "decompose_task",
+                        parent_task_id="ROOT",
+                        subtasks=[
+                            {"id": "A1", "description": "hi", "command": "echo hi > h.txt", "artifacts": ["h.txt"]}
+                        ],
+                    ),
+                    "usage": _usage(850_000),
+                },  # $8.50 of $10: a warning, not the limit
+                tool_step("spawn_task", task_id="A1"),
+                NO_OP,
+                tool_step("update_task_tree", task_id="ROOT", new_status="completed", reason="done", evidence="A1"),
+                NO_OP,
+            ],
+            "default": NO_OP,
+        }
+    )
+    use_llm(
+        project,
+        server,
+        AURA_BUDGET_USD="10",
+        AURA_TOKEN_PRICE_CACHE_MISS="10",
+        AURA_NOTIFY_COMMAND='echo "$AURA_EVENT $AURA_TASK_ID" >> hooks.log; exit 7',
+    )
     project.write_task("# Notify\n\nSay hi.\n")
     project.up()
     wait_finished(project, 40)
     hooks = project.root / "hooks.log"
-    lines = wait_for(lambda: hooks.exists() and len(hooks.read_text().splitlines()) >= 3 and hooks.read_text(), 10,
-                     what="three notifications").splitlines()
+    lines = wait_for(
+        lambda: hooks.exists() and len(hooks.read_text().splitlines()) >= 3 and hooks.read_text(),
+        10,
+        what="three notifications",
+    ).splitlines()
     assert "budget_warning " in lines and "task_done A1" in lines and "goal_done " in lines
     records = read_jsonl(project.paths.state_dir / "notifications.jsonl")
     assert records and all(not r["ok"] and "exited 7" in r["error"] for r in records)
@@ -323,6 +524,7 @@ def test_notification_hook_fires_on_task_done_and_budget_warning_and_a_failing_h
 def test_the_brain_keeps_answering_while_a_model_call_is_slow(project: Project, serve: Any) -> None:
     """A model call runs beside the daemon's loop: `aura wake` and `aura status` answer at once."""
     import time
+
     server = serve({"steps": [{**NO_OP, "delay": 8}], "default": NO_OP})
     use_llm(project, server)
     project.write_task("# Slow model\n\nThink slowly.\n")

@@ -16,28 +16,69 @@ from aura.scripted_server import ScriptedServer
 from tests.support.harness import REPO, Project, wait_for
 from tests.support.llm import NO_OP, state, tool_step, use_llm, wait_finished
 
-COUNT = ("python3 -c \"import collections,json,time; time.sleep(2); c=collections.Counter('the quick brown fox jumps "
-         "over the lazy dog the fox sleeps the dog barks'.split()); json.dump(c.most_common(), "
-         "open('out/counts.json','w'))\"")
-SAMPLE = ("mkdir -p out && python3 -c \"open('out/sample.txt','w').write('the quick brown fox jumps over the lazy "
-          "dog the fox sleeps the dog barks')\"")
+COUNT = (
+    "python3 -c \"import collections,json,time; time.sleep(2); c=collections.Counter('the quick brown fox jumps "
+    "over the lazy dog the fox sleeps the dog barks'.split()); json.dump(c.most_common(), "
+    "open('out/counts.json','w'))\""
+)
+SAMPLE = (
+    "mkdir -p out && python3 -c \"open('out/sample.txt','w').write('the quick brown fox jumps over the lazy "
+    "dog the fox sleeps the dog barks')\""
+)
 MACHINE = "mkdir -p out && python3 -c \"import platform; open('out/machine.txt','w').write(platform.platform())\""
 
-SCRIPT = {"routes": [
-    {"name": "plan", "match": {"first_user": "Planning needed: yes (the tree has no tasks"}, "steps": [
-        tool_step("update_project_context", final_goal="out/counts.json with the word counts of the sample text",
-                  success_criteria="test -s out/counts.json"),
-        tool_step("decompose_task", parent_task_id="ROOT", subtasks=[
-            {"id": "A1", "description": "Write the sample text", "command": SAMPLE, "artifacts": ["out/sample.txt"]},
-            {"id": "A2", "description": "Count the words", "command": "mkdir -p out && " + COUNT,
-             "artifacts": ["out/counts.json"]},
-            {"id": "A3", "description": "Record the machine", "command": MACHINE, "artifacts": ["out/machine.txt"]}]),
-        {"tool_use": [{"name": "spawn_task", "input": {"task_id": "A1"}},
-                      {"name": "spawn_task", "input": {"task_id": "A2"}}]},
-        NO_OP]},
-    {"name": "next", "match": {"first_user": "A1 [completed]", "not_contains": "A3-1"},
-     "steps": [tool_step("spawn_task", task_id="A3"), NO_OP]}],
-    "default": NO_OP}
+SCRIPT = {
+    "routes": [
+        {
+            "name": "plan",
+            "match": {"first_user": "Planning needed: yes (the tree has no tasks"},
+            "steps": [
+                tool_step(
+                    "update_project_context",
+                    final_goal="out/counts.json with the word counts of the sample text",
+                    success_criteria="test -s out/counts.json",
+                ),
+                tool_step(
+                    "decompose_task",
+                    parent_task_id="ROOT",
+                    subtasks=[
+                        {
+                            "id": "A1",
+                            "description": "Write the sample text",
+                            "command": SAMPLE,
+                            "artifacts": ["out/sample.txt"],
+                        },
+                        {
+                            "id": "A2",
+                            "description": "Count the words",
+                            "command": "mkdir -p out && " + COUNT,
+                            "artifacts": ["out/counts.json"],
+                        },
+                        {
+                            "id": "A3",
+                            "description": "Record the machine",
+                            "command": MACHINE,
+                            "artifacts": ["out/machine.txt"],
+                        },
+                    ],
+                ),
+                {
+                    "tool_use": [
+                        {"name": "spawn_task", "input": {"task_id": "A1"}},
+                        {"name": "spawn_task", "input": {"task_id": "A2"}},
+                    ]
+                },
+                NO_OP,
+            ],
+        },
+        {
+            "name": "next",
+            "match": {"first_user": "A1 [completed]", "not_contains": "A3-1"},
+            "steps": [tool_step("spawn_task", task_id="A3"), NO_OP],
+        },
+    ],
+    "default": NO_OP,
+}
 
 
 def per_cycle(project: Project, server: ScriptedServer) -> dict[int, dict[str, int]]:
@@ -45,8 +86,10 @@ def per_cycle(project: Project, server: ScriptedServer) -> dict[int, dict[str, i
     ledger = read_jsonl(project.paths.state_dir / "costs.jsonl")
     requests = server.messages_requests()
     assert len(ledger) == len(requests)
-    out: dict[int, dict[str, int]] = defaultdict(lambda: {"requests": 0, "prompt": 0, "read": 0, "write": 0, "uncached": 0})
-    for entry, req in zip(ledger, requests):
+    out: dict[int, dict[str, int]] = defaultdict(
+        lambda: {"requests": 0, "prompt": 0, "read": 0, "write": 0, "uncached": 0}
+    )
+    for entry, req in zip(ledger, requests, strict=False):
         u = req["reply"]["usage"]
         row = out[entry["cycle"]]
         row["requests"] += 1
@@ -71,7 +114,10 @@ def test_example_task_input_tokens_per_cycle(project: Project, capsys: Any) -> N
         print("\ncycle  requests  input tokens (all)  cache read  cache write  uncached")
         for cycle in range(1, 6):
             r = table.get(cycle, {"requests": 0, "prompt": 0, "read": 0, "write": 0, "uncached": 0})
-            print(f"{cycle:>5}  {r['requests']:>8}  {r['prompt']:>18}  {r['read']:>10}  {r['write']:>11}  {r['uncached']:>8}")
+            print(
+                f"{cycle:>5}  {r['requests']:>8}  {r['prompt']:>18}  {r['read']:>10}  {r['write']:>11}  "
+                f"{r['uncached']:>8}"
+            )
     later = [r for c, r in table.items() if c > 1]
     assert later and all(r["read"] >= r["prompt"] * 0.6 for r in later), "later cycles read their prefix from the cache"
     verified = [d for d in read_jsonl(project.paths.state_dir / "decisions.jsonl") if d["kind"] == "goal_verified"]

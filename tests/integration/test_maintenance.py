@@ -47,10 +47,13 @@ def _task_ids(project: Project) -> dict[str, str]:
 def test_clean_workspaces_keeps_running_workers_and_removes_old_finished_ones(project: Project) -> None:
     project.write_task("# Two\n\n- [ ] quick `true`\n- [ ] wait `sleep 60`\n")
     project.up()
-    wait_for(lambda: len(_task_ids(project)) == 2 if (project.paths.state_dir / "state.json").exists() else False,
-             what="two tasks")
+    wait_for(
+        lambda: len(_task_ids(project)) == 2 if (project.paths.state_dir / "state.json").exists() else False,
+        what="two tasks",
+    )
     ids = _task_ids(project)
     quick, wait = ids["quick"], ids["wait"]
+
     def worker_of(task_id: str, key: str) -> dict | None:
         return next((w for w in project.workers().values() if w["task_id"] == task_id and w.get(key)), None)
 
@@ -97,11 +100,24 @@ def _write_worker(paths: ProjectPaths, wid: str, task_id: str, *, exited: bool, 
     task_dir.mkdir(parents=True, exist_ok=True)
     (task_dir / "output.txt").write_text("x" * 5000)
     created = psutil.Process(pid).create_time() if pid else 1.0
-    launch = {"shim_pid": pid or 999999, "shim_create_time": created, "worker_pid": pid or 999999,
-              "worker_create_time": created, "pgid": pid or 999999, "started_at": time.time() - 20 * DAY}
+    launch = {
+        "shim_pid": pid or 999999,
+        "shim_create_time": created,
+        "worker_pid": pid or 999999,
+        "worker_create_time": created,
+        "pgid": pid or 999999,
+        "started_at": time.time() - 20 * DAY,
+    }
     atomic_write_json(wdir / "launch.json", launch)
-    rec = {"worker_id": wid, "task_id": task_id, "task_dir": str(task_dir), "backend": "shell",
-           "created_at": time.time() - 20 * DAY, "state": "exited" if exited else "running", **launch}
+    rec = {
+        "worker_id": wid,
+        "task_id": task_id,
+        "task_dir": str(task_dir),
+        "backend": "shell",
+        "created_at": time.time() - 20 * DAY,
+        "state": "exited" if exited else "running",
+        **launch,
+    }
     atomic_write_json(wdir / "record.json", rec)
     if exited:
         atomic_write_json(wdir / "exit.json", {"exit_code": 0, "signal": None, "ended_at": time.time() - 20 * DAY})
@@ -139,8 +155,13 @@ def test_clean_workspaces_from_disk_guards_live_processes_and_unfinished_tasks(p
         assert "kept worker Tdead-1: not finished (no exit.json)" in out
         assert not paths.worker_dir("Tdone-1").exists() and not paths.task_dir("Tdone").exists()
         assert paths.task_dir("Tfail").exists(), "a fresh workspace went despite --age"
-        for kept in (paths.worker_dir("Tlive-1"), paths.task_dir("Tlive"), paths.worker_dir("Tpend-1"),
-                     paths.task_dir("Tpend"), paths.worker_dir("Tdead-1")):
+        for kept in (
+            paths.worker_dir("Tlive-1"),
+            paths.task_dir("Tlive"),
+            paths.worker_dir("Tpend-1"),
+            paths.task_dir("Tpend"),
+            paths.worker_dir("Tdead-1"),
+        ):
             assert kept.is_dir(), kept
         assert "Total: 2 folder(s)" in out  # Tdone's worker folder and workspace
         assert sleeper.poll() is None
@@ -153,8 +174,11 @@ def test_restart_keeps_the_old_run_aside_and_starts_a_new_one(project: Project, 
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # as in the CLI's environment (tests/support/harness.py)
     project.write_task("# Quick\n\n- [ ] quick `true`\n")
     project.up()
-    wait_for(lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 30,
-             what="the first run to finish")
+    wait_for(
+        lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"),
+        30,
+        what="the first run to finish",
+    )
     old_state = read_json(project.paths.state_dir / "state.json")
     brain_pid = project.daemon_pid("brain")
 
@@ -176,8 +200,11 @@ def test_restart_keeps_the_old_run_aside_and_starts_a_new_one(project: Project, 
     old_workers = [p.name for p in (archives[0] / "previous-run" / "workers").iterdir()]
     assert old_workers and (archives[0] / "previous-run" / "workspace").is_dir()
 
-    wait_for(lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 30,
-             what="the new run to finish")
+    wait_for(
+        lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"),
+        30,
+        what="the new run to finish",
+    )
     new = read_json(project.paths.state_dir / "state.json")
     assert new["created_at"] > old_state["created_at"]
     assert project.daemon_pid("brain") != brain_pid
@@ -230,8 +257,12 @@ def test_cleanup_lists_then_removes_stale_leftovers_only(project: Project) -> No
     assert "nothing left over" in project.aura("cleanup").stdout
 
 
-PRICE_ENV = {"AURA_TOKEN_PRICE_CACHE_HIT": "0.1", "AURA_TOKEN_PRICE_CACHE_MISS": "1.0",
-             "AURA_TOKEN_PRICE_OUTPUT": "2.0", "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": "3.0"}
+PRICE_ENV = {
+    "AURA_TOKEN_PRICE_CACHE_HIT": "0.1",
+    "AURA_TOKEN_PRICE_CACHE_MISS": "1.0",
+    "AURA_TOKEN_PRICE_OUTPUT": "2.0",
+    "AURA_WORKER_TOKEN_PRICE_CACHE_MISS": "3.0",
+}
 
 
 def _recorded_usage(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,15 +273,41 @@ def _recorded_usage(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(project.root, environ=PRICE_ENV)
     book = CostBook(paths.state_dir, cfg)
     state = new_state("m")
-    book.record_call(state, source="run_cycle", cycle=1, model="m1", provider="p",
-                     usage=Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=0, cache_write_tokens=500))
-    book.record_call(state, source="run_cycle", cycle=2, model="m1", provider="p",
-                     usage=Usage(input_tokens=500, output_tokens=50, cache_read_tokens=1500))
-    book.record_call(state, source="review_cycle", cycle=3, model="m1", provider="p",
-                     usage=Usage(input_tokens=200, output_tokens=20))
-    book.ingest_workers(state, {"T1-1": {"task_id": "T1", "state": "exited",
-                                         "progress": {"model": "wm", "input_tokens": 10, "output_tokens": 5,
-                                                      "cache_read_tokens": 1000, "total_cost_usd": 0.5}}})
+    book.record_call(
+        state,
+        source="run_cycle",
+        cycle=1,
+        model="m1",
+        provider="p",
+        usage=Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=0, cache_write_tokens=500),
+    )
+    book.record_call(
+        state,
+        source="run_cycle",
+        cycle=2,
+        model="m1",
+        provider="p",
+        usage=Usage(input_tokens=500, output_tokens=50, cache_read_tokens=1500),
+    )
+    book.record_call(
+        state, source="review_cycle", cycle=3, model="m1", provider="p", usage=Usage(input_tokens=200, output_tokens=20)
+    )
+    book.ingest_workers(
+        state,
+        {
+            "T1-1": {
+                "task_id": "T1",
+                "state": "exited",
+                "progress": {
+                    "model": "wm",
+                    "input_tokens": 10,
+                    "output_tokens": 5,
+                    "cache_read_tokens": 1000,
+                    "total_cost_usd": 0.5,
+                },
+            }
+        },
+    )
     state.setdefault("llm", {}).update(model_cycles=3, skipped_total=4)
     StateStore(paths.state_dir).save(state)
 
@@ -279,11 +336,14 @@ def test_cache_stats_and_neither_imports_the_model_sdk(project: Project, monkeyp
     assert c["total"]["cache_read_tokens"] == 2500 and c["total"]["cache_write_tokens"] == 500
     assert c["total"]["hit_rate"] == pytest.approx(2500 / (1700 + 10 + 2500 + 500), abs=1e-4)
     assert "FROM-CACHE" in project.aura("cache-stats").stdout
-    code = ("import sys\nfrom aura.cli import cli\nfor cmd in ('token-stats', 'cache-stats', 'changelog-overview'):\n"
-            "    try:\n        cli([cmd], prog_name='aura')\n    except SystemExit:\n        pass\n"
-            "print('SDK', 'anthropic' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=project.root, env=project.env, capture_output=True,
-                          text=True, timeout=60)
+    code = (
+        "import sys\nfrom aura.cli import cli\nfor cmd in ('token-stats', 'cache-stats', 'changelog-overview'):\n"
+        "    try:\n        cli([cmd], prog_name='aura')\n    except SystemExit:\n        pass\n"
+        "print('SDK', 'anthropic' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=project.root, env=project.env, capture_output=True, text=True, timeout=60
+    )
     assert "SDK False" in proc.stdout, proc.stdout + proc.stderr
 
 

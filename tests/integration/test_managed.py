@@ -13,16 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from aura.runtime.paths import ProjectPaths
-from tests.support.harness import Project, alive as _alive, wait_for
 from aura.ipc.client import Client
+from aura.runtime.paths import ProjectPaths
+from tests.support.harness import Project, wait_for
+from tests.support.harness import alive as _alive
 
 
 def _start(project: Project, name: str, extra_env: dict | None = None) -> subprocess.Popen:
     env = dict(project.env, **(extra_env or {}))
     out = open(project.root / f"{name}.out", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "aura.daemon", name, "--project", str(project.root), "--managed"],
-                            cwd=project.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aura.daemon", name, "--project", str(project.root), "--managed"],
+        cwd=project.root,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     project.seen[proc.pid] = None
     return proc
 
@@ -73,10 +80,26 @@ def test_unit_style_supervisor_restart_keeps_workers_and_readopts(project: Proje
     wd = _start(project, "watchdog")
     client = lambda: Client(paths.endpoint("supervisor"), "supervisor", timeout=2.0)  # noqa: E731
     wait_for(lambda: _answers(client()), what="the supervisor")
-    long = client().call("spawn", {"task_id": "long", "worker_id": "long-1", "backend": "shell",
-                                   "command": "sleep 6; echo done > long.txt", "cwd": str(project.root)})
-    client().call("spawn", {"task_id": "short", "worker_id": "short-1", "backend": "shell",
-                                    "command": "sleep 1.5; exit 4", "cwd": str(project.root)})
+    long = client().call(
+        "spawn",
+        {
+            "task_id": "long",
+            "worker_id": "long-1",
+            "backend": "shell",
+            "command": "sleep 6; echo done > long.txt",
+            "cwd": str(project.root),
+        },
+    )
+    client().call(
+        "spawn",
+        {
+            "task_id": "short",
+            "worker_id": "short-1",
+            "backend": "shell",
+            "command": "sleep 1.5; exit 4",
+            "cwd": str(project.root),
+        },
+    )
     project.remember()
     os.kill(sup.pid, signal.SIGKILL)
     sup.wait()

@@ -10,7 +10,6 @@ from typing import Any
 from tests.support.harness import Project, wait_for
 from tests.support.llm import NO_OP, decisions, use_llm
 
-
 HOOK = 'printf "%s|%s\\n" "$AURA_EVENT" "$AURA_MESSAGE" >> hooks.log'
 
 
@@ -26,8 +25,14 @@ def events(project: Project, kind: str) -> list[str]:
 
 def test_safe_mode_entered_and_left_reach_the_hook(project: Project, serve: Any) -> None:
     server = serve({"steps": [{"error": {"status": 529}, "repeat": 2}, NO_OP], "default": NO_OP})
-    use_llm(project, server, AURA_API_RETRY_COUNT="1", AURA_SAFE_MODE_AFTER="1", AURA_LLM_DEAD_THROTTLE="1",
-            AURA_NOTIFY_COMMAND=HOOK)
+    use_llm(
+        project,
+        server,
+        AURA_API_RETRY_COUNT="1",
+        AURA_SAFE_MODE_AFTER="1",
+        AURA_LLM_DEAD_THROTTLE="1",
+        AURA_NOTIFY_COMMAND=HOOK,
+    )
     project.write_task("# Outage\n\nSurvive it.\n")
     project.up()
     wait_for(lambda: events(project, "safe_mode_left"), 40, what="the hook to hear that safe mode ended")
@@ -39,16 +44,23 @@ def test_safe_mode_entered_and_left_reach_the_hook(project: Project, serve: Any)
 
 
 def test_no_progress_is_notified_once_per_stall(project: Project) -> None:
-    project.env.update(AURA_CYCLE_INTERVAL="0.5", AURA_NO_PROGRESS_MINUTES="0.05", AURA_MAX_CONCURRENT_TASKS="1",
-                       AURA_NOTIFY_COMMAND=HOOK)
+    project.env.update(
+        AURA_CYCLE_INTERVAL="0.5",
+        AURA_NO_PROGRESS_MINUTES="0.05",
+        AURA_MAX_CONCURRENT_TASKS="1",
+        AURA_NOTIFY_COMMAND=HOOK,
+    )
     project.write_task("# Slow\n\n- [ ] first `sleep 7`\n- [ ] second `sleep 40`\n")
     project.up()
     first = wait_for(lambda: events(project, "no_progress"), 20, what="the first stall to be notified")
     assert "nothing started or ended" in first[0] and "still running: " in first[0]
     time.sleep(2)  # several more cycles of the same stall
     assert len(events(project, "no_progress")) == 1, "once per stall, not every cycle"
-    both = wait_for(lambda: len(events(project, "no_progress")) >= 2 and events(project, "no_progress"), 25,
-                    what="the second task's stall after the first one ended")
+    both = wait_for(
+        lambda: len(events(project, "no_progress")) >= 2 and events(project, "no_progress"),
+        25,
+        what="the second task's stall after the first one ended",
+    )
     assert both[0].split("still running: ")[1] != both[1].split("still running: ")[1], "another task stalls"
     time.sleep(2)
     assert len(events(project, "no_progress")) == 2

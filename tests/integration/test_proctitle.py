@@ -23,16 +23,18 @@ def comm(pid: int | str) -> str:
 
 @linux_only
 def test_set_process_name_renames_the_process_in_a_subprocess() -> None:
-    code = ("import sys, threading\n"
-            "from aura.runtime.proctitle import set_process_name\n"
-            "before = open('/proc/self/comm').read().strip()\n"
-            "ok = set_process_name('aura-unit-test')\n"
-            "after = open('/proc/self/comm').read().strip()\n"
-            "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
-            "long_ok = set_process_name('aura-a-name-longer-than-fifteen')\n"
-            "long = open('/proc/self/comm').read().strip()\n"
-            "bad = set_process_name('bad\\0name'), set_process_name('')\n"
-            "print(before, ok, after, long_ok, long, *bad)\n")
+    code = (
+        "import sys, threading\n"
+        "from aura.runtime.proctitle import set_process_name\n"
+        "before = open('/proc/self/comm').read().strip()\n"
+        "ok = set_process_name('aura-unit-test')\n"
+        "after = open('/proc/self/comm').read().strip()\n"
+        "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+        "long_ok = set_process_name('aura-a-name-longer-than-fifteen')\n"
+        "long = open('/proc/self/comm').read().strip()\n"
+        "bad = set_process_name('bad\\0name'), set_process_name('')\n"
+        "print(before, ok, after, long_ok, long, *bad)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     before, ok, after, long_ok, long, *bad = out.stdout.split()

@@ -17,8 +17,10 @@ from aura.runtime.fsutil import read_json, read_jsonl
 from tests.support.harness import Project, wait_for
 from tests.support.rig import Rig
 
-LONG_ERROR = ("its stderr ends: about to fail because the input file data/prices-2026-11.csv is missing and "
-              "the fallback mirror answered 503 three times in a row")
+LONG_ERROR = (
+    "its stderr ends: about to fail because the input file data/prices-2026-11.csv is missing and "
+    "the fallback mirror answered 503 three times in a row"
+)
 
 
 def finished(p: Project) -> dict | None:
@@ -31,12 +33,17 @@ def words(text: str) -> str:
 
 
 def test_history_and_status_show_whole_reasons_wrapped_to_the_terminal(project: Project) -> None:
-    project.write_task(f"# Fetch\n\n- [ ] fetch `echo '{LONG_ERROR}' >&2; exit 3` creates "
-                       "`out/quarterly-prices-report-with-a-long-name.csv`\n")
+    project.write_task(
+        f"# Fetch\n\n- [ ] fetch `echo '{LONG_ERROR}' >&2; exit 3` creates "
+        "`out/quarterly-prices-report-with-a-long-name.csv`\n"
+    )
     project.up()
     wait_for(lambda: finished(project), 60, what="the run to end")
-    decision = next(d for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
-                    if d.get("kind") == "status" and d.get("new") == "blocked" and d.get("task_id") != "ROOT")
+    decision = next(
+        d
+        for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
+        if d.get("kind") == "status" and d.get("new") == "blocked" and d.get("task_id") != "ROOT"
+    )
     assert len(decision["reason"]) > 120 and len(decision["evidence"]) > 80  # longer than one cut line would show
     project.env["COLUMNS"] = "72"
     history = project.aura("history").stdout
@@ -46,7 +53,7 @@ def test_history_and_status_show_whole_reasons_wrapped_to_the_terminal(project: 
     assert words(decision["reason"]) in words(blocked) and words(decision["evidence"]) in words(blocked), blocked
 
     status = project.aura("status", check=False).stdout
-    why = status[status.index("why: "):]
+    why = status[status.index("why: ") :]
     assert all(len(line) <= 72 or " " not in line.strip() for line in why.splitlines()), status
     assert "attempt 2 failed" in why and LONG_ERROR in words(why), status
 
@@ -60,7 +67,7 @@ def test_ps_says_no_workers_yet_when_there_are_none(project: Project) -> None:
 def _table(out: str) -> list[dict[str, str]]:
     lines = [ln for ln in out.splitlines() if ln and not ln.startswith("(")]
     header = lines[0].split()
-    return [dict(zip(header, re.split(r"\s{2,}", ln.strip()))) for ln in lines[1:]]
+    return [dict(zip(header, re.split(r"\s{2,}", ln.strip()), strict=False)) for ln in lines[1:]]
 
 
 def test_ps_from_disk_shows_the_outcome_and_the_age_of_a_worker_that_ended(rig: Rig) -> None:
@@ -78,8 +85,10 @@ def test_ps_from_disk_shows_the_outcome_and_the_age_of_a_worker_that_ended(rig: 
     assert live == "no running workers (aura ps -a shows ended ones)"
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPU affinity and at least two CPUs")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity and at least two CPUs",
+)
 def test_a_worker_gone_before_it_is_pinned_is_not_a_failure(rig: Rig) -> None:
     rig.p.env["AURA_WORKER_MAX_CPU_PERCENT"] = "50"
     rig.start("watchdog", "supervisor")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.pidfile import is_alive, start_time
+from aura.supervisor import jobs
 from tests.support.harness import wait_for
 from tests.support.rig import Rig
-from aura.supervisor import jobs
 
 JOB = """\
 import os, sys, time
@@ -29,12 +29,12 @@ with open(log, "a") as fh:
 sys.exit(3)
 """
 
-WORKER = """\
+WORKER = f"""\
 import json, os, subprocess, sys, time
 release, own_session, pids_file, then = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
 task_dir = os.environ["AURA_TASK_DIR"]
 log = os.path.join(task_dir, "train_progress.log")
-job = subprocess.Popen([sys.executable, "-c", {job!r}, release, log], start_new_session=own_session)
+job = subprocess.Popen([sys.executable, "-c", {JOB!r}, release, log], start_new_session=own_session)
 stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=own_session)
 entry = {{"pid": job.pid, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kind": "training", "log_path": log}}
 with open(os.path.join(task_dir, "process.json"), "w") as fh:
@@ -46,7 +46,7 @@ if then == "hog":
     b = bytearray(300 * 1024 * 1024); b[::4096] = b"x" * len(b[::4096]); time.sleep(120)
 if then == "wait":
     time.sleep(120)
-""".format(job=JOB)
+"""
 
 
 def start(rig: Rig, wid: str, own_session: bool, then: str = "exit") -> tuple[dict, dict, Path]:
@@ -111,8 +111,11 @@ def test_a_resource_kill_keeps_nothing_even_a_registered_job_in_another_session(
 
 def test_without_a_registry_everything_left_behind_is_stopped(rig: Rig) -> None:
     rig.start("watchdog", "supervisor")
-    body = WORKER.replace('with open(os.path.join(task_dir, "process.json"), "w") as fh:\n'
-                          '    json.dump({"managed_subprocesses": [entry]}, fh)\n', "")
+    body = WORKER.replace(
+        'with open(os.path.join(task_dir, "process.json"), "w") as fh:\n'
+        '    json.dump({"managed_subprocesses": [entry]}, fh)\n',
+        "",
+    )
     assert body != WORKER
     release, pids_file = rig.tmp / "r", rig.tmp / "p"
     rig.spawn("plain", body, str(release), "1", str(pids_file), "exit")
@@ -125,11 +128,21 @@ def test_without_a_registry_everything_left_behind_is_stopped(rig: Rig) -> None:
 
 # -- reading process.json ---------------------------------------------------------------------------
 
+
 def test_registry_reads_the_original_aliases_and_skips_garbage(tmp_path: Path) -> None:
-    (tmp_path / "process.json").write_text(json.dumps({"child_processes": [
-        {"pid": 10, "start_time": "2026-01-01T00:00:00Z", "progress_log": "/x.log"},
-        {"pid": "11", "started_at": 1700000000, "kind": "eval", "monitor_path": "/y.log"},
-        {"pid": "nope"}, "junk", 12]}))
+    (tmp_path / "process.json").write_text(
+        json.dumps(
+            {
+                "child_processes": [
+                    {"pid": 10, "start_time": "2026-01-01T00:00:00Z", "progress_log": "/x.log"},
+                    {"pid": "11", "started_at": 1700000000, "kind": "eval", "monitor_path": "/y.log"},
+                    {"pid": "nope"},
+                    "junk",
+                    12,
+                ]
+            }
+        )
+    )
     regs = jobs.read_registered(tmp_path)
     assert [(r.pid, r.kind, r.log_path) for r in regs] == [(10, "", "/x.log"), (11, "eval", "/y.log"), (12, "", None)]
     assert regs[0].started_at == 1767225600.0 and regs[1].started_at == 1700000000.0
@@ -141,10 +154,13 @@ def test_registry_reads_the_original_aliases_and_skips_garbage(tmp_path: Path) -
 def test_only_live_descendants_started_when_they_say_are_kept() -> None:
     now = time.time()
     starts = {100: now, 101: now, 102: now - 3600}
-    regs = [jobs.RegisteredJob(100, started_at=now + 5), jobs.RegisteredJob(101),  # no start time: taken on trust
-            jobs.RegisteredJob(102, started_at=now),  # a reused pid: started an hour earlier
-            jobs.RegisteredJob(os.getpid(), started_at=now),  # not a descendant: never kept
-            jobs.RegisteredJob(100)]  # listed twice
+    regs = [
+        jobs.RegisteredJob(100, started_at=now + 5),
+        jobs.RegisteredJob(101),  # no start time: taken on trust
+        jobs.RegisteredJob(102, started_at=now),  # a reused pid: started an hour earlier
+        jobs.RegisteredJob(os.getpid(), started_at=now),  # not a descendant: never kept
+        jobs.RegisteredJob(100),
+    ]  # listed twice
     kept = jobs.keep(regs, tree={100, 101, 102, 103}, start_of=starts.get)
     assert [k.pid for k in kept] == [100, 101] and kept[0].create_time == now
     assert jobs.subtrees([1], {1: [2, 3], 3: [4]}) == {1, 2, 3, 4}
@@ -152,12 +168,17 @@ def test_only_live_descendants_started_when_they_say_are_kept() -> None:
 
 def test_a_registered_pid_that_is_not_the_workers_own_is_not_kept_and_exit_json_says_so(rig: Rig) -> None:
     rig.start("watchdog", "supervisor")
-    body = ('import json, os\n'
-            'entries = [{"pid": os.getppid(), "kind": "shim"}, {"pid": 1, "kind": "init"}]\n'
-            'with open(os.path.join(os.environ["AURA_TASK_DIR"], "process.json"), "w") as fh:\n'
-            '    json.dump({"managed_subprocesses": entries}, fh)\n')
+    body = (
+        "import json, os\n"
+        'entries = [{"pid": os.getppid(), "kind": "shim"}, {"pid": 1, "kind": "init"}]\n'
+        'with open(os.path.join(os.environ["AURA_TASK_DIR"], "process.json"), "w") as fh:\n'
+        '    json.dump({"managed_subprocesses": entries}, fh)\n'
+    )
     rig.spawn("liar", body)
     done = wait_for(lambda: rig.exited("liar"), 20, what="the worker's exit")
     assert "managed" not in done["exit"] and done["outcome"] == "succeeded"
-    assert [(r["pid"] == 1, r["kind"]) for r in done["exit"]["registered_not_kept"]] == [(False, "shim"), (True, "init")]
+    assert [(r["pid"] == 1, r["kind"]) for r in done["exit"]["registered_not_kept"]] == [
+        (False, "shim"),
+        (True, "init"),
+    ]
     assert "not a live descendant" in done["exit"]["registered_not_kept"][0]["why"]

@@ -47,12 +47,15 @@ def test_second_up_is_refused_and_names_the_running_one(project: Project) -> Non
     assert "already running" in second.stderr and f"brain pid {project.daemon_pid('brain')}" in second.stderr
 
 
-@pytest.mark.parametrize("content,expected", [
-    (None, "does not exist"),
-    ("", "is empty"),
-    ("   \n\n", "is empty"),
-    (b"\x00\x01binary\x00", "looks binary"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("   \n\n", "is empty"),
+        (b"\x00\x01binary\x00", "looks binary"),
+    ],
+)
 def test_bad_task_file_gets_a_clear_error_and_nothing_starts(project: Project, content, expected) -> None:
     path = project.root / "task.md"
     if isinstance(content, bytes):
@@ -62,7 +65,9 @@ def test_bad_task_file_gets_a_clear_error_and_nothing_starts(project: Project, c
     proc = project.aura("up", "-d", "task.md", check=False)
     assert proc.returncode != 0
     assert expected in proc.stderr and "Nothing was started" in proc.stderr
-    assert not project.paths.run_dir.exists() or not any(project.daemon_pid(n) for n in ("brain", "supervisor", "watchdog"))
+    assert not project.paths.run_dir.exists() or not any(
+        project.daemon_pid(n) for n in ("brain", "supervisor", "watchdog")
+    )
 
 
 def test_wake_without_a_brain_fails_fast_and_names_it(project: Project) -> None:
@@ -88,10 +93,12 @@ def test_wake_runs_a_cycle_now(project: Project) -> None:
 
 
 def _hog_task(extra_items: str = "") -> str:
-    return ("# Crash test\n\n"
-            "- [ ] first `sleep 4 && touch a.done` creates `a.done`\n"
-            "- [ ] second `sleep 4 && touch b.done` creates `b.done`\n"
-            f"- [ ] hog `{MEM_HOG}`\n{extra_items}")
+    return (
+        "# Crash test\n\n"
+        "- [ ] first `sleep 4 && touch a.done` creates `a.done`\n"
+        "- [ ] second `sleep 4 && touch b.done` creates `b.done`\n"
+        f"- [ ] hog `{MEM_HOG}`\n{extra_items}"
+    )
 
 
 def test_kill_brain_workers_keep_running_watchdog_enforces_run_completes(project: Project) -> None:
@@ -119,16 +126,21 @@ def test_kill_brain_workers_keep_running_watchdog_enforces_run_completes(project
 
 def test_kill_supervisor_workers_survive_exit_recorded_and_readopted(project: Project) -> None:
     project.env.update(AURA_MAX_CONCURRENT_TASKS="3")
-    project.write_task("# Survive\n\n- [ ] quick `sleep 2; exit 3`\n- [ ] long `sleep 12 && touch long.done` "
-                       "creates `long.done`\n- [ ] longer `sleep 14 && touch longer.done` creates `longer.done`\n")
+    project.write_task(
+        "# Survive\n\n- [ ] quick `sleep 2; exit 3`\n- [ ] long `sleep 12 && touch long.done` "
+        "creates `long.done`\n- [ ] longer `sleep 14 && touch longer.done` creates `longer.done`\n"
+    )
     project.up()
     wait_for(lambda: len([w for w in project.workers().values() if w.get("worker_pid")]) >= 3, what="three workers")
     old = project.kill9("supervisor")
     workers = project.workers()
     quick = next(w for w in workers.values() if "exit 3" in " ".join(w["argv"]))
     # the quick worker ends while the supervisor is down (or being restarted): its shim records it
-    wait_for(lambda: (project.workers()[quick["worker_id"]].get("exit_file") or {}).get("exit_code") == 3, 20,
-             what="the exit record of the worker that ended")
+    wait_for(
+        lambda: (project.workers()[quick["worker_id"]].get("exit_file") or {}).get("exit_code") == 3,
+        20,
+        what="the exit record of the worker that ended",
+    )
     new = wait_for(lambda: project.daemon_pid("supervisor"), 20, what="the supervisor to come back")
     assert new != old
     ps = json.loads(project.aura("ps", "--json").stdout)
@@ -140,13 +152,18 @@ def test_kill_supervisor_workers_survive_exit_recorded_and_readopted(project: Pr
     wait_for(lambda: project.workers()[quick["worker_id"]].get("state") == "exited", 10, what="the record settled")
     rec = project.workers()[quick["worker_id"]]
     assert rec["exit"]["exit_code"] == 3 and rec["outcome"] == "failed"
-    wait_for(lambda: (project.root / "long.done").exists() and (project.root / "longer.done").exists(), 30,
-             what="the long workers to finish")
+    wait_for(
+        lambda: (project.root / "long.done").exists() and (project.root / "longer.done").exists(),
+        30,
+        what="the long workers to finish",
+    )
 
 
 def test_kill_watchdog_it_comes_back_and_enforces(project: Project) -> None:
     project.env.update(AURA_WORKER_MAX_SYSTEM_MEMORY_GB="0.2")
-    project.write_task("# Enforce\n\n- [ ] wait for the hog `sleep 3`\n- [ ] hog `sleep 2; " + MEM_HOG.replace("`", "") + "`\n")
+    project.write_task(
+        "# Enforce\n\n- [ ] wait for the hog `sleep 3`\n- [ ] hog `sleep 2; " + MEM_HOG.replace("`", "") + "`\n"
+    )
     project.up()
     old = wait_for(lambda: project.daemon_pid("watchdog"), what="the watchdog")
     project.kill9("watchdog")
@@ -164,7 +181,11 @@ def test_restart_intensity_limit_gives_up_and_status_says_so(project: Project) -
     for _ in range(3):
         pid = wait_for(lambda: project.daemon_pid("brain"), 20, what="a brain")
         project.kill9("brain")
-        wait_for(lambda: project.daemon_pid("brain") not in (None, pid) or _gave_up(project), 20, what="restart or give-up")
+        wait_for(
+            lambda pid=pid: project.daemon_pid("brain") not in (None, pid) or _gave_up(project),
+            20,
+            what="restart or give-up",
+        )
     wait_for(lambda: _gave_up(project), 20, what="the supervisor to give up")
     proc = project.aura("status", check=False)
     assert proc.returncode == 3
@@ -172,7 +193,11 @@ def test_restart_intensity_limit_gives_up_and_status_says_so(project: Project) -
 
 
 def _gave_up(p: Project) -> bool:
-    rec = json.loads((p.paths.run_dir / "supervisor.peers.json").read_text()) if (p.paths.run_dir / "supervisor.peers.json").exists() else {}
+    rec = (
+        json.loads((p.paths.run_dir / "supervisor.peers.json").read_text())
+        if (p.paths.run_dir / "supervisor.peers.json").exists()
+        else {}
+    )
     return bool(((rec.get("peers") or {}).get("brain") or {}).get("gave_up"))
 
 
@@ -181,7 +206,10 @@ def test_down_keep_workers_then_up_readopts(project: Project) -> None:
     project.up()
     w = wait_for(lambda: [w for w in project.workers().values() if w.get("worker_pid")], what="a worker")[0]
     project.aura("down", "--keep-workers")
-    assert project.survivors() == [w["shim_pid"], w["worker_pid"]] or set(project.survivors()) == {w["shim_pid"], w["worker_pid"]}
+    assert project.survivors() == [w["shim_pid"], w["worker_pid"]] or set(project.survivors()) == {
+        w["shim_pid"],
+        w["worker_pid"],
+    }
     project.up()
     wait_for(lambda: run_finished(project), 30, what="the run to finish after re-adoption")
     assert len(project.workers()) == 1, "the worker was re-adopted, not started twice"
@@ -191,9 +219,16 @@ def test_foreground_up_streams_events_and_ctrl_c_stops_everything(project: Proje
     import signal
     import subprocess
     import sys
+
     project.write_task("# Long\n\n- [ ] long `sleep 60`\n")
-    proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "up", "task.md"], cwd=project.root, env=project.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aura.cli", "up", "task.md"],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         while not any("started (pid" in ln for ln in lines):

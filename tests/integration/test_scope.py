@@ -7,8 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-from tests.support.harness import Project, wait_for
 from aura.supervisor.scope import scope_command, scoped
+from tests.support.harness import Project, wait_for
 
 FAKE = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -37,7 +37,11 @@ def test_scope_prefix_decisions(tmp_path: Path, monkeypatch) -> None:
     prefix = scope_command("auto", {"INVOCATION_ID": "abc"})
     assert prefix[0].endswith("systemd-run") and prefix[1:] == ["--user", "--scope", "--quiet", "--collect"]
     argv = scoped(prefix, tmp_path, "T1-1", ["python", "shim.py"])
-    assert argv[-3:] == ["--", "python", "shim.py"] and argv[-4].startswith("--unit=aura-") and argv[-4].endswith("-T1-1.scope")
+    assert (
+        argv[-3:] == ["--", "python", "shim.py"]
+        and argv[-4].startswith("--unit=aura-")
+        and argv[-4].endswith("-T1-1.scope")
+    )
 
 
 def test_supervisor_starts_shims_through_systemd_run(project: Project, tmp_path: Path) -> None:

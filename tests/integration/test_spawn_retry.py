@@ -18,13 +18,16 @@ from aura.runtime.fsutil import read_json, read_jsonl
 from tests.support.harness import Project, wait_for
 
 LIMIT_GB = 0.2
-HOG = ("import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(120)")
+HOG = "import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(120)"
 
 
 def path_without(tmp_path: Path, *binaries: str) -> str:
     """The test's PATH minus every folder holding one of `binaries`, so they are not installed."""
-    keep = [d for d in os.environ.get("PATH", "").split(os.pathsep)
-            if d and not any((Path(d) / b).exists() for b in binaries)]
+    keep = [
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and not any((Path(d) / b).exists() for b in binaries)
+    ]
     empty = tmp_path / "empty-bin"
     empty.mkdir(exist_ok=True)
     return os.pathsep.join([str(empty), *keep])
@@ -36,18 +39,24 @@ def finished(p: Project) -> dict | None:
 
 
 def status_changes(p: Project, task_id: str) -> list[dict]:
-    return [d for d in read_jsonl(p.paths.state_dir / "decisions.jsonl")
-            if d.get("kind") == "status" and d.get("task_id") == task_id]
+    return [
+        d
+        for d in read_jsonl(p.paths.state_dir / "decisions.jsonl")
+        if d.get("kind") == "status" and d.get("task_id") == task_id
+    ]
 
 
-@pytest.mark.parametrize("body,backend,needs", [
-    ("# Summarise the notes\n\nRead notes/ and write a summary.\n", "claude", "no checklist"),
-    ("# Two steps\n\n- [ ] make it `true`\n- [ ] ask the agent to review it\n", "claude", "line 4"),
-    ("# Two steps\n\n- [ ] make it `true`\n- [ ] ask the agent to review it\n", "shell", "line 4"),
-])
-def test_up_refuses_a_run_whose_task_file_needs_a_backend_that_cannot_start(project: Project, tmp_path: Path,
-                                                                            body: str, backend: str,
-                                                                            needs: str) -> None:
+@pytest.mark.parametrize(
+    "body,backend,needs",
+    [
+        ("# Summarise the notes\n\nRead notes/ and write a summary.\n", "claude", "no checklist"),
+        ("# Two steps\n\n- [ ] make it `true`\n- [ ] ask the agent to review it\n", "claude", "line 4"),
+        ("# Two steps\n\n- [ ] make it `true`\n- [ ] ask the agent to review it\n", "shell", "line 4"),
+    ],
+)
+def test_up_refuses_a_run_whose_task_file_needs_a_backend_that_cannot_start(
+    project: Project, tmp_path: Path, body: str, backend: str, needs: str
+) -> None:
     project.env.update(AURA_LAYER2_BACKEND=backend, PATH=path_without(tmp_path, "claude"))
     project.write_task(body)
     proc = project.aura("up", "-d", "task.md", check=False)
@@ -70,25 +79,34 @@ def test_a_spawn_that_fails_before_its_worker_runs_is_retried_within_seconds(pro
     project.write_task("# Quick\n\n- [ ] quick `true`\n")
     project.up()
     wait_for(lambda: finished(project), 60, what="the run to end without waiting a 300 s cycle interval")
-    tid = next(t["id"] for t in read_json(project.paths.state_dir / "state.json")["tasks"].values()
-               if t.get("command") == "true")
+    tid = next(
+        t["id"]
+        for t in read_json(project.paths.state_dir / "state.json")["tasks"].values()
+        if t.get("command") == "true"
+    )
     changes = status_changes(project, tid)
     assert [d["new"] for d in changes] == ["in_progress", "pending", "in_progress", "blocked"], changes
-    assert re.fullmatch(r"attempt 1 failed: could not start the worker: .*; retrying once in \d+(\.\d+)?s",
-                        changes[1]["reason"]), changes[1]["reason"]
+    assert re.fullmatch(
+        r"attempt 1 failed: could not start the worker: .*; retrying once in \d+(\.\d+)?s", changes[1]["reason"]
+    ), changes[1]["reason"]
     assert why in changes[1]["reason"] and why in changes[3]["reason"]
     assert changes[2]["reason"] == "attempt 2 started"
     assert changes[3]["reason"].startswith("attempt 2 failed: ")
 
 
-def test_resource_kills_number_attempts_once_and_the_fix_is_blocked_not_spawned(project: Project,
-                                                                                  tmp_path: Path) -> None:
+def test_resource_kills_number_attempts_once_and_the_fix_is_blocked_not_spawned(
+    project: Project, tmp_path: Path
+) -> None:
     """The resource-fix subtask under the `local` planner with no `claude` installed: blocked at once with
     the reason (not sent to a CLI that is not there and retried a cycle later); the retry after the first
     kill is attempt 2 in the decisions, events, history, status, ps and the worker's task.md; the run's
     figures count what the tree shows."""
-    project.env.update(AURA_CYCLE_INTERVAL="300", AURA_LAYER2_BACKEND="claude", AURA_WORKER_MAX_SYSTEM_MEMORY_GB=str(LIMIT_GB),
-                       PATH=path_without(tmp_path, "claude"))
+    project.env.update(
+        AURA_CYCLE_INTERVAL="300",
+        AURA_LAYER2_BACKEND="claude",
+        AURA_WORKER_MAX_SYSTEM_MEMORY_GB=str(LIMIT_GB),
+        PATH=path_without(tmp_path, "claude"),
+    )
     project.write_task(f'# Escalate\n\n- [ ] hog `python3 -c "{HOG}"`\n')
     up = project.up()
     assert "resource-fix subtask" in up.stdout and "`claude` CLI" in up.stdout  # a warning, not a refusal
@@ -102,10 +120,17 @@ def test_resource_kills_number_attempts_once_and_the_fix_is_blocked_not_spawned(
 
     changes = status_changes(project, tid)
     assert [(d["new"], d.get("attempt")) for d in changes] == [
-        ("in_progress", 1), ("pending", 1), ("in_progress", 2), ("blocked", 2)], changes
+        ("in_progress", 1),
+        ("pending", 1),
+        ("in_progress", 2),
+        ("blocked", 2),
+    ], changes
     assert [d["reason"] for d in changes if d["new"] == "in_progress"] == ["attempt 1 started", "attempt 2 started"]
-    events = [e["data"] for e in read_jsonl(project.paths.journal("brain"))
-              if e.get("kind") == "task_status" and e["data"].get("task_id") == tid]
+    events = [
+        e["data"]
+        for e in read_jsonl(project.paths.journal("brain"))
+        if e.get("kind") == "task_status" and e["data"].get("task_id") == tid
+    ]
     assert [e.get("attempt") for e in events] == [1, 1, 2, 2]
     task_md = (project.paths.task_dir(tid) / "task.md").read_text()
     assert f"Attempt 2 of this task (worker {tid}-2)." in task_md

@@ -62,7 +62,9 @@ def test_a_misspelt_argument_is_refused_with_its_name_and_starts_nothing(sup: Su
         sup.call("list", {"include_exitted": False})
     assert refused.value.code == "bad_args" and "include_exitted" in refused.value.message
 
-    rec = sup.spawn(task_id="t", worker_id="t-1", backend="shell", argv=[sys.executable, "-c", "import time; time.sleep(30)"])
+    rec = sup.spawn(
+        task_id="t", worker_id="t-1", backend="shell", argv=[sys.executable, "-c", "import time; time.sleep(30)"]
+    )
     with pytest.raises(RemoteError) as refused:
         sup.call("kill", {"worker_id": "t-1", "reasn": "typo"})
     assert refused.value.code == "bad_args" and "`kill` takes no argument `reasn`" in refused.value.message

@@ -14,11 +14,11 @@ import signal
 
 import pytest
 
+from aura.ipc.client import RemoteError
 from aura.runtime.fsutil import read_json, read_jsonl
 from tests.support.harness import Project, wait_for
-from tests.support.workloads import UNMET_RAM_RESERVE_GB
 from tests.support.rig import GIB, Rig, gpu_state, rolling_averages, set_gpu
-from aura.ipc.client import RemoteError
+from tests.support.workloads import UNMET_RAM_RESERVE_GB
 
 LIMIT_GB = 0.2
 HOG_MB = 300  # over LIMIT_GB
@@ -57,6 +57,7 @@ time.sleep(120)
 
 # -- memory: the window, the strikes, the kill record -------------------------------------------------------
 
+
 def test_worker_over_memory_limit_is_killed_at_the_last_strike_with_its_samples(rig: Rig) -> None:
     rig.p.env["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] = str(LIMIT_GB)
     rig.start("watchdog", "supervisor")
@@ -92,8 +93,11 @@ def test_a_short_spike_over_the_limit_is_not_killed(rig: Rig) -> None:
     first = wait_for(lambda: rig.usage("spiky"), 20, what="the first sample of the worker")["sampled_at"]
     rig.samples_after(first, 6)  # a full window of quiet samples
     go.touch()
-    seen = wait_for(lambda: (u := rig.usage("spiky")) and u["rss_bytes"] > LIMIT_GB * GIB and u, 20,
-                    what="the watchdog to see the spike")
+    seen = wait_for(
+        lambda: (u := rig.usage("spiky")) and u["rss_bytes"] > LIMIT_GB * GIB and u,
+        20,
+        what="the watchdog to see the spike",
+    )
     release.touch()
     wait_for(lambda: rig.usage("spiky")["rss_bytes"] < LIMIT_GB * GIB / 2, 20, what="the memory to be freed")
     rig.samples_after(seen["sampled_at"], 10)  # two windows after the spike
@@ -106,8 +110,9 @@ def test_dry_run_kills_nothing_and_logs_what_it_would_kill(rig: Rig) -> None:
     rig.p.env.update(AURA_WORKER_MAX_SYSTEM_MEMORY_GB=str(LIMIT_GB), AURA_WORKER_RESOURCE_GUARD="dry-run")
     rig.start("watchdog", "supervisor")
     rig.spawn("hog", HOG, str(HOG_MB))
-    would = wait_for(lambda: len(rig.logged("would_kill")) >= 2 and rig.logged("would_kill"), 20,
-                     what="two would_kill lines")
+    would = wait_for(
+        lambda: len(rig.logged("would_kill")) >= 2 and rig.logged("would_kill"), 20, what="two would_kill lines"
+    )
     assert would[0]["worker"] == "hog" and would[0]["strikes"] == 3 and would[0]["average"] > LIMIT_GB
     assert "AURA_WORKER_MAX_SYSTEM_MEMORY_GB" in would[0]["reason"]
     events = [e for e in read_jsonl(rig.p.paths.journal("watchdog")) if e["kind"] == "resource_violation"]
@@ -118,6 +123,7 @@ def test_dry_run_kills_nothing_and_logs_what_it_would_kill(rig: Rig) -> None:
 
 
 # -- limits at run time, per task, and at spawn time ----------------------------------------------------------
+
 
 def test_aura_limits_changes_the_policy_at_run_time_and_logs_it(rig: Rig) -> None:
     rig.start("watchdog", "supervisor")
@@ -197,8 +203,11 @@ def test_a_short_reserve_makes_the_task_wait_without_using_attempts_until_it_is_
     assert "waits for resources" in project.aura("status").stdout
 
     project.aura("limits", "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB=0")
-    st = wait_for(lambda: (s := project.status()) and ((s.get("brain") or {}).get("run") or {}).get("finished") and s,
-                  30, what="the run to finish once the reserve is met")
+    st = wait_for(
+        lambda: (s := project.status()) and ((s.get("brain") or {}).get("run") or {}).get("finished") and s,
+        30,
+        what="the run to finish once the reserve is met",
+    )
     done = task()
     assert done["status"] == "completed" and done["workers"] == [f"{done['id']}-1"], done
     assert st["brain"]["counts"].get("blocked", 0) == 0
@@ -206,20 +215,24 @@ def test_a_short_reserve_makes_the_task_wait_without_using_attempts_until_it_is_
 
 # -- escalation: retry once smaller, then blocked with a resource-fix subtask --------------------------------
 
+
 def test_second_resource_kill_blocks_the_task_and_the_fix_subtask_carries_both_kills(project: Project) -> None:
     project.env["AURA_WORKER_MAX_SYSTEM_MEMORY_GB"] = str(LIMIT_GB)
-    hog = (f"import time; b = bytearray({HOG_MB} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
-           "time.sleep(120)")
+    hog = f"import time; b = bytearray({HOG_MB} * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(120)"
     project.write_task(f'# Escalate\n\n- [ ] hog `python3 -c "{hog}"`\n')
     project.up()
-    wait_for(lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 90,
-             what="the run to finish")
+    wait_for(
+        lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 90, what="the run to finish"
+    )
     state = read_json(project.paths.state_dir / "state.json")
     task = next(t for t in state["tasks"].values() if t.get("title", "").startswith("hog"))
     assert task["status"] == "blocked" and task["resource_kills"] == 2
     assert task["reason"] == "killed by the watchdog twice; needs a resource fix"
-    history = [d for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
-               if d.get("kind") == "status" and d["task_id"] == task["id"]]
+    history = [
+        d
+        for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
+        if d.get("kind") == "status" and d["task_id"] == task["id"]
+    ]
     assert [d["new"] for d in history] == ["in_progress", "pending", "in_progress", "blocked"]
     assert history[1]["reason"].startswith("killed by the watchdog: rss_gb averaged")
     assert "retry once with smaller settings" in history[1]["reason"]
@@ -240,8 +253,11 @@ def test_second_resource_kill_blocks_the_task_and_the_fix_subtask_carries_both_k
 
 # -- placement -------------------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPU affinity and at least two CPUs")
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs CPU affinity and at least two CPUs",
+)
 def test_cpu_ceiling_pins_workers_to_distinct_cores_and_children_inherit(rig: Rig) -> None:
     allowed = os.sched_getaffinity(0)
     rig.p.env["AURA_WORKER_MAX_CPU_PERCENT"] = "50"
@@ -252,13 +268,18 @@ def test_cpu_ceiling_pins_workers_to_distinct_cores_and_children_inherit(rig: Ri
     free = rig.spawn("free", PARENT, str(rig.tmp / "child3"), str(go), limits={"AURA_WORKER_MAX_CPU_PERCENT": 0})
     cpus = [set(w["cpus"]) for w in pinned]
     assert [len(c) for c in cpus] == [want, want] and not cpus[0] & cpus[1]
-    for w, c in zip(pinned, cpus):
+    for w, c in zip(pinned, cpus, strict=True):
         assert os.sched_getaffinity(w["worker_pid"]) == c
     assert "cpus" not in free and os.sched_getaffinity(free["worker_pid"]) == allowed
     go.touch()  # each worker now starts a child, which inherits its affinity
     for i, c in ((1, cpus[0]), (2, cpus[1]), (3, allowed)):
-        child = int(wait_for(lambda: (rig.tmp / f"child{i}").exists() and (rig.tmp / f"child{i}").read_text(), 20,
-                             what=f"child {i}"))
+        child = int(
+            wait_for(
+                lambda i=i: (rig.tmp / f"child{i}").exists() and (rig.tmp / f"child{i}").read_text(),
+                20,
+                what=f"child {i}",
+            )
+        )
         rig.p.seen.setdefault(child, None)
         assert os.sched_getaffinity(child) == c
     assert [r["worker"] for r in rig.logged("worker_pinned", "supervisor")] == ["w1", "w2"]
@@ -266,23 +287,31 @@ def test_cpu_ceiling_pins_workers_to_distinct_cores_and_children_inherit(rig: Ri
 
 # -- GPU, through the stand-in NVML ---------------------------------------------------------------------------
 
+
 def _gpu_tree(rig: Rig) -> tuple[dict, int]:
     """A worker with one child: (its record, the child's pid)."""
     go = rig.tmp / "go"
     rec = rig.spawn("gpu", PARENT, str(rig.tmp / "child"), str(go))
     go.touch()
-    child = int(wait_for(lambda: (rig.tmp / "child").exists() and (rig.tmp / "child").read_text(), 20,
-                         what="the worker's child"))
+    child = int(
+        wait_for(
+            lambda: (rig.tmp / "child").exists() and (rig.tmp / "child").read_text(), 20, what="the worker's child"
+        )
+    )
     rig.p.seen.setdefault(child, None)
     return rec, child
 
 
-@pytest.mark.parametrize("limit,value,metric", [
-    ("AURA_WORKER_MAX_GPU_MEMORY_GB", "2", "gpu_mem_gb"),
-    ("AURA_WORKER_MAX_GPU_UTIL_PERCENT", "50", "gpu_util_percent"),
-])
-def test_gpu_use_summed_over_the_worker_tree_is_killed_after_the_strikes(rig: Rig, limit: str, value: str,
-                                                                         metric: str) -> None:
+@pytest.mark.parametrize(
+    "limit,value,metric",
+    [
+        ("AURA_WORKER_MAX_GPU_MEMORY_GB", "2", "gpu_mem_gb"),
+        ("AURA_WORKER_MAX_GPU_UTIL_PERCENT", "50", "gpu_util_percent"),
+    ],
+)
+def test_gpu_use_summed_over_the_worker_tree_is_killed_after_the_strikes(
+    rig: Rig, limit: str, value: str, metric: str
+) -> None:
     state_file = rig.fake_gpu(gpu_state())
     rig.p.env[limit] = value
     rig.start("watchdog", "supervisor")
@@ -291,9 +320,13 @@ def test_gpu_use_summed_over_the_worker_tree_is_killed_after_the_strikes(rig: Ri
     rig.samples_after(wait_for(lambda: rig.usage("gpu"), 20, what="a sample")["sampled_at"], 6)
     assert rig.usage("gpu")["strikes"] == {} and rig.kill_record("gpu") is None
     # each process alone is under the limit, the tree is over it; pid 1 (not the worker's) uses a lot
-    set_gpu(state_file, gpu_state(compute=[(rec["worker_pid"], int(1.2 * GIB)), (child, int(1.3 * GIB)),
-                                           (1, 50 * GIB)],
-                                  util=[(rec["worker_pid"], 30), (child, 40), (1, 100)]))
+    set_gpu(
+        state_file,
+        gpu_state(
+            compute=[(rec["worker_pid"], int(1.2 * GIB)), (child, int(1.3 * GIB)), (1, 50 * GIB)],
+            util=[(rec["worker_pid"], 30), (child, 40), (1, 100)],
+        ),
+    )
     kill = wait_for(lambda: rig.kill_record("gpu"), 20, what="the GPU kill")
     assert kill["limit"] == limit and kill["strikes"] == 3 and kill["metric"] == metric
     expected = 2.5 if metric == "gpu_mem_gb" else 70.0

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.claude_cli import ClaudeRun, claude_version, require_claude_cli, run_claude, sanitize
 
 from aura.scripted_server import ScriptedServer
 from aura.supervisor.streams.claude import ClaudeStream, classify_claude
+from tests.support.claude_cli import ClaudeRun, claude_version, require_claude_cli, run_claude, sanitize
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "claude"
 

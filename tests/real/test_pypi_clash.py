@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from tests.support.harness import REPO, Project, wait_for
 
 PYPI = ("watchdog", "supervisor")
@@ -102,8 +103,9 @@ def installed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _check(pythonpath: list[Path], cwd: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = os.pathsep.join(map(str, pythonpath))
-    proc = subprocess.run([sys.executable, "-c", CHECK], cwd=cwd, env=env, capture_output=True, text=True, check=False,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -124,21 +126,30 @@ def test_all_three_work_beside_a_regular_install(installed_site: Path, tmp_path:
 
 def test_daemon_entry_point_runs_from_any_folder(installed_site: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(installed_site)}
-    proc = subprocess.run([sys.executable, "-m", "aura.daemon", "--help"], cwd=tmp_path, env=env, check=False,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aura.daemon", "--help"],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "{supervisor,watchdog,brain}" in proc.stdout
 
 
-def test_daemons_and_shim_run_from_a_regular_install(installed_site: Path, project: Project, rig: Any,
-                                                     tmp_path: Path) -> None:
+def test_daemons_and_shim_run_from_a_regular_install(
+    installed_site: Path, project: Project, rig: Any, tmp_path: Path
+) -> None:
     """The real supervisor and watchdog, from the installed tree, start a worker through the shim
     (`python -I -S .../aura/supervisor/shim.py`), with PyPI's packages first on the path."""
     project.env["PYTHONPATH"] = str(installed_site)
     rig.start("supervisor", "watchdog")
     release = tmp_path / "release"
-    rec = rig.spawn("w1", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n",
-                    str(release))
+    rec = rig.spawn(
+        "w1", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n", str(release)
+    )
     cmdline = psutil.Process(rec["shim_pid"]).cmdline()
     release.write_text("go")
     shim = next(a for a in cmdline if a.endswith("shim.py"))

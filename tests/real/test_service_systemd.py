@@ -111,10 +111,20 @@ def _dump_units(units: dict[str, str], project_id: str) -> str:
         for name, text in units.items():
             (folder / name).write_text(text)
             os.chmod(folder / name, 0o644)
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(folder), "XDG_RUNTIME_DIR": str(runtime),
-               "SYSTEMD_UNIT_PATH": f"{folder}:"}
-        done = subprocess.run([*prefix, binary, "--test", "--user", f"--unit=aura@{project_id}.target"],
-                              capture_output=True, text=True, env=env, timeout=60, check=False)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(folder),
+            "XDG_RUNTIME_DIR": str(runtime),
+            "SYSTEMD_UNIT_PATH": f"{folder}:",
+        }
+        done = subprocess.run(
+            [*prefix, binary, "--test", "--user", f"--unit=aura@{project_id}.target"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if done.returncode != 0 or "-> Unit" not in done.stdout:
@@ -125,7 +135,7 @@ def _dump_units(units: dict[str, str], project_id: str) -> str:
 def _unit_block(dump: str, unit: str) -> str:
     start = dump.index(f"-> Unit {unit}:")
     nxt = dump.find("\n\t-> Unit ", start + 1)
-    return dump[start: nxt if nxt != -1 else len(dump)]
+    return dump[start : nxt if nxt != -1 else len(dump)]
 
 
 def test_systemd_parses_the_settings_as_meant(project: Path) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.claude_cli import claude_version, require_claude_cli
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.scripted_server import ScriptedServer
+from tests.support.claude_cli import claude_version, require_claude_cli
 from tests.support.harness import Project, alive, wait_for
 from tests.support.workers import Supervisor, clean_env, tree_of, uses_root
 
@@ -32,9 +32,15 @@ def claude() -> Path:
 
 def _claude_env(project: Project, claude: Path, server: ScriptedServer, retries: str = "0") -> None:
     env = clean_env(project.env)
-    env.update(AURA_LAYER2_BACKEND="claude", AURA_CLAUDE_BIN=str(claude), ANTHROPIC_BASE_URL=server.url,
-               ANTHROPIC_API_KEY="scripted-test-key", DISABLE_TELEMETRY="1",
-               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", CLAUDE_CODE_MAX_RETRIES=retries)
+    env.update(
+        AURA_LAYER2_BACKEND="claude",
+        AURA_CLAUDE_BIN=str(claude),
+        ANTHROPIC_BASE_URL=server.url,
+        ANTHROPIC_API_KEY="scripted-test-key",
+        DISABLE_TELEMETRY="1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        CLAUDE_CODE_MAX_RETRIES=retries,
+    )
     if uses_root():
         env["IS_SANDBOX"] = "1"  # claude refuses bypassPermissions as root without it
     project.env = env
@@ -47,6 +53,7 @@ def _run_finished(project: Project) -> dict | None:
 
 def _note(**facts: Any) -> None:
     import os
+
     path = os.environ.get(RESULTS_FILE_ENV)
     if path:
         with open(path, "a", encoding="utf-8") as fh:
@@ -55,13 +62,28 @@ def _note(**facts: Any) -> None:
 
 # -- through the brain: evidence accepted, turns and cost recorded --------------------------------------
 
+
 def test_claude_worker_writes_result_runs_bash_and_aura_accepts_the_evidence(claude: Path, project: Project) -> None:
     task_dir = project.paths.task_dir("GOAL")
-    script = {"routes": [{"name": "worker", "match": {"user_agent": "claude-cli"}, "steps": [
-        {"tool": "Write", "input": {"file_path": str(task_dir / "result.md"),
-                                    "content": "Status: done\n\n## What was done\nWrote answer.txt.\n"}},
-        {"tool": "Bash", "input": {"command": "echo $((6 * 7)) > answer.txt", "description": "compute"}},
-        {"text": "Wrote result.md and answer.txt."}]}]}
+    script = {
+        "routes": [
+            {
+                "name": "worker",
+                "match": {"user_agent": "claude-cli"},
+                "steps": [
+                    {
+                        "tool": "Write",
+                        "input": {
+                            "file_path": str(task_dir / "result.md"),
+                            "content": "Status: done\n\n## What was done\nWrote answer.txt.\n",
+                        },
+                    },
+                    {"tool": "Bash", "input": {"command": "echo $((6 * 7)) > answer.txt", "description": "compute"}},
+                    {"text": "Wrote result.md and answer.txt."},
+                ],
+            }
+        ]
+    }
     project.write_task("# Compute the answer\n\nWrite 42 into answer.txt and report in result.md.\n")
     with ScriptedServer(script) as server:
         _claude_env(project, claude, server)
@@ -80,8 +102,11 @@ def test_claude_worker_writes_result_runs_bash_and_aura_accepts_the_evidence(cla
     assert argv[argv.index("--disallowedTools") + 1] == "CronCreate ScheduleWakeup"
     init_tools = requests[0]["body"]["tools"]
     assert not {"CronCreate", "ScheduleWakeup"} & {t["name"] for t in init_tools}  # really disabled
-    done = [d for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
-            if d.get("kind") == "status" and d.get("task_id") == "GOAL" and d["new"] == "completed"]
+    done = [
+        d
+        for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
+        if d.get("kind") == "status" and d.get("task_id") == "GOAL" and d["new"] == "completed"
+    ]
     assert done and "result.md says Status: done" in done[0]["evidence"]
     ps = json.loads(project.aura("ps", "-a", "--json").stdout)["workers"]
     assert ps[0]["progress"]["turns"] == 3 and ps[0]["progress"]["total_cost_usd"] == p["total_cost_usd"]
@@ -95,10 +120,19 @@ def test_claude_worker_writes_result_runs_bash_and_aura_accepts_the_evidence(cla
 def test_usage_limit_parks_the_task_and_resumes_the_same_session(claude: Path, project: Project) -> None:
     task_dir = project.paths.task_dir("GOAL")
     lifts = int(time.time()) + 3
-    script = {"routes": [{"name": "worker", "match": {"user_agent": "claude-cli"}, "steps": [
-        {"error": {"status": 429, "message": f"Claude AI usage limit reached|{lifts}", "retry_after": 0}},
-        {"tool": "Write", "input": {"file_path": str(task_dir / "result.md"), "content": "Status: done\n"}},
-        {"text": "Finished after the pause."}]}]}
+    script = {
+        "routes": [
+            {
+                "name": "worker",
+                "match": {"user_agent": "claude-cli"},
+                "steps": [
+                    {"error": {"status": 429, "message": f"Claude AI usage limit reached|{lifts}", "retry_after": 0}},
+                    {"tool": "Write", "input": {"file_path": str(task_dir / "result.md"), "content": "Status: done\n"}},
+                    {"text": "Finished after the pause."},
+                ],
+            }
+        ]
+    }
     project.write_task("# Survive a usage limit\n\nWrite result.md.\n")
     with ScriptedServer(script) as server:
         _claude_env(project, claude, server)
@@ -114,14 +148,18 @@ def test_usage_limit_parks_the_task_and_resumes_the_same_session(claude: Path, p
     assert second["argv"][second["argv"].index("--resume") + 1] == session
     assert second["started_at"] >= lifts - 1  # not before the limit said it lifts
     assert "Continue the task from where you stopped" in json.dumps(last_prompt)
-    parked = [d for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
-              if d.get("kind") == "status" and d.get("task_id") == "GOAL" and d["reason"].startswith("parked until")]
+    parked = [
+        d
+        for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
+        if d.get("kind") == "status" and d.get("task_id") == "GOAL" and d["reason"].startswith("parked until")
+    ]
     assert len(parked) == 1 and "usage limit" in parked[0]["reason"]
     state = read_json(project.paths.state_dir / "state.json")
     assert state["tasks"]["GOAL"]["parks"] == 1 and state["tasks"]["GOAL"]["attempts"] == 1
 
 
 # -- through the supervisor: outcomes from the CLI's own result line ---------------------------------------
+
 
 @pytest.fixture
 def sup(project: Project) -> Any:
@@ -146,8 +184,13 @@ def test_overloaded_api_until_retries_run_out_is_api_error(claude: Path, sup: Su
 
 
 def test_max_turns_one_with_a_two_step_script_is_turns_exceeded(claude: Path, sup: Supervisor) -> None:
-    script = {"steps": [{"tool": "Bash", "input": {"command": "echo one > one.txt"}},
-                        {"tool": "Bash", "input": {"command": "echo two > two.txt"}}, {"text": "never"}]}
+    script = {
+        "steps": [
+            {"tool": "Bash", "input": {"command": "echo one > one.txt"}},
+            {"tool": "Bash", "input": {"command": "echo two > two.txt"}},
+            {"text": "never"},
+        ]
+    }
     with ScriptedServer(script) as server:
         _claude_env(sup.project, claude, server)
         sup.start()
@@ -171,8 +214,11 @@ def test_looping_worker_is_flagged_then_killed_with_its_whole_tree(claude: Path,
         rec = _spawn_claude(sup, "t-loop")
         wid = rec["worker_id"]
         wait_for(lambda: len(server.messages_requests()) >= 6, 60, what="five Bash turns and the hanging request")
-        loop = wait_for(lambda: [e["data"] for e in sup.events("worker_loop") if e["data"]["worker_id"] == wid], 10,
-                        what="a worker_loop event")
+        loop = wait_for(
+            lambda: [e["data"] for e in sup.events("worker_loop") if e["data"]["worker_id"] == wid],
+            10,
+            what="a worker_loop event",
+        )
         assert loop[0]["last_tool"] == "Bash" and loop[0]["repeat_count"] == 5
         assert "running/loop" in next(ln for ln in sup.project.aura("ps").stdout.splitlines() if ln.startswith(wid))
         tree = tree_of(rec["shim_pid"])
@@ -190,6 +236,7 @@ def test_looping_worker_is_flagged_then_killed_with_its_whole_tree(claude: Path,
 def test_claude_in_bubblewrap_writes_its_workspace_but_not_the_project(claude: Path, sup: Supervisor) -> None:
     import os
     import shutil
+
     if not shutil.which("bwrap"):
         reason = "bubblewrap (bwrap) is not installed; .ci/run installs it from Debian's packages"
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
@@ -213,6 +260,7 @@ def test_claude_in_bubblewrap_writes_its_workspace_but_not_the_project(claude: P
 
 def _cmdline(pid: int) -> list[str]:
     import psutil
+
     try:
         return psutil.Process(pid).cmdline()
     except psutil.NoSuchProcess:

@@ -83,9 +83,7 @@ def _install(prefix: Path) -> str:
     version = os.environ.get("AURA_CLAUDE_CODE_VERSION", DEFAULT_VERSION)
     cmd = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), f"{PACKAGE}@{version}"]
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, stdin=subprocess.DEVNULL
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return f"npm install took longer than {INSTALL_TIMEOUT_S}s"
     if proc.returncode != 0:

@@ -140,7 +140,7 @@ class PidBook:
             except ProcessLookupError:
                 pass
         for pid in left:
-            wait_for(lambda: not alive(pid, self.seen[pid]), timeout, what=f"pid {pid} to die", interval=0.02)
+            wait_for(lambda pid=pid: not alive(pid, self.seen[pid]), timeout, what=f"pid {pid} to die", interval=0.02)
         return left
 
 
@@ -151,8 +151,15 @@ class Project:
     `Project.temporary()`: QUICK_ENV and the `aura` console script, as a user runs it.
     """
 
-    def __init__(self, root: Path, home: Path, env: Mapping[str, str] | None = None, *,
-                 base_env: Mapping[str, str] = FAST_ENV, command: Sequence[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        home: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        base_env: Mapping[str, str] = FAST_ENV,
+        command: Sequence[str] | None = None,
+    ):
         self.root = root
         self.paths = ProjectPaths.for_root(root)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AURA_")}
@@ -169,8 +176,7 @@ class Project:
         self.keep = False
 
     @classmethod
-    def temporary(cls, env: Mapping[str, str] | None = None, root: Path | None = None,
-                  keep: bool = False) -> "Project":
+    def temporary(cls, env: Mapping[str, str] | None = None, root: Path | None = None, keep: bool = False) -> Project:
         """A bench project in a new temporary folder (or under `root`); `keep` leaves the folder."""
         owned = Path(tempfile.mkdtemp(prefix="aura-bench-")) if root is None else None
         base = owned or Path(root)  # type: ignore[arg-type]
@@ -185,15 +191,25 @@ class Project:
     def aura_argv(self, *args: str) -> list[str]:
         return [*self.command, *args]
 
-    def aura(self, *args: str, check: bool = True, timeout: float = 60.0,
-             input: str | None = None) -> subprocess.CompletedProcess:
+    def aura(
+        self, *args: str, check: bool = True, timeout: float = 60.0, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         stdin = None if input is not None else subprocess.DEVNULL
-        proc = subprocess.run(self.aura_argv(*args), cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, input=input, stdin=stdin)
+        proc = subprocess.run(
+            self.aura_argv(*args),
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=stdin,
+        )
         self.remember()
         if check and proc.returncode != 0:
-            raise CommandFailed(f"aura {' '.join(args)} exited {proc.returncode}\n"
-                                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+            raise CommandFailed(
+                f"aura {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
         return proc
 
     def write_task(self, body: str, name: str = "task.md") -> Path:
@@ -286,7 +302,7 @@ class Project:
             shutil.rmtree(self.owned, ignore_errors=True)
         return left
 
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         return self
 
     def __exit__(self, *exc: Any) -> None:

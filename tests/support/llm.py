@@ -17,9 +17,15 @@ NO_OP = {"tool": "no_op", "input": {"reason": "nothing to do"}}
 
 def use_llm(project: Project, server: ScriptedServer, **env: str) -> None:
     """Point the project's brain at the scripted server, with fast retries."""
-    project.env.update(AURA_API_KEY="sk-test-key", AURA_API_BASE_URL=server.url, AURA_API_PROVIDER="anthropic",
-                       AURA_API_MODEL="scripted-model", AURA_API_RETRY_BASE_DELAY="0.05", AURA_API_TIMEOUT="20",
-                       AURA_LLM_DEAD_THROTTLE="1")
+    project.env.update(
+        AURA_API_KEY="sk-test-key",
+        AURA_API_BASE_URL=server.url,
+        AURA_API_PROVIDER="anthropic",
+        AURA_API_MODEL="scripted-model",
+        AURA_API_RETRY_BASE_DELAY="0.05",
+        AURA_API_TIMEOUT="20",
+        AURA_LLM_DEAD_THROTTLE="1",
+    )
     project.env.update(env)
 
 
@@ -37,15 +43,21 @@ def events(project: Project, daemon: str = "brain") -> list[dict]:
 
 
 def wait_finished(project: Project, timeout: float = 60.0) -> dict:
-    return wait_for(lambda: state(project) if (state(project).get("run") or {}).get("finished") else None, timeout,
-                    what="the run to finish")
+    return wait_for(
+        lambda: state(project) if (state(project).get("run") or {}).get("finished") else None,
+        timeout,
+        what="the run to finish",
+    )
 
 
 def tool_results(request: dict) -> list[dict]:
     """The tool_result blocks of a recorded request's last user message."""
     last = request["body"]["messages"][-1]
-    return [b for b in last["content"] if isinstance(b, dict) and b.get("type") == "tool_result"] \
-        if isinstance(last["content"], list) else []
+    return (
+        [b for b in last["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if isinstance(last["content"], list)
+        else []
+    )
 
 
 def first_user_text(request: dict) -> str:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from aura.ipc.client import Client, RemoteError
 from aura.runtime.fsutil import read_json
 from tests.support.harness import REPO, Project, wait_for
-from aura.ipc.client import Client, RemoteError
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 FAKE_PYNVML = """\
 '''pynvml for the watchdog under test: tests/support/fake_pynvml driven by the JSON file $FAKE_NVML_STATE.
@@ -97,11 +97,16 @@ class Rig:
         for name in names:
             with open(self.p.paths.stdio_file(name), "ab") as out:
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "aura.daemon", name, "--project", str(self.p.root)], env=self.p.env,
-                    cwd=self.p.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+                    [sys.executable, "-m", "aura.daemon", name, "--project", str(self.p.root)],
+                    env=self.p.env,
+                    cwd=self.p.root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         for name in names:
-            wait_for(lambda: self._answers(name), 30, what=f"the {name} to answer")
+            wait_for(lambda name=name: self._answers(name), 30, what=f"the {name} to answer")
         self.p.remember()
 
     def _answers(self, name: str) -> bool:
@@ -178,8 +183,11 @@ class Rig:
     def samples_after(self, t: float, n: int) -> None:
         """Wait until the watchdog has taken `n` more samples after wall time `t`."""
         poll = float(self.p.env["AURA_WORKER_RESOURCE_POLL_SECONDS"])
-        wait_for(lambda: (self.call("watchdog", "status").get("last_sample_at") or 0) >= t + n * poll, 20,
-                 what=f"{n} more watchdog samples")
+        wait_for(
+            lambda: (self.call("watchdog", "status").get("last_sample_at") or 0) >= t + n * poll,
+            20,
+            what=f"{n} more watchdog samples",
+        )
 
     def fake_gpu(self, state: dict) -> Path:
         """Put the stand-in NVML in front of the real one for daemons started after this."""
@@ -204,12 +212,21 @@ def set_gpu(state_file: Path, state: dict) -> None:
     os.replace(tmp, state_file)
 
 
-def gpu_state(compute: list[tuple[int, int]] = (), util: list[tuple[int, int]] = (), used: int = 0,
-              init_error: int | None = None) -> dict:
-    return {"init_error": init_error, "devices": [{"uuid": "GPU-11111111-2222-3333-4444-555555555555",
-                                                    "total": 80 * GIB, "used": used,
-                                                    "compute": [list(c) for c in compute],
-                                                    "util": [list(u) for u in util]}]}
+def gpu_state(
+    compute: list[tuple[int, int]] = (), util: list[tuple[int, int]] = (), used: int = 0, init_error: int | None = None
+) -> dict:
+    return {
+        "init_error": init_error,
+        "devices": [
+            {
+                "uuid": "GPU-11111111-2222-3333-4444-555555555555",
+                "total": 80 * GIB,
+                "used": used,
+                "compute": [list(c) for c in compute],
+                "util": [list(u) for u in util],
+            }
+        ],
+    }
 
 
 def rolling_averages(samples: list[dict], metric: str, window_s: float) -> list[tuple[float, float, int]]:

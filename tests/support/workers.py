@@ -54,14 +54,19 @@ class Supervisor:
         self.project = project
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         paths = self.project.paths
         paths.ensure()
         log = open(self.project.root / "supervisor.stdio", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "aura.daemon", "supervisor", "--project",
-                                      str(self.project.root), "--managed"], cwd=self.project.root, env=self.project.env,
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aura.daemon", "supervisor", "--project", str(self.project.root), "--managed"],
+            cwd=self.project.root,
+            env=self.project.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.project.seen[self.proc.pid] = None
         wait_for(self._answers, 20, what="the supervisor to answer")
@@ -86,8 +91,9 @@ class Supervisor:
         return self.call("get", {"worker_id": wid})
 
     def wait_exited(self, wid: str, timeout: float = 60.0) -> dict:
-        return wait_for(lambda: (w := self.get(wid)).get("state") == "exited" and w, timeout,
-                        what=f"worker {wid} to exit")
+        return wait_for(
+            lambda: (w := self.get(wid)).get("state") == "exited" and w, timeout, what=f"worker {wid} to exit"
+        )
 
     def events(self, kind: str | None = None) -> list[dict]:
         events = read_jsonl(self.project.paths.journal("supervisor"))
@@ -111,6 +117,7 @@ class Supervisor:
 def tree_of(pid: int) -> dict[int, float]:
     """pid -> create time of `pid`'s descendants (not `pid` itself)."""
     import psutil
+
     out = {}
     try:
         for child in psutil.Process(pid).children(recursive=True):

@@ -22,15 +22,21 @@ import pytest
 from aura.brain import parking
 from aura.brain.state import not_before
 from aura.runtime.config import Config, load_config
-from aura.tail import claude_lines, codex_lines, formatter, opencode_lines
 from aura.supervisor.backends import BackendError, decide_outcome, get_backend, plan_worker
 from aura.supervisor.backends.claude import check_root_bypass
-from aura.supervisor.backends.isolation import (DOCKERRUN, container_usage, docker_resource_args, isolation_mode,
-                                           process_cgroups, cgroup_memory_bytes)
+from aura.supervisor.backends.isolation import (
+    DOCKERRUN,
+    cgroup_memory_bytes,
+    container_usage,
+    docker_resource_args,
+    isolation_mode,
+    process_cgroups,
+)
 from aura.supervisor.monitor import OutputMonitor, ProgressTracker, Settings
 from aura.supervisor.streams import ClaudeStream, CodexStream, OpenCodeStream, TextStream
 from aura.supervisor.streams.common import rate_limit_reset_at
 from aura.supervisor.workerenv import worker_env
+from aura.tail import claude_lines, codex_lines, formatter, opencode_lines
 
 FIX = Path(__file__).parents[1] / "fixtures"
 
@@ -52,11 +58,21 @@ def exe(tmp_path: Path, name: str) -> str:
 def spec(tmp_path: Path, **extra: Any) -> dict:
     task = tmp_path / "proj" / ".aura" / "workspace" / "tasks" / "T1"
     task.mkdir(parents=True, exist_ok=True)
-    return {"worker_id": "T1-1", "task_id": "T1", "task_dir": str(task), "cwd": None, "env": {}, "prompt": None,
-            "project_root": str(tmp_path / "proj"), "data_dir": str(tmp_path / "proj" / ".aura"), **extra}
+    return {
+        "worker_id": "T1-1",
+        "task_id": "T1",
+        "task_dir": str(task),
+        "cwd": None,
+        "env": {},
+        "prompt": None,
+        "project_root": str(tmp_path / "proj"),
+        "data_dir": str(tmp_path / "proj" / ".aura"),
+        **extra,
+    }
 
 
 # -- command lines and environments -------------------------------------------------------------------
+
 
 def test_claude_command_line_is_the_originals_plus_guards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
@@ -64,15 +80,27 @@ def test_claude_command_line_is_the_originals_plus_guards(tmp_path: Path, monkey
     monkeypatch.setenv("OPENAI_API_KEY", "not-for-claude")
     c = cfg(AURA_CLAUDE_BIN=exe(tmp_path, "claude"), AURA_MAX_TURNS="7")
     plan = get_backend("claude").plan(spec(tmp_path), c)
-    assert plan.argv[1:] == ["-p", "@task.md", "--max-turns", "7", "--output-format", "stream-json", "--verbose",
-                             "--permission-mode", "bypassPermissions", "--disallowedTools", "CronCreate ScheduleWakeup"]
+    assert plan.argv[1:] == [
+        "-p",
+        "@task.md",
+        "--max-turns",
+        "7",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--permission-mode",
+        "bypassPermissions",
+        "--disallowedTools",
+        "CronCreate ScheduleWakeup",
+    ]
     assert plan.stdout_name == "output.jsonl" and plan.cwd.endswith("/T1")
     assert plan.env["CLAUDE_CODE_MAX_RETRIES"] == "2" and plan.env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
     assert "OPENAI_API_KEY" not in plan.env
-    plan = get_backend("claude").plan(spec(tmp_path, prompt="go", model="m1", max_budget_usd=0.5,
-                                           resume_session="abc", max_turns=3), c)
+    plan = get_backend("claude").plan(
+        spec(tmp_path, prompt="go", model="m1", max_budget_usd=0.5, resume_session="abc", max_turns=3), c
+    )
     assert plan.argv[1:3] == ["-p", "go"] and plan.argv[-2:] == ["--disallowedTools", "CronCreate ScheduleWakeup"]
-    assert ["--model", "m1"] == plan.argv[plan.argv.index("--model"):][:2]
+    assert ["--model", "m1"] == plan.argv[plan.argv.index("--model") :][:2]
     assert "0.5000" in plan.argv and plan.argv[plan.argv.index("--resume") + 1] == "abc"
 
 
@@ -86,8 +114,12 @@ def test_claude_as_root_refuses_bypass_without_is_sandbox(monkeypatch: pytest.Mo
 
 def test_missing_cli_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    for name, hint in (("claude", "@anthropic-ai/claude-code"), ("opencode", "AURA_OPENCODE_BIN"),
-                       ("codex", "@openai/codex"), ("ds_code", "AURA_DSCODE_BIN")):
+    for name, hint in (
+        ("claude", "@anthropic-ai/claude-code"),
+        ("opencode", "AURA_OPENCODE_BIN"),
+        ("codex", "@openai/codex"),
+        ("ds_code", "AURA_DSCODE_BIN"),
+    ):
         with pytest.raises(BackendError, match="not installed") as err:
             get_backend(name).plan(spec(tmp_path, prompt="x"), cfg())
         assert hint in str(err.value)
@@ -100,27 +132,61 @@ def test_missing_cli_says_how_to_install(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_opencode_codex_and_ds_code_command_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEEPSEEK_API_KEY", "inherited")
-    c = cfg(AURA_OPENCODE_BIN=exe(tmp_path, "opencode"), AURA_CODEX_BIN=exe(tmp_path, "codex"),
-            AURA_DSCODE_BIN=exe(tmp_path, "ds-code"), AURA_API_KEY="l1-key", AURA_CODEX_MODEL="gpt-5-codex")
+    c = cfg(
+        AURA_OPENCODE_BIN=exe(tmp_path, "opencode"),
+        AURA_CODEX_BIN=exe(tmp_path, "codex"),
+        AURA_DSCODE_BIN=exe(tmp_path, "ds-code"),
+        AURA_API_KEY="l1-key",
+        AURA_CODEX_MODEL="gpt-5-codex",
+    )
     s = spec(tmp_path, prompt="# T1\n", resume_session="ses_1")
     oc = get_backend("opencode").plan(s, c)
     task_md = str(Path(s["task_dir"]) / "task.md")
-    assert oc.argv[1:] == ["run", "Continue the task in the attached task.md from where you stopped", "--file", task_md,
-                           "--dangerously-skip-permissions", "--format", "json", "--model", "deepseek-v4-pro",
-                           "--session", "ses_1"]
+    assert oc.argv[1:] == [
+        "run",
+        "Continue the task in the attached task.md from where you stopped",
+        "--file",
+        task_md,
+        "--dangerously-skip-permissions",
+        "--format",
+        "json",
+        "--model",
+        "deepseek-v4-pro",
+        "--session",
+        "ses_1",
+    ]
     assert oc.max_turns == 50 and Path(task_md).read_text() == "# T1\n"
     cx = get_backend("codex").plan(s, c)
-    assert cx.argv[1:] == ["exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-                           "-m", "gpt-5-codex", "-C", s["task_dir"], "resume", "ses_1", "# T1\n"]
-    cx = get_backend("codex").plan({**s, "resume_session": None}, cfg(AURA_CODEX_BIN=c.text("AURA_CODEX_BIN"),
-                                                                       AURA_CODEX_SANDBOX="workspace-write"))
+    assert cx.argv[1:] == [
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "-m",
+        "gpt-5-codex",
+        "-C",
+        s["task_dir"],
+        "resume",
+        "ses_1",
+        "# T1\n",
+    ]
+    cx = get_backend("codex").plan(
+        {**s, "resume_session": None},
+        cfg(AURA_CODEX_BIN=c.text("AURA_CODEX_BIN"), AURA_CODEX_SANDBOX="workspace-write"),
+    )
     assert cx.argv[4:6] == ["--sandbox", "workspace-write"]
     with pytest.raises(BackendError, match="AURA_CODEX_SANDBOX"):
         get_backend("codex").plan(s, cfg(AURA_CODEX_BIN=c.text("AURA_CODEX_BIN"), AURA_CODEX_SANDBOX="yolo"))
     ds = get_backend("ds_code").plan(s, c)
-    assert ds.argv[:2] == ["/bin/sh", "-c"] and ds.argv[3:] == [c.text("AURA_DSCODE_BIN"), "run", "--workspace",
-                                                                   s["task_dir"], "--no-color", "--model",
-                                                                   "deepseek-v4-pro"]
+    assert ds.argv[:2] == ["/bin/sh", "-c"] and ds.argv[3:] == [
+        c.text("AURA_DSCODE_BIN"),
+        "run",
+        "--workspace",
+        s["task_dir"],
+        "--no-color",
+        "--model",
+        "deepseek-v4-pro",
+    ]
     assert ds.env["AURA_DSCODE_STDIN"] == task_md and ds.stdout_name == "output.txt"
     assert ds.env["DEEPSEEK_API_KEY"] == "inherited" and ds.env["DS_CODE_MAX_TURNS"] == "50"
     own = get_backend("ds_code").plan(s, cfg(**{**c.values, "AURA_DEEPSEEK_API_KEY": "own"}))
@@ -128,9 +194,20 @@ def test_opencode_codex_and_ds_code_command_lines(tmp_path: Path, monkeypatch: p
 
 
 def test_worker_environment_is_an_allow_list() -> None:
-    source = {"PATH": "/bin", "HOME": "/h", "LC_ALL": "C", "AWS_SECRET_ACCESS_KEY": "s", "AURA_API_KEY": "k",
-              "MY_TOKEN": "t", "MY_OTHER": "o", "AURA_WORKER_ENV_PASS": "MY_T*", "LD_LIBRARY_PATH": "/cuda/lib",
-              "CUDA_HOME": "/cuda", "CUDA_VISIBLE_DEVICES": "0,1", "HF_TOKEN": "h"}
+    source = {
+        "PATH": "/bin",
+        "HOME": "/h",
+        "LC_ALL": "C",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AURA_API_KEY": "k",
+        "MY_TOKEN": "t",
+        "MY_OTHER": "o",
+        "AURA_WORKER_ENV_PASS": "MY_T*",
+        "LD_LIBRARY_PATH": "/cuda/lib",
+        "CUDA_HOME": "/cuda",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "HF_TOKEN": "h",
+    }
     env = worker_env(cfg(AURA_WORKER_CUDA_VISIBLE_DEVICES="1"), source=source)
     assert {"PATH", "HOME", "LC_ALL", "MY_TOKEN", "LD_LIBRARY_PATH", "CUDA_HOME"} <= set(env)
     assert env["CUDA_VISIBLE_DEVICES"] == "1"  # Aura's placement wins over the daemon's own
@@ -159,8 +236,10 @@ def test_worker_env_pass_is_a_configuration_key(tmp_path: Path, monkeypatch: pyt
 
 # -- isolation ------------------------------------------------------------------------------------------
 
-def test_bwrap_plan_hides_state_and_secrets_and_binds_only_what_is_named(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_bwrap_plan_hides_state_and_secrets_and_binds_only_what_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IS_SANDBOX", "1")
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
@@ -184,20 +263,28 @@ def test_bwrap_plan_hides_state_and_secrets_and_binds_only_what_is_named(tmp_pat
         assert str(tmp_path / "proj") in pairs("--ro-bind")
 
 
-def test_docker_plan_mounts_the_workspace_and_passes_names_not_values(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docker_plan_mounts_the_workspace_and_passes_names_not_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IS_SANDBOX", "1")
-    c = cfg(AURA_WORKERS_IN_DOCKER="1", AURA_DOCKER_IMAGE="aura-worker:1", AURA_DOCKER_GPUS="all",
-            AURA_DOCKER_EXTRA_ARGS="--network none", AURA_DOCKER_CLAUDE_API_KEY="sk-secret",
-            AURA_DOCKER_CLAUDE_MODEL="m", AURA_CLAUDE_BIN=exe(tmp_path, "claude"), AURA_WORKER_MAX_CPU_PERCENT="50",
-            AURA_WORKER_MAX_SYSTEM_MEMORY_GB="1")
+    c = cfg(
+        AURA_WORKERS_IN_DOCKER="1",
+        AURA_DOCKER_IMAGE="aura-worker:1",
+        AURA_DOCKER_GPUS="all",
+        AURA_DOCKER_EXTRA_ARGS="--network none",
+        AURA_DOCKER_CLAUDE_API_KEY="sk-secret",
+        AURA_DOCKER_CLAUDE_MODEL="m",
+        AURA_CLAUDE_BIN=exe(tmp_path, "claude"),
+        AURA_WORKER_MAX_CPU_PERCENT="50",
+        AURA_WORKER_MAX_SYSTEM_MEMORY_GB="1",
+    )
     (tmp_path / "data").mkdir()  # outside the project: mounted because it exists
     s = spec(tmp_path, mounts=[str(tmp_path / "data")])
     assert isolation_mode(s, c) == "docker"
     plan = plan_worker(get_backend("claude"), s, c)
     argv = plan.argv
     assert argv[:3] == [sys.executable, "-I", DOCKERRUN]
-    run = argv[argv.index("--") + 1:]
+    run = argv[argv.index("--") + 1 :]
     assert run[:5] == ["run", "--rm", "--init", "--name", "aura-T1-1"]
     volumes = [run[i + 1] for i, a in enumerate(run) if a == "-v"]
     assert volumes == [f"{s['task_dir']}:{s['task_dir']}", f"{tmp_path / 'data'}:{tmp_path / 'data'}"]
@@ -207,7 +294,7 @@ def test_docker_plan_mounts_the_workspace_and_passes_names_not_values(tmp_path: 
     assert run[run.index("--cpus") + 1] == f"{(os.cpu_count() or 1) * 0.5:.2f}" and "1024m" in run
     assert run[run.index("--gpus") + 1] == "all" and run[run.index("--network") + 1] == "none"
     image_at = run.index("aura-worker:1")
-    assert run[image_at + 1:image_at + 3] == ["claude", "-p"]  # the image's own claude
+    assert run[image_at + 1 : image_at + 3] == ["claude", "-p"]  # the image's own claude
     assert plan.record["container"]["cidfile"] == str(Path(s["task_dir"]) / "container.id")
     with pytest.raises(BackendError, match="AURA_DOCKER_IMAGE"):
         plan_worker(get_backend("shell"), {**s, "command": "true"}, cfg(AURA_WORKER_ISOLATION="docker"))
@@ -229,9 +316,26 @@ def test_docker_wrapper_stops_and_removes_the_container(tmp_path: Path) -> None:
     docker.write_text(FAKE_DOCKER)
     docker.chmod(0o755)
     log = tmp_path / "docker.log"
-    proc = subprocess.Popen([sys.executable, "-I", DOCKERRUN, "--docker", str(docker), "--name", "aura-w1",
-                             "--grace", "1", "--", "run", "--rm", "img", "claude"], env={**os.environ,
-                            "DOCKER_LOG": str(log)}, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            DOCKERRUN,
+            "--docker",
+            str(docker),
+            "--name",
+            "aura-w1",
+            "--grace",
+            "1",
+            "--",
+            "run",
+            "--rm",
+            "img",
+            "claude",
+        ],
+        env={**os.environ, "DOCKER_LOG": str(log)},
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 10
         while not (log.exists() and "run --rm img claude" in log.read_text()) and time.monotonic() < deadline:
@@ -254,8 +358,11 @@ def test_container_cgroup_is_measured_v2_and_v1(tmp_path: Path) -> None:
     v2.mkdir(parents=True)
     (v2 / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
     (v2 / "memory.current").write_text("104857600\n")
-    assert container_usage(str(tmp_path / "cid"), tmp_path / "v2") == {"container_id": cid, "cpu_seconds": 2.5,
-                                                                        "memory_bytes": 104857600}
+    assert container_usage(str(tmp_path / "cid"), tmp_path / "v2") == {
+        "container_id": cid,
+        "cpu_seconds": 2.5,
+        "memory_bytes": 104857600,
+    }
     v1_files = (("cpuacct", "cpuacct.usage", "1500000000"), ("memory", "memory.usage_in_bytes", "42"))
     for hierarchy, name, value in v1_files:
         folder = tmp_path / "v1" / hierarchy / "docker" / cid
@@ -274,26 +381,31 @@ def test_own_cgroup_memory_is_readable_here() -> None:
 
 # -- one outcome rule ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("exit_rec", "kill", "progress", "needs_final", "expected"), [
-    ({"error": "executable not found: x"}, None, None, False, "failed"),
-    ({"exit_code": 0}, None, None, False, "succeeded"),
-    ({"exit_code": 0}, None, None, True, "unknown"),
-    ({"exit_code": 0}, None, {"verdict": "api_error"}, True, "api_error"),
-    ({"exit_code": 1}, None, {"verdict": "rate_limited"}, True, "rate_limited"),
-    ({"exit_code": 1}, None, {"verdict": "turns_exceeded"}, True, "turns_exceeded"),
-    ({"exit_code": 143}, {"reason_code": "finished_hung"}, {"verdict": "succeeded"}, True, "succeeded"),
-    ({"exit_code": None, "signal": 9}, {"reason_code": "timed_out"}, None, False, "timed_out"),
-    ({"exit_code": 143}, {"reason_code": "turns_exceeded"}, {"verdict": None}, True, "turns_exceeded"),
-    ({"exit_code": 143}, {"reason_code": "killed"}, None, True, "killed"),
-    ({"exit_code": None, "signal": 9}, {"reason_code": "resource"}, None, False, "killed"),
-    ({"exit_code": None, "signal": 15}, None, None, False, "killed"),
-    ({"exit_code": None, "signal": 11}, None, None, False, "failed"),
-    ({"exit_code": 124}, None, None, False, "timed_out"),
-    ({"exit_code": None, "signal": None}, None, None, False, "lost"),
-    ({"exit_code": 2}, None, None, False, "failed"),
-])
-def test_decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, needs_final: bool,
-                        expected: str) -> None:
+
+@pytest.mark.parametrize(
+    ("exit_rec", "kill", "progress", "needs_final", "expected"),
+    [
+        ({"error": "executable not found: x"}, None, None, False, "failed"),
+        ({"exit_code": 0}, None, None, False, "succeeded"),
+        ({"exit_code": 0}, None, None, True, "unknown"),
+        ({"exit_code": 0}, None, {"verdict": "api_error"}, True, "api_error"),
+        ({"exit_code": 1}, None, {"verdict": "rate_limited"}, True, "rate_limited"),
+        ({"exit_code": 1}, None, {"verdict": "turns_exceeded"}, True, "turns_exceeded"),
+        ({"exit_code": 143}, {"reason_code": "finished_hung"}, {"verdict": "succeeded"}, True, "succeeded"),
+        ({"exit_code": None, "signal": 9}, {"reason_code": "timed_out"}, None, False, "timed_out"),
+        ({"exit_code": 143}, {"reason_code": "turns_exceeded"}, {"verdict": None}, True, "turns_exceeded"),
+        ({"exit_code": 143}, {"reason_code": "killed"}, None, True, "killed"),
+        ({"exit_code": None, "signal": 9}, {"reason_code": "resource"}, None, False, "killed"),
+        ({"exit_code": None, "signal": 15}, None, None, False, "killed"),
+        ({"exit_code": None, "signal": 11}, None, None, False, "failed"),
+        ({"exit_code": 124}, None, None, False, "timed_out"),
+        ({"exit_code": None, "signal": None}, None, None, False, "lost"),
+        ({"exit_code": 2}, None, None, False, "failed"),
+    ],
+)
+def test_decide_outcome(
+    exit_rec: dict, kill: dict | None, progress: dict | None, needs_final: bool, expected: str
+) -> None:
     assert decide_outcome(exit_rec, kill, progress, needs_final) == expected
 
 
@@ -305,6 +417,7 @@ def test_every_backend_reports_from_the_one_vocabulary(tmp_path: Path) -> None:
 
 
 # -- parsers on recorded output --------------------------------------------------------------------------
+
 
 def replay(parser: Any, name: str) -> dict:
     for line in (FIX / name).read_text().splitlines():
@@ -325,8 +438,17 @@ def test_claude_fixtures_give_final_verdict_and_error() -> None:
 
 def test_claude_usage_limit_text_gives_the_resume_time() -> None:
     stream = ClaudeStream()
-    stream.feed(json.dumps({"type": "result", "subtype": "success", "is_error": True, "api_error_status": 429,
-                            "result": "API Error: Request rejected (429) · Claude AI usage limit reached|1795866220"}))
+    stream.feed(
+        json.dumps(
+            {
+                "type": "result",
+                "subtype": "success",
+                "is_error": True,
+                "api_error_status": 429,
+                "result": "API Error: Request rejected (429) · Claude AI usage limit reached|1795866220",
+            }
+        )
+    )
     assert stream.summary()["verdict"] == "rate_limited" and stream.summary()["rate_limit_reset_at"] == 1795866220
     assert rate_limit_reset_at("rate limited; try again in 2 minutes", now=1000) == 1120
     assert rate_limit_reset_at("retry after 30 seconds", now=0) == 30 and rate_limit_reset_at("no time") is None
@@ -408,13 +530,16 @@ def test_cpu_burning_silent_worker_is_never_stuck() -> None:
     assert not any(run_stream(steps))
 
 
-@pytest.mark.parametrize("signal_name,values", [
-    ("output", lambda i: {"output": 100 + (i >= 50)}),
-    ("tail", lambda i: {"tail": "h2" if i >= 50 else "h1"}),
-    ("errors", lambda i: {"errors": 10 if i >= 50 else 0}),
-    ("artifacts", lambda i: {"artifacts": "b" if i >= 50 else "a"}),
-    ("turns", lambda i: {"turns": 3 if i >= 50 else 2}),
-])
+@pytest.mark.parametrize(
+    "signal_name,values",
+    [
+        ("output", lambda i: {"output": 100 + (i >= 50)}),
+        ("tail", lambda i: {"tail": "h2" if i >= 50 else "h1"}),
+        ("errors", lambda i: {"errors": 10 if i >= 50 else 0}),
+        ("artifacts", lambda i: {"artifacts": "b" if i >= 50 else "a"}),
+        ("turns", lambda i: {"turns": 3 if i >= 50 else 2}),
+    ],
+)
 def test_any_one_moving_signal_restarts_the_window(signal_name: str, values: Any) -> None:
     base = {"output": 100, "tail": "h1", "errors": 0, "artifacts": "a", "turns": 2, "cpu": 1.0}
     flags = run_stream([{**base, **values(i)} for i in range(120)])
@@ -424,8 +549,10 @@ def test_any_one_moving_signal_restarts_the_window(signal_name: str, values: Any
 def test_loop_is_flagged_from_repeated_identical_calls(tmp_path: Path) -> None:
     out = tmp_path / "output.jsonl"
     call = {"type": "tool_use", "id": None, "name": "Bash", "input": {"command": "ls"}}
-    lines = [json.dumps({"type": "assistant", "message": {"id": f"m{i}", "content": [{**call, "id": f"t{i}"}]}})
-             for i in range(5)]
+    lines = [
+        json.dumps({"type": "assistant", "message": {"id": f"m{i}", "content": [{**call, "id": f"t{i}"}]}})
+        for i in range(5)
+    ]
     out.write_text("\n".join(lines[:4]) + "\n")
     rec = {"worker_id": "w", "output": str(out), "task_dir": str(tmp_path), "backend": "claude", "state": "exited"}
     monitor = OutputMonitor(settings=S)
@@ -451,9 +578,14 @@ def test_final_line_then_no_exit_asks_for_a_stop(tmp_path: Path) -> None:
 
 # -- parking after a rate or usage limit -------------------------------------------------------------------
 
+
 def limited(reset: float | None, backend: str = "claude") -> dict:
-    return {"worker_id": "T-1", "backend": backend, "outcome": "rate_limited",
-            "progress": {"session_id": "sess-1", "error": "usage limit reached", "rate_limit_reset_at": reset}}
+    return {
+        "worker_id": "T-1",
+        "backend": backend,
+        "outcome": "rate_limited",
+        "progress": {"session_id": "sess-1", "error": "usage limit reached", "rate_limit_reset_at": reset},
+    }
 
 
 def test_parking_uses_the_limits_own_time_else_the_delay_and_is_bounded() -> None:
@@ -461,7 +593,7 @@ def test_parking_uses_the_limits_own_time_else_the_delay_and_is_bounded() -> Non
     d = parking.decide({"id": "T"}, limited(1300.0), c, now=1000.0)
     assert d.park and d.resume_at == 1300.0 and d.session_id == "sess-1" and "parked until" in d.reason
     assert parking.decide({"id": "T"}, limited(None), c, now=1000.0).resume_at == 1120.0
-    assert parking.decide({"id": "T"}, limited(10 ** 10), c, now=1000.0).resume_at == 1000.0 + parking.MAX_PARK_S
+    assert parking.decide({"id": "T"}, limited(10**10), c, now=1000.0).resume_at == 1000.0 + parking.MAX_PARK_S
     assert parking.decide({"id": "T"}, limited(None, backend="ds_code"), c, now=0).session_id is None
     blocked = parking.decide({"id": "T", "parks": 2}, limited(None), c, now=0)
     assert not blocked.park and "2" in blocked.reason and "AURA_MAX_RESUMES" in blocked.reason

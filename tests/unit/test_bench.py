@@ -33,19 +33,44 @@ def test_summary_scales_and_ratio_refuses_what_cannot_be_checked() -> None:
 
 def test_scale_summary_counts_from_the_last_worker_exit() -> None:
     raw = {"n": 2, "t0": 100.0, "all_running": 100.5, "exit_seen": 103.25, "reaped": 103.5}
-    assert summary_scale(raw, [102.0, 103.0]) == {"n": 2, "spawn_s": 0.5, "exit_seen_s": 0.25, "reaped_s": 0.5,
-                                                  "ends_recorded": 2}
+    assert summary_scale(raw, [102.0, 103.0]) == {
+        "n": 2,
+        "spawn_s": 0.5,
+        "exit_seen_s": 0.25,
+        "reaped_s": 0.5,
+        "ends_recorded": 2,
+    }
 
 
 def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
-    whole = {k: {"median": m, "p95": m * 2} for k, m in
-             (("aura ps", 100.0), ("aura wake", 90.0), ("circus status", 200.0), ("circus signal", 180.0),
-              ("supervisord status", 50.0), ("supervisord signal", 45.0))}
-    result = {"date": "2026-01-01T00:00:00+00:00", "quick": False, "rivals": {"circus": "0.19.0", "supervisor": "4.3.0"},
-              "machine": {"aura": "0.2.0", "cpus": 2, "cpu_model": "cpu", "ram_gb": 4.0, "platform": "Linux",
-                          "python": "3.11"},
-              "sections": {"control": {"whole_commands": whole, "round_trip_us": {}},
-                           "tokens": {"available": False, "reason": "no planner"}}}
+    whole = {
+        k: {"median": m, "p95": m * 2}
+        for k, m in (
+            ("aura ps", 100.0),
+            ("aura wake", 90.0),
+            ("circus status", 200.0),
+            ("circus signal", 180.0),
+            ("supervisord status", 50.0),
+            ("supervisord signal", 45.0),
+        )
+    }
+    result = {
+        "date": "2026-01-01T00:00:00+00:00",
+        "quick": False,
+        "rivals": {"circus": "0.19.0", "supervisor": "4.3.0"},
+        "machine": {
+            "aura": "0.2.0",
+            "cpus": 2,
+            "cpu_model": "cpu",
+            "ram_gb": 4.0,
+            "platform": "Linux",
+            "python": "3.11",
+        },
+        "sections": {
+            "control": {"whole_commands": whole, "round_trip_us": {}},
+            "tokens": {"available": False, "reason": "no planner"},
+        },
+    }
     text = render(result)
     row = next(line for line in text.splitlines() if line.startswith("| `aura ps` vs `status`, whole command, median"))
     assert row.split("|")[2:7] == [" 100.0 ", " 200.0 ", " 50.0 ", " 0.50 ", " 2.00 "]
@@ -53,10 +78,15 @@ def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
 
 
 def test_report_cli_rerenders_a_saved_result(tmp_path) -> None:
-    saved = {"date": "d", "quick": True, "machine": {"aura": "0.2.0", "cpus": 1, "cpu_model": "c", "ram_gb": 1,
-                                                      "platform": "p", "python": "3"}, "sections": {}}
+    saved = {
+        "date": "d",
+        "quick": True,
+        "machine": {"aura": "0.2.0", "cpus": 1, "cpu_model": "c", "ram_gb": 1, "platform": "p", "python": "3"},
+        "sections": {},
+    }
     path = tmp_path / "r.json"
     path.write_text(json.dumps(saved))
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "report.py"), str(path)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "report.py"), str(path)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.startswith("Aura 0.2.0 bench, d (quick)")

@@ -11,7 +11,8 @@ from aura.runtime.paths import DAEMONS
 def test_the_docs_tables_match_the_code() -> None:
     text = catalogue.DOC.read_text()
     assert catalogue.render(text, catalogue.tables()) == text, (
-        "docs/architecture.md is out of date: run `python -m aura.catalogue --write`")
+        "docs/architecture.md is out of date: run `python -m aura.catalogue --write`"
+    )
 
 
 def test_every_operation_says_what_it_does_with_its_request_and_reply() -> None:

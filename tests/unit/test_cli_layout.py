@@ -24,7 +24,8 @@ def test_no_cycle_through_the_commands_the_group_loads_by_name() -> None:
     for module, _ in group.LAZY_COMMANDS.values():
         assert not edges[module] & {"aura.cli", "aura.cli.group"}, f"{module} imports the group"
         assert not any(m.startswith("aura.cli.") and m != "aura.cli.common" for m in edges[module]), (
-            f"{module} imports another command module: shared code goes to aura.cli.common")
+            f"{module} imports another command module: shared code goes to aura.cli.common"
+        )
 
 
 def test_every_command_of_the_table_loads_under_its_name() -> None:
@@ -38,11 +39,14 @@ def test_every_command_of_the_table_loads_under_its_name() -> None:
 def test_a_command_imports_only_its_own_module(tmp_path) -> None:
     """`aura ps`, `aura wake` and `aura status` start fast: the other command modules, the start and
     stop code and the model SDK stay unimported."""
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom aura.cli import cli\n"
-            "for args in (['ps'], ['wake'], ['status']):\n    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('aura.cli.', 'aura.startstop', 'anthropic'))))\n")
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom aura.cli import cli\n"
+        "for args in (['ps'], ['wake'], ['status']):\n    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('aura.cli.', 'aura.startstop', 'anthropic'))))\n"
+    )
     (tmp_path / ".aura").mkdir()
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     loaded = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
     assert loaded == str(["aura.cli.common", "aura.cli.group", "aura.cli.look", "aura.cli.steer"]), loaded

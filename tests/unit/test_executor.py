@@ -21,8 +21,11 @@ PROCESS_CALLS = {"kill", "killpg", "pidfd_open", "waitpid", "sched_setaffinity",
 
 
 def _above() -> list[Path]:
-    found = [p for name in ABOVE for p in ([SUPERVISOR / name] if name.endswith(".py")
-                                           else (SUPERVISOR / name).rglob("*.py"))]
+    found = [
+        p
+        for name in ABOVE
+        for p in ([SUPERVISOR / name] if name.endswith(".py") else (SUPERVISOR / name).rglob("*.py"))
+    ]
     return sorted(p for p in found if p.exists())
 
 
@@ -45,8 +48,12 @@ def test_the_bookkeeping_reaches_processes_only_through_the_executor() -> None:
             if mod in PROCESS_MODULES or (mod.endswith("executors.local") and rel != "main.py"):
                 problems.append(f"{rel} imports {mod}")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
-                    and node.attr in PROCESS_CALLS:
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+                and node.attr in PROCESS_CALLS
+            ):
                 problems.append(f"{rel}:{node.lineno} calls os.{node.attr}")
     assert problems == []
 
@@ -55,8 +62,11 @@ def test_the_interface_has_every_method_the_supervisor_calls() -> None:
     called: set[str] = set()
     for path in _above() + [SUPERVISOR / "placement.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
-                    and node.value.attr == "executor":
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "executor"
+            ):
                 called.add(node.attr)
     assert called, "the scan found no use of the executor"
     declared = {name for name, _ in inspect.getmembers(Executor)} | {"on_start_report", "on_end"}

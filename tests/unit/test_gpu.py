@@ -11,7 +11,6 @@ import pytest
 
 from aura.watchdog import gpu
 from aura.watchdog.gpu import GIB, MIB, GpuSampler, best_free_bytes, tree_usage, visible_total_bytes
-
 from tests.support import fake_pynvml as fake
 
 FakeDevice = fake.FakeDevice
@@ -291,7 +290,10 @@ def fake_smi(tmp_path: Path, gpus: str, apps: str, *, rc: int = 0, sleep: float 
     return script
 
 
-SMI_GPUS = f"0, {UUID_A}, 81559, 10000, 71559, NVIDIA H100 80GB HBM3\n1, {UUID_B}, 40960, 30000, 10960, NVIDIA A100-SXM4-40GB\n"
+SMI_GPUS = (
+    f"0, {UUID_A}, 81559, 10000, 71559, NVIDIA H100 80GB HBM3\n"
+    f"1, {UUID_B}, 40960, 30000, 10960, NVIDIA A100-SXM4-40GB\n"
+)
 SMI_APPS = f"{UUID_A}, 100, 1024\n{UUID_A}, 101, 2048\n{UUID_B}, 100, 3072\n{UUID_B}, 102, [N/A]\n"
 
 

@@ -29,15 +29,23 @@ def test_every_module_lives_under_the_aura_import_root() -> None:
 
 def test_imports_only_go_down_the_layers() -> None:
     edges = graph()
-    upward = sorted(f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
-                    for a, targets in edges.items() for b in targets if layer(b) > layer(a))
+    upward = sorted(
+        f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
+        for a, targets in edges.items()
+        for b in targets
+        if layer(b) > layer(a)
+    )
     assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
 def test_daemons_import_each_other_only_where_known() -> None:
     edges = graph()
-    sideways = {(a, b) for a, targets in edges.items() for b in targets
-                if daemon_of(a) and daemon_of(b) and daemon_of(a) != daemon_of(b)}
+    sideways = {
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if daemon_of(a) and daemon_of(b) and daemon_of(a) != daemon_of(b)
+    }
     new = sorted(sideways - KNOWN_SIDEWAYS)
     gone = sorted(KNOWN_SIDEWAYS - sideways)
     assert not new, f"new imports between daemons (move the shared part down to aura.runtime): {new}"

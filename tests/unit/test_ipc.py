@@ -43,8 +43,7 @@ def test_round_trip_errors_and_handler_failures(ctx: zmq.Context, tmp_path: Path
     def boom(args: dict) -> None:
         raise RuntimeError("kaput")
 
-    t = _serve(ctx, endpoint, {"echo": lambda a: a, "boom": boom,
-                               "typed": lambda a: env.arg(a, "n", int) * 2}, stop)
+    t = _serve(ctx, endpoint, {"echo": lambda a: a, "boom": boom, "typed": lambda a: env.arg(a, "n", int) * 2}, stop)
     try:
         c = Client(endpoint, "test", timeout=2.0, ctx=ctx)
         assert c.call("echo", {"x": [1, "two"]}) == {"x": [1, "two"]}

@@ -54,8 +54,10 @@ def test_a_test_is_marked_by_its_folder(request: pytest.FixtureRequest) -> None:
 def test_the_harness_and_the_bench_import_no_pytest() -> None:
     """`python bench/run.py` runs where pytest is not installed; the harness it shares with the tests
     must not need it."""
-    code = ("import sys; import tests.support.harness, bench.aura_bench, bench.chaos, bench.rivals; "
-            "print('pytest' in sys.modules)")
+    code = (
+        "import sys; import tests.support.harness, bench.aura_bench, bench.chaos, bench.rivals; "
+        "print('pytest' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

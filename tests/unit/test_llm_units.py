@@ -32,8 +32,8 @@ from aura.runtime.config import load_config
 from aura.runtime.fsutil import read_jsonl
 from aura.runtime.paths import ProjectPaths
 from aura.scripted_server import ScriptedServer
-from tests.support.harness import REPO
 from aura.supervisor.streams.claude import ClaudeStream
+from tests.support.harness import REPO
 
 NO_OP = {"tool": "no_op", "input": {"reason": "done"}}
 
@@ -49,9 +49,18 @@ def ask(client: ModelClient) -> Any:
 
 # -- model client --------------------------------------------------------------------------------------
 
+
 def test_client_retries_429_529_500_and_honours_retry_after() -> None:
-    with ScriptedServer({"steps": [{"error": {"status": 429, "retry_after": 0}}, {"error": {"status": 529}},
-                                   {"error": {"status": 500}}, {"text": "ok"}]}) as srv:
+    with ScriptedServer(
+        {
+            "steps": [
+                {"error": {"status": 429, "retry_after": 0}},
+                {"error": {"status": 529}},
+                {"error": {"status": 500}},
+                {"text": "ok"},
+            ]
+        }
+    ) as srv:
         client = ModelClient(settings(srv.url))
         started = time.monotonic()
         reply = ask(client)
@@ -81,11 +90,21 @@ class _CaptureHeaders(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).seen.append({k.lower(): v for k, v in self.headers.items()
-                                if k.lower() in ("x-api-key", "authorization")})
-        data = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn",
-                           "stop_sequence": None, "content": [{"type": "text", "text": "ok"}],
-                           "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
+        type(self).seen.append(
+            {k.lower(): v for k, v in self.headers.items() if k.lower() in ("x-api-key", "authorization")}
+        )
+        data = json.dumps(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "m",
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "content": [{"type": "text", "text": "ok"}],
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -139,19 +158,42 @@ class _ChatHandler(BaseHTTPRequestHandler):
 def test_openai_provider_speaks_chat_completions_with_tools() -> None:
     _ChatHandler.seen = []
     _ChatHandler.replies = [
-        {"model": "local", "choices": [{"finish_reason": "tool_calls", "message": {"content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "no_op", "arguments": "{\"reason\": \"idle\"}"}}]}}],
-         "usage": {"prompt_tokens": 100, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 60}}},
-        {"model": "local", "choices": [{"finish_reason": "stop", "message": {"content": "fine"}}],
-         "usage": {"prompt_tokens": 120, "completion_tokens": 2}}]
+        {
+            "model": "local",
+            "choices": [
+                {
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "no_op", "arguments": '{"reason": "idle"}'},
+                            }
+                        ],
+                    },
+                }
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 60}},
+        },
+        {
+            "model": "local",
+            "choices": [{"finish_reason": "stop", "message": {"content": "fine"}}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 2},
+        },
+    ]
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         client = ModelClient(settings(f"http://127.0.0.1:{httpd.server_address[1]}/v1", provider="openai"))
         tools = [{"name": "no_op", "description": "end", "input_schema": {"type": "object", "properties": {}}}]
         first = client.create([{"type": "text", "text": "SYS"}], tools, [{"role": "user", "content": "go"}])
-        history = [{"role": "user", "content": "go"}, {"role": "assistant", "content": first.content},
-                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "slept"}]}]
+        history = [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "slept"}]},
+        ]
         second = client.create([{"type": "text", "text": "SYS"}], tools, history)
     finally:
         httpd.shutdown()
@@ -168,28 +210,49 @@ def test_openai_provider_speaks_chat_completions_with_tools() -> None:
 
 # -- costs and the budget -----------------------------------------------------------------------------------
 
+
 def test_worker_cost_comes_from_tokens_and_aura_prices_not_the_cli_figure() -> None:
     stream = ClaudeStream()
     for line in (REPO / "tests" / "fixtures" / "claude" / "success.jsonl").read_text().splitlines():
         stream.feed(line)
     progress = stream.summary()
-    cfg = load_config(environ={"AURA_TOKEN_PRICE_CACHE_MISS": "1", "AURA_TOKEN_PRICE_CACHE_HIT": "0.1",
-                               "AURA_TOKEN_PRICE_OUTPUT": "2", "AURA_WORKER_TOKEN_PRICE_OUTPUT": "4"})
+    cfg = load_config(
+        environ={
+            "AURA_TOKEN_PRICE_CACHE_MISS": "1",
+            "AURA_TOKEN_PRICE_CACHE_HIT": "0.1",
+            "AURA_TOKEN_PRICE_OUTPUT": "2",
+            "AURA_WORKER_TOKEN_PRICE_OUTPUT": "4",
+        }
+    )
     state: dict = {}
     book = costmod.CostBook(Path("/nonexistent"), cfg)
     book.ingest_workers(state, {"T-1": {"task_id": "T", "state": "exited", "progress": progress}})
     w = state["costs"]["workers"]["T-1"]
     assert progress["model"] == "claude-opus-4-8[1m]", "priced by its model's row; the worker's own key wins"
-    expected = (progress["input_tokens"] * 5 + progress["cache_write_tokens"] * 6.25
-                + progress["cache_read_tokens"] * 0.5 + progress["output_tokens"] * 4) / 1e6
+    expected = (
+        progress["input_tokens"] * 5
+        + progress["cache_write_tokens"] * 6.25
+        + progress["cache_read_tokens"] * 0.5
+        + progress["output_tokens"] * 4
+    ) / 1e6
     assert w["usd"] == pytest.approx(expected) and w["reported_usd"] == progress["total_cost_usd"] != w["usd"]
     assert costmod.summary(state)["by_task"] == {"T": pytest.approx(expected)}
 
 
 def test_budget_warns_once_stops_once_and_resumes_when_raised() -> None:
     cfg = load_config(environ={"AURA_BUDGET_USD": "1.0"})
-    state: dict = {"costs": {"brain": {"calls": 1, "usd": 0.5, "input_tokens": 0, "output_tokens": 0,
-                                       "cache_write_tokens": 0, "cache_read_tokens": 0}}}
+    state: dict = {
+        "costs": {
+            "brain": {
+                "calls": 1,
+                "usd": 0.5,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_write_tokens": 0,
+                "cache_read_tokens": 0,
+            }
+        }
+    }
     kinds = lambda: [k for k, _ in costmod.update_budget(state, cfg)]  # noqa: E731
     assert kinds() == [] and state["budget"]["state"] == "ok"
     state["costs"]["brain"]["usd"] = 0.85
@@ -203,6 +266,7 @@ def test_budget_warns_once_stops_once_and_resumes_when_raised() -> None:
 
 # -- the brain in-process: tools, evidence, safe mode -----------------------------------------------------
 
+
 @pytest.fixture
 def brain(tmp_path: Path) -> Iterator[Any]:
     """A real BrainDaemon object (not started), its core and an llm planner, in a temporary project."""
@@ -213,8 +277,16 @@ def brain(tmp_path: Path) -> Iterator[Any]:
 
     def make(url: str = "http://127.0.0.1:9", **env: str) -> tuple[BrainDaemon, BrainCore, LlmPlanner]:
         paths = ProjectPaths.for_root(root)
-        cfg = load_config(root, environ={"AURA_API_KEY": "sk-unit", "AURA_API_BASE_URL": url, "HOME": str(tmp_path),
-                                         "AURA_API_RETRY_BASE_DELAY": "0.01", **env})
+        cfg = load_config(
+            root,
+            environ={
+                "AURA_API_KEY": "sk-unit",
+                "AURA_API_BASE_URL": url,
+                "HOME": str(tmp_path),
+                "AURA_API_RETRY_BASE_DELAY": "0.01",
+                **env,
+            },
+        )
         daemon = BrainDaemon(paths, cfg)
         made.append(daemon)
         daemon.core = core = BrainCore(paths, cfg, daemon.log, daemon.publish, daemon.ctx)
@@ -234,8 +306,10 @@ def brain(tmp_path: Path) -> Iterator[Any]:
 def test_file_tools_stay_inside_the_project_and_off_the_brains_files(brain: Any) -> None:
     _, core, planner = brain()
     tb, root = planner.toolbox, core.paths.root
-    refused = {p: tb.run("write_file", {"path": p, "content": "x"}) for p in
-               (".aura/state/state.json", "task.md", ".aura/config.env", "../outside.txt", "/etc/aura-test")}
+    refused = {
+        p: tb.run("write_file", {"path": p, "content": "x"})
+        for p in (".aura/state/state.json", "task.md", ".aura/config.env", "../outside.txt", "/etc/aura-test")
+    }
     assert all(not r.ok for r in refused.values()), refused
     assert "not writable" in refused[".aura/state/state.json"].text and "user's" in refused["task.md"].text
     assert "API keys" in refused[".aura/config.env"].text and "outside" in refused["../outside.txt"].text
@@ -243,7 +317,10 @@ def test_file_tools_stay_inside_the_project_and_off_the_brains_files(brain: Any)
     assert "outside" in tb.run("read_file", {"path": "etc-link/hostname"}).text
     assert tb.run("write_file", {"path": ".aura/memory/notes.md", "content": "n"}).ok
     assert tb.run("write_file", {"path": "src/long.txt", "content": "\n".join(f"line {i}" for i in range(1, 501))}).ok
-    assert tb.run("read_file", {"path": "src/long.txt", "start_line": 10, "end_line": 11}).text == "10: line 10\n11: line 11"
+    assert (
+        tb.run("read_file", {"path": "src/long.txt", "start_line": 10, "end_line": 11}).text
+        == "10: line 10\n11: line 11"
+    )
     tail = tb.run("read_file", {"path": "src/long.txt", "mode": "tail", "max_chars": 20}).text
     assert tail.endswith("line 499\nline 500") and "earlier characters" in tail
     assert "long.txt" in tb.run("list_directory", {"path": "src"}).text
@@ -256,9 +333,16 @@ def test_done_claims_need_evidence_the_brain_checks(brain: Any) -> None:
     _, core, planner = brain()
     tb, root = planner.toolbox, core.paths.root
     core.state["task_batch"] = {"index": 1, "prefix": "B"}
-    assert tb.run("decompose_task", {"parent_task_id": "ROOT", "subtasks": [
-        {"description": "write it", "artifacts": ["out/done.txt"]},
-        {"description": "check it", "accept_commands": ["test -s out/done.txt"]}]}).text.endswith("B1, B2")
+    assert tb.run(
+        "decompose_task",
+        {
+            "parent_task_id": "ROOT",
+            "subtasks": [
+                {"description": "write it", "artifacts": ["out/done.txt"]},
+                {"description": "check it", "accept_commands": ["test -s out/done.txt"]},
+            ],
+        },
+    ).text.endswith("B1, B2")
     claim = {"new_status": "completed", "reason": "done", "evidence": "trust me"}
     first = tb.run("update_task_tree", {"task_id": "B1", **claim})
     assert not first.ok and "out/done.txt does not exist" in first.text and core.tasks["B1"]["status"] == "pending"
@@ -272,8 +356,12 @@ def test_done_claims_need_evidence_the_brain_checks(brain: Any) -> None:
     assert done.ok and "acceptance `test -s out/done.txt` exited 0" in done.text and planner.goal_closed()
     refusals = [d for d in read_jsonl(core.decisions.path) if d["kind"] == "done_refused"]
     assert [d["task_id"] for d in refusals] == ["B1", "B2"]
-    assert "spawn_task" in tb.run("update_task_tree", {"task_id": "B1", "new_status": "in_progress",
-                                                       "reason": "r", "evidence": "e"}).text
+    assert (
+        "spawn_task"
+        in tb.run(
+            "update_task_tree", {"task_id": "B1", "new_status": "in_progress", "reason": "r", "evidence": "e"}
+        ).text
+    )
 
 
 def test_validation_reports_every_problem_in_one_error() -> None:
@@ -289,9 +377,19 @@ def test_validation_reports_every_problem_in_one_error() -> None:
 
 
 def test_state_reset_safe_mode_is_told_to_the_model_and_spawns_wait(brain: Any) -> None:
-    script = {"steps": [{"tool": "decompose_task", "input": {"parent_task_id": "ROOT", "subtasks": [
-        {"id": "A1", "description": "quick", "command": "true"}]}},
-        {"tool": "spawn_task", "input": {"task_id": "A1"}}, NO_OP]}
+    script = {
+        "steps": [
+            {
+                "tool": "decompose_task",
+                "input": {
+                    "parent_task_id": "ROOT",
+                    "subtasks": [{"id": "A1", "description": "quick", "command": "true"}],
+                },
+            },
+            {"tool": "spawn_task", "input": {"task_id": "A1"}},
+            NO_OP,
+        ]
+    }
     with ScriptedServer(script) as srv:
         daemon, core, planner = brain(srv.url)
         sd = core.paths.state_dir
@@ -313,9 +411,16 @@ def test_state_reset_safe_mode_is_told_to_the_model_and_spawns_wait(brain: Any) 
 def test_reflection_review_comes_after_the_interval_in_minutes_and_survives_a_restart(brain: Any) -> None:
     """AURA_DEEP_REFLECTION_INTERVAL is minutes (the original's meaning), counted from the run's start or the
     last review, checked after model cycles; the last review time is in state.json."""
-    script = {"routes": [{"name": "review", "match": {"system": "Reflection Engine"},
-                          "steps": [{"text": "## Recommendations\n- keep going\n", "repeat": 5}]}],
-              "default": NO_OP}
+    script = {
+        "routes": [
+            {
+                "name": "review",
+                "match": {"system": "Reflection Engine"},
+                "steps": [{"text": "## Recommendations\n- keep going\n", "repeat": 5}],
+            }
+        ],
+        "default": NO_OP,
+    }
     with ScriptedServer(script) as srv:
         daemon, core, planner = brain(srv.url, AURA_DEEP_REVIEW_INTERVAL="120")  # the alias, 120 minutes
         start = core.state["created_at"]
@@ -347,6 +452,7 @@ def test_reflection_review_comes_after_the_interval_in_minutes_and_survives_a_re
 
 
 # -- changelog, memory, notifications ------------------------------------------------------------------------
+
 
 def test_changelog_records_versions_and_leaves_the_diff_for_the_model(tmp_path: Path) -> None:
     task = tmp_path / "task.md"
@@ -388,14 +494,20 @@ class _Hook(BaseHTTPRequestHandler):
 
 def test_notifications_follow_the_level_and_a_slow_hook_never_blocks(tmp_path: Path) -> None:
     from aura.runtime.logs import setup_logging
+
     _Hook.got = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     log = setup_logging(tmp_path / "brain.log", "brain", "info", to_stderr=False)
     try:
-        cfg = load_config(environ={"AURA_NOTIFY_COMMAND": "sleep 5", "AURA_NOTIFY_TIMEOUT": "0.5",
-                                   "AURA_NOTIFY_WEBHOOK": f"http://127.0.0.1:{httpd.server_address[1]}/hook",
-                                   "AURA_NOTIFY_LEVEL": "done_only"})
+        cfg = load_config(
+            environ={
+                "AURA_NOTIFY_COMMAND": "sleep 5",
+                "AURA_NOTIFY_TIMEOUT": "0.5",
+                "AURA_NOTIFY_WEBHOOK": f"http://127.0.0.1:{httpd.server_address[1]}/hook",
+                "AURA_NOTIFY_LEVEL": "done_only",
+            }
+        )
         n = Notifier(cfg, log, tmp_path, tmp_path / "notifications.jsonl")
         started = time.monotonic()
         assert not n.notify("task_done", {"task_id": "A1"})
@@ -412,12 +524,28 @@ def test_notifications_follow_the_level_and_a_slow_hook_never_blocks(tmp_path: P
 
 # -- the CLI --------------------------------------------------------------------------------------------------
 
+
 def test_setup_writes_a_private_file_and_never_prints_the_key(tmp_path: Path) -> None:
     from aura.cli.setup import setup
+
     out = tmp_path / "cfg" / "config.env"
     secret = "sk-very-secret-123456"
-    r = CliRunner().invoke(setup, ["-o", str(out), "-y", "--api-key-stdin", "--provider", "deepseek", "--budget", "25",
-                                   "--notify-command", 'notify-send Aura "$AURA_MESSAGE" # hi'], input=secret + "\n")
+    r = CliRunner().invoke(
+        setup,
+        [
+            "-o",
+            str(out),
+            "-y",
+            "--api-key-stdin",
+            "--provider",
+            "deepseek",
+            "--budget",
+            "25",
+            "--notify-command",
+            'notify-send Aura "$AURA_MESSAGE" # hi',
+        ],
+        input=secret + "\n",
+    )
     assert r.exit_code == 0, r.output
     assert secret not in r.output and "set (not shown)" in r.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -436,11 +564,14 @@ def test_setup_writes_a_private_file_and_never_prints_the_key(tmp_path: Path) ->
 
 def test_read_commands_never_import_the_model_sdk(tmp_path: Path) -> None:
     (tmp_path / ".aura" / "state").mkdir(parents=True)
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom aura.cli import cli\n"
-            "for args in (['status'], ['ps'], ['wake'], ['history'], ['progress'], ['budget'], ['changelog'],"
-            " ['summaries']):\n    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
-            "print('anthropic' in sys.modules)\n")
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom aura.cli import cli\n"
+        "for args in (['status'], ['ps'], ['wake'], ['history'], ['progress'], ['budget'], ['changelog'],"
+        " ['summaries']):\n    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
+        "print('anthropic' in sys.modules)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr

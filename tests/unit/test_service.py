@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aura import service as svcmod
+from aura.cli.service import service
 from aura.daemon import EXIT_CONFIG
 from aura.runtime import paths
-from aura.cli.service import service
 from aura.service import Machine, ServiceError, render_launchd, render_systemd
 from tests.support.service import odd_project, svc_for
 
@@ -35,7 +35,8 @@ name="$(basename "$0")"
 if [ -n "$FAKE_FAIL" ] && [ "$name" = "$FAKE_FAIL" ]; then echo "$name: Failed to connect to bus" >&2; exit 1; fi
 case "$name:$1:$2" in
   loginctl:show-user:*) echo "Linger=${FAKE_LINGER:-no}" ;;
-  systemctl:--user:show|systemctl:show:*) printf 'ActiveState=active\nSubState=running\nStatusText=3 workers\nNRestarts=0\n' ;;
+  systemctl:--user:show|systemctl:show:*)
+    printf 'ActiveState=active\nSubState=running\nStatusText=3 workers\nNRestarts=0\n' ;;
   launchctl:print:*) printf '\tstate = running\n\tpid = 4242\n' ;;
 esac
 exit 0
@@ -95,7 +96,7 @@ def snapshot(folder: Path) -> dict[Path, bytes]:
 def listed(output: str, verb: str) -> list[Path]:
     """The paths the command printed after `verb: ` (wrote / removed / would write ...)."""
     prefix = verb + ": "
-    return [Path(line[len(prefix):]) for line in output.splitlines() if line.startswith(prefix)]
+    return [Path(line[len(prefix) :]) for line in output.splitlines() if line.startswith(prefix)]
 
 
 def printed_contents(output: str) -> dict[Path, str]:
@@ -107,7 +108,7 @@ def printed_contents(output: str) -> dict[Path, str]:
         if line.startswith(("would write: ", "would run: ")) or current is None:
             if current is not None:
                 out[current] = "\n".join(buf).rstrip("\n") + "\n"
-            current = Path(line[len("would write: "):]) if line.startswith("would write: ") else None
+            current = Path(line[len("would write: ") :]) if line.startswith("would write: ") else None
             buf = []
         else:
             buf.append(line)
@@ -147,9 +148,17 @@ def test_unit_contents(project: Path) -> None:
     for d in ("watchdog", "brain"):
         assert re.search(r"^KillMode=mixed$", units[f"aura-{d}@{project_id}.service"], re.M)
     for text in (units[f"aura-{d}@{project_id}.service"] for d in DAEMONS):
-        for line in ("Type=notify", "Restart=on-failure", "RestartSec=2", "StartLimitBurst=5",
-                     "StartLimitIntervalSec=60", "StandardOutput=journal", "RuntimeDirectory=aura/%i",
-                     "RuntimeDirectoryPreserve=yes", "PartOf=aura@%i.target"):
+        for line in (
+            "Type=notify",
+            "Restart=on-failure",
+            "RestartSec=2",
+            "StartLimitBurst=5",
+            "StartLimitIntervalSec=60",
+            "StandardOutput=journal",
+            "RuntimeDirectory=aura/%i",
+            "RuntimeDirectoryPreserve=yes",
+            "PartOf=aura@%i.target",
+        ):
             assert re.search(rf"^{re.escape(line)}$", text, re.M), line
         assert not re.search(r"^WatchdogSec=", text, re.M)
         # a refused setting exits EXIT_CONFIG, which no restart can fix
@@ -181,8 +190,15 @@ def test_plists_hold_every_required_key(project: Path) -> None:
         assert data["Label"] == f"dev.aura.{project_id}.{daemon}"
         args = data["ProgramArguments"]
         assert isinstance(args, list) and all(isinstance(a, str) for a in args)
-        assert args[3:] == [os.path.abspath(sys.executable), "-m", "aura.daemon", daemon,
-                            "--project", str(project), "--managed"]
+        assert args[3:] == [
+            os.path.abspath(sys.executable),
+            "-m",
+            "aura.daemon",
+            daemon,
+            "--project",
+            str(project),
+            "--managed",
+        ]
         assert data["WorkingDirectory"] == str(project)
         assert data["RunAtLoad"] is True
         assert data["KeepAlive"] == {"SuccessfulExit": False}
@@ -204,9 +220,12 @@ def test_plist_wrapper_reads_the_env_file_then_execs(project: Path, tmp_path: Pa
     env_file = tmp_path / "service env"
     if with_env_file:
         env_file.write_text('AURA_TEST_VALUE="two words"\n')
-    argv = data["ProgramArguments"][:3] + [sys.executable, "-c",
-                                           "import os,sys; print(os.environ.get('AURA_TEST_VALUE'), sys.argv[1])",
-                                           "arg with blank"]
+    argv = data["ProgramArguments"][:3] + [
+        sys.executable,
+        "-c",
+        "import os,sys; print(os.environ.get('AURA_TEST_VALUE'), sys.argv[1])",
+        "arg with blank",
+    ]
     env = {"PATH": os.environ.get("PATH", ""), "AURA_ENV_FILE": str(env_file)}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, check=True)
     assert done.stdout.strip() == ("two words" if with_env_file else "None") + " arg with blank"
@@ -217,8 +236,9 @@ def test_plist_wrapper_reads_the_env_file_then_execs(project: Path, tmp_path: Pa
 
 def test_detect_manager(tmp_path: Path) -> None:
     marker = tmp_path / "run-systemd-system"
-    base = Machine(home=tmp_path, systemctl=(sys.executable,), launchctl=(sys.executable,),
-                systemd_marker=marker, platform="linux")
+    base = Machine(
+        home=tmp_path, systemctl=(sys.executable,), launchctl=(sys.executable,), systemd_marker=marker, platform="linux"
+    )
     assert svcmod.detect_manager(base) == "none"
     marker.mkdir()
     assert svcmod.detect_manager(base) == "systemd"
@@ -231,8 +251,7 @@ def test_detect_manager(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-def test_dry_run_writes_nothing_and_prints_every_file(machine: dict[str, Path], project: Path,
-                                                      tmp_path: Path) -> None:
+def test_dry_run_writes_nothing_and_prints_every_file(machine: dict[str, Path], project: Path, tmp_path: Path) -> None:
     before = snapshot(tmp_path)
     result = run_cli("install", "--dry-run", "task.md")
     assert result.exit_code == 0, result.output
@@ -277,8 +296,9 @@ def test_systemd_user_install_and_uninstall(machine: dict[str, Path], project: P
     assert ["--user", "daemon-reload"] in after
 
 
-def test_uninstall_removes_only_this_projects_files(machine: dict[str, Path], project: Path,
-                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uninstall_removes_only_this_projects_files(
+    machine: dict[str, Path], project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "other"
     (other / ".aura").mkdir(parents=True)
     (other / "task.md").write_text("x")
@@ -307,8 +327,9 @@ def test_lingering_on_gives_no_warning(machine: dict[str, Path], monkeypatch: py
     assert result.exit_code == 0 and "enable-linger" not in result.output
 
 
-def test_install_from_a_subfolder_uses_the_project_root(machine: dict[str, Path], project: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_from_a_subfolder_uses_the_project_root(
+    machine: dict[str, Path], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sub = project / "src" / "deep"
     sub.mkdir(parents=True)
     monkeypatch.chdir(sub)
@@ -325,16 +346,18 @@ def test_failing_systemctl_is_reported(machine: dict[str, Path], monkeypatch: py
     assert "daemon-reload failed (exit 1)" in result.output and "Failed to connect to bus" in result.output
 
 
-def test_launchd_install_and_uninstall(machine: dict[str, Path], project: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launchd_install_and_uninstall(
+    machine: dict[str, Path], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AURA_SERVICE_MANAGER", "launchd")
     project_id, uid = paths.project_id(project), os.getuid()
     result = run_cli("install", "task.md")
     assert result.exit_code == 0, result.output
     written = listed(result.output, "wrote")
     agents = machine["home"] / "Library/LaunchAgents"
-    assert set(written) == {agents / f"dev.aura.{project_id}.{d}.plist" for d in DAEMONS} \
-        == files_under(machine["home"])
+    assert (
+        set(written) == {agents / f"dev.aura.{project_id}.{d}.plist" for d in DAEMONS} == files_under(machine["home"])
+    )
     assert (project / ".aura" / "logs").is_dir()
     launchctl = [c[1:] for c in calls(machine["log"]) if c[0] == "launchctl"]
     assert ["bootstrap", f"gui/{uid}", str(agents / f"dev.aura.{project_id}.supervisor.plist")] in launchctl
@@ -354,8 +377,9 @@ def test_status(machine: dict[str, Path], project: Path) -> None:
     run_cli("install", "task.md")
     result = run_cli("status")
     assert result.exit_code == 0, result.output
-    assert (f"aura-supervisor@{project_id}.service: active (running), NRestarts: 0, StatusText: 3 workers"
-            in result.output)
+    assert (
+        f"aura-supervisor@{project_id}.service: active (running), NRestarts: 0, StatusText: 3 workers" in result.output
+    )
     assert str(machine["home"] / ".config/systemd/user" / f"aura@{project_id}.target") in result.output
 
 
@@ -366,8 +390,7 @@ def test_uninstall_with_nothing_installed(machine: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("args", [["install", "task.md"], ["status"]])  # a dry run previews: test_service_preview.py
-def test_no_service_manager(machine: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                            args: list[str]) -> None:
+def test_no_service_manager(machine: dict[str, Path], monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
     monkeypatch.setenv("AURA_SERVICE_MANAGER", "none")
     result = CliRunner().invoke(service, args)
     assert result.exit_code == 1
@@ -376,7 +399,6 @@ def test_no_service_manager(machine: dict[str, Path], monkeypatch: pytest.Monkey
 
 
 def test_cli_module_imports_stay_light() -> None:
-    code = ("import sys, aura.cli.service; heavy = {'anthropic', 'zmq'} & set(sys.modules); "
-            "print(sorted(heavy))")
+    code = "import sys, aura.cli.service; heavy = {'anthropic', 'zmq'} & set(sys.modules); print(sorted(heavy))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

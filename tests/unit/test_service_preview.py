@@ -18,10 +18,22 @@ from tests.support.harness import REPO
 
 def aura_service(root: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AURA_")}
-    env.update(AURA_SERVICE_HOME=str(home), AURA_SYSTEMCTL="no-such-systemctl", AURA_LAUNCHCTL="no-such-launchctl",
-               AURA_LOGINCTL="no-such-loginctl", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "aura.cli", "service", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    env.update(
+        AURA_SERVICE_HOME=str(home),
+        AURA_SYSTEMCTL="no-such-systemctl",
+        AURA_LAUNCHCTL="no-such-launchctl",
+        AURA_LOGINCTL="no-such-loginctl",
+        PYTHONPATH=str(REPO),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "aura.cli", "service", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -27,8 +27,9 @@ def _table(tmp_path: Path) -> tuple[WorkerTable, list[tuple[str, dict]], Path]:
     paths.workers_dir.mkdir(parents=True)
     log_path = tmp_path / "supervisor.log"
     published: list[tuple[str, dict]] = []
-    table = WorkerTable(Registry(paths), setup_logging(log_path, "supervisor"),
-                        lambda kind, **data: published.append((kind, data)))
+    table = WorkerTable(
+        Registry(paths), setup_logging(log_path, "supervisor"), lambda kind, **data: published.append((kind, data))
+    )
     return table, published, log_path
 
 
@@ -43,8 +44,9 @@ def test_change_state_saves_logs_and_publishes_along_the_table(tmp_path: Path) -
     assert table.add(rec)
     assert _on_disk(table, "w1")["state"] == STARTING
 
-    assert table.change_state(rec, RUNNING, "worker_started", worker_pid=4242, logged={"pid": 4242},
-                              published={"pid": 4242})
+    assert table.change_state(
+        rec, RUNNING, "worker_started", worker_pid=4242, logged={"pid": 4242}, published={"pid": 4242}
+    )
     assert _on_disk(table, "w1")["state"] == RUNNING and _on_disk(table, "w1")["worker_pid"] == 4242
     assert published == [("worker_started", {"worker_id": "w1", "task_id": "T1", "pid": 4242})]
     logged = [json.loads(line) for line in log_path.read_text().splitlines()]
@@ -56,15 +58,19 @@ def test_change_state_saves_logs_and_publishes_along_the_table(tmp_path: Path) -
     assert _on_disk(table, "w1")["outcome"] == LOST and published[-1][0] == "worker_exited"
 
 
-@pytest.mark.parametrize(("start", "to", "fields"), [
-    (STARTING, ORPHANED, {}),  # never ran under a shim: nothing to be orphaned from
-    (EXITED, RUNNING, {}),  # an end is final
-    (EXITED, EXITED, {"outcome": LOST}),  # and is recorded once
-    (RUNNING, EXITED, {"outcome": "gone"}),  # an outcome vocab does not know
-    (RUNNING, EXITED, {}),  # an end without an outcome
-])
-def test_a_change_off_the_table_is_refused_and_changes_nothing(tmp_path: Path, start: str, to: str,
-                                                               fields: dict) -> None:
+@pytest.mark.parametrize(
+    ("start", "to", "fields"),
+    [
+        (STARTING, ORPHANED, {}),  # never ran under a shim: nothing to be orphaned from
+        (EXITED, RUNNING, {}),  # an end is final
+        (EXITED, EXITED, {"outcome": LOST}),  # and is recorded once
+        (RUNNING, EXITED, {"outcome": "gone"}),  # an outcome vocab does not know
+        (RUNNING, EXITED, {}),  # an end without an outcome
+    ],
+)
+def test_a_change_off_the_table_is_refused_and_changes_nothing(
+    tmp_path: Path, start: str, to: str, fields: dict
+) -> None:
     table, published, _ = _table(tmp_path)
     rec = {"worker_id": "w1", "task_id": "T1", "state": start}
     table["w1"] = rec
@@ -100,16 +106,25 @@ def _spelt_out(path: Path) -> list[str]:
     skip: set[int] = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
             skip.add(id(body[0].value))  # a docstring
         if isinstance(node, ast.Dict):
             skip.update(id(k) for k in node.keys if k is not None)
     words = set(WORKER_STATES) | set(OUTCOMES)
     rel = path.relative_to(SUPERVISOR).as_posix()
-    return [f"{rel}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and node.value in words and id(node) not in skip
-            and (rel, node.value) not in NOT_OURS]
+    return [
+        f"{rel}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and node.value in words
+        and id(node) not in skip
+        and (rel, node.value) not in NOT_OURS
+    ]
 
 
 def test_the_supervisor_spells_no_state_or_outcome_out() -> None:

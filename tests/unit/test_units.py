@@ -22,20 +22,21 @@ def test_config_precedence_and_aliases(tmp_path: Path, monkeypatch: pytest.Monke
     (home / ".aura").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("AURA_HOME", raising=False)
-    (home / ".aura" / "config.env").write_text("AURA_CYCLE_INTERVAL=10\nAURA_MAX_TURNS=7\nAURA_TASK_BUDGET=5\n"
-                                               "AURA_DEEP_REVIEW_INTERVAL=3\n")
+    (home / ".aura" / "config.env").write_text(
+        "AURA_CYCLE_INTERVAL=10\nAURA_MAX_TURNS=7\nAURA_TASK_BUDGET=5\nAURA_DEEP_REVIEW_INTERVAL=3\n"
+    )
     proj = tmp_path / "p"
     (proj / ".aura").mkdir(parents=True)
     (proj / ".aura" / "config.env").write_text("export AURA_MAX_TURNS='8'  \nAURA_TASK_BUDGET=6 # comment\n")
     explicit = tmp_path / "x.env"
-    explicit.write_text("AURA_TASK_BUDGET=\"9\"\n")
+    explicit.write_text('AURA_TASK_BUDGET="9"\n')
     env = {"AURA_MAX_TURNS": "11", "AURA_TASK_BUDGET": "8", "UNRELATED": "1"}
     cfg = load_config(proj, explicit, ["AURA_TASK_BUDGET=12"], environ=env)
-    assert cfg.number("AURA_CYCLE_INTERVAL") == 10          # global file
-    assert cfg.integer("AURA_MAX_TURNS") == 11                 # environment beats both files
-    assert cfg.number("AURA_TASK_BUDGET") == 12             # --override beats --config beats env
-    assert cfg.integer("AURA_DEEP_REFLECTION_INTERVAL") == 3   # the README's name is an alias
-    assert cfg.integer("AURA_MAX_CONCURRENT_TASKS") == 2       # default
+    assert cfg.number("AURA_CYCLE_INTERVAL") == 10  # global file
+    assert cfg.integer("AURA_MAX_TURNS") == 11  # environment beats both files
+    assert cfg.number("AURA_TASK_BUDGET") == 12  # --override beats --config beats env
+    assert cfg.integer("AURA_DEEP_REFLECTION_INTERVAL") == 3  # the README's name is an alias
+    assert cfg.integer("AURA_MAX_CONCURRENT_TASKS") == 2  # default
     assert "--override" in cfg.sources["AURA_TASK_BUDGET"]
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(proj, tmp_path / "missing.env", environ={})
@@ -58,7 +59,8 @@ def test_checklist_items_commands_and_artifacts() -> None:
         "- [x] Already done\n"
         "* [ ] Think about `naming` of things\n"
         "```\n- [ ] inside a fence\n```\n"
-        "- [ ] Fetch `python fetch.py` creates `data/a.csv` and `data/b.csv`\n")
+        "- [ ] Fetch `python fetch.py` creates `data/a.csv` and `data/b.csv`\n"
+    )
     assert [i.checked for i in items] == [False, True, False, False]
     assert items[0].command == "python fetch.py" and items[0].artifacts == ["data/a.csv", "data/b.csv"]
     assert items[1].command is None
@@ -88,29 +90,45 @@ def test_evidence_refuses_stale_missing_and_outside_artifacts(tmp_path: Path) ->
     old = time.time() - 3600
     os.utime(root / "old.txt", (old, old))
     (root / "new.txt").write_text("new")
-    worker = {"worker_id": "T1-1", "outcome": "succeeded", "exit": {"exit_code": 0}, "started_at": time.time() - 10,
-              "task_dir": str(root)}
+    worker = {
+        "worker_id": "T1-1",
+        "outcome": "succeeded",
+        "exit": {"exit_code": 0},
+        "started_at": time.time() - 10,
+        "task_dir": str(root),
+    }
     assert ev.check_worker(worker, root, ["new.txt"], need_result_md=False).ok
-    for rel, why in (("old.txt", "older than this attempt"), ("gone.txt", "does not exist"),
-                     ("../escape.txt", "outside the project")):
+    for rel, why in (
+        ("old.txt", "older than this attempt"),
+        ("gone.txt", "does not exist"),
+        ("../escape.txt", "outside the project"),
+    ):
         proof = ev.check_worker(worker, root, [rel], need_result_md=False)
         assert not proof.ok and why in proof.summary()
     failed = {**worker, "outcome": "failed", "exit": {"exit_code": 2}}
     assert "exit code 2" in ev.check_worker(failed, root, [], False).summary()
 
 
-@pytest.mark.parametrize("text,accepted", [
-    ("# Report\nStatus: done\n", True),
-    ("**Status:** Completed\n", True),
-    ("status = success", True),
-    ("Status: partial\n", False),
-    ("Status: failed — could not build\n", False),
-    ("All good, trust me.\n", False),
-])
+@pytest.mark.parametrize(
+    "text,accepted",
+    [
+        ("# Report\nStatus: done\n", True),
+        ("**Status:** Completed\n", True),
+        ("status = success", True),
+        ("Status: partial\n", False),
+        ("Status: failed — could not build\n", False),
+        ("All good, trust me.\n", False),
+    ],
+)
 def test_result_md_status_line(tmp_path: Path, text: str, accepted: bool) -> None:
     (tmp_path / "result.md").write_text(text)
-    worker = {"worker_id": "T-1", "outcome": "succeeded", "exit": {"exit_code": 0}, "started_at": time.time() - 5,
-              "task_dir": str(tmp_path)}
+    worker = {
+        "worker_id": "T-1",
+        "outcome": "succeeded",
+        "exit": {"exit_code": 0},
+        "started_at": time.time() - 5,
+        "task_dir": str(tmp_path),
+    }
     assert ev.check_worker(worker, tmp_path, [], need_result_md=True).ok is accepted
 
 
@@ -118,8 +136,13 @@ def test_result_md_from_an_earlier_attempt_does_not_count(tmp_path: Path) -> Non
     (tmp_path / "result.md").write_text("Status: done\n")
     old = time.time() - 600
     os.utime(tmp_path / "result.md", (old, old))
-    worker = {"worker_id": "T-2", "outcome": "succeeded", "exit": {"exit_code": 0}, "started_at": time.time() - 5,
-              "task_dir": str(tmp_path)}
+    worker = {
+        "worker_id": "T-2",
+        "outcome": "succeeded",
+        "exit": {"exit_code": 0},
+        "started_at": time.time() - 5,
+        "task_dir": str(tmp_path),
+    }
     proof = ev.check_worker(worker, tmp_path, [], need_result_md=True)
     assert not proof.ok and "earlier attempt" in proof.summary()
 
@@ -134,8 +157,10 @@ def test_socket_paths_stay_short_for_deep_project_paths(tmp_path: Path) -> None:
 
 
 def test_read_commands_do_not_import_the_model_sdk() -> None:
-    code = ("import sys; import aura.cli, aura.control, aura.startstop, aura.ipc.client, aura.supervisor.registry; "
-            "print('anthropic' in sys.modules)")
+    code = (
+        "import sys; import aura.cli, aura.control, aura.startstop, aura.ipc.client, aura.supervisor.registry; "
+        "print('anthropic' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

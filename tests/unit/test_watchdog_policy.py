@@ -12,30 +12,40 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 import aura.watchdog.kills as wkills
 import aura.watchdog.main as wmain
 import aura.watchdog.workers as wworkers
+from aura.ipc.envelope import BadArgs
 from aura.runtime.config import Config
-from tests.support.workloads import UNMET_RAM_RESERVE_GB
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
-from aura.ipc.envelope import BadArgs
 from aura.runtime.records import WorkerRecords
-from aura.watchdog.policy import (LIMITS, MIN_SAMPLES, Policy, WorkerWindow, check_task_limits, guard_mode,
-                             reserve_victim)
+from aura.watchdog.policy import (
+    LIMITS,
+    MIN_SAMPLES,
+    Policy,
+    WorkerWindow,
+    check_task_limits,
+    guard_mode,
+    reserve_victim,
+)
 from aura.watchdog.sampler import NCPU, ProcStat, TreeSample, TreeTracker, read_tree, start_ticks
 from aura.watchdog.workers import RegistryView, Watched
+from tests.support.workloads import UNMET_RAM_RESERVE_GB
 
-GB = 1024 ** 3
+GB = 1024**3
 STEP = 0.2  # seconds between hand-made samples (the poll interval)
 BASE = {
-    "AURA_WORKER_RESOURCE_POLL_SECONDS": "0.2", "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "1",
-    "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": "3", "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "0",
+    "AURA_WORKER_RESOURCE_POLL_SECONDS": "0.2",
+    "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "1",
+    "AURA_WORKER_RESOURCE_VIOLATION_STRIKES": "3",
+    "AURA_WORKER_RESOURCE_COOLDOWN_SECONDS": "0",
     **{key: "0" for key in LIMITS},
 }
 
@@ -46,6 +56,7 @@ def policy(**limits: float) -> Policy:
 
 
 # -- pure policy --------------------------------------------------------------------------------------------
+
 
 def test_window_needs_min_samples_then_counts_consecutive_strikes_and_resets() -> None:
     pol = policy(AURA_WORKER_MAX_SYSTEM_MEMORY_GB=1)
@@ -58,8 +69,17 @@ def test_window_needs_min_samples_then_counts_consecutive_strikes_and_resets() -
     # the first sample is alone in its window (a strike needs MIN_SAMPLES); every later window average
     # stays above 1 GB (the two zeros are diluted by the twos around them), so the strikes go on
     assert MIN_SAMPLES == 2
-    assert seen == [(0, False), (1, False), (2, False), (3, True), (4, True), (5, True), (6, True), (7, True),
-                    (8, True)]
+    assert seen == [
+        (0, False),
+        (1, False),
+        (2, False),
+        (3, True),
+        (4, True),
+        (5, True),
+        (6, True),
+        (7, True),
+        (8, True),
+    ]
 
 
 def test_window_drops_old_samples_so_a_short_spike_fades() -> None:
@@ -75,8 +95,9 @@ def test_window_drops_old_samples_so_a_short_spike_fades() -> None:
 
 
 def test_every_limit_counts_its_own_strikes() -> None:
-    pol = policy(AURA_WORKER_MAX_CPU_PERCENT=50, AURA_WORKER_MAX_SYSTEM_MEMORY_GB=1,
-                 AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT=90)
+    pol = policy(
+        AURA_WORKER_MAX_CPU_PERCENT=50, AURA_WORKER_MAX_SYSTEM_MEMORY_GB=1, AURA_WORKER_MAX_SYSTEM_MEMORY_PERCENT=90
+    )
     win = WorkerWindow()
     over = []
     for i in range(4):
@@ -118,8 +139,15 @@ def test_running_sums_match_a_fresh_average_after_many_samples() -> None:
 
 
 def test_guard_modes() -> None:
-    assert [guard_mode(v) for v in ("1", "on", "dry-run", "DRY_RUN", "0", "off", "")] == \
-        ["on", "on", "dry-run", "dry-run", "off", "off", "off"]
+    assert [guard_mode(v) for v in ("1", "on", "dry-run", "DRY_RUN", "0", "off", "")] == [
+        "on",
+        "on",
+        "dry-run",
+        "dry-run",
+        "off",
+        "off",
+        "off",
+    ]
 
 
 def test_per_task_limits_are_checked_and_merged_over_the_global_ones() -> None:
@@ -130,8 +158,9 @@ def test_per_task_limits_are_checked_and_merged_over_the_global_ones() -> None:
     unchecked = pol.for_worker({"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "nan", "AURA_WORKER_MAX_CPU_PERCENT": -5})
     assert unchecked == pol.limits  # malformed overrides (spawned while the watchdog was down) fall back
     assert check_task_limits({"AURA_WORKER_MAX_SYSTEM_MEMORY_GB": "2", "AURA_WORKER_MAX_CPU_PERCENT": 0}) == []
-    problems = check_task_limits({"AURA_WORKER_MAX_RAM": 1, "AURA_WORKER_MAX_CPU_PERCENT": "lots",
-                                  "AURA_WORKER_MAX_GPU_MEMORY_GB": -1})
+    problems = check_task_limits(
+        {"AURA_WORKER_MAX_RAM": 1, "AURA_WORKER_MAX_CPU_PERCENT": "lots", "AURA_WORKER_MAX_GPU_MEMORY_GB": -1}
+    )
     assert len(problems) == 3
     assert "'AURA_WORKER_MAX_RAM' is not a per-task limit" in problems[0] and "expected a number" in problems[1]
     assert ">= 0" in problems[2]
@@ -144,6 +173,7 @@ def test_reserve_victim_is_the_biggest_worker_above_the_floor_only() -> None:
 
 
 # -- the daemon's policy, fed by hand ---------------------------------------------------------------------
+
 
 class Dog:
     """A WatchdogDaemon (never run) whose signals are recorded, fed hand-made samples."""
@@ -164,8 +194,13 @@ class Dog:
         samples = {}
         for i, (wid, rss_gb) in enumerate(sorted(workers.items())):
             if wid not in self.d.watched:
-                rec = {"worker_id": wid, "task_id": f"task-{wid}", "worker_pid": 1000 + i, "pgid": 1000 + i,
-                       "limits": (limits or {}).get(wid, {})}
+                rec = {
+                    "worker_id": wid,
+                    "task_id": f"task-{wid}",
+                    "worker_pid": 1000 + i,
+                    "pgid": 1000 + i,
+                    "limits": (limits or {}).get(wid, {}),
+                }
                 self.d.watched[wid] = Watched(rec)
             samples[wid] = TreeSample(t=self.t, pids=[], cpu_percent=0.0, rss_bytes=int(rss_gb * GB), nprocs=1)
             self.d.watched[wid].sample = samples[wid]
@@ -244,7 +279,7 @@ def test_reserve_spares_workers_too_small_to_matter(make_dog: Callable[..., Dog]
 def test_reserve_of_a_task_counts_when_its_worker_is_the_victim(make_dog: Callable[..., Dog]) -> None:
     dog = make_dog()  # no global reserve
     key = "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"
-    own = {"big": {key: 10 ** 6}, "mid": {key: 0}}
+    own = {"big": {key: 10**6}, "mid": {key: 0}}
     for _ in range(4):
         dog.feed({"mid": 0.5, "big": 1.0}, limits=own)
     assert dog.sent == [(1000, signal.SIGTERM)]
@@ -359,18 +394,24 @@ def test_preflight_answers(make_dog: Callable[..., Dog]) -> None:
     bad = dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MAX_RAM": 1}})
     assert bad["ok"] is False and "bad per-task limits" in bad["reason"] and not bad.get("short")
     dog.d.policy.mode = "off"
-    assert dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}})["ok"] is True
+    assert (
+        dog.d.handlers()["preflight"]({"limits": {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}})["ok"]
+        is True
+    )
 
 
 # -- sampling bookkeeping ----------------------------------------------------------------------------------
 
+
 def test_cpu_percent_comes_from_cpu_time_deltas() -> None:
     tracker = TreeTracker()
-    first = tracker.sample({10: ProcStat(cpu_s=5.0, rss=100, start=1), 11: ProcStat(cpu_s=1.0, rss=50, start=2)},
-                           now=100.0)
+    first = tracker.sample(
+        {10: ProcStat(cpu_s=5.0, rss=100, start=1), 11: ProcStat(cpu_s=1.0, rss=50, start=2)}, now=100.0
+    )
     assert first.cpu_percent == 0.0 and first.rss_bytes == 150 and first.nprocs == 2
-    second = tracker.sample({10: ProcStat(cpu_s=5.5, rss=100, start=1), 11: ProcStat(cpu_s=1.5, rss=50, start=2)},
-                            now=101.0)
+    second = tracker.sample(
+        {10: ProcStat(cpu_s=5.5, rss=100, start=1), 11: ProcStat(cpu_s=1.5, rss=50, start=2)}, now=101.0
+    )
     assert second.cpu_percent == pytest.approx(round(100.0 * 1.0 / NCPU, 2))
 
 
@@ -385,9 +426,11 @@ def test_a_reused_pid_is_not_read_as_a_cpu_delta() -> None:
 @pytest.fixture
 def tree() -> Any:
     """A parent with two sleeping children, killed by its pgid (this test's own session)."""
-    code = ("import subprocess, sys, time\n"
-            "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']) for _ in range(2)]\n"
-            "print(' '.join(str(k.pid) for k in kids), flush=True)\ntime.sleep(60)\n")
+    code = (
+        "import subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']) for _ in range(2)]\n"
+        "print(' '.join(str(k.pid) for k in kids), flush=True)\ntime.sleep(60)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     kids = [int(x) for x in proc.stdout.readline().split()]
     yield proc, kids
@@ -409,8 +452,14 @@ def test_read_tree_reads_the_whole_tree_and_guards_the_root_against_reuse(tree: 
 def test_watched_worker_falls_back_from_a_dead_shim_to_the_worker(tree: Any) -> None:
     proc, kids = tree
     from aura.runtime.pidfile import start_time
-    rec = {"worker_id": "w", "shim_pid": kids[0], "shim_create_time": start_time(kids[0]),
-           "worker_pid": proc.pid, "worker_create_time": start_time(proc.pid)}
+
+    rec = {
+        "worker_id": "w",
+        "shim_pid": kids[0],
+        "shim_create_time": start_time(kids[0]),
+        "worker_pid": proc.pid,
+        "worker_create_time": start_time(proc.pid),
+    }
     w = Watched(rec)
     w.resolve_root()
     assert w.root is not None and w.root[0] == kids[0] and w.root[2] is False
@@ -423,7 +472,8 @@ def test_watched_worker_falls_back_from_a_dead_shim_to_the_worker(tree: Any) -> 
 
 
 def test_registry_view_rereads_only_changed_records_and_forgets_ended_ones(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(wworkers, "RACY_NS", 0)
     paths = ProjectPaths.for_root(tmp_path)
     paths.ensure()

@@ -17,8 +17,17 @@ WATCHDOG_OPS = ("usage", "limits", "set_limits", "preflight", "status")
 OWNED = {
     **{k: "aura.runtime.eventkinds" for k in eventkinds.BY_NAME},
     **{k: "aura.runtime.vocab" for k in (*vocab.WORKER_STATES, *vocab.OUTCOMES)},
-    **{k: "aura.runtime.records" for k in (records.WORKER_RECORD, records.WORKER_START_REPORT, records.WORKER_EXIT,
-                                           records.WORKER_JOBS, "limits.json", "kills")},
+    **{
+        k: "aura.runtime.records"
+        for k in (
+            records.WORKER_RECORD,
+            records.WORKER_START_REPORT,
+            records.WORKER_EXIT,
+            records.WORKER_JOBS,
+            "limits.json",
+            "kills",
+        )
+    },
 }
 
 
@@ -40,11 +49,19 @@ def spelt_out(path: Path) -> list[str]:
     docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
-                and node.value in OWNED:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and node.value in OWNED
+        ):
             found.append(f"{path.name}:{node.lineno}: {node.value!r} (owned by {OWNED[node.value]})")
-        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "mode" \
-                and any(isinstance(c, ast.Constant) for c in node.comparators):
+        if (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Attribute)
+            and node.left.attr == "mode"
+            and any(isinstance(c, ast.Constant) for c in node.comparators)
+        ):
             found.append(f"{path.name}:{node.lineno}: a guard mode as a literal (owned by aura.runtime.limits)")
     return found
 
@@ -57,5 +74,7 @@ def test_the_watchdog_names_shared_words_through_their_owners() -> None:
 def test_the_check_sees_a_literal(tmp_path: Path) -> None:
     """The check above can only pass if it finds what it looks for."""
     sample = tmp_path / "sample.py"
-    sample.write_text('"""worker_exited in a docstring is fine."""\nif x.mode == "off":\n    publish("worker_exited")\n')
+    sample.write_text(
+        '"""worker_exited in a docstring is fine."""\nif x.mode == "off":\n    publish("worker_exited")\n'
+    )
     assert len(spelt_out(sample)) == 2

@@ -47,8 +47,9 @@ def reserve_refusal(dog: WatchdogDaemon, limits: dict[str, float]) -> str | None
     if reserve > 0:
         free = psutil.virtual_memory().available / GIB
         if free < reserve:
-            return (f"only {free:.2f} GB of RAM free; the reserve AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB "
-                    f"is {reserve:g} GB")
+            return (
+                f"only {free:.2f} GB of RAM free; the reserve AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB is {reserve:g} GB"
+            )
     gpu_reserve = limits["AURA_WORKER_MIN_GPU_MEMORY_FREE_GB"]
     if gpu_reserve > 0:
         ok, why = dog.gpu.preflight_free_ok(gpu_reserve)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from aura.ipc import envelope as env
 from aura.ipc.envelope import BadArgs, IpcError
-
 from aura.runtime.config import ConfigError
 from aura.runtime.diskspace import DISK_KEYS, parse_mb
 from aura.runtime.eventkinds import LIMITS_CHANGED
@@ -43,8 +42,7 @@ def set_limits(dog: WatchdogDaemon, args: dict) -> dict:
     keep(dog, merged)
     old = {**dog.policy.as_dict(), **dog.disk.settings}
     dog.use_policy(policy, merged, disk)
-    changed = {k: {"old": old.get(k), "new": v} for k, v in {**policy.as_dict(), **disk}.items()
-               if old.get(k) != v}
+    changed = {k: {"old": old.get(k), "new": v} for k, v in {**policy.as_dict(), **disk}.items() if old.get(k) != v}
     dog.log.warning(LIMITS_CHANGED, changed=changed, by=args["by"])
     dog.publish(LIMITS_CHANGED, changed=changed)
     return {"limits": {**policy.as_dict(), **disk}, "changed": changed}
@@ -64,8 +62,9 @@ def known_values(values: dict) -> dict[str, str]:
 def keep(dog: WatchdogDaemon, overrides: dict[str, str]) -> None:
     """Write the changes down first; on a full disk the request fails and nothing changes."""
     try:
-        atomic_write_json(run_time_limits_path(dog.paths.watchdog_dir),
-                          {"overrides": overrides, "updated_at": time.time()})
+        atomic_write_json(
+            run_time_limits_path(dog.paths.watchdog_dir), {"overrides": overrides, "updated_at": time.time()}
+        )
     except OSError as exc:
         if not disk_full(exc):
             raise

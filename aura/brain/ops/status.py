@@ -26,10 +26,22 @@ def status(brain: BrainDaemon, args: dict) -> dict:
     core = brain.core
     assert core is not None
     state = core.state
-    return {"mission": state.get("mission"), "task_file": state.get("task_file"),
-            "planner": getattr(brain.planner, "name", None), "cycles": state.get("total_cycles", 0),
-            "last_cycle_at": brain.last_cycle_at, "counts": counts(state), "run": state.get("run"),
-            "tree": tree_lines(state), "tree_rows": tree_rows(state), "safe_mode": state.get("safe_mode"),
-            "supervisor_ok": core.supervisor_ok, "pid": os.getpid(), "started_at": brain.started_at,
-            "disk": brain.disk.status(), "costs": costmod.summary(state), "budget": state.get("budget"),
-            "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}}
+    return {
+        "mission": state.get("mission"),
+        "task_file": state.get("task_file"),
+        "planner": getattr(brain.planner, "name", None),
+        "cycles": state.get("total_cycles", 0),
+        "last_cycle_at": brain.last_cycle_at,
+        "counts": counts(state),
+        "run": state.get("run"),
+        "tree": tree_lines(state),
+        "tree_rows": tree_rows(state),
+        "safe_mode": state.get("safe_mode"),
+        "supervisor_ok": core.supervisor_ok,
+        "pid": os.getpid(),
+        "started_at": brain.started_at,
+        "disk": brain.disk.status(),
+        "costs": costmod.summary(state),
+        "budget": state.get("budget"),
+        "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS},
+    }

@@ -11,5 +11,14 @@ from .catalogue import TOOLS, definitions, validate
 from .sandbox import inside_project
 from .toolbox import Toolbox
 
-__all__ = ["TOOLS", "Planner", "Tool", "ToolError", "ToolResult", "Toolbox", "definitions", "inside_project",
-           "validate"]
+__all__ = [
+    "TOOLS",
+    "Planner",
+    "Tool",
+    "ToolError",
+    "ToolResult",
+    "Toolbox",
+    "definitions",
+    "inside_project",
+    "validate",
+]

@@ -22,9 +22,24 @@ from . import (
 )
 from .base import Tool
 
-TOOLS: tuple[Tool, ...] = tuple(m.TOOL for m in (
-    spawn_task, kill_task, list_running_tasks, update_task_tree, decompose_task, update_project_context,
-    write_memory, read_file, write_file, list_directory, web_fetch, web_search, no_op))
+TOOLS: tuple[Tool, ...] = tuple(
+    m.TOOL
+    for m in (
+        spawn_task,
+        kill_task,
+        list_running_tasks,
+        update_task_tree,
+        decompose_task,
+        update_project_context,
+        write_memory,
+        read_file,
+        write_file,
+        list_directory,
+        web_fetch,
+        web_search,
+        no_op,
+    )
+)
 BY_NAME: dict[str, Tool] = {t.name: t for t in TOOLS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 

@@ -11,17 +11,27 @@ from .base import Tool, ToolContext, ToolError, ToolResult, string
 
 SUBTASK_FIELDS = ("description", "acceptance_criteria", "artifacts", "command", "accept_commands", "budget_minutes")
 
-SUBTASK = {"type": "object", "properties": {
-    "id": string("optional id; root children take the current batch prefix (A1, A2 ...), others <parent>.<n>"),
-    "description": string("what to do, with the context a fresh worker needs", minLength=1),
-    "acceptance_criteria": string("what proves it done"),
-    "artifacts": {"type": "array", "items": {"type": "string"},
-                  "description": "files (project-relative) it must write"},
-    "command": string("a shell command that does the task (runs with the shell backend)"),
-    "accept_commands": {"type": "array", "items": {"type": "string"},
-                        "description": "commands that must exit 0 before it counts as done"},
-    "budget_minutes": {"type": "number", "minimum": 0.1, "description": "time budget of each attempt"},
-}, "required": ["description"]}
+SUBTASK = {
+    "type": "object",
+    "properties": {
+        "id": string("optional id; root children take the current batch prefix (A1, A2 ...), others <parent>.<n>"),
+        "description": string("what to do, with the context a fresh worker needs", minLength=1),
+        "acceptance_criteria": string("what proves it done"),
+        "artifacts": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "files (project-relative) it must write",
+        },
+        "command": string("a shell command that does the task (runs with the shell backend)"),
+        "accept_commands": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "commands that must exit 0 before it counts as done",
+        },
+        "budget_minutes": {"type": "number", "minimum": 0.1, "description": "time budget of each attempt"},
+    },
+    "required": ["description"],
+}
 
 
 def decompose_task(box: ToolContext, a: dict) -> ToolResult:
@@ -34,8 +44,14 @@ def decompose_task(box: ToolContext, a: dict) -> ToolResult:
         tid = new_id(core, parent, sub.get("id"))
         extra = {k: sub[k] for k in SUBTASK_FIELDS if k in sub}
         title = sub["description"].strip().splitlines()[0][:100]
-        core.add_task(tid, title, parent=parent["id"], kind="command" if sub.get("command") else "agent",
-                      batch=batch_prefix(core), **extra)
+        core.add_task(
+            tid,
+            title,
+            parent=parent["id"],
+            kind="command" if sub.get("command") else "agent",
+            batch=batch_prefix(core),
+            **extra,
+        )
         added.append(tid)
     box.planner.record("decomposed", parent=parent["id"], added=added)
     return ToolResult(f"added under {parent['id']}: {', '.join(added)}")

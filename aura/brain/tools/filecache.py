@@ -54,4 +54,4 @@ def excerpt(text: str, max_chars: int, mode: str) -> str:
     if mode == "tail":
         return f"[{len(text) - max_chars} earlier characters] …\n" + text[-max_chars:]
     head = int(max_chars * 0.6)
-    return text[:head] + f"\n… [{len(text) - max_chars} characters omitted] …\n" + text[-(max_chars - head):]
+    return text[:head] + f"\n… [{len(text) - max_chars} characters omitted] …\n" + text[-(max_chars - head) :]

@@ -12,10 +12,17 @@ def kill_task(box: ToolContext, a: dict) -> ToolResult:
         raise ToolError(f"the kill did not happen: {task['id']} is {task['status']}, not running")
     result = box.core.kill(task, reason)
     if not result.get("killed"):
-        raise ToolError(f"the kill did not happen: {result.get('message') or 'no reason given'}; "
-                        f"{task['id']} stays {task['status']}")
-    box.core.set_status(task, "killed", reason, f"the supervisor sent {result.get('signal', 'a signal')} to "
-                                                f"worker {task.get('worker_id')}", by="model")
+        raise ToolError(
+            f"the kill did not happen: {result.get('message') or 'no reason given'}; "
+            f"{task['id']} stays {task['status']}"
+        )
+    box.core.set_status(
+        task,
+        "killed",
+        reason,
+        f"the supervisor sent {result.get('signal', 'a signal')} to worker {task.get('worker_id')}",
+        by="model",
+    )
     return ToolResult(f"{task['id']}: worker {task.get('worker_id')} is being stopped; task killed")
 
 

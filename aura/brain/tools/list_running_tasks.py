@@ -21,11 +21,13 @@ def list_running_tasks(box: ToolContext, a: dict) -> ToolResult:
         p = w.get("progress") or {}
         flags = "".join(f" {f}" for f in ("stuck", "loop") if p.get(f))
         cost = f" cost ${p['total_cost_usd']:.4f} (its CLI's figure)" if p.get("total_cost_usd") is not None else ""
-        rows.append(f"- {task['id']} worker {task.get('worker_id')} {w.get('state', 'unknown')}{flags} pid "
-                    f"{w.get('worker_pid')} age {int(now - (w.get('started_at') or now))}s output "
-                    f"{p.get('output_bytes', 0)} B turns {p.get('turns', '-')} tokens in/out "
-                    f"{p.get('input_tokens', '-')}/{p.get('output_tokens', '-')}{cost} last tool "
-                    f"{p.get('last_tool') or '-'}; {describe_usage(usage, task.get('worker_id'), strikes)}")
+        rows.append(
+            f"- {task['id']} worker {task.get('worker_id')} {w.get('state', 'unknown')}{flags} pid "
+            f"{w.get('worker_pid')} age {int(now - (w.get('started_at') or now))}s output "
+            f"{p.get('output_bytes', 0)} B turns {p.get('turns', '-')} tokens in/out "
+            f"{p.get('input_tokens', '-')}/{p.get('output_tokens', '-')}{cost} last tool "
+            f"{p.get('last_tool') or '-'}; {describe_usage(usage, task.get('worker_id'), strikes)}"
+        )
     if running and usage is None:
         rows.append(f"({WATCHDOG_DOWN})")
     return ToolResult("\n".join(rows) or "no task is running")
@@ -33,8 +35,10 @@ def list_running_tasks(box: ToolContext, a: dict) -> ToolResult:
 
 TOOL = Tool(
     name="list_running_tasks",
-    description=("Running workers: pid, age, output size, turns, tokens, cost, last tool, stuck/loop, "
-                 "and the watchdog's CPU, RSS, GPU and strikes."),
+    description=(
+        "Running workers: pid, age, output size, turns, tokens, cost, last tool, stuck/loop, "
+        "and the watchdog's CPU, RSS, GPU and strikes."
+    ),
     properties={},
     required=[],
     run=list_running_tasks,

@@ -19,7 +19,7 @@ def read_file(box: ToolContext, a: dict) -> ToolResult:
         lines = text.splitlines()
         start = max(1, a.get("start_line") or 1)
         end = a.get("end_line") or len(lines)
-        text = "\n".join(f"{i}: {ln}" for i, ln in enumerate(lines[start - 1:end], start))
+        text = "\n".join(f"{i}: {ln}" for i, ln in enumerate(lines[start - 1 : end], start))
     return ToolResult(excerpt(text, max_chars, a.get("mode", "auto")) or "(empty file)")
 
 
@@ -30,7 +30,8 @@ TOOL = Tool(
         "path": string("project-relative path", minLength=1),
         "max_chars": {"type": "integer", "minimum": 1, "maximum": MAX_READ_CHARS, "description": "default 2000"},
         "mode": {"type": "string", "enum": ["auto", "head", "tail", "full"], "description": "auto: head and tail"},
-        "start_line": {"type": "integer", "minimum": 0}, "end_line": {"type": "integer", "minimum": 0},
+        "start_line": {"type": "integer", "minimum": 0},
+        "end_line": {"type": "integer", "minimum": 0},
     },
     required=["path"],
     run=read_file,

@@ -31,12 +31,16 @@ def check_writable(paths: ProjectPaths, path: Path, task_file: str | None) -> No
     root = paths.root.resolve()
     data = paths.data.resolve()
     if _within(path, data) and not _within(path, paths.memory_dir.resolve(), strictly=True):
-        raise ToolError(f"the brain's own files under {_shown(data, root)}/ are not writable "
-                        f"(except {_shown(paths.memory_dir.resolve(), root)}/)")
+        raise ToolError(
+            f"the brain's own files under {_shown(data, root)}/ are not writable "
+            f"(except {_shown(paths.memory_dir.resolve(), root)}/)"
+        )
     project_dir = (root / DATA_DIRNAME).resolve()
     if project_dir != data and _within(path, project_dir):
-        raise ToolError(f"{DATA_DIRNAME}/ holds the project's settings and other runs' files; it is not writable "
-                        f"(this run's memory is {_shown(paths.memory_dir.resolve(), root)}/)")
+        raise ToolError(
+            f"{DATA_DIRNAME}/ holds the project's settings and other runs' files; it is not writable "
+            f"(this run's memory is {_shown(paths.memory_dir.resolve(), root)}/)"
+        )
     if task_file and path == Path(task_file).resolve():
         raise ToolError("the task file is the user's: it is not writable by the model")
 

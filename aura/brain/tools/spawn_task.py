@@ -20,9 +20,11 @@ def spawn_task(box: ToolContext, a: dict) -> ToolResult:
     task = box.task(a["task_id"])
     check_spawnable(task)
     if core.capacity() <= 0:
-        raise ToolError(f"not started: {len(core.running())} workers are running "
-                        f"(AURA_MAX_CONCURRENT_TASKS={box.planner.cfg.integer('AURA_MAX_CONCURRENT_TASKS')}); "
-                        "wait for one to end or kill one")
+        raise ToolError(
+            f"not started: {len(core.running())} workers are running "
+            f"(AURA_MAX_CONCURRENT_TASKS={box.planner.cfg.integer('AURA_MAX_CONCURRENT_TASKS')}); "
+            "wait for one to end or kill one"
+        )
     for key in TASK_FIELDS:
         if key in a:
             task[key] = a[key]
@@ -47,27 +49,40 @@ def check_spawnable(task: dict) -> None:
 
 def outcome(box: ToolContext, task: dict, rec: dict | None, reason: str | None) -> ToolResult:
     """What the model is told: started, saved for the next reconcile, waiting, refused or ended at once."""
-    box.planner.record("spawn", task_id=task["id"], worker_id=task.get("worker_id"), reason=reason or "",
-                    backend=(task.get("spawn_spec") or {}).get("backend"))
+    box.planner.record(
+        "spawn",
+        task_id=task["id"],
+        worker_id=task.get("worker_id"),
+        reason=reason or "",
+        backend=(task.get("spawn_spec") or {}).get("backend"),
+    )
     if rec is None:
         if task["status"] == "in_progress":
-            return ToolResult(f"{task['id']}: spawn of {task.get('worker_id')} is saved; the supervisor did not "
-                              "answer, it is re-sent at the next reconcile")
+            return ToolResult(
+                f"{task['id']}: spawn of {task.get('worker_id')} is saved; the supervisor did not "
+                "answer, it is re-sent at the next reconcile"
+            )
         if task["status"] == "pending" and not_before(task) > time.time():
-            return ToolResult(f"{task['id']} waits until {time.ctime(not_before(task))}: {task.get('reason')}",
-                              ok=False)
+            return ToolResult(
+                f"{task['id']} waits until {time.ctime(not_before(task))}: {task.get('reason')}", ok=False
+            )
         return ToolResult(f"{task['id']} did not start: {task.get('reason') or 'refused'}", ok=False)
     if rec.get("state") == "exited":
-        return ToolResult(f"worker {rec['worker_id']} ended at once ({rec.get('outcome')}); {task['id']} is now "
-                          f"{task['status']}: {task.get('reason')}", ok=task["status"] == "completed")
-    return ToolResult(f"started worker {rec['worker_id']} (pid {rec.get('worker_pid')}, backend "
-                      f"{rec.get('backend')}) for {task['id']}")
+        return ToolResult(
+            f"worker {rec['worker_id']} ended at once ({rec.get('outcome')}); {task['id']} is now "
+            f"{task['status']}: {task.get('reason')}",
+            ok=task["status"] == "completed",
+        )
+    return ToolResult(
+        f"started worker {rec['worker_id']} (pid {rec.get('worker_pid')}, backend "
+        f"{rec.get('backend')}) for {task['id']}"
+    )
 
 
 TOOL = Tool(
     name="spawn_task",
     description="Start a Layer 2 worker on a leaf task of the tree (it becomes in_progress). With `command` "
-                "it runs that shell command; otherwise an agent CLI works from the task description.",
+    "it runs that shell command; otherwise an agent CLI works from the task description.",
     properties={
         "task_id": string("an existing leaf task", minLength=1),
         "description": string("replaces the task's description (carry the context the worker needs)"),

@@ -21,9 +21,11 @@ TOOL = Tool(
     name="update_project_context",
     description="Set the project context; only the fields given change.",
     properties={
-        "final_goal": string("the end state"), "success_criteria": string("how success is judged"),
+        "final_goal": string("the end state"),
+        "success_criteria": string("how success is judged"),
         "global_constraints": string("limits every task must respect"),
-        "execution_environment": string("machine, tools, data"), "notes": string("anything else"),
+        "execution_environment": string("machine, tools, data"),
+        "notes": string("anything else"),
     },
     required=[],
     run=update_project_context,

@@ -54,9 +54,11 @@ def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> Tool
     if not proof.ok:
         why = "; ".join(proof.problems) or "no evidence"
         box.planner.record("done_refused", task_id=task["id"], claim=reason, claimed_evidence=evidence, reason=why)
-        raise ToolError(f"refused: {task['id']} stays {task['status']}: {why}. Give it evidence the brain can "
-                        "check (a worker that exits 0, the named artifacts written by this attempt, result.md "
-                        "with `Status: done`, passing acceptance commands)")
+        raise ToolError(
+            f"refused: {task['id']} stays {task['status']}: {why}. Give it evidence the brain can "
+            "check (a worker that exits 0, the named artifacts written by this attempt, result.md "
+            "with `Status: done`, passing acceptance commands)"
+        )
     core.set_status(task, "completed", reason, f"{evidence} | checked by the brain: {proof.summary()}", by="model")
     core.publish("task_done", task_id=task["id"], title=task.get("title"))
     return ToolResult(f"{task['id']} completed; the brain checked: {proof.summary()}")
@@ -76,8 +78,8 @@ def root_status(box: ToolContext, new: str, reason: str, evidence: str) -> ToolR
 TOOL = Tool(
     name="update_task_tree",
     description="Change a task's status with reason and evidence. `completed` is accepted only on evidence "
-                "the brain checks itself (exit record, artifacts written by this attempt, result.md, "
-                "acceptance commands); ROOT completed declares the goal done.",
+    "the brain checks itself (exit record, artifacts written by this attempt, result.md, "
+    "acceptance commands); ROOT completed declares the goal done.",
     properties={
         "task_id": string("task id, or ROOT", minLength=1),
         "new_status": {"type": "string", "enum": list(STATUSES)},

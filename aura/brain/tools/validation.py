@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError, validators  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from .errors import ToolError
 
@@ -25,10 +25,10 @@ def _visible_min_length(validator: Any, min_length: int, instance: Any, schema: 
 
 
 _TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+)
 
-_Validator = validators.extend(Draft202012Validator, validators={"minLength": _visible_min_length},
-                               type_checker=_TYPES)
+_Validator = validators.extend(Draft202012Validator, validators={"minLength": _visible_min_length}, type_checker=_TYPES)
 
 
 def closed(schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,29 +68,36 @@ def describe(errors: Iterator[ValidationError]) -> list[str]:
     seen_required: set[tuple] = set()
     for error in found:
         path = tuple(error.absolute_path)
+        wanted: Any = error.validator_value  # the typeshed stubs allow Unset; a raised error has them set
+        instance: Any = error.instance
+        schema: Any = error.schema
         if error.validator != "type" and path in mistyped:
             continue
         if error.validator == "required":
             if path not in seen_required:
                 seen_required.add(path)
-                lines += [f"{_child(path, key)} is required" for key in error.validator_value
-                          if key not in error.instance]
+                lines += [f"{_child(path, key)} is required" for key in wanted if key not in instance]
         elif error.validator == "additionalProperties":
-            allowed = list(error.schema.get("properties", {}))
-            lines += [f"{_child(path, key)} is not an argument of this tool (allowed: {', '.join(allowed) or 'none'})"
-                      for key in error.instance if key not in allowed]
+            allowed = list(schema.get("properties", {}))
+            lines += [
+                f"{_child(path, key)} is not an argument of this tool (allowed: {', '.join(allowed) or 'none'})"
+                for key in instance
+                if key not in allowed
+            ]
         else:
             lines.append(f"{_name(path)} {_problem(error)}")
     return lines
 
 
 def _problem(error: ValidationError) -> str:
-    value, schema = error.instance, error.schema
+    value: Any = error.instance
+    schema: Any = error.schema
     kind = error.validator
     if kind == "type":
         return f"must be {error.validator_value}, got {type(value).__name__} {json.dumps(value, default=str)[:40]}"
     if kind == "enum":
-        return f"must be one of {', '.join(map(str, error.validator_value))}"
+        wanted: Any = error.validator_value
+        return f"must be one of {', '.join(map(str, wanted))}"
     if kind == "maxLength":
         return f"is longer than {error.validator_value} characters"
     if kind == "minimum":

@@ -33,8 +33,10 @@ def check_public_url(url: str, allow_private: bool) -> None:
     for info in infos:
         addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved or addr.is_multicast:
-            raise ToolError(f"{parts.hostname} resolves to a non-public address ({addr}); refused "
-                            "(AURA_WEB_FETCH_ALLOW_PRIVATE=1 allows it)")
+            raise ToolError(
+                f"{parts.hostname} resolves to a non-public address ({addr}); refused "
+                "(AURA_WEB_FETCH_ALLOW_PRIVATE=1 allows it)"
+            )
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -62,8 +64,9 @@ def fetch_text(url: str, allow_private: bool) -> str:
 
 def post_json(url: str, body: dict, what: str) -> Any:
     """POST `body` as JSON to a fixed service and parse the reply; `what` names the call in errors."""
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=FETCH_TIMEOUT) as resp:
             return json.loads(resp.read())

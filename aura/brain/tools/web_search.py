@@ -9,8 +9,12 @@ SEARCH_URL = "https://api.tavily.com/search"
 
 
 def web_search(box: ToolContext, a: dict) -> ToolResult:
-    body = {"api_key": box.planner.cfg.text("AURA_SEARCH_API_KEY"), "query": a["query"],
-            "search_depth": a.get("search_depth", "basic"), "max_results": a.get("max_results", 5)}
+    body = {
+        "api_key": box.planner.cfg.text("AURA_SEARCH_API_KEY"),
+        "query": a["query"],
+        "search_depth": a.get("search_depth", "basic"),
+        "max_results": a.get("max_results", 5),
+    }
     doc = post_json(SEARCH_URL, body, "search")
     rows = [f"- {r.get('title')} <{r.get('url')}>\n  {str(r.get('content', ''))[:300]}" for r in doc.get("results", [])]
     return ToolResult("\n".join(rows) or "no results")

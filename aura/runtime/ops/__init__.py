@@ -66,8 +66,9 @@ class Operation:
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
             raise BadArgs(f"`{self.name}` takes no argument `{unknown[0]}` (it takes: {allowed})")
-        return {a.name: arg(args, a.name, a.kind) if a.required else arg(args, a.name, a.kind, a.default)
-                for a in self.args}
+        return {
+            a.name: arg(args, a.name, a.kind) if a.required else arg(args, a.name, a.kind, a.default) for a in self.args
+        }
 
     def bind(self, daemon: Any) -> Callable[[dict], Any]:
         """The request handler a daemon's server calls."""
@@ -89,6 +90,7 @@ _REGISTRY: dict[tuple[str, str], Operation] = {}
 
 def operation(name: str, daemon: str, *args: Arg) -> Callable[[F], F]:
     """Register the decorated function as the handler of `name`; the docstring is its module's."""
+
     def register(fn: F) -> F:
         module = sys.modules[fn.__module__]
         key = (daemon, name)
@@ -96,6 +98,7 @@ def operation(name: str, daemon: str, *args: Arg) -> Callable[[F], F]:
             raise ValueError(f"operation {name!r} of {daemon} is defined twice")
         _REGISTRY[key] = Operation(name, daemon, tuple(args), fn, module.__doc__ or "")
         return fn
+
     return register
 
 

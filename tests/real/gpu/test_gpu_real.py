@@ -59,8 +59,11 @@ def nvml_pids() -> set[int]:
 
     pynvml.nvmlInit()
     try:
-        return {p.pid for i in range(pynvml.nvmlDeviceGetCount())
-                for p in pynvml.nvmlDeviceGetComputeRunningProcesses(pynvml.nvmlDeviceGetHandleByIndex(i))}
+        return {
+            p.pid
+            for i in range(pynvml.nvmlDeviceGetCount())
+            for p in pynvml.nvmlDeviceGetComputeRunningProcesses(pynvml.nvmlDeviceGetHandleByIndex(i))
+        }
     finally:
         pynvml.nvmlShutdown()
 
@@ -136,11 +139,13 @@ def gpu_rig(rig: Rig, gpu: Gpu) -> Rig:
 
 def seen_on_gpu(rig: Rig, wid: str, at_least_gib: float) -> dict:
     """The worker's first usage record that shows at least `at_least_gib` of GPU memory."""
+
     def check() -> dict | None:
         use = rig.usage(wid)
         if use is None and rig.exited(wid):
             pytest.fail(f"the worker exited before it held GPU memory: {rig.exited(wid)}")
         return use if use and (use.get("gpu_mem_bytes") or 0) >= at_least_gib * GIB else None
+
     return wait_for(check, CUDA_START_S, interval=0.2, what=f"the watchdog to see {at_least_gib} GiB on the GPU")
 
 
@@ -206,12 +211,19 @@ def test_brain_retries_once_then_blocks_with_a_fix_subtask(project: Project, gpu
     command = " ".join(gpu.child_argv(OVER_MIB))
     project.write_task(f"# GPU escalation\n\n- [ ] gpuhog `{command}`\n")
     project.up()
-    wait_for(lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"), 2 * CUDA_START_S,
-             interval=0.5, what="the run to finish")
+    wait_for(
+        lambda: ((project.status().get("brain") or {}).get("run") or {}).get("finished"),
+        2 * CUDA_START_S,
+        interval=0.5,
+        what="the run to finish",
+    )
     state = read_json(project.paths.state_dir / "state.json")
     task = next(t for t in state["tasks"].values() if t.get("title", "").startswith("gpuhog"))
-    history = [d["new"] for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
-               if d.get("kind") == "status" and d["task_id"] == task["id"]]
+    history = [
+        d["new"]
+        for d in read_jsonl(project.paths.state_dir / "decisions.jsonl")
+        if d.get("kind") == "status" and d["task_id"] == task["id"]
+    ]
     print("task:", task["status"], task.get("reason"), "history:", history)
     assert task["status"] == "blocked" and task["resource_kills"] == 2
     assert history == ["in_progress", "pending", "in_progress", "blocked"]
