@@ -61,8 +61,9 @@ class Client:
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
             sock = self.ctx.socket(zmq.DEALER)
+            # no IMMEDIATE: with it libzmq drops a reply not yet read when the daemon closes its
+            # socket right after answering (the answer to `shutdown`)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.connect(self.endpoint)
             self._sock = sock
         return self._sock
@@ -125,10 +126,7 @@ class Client:
         try:
             sock.send(body, zmq.NOBLOCK)
         except zmq.Again:
-            # IMMEDIATE: no connected peer yet; give the connection a moment, then retry once
-            if not sock.poll(int(wait * 1000), zmq.POLLOUT):
-                return None
-            sock.send(body, zmq.NOBLOCK)
+            return None
         deadline = time.monotonic() + wait
         while True:
             left = deadline - time.monotonic()

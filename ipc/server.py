@@ -124,5 +124,7 @@ class RequestServer:
             except Exception:
                 pass
 
-    def close(self) -> None:
-        self.sock.close(0)
+    def close(self, linger_ms: int = 0) -> None:
+        """`linger_ms`: how long replies already queued (the answer to `shutdown`) may still take to
+        go out before they are dropped."""
+        self.sock.close(linger_ms)

@@ -37,6 +37,9 @@ from .pidfile import live_record, write_pidfile
 EXIT_ALREADY_RUNNING = 3
 
 
+REPLY_LINGER_MS = 500
+
+
 class Daemon:
     """Base class: subclasses add request handlers, timers and readers."""
 
@@ -294,9 +297,10 @@ class Daemon:
         signal.set_wakeup_fd(-1)
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
-        for closable in (self.server, self.events):
-            if closable is not None:
-                closable.close()
+        if self.server is not None:
+            self.server.close(linger_ms=REPLY_LINGER_MS)  # the answer to `shutdown` must still reach its caller
+        if self.events is not None:
+            self.events.close()
         for suffix in (".sock", ".pub"):
             try:
                 (self.paths.runtime_dir / f"{self.name}{suffix}").unlink()

@@ -78,6 +78,33 @@ def test_client_fails_fast_without_a_socket_and_times_out_on_a_silent_peer(ctx: 
     silent.close(0)
 
 
+def _call_into(client: Client, op: str, answers: list) -> None:
+    answers.append(client.call(op))
+
+
+def test_the_answer_reaches_the_caller_when_the_server_closes_right_after_sending_it(
+    ctx: zmq.Context, tmp_path: Path
+) -> None:
+    """The answer to `shutdown` is the last thing a daemon sends before it closes its socket."""
+    delivered = 0
+    for n in range(40):
+        endpoint = f"ipc://{tmp_path}/bye{n}.sock"
+        server = RequestServer(ctx, endpoint, {"shutdown": lambda a: {"stopping": True}})
+        answers: list = []
+        caller = Client(endpoint, "daemon", timeout=1.0, retries=0, ctx=ctx)
+        t = threading.Thread(target=_call_into, args=(caller, "shutdown", answers), daemon=True)
+        t.start()
+        if server.sock.poll(3000):
+            server.handle_ready()
+        server.close(linger_ms=500)
+        t.join(5)
+        caller.close()
+        delivered += answers == [{"stopping": True}]
+        if delivered <= n:
+            break  # the caller timed out: lost
+    assert delivered == 40
+
+
 def test_lazy_pirate_retry_gets_the_answer_after_a_lost_reply(ctx: zmq.Context, tmp_path: Path) -> None:
     """The first request is dropped (no reply); the retry on a fresh socket is answered."""
     endpoint = f"ipc://{tmp_path}/flaky.sock"
