@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .runtime.fsutil import read_json, read_jsonl
+from .runtime import gitrepo as g
+from .runtime.fsutil import read_json, read_jsonl, tree_size
+from .runtime.gitmode import attempt_branch
 from .runtime.paths import DAEMONS, ProjectPaths, safe_name
 from .runtime.pidfile import is_alive
+from .runtime.procgroup import processes_in
 from .runtime.records import WORKER_EXIT, WORKER_RECORD, WORKER_START_REPORT, kills_dir
 from .runtime.vocab import COMPLETED, EXITED, LIVE_STATES, TASK_ENDED
 
@@ -36,24 +39,6 @@ TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read
 
 
 # -- small helpers -------------------------------------------------------------------------------
-
-
-def tree_size(path: Path) -> int:
-    """Bytes under `path` (links counted as links, never followed)."""
-    total = 0
-    try:
-        total += path.lstat().st_size
-    except OSError:
-        return 0
-    if path.is_symlink() or not path.is_dir():
-        return total
-    for folder, dirs, files in os.walk(path, followlinks=False):
-        for name in dirs + files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def newest_mtime(path: Path) -> float:
@@ -111,13 +96,14 @@ def read_state(state_dir: Path) -> dict:
 class Folder:
     """A worker folder or a task workspace, with the reason it is kept (None: it may go)."""
 
-    kind: str  # "worker" or "workspace"
+    kind: str  # "worker", "workspace" or "worktree"
     name: str
     path: Path
     size: int
     age_s: float
     keep: str | None = None
     young: bool = False
+    branch: str | None = None  # a worktree's attempt branch, removed with it
 
 
 @dataclass
@@ -205,7 +191,54 @@ def plan_workspaces(
         when = newest_mtime(tdir)
         folder = Folder("workspace", tdir.name, tdir, tree_size(tdir), now - when, keep)
         plan_add(plan, folder, when, cutoff, include_all)
+    for folder, when in plan_worktrees(paths, state, live_ids, now):
+        plan_add(plan, folder, when, cutoff, include_all)
     return plan
+
+
+def plan_worktrees(
+    paths: ProjectPaths, state: dict, live_ids: set[str] | None, now: float
+) -> list[tuple[Folder, float]]:
+    """Git mode's worktrees: an attempt's goes once its worker has finished, the integration one once the
+    run has; neither while a process runs in it."""
+    git = state.get("git") or {}
+    if not git.get("enabled"):
+        return []
+    out = []
+    for wdir in sorted(_subdirs(paths.attempts_dir)):
+        keep = worker_status(paths.worker_dir(wdir.name), live_ids) if paths.worker_dir(wdir.name).exists() else None
+        if git.get("merging", {}).get("worker_id") == wdir.name:
+            keep = "the brain is merging it"
+        out.append((_worktree(wdir, keep, now, attempt_branch(str(git.get("branch")), wdir.name)), newest_mtime(wdir)))
+    integ = paths.integration_dir
+    if integ.exists():
+        finished = (state.get("run") or {}).get("finished")
+        keep = None if finished else "the run is not finished (the brain merges there)"
+        out.append((_worktree(integ, keep, now, None), newest_mtime(integ)))
+    return out
+
+
+def _worktree(path: Path, keep: str | None, now: float, branch: str | None) -> Folder:
+    if keep is None:
+        pids = processes_in(path)
+        keep = f"a process runs in it (pid {', '.join(map(str, pids[:5]))})" if pids else None
+    when = newest_mtime(path)
+    return Folder("worktree", path.name, path, tree_size(path), now - when, keep, branch=branch)
+
+
+def remove_worktree_folder(paths: ProjectPaths, folder: Folder) -> None:
+    """`git worktree remove`, then `prune`, then its attempt branch; the integration branch stays."""
+    state = read_state(paths.state_dir)
+    repo = Path((state.get("git") or {}).get("repo") or paths.root)
+    pids = processes_in(folder.path)
+    if pids:
+        raise OSError(f"a process runs in it (pid {pids[0]})")
+    try:
+        g.remove_worktree(repo, folder.path)
+        if folder.branch:
+            g.delete_branch(repo, folder.branch)
+    except g.GitError as exc:
+        raise OSError(str(exc)) from None
 
 
 def plan_add(plan: WorkspacePlan, folder: Folder, when: float, cutoff: float, include_all: bool) -> None:
@@ -221,7 +254,9 @@ def _subdirs(folder: Path) -> Iterable[Path]:
         return []
 
 
-def remove_folders(plan: WorkspacePlan, live_ids: set[str] | None) -> list[tuple[Folder, str | None]]:
+def remove_folders(
+    paths: ProjectPaths, plan: WorkspacePlan, live_ids: set[str] | None
+) -> list[tuple[Folder, str | None]]:
     """Delete what the plan allows, checking each worker once more just before (it may have been
     relaunched meanwhile); returns (folder, error or None)."""
     out: list[tuple[Folder, str | None]] = []
@@ -232,7 +267,10 @@ def remove_folders(plan: WorkspacePlan, live_ids: set[str] | None) -> list[tuple
                 out.append((f, f"kept: {again}"))
                 continue
         try:
-            remove_tree(f.path)
+            if f.kind == "worktree":
+                remove_worktree_folder(paths, f)
+            else:
+                remove_tree(f.path)
             out.append((f, None))
         except OSError as exc:
             out.append((f, str(exc)))

@@ -138,6 +138,23 @@ def backend_notes(cfg: Config, tf: TaskFile) -> list[str]:
     return [check.detail for check in checks]
 
 
+def git_notes(cfg: Config, paths: ProjectPaths) -> list[str]:
+    """What `aura up` says about git mode; StartError when a setting asks for what the folder cannot
+    give. A run already going keeps the choice its brain made (in its state)."""
+    from .runtime.fsutil import read_json
+    from .runtime.gitmode import decide
+
+    known = (read_json(paths.state_dir / "state.json") or {}).get("git") or {}
+    if known.get("enabled"):
+        return [f"git mode: the run goes on on branch {known.get('branch')}"]
+    if "enabled" in known:
+        return []
+    decision = decide(cfg, paths.root, paths.data)
+    if decision.refusal:
+        raise StartError(f"{decision.refusal}. Nothing was started.")
+    return decision.notes
+
+
 def announce(
     cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_settings: bool, echo: Callable[[str], None]
 ) -> None:

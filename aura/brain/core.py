@@ -17,6 +17,7 @@ from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.envelope import RESERVE_SHORT
 from aura.runtime.config import Config
 from aura.runtime.eventkinds import Kind
+from aura.runtime.gitrepo import GitError
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import kill_record
 from aura.runtime.vocab import (
@@ -37,6 +38,7 @@ from . import parking
 from .costs import remaining_usd
 from .decisions import DecisionLog
 from .diskpause import save_quietly
+from .gitwork import GitWork
 from .state import (
     ROOT,
     StateStore,
@@ -48,7 +50,7 @@ from .state import (
     not_before,
 )
 from .taskfile import TaskFile, TaskFileError, read_task_file
-from .workerspec import write_task_md
+from .workerspec import retarget_spec, write_task_md
 
 MAX_ATTEMPTS = 2
 RESOURCE_FIX_SUFFIX = ".fix"
@@ -77,6 +79,16 @@ class BrainCore:
         self.save_error: str | None = None  # the last save failed on a full disk; retried
         self.finish_gate: Callable[[], bool] | None = None  # a planner that must agree before the run ends
         self.wait: Callable[[float], None] = time.sleep  # the daemon's pump: requests are answered meanwhile
+        self.git = GitWork(paths, cfg, self.state, log, self.save)
+        self.git_block: str | None = None  # why no worker may start: git mode refused or unusable
+
+    def start_git(self) -> None:
+        self.git.wait = self.wait
+        self.git_block = self.git.start()
+
+    def work_root(self) -> Path:
+        """Where the run's work is: the integration worktree in git mode, else the project folder."""
+        return self.git.work_root()
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -157,8 +169,9 @@ class BrainCore:
         is deterministic, so a brain that crashes mid-spawn never starts the same attempt twice.
         A task parked by a rate limit is not started before its resume time, and then continues
         its worker's session."""
-        if self.spawn_block or self.disk_block:
-            self.log.info(Kind.SPAWN_REFUSED, task=task["id"], reason=self.spawn_block or self.disk_block)
+        block = self.spawn_block or self.disk_block or self.git_block
+        if block:
+            self.log.info(Kind.SPAWN_REFUSED, task=task["id"], reason=block)
             return None
         if not_before(task) > time.time():
             return None
@@ -173,6 +186,11 @@ class BrainCore:
         task["worker_id"] = wid
         task.setdefault("workers", []).append(wid)
         task_dir = self.paths.task_dir(task["id"])
+        if self.git.enabled:
+            moved = self.attempt_in_worktree(task, wid, spec)
+            if moved is None:
+                return None
+            spec = moved
         write_task_md(task_dir, self.state, task, self.cfg)
         full = {"worker_id": wid, "task_id": task["id"], "task_dir": str(task_dir), **spec}
         task["spawn_spec"] = full
@@ -185,8 +203,26 @@ class BrainCore:
         self.save()
         return self.send_spawn(task)
 
+    def attempt_in_worktree(self, task: dict, wid: str, spec: dict) -> dict | None:
+        """Git mode: the attempt works in its own fresh worktree of the integration head."""
+        try:
+            path = self.git.prepare_attempt(task, wid, resume=bool(spec.get("resume_session")))
+            mounts = self.git.sandbox_mounts(task)
+        except GitError as exc:
+            self.attempt_failed(task, f"could not make its worktree: {exc}", "git", retry_in=self.retry_delay(task))
+            self.save()
+            return None
+        spec = retarget_spec(spec, task, self.paths.root, path)
+        meta = {**(spec.get("meta") or {}), "branch": task["git"]["branch"], "worktree": str(path)}
+        return {**spec, "mounts": [*spec.get("mounts", []), *mounts], "meta": meta}
+
     def send_spawn(self, task: dict) -> dict | None:
         spec = task.get("spawn_spec") or {}
+        if self.git.enabled and task.get("git"):
+            try:
+                self.git.prepare_attempt(task, str(spec.get("worker_id")))  # a worktree deleted by hand comes back
+            except GitError as exc:
+                self.log.warning("git_worktree_unusable", task=task["id"], error=str(exc))
         try:
             rec = self.supervisor.call("spawn", spec, timeout=20.0)
         except DaemonUnavailable as exc:
@@ -240,7 +276,10 @@ class BrainCore:
         if worker is not None and worker.get("state") != EXITED:
             return ev.Evidence(ok=False, problems=[f"worker {wid} is still running"])
         if worker is not None:
-            proof = ev.check_worker(worker, self.paths.root, artifacts, task.get("kind") == "agent")
+            proof = ev.check_worker(worker, self.attempt_root(task), artifacts, task.get("kind") == "agent")
+            self.diff_evidence(task, proof)
+            if self.in_worktree(task):
+                return proof  # the acceptance commands run on the merged tree, in `accept`
         else:
             proof = ev.Evidence(
                 ok=bool(artifacts or commands),
@@ -250,11 +289,11 @@ class BrainCore:
             )
             since = float(task.get("reopened_at") or task.get("created_at") or 0)
             for rel in artifacts:
-                ok, fact = ev.check_artifact(self.paths.root, rel, since)
+                ok, fact = ev.check_artifact(self.work_root(), rel, since)
                 (proof.facts if ok else proof.problems).append(fact)
                 proof.ok = proof.ok and ok
         if commands:
-            acc = ev.run_acceptance(commands, self.paths.root, acceptance_timeout, wait=self.wait)
+            acc = ev.run_acceptance(commands, self.work_root(), acceptance_timeout, wait=self.wait)
             proof.facts += acc.facts
             proof.problems += acc.problems
             proof.ok = proof.ok and acc.ok
@@ -286,10 +325,10 @@ class BrainCore:
             return
         artifacts = task.get("artifacts") or []
         need_result = task.get("kind") in ("agent", "resource_fix")
-        proof = ev.check_worker(worker, self.paths.root, artifacts, need_result)
+        proof = ev.check_worker(worker, self.attempt_root(task), artifacts, need_result)
+        self.diff_evidence(task, proof)
         if proof.ok:
-            self.set_status(task, COMPLETED, "evidence checked", proof.summary())
-            self.publish(Kind.TASK_DONE, task_id=task["id"], title=task.get("title"))
+            self.accept(task, proof)
         else:
             reason = proof.problems[0] if proof.problems else "no evidence"
             tail = (worker.get("progress") or {}).get("error_tail")
@@ -297,6 +336,75 @@ class BrainCore:
                 reason += f"; its stderr ends: {tail[-300:]}"
             never_ran = bool((worker.get("exit") or {}).get("error")) and not worker.get("worker_pid")
             self.attempt_failed(task, reason, proof.summary(), retry_in=self.retry_delay(task) if never_ran else None)
+
+    def in_worktree(self, task: dict) -> bool:
+        """Did the task's current attempt run in its own worktree (git mode)?"""
+        known = task.get("git") or {}
+        return self.git.enabled and bool(known.get("worktree")) and known.get("worker_id") == task.get("worker_id")
+
+    def attempt_root(self, task: dict) -> Path:
+        """Where the task's named artifacts are: its attempt's worktree in git mode."""
+        return Path(task["git"]["worktree"]) if self.in_worktree(task) else self.paths.root
+
+    def diff_evidence(self, task: dict, proof: ev.Evidence) -> None:
+        """Git mode: the attempt's diffstat is evidence; an attempt that changed nothing and wrote no
+        named artifact is refused when its task asked for a change."""
+        if not self.in_worktree(task):
+            return
+        try:
+            diff = self.git.attempt_diff(task)
+        except GitError as exc:
+            proof.ok = False
+            proof.problems.append(f"its diff could not be read: {exc}")
+            return
+        if diff.get("missing"):
+            proof.ok = False
+            proof.problems.append(str(diff["missing"]))
+            return
+        proof.facts.append(f"diff: {diff['diff_summary']}")
+        named = bool(task.get("artifacts")) and proof.ok
+        if proof.ok and not diff["changed"] and expects_change(task) and not named:
+            proof.ok = False
+            proof.problems.append("the attempt changed nothing in the repository and wrote no named artifact")
+
+    def accept(
+        self, task: dict, proof: ev.Evidence, by: str = "brain", claim: str = "", reason: str = "evidence checked"
+    ) -> str | None:
+        """Mark a task done on checked evidence; in git mode its attempt is merged first (a conflict or
+        a failed acceptance command on the merged tree sends it back). Returns the problem, if any."""
+        evidence = proof.summary()
+        if self.in_worktree(task):
+            outcome = self.git.accept(
+                task, evidence, list(task.get("accept_commands") or []), self.cfg.number("AURA_ACCEPTANCE_TIMEOUT")
+            )
+            if not outcome.ok:
+                task["merge_conflict"] = outcome.conflict or None
+                self.decisions.record(
+                    "merge_refused",
+                    task_id=task["id"],
+                    worker_id=task.get("worker_id"),
+                    reason=outcome.problem,
+                    files=(outcome.conflict or {}).get("files") or [],
+                    cycle=self.state["total_cycles"],
+                )
+                self.attempt_failed(task, outcome.problem, evidence)
+                return outcome.problem
+            task["git"]["merge_commit"] = outcome.commit
+            task.pop("merge_conflict", None)
+            evidence = "; ".join([evidence, *outcome.facts])
+            self.decisions.record(
+                "merged",
+                task_id=task["id"],
+                worker_id=task.get("worker_id"),
+                branch=self.git.branch,
+                commit=outcome.commit,
+                cycle=self.state["total_cycles"],
+            )
+        self.set_status(task, COMPLETED, reason, claim + evidence, by=by)
+        self.publish(Kind.TASK_DONE, task_id=task["id"], title=task.get("title"))
+        if self.git.enabled:
+            self.git.remove_merged()
+        return None
 
     def rate_limited(self, task: dict, worker: dict) -> None:
         """Park the task until the limit lifts (then resume the session), or block it (see parking)."""
@@ -469,3 +577,11 @@ class BrainCore:
         if done_all:
             self.publish(Kind.GOAL_DONE, mission=self.state.get("mission"))
         return True
+
+
+def expects_change(task: dict) -> bool:
+    """An agent task is there to change the repository unless it says otherwise (`expects_change`);
+    a command task runs its command."""
+    if task.get("expects_change") is not None:
+        return bool(task["expects_change"])
+    return task.get("kind") in ("agent", "resource_fix") and not task.get("command")

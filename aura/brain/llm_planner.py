@@ -268,7 +268,7 @@ class LlmPlanner:
         if tf is None or not tf.acceptance:
             return None
         return run_acceptance(
-            tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"), wait=self.daemon.pump
+            tf.acceptance, self.core.work_root(), self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"), wait=self.daemon.pump
         )
 
     def _auto_acceptance(self) -> None:
@@ -285,7 +285,7 @@ class LlmPlanner:
             return
         llm["acceptance_checked_for"] = mark
         proof = run_acceptance(
-            tf.acceptance, self.paths.root, self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"), wait=self.daemon.pump
+            tf.acceptance, self.core.work_root(), self.cfg.number("AURA_ACCEPTANCE_TIMEOUT"), wait=self.daemon.pump
         )
         if proof.ok:
             llm["goal_closed"] = True

@@ -97,6 +97,7 @@ class BrainDaemon(Daemon):
         if self.core.load_problem:
             self.log.error("state_restored", problem=self.core.load_problem)
         self._resolve_task_file()
+        self.core.start_git()
         self.planner = self._choose_planner()
         if self.core.load_problem and self.core.state.get("safe_mode") and self.planner.name == "llm":
             self.publish(Kind.SAFE_MODE_ENTERED, reason=str(self.core.load_problem))

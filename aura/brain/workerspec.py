@@ -65,9 +65,45 @@ def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
         "`error.log` in it are Aura's records of your output.",
         "",
     ]
+    lines += _git_section(task, cfg)
     lines += ["## Long-running jobs", "", LONG_JOBS_GUIDE.format(registry=task_dir / "process.json", task_dir=task_dir)]
     lines += ["## Output", "", RESULT_MD_GUIDE.format(result=task_dir / "result.md")]
     return "\n".join(lines)
+
+
+def _git_section(task: dict, cfg: Config) -> list[str]:
+    """Git mode: where the worker is, that it may commit, and why the previous attempt did not merge."""
+    known = task.get("git") or {}
+    if not known.get("worktree"):
+        return []
+    out = [
+        "## Where you work (git)",
+        "",
+        f"You work in {known['worktree']}, a git worktree of the project on its own branch "
+        f"`{known.get('branch')}`, made for this attempt from the run's current work. Other workers have "
+        "their own worktrees; nothing you do here touches theirs or the user's. You may commit here; "
+        "Aura commits what you leave uncommitted and merges your branch once it has checked your "
+        "evidence. Files git ignores are not merged: name them as evidence for Aura to keep them.",
+        "",
+    ]
+    conflict = task.get("merge_conflict") or {}
+    if conflict:
+        out += [
+            "## Why the previous attempt was not merged",
+            "",
+            "Your worktree starts from the newer work it could not be merged with (commit "
+            f"{str(conflict.get('head', ''))[:10]}). Redo the change on top of it.",
+            "",
+        ]
+        if conflict.get("files"):
+            out += ["Conflicting files: " + ", ".join(f"`{f}`" for f in conflict["files"]), ""]
+        if conflict.get("hunks"):
+            out += ["The conflicting hunks:", "", "```diff", str(conflict["hunks"]).rstrip(), "```", ""]
+        for problem in conflict.get("failed_checks") or []:
+            out.append(f"- {problem}")
+        if conflict.get("failed_checks"):
+            out.append("")
+    return out
 
 
 def _attempt_section(task: dict) -> list[str]:
@@ -174,10 +210,7 @@ def spawn_spec(task: dict, cfg: Config, project_root: Path, task_dir: Path) -> d
             "mounts": mounts,
             "budget_s": float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET")) * 60,
         }
-    prompt = (
-        f"Read the task file {task_dir / 'task.md'} and carry out the task it describes. "
-        f"Work in the project folder {project_root}."
-    )
+    prompt = agent_prompt(task_dir, project_root)
     return {
         "backend": cfg.text("AURA_LAYER2_BACKEND"),
         "prompt": prompt,
@@ -186,6 +219,22 @@ def spawn_spec(task: dict, cfg: Config, project_root: Path, task_dir: Path) -> d
         "mounts": mounts,
         "budget_s": float(task.get("budget_minutes") or cfg.number("AURA_TASK_BUDGET")) * 60,
     }
+
+
+def agent_prompt(task_dir: Path, work_root: Path) -> str:
+    return (
+        f"Read the task file {task_dir / 'task.md'} and carry out the task it describes. "
+        f"Work in the project folder {work_root}."
+    )
+
+
+def retarget_spec(spec: dict, task: dict, project_root: Path, worktree: Path) -> dict:
+    """The same attempt, run in its own git worktree instead of the project folder."""
+    out = {**spec, "cwd": str(worktree), "mounts": artifact_folders(task, worktree)}
+    if "prompt" in spec:
+        out["prompt"] = str(spec["prompt"]).replace(f"Work in the project folder {project_root}.", "").strip()
+        out["prompt"] = f"{out['prompt']} Work in the project folder {worktree}."
+    return out
 
 
 def artifact_folders(task: dict, project_root: Path) -> list[str]:

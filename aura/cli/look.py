@@ -182,6 +182,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from ..runtime.diskspace import status_line
 
     click.echo(status_line(brain, info.get("watchdog"), paths.data))
+    for line in git_status_lines(brain.get("git")):
+        click.echo(line)
     for line in tree_display(brain):
         click.echo(line)
     if len(live) < len(DAEMONS):
@@ -191,6 +193,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def brain_from_disk(paths: Any) -> dict:
     """What `aura status` shows of the brain while it is down, read from its state.json."""
     from ..brain import costs as costmod
+    from ..brain.gitwork import status_of
     from ..brain.state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
     from ..runtime.fsutil import read_json
 
@@ -210,7 +213,30 @@ def brain_from_disk(paths: Any) -> dict:
         "budget": state.get("budget"),
         "safe_mode": state.get("safe_mode"),
         "llm": llm or None,
+        "git": status_of(state.get("git") or {}),
     }
+
+
+def git_status_lines(git: dict | None) -> list[str]:
+    """The run's integration branch, what was merged into it, the worktrees' disk, and how to take it."""
+    from ..maintenance import human_bytes
+
+    if not git:
+        return []
+    if not git.get("enabled"):
+        return [f"Git      {note}" for note in git.get("notes") or []]
+    merged = git.get("merged") or []
+    source = f"from {git.get('user_branch') or 'a detached HEAD'} at {str(git.get('base'))[:10]}"
+    disk = f" · worktrees {human_bytes(git['disk_bytes'])}" if git.get("disk_bytes") is not None else ""
+    lines = [f"Git      branch {git.get('branch')} ({source}) · {len(merged)} merged{disk}"]
+    if merged:
+        lines.append(
+            f"         merged: {', '.join(merged[:12])}" + (f" and {len(merged) - 12} more" if len(merged) > 12 else "")
+        )
+    if git.get("merging"):
+        lines.append(f"         merging {git['merging']}")
+    lines.append(f"         bring it into your branch: {git.get('bring_in')}")
+    return lines
 
 
 def status_cost_lines(brain: dict) -> list[str]:

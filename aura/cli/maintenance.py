@@ -73,7 +73,7 @@ def clean_workspaces(ctx: click.Context, age: float | None, include_all: bool, d
         click.echo(f"nothing to remove ({limit})")
     else:
         click.echo(("Would remove" if dry_run else "Removing") + f" ({limit}):")
-        results = [(f, None) for f in plan.remove] if dry_run else remove_folders(plan, live_ids)
+        results = [(f, None) for f in plan.remove] if dry_run else remove_folders(paths, plan, live_ids)
         removed = 0
         for f, error in results:
             mark = f"  FAILED: {error}" if error and not error.startswith("kept") else (f"  ({error})" if error else "")

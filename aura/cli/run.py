@@ -28,6 +28,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         backend_notes,
         checked_settings,
         follow_then_stop,
+        git_notes,
         journal_positions,
         plan_up,
         read_goal,
@@ -45,7 +46,8 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
             root, paths, config_file, overrides, warn=lambda line: click.echo(f"aura: warning: {line}", err=True)
         )
         plan = plan_up(paths, tf.path)
-        announce(cfg, tf, backend_notes(cfg, tf), plan, bool(config_file or overrides), click.echo)
+        notes = backend_notes(cfg, tf) + git_notes(cfg, paths)
+        announce(cfg, tf, notes, plan, bool(config_file or overrides), click.echo)
     except StartError as exc:
         raise click.ClickException(str(exc)) from None
     cursors = journal_positions(paths)

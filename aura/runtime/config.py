@@ -229,6 +229,21 @@ KEYS: dict[str, Setting] = _typed(
             "notify (no_progress) when nothing started, ended or called the model "
             "for this long; once per stall; 0 disables",
         ),
+        # git mode
+        "AURA_GIT": one_of(
+            "auto",
+            "auto (git mode when the project folder is a git work tree) / on (refuse to start without one) / off",
+            "auto",
+            "on",
+            "off",
+        ),
+        "AURA_GIT_BRANCH": text("", "the run's integration branch (empty: aura/<run id>)"),
+        "AURA_GIT_DIRTY": one_of(
+            "warn",
+            "uncommitted changes in the project folder at start: warn (workers do not see them) / refuse",
+            "warn",
+            "refuse",
+        ),
         # Layer 2 workers
         "AURA_LAYER2_BACKEND": one_of("claude", "claude / ds_code / opencode / codex / shell", *BACKEND_NAMES),
         "AURA_MAX_CONCURRENT_TASKS": whole(2, "max concurrent Layer 2 workers", low=1),

@@ -178,3 +178,21 @@ def read_jsonl(path: Path) -> list[dict]:
     except FileNotFoundError:
         pass
     return out
+
+
+def tree_size(path: Path) -> int:
+    """Bytes under `path` (links counted as links, never followed)."""
+    total = 0
+    try:
+        total += path.lstat().st_size
+    except OSError:
+        return 0
+    if path.is_symlink() or not path.is_dir():
+        return total
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -96,6 +96,27 @@ class ProjectPaths:
     def task_dir(self, task_id: str) -> Path:
         return self.workspace_dir / safe_name(task_id)
 
+    @property
+    def git_dir(self) -> Path:
+        """Git mode's worktrees: `integration/` (the run's branch) and `attempts/<worker id>/`."""
+        return self.data / "git"
+
+    @property
+    def integration_dir(self) -> Path:
+        return self.git_dir / "integration"
+
+    @property
+    def attempts_dir(self) -> Path:
+        return self.git_dir / "attempts"
+
+    def attempt_dir(self, worker_id: str) -> Path:
+        return self.attempts_dir / safe_name(worker_id)
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Files tasks named as evidence that git ignores, kept at their path in the repository."""
+        return self.data / "outputs"
+
     def worker_dir(self, worker_id: str) -> Path:
         return self.workers_dir / safe_name(worker_id)
 

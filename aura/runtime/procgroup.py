@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def signal_group(pgid: int | None, sig: int) -> bool:
@@ -43,3 +44,16 @@ def terminate_worker(rec: dict) -> bool:
 
     sent = signal_group(rec.get("pgid") or rec.get("worker_pid"), signal.SIGTERM)
     return signal_shim(rec) or sent
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The processes whose working folder is inside `folder` (a dev server a worker left running)."""
+    import psutil
+
+    root = os.path.realpath(folder)
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd"]):
+        cwd = proc.info.get("cwd")
+        if cwd and (cwd == root or cwd.startswith(root + os.sep)):
+            found.append(int(proc.info["pid"]))
+    return found

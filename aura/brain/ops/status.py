@@ -4,7 +4,7 @@ Request: {}
 Reply: {mission: str, task_file: str, planner: str, cycles: int, last_cycle_at: float,
     counts: {status: int}, run: dict, tree: [str], tree_rows: [dict], safe_mode: dict,
     supervisor_ok: bool, pid: int, started_at: float, disk: dict, costs: dict, budget: dict,
-    llm: dict}
+    llm: dict, git: {enabled, branch, base, head, user_branch, merged: [task id], disk_bytes, bring_in}}
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aura.runtime.ops import operation
 
 from .. import costs as costmod
+from ..gitwork import status_of
 from ..state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ def status(brain: BrainDaemon, args: dict) -> dict:
     core = brain.core
     assert core is not None
     state = core.state
+    if core.git.enabled:
+        core.git.disk_bytes()  # refreshed at most once a minute
     return {
         "mission": state.get("mission"),
         "task_file": state.get("task_file"),
@@ -44,4 +47,5 @@ def status(brain: BrainDaemon, args: dict) -> dict:
         "costs": costmod.summary(state),
         "budget": state.get("budget"),
         "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS},
+        "git": status_of(state.get("git") or {}),
     }

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from .base import Tool, ToolContext, ToolError, ToolResult, string
-from .sandbox import inside_project
+from .sandbox import in_work_tree, inside_project
 
 MAX_LIST = 200
 
 
 def list_directory(box: ToolContext, a: dict) -> ToolResult:
-    path = inside_project(box.root, a.get("path") or ".")
+    path = in_work_tree(box.core, inside_project(box.root, a.get("path") or "."))
     if not path.is_dir():
         raise ToolError(f"{a.get('path')} is not a folder")
     rows = []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from .base import Tool, ToolContext, ToolError, ToolResult, string
 from .filecache import MAX_READ_CHARS, excerpt
-from .sandbox import inside_project
+from .sandbox import in_work_tree, inside_project
 
 
 def read_file(box: ToolContext, a: dict) -> ToolResult:
-    path = inside_project(box.root, a["path"])
+    path = in_work_tree(box.core, inside_project(box.root, a["path"]))
     if path.is_dir():
         raise ToolError(f"{a['path']} is a folder; use list_directory")
     if not path.exists():

@@ -5,6 +5,7 @@ or the user's task file."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aura.runtime.paths import DATA_DIRNAME, ProjectPaths
 
@@ -56,3 +57,15 @@ def _within(path: Path, folder: Path, strictly: bool = False) -> bool:
 
 def _shown(folder: Path, root: Path) -> str:
     return str(folder.relative_to(root)) if root in folder.parents else str(folder)
+
+
+def in_work_tree(core: Any, path: Path) -> Path:
+    """Git mode: a project path (outside the data folder) means the run's merged work, the
+    integration worktree, never the user's own tree."""
+    git = getattr(core, "git", None)
+    if git is None or not git.enabled:
+        return path
+    root, data = core.paths.root.resolve(), core.paths.data.resolve()
+    if path == data or data in path.parents:
+        return path
+    return (git.integration / path.relative_to(root)).resolve()

@@ -59,9 +59,10 @@ def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> Tool
             "check (a worker that exits 0, the named artifacts written by this attempt, result.md "
             "with `Status: done`, passing acceptance commands)"
         )
-    core.set_status(task, "completed", reason, f"{evidence} | checked by the brain: {proof.summary()}", by="model")
-    core.publish("task_done", task_id=task["id"], title=task.get("title"))
-    return ToolResult(f"{task['id']} completed; the brain checked: {proof.summary()}")
+    problem = core.accept(task, proof, by="model", claim=f"{evidence} | checked by the brain: ", reason=reason)
+    if problem:
+        raise ToolError(f"refused: {task['id']} was not merged: {problem}; it goes back for another attempt")
+    return ToolResult(f"{task['id']} completed; the brain checked: {task.get('evidence', '')[:600]}")
 
 
 def root_status(box: ToolContext, new: str, reason: str, evidence: str) -> ToolResult:
