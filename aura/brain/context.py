@@ -168,6 +168,9 @@ def tree_section(state: dict) -> list[str]:
             bits.append(f"— {task.get('reason', '')[:100]}")
         if task["status"] == COMPLETED and task.get("evidence"):
             bits.append(f"| evidence: {task['evidence'][:120]}")
+        diff = (task.get("git") or {}).get("diff_summary")
+        if diff and task["status"] != IN_PROGRESS:
+            bits.append(f"| diff: {diff}")
         lines.append(" ".join(bits))
         if task["status"] not in TASK_DONE:
             lines += _done_means(task, "  " * depth + "    ")
@@ -195,6 +198,9 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+DIFFSTAT_SHOWN = 12
+
+
 def results_section(state: dict, task_dir: Callable[[str], Path]) -> list[str]:
     """The start of each finished attempt's result.md, newest first, within RESULTS_MAX_CHARS."""
     done = [t for _, t in walk(state) if t.get("worker_id") and t["status"] != IN_PROGRESS and t["id"] != ROOT]
@@ -216,6 +222,11 @@ def results_section(state: dict, task_dir: Callable[[str], Path]) -> list[str]:
         used += len(preview)
         cut = f" (first {RESULT_PREVIEW_CHARS} characters of {size} bytes)" if size > RESULT_PREVIEW_CHARS else ""
         out += [f"### {task['id']} [{task['status']}] result.md{cut}", preview]
+        stat = str((task.get("git") or {}).get("diffstat") or "").splitlines()
+        if stat:
+            files, total = stat[:-1], stat[-1]
+            more = [f"  ... {len(files) - DIFFSTAT_SHOWN} more files"] if len(files) > DIFFSTAT_SHOWN else []
+            out += [f"diffstat of {task.get('worker_id')} against its base:", *files[:DIFFSTAT_SHOWN], *more, total]
     if left_out:
         out.append(
             f"({left_out} more result.md previews not shown: the section is capped at {RESULTS_MAX_CHARS} "

@@ -377,6 +377,8 @@ class BrainCore:
             outcome = self.git.accept(
                 task, evidence, list(task.get("accept_commands") or []), self.cfg.number("AURA_ACCEPTANCE_TIMEOUT")
             )
+            if outcome.later:
+                return outcome.problem  # the transaction is kept: the next reconcile resumes it
             if not outcome.ok:
                 task["merge_conflict"] = outcome.conflict or None
                 self.decisions.record(

@@ -29,6 +29,7 @@ from .state import attempt_no
 
 CONFLICT_HUNK_CHARS = 6000
 DISK_EVERY_S = 60.0
+GIT_IDLE_WAIT_S = 30.0  # how long a resumed merge waits for a git a killed brain left running
 
 
 @dataclass
@@ -38,6 +39,7 @@ class MergeOutcome:
     problem: str = ""
     conflict: dict[str, Any] = field(default_factory=dict)
     facts: list[str] = field(default_factory=list)
+    later: bool = False  # not decided: git could not run now (the transaction is kept and resumed)
 
 
 class GitWork:
@@ -209,10 +211,22 @@ class GitWork:
             self.save()
         wt = self.worktree_of(task)
         assert wt is not None
+        try:
+            return self._advance(txn, task, known, wt, commands, timeout)
+        except g.GitError as exc:
+            self.log.warning("git_merge_later", task=task["id"], stage=txn.get("stage"), error=str(exc))
+            return MergeOutcome(False, problem=str(exc), later=True)
+
+    def _advance(
+        self, txn: dict, task: dict, known: dict, wt: Path, commands: list[str], timeout: float
+    ) -> MergeOutcome:
+        for folder in (wt, self.integration):
+            if not self.settle_git(folder):
+                return MergeOutcome(False, problem=f"git still runs in {folder}", later=True)
         if txn["stage"] == "commit":
             title = str(task.get("title") or "")[:60]
             message = f"{task['id']} attempt {attempt_no(task)}: {title}\n\nAura evidence: {txn['evidence']}"
-            txn["head"] = g.commit_all(wt, message)
+            txn["head"] = known["head"] = g.commit_all(wt, message)
             kept = self.keep_ignored_artifacts(task, wt)
             txn.update(stage="merge", kept=kept)
             self.save()
@@ -223,6 +237,20 @@ class GitWork:
             txn.update(stage="check", commit=outcome.commit)
             self.save()
         return self._finish(txn, self._check(txn, commands, timeout))
+
+    def settle_git(self, folder: Path) -> bool:
+        """Wait for a git a killed brain left running in `folder` (it finishes its commit or merge),
+        then take away the lock it can leave behind. False when it is still running."""
+        deadline = time.monotonic() + GIT_IDLE_WAIT_S
+        while git_processes_in(folder):
+            if time.monotonic() > deadline:
+                return False
+            self.wait(0.2)
+        lock = Path(g.out(folder, "rev-parse", "--absolute-git-dir")) / "index.lock"
+        if lock.exists():
+            self.log.warning("git_stale_lock_removed", path=str(lock))
+            lock.unlink(missing_ok=True)
+        return True
 
     def _merge(self, txn: dict, task: dict) -> MergeOutcome:
         g.abort_merge(self.integration)  # a merge half done by a brain killed mid-merge
@@ -335,3 +363,17 @@ def status_of(info: dict) -> dict | None:
         "disk_bytes": info.get("disk_bytes"),
         "bring_in": f"git merge {branch}",
     }
+
+
+def git_processes_in(folder: Path) -> list[int]:
+    """The git commands (and the hooks they run) working in `folder`."""
+    import psutil
+
+    found = []
+    for pid in processes_in(folder):
+        try:
+            if psutil.Process(pid).name().startswith("git"):
+                found.append(pid)
+        except psutil.Error:
+            continue
+    return found

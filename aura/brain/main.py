@@ -37,6 +37,9 @@ RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, nev
 EVENT_BATCH_DELAY = 0.02
 
 
+GIT_RETRY_S = 2.0  # a merge git could not run now is tried again this soon
+
+
 class BrainDaemon(Daemon):
     name = "brain"
     ops_package = "aura.brain.ops"  # wake, status, budget
@@ -248,6 +251,10 @@ class BrainDaemon(Daemon):
             self.refresh_budget()
             finished = core.check_finished()
             self._check_stall()
+            if core.git.info.get("merging"):
+                self.request_cycle("a merge to finish", GIT_RETRY_S)
+            elif core.git.info.get("to_remove"):
+                core.git.remove_merged()  # a merged worktree a process still used
             core.save()
             if core.save_error is None:
                 progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))

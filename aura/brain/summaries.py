@@ -52,6 +52,7 @@ def task_summary(paths: ProjectPaths, state: dict, task: dict, workers: dict[str
             f"- {wid}: {w.get('outcome', w.get('state', 'unknown'))}, exit {ex.get('exit_code')}"
             + (f", signal {ex['signal']}" if ex.get("signal") else "")
         )
+    lines += _git_lines(task)
     if task.get("artifacts"):
         lines += ["", "## Files it named"]
         for rel in task["artifacts"]:
@@ -67,11 +68,39 @@ def task_summary(paths: ProjectPaths, state: dict, task: dict, workers: dict[str
     return "\n".join(lines) + "\n"
 
 
+def _git_lines(task: dict) -> list[str]:
+    known = task.get("git") or {}
+    if not known.get("branch"):
+        return []
+    out = ["", "## Git", "", f"- attempt branch: `{known['branch']}` from {str(known.get('base'))[:10]}"]
+    if known.get("merge_commit"):
+        out.append(f"- merged as {known['merge_commit']}")
+    if known.get("diffstat"):
+        out += ["", "```", str(known["diffstat"]), "```"]
+    return out
+
+
 def write_task_summary(paths: ProjectPaths, state: dict, task: dict, workers: dict[str, dict]) -> Path:
     folder = summaries_dir(paths)
     path = folder / f"{safe_name(task['id'])}_{time.strftime('%Y%m%d_%H%M%S')}.md"
     atomic_write_text(path, task_summary(paths, state, task, workers))
     return path
+
+
+def _git_report(state: dict) -> list[str]:
+    """The integration branch, what was merged into it, and the command that brings it in: Aura
+    never merges into the user's branch itself."""
+    info = state.get("git") or {}
+    if not info.get("enabled"):
+        return []
+    tasks = state.get("tasks") or {}
+    out = ["", "## Git", "", f"- integration branch: `{info.get('branch')}` from {str(info.get('base'))[:10]}"]
+    for m in info.get("merged") or []:
+        title = str((tasks.get(m.get("task_id")) or {}).get("title") or "")[:80]
+        out.append(f"- merged {m.get('task_id')} ({m.get('worker_id')}) as {str(m.get('commit'))[:10]}: {title}")
+    into = info.get("user_branch") or "your branch"
+    out += ["", f"Bring it into {into}: `git checkout {into} && git merge {info.get('branch')}`"]
+    return out
 
 
 def write_final_report(paths: ProjectPaths, state: dict) -> Path:
@@ -91,6 +120,7 @@ def write_final_report(paths: ProjectPaths, state: dict) -> Path:
     for depth, task in walk(state):
         if depth:
             lines.append(f"{'  ' * (depth - 1)}- {task['id']} [{task['status']}] {task.get('title', '')[:100]}")
+    lines += _git_report(state)
     path = summaries_dir(paths) / "final_report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -88,6 +88,10 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
                 (p.get("last_tool") or "-")[:20],
             ]
         )
+    branches = [str((w.get("meta") or {}).get("branch") or "-") for w in rows]
+    if any(b != "-" for b in branches):  # git mode: each attempt's own branch
+        table = [[*r, b] for r, b in zip(table, ["BRANCH", *branches], strict=True)]
+        header = table[0]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())

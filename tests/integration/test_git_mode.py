@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
 from tests.support.harness import Project, wait_for
+from tests.support.llm import NO_OP, decisions, first_user_text, tool_step, use_llm
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test User",
@@ -123,3 +125,97 @@ def test_parallel_tasks_merge_once_a_conflict_retries_from_the_new_head_and_the_
     assert git(root, "branch", "--list", f"{branch}-attempts/*") == ""
     assert git(root, "rev-parse", branch) == info["head"]  # the integration branch stays
     assert p.survivors() == []
+
+
+TWO_TASKS = """# Edit two files
+
+- [ ] edit a `printf 'A\\n' > a.txt`
+- [ ] edit b `printf 'B\\n' > b.txt`
+"""
+
+
+@pytest.mark.parametrize("hook", ["post-commit", "pre-merge-commit"])
+def test_a_brain_killed_between_commit_and_merge_merges_exactly_once_after_its_restart(
+    repo_project: Project, hook: str
+) -> None:
+    """A git hook holds the brain inside the step (after the attempt's commit, or inside the merge)
+    while the test kills it with SIGKILL; its peer restarts it and the merge happens once."""
+    p = repo_project
+    root = p.root
+    marker = p.root.parent / "hook-ran"
+    hook_file = root / ".git" / "hooks" / hook
+    hook_file.write_text(f"#!/bin/sh\n[ -e {marker} ] && exit 0\ntouch {marker}\nsleep 3\n")
+    hook_file.chmod(0o755)
+    p.write_task(TWO_TASKS)
+    p.up()
+    wait_for(marker.exists, 60, what=f"the {hook} hook to run")
+    brain = p.daemon_pid("brain")
+    killed_state = state(p)
+    p.kill9("brain")
+    assert killed_state["git"].get("merging"), "the kill landed inside the merge transaction"
+    wait_for(lambda: (p.daemon_pid("brain") or brain) != brain, 30, what="the brain's restart")
+    st = wait_for(lambda: finished(p), 90, what="the run to finish")
+    info = st["git"]
+    subjects = merges_of(root, info["branch"], info["base"])
+    ids = [t["id"] for t in st["tasks"].values() if t["id"] != "ROOT"]
+    for tid in ids:
+        assert sum(f"Merge {tid} " in s for s in subjects) == 1, subjects
+    assert [t["status"] for t in st["tasks"].values()] == ["completed"] * 3
+    assert sorted(m["task_id"] for m in info["merged"]) == sorted(ids)
+    assert not info.get("merging")
+    assert git(root, "show", f"{info['branch']}:a.txt") == "A"
+    assert git(root, "show", f"{info['branch']}:b.txt") == "B"
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_the_llm_brain_sees_each_diff_sends_a_conflict_back_and_accepts_the_goal_on_the_integration_branch(
+    repo_project: Project, serve: Any
+) -> None:
+    p = repo_project
+    subtasks = [
+        {"id": "L1", "description": "edit a", "command": "printf 'A from L1\\n' > a.txt"},
+        {"id": "L2", "description": "edit b", "command": "printf 'B from L2\\n' > b.txt"},
+        {"id": "L3", "description": "rewrite a", "command": "sleep 1.5; printf 'A from L3\\n' > a.txt"},
+    ]
+    plan = [
+        tool_step("decompose_task", parent_task_id="ROOT", subtasks=subtasks),
+        {"tool_use": [{"name": "spawn_task", "input": {"task_id": t["id"]}} for t in subtasks]},
+        NO_OP,
+    ]
+    retry = [tool_step("spawn_task", task_id="L3", reason="retry from the new head after the conflict"), NO_OP]
+    finish = [
+        tool_step("update_task_tree", task_id="ROOT", new_status="completed", reason="all merged", evidence="L1-L3"),
+        NO_OP,
+    ]
+    server = serve(
+        {
+            "routes": [
+                {"name": "retry", "match": {"first_user": "merge conflict", "not_contains": "L3-2"}, "steps": retry},
+                {"name": "finish", "match": {"first_user": "L3 [completed]"}, "steps": finish},
+                {"name": "plan", "match": {"first_user": "Planning needed: yes (the tree has no tasks"}, "steps": plan},
+            ],
+            "default": NO_OP,
+        }
+    )
+    use_llm(p, server)
+    p.write_task(
+        "# Edit the notes\n\nEdit a.txt and b.txt.\n\n"
+        "Accept: `grep -q 'A from L3' a.txt && grep -q 'B from L2' b.txt`\n"
+    )
+    p.up()
+    st = wait_for(lambda: finished(p) if st_root_done(p) else None, 120, what="the goal to be done")
+    info = st["git"]
+    subjects = merges_of(p.root, info["branch"], info["base"])
+    assert sorted(s.split()[1] for s in subjects) == ["L1", "L2", "L3"], subjects
+    retry_request = server.messages_requests("retry")[0]
+    text = first_user_text(retry_request)
+    assert "diff: 1 file changed" in text and "merge conflict" in text and "a.txt" in text
+    assert st["tasks"]["L3"]["git"]["base"] != info["base"]
+    # the goal's acceptance ran on the integration branch: the user's own a.txt never changed
+    assert (p.root / "a.txt").read_text() == "a.txt at the start\n"
+    assert any(d.get("kind") == "goal_verified" or d.get("by") == "model" for d in decisions(p))
+    assert any(d.get("kind") == "merged" and d.get("task_id") == "L3" for d in decisions(p))
+
+
+def st_root_done(p: Project) -> bool:
+    return (state(p).get("tasks") or {}).get("ROOT", {}).get("status") == "completed"
