@@ -214,7 +214,7 @@ class BrainCore:
             return None
         spec = retarget_spec(spec, task, self.paths.root, path)
         meta = {**(spec.get("meta") or {}), "branch": task["git"]["branch"], "worktree": str(path)}
-        return {**spec, "mounts": [*spec.get("mounts", []), *mounts], "meta": meta}
+        return {**spec, "mounts": [str(path), *spec.get("mounts", []), *mounts], "meta": meta}
 
     def send_spawn(self, task: dict) -> dict | None:
         spec = task.get("spawn_spec") or {}

@@ -4,6 +4,7 @@ branch, HEAD and working tree untouched, and nothing left behind after `aura cle
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,17 @@ def test_parallel_tasks_merge_once_a_conflict_retries_from_the_new_head_and_the_
     status = p.aura("status").stdout
     assert branch in status and f"git merge {branch}" in status
 
+    # ps shows each worker's branch; diff shows an attempt's change against its base
+    ps = p.aura("ps", "-a").stdout
+    assert "BRANCH" in ps and f"{branch}-attempts/{t2['id']}-1" in ps, ps
+    shown = p.aura("diff", t2["id"]).stdout
+    assert "+B from T2" in shown and "-b.txt at the start" in shown, shown
+    assert "b.txt" in p.aura("diff", "--stat", t2["id"]).stdout
+    missing = p.aura("diff", "NOPE", check=False)
+    assert missing.returncode != 0 and "no task 'NOPE'" in missing.stderr
+    summary = (p.paths.data / "summaries" / "final_report.md").read_text()
+    assert f"git merge {branch}" in summary and t1["git"]["merge_commit"][:10] in summary
+
     p.aura("down")
     out = p.aura("clean-workspaces", "--all", "--no-dry-run").stdout
     assert "Total" in out, out
@@ -219,3 +231,26 @@ def test_the_llm_brain_sees_each_diff_sends_a_conflict_back_and_accepts_the_goal
 
 def st_root_done(p: Project) -> bool:
     return (state(p).get("tasks") or {}).get("ROOT", {}).get("status") == "completed"
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed (.ci/run installs it)")
+def test_a_sandboxed_worker_commits_in_its_worktree_and_cannot_touch_the_users_tree(repo_project: Project) -> None:
+    p = repo_project
+    p.env.update(AURA_WORKER_ISOLATION="bwrap")
+    git(p.root, "config", "user.name", "Worker")  # a worker's environment does not carry GIT_* names
+    git(p.root, "config", "user.email", "worker@example.invalid")
+    user_head = git(p.root, "rev-parse", "HEAD")
+    p.write_task(
+        "# Commit in the sandbox\n\n"
+        "- [ ] commit c `printf 'C\\n' > c.txt && git add c.txt && git commit -qm 'worker commit' "
+        f"&& ! touch {p.root}/escaped.txt`\n"
+    )
+    p.up()
+    st = wait_for(lambda: finished(p), 60, what="the run to finish")
+    (task,) = [t for t in st["tasks"].values() if t["id"] != "ROOT"]
+    assert task["status"] == "completed", task.get("reason")
+    branch = st["git"]["branch"]
+    log = git(p.root, "log", "--format=%s", branch)
+    assert "worker commit" in log.splitlines()
+    assert git(p.root, "show", f"{branch}:c.txt") == "C"
+    assert not (p.root / "escaped.txt").exists() and git(p.root, "rev-parse", "HEAD") == user_head

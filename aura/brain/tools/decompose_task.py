@@ -9,7 +9,15 @@ from aura.runtime.paths import safe_name
 from ..state import ROOT
 from .base import Tool, ToolContext, ToolError, ToolResult, string
 
-SUBTASK_FIELDS = ("description", "acceptance_criteria", "artifacts", "command", "accept_commands", "budget_minutes")
+SUBTASK_FIELDS = (
+    "description",
+    "acceptance_criteria",
+    "artifacts",
+    "command",
+    "accept_commands",
+    "budget_minutes",
+    "expects_change",
+)
 
 SUBTASK = {
     "type": "object",
@@ -29,6 +37,7 @@ SUBTASK = {
             "description": "commands that must exit 0 before it counts as done",
         },
         "budget_minutes": {"type": "number", "minimum": 0.1, "description": "time budget of each attempt"},
+        "expects_change": {"type": "boolean", "description": "git mode: false for a task that only reads or reports"},
     },
     "required": ["description"],
 }

@@ -9,7 +9,15 @@ from ..workerspec import spawn_spec
 from .base import Tool, ToolContext, ToolError, ToolResult, string
 
 BACKENDS = ["shell", "claude", "ds_code", "opencode", "codex"]
-TASK_FIELDS = ("description", "command", "artifacts", "accept_commands", "budget_minutes", "backend")
+TASK_FIELDS = (
+    "description",
+    "command",
+    "artifacts",
+    "accept_commands",
+    "budget_minutes",
+    "backend",
+    "expects_change",
+)
 
 
 def spawn_task(box: ToolContext, a: dict) -> ToolResult:
@@ -91,6 +99,11 @@ TOOL = Tool(
         "accept_commands": {"type": "array", "items": {"type": "string"}},
         "budget_minutes": {"type": "number", "minimum": 0.1, "description": "time budget (default AURA_TASK_BUDGET)"},
         "backend": {"type": "string", "enum": BACKENDS, "description": "worker CLI (default AURA_LAYER2_BACKEND)"},
+        "expects_change": {
+            "type": "boolean",
+            "description": "git mode: false for an agent task that only reads or reports (default true: "
+            "an agent attempt that changed nothing and wrote no named artifact is refused)",
+        },
         "reason": string("why now"),
     },
     required=["task_id"],
