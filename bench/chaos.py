@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 from aura.runtime.fsutil import read_json  # noqa: E402
 from aura.runtime.paths import DAEMONS  # noqa: E402
+from bench import chaos_git  # noqa: E402
 from tests.support.harness import Project, TimedOut, alive, wait_for  # noqa: E402
 
 CHAOS_ENV = {
@@ -56,6 +57,7 @@ class ChaosConfig:
     drain_timeout_s: float = 180.0
     restart_timeout_s: float = 30.0
     keep: bool = False
+    git: bool = False  # the project is a git repository (git mode), and the brain is killed during merges
 
 
 @dataclass
@@ -85,6 +87,12 @@ class ChaosReport:
     enforcement_gap_bound_s: float = 0.0
     drained: bool = False
     processes_left_behind: int = 0
+    git: bool = False
+    brain_kills_in_merge: int = 0
+    git_tasks_not_merged: int = 0
+    git_tasks_merged_twice: int = 0
+    git_user_tree_changed: int = 0
+    git_left_behind: int = 0
     kill_log: list[dict] = field(default_factory=list)
     long_gaps: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -100,6 +108,10 @@ class ChaosReport:
         "journal_lines_unparsable",
         "enforcement_gaps_over_bound",
         "processes_left_behind",
+        "git_tasks_not_merged",
+        "git_tasks_merged_twice",
+        "git_user_tree_changed",
+        "git_left_behind",
     )
 
     def failures(self) -> list[str]:
@@ -121,22 +133,26 @@ class ChaosReport:
 class TaskFeeder:
     """Keeps the task file a few items ahead of the workers, so workers keep starting and finishing."""
 
-    def __init__(self, project: Project, rng: random.Random, ahead: int):
+    def __init__(self, project: Project, rng: random.Random, ahead: int, git: bool = False):
         self.p = project
         self.rng = rng
         self.ahead = ahead
         self.items: list[str] = []
+        # in git mode the work lands on the integration branch, and a ledger in the repository would
+        # conflict in every merge: it lives beside it
+        self.ledger = ledger_path(project, git)
+        self.out = project.paths.integration_dir / "out" if git else project.root / "out"
 
     def item(self, i: int) -> str:
         nap = self.rng.choice((0.3, 0.6, 1.0, 1.5, 2.5))
         return (
-            f'- [ ] chaos item {i} `mkdir -p out && sleep {nap} && echo "{i} $AURA_WORKER_ID" >> {LEDGER} '
+            f'- [ ] chaos item {i} `mkdir -p out && sleep {nap} && echo "{i} $AURA_WORKER_ID" >> {self.ledger} '
             f"&& touch out/{i}.done` creates `out/{i}.done`"
         )
 
     def done(self) -> int:
         try:
-            return len(os.listdir(self.p.root / "out"))
+            return len(os.listdir(self.out))
         except FileNotFoundError:
             return 0
 
@@ -147,6 +163,10 @@ class TaskFeeder:
         while len(self.items) < want:
             self.items.append(self.item(len(self.items)))
         self.p.write_task("# Chaos\n\n" + "\n".join(self.items) + "\n")
+
+
+def ledger_path(project: Project, git: bool) -> Path:
+    return project.root.parent / LEDGER if git else project.root / LEDGER
 
 
 class SampleWatcher(threading.Thread):
@@ -200,13 +220,15 @@ class Killer:
         pids = self.wait_all_up()
         if pids is None:
             return False
-        name = self.rng.choice(DAEMONS)
+        name = "brain" if self.cfg.git and self.rng.random() < 0.5 else self.rng.choice(DAEMONS)
         pid = pids[name]
         created = self.p.pidfile(name).get("create_time")
         if not alive(pid, created):
             return True  # it went away by itself; the next round will see
+        in_merge = self.cfg.git and name == "brain" and self.wait_for_a_merge()
         os.kill(pid, signal.SIGKILL)
         t, at = time.monotonic(), time.time()
+        self.report.brain_kills_in_merge += int(in_merge)
         self.report.kills += 1
         self.report.kills_by_daemon[name] = self.report.kills_by_daemon.get(name, 0) + 1
         try:  # SIGKILL is delivered asynchronously: see it dead before asking whether all are back
@@ -220,6 +242,15 @@ class Killer:
             return False
         self.report.restart_s_max = max(self.report.restart_s_max, took)
         return True
+
+    def wait_for_a_merge(self, up_to_s: float = 3.0) -> bool:
+        """Git mode: aim a brain kill at a merge in progress (the window a merge hook widens)."""
+        end = time.monotonic() + up_to_s
+        while time.monotonic() < end:
+            if chaos_git.merging_now(self.p.paths.state_dir):
+                return True
+            time.sleep(0.01)
+        return False
 
 
 class PidTracker:
@@ -269,10 +300,10 @@ def check_workers(p: Project, report: ChaosReport) -> None:
             )
 
 
-def check_tasks(p: Project, items: int, report: ChaosReport) -> None:
+def check_tasks(p: Project, items: int, report: ChaosReport, git: bool = False) -> None:
     runs: dict[int, int] = {}
     try:
-        for line in (p.root / LEDGER).read_text().splitlines():
+        for line in ledger_path(p, git).read_text().splitlines():
             m = re.match(r"(\d+) ", line)
             if m:
                 runs[int(m.group(1))] = runs.get(int(m.group(1)), 0) + 1
@@ -340,12 +371,16 @@ def check_gaps(watcher: SampleWatcher, since: float, until: float, poll_s: float
 def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
     seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
-    report = ChaosReport(seed=seed, duration_s=cfg.duration_s)
+    report = ChaosReport(seed=seed, duration_s=cfg.duration_s, git=cfg.git)
     env = dict(CHAOS_ENV, AURA_MAX_CONCURRENT_TASKS=str(cfg.concurrency))
+    if cfg.git:
+        env.update(chaos_git.GIT_ENV, AURA_GIT="on")
     p = Project.temporary(env, keep=cfg.keep)
     watcher = SampleWatcher(p)
     try:
-        feeder, tracker, killer = TaskFeeder(p, rng, 3 * cfg.concurrency), PidTracker(p), Killer(p, cfg, rng, report)
+        user_head = chaos_git.make_repo(p.root) if cfg.git else ""
+        feeder = TaskFeeder(p, rng, 3 * cfg.concurrency, git=cfg.git)
+        tracker, killer = PidTracker(p), Killer(p, cfg, rng, report)
         feeder.top_up()
         p.up()
         watcher.start()
@@ -362,9 +397,11 @@ def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
         watcher.join()
         tracker.scan()
         check_workers(p, report)
-        check_tasks(p, len(feeder.items), report)
+        check_tasks(p, len(feeder.items), report, git=cfg.git)
         check_files(p, report)
         check_gaps(watcher, since, until, float(CHAOS_ENV["AURA_WORKER_RESOURCE_POLL_SECONDS"]), report)
+        if cfg.git:
+            check_git(p, len(feeder.items), user_head, report)
     finally:
         watcher.stop_event.set()
         left = p.cleanup()
@@ -374,6 +411,15 @@ def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
         if cfg.keep:
             log(f"chaos: project kept at {p.root}")
     return report
+
+
+def check_git(p: Project, items: int, user_head: str, report: ChaosReport) -> None:
+    state = read_json(p.paths.state_dir / "state.json") or {}
+    chaos_git.check_merges(p.root, state, items, report)
+    chaos_git.check_user_tree(p.root, user_head, report)
+    p.aura("down", check=False)
+    p.aura("clean-workspaces", "--all", "--no-dry-run", check=False)
+    chaos_git.check_left_behind(p.root, str((state.get("git") or {}).get("branch")), report)
 
 
 def _kill_loop(cfg: ChaosConfig, rng: random.Random, feeder: TaskFeeder, tracker: PidTracker, killer: Killer) -> None:
@@ -433,6 +479,14 @@ def print_report(report: ChaosReport, log: Any = print) -> None:
         ("run drained after the kills", "yes" if report.drained else "NO"),
         ("processes left behind after `aura down`", report.processes_left_behind),
     ]
+    if report.git:
+        rows += [
+            ("git: brain kills inside a merge", report.brain_kills_in_merge),
+            ("git: completed tasks not merged", report.git_tasks_not_merged),
+            ("git: tasks merged more than once", report.git_tasks_merged_twice),
+            ("git: user's branch, HEAD or edit changed", report.git_user_tree_changed),
+            ("git: worktrees and attempt branches left after clean-workspaces", report.git_left_behind),
+        ]
     width = max(len(k) for k, _ in rows)
     log(f"chaos run, seed {report.seed}, {report.duration_s:g} s of kills")
     for k, v in rows:
@@ -457,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the project folder for inspection")
+    parser.add_argument("--git", action="store_true", help="the project is a git repository (git mode)")
     args = parser.parse_args(argv)
     cfg = ChaosConfig(
         duration_s=args.duration,
@@ -464,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.workers,
         seed=args.seed,
         keep=args.keep,
+        git=args.git,
     )
     report = run_chaos(cfg)
     print_report(report)

@@ -42,6 +42,21 @@ def test_short_chaos_run_loses_nothing() -> None:
     assert report.ok, text
 
 
+@pytest.mark.timeout(420)
+def test_short_chaos_run_in_git_mode_merges_each_task_once_with_brain_kills_inside_merges() -> None:
+    """The same run on a git repository: brain kills aimed at merges; every completed task merged into the
+    integration branch exactly once, the user's tree untouched, nothing left after clean-workspaces."""
+    lines: list[str] = []
+    report = run_chaos(
+        ChaosConfig(duration_s=25, kill_every_s=(1.5, 3.0), concurrency=4, drain_timeout_s=120, git=True),
+        log=lines.append,
+    )
+    print_report(report, log=lines.append)
+    text = "\n".join(lines)
+    assert report.brain_kills_in_merge >= 2 and report.tasks >= 10, text
+    assert report.ok, text
+
+
 # -- regressions ----------------------------------------------------------------------------------------
 
 
