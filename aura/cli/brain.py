@@ -49,6 +49,9 @@ def format_decision(d: dict, columns: int | None = None) -> str:
             + f" - {d.get('ended_by', '')}",
             columns,
         )
+    if kind == "merged":
+        into = f"{d.get('branch')} as {str(d.get('commit'))[:10]}" if d.get("commit") else f"{d.get('branch')}"
+        return wrap(f"{head} merged {d.get('task_id')} ({d.get('worker_id')}) into {into}", columns)
     detail = d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or ""
     who = f" {d['task_id']}" if d.get("task_id") else ""
     return wrap(f"{head} {kind}{who}: {detail}", columns)
@@ -59,6 +62,8 @@ KEY_KINDS = {
     "done_refused",
     "goal_verified",
     "acceptance_failed",
+    "merged",
+    "merge_refused",
     "safe_mode_entered",
     "safe_mode_left",
     "budget_warning",

@@ -126,6 +126,9 @@ def test_parallel_tasks_merge_once_a_conflict_retries_from_the_new_head_and_the_
     assert "b.txt" in p.aura("diff", "--stat", t2["id"]).stdout
     missing = p.aura("diff", "NOPE", check=False)
     assert missing.returncode != 0 and "no task 'NOPE'" in missing.stderr
+    history = p.aura("history", "-n", "200").stdout
+    assert f"merged {t1['id']} ({t1['id']}-1) into {branch} as {t1['git']['merge_commit'][:10]}" in history
+    assert f"merge_refused {t3['id']}: merge conflict" in history
     summary = (p.paths.data / "summaries" / "final_report.md").read_text()
     assert f"git merge {branch}" in summary and t1["git"]["merge_commit"][:10] in summary
 
