@@ -10,6 +10,7 @@ and working tree are never touched.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -97,6 +98,8 @@ class GitWork:
                     started_at=time.time(),
                 )
             self.log.info("git_mode", enabled=decision.enabled, notes=decision.notes)
+            if decision.enabled:
+                self.retire_earlier_worktrees()
             self.save()
         if not self.enabled:
             return None
@@ -106,6 +109,25 @@ class GitWork:
             self.log.error("git_unusable", error=str(exc))
             return f"git mode cannot go on: {exc}"
         return None
+
+    def retire_earlier_worktrees(self) -> None:
+        """A new run in a data folder an earlier run used (`aura restart`): the earlier run's worktrees
+        give their folders back. What an attempt left uncommitted is committed on its own branch first,
+        so nothing is lost; the branches stay (`aura clean-workspaces` and git show them)."""
+        mine = str(self.paths.git_dir.resolve()) + os.sep
+        for rec in g.worktrees(self.repo):
+            path = Path(rec["worktree"])
+            if not str(path.resolve()).startswith(mine):
+                continue
+            if processes_in(path):
+                self.log.warning("git_earlier_worktree_busy", worktree=str(path))
+                continue
+            try:
+                if rec.get("branch") and "-attempts/" in rec["branch"]:
+                    g.commit_all(path, "Kept from an earlier run: what the attempt left uncommitted")
+                g.remove_worktree(self.repo, path)
+            except g.GitError as exc:
+                self.log.warning("git_earlier_worktree_kept", worktree=str(path), error=str(exc))
 
     def ensure_integration(self) -> None:
         """The integration branch (recreated at the last head known, or the base, when deleted by hand)

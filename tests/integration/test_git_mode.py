@@ -257,3 +257,26 @@ def test_a_sandboxed_worker_commits_in_its_worktree_and_cannot_touch_the_users_t
     assert "worker commit" in log.splitlines()
     assert git(p.root, "show", f"{branch}:c.txt") == "C"
     assert not (p.root / "escaped.txt").exists() and git(p.root, "rev-parse", "HEAD") == user_head
+
+
+def test_a_restarted_run_gets_a_new_branch_and_keeps_the_earlier_attempts_work_on_its_branch(
+    repo_project: Project,
+) -> None:
+    p = repo_project
+    p.write_task("# Fails\n\n- [ ] half done `printf 'half\\n' > half.txt && exit 3`\n")
+    p.up()
+    first = wait_for(lambda: finished(p), 60, what="the first run to finish")
+    (task,) = [t for t in first["tasks"].values() if t["id"] != "ROOT"]
+    assert task["status"] == "blocked"
+    kept = Path(task["git"]["worktree"])
+    assert (kept / "half.txt").exists(), "a failed attempt's worktree is kept for inspection"
+    p.write_task("# Works\n\n- [ ] whole `printf 'whole\\n' > whole.txt`\n")
+    p.aura("restart", "-d", "task.md", timeout=120)
+    second = wait_for(
+        lambda: finished(p) if (state(p).get("git") or {}).get("run_id") != first["git"]["run_id"] else None, 60
+    )
+    assert second["git"]["branch"] != first["git"]["branch"]
+    assert [t["status"] for t in second["tasks"].values()] == ["completed"] * 2
+    assert git(p.root, "show", f"{second['git']['branch']}:whole.txt") == "whole"
+    # the earlier attempt's work was committed on its own branch before its folder was reused
+    assert git(p.root, "show", f"{task['git']['branch']}:half.txt") == "half"
