@@ -280,3 +280,43 @@ def test_a_restarted_run_gets_a_new_branch_and_keeps_the_earlier_attempts_work_o
     assert git(p.root, "show", f"{second['git']['branch']}:whole.txt") == "whole"
     # the earlier attempt's work was committed on its own branch before its folder was reused
     assert git(p.root, "show", f"{task['git']['branch']}:half.txt") == "half"
+
+
+def test_an_attempt_that_changed_nothing_is_refused_when_its_task_asked_for_a_change(
+    repo_project: Project, serve: Any
+) -> None:
+    plan = [
+        tool_step(
+            "decompose_task",
+            parent_task_id="ROOT",
+            subtasks=[
+                {"id": "N1", "description": "fix a", "command": "true", "expects_change": True},
+                {"id": "N2", "description": "only look", "command": "true"},
+            ],
+        ),
+        {"tool_use": [{"name": "spawn_task", "input": {"task_id": t}} for t in ("N1", "N2")]},
+        NO_OP,
+    ]
+    server = serve(
+        {
+            "routes": [{"name": "plan", "match": {"first_user": "Planning needed: yes"}, "steps": plan}],
+            "default": NO_OP,
+        }
+    )
+    use_llm(repo_project, server)
+    repo_project.write_task("# Fix a\n\nFix a.txt.\n")
+    repo_project.up()
+
+    def settled() -> dict | None:
+        tasks = state(repo_project).get("tasks") or {}
+        return (
+            tasks
+            if {"N1", "N2"} <= set(tasks)
+            and tasks["N2"]["status"] == "completed"
+            and tasks["N1"].get("reason", "").startswith("attempt 1 failed")
+            else None
+        )
+
+    tasks = wait_for(settled, 60, what="both attempts to be settled")
+    assert "changed nothing in the repository and wrote no named artifact" in tasks["N1"]["reason"]
+    assert "diff: no change" in tasks["N2"]["evidence"]
