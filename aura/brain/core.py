@@ -206,15 +206,16 @@ class BrainCore:
     def attempt_in_worktree(self, task: dict, wid: str, spec: dict) -> dict | None:
         """Git mode: the attempt works in its own fresh worktree of the integration head."""
         try:
-            path = self.git.prepare_attempt(task, wid, resume=bool(spec.get("resume_session")))
+            workdir = self.git.prepare_attempt(task, wid, resume=bool(spec.get("resume_session")))
             mounts = self.git.sandbox_mounts(task)
         except GitError as exc:
             self.attempt_failed(task, f"could not make its worktree: {exc}", "git", retry_in=self.retry_delay(task))
             self.save()
             return None
-        spec = retarget_spec(spec, task, self.paths.root, path)
-        meta = {**(spec.get("meta") or {}), "branch": task["git"]["branch"], "worktree": str(path)}
-        return {**spec, "mounts": [str(path), *spec.get("mounts", []), *mounts], "meta": meta}
+        spec = retarget_spec(spec, task, self.paths.root, workdir)
+        worktree = task["git"]["worktree"]
+        meta = {**(spec.get("meta") or {}), "branch": task["git"]["branch"], "worktree": worktree}
+        return {**spec, "mounts": [worktree, *spec.get("mounts", []), *mounts], "meta": meta}
 
     def send_spawn(self, task: dict) -> dict | None:
         spec = task.get("spawn_spec") or {}
@@ -344,7 +345,9 @@ class BrainCore:
 
     def attempt_root(self, task: dict) -> Path:
         """Where the task's named artifacts are: its attempt's worktree in git mode."""
-        return Path(task["git"]["worktree"]) if self.in_worktree(task) else self.paths.root
+        if not self.in_worktree(task):
+            return self.paths.root
+        return Path(task["git"].get("workdir") or task["git"]["worktree"])
 
     def diff_evidence(self, task: dict, proof: ev.Evidence) -> None:
         """Git mode: the attempt's diffstat is evidence; an attempt that changed nothing and wrote no

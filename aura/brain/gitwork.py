@@ -90,6 +90,7 @@ class GitWork:
                 branch = integration_branch(self.cfg, run_id)
                 existing = g.rev(decision.repo, f"refs/heads/{branch}")
                 self.info.update(
+                    subdir=os.path.relpath(self.paths.root.resolve(), decision.repo),
                     repo=str(decision.repo),
                     base=existing or decision.base,
                     branch=branch,
@@ -144,9 +145,13 @@ class GitWork:
     def head(self) -> str:
         return g.out(self.integration, "rev-parse", "HEAD")
 
+    def in_tree(self, worktree: Path) -> Path:
+        """The project folder inside a worktree (the project may be a folder of its repository)."""
+        return (worktree / str(self.info.get("subdir") or ".")).resolve()
+
     def work_root(self) -> Path:
         """Where the merged work is: acceptance commands and the model's reading tools look there."""
-        return self.integration if self.enabled else self.paths.root
+        return self.in_tree(self.integration) if self.enabled else self.paths.root
 
     # -- an attempt -----------------------------------------------------------------------------------
     def prepare_attempt(self, task: dict, worker_id: str, resume: bool = False) -> Path:
@@ -156,7 +161,7 @@ class GitWork:
         known = task.get("git") or {}
         if resume and known.get("worktree") and Path(known["worktree"], ".git").exists():
             known["worker_id"] = worker_id
-            return Path(known["worktree"])
+            return Path(known["workdir"])
         self.ensure_integration()
         path = self.paths.attempt_dir(worker_id)
         branch = attempt_branch(self.branch, worker_id)
@@ -167,9 +172,11 @@ class GitWork:
             "worker_id": worker_id,
             "branch": branch,
             "worktree": str(path),
+            "workdir": str(self.in_tree(path)),
             "base": base or g.out(path, "rev-parse", "HEAD"),
         }
-        return path
+        Path(task["git"]["workdir"]).mkdir(parents=True, exist_ok=True)
+        return Path(task["git"]["workdir"])
 
     def sandbox_mounts(self, task: dict) -> list[str]:
         """What a sandboxed worker must write to commit in its worktree: the objects, its own worktree
@@ -249,7 +256,7 @@ class GitWork:
             title = str(task.get("title") or "")[:60]
             message = f"{task['id']} attempt {attempt_no(task)}: {title}\n\nAura evidence: {txn['evidence']}"
             txn["head"] = known["head"] = g.commit_all(wt, message)
-            kept = self.keep_ignored_artifacts(task, wt)
+            kept = self.keep_ignored_artifacts(task, Path(known.get("workdir") or wt))
             txn.update(stage="merge", kept=kept)
             self.save()
         if txn["stage"] == "merge":
@@ -301,7 +308,7 @@ class GitWork:
         facts = [f"merged into {self.branch} as {commit[:10]}"] if commit else ["no commit to merge"]
         if not commands:
             return MergeOutcome(True, commit, facts=facts)
-        proof = ev.run_acceptance(commands, self.integration, timeout, wait=self.wait)
+        proof = ev.run_acceptance(commands, self.work_root(), timeout, wait=self.wait)
         if proof.ok:
             return MergeOutcome(True, commit, facts=facts + [f"on the merged tree: {f}" for f in proof.facts])
         if commit and self.head() == commit:
@@ -323,15 +330,15 @@ class GitWork:
         self.save()
         return outcome
 
-    def keep_ignored_artifacts(self, task: dict, wt: Path) -> list[str]:
+    def keep_ignored_artifacts(self, task: dict, workdir: Path) -> list[str]:
         """A named artifact git ignores is copied to the run's output folder at the same path, so
         removing the worktree never loses it."""
         kept = []
         for rel in task.get("artifacts") or []:
-            src = ev.resolve_inside(wt, rel)
-            if src is None or not src.exists() or not g.is_ignored(wt, rel):
+            src = ev.resolve_inside(workdir, rel)
+            if src is None or not src.exists() or not g.is_ignored(workdir, rel):
                 continue
-            dest = self.paths.outputs_dir / src.relative_to(wt.resolve())
+            dest = self.paths.outputs_dir / src.relative_to(workdir.resolve())
             dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if src.is_dir():
                 shutil.copytree(src, dest, dirs_exist_ok=True, symlinks=True)

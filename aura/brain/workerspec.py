@@ -79,7 +79,7 @@ def _git_section(task: dict, cfg: Config) -> list[str]:
     out = [
         "## Where you work (git)",
         "",
-        f"You work in {known['worktree']}, a git worktree of the project on its own branch "
+        f"You work in {known.get('workdir') or known['worktree']}, in a git worktree of the project on its own branch "
         f"`{known.get('branch')}`, made for this attempt from the run's current work. Other workers have "
         "their own worktrees; nothing you do here touches theirs or the user's. You may commit here; "
         "Aura commits what you leave uncommitted and merges your branch once it has checked your "

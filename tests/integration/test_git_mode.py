@@ -320,3 +320,31 @@ def test_an_attempt_that_changed_nothing_is_refused_when_its_task_asked_for_a_ch
     tasks = wait_for(settled, 60, what="both attempts to be settled")
     assert "changed nothing in the repository and wrote no named artifact" in tasks["N1"]["reason"]
     assert "diff: no change" in tasks["N2"]["evidence"]
+
+
+def test_a_project_in_a_folder_of_its_repository_works_in_that_folder_of_each_worktree(project: Project) -> None:
+    outer = project.root
+    project.env.update(GIT_ENV)
+    project.env.update(AURA_LAYER2_BACKEND="shell")
+    make_repo(outer)
+    sub = outer / "service"
+    sub.mkdir()
+    (sub / "app.txt").write_text("v1\n")
+    git(outer, "add", "-A")
+    git(outer, "commit", "-q", "-m", "a service")
+    inner = Project(sub, outer.parent / "home", project.env)
+    try:
+        inner.write_task(
+            "# Bump\n\n- [ ] bump `printf 'v2\\n' > app.txt` creates `app.txt`\n\nAccept: `grep -q v2 app.txt`\n"
+        )
+        inner.up()
+        st = wait_for(lambda: finished(inner), 60, what="the run to finish")
+        assert [t["status"] for t in st["tasks"].values()] == ["completed"] * 3, [
+            t.get("reason") for t in st["tasks"].values()
+        ]
+        branch = st["git"]["branch"]
+        assert git(outer, "show", f"{branch}:service/app.txt") == "v2"
+        assert git(outer, "ls-tree", "--name-only", branch).count("app.txt") == 0  # not at the repository's top
+        assert (sub / "app.txt").read_text() == "v1\n"
+    finally:
+        inner.cleanup()

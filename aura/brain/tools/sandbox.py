@@ -68,4 +68,4 @@ def in_work_tree(core: Any, path: Path) -> Path:
     root, data = core.paths.root.resolve(), core.paths.data.resolve()
     if path == data or data in path.parents:
         return path
-    return (git.integration / path.relative_to(root)).resolve()
+    return (git.work_root() / path.relative_to(root)).resolve()
