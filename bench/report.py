@@ -185,6 +185,35 @@ def aura_only_lines(sections: dict) -> list[str]:
     return lines
 
 
+def git_lines(sec: dict) -> list[str]:
+    """The git section (bench/gitcost.py): what one attempt costs in git mode."""
+    if not sec.get("available"):
+        return [f"- Git mode per attempt: not available ({sec.get('reason')})."]
+    repo, disk, acc = sec["repo"], sec["disk"], sec["accept"]
+    made, prep, rm = sec["create_ms"], sec["prepare_attempt_ms"], sec["remove_ms"]
+    return [
+        f"- Git mode, a repository of {repo['files']:,} small files in {repo['folders']} folders, one commit "
+        f"(checkout {_fmt(_mb(repo['checkout_bytes']), 2)} MB by `tree_size`, "
+        f"{_fmt(_mb(repo['checkout_allocated_bytes']), 1)} MB allocated; "
+        f"`.git` {_fmt(_mb(repo['git_dir_bytes']), 1)} MB; "
+        f"{sec.get('git', 'git')}):",
+        f"  - creating an attempt's worktree (`add_worktree`, new branch from the integration head): median "
+        f"{_fmt(made.get('median'))} ms, p90 {_fmt(made.get('p90'))} ms over {made.get('n')} runs; the brain's whole "
+        f"step (`GitWork.prepare_attempt`): median {_fmt(prep.get('median'))} ms, p90 {_fmt(prep.get('p90'))} ms; "
+        f"removing it (`remove_worktree` + `delete_branch`): median {_fmt(rm.get('median'))} ms, "
+        f"p90 {_fmt(rm.get('p90'))} ms. For scale, copying the checkout's files without git (`shutil.copytree`): "
+        f"median {_fmt(sec.get('copy_checkout_ms', {}).get('median'))} ms.",
+        f"  - disk per fresh attempt: the worktree {_fmt(_mb(disk['worktree_bytes']), 2)} MB by `tree_size` "
+        f"({_fmt(_mb(disk['worktree_allocated_bytes']), 1)} MB allocated) against the checkout's "
+        f"{_fmt(_mb(repo['checkout_bytes']), 2)} MB ({_fmt(_mb(repo['checkout_allocated_bytes']), 1)} MB), plus "
+        f"{_fmt(_mb(disk['admin_bytes']), 2)} MB in its folder under `.git/worktrees/` (its index).",
+        f"  - one accept, `commit_all` of a one-file change + `merge` into the integration worktree: median "
+        f"{_fmt(acc['commit_and_merge_ms'].get('median'))} ms (commit {_fmt(acc['commit_all_ms'].get('median'))} ms, "
+        f"merge {_fmt(acc['merge_ms'].get('median'))} ms) over {acc['commit_and_merge_ms'].get('n')} runs; "
+        f"`GitWork.accept` with no acceptance commands: median {_fmt(acc['gitwork_accept_ms'].get('median'))} ms.",
+    ]
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     riv = result.get("rivals") or {}
@@ -202,6 +231,8 @@ def render(result: dict) -> str:
         rows += scale_rows(secs["scale"])
     out = head + (_table(HEADER, rows) if rows else [])
     extra = aura_only_lines(secs)
+    if "git" in secs:
+        extra += git_lines(secs["git"])
     if extra:
         out += ["", "Aura only:", *extra]
     return "\n".join(out)
