@@ -136,7 +136,9 @@ class GitWork:
         if g.rev(self.repo, f"refs/heads/{self.branch}") is None:
             start = self.info.get("head") or self.info["base"]
             g.run(self.repo, "branch", self.branch, start)
-            self.log.warning("git_branch_recreated", branch=self.branch, at=start)
+            if self.info.get("branch_made"):
+                self.log.warning("git_branch_recreated", branch=self.branch, at=start)
+            self.info["branch_made"] = True
         self.paths.git_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         g.add_worktree(self.repo, self.integration, self.branch, self.branch)
         if self.info.get("merging") is None:
@@ -368,11 +370,22 @@ class GitWork:
             self.save()
         return removed
 
+    def measure_disk(self) -> int:
+        """The blocks the worktrees take, with each one's own folder in the repository (its index)."""
+        total = tree_size(self.paths.git_dir, on_disk=True)
+        for dot_git in [self.integration / ".git", *self.paths.attempts_dir.glob("*/.git")]:
+            try:
+                admin = dot_git.read_text().removeprefix("gitdir:").strip()
+            except OSError:
+                continue
+            total += tree_size(Path(admin), on_disk=True)
+        return total
+
     def disk_bytes(self) -> int:
         """The disk the worktrees use, measured at most once a minute (a walk of every file)."""
         now = time.time()
         if now - float(self.info.get("disk_at") or 0) >= DISK_EVERY_S:
-            self.info.update(disk_bytes=tree_size(self.paths.git_dir), disk_at=now)
+            self.info.update(disk_bytes=self.measure_disk(), disk_at=now)
         return int(self.info.get("disk_bytes") or 0)
 
 

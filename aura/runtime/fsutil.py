@@ -180,11 +180,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def tree_size(path: Path) -> int:
-    """Bytes under `path` (links counted as links, never followed)."""
+def tree_size(path: Path, on_disk: bool = False) -> int:
+    """Bytes under `path` (links counted as links, never followed). `on_disk`: the blocks the files
+    take rather than their lengths (many small files take far more than they hold)."""
+
+    def size(st: os.stat_result) -> int:
+        return st.st_blocks * 512 if on_disk else st.st_size
+
     total = 0
     try:
-        total += path.lstat().st_size
+        total += size(path.lstat())
     except OSError:
         return 0
     if path.is_symlink() or not path.is_dir():
@@ -192,7 +197,7 @@ def tree_size(path: Path) -> int:
     for folder, dirs, files in os.walk(path, followlinks=False):
         for name in dirs + files:
             try:
-                total += os.lstat(os.path.join(folder, name)).st_size
+                total += size(os.lstat(os.path.join(folder, name)))
             except OSError:
                 pass
     return total
