@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
-from .gitrepo import GitError, git_binary, probe, run
+from .gitrepo import GitError, RepoInfo, git_binary, probe, run, worktrees
 
 ATTEMPTS_SUFFIX = "-attempts"
 DIRTY_SHOWN = 5
@@ -68,7 +68,10 @@ def decide(cfg: Config, root: Path, data: Path) -> GitDecision:
             refusal=f"{info.toplevel} is a git repository without a commit: git mode branches from one "
             "(make a first commit, e.g. `git commit --allow-empty -m init`, or set AURA_GIT=off)",
         )
-    branch_problem = _branch_name_problem(cfg, root)
+    try:
+        branch_problem = _branch_problem(cfg, info, data)
+    except GitError as exc:
+        return _without(str(exc), mode)
     if branch_problem:
         return GitDecision(False, refusal=branch_problem)
     where = f"branch {info.branch}" if info.branch else "a detached HEAD"
@@ -92,10 +95,38 @@ def _without(why: str, mode: str) -> GitDecision:
     return GitDecision(False, [f"{why}: workers run in the project folder itself (no git mode)"])
 
 
-def _branch_name_problem(cfg: Config, root: Path) -> str | None:
+def _branch_problem(cfg: Config, info: RepoInfo, data: Path) -> str | None:
+    """Why the integration branch cannot be used: a name git refuses (or expands, like `@{-1}`), a
+    branch git cannot create next to the existing ones, or one checked out in a work tree that is
+    not this run's (git refuses a second checkout, and the user's branch is never Aura's to change)."""
     name = cfg.text("AURA_GIT_BRANCH").strip()
+    setting = f"AURA_GIT_BRANCH={name!r}"
     if not name:
-        return None
-    if run(root, "check-ref-format", "--branch", name, check=False).returncode != 0:
-        return f"AURA_GIT_BRANCH={name!r} is not a valid git branch name"
+        name, setting = "aura/<run id>", "the integration branch aura/<run id>"
+    else:
+        proc = run(info.toplevel, "check-ref-format", "--branch", name, check=False)
+        if proc.returncode != 0 or proc.stdout.strip() != name:
+            return f"{setting} is not a valid git branch name"
+    clash = _ref_clash(info.toplevel, name)
+    if clash:
+        return (
+            f"{setting} cannot be created next to the existing branch {clash} (a branch name cannot also "
+            "be a folder of branches): set AURA_GIT_BRANCH to another name"
+        )
+    for rec in worktrees(info.toplevel):
+        place = Path(rec["worktree"]).resolve()
+        mine = place.is_relative_to(data.resolve()) or "prunable" in rec  # a folder deleted by hand is pruned
+        if rec.get("branch") == name and not mine:
+            return f"{setting} is the branch checked out in {place}: Aura never works on it; name another branch"
     return None
+
+
+def _ref_clash(top: Path, name: str) -> str | None:
+    """An existing branch that is a folder of `name` or of its attempts' branches, or one inside `name`."""
+    parts = attempt_branch(name, "x").split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if run(top, "show-ref", "--verify", "--quiet", f"refs/heads/{prefix}", check=False).returncode == 0:
+            return prefix
+    listed = run(top, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{name}", check=False).stdout
+    return next((b for b in str(listed).splitlines() if b.startswith(f"{name}/")), None)

@@ -17,6 +17,7 @@ GIT_TIMEOUT_S = 300.0
 _INHERITED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR", "GIT_PREFIX")
 FALLBACK_NAME = "Aura"
 FALLBACK_EMAIL = "aura@localhost"
+SHOWN_ARG_CHARS = 80
 
 
 class GitError(Exception):
@@ -61,11 +62,20 @@ def run(where: Path, *args: str, check: bool = True, timeout: float = GIT_TIMEOU
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {' '.join(args)} did not finish within {timeout:g}s") from exc
+        raise GitError(f"git {shown(args)} did not finish within {timeout:g}s") from exc
     if check and proc.returncode != 0:
         said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-        raise GitError(f"git {' '.join(args)} failed: {' | '.join(said[-4:]) or f'exit {proc.returncode}'}")
+        raise GitError(f"git {shown(args)} failed: {' | '.join(said[-4:]) or f'exit {proc.returncode}'}")
     return proc
+
+
+def shown(args: tuple[str, ...], most: int = SHOWN_ARG_CHARS) -> str:
+    """The arguments on one short line: an error is one line even when a commit message is several."""
+    parts = []
+    for arg in args:
+        first = (arg.splitlines() or [""])[0]
+        parts.append(first[:most] + "..." if first != arg or len(first) > most else first)
+    return " ".join(parts)
 
 
 def out(where: Path, *args: str) -> str:
