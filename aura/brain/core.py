@@ -362,7 +362,7 @@ class BrainCore:
             return
         if diff.get("missing"):
             proof.ok = False
-            proof.problems.append(str(diff["missing"]))
+            proof.problems.insert(0, str(diff["missing"]))  # the cause of whatever else went wrong
             return
         proof.facts.append(f"diff: {diff['diff_summary']}")
         named = bool(task.get("artifacts")) and proof.ok

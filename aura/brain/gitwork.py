@@ -20,7 +20,7 @@ from typing import Any
 
 from aura.runtime import gitrepo as g
 from aura.runtime.config import Config
-from aura.runtime.fsutil import tree_size
+from aura.runtime.fsutil import atomic_write_text, tree_size
 from aura.runtime.gitmode import attempt_branch, decide, integration_branch, new_run_id
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.procgroup import processes_in
@@ -31,6 +31,7 @@ from .state import attempt_no
 CONFLICT_HUNK_CHARS = 6000
 DISK_EVERY_S = 60.0
 GIT_IDLE_WAIT_S = 30.0  # how long a resumed merge waits for a git a killed brain left running
+GIT_TRIES = 10  # cycles a merge step git cannot run is tried in before its attempt fails
 
 
 @dataclass
@@ -100,6 +101,7 @@ class GitWork:
                 )
             self.log.info("git_mode", enabled=decision.enabled, notes=decision.notes)
             if decision.enabled:
+                self.ignore_data_folder()
                 self.retire_earlier_worktrees()
             self.save()
         if not self.enabled:
@@ -110,6 +112,13 @@ class GitWork:
             self.log.error("git_unusable", error=str(exc))
             return f"git mode cannot go on: {exc}"
         return None
+
+    def ignore_data_folder(self) -> None:
+        """A data folder inside the repository ignores itself (as a virtualenv does), so the user's
+        `git status` and `git add -A` never take up Aura's files or the worktrees nested in it."""
+        marker = self.paths.data / ".gitignore"
+        if not marker.exists():
+            atomic_write_text(marker, "# Aura's data folder: not part of the project\n*\n")
 
     def retire_earlier_worktrees(self) -> None:
         """A new run in a data folder an earlier run used (`aura restart`): the earlier run's worktrees
@@ -208,6 +217,10 @@ class GitWork:
             if known.get("branch") and g.rev(self.repo, f"refs/heads/{known['branch']}"):
                 self.log.warning("git_worktree_missing", task=task["id"], worktree=str(wt))
                 g.add_worktree(self.repo, Path(known["worktree"]), known["branch"], known["branch"])
+                known["missing"] = (
+                    f"its worktree {wt} was deleted while the attempt ran (made again from its branch; "
+                    "what it had not committed is gone)"
+                )
             else:
                 return {"missing": f"the attempt's worktree {wt} is gone"}
         assert wt is not None
@@ -228,25 +241,38 @@ class GitWork:
         """Merge the attempt of `task` whose evidence the brain accepted (resuming a transaction a
         killed brain left for the same attempt)."""
         known = task.get("git") or {}
-        txn = self.info.get("merging")
-        if not txn or txn.get("worker_id") != known.get("worker_id"):
-            txn = {
-                "task_id": task["id"],
-                "worker_id": known.get("worker_id"),
-                "branch": known.get("branch"),
-                "before": self.head(),
-                "stage": "commit",
-                "evidence": evidence_line[:500],
-            }
-            self.info["merging"] = txn
-            self.save()
+        try:
+            self.ensure_integration()  # deleted by hand: made again at the branch's head
+            txn = self.info.get("merging")
+            if not txn or txn.get("worker_id") != known.get("worker_id"):
+                txn = {
+                    "task_id": task["id"],
+                    "worker_id": known.get("worker_id"),
+                    "branch": known.get("branch"),
+                    "before": self.head(),
+                    "stage": "commit",
+                    "evidence": evidence_line[:500],
+                }
+                self.info["merging"] = txn
+                self.save()
+        except g.GitError as exc:
+            return self._later(task, known, exc)  # no transaction yet: the attempt's record counts the tries
         wt = self.worktree_of(task)
         assert wt is not None
         try:
             return self._advance(txn, task, known, wt, commands, timeout)
         except g.GitError as exc:
-            self.log.warning("git_merge_later", task=task["id"], stage=txn.get("stage"), error=str(exc))
-            return MergeOutcome(False, problem=str(exc), later=True)
+            return self._later(task, txn, exc)
+
+    def _later(self, task: dict, txn: dict, exc: g.GitError) -> MergeOutcome:
+        """Git could not run the step now (a lock, a folder in the way): the transaction is kept and
+        resumed at the next cycle, up to GIT_TRIES times; then the attempt fails with git's words."""
+        txn["tries"] = int(txn.get("tries", 0)) + 1
+        self.log.warning("git_merge_later", task=task["id"], stage=txn.get("stage"), tries=txn["tries"], error=str(exc))
+        if txn["tries"] >= GIT_TRIES:
+            return self._finish(txn, MergeOutcome(False, problem=f"git failed {txn['tries']} times: {exc}"))
+        self.save()
+        return MergeOutcome(False, problem=str(exc), later=True)
 
     def _advance(
         self, txn: dict, task: dict, known: dict, wt: Path, commands: list[str], timeout: float
@@ -257,7 +283,10 @@ class GitWork:
         if txn["stage"] == "commit":
             title = str(task.get("title") or "")[:60]
             message = f"{task['id']} attempt {attempt_no(task)}: {title}\n\nAura evidence: {txn['evidence']}"
-            txn["head"] = known["head"] = g.commit_all(wt, message)
+            try:
+                txn["head"] = known["head"] = g.commit_all(wt, message)
+            except g.GitError as exc:  # a pre-commit hook of the repository refused it
+                return self._finish(txn, MergeOutcome(False, problem=f"the commit of its work was refused: {exc}"))
             kept = self.keep_ignored_artifacts(task, Path(known.get("workdir") or wt))
             txn.update(stage="merge", kept=kept)
             self.save()

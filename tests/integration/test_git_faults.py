@@ -296,12 +296,6 @@ def test_an_attempt_worktree_deleted_while_its_worker_runs_fails_that_attempt_an
     assert p.survivors() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aura/brain/gitwork.py GitWork.attempt_diff quietly makes a hand-deleted worktree again from its "
-    "branch (only a `git_worktree_missing` log line), so the failed attempt's reason names a missing "
-    "artifact or the worker's stderr, never the deleted worktree",
-)
 def test_the_reason_of_an_attempt_whose_worktree_was_deleted_names_the_worktree(repo_project: Project) -> None:
     p = repo_project
     _, path = delete_attempt_worktree_while_it_runs(p)
@@ -310,12 +304,6 @@ def test_the_reason_of_an_attempt_whose_worktree_was_deleted_names_the_worktree(
     assert "worktree" in reason and str(path) in reason, reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aura/brain/gitwork.py GitWork.accept reads the integration head (GitWork.head) without "
-    "ensure_integration: with <data>/git/integration deleted by hand every cycle fails with GitError "
-    "(planner_failed) and the task stays in_progress for ever",
-)
 def test_the_integration_worktree_deleted_by_hand_is_made_again_and_the_task_merges(repo_project: Project) -> None:
     p = repo_project
     p.write_task(SLOW_WRITE)
@@ -329,12 +317,6 @@ def test_the_integration_worktree_deleted_by_hand_is_made_again_and_the_task_mer
     assert git(p.root, "show", f"{st['git']['branch']}:c.txt") == "C"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aura/brain/gitwork.py GitWork.accept lets the GitError of g.commit_all (a pre-commit hook of the "
-    "user's repository that exits non-zero) out of aura/brain/core.py Core.accept: every cycle fails "
-    "(planner_failed), the task stays in_progress ('merging') for ever and no reason reaches the user",
-)
 def test_a_commit_refused_by_the_user_s_pre_commit_hook_fails_the_attempt_with_the_hook_s_words(
     repo_project: Project,
 ) -> None:

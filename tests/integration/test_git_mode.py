@@ -348,3 +348,16 @@ def test_a_project_in_a_folder_of_its_repository_works_in_that_folder_of_each_wo
         assert (sub / "app.txt").read_text() == "v1\n"
     finally:
         inner.cleanup()
+
+
+def test_the_data_folder_inside_the_repository_stays_out_of_the_users_git_status(project: Project) -> None:
+    project.env.update(GIT_ENV)
+    project.env.update(AURA_LAYER2_BACKEND="shell")
+    git(project.root, "init", "-q", "-b", "main")
+    (project.root / "a.txt").write_text("a\n")
+    project.write_task("# One\n\n- [ ] one `printf 'x\\n' > x.txt`\n")
+    git(project.root, "add", "a.txt", "task.md")
+    git(project.root, "commit", "-q", "-m", "start")  # no .gitignore: nothing lists .aura/
+    project.up()
+    wait_for(lambda: finished(project), 60, what="the run to finish")
+    assert git(project.root, "status", "--porcelain", "--untracked-files=all") == ""
