@@ -17,7 +17,7 @@ from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.envelope import RESERVE_SHORT
 from aura.runtime.config import Config
 from aura.runtime.eventkinds import Kind
-from aura.runtime.gitrepo import GitError
+from aura.runtime.gitrepo import GitError, while_git_runs
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import kill_record
 from aura.runtime.vocab import (
@@ -84,6 +84,7 @@ class BrainCore:
 
     def start_git(self) -> None:
         self.git.wait = self.wait
+        while_git_runs(self.wait)
         self.git_block = self.git.start()
 
     def work_root(self) -> Path:

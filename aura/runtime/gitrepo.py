@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,23 +48,46 @@ def _env() -> dict[str, str]:
     return env
 
 
+_waiter: Callable[[float], None] | None = None
+WAIT_STEP_S = 0.05
+
+
+def while_git_runs(wait: Callable[[float], None] | None) -> None:
+    """A daemon's pump, called while a git command runs: a slow one (a worktree of a large repository
+    takes seconds) never stops the daemon answering its peers."""
+    global _waiter
+    _waiter = wait
+
+
 def run(where: Path, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT_S) -> subprocess.CompletedProcess:
     """`git -C where ARGS`, output captured as text; GitError when it fails and `check`."""
     exe = git_binary()
     if exe is None:
         raise GitError("git is not installed (Debian/Ubuntu: apt-get install git)")
-    try:
-        proc = subprocess.run(
-            [exe, "-C", str(where), *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            stdin=subprocess.DEVNULL,
-            env=_env(),
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {shown(args)} did not finish within {timeout:g}s") from exc
+    argv = [exe, "-C", str(where), *args]
+    child = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        stdin=subprocess.DEVNULL,
+        env=_env(),
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        step = WAIT_STEP_S if _waiter is not None else max(0.0, deadline - time.monotonic())
+        try:
+            stdout, stderr = child.communicate(timeout=step)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                child.kill()
+                child.communicate()
+                raise GitError(f"git {shown(args)} did not finish within {timeout:g}s") from None
+            if _waiter is not None:
+                _waiter(WAIT_STEP_S)
+    proc = subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise GitError(f"git {shown(args)} failed: {' | '.join(said[-4:]) or f'exit {proc.returncode}'}")

@@ -361,3 +361,22 @@ def test_the_data_folder_inside_the_repository_stays_out_of_the_users_git_status
     project.up()
     wait_for(lambda: finished(project), 60, what="the run to finish")
     assert git(project.root, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_the_brain_keeps_answering_while_git_makes_a_slow_worktree(repo_project: Project) -> None:
+    """A post-checkout hook makes each `git worktree add` last 3 s, as a large repository does."""
+    p = repo_project
+    marker = p.root.parent / "checkout-running"
+    hook = p.root / ".git" / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\nsleep 3\nrm -f {marker}\n")
+    hook.chmod(0o755)
+    p.write_task(TWO_TASKS)
+    p.up()
+    brain = p.client("brain", timeout=1.0)
+    wait_for(marker.exists, 30, what="a slow worktree to be made", interval=0.01)
+    answered = 0
+    while marker.exists():
+        assert brain.call("ping", retries=0)["pong"] is True
+        answered += 1
+    assert answered >= 5
+    wait_for(lambda: finished(p), 90, what="the run to finish")
