@@ -5,22 +5,15 @@ branch, HEAD and working tree untouched, and nothing left behind after `aura cle
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
+from tests.support.gitrepos import GIT_ENV, git, make_repo
 from tests.support.harness import Project, wait_for
 from tests.support.llm import NO_OP, decisions, first_user_text, tool_step, use_llm
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test User",
-    "GIT_AUTHOR_EMAIL": "user@example.invalid",
-    "GIT_COMMITTER_NAME": "Test User",
-    "GIT_COMMITTER_EMAIL": "user@example.invalid",
-}
 
 # two tasks edit different files; the third rewrites the file the first edits, and is slower, so its
 # first attempt conflicts with the first task's merge and its retry starts from the new head
@@ -30,27 +23,6 @@ THREE_TASKS = """# Edit the notes
 - [ ] edit b `printf 'B from T2\\n' > b.txt`
 - [ ] rewrite a `sleep 1.5; printf 'A from T3\\n' > a.txt`
 """
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, env=_env()
-    ).stdout.strip()
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {**os.environ, **GIT_ENV}
-
-
-def make_repo(root: Path) -> None:
-    git(root, "init", "-q", "-b", "main")
-    for name in ("a.txt", "b.txt", "notes.txt"):
-        (root / name).write_text(f"{name} at the start\n")
-    (root / ".gitignore").write_text(".aura/\ntask.md\n*.ckpt\n")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "start")
 
 
 def state(p: Project) -> dict:
