@@ -4,21 +4,11 @@ several runs side by side (the original kept one data folder per task file)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from aura.runtime.fsutil import read_json
-from aura.runtime.paths import ProjectPaths
-from tests.support.harness import Project, wait_for
+from tests.support.harness import Project, run_in, wait_for
 
 WAIT_TASK = "# {name}\n\n- [ ] hold `sleep 60`\n"
-
-
-def run_in(project: Project, data: Path) -> Project:
-    """The same project folder, seen through another data folder (AURA_DATA_DIR)."""
-    other = Project(project.root, Path(project.env["HOME"]))
-    other.env = dict(project.env, AURA_DATA_DIR=str(data))
-    other.paths = ProjectPaths.for_root(project.root, data)
-    return other
 
 
 def running_worker(p: Project) -> dict:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.fsutil import read_json, read_jsonl
-from aura.runtime.paths import ProjectPaths
 from tests.support.gitrepos import (
     GIT_ENV,
     branch_names,
@@ -23,7 +22,7 @@ from tests.support.gitrepos import (
     make_repo,
     worktree_paths,
 )
-from tests.support.harness import Project, wait_for
+from tests.support.harness import Project, run_in, wait_for
 
 ONE_TASK = "# Write a note\n\n- [ ] write c `printf 'C\\n' > c.txt` creates `c.txt`\n"
 RUN_S = 60  # a run of one or two shell tasks takes a few seconds; this is the ceiling on a loaded machine
@@ -332,14 +331,6 @@ def test_a_commit_refused_by_the_user_s_pre_commit_hook_fails_the_attempt_with_t
 
 
 # -- two runs, submodules, ignored artifacts ----------------------------------------------------------------
-
-
-def run_in(project: Project, data: Path) -> Project:
-    """The same project folder, seen through another data folder (AURA_DATA_DIR)."""
-    other = Project(project.root, Path(project.env["HOME"]))
-    other.env = dict(project.env, AURA_DATA_DIR=str(data))
-    other.paths = ProjectPaths.for_root(project.root, data)
-    return other
 
 
 def test_two_runs_with_their_own_data_folders_on_one_repository_keep_apart(repo_project: Project) -> None:

@@ -312,3 +312,11 @@ class Project:
 def _record(path: Path) -> dict:
     rec = read_json(path)
     return rec if isinstance(rec, dict) else {}
+
+
+def run_in(project: Project, data: Path) -> Project:
+    """The same project folder, seen through another data folder (AURA_DATA_DIR)."""
+    other = Project(project.root, Path(project.env["HOME"]))
+    other.env = dict(project.env, AURA_DATA_DIR=str(data))
+    other.paths = ProjectPaths.for_root(project.root, data)
+    return other
