@@ -155,6 +155,17 @@ def git_notes(cfg: Config, paths: ProjectPaths) -> list[str]:
     return decision.notes
 
 
+def slurm_notes(cfg: Config, paths: ProjectPaths, echo: Callable[[str], None]) -> list[str]:
+    """AURA_EXECUTOR=slurm: Slurm's commands and the data folder checked from a node, or StartError."""
+    from .slurmprobe import ProbeError, check_slurm
+
+    try:
+        line = check_slurm(cfg, paths.data, warn=lambda text: echo(f"  warning: {text}"))
+    except ProbeError as exc:
+        raise StartError(f"{exc}. Nothing was started.") from None
+    return [line] if line else []
+
+
 def announce(
     cfg: Config, tf: TaskFile, notes: list[str], plan: UpPlan, own_settings: bool, echo: Callable[[str], None]
 ) -> None:

@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aura.runtime.vocab import LIVE_STATES, RUNNING, STARTING
+from aura.runtime.vocab import LIVE_STATES, QUEUED, RUNNING, STARTING
 
 from .executors.base import Executor
 from .exits import Exits
 from .states import WorkerTable
+
+CLUSTER = "slurm"
 
 
 class Adoption:
@@ -51,10 +53,16 @@ class Adoption:
         if not report and rec.get("state") == STARTING:
             self.await_start_report(wid)
             return
+        if not report and rec.get("state") == QUEUED:  # still in the cluster's queue, or gone from it
+            job = rec.get("job_id")
+            self.workers.change_state(rec, QUEUED, "worker_adopted", logged={"job_id": job}, published={"job_id": job})
+            self.executor.watch(rec)
+            return
         rec.update({k: v for k, v in report.items() if k != "started_at" and v is not None})
         if report.get("error"):
             self.exits.finish(wid, {"exit_code": None, "signal": None, "error": report["error"]})
-        elif self.executor.supervised(rec):
+        elif rec.get("executor") == CLUSTER or self.executor.supervised(rec):
+            # a cluster job that ended meanwhile is heard of at the executor's next poll, with its outcome
             pid = rec.get("worker_pid")
             self.workers.change_state(rec, RUNNING, "worker_adopted", logged={"pid": pid}, published={"pid": pid})
             self.executor.watch(rec)

@@ -22,9 +22,12 @@ from typing import Any
 from aura.ipc.server import Deferred
 from aura.runtime.loop import Daemon
 from aura.runtime.peers import PeerKeeper
+from aura.runtime.vocab import QUEUED
 
 from .adoption import Adoption
+from .executors.dispatch import Dispatch
 from .executors.local import SHIM, LocalExecutor
+from .executors.slurm import SlurmExecutor
 from .exits import Exits
 from .housekeeping import Housekeeping
 from .kills import Kills
@@ -46,7 +49,8 @@ class SupervisorDaemon(Daemon):
         self.grace = self.cfg.number("AURA_KILL_GRACE_SECONDS")
         self.workers = WorkerTable(Registry(self.paths), self.log, self.publish)
         self.monitor = OutputMonitor(self.cfg)
-        self.executor = LocalExecutor(self, self.grace, on_start_report=self._start_reported, on_end=self._ended)
+        local = LocalExecutor(self, self.grace, on_start_report=self._start_reported, on_end=self._ended)
+        self.executor = Dispatch(local, {"slurm": self._slurm})
         self.kills = Kills(self.workers, self.executor, self.grace)
         self.exits = Exits(self.workers, self.executor, self.kills, self.monitor, self.cfg, self.paths)
         self.adoption = Adoption(self.workers, self.executor, self.exits, self.call_later)
@@ -106,6 +110,15 @@ class SupervisorDaemon(Daemon):
 
     def _ended(self, wid: str) -> None:
         self.exits.ended(wid)
+
+    def _slurm(self) -> SlurmExecutor:
+        return SlurmExecutor(self, self.grace, self._start_reported, self._ended, self._queue_news)
+
+    def _queue_news(self, wid: str, fields: dict) -> None:
+        """Slurm's state, reason and node of a queued job, kept in its record for `aura ps`."""
+        rec = self.workers.get(wid)
+        if rec is not None and rec.get("state") == QUEUED:
+            self.workers.record_change(rec, "worker_queue_news", **fields, logged=fields)
 
     def _answer(self, deferred: Deferred, reply: dict) -> None:
         if self.server is not None:

@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "shim_create_time": _process_start(os.getpid()),
         "started_at": started,
         "subreaper": subreaper,
+        "host": os.uname().nodename,  # a cluster job's node
     }
     try:
         atomic_write_json(args.dir / "launch.json", report)

@@ -18,7 +18,7 @@ from aura.ipc.server import Deferred
 from aura.runtime.diskspace import full_note
 from aura.runtime.fsutil import disk_full, make_dirs
 from aura.runtime.paths import ProjectPaths
-from aura.runtime.vocab import RUNNING, STARTING
+from aura.runtime.vocab import QUEUED, RUNNING, STARTING
 
 from . import exitrecord
 from .backends import get_backend
@@ -61,6 +61,7 @@ class Starter:
         self.view = view  # a record as a client sees it
         self.answer = answer  # resolve a deferred reply
         self.pending: dict[str, _Pending] = {}
+        self.queued: dict[str, _Pending] = {}  # answered as queued; waiting for the shim on a node
 
     def start(self, wid: str, spec: dict, plan: Any, cpu_ceiling: float) -> dict | Deferred:
         """Write the record and start the worker; its record once the start is reported."""
@@ -100,6 +101,7 @@ class Starter:
             "budget_s": spec["budget_s"],
             "limits": spec["limits"],
             "meta": spec["meta"],
+            "executor": spec.get("executor") or "local",
             "created_at": time.time(),
             "state": STARTING,
             **plan.record,
@@ -119,6 +121,9 @@ class Starter:
             stdout=out,
             stderr=err,
             env=env_vars,
+            executor=rec["executor"],
+            budget_s=float(spec["budget_s"] or 0),
+            limits=dict(spec["limits"]),
         )
         try:
             self.executor.start(order)
@@ -130,9 +135,29 @@ class Starter:
         return pending.deferred
 
     def start_reported(self, wid: str, report: dict | None) -> None:
-        """The shim reported (or did not, in time): record the start and answer the spawn."""
+        """The shim reported (or did not, in time): record the start and answer the spawn. A cluster
+        job reports twice: queued (the spawn is answered then), and once its shim runs on a node."""
         pending = self.pending.pop(wid, None)
         if pending is None:
+            pending = self.queued.pop(wid, None)
+        if pending is None:
+            rec = self.workers.get(wid)
+            if rec is not None and rec.get("state") == QUEUED and report is not None:
+                self._queued_reported(rec, report)  # queued before a supervisor restart
+            return
+        if report is not None and report.get("in_queue"):
+            rec = self.workers[wid]
+            self.workers.change_state(
+                rec,
+                QUEUED,
+                "worker_queued",
+                job_id=report["job_id"],
+                logged={"task": pending.spec["task_id"], "job_id": report["job_id"]},
+                published={"job_id": report["job_id"]},
+            )
+            self.queued[wid] = pending
+            self.executor.watch(rec)
+            self.answer(pending.deferred, self.view(rec))
             return
         if report is None:
             report = self.workers.registry.start_report(wid) or {}
@@ -149,7 +174,19 @@ class Starter:
         else:
             self._running(rec, report, pending.spec)
             self._place(rec, pending.cpu_ceiling)
-        self.answer(pending.deferred, self.view(rec))
+        if not pending.deferred.done:
+            self.answer(pending.deferred, self.view(rec))
+
+    def _queued_reported(self, rec: dict, report: dict) -> None:
+        wid = rec["worker_id"]
+        if report.get("ok"):
+            spec = {"budget_s": rec.get("budget_s"), "task_id": rec.get("task_id"), "backend": rec.get("backend")}
+            self._running(rec, report, spec)
+        else:
+            self.exits.finish(
+                wid,
+                self.workers.registry.exit(wid) or {"exit_code": None, "signal": None, "error": report.get("error")},
+            )
 
     def _running(self, rec: dict, report: dict, spec: dict) -> None:
         facts = self.executor.facts(report)

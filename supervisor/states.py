@@ -16,14 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 from aura.runtime.fsutil import disk_full
-from aura.runtime.vocab import EXITED, LIVE_STATES, ORPHANED, OUTCOMES, RUNNING, STARTING
+from aura.runtime.vocab import EXITED, LIVE_STATES, ORPHANED, OUTCOMES, QUEUED, RUNNING, STARTING
 
 from .registry import Registry
 
 NEW = None  # the state of a worker the table does not hold yet
 ALLOWED: dict[str | None, frozenset[str]] = {
     NEW: frozenset({STARTING}),
-    STARTING: frozenset({RUNNING, EXITED}),
+    STARTING: frozenset({QUEUED, RUNNING, EXITED}),
+    QUEUED: frozenset({QUEUED, RUNNING, EXITED}),  # QUEUED again: re-adopted while still queued
     RUNNING: frozenset({RUNNING, ORPHANED, EXITED}),  # RUNNING again: re-adopted after a restart
     ORPHANED: frozenset({ORPHANED, EXITED}),  # ORPHANED again: followed again after a restart
     EXITED: frozenset(),

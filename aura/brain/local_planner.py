@@ -54,12 +54,14 @@ class LocalPlanner:
                     command=item.command,
                     artifacts=item.artifacts,
                     line=item.line,
+                    executor=item.executor,
                 )
                 if item.checked:
                     core.set_status(
                         task, ARCHIVED, "checked in the task file by the user", f"task file line {item.line}"
                     )
             task["line"] = item.line
+            task["executor"] = item.executor
         self.sync_acceptance(core, tf)
         for task in list(core.tasks.values()):
             if task.get("parent") == ROOT and task["id"] not in (WHOLE_GOAL, ACCEPT) and task["id"] not in wanted:

@@ -6,6 +6,10 @@ paths after "creates", "produces", "writes", "artifact(s)" or "->" are the artif
 command must leave behind, e.g.
 
     - [ ] Fetch the data `python fetch.py` creates `data/prices.csv`
+
+"on slurm" (or "on local") outside the backticks says where the item's worker runs, over AURA_EXECUTOR:
+
+    - [ ] Train `python train.py` on slurm creates `model.ckpt`
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ MAX_TASK_FILE_BYTES = 1 << 20
 _CHECK = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[(?P<mark>[ xX])\]\s+(?P<text>.+?)\s*$")
 _TICKS = re.compile(r"`([^`]+)`")
 _ARTIFACT_WORDS = re.compile(r"(?:\bcreates?\b|\bproduces?\b|\bwrites?\b|\bartifacts?\b:?|->|→)", re.I)
+_EXECUTOR = re.compile(r"\bon (slurm|local)\b", re.I)
 _ACCEPT = re.compile(r"^\s*(?:[-*+]\s+)?(?:accept(?:ance)?|check|verify):\s*`(?P<cmd>[^`]+)`", re.I)
 
 
@@ -35,6 +40,7 @@ class ChecklistItem:
     line: int
     command: str | None = None
     artifacts: list[str] = field(default_factory=list)
+    executor: str | None = None  # "slurm" or "local" when the item says where it runs
 
 
 @dataclass
@@ -116,9 +122,15 @@ def parse_items(text: str) -> list[ChecklistItem]:
                 line=lineno,
                 command=command,
                 artifacts=artifacts,
+                executor=item_executor(body),
             )
         )
     return items
+
+
+def item_executor(body: str) -> str | None:
+    m = _EXECUTOR.search(_TICKS.sub("", body))
+    return m.group(1).lower() if m else None
 
 
 def _split_command(body: str) -> tuple[str | None, list[str]]:

@@ -198,7 +198,14 @@ def write_task_md(task_dir: Path, state: dict, task: dict, cfg: Config) -> Path:
 
 
 def spawn_spec(task: dict, cfg: Config, project_root: Path, task_dir: Path) -> dict:
-    """Backend, command and limits for one attempt of a task."""
+    """Backend, command, limits and executor for one attempt of a task."""
+    spec = _spec(task, cfg, project_root, task_dir)
+    if task.get("executor"):
+        spec["executor"] = task["executor"]
+    return spec
+
+
+def _spec(task: dict, cfg: Config, project_root: Path, task_dir: Path) -> dict:
     limits = dict(task.get("limits") or {})
     mounts = artifact_folders(task, project_root)
     if task.get("command"):

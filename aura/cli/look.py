@@ -88,6 +88,8 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
                 (p.get("last_tool") or "-")[:20],
             ]
         )
+    table = with_jobs(table, rows)
+    header = table[0]
     branches = [str((w.get("meta") or {}).get("branch") or "-") for w in rows]
     if any(b != "-" for b in branches):  # git mode: each attempt's own branch
         table = [[*r, b] for r, b in zip(table, ["BRANCH", *branches], strict=True)]
@@ -97,6 +99,20 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
     if source != "supervisor":
         click.echo(f"(from {source})")
+
+
+def with_jobs(table: list[list[str]], rows: list[dict]) -> list[list[str]]:
+    """Slurm workers: a JOB column (job id, and node once it runs), and a queued one's reason."""
+    if not any(w.get("executor") == "slurm" for w in rows):
+        return table
+    out = [[*table[0], "JOB"]]
+    for line, w in zip(table[1:], rows, strict=True):
+        job = f"{w['job_id']}@{w['node']}" if w.get("job_id") and w.get("node") else str(w.get("job_id") or "-")
+        if w.get("state") == "queued" and w.get("slurm_reason"):
+            line = [*line]
+            line[4] = f"queued:{w['slurm_reason']}"
+        out.append([*line, job])
+    return out
 
 
 @click.command("tail")

@@ -229,6 +229,15 @@ KEYS: dict[str, Setting] = _typed(
             "notify (no_progress) when nothing started, ended or called the model "
             "for this long; once per stall; 0 disables",
         ),
+        # where workers run
+        "AURA_EXECUTOR": one_of(
+            "local", "local (processes on this machine) / slurm (Slurm batch jobs)", "local", "slurm"
+        ),
+        "AURA_SLURM_PARTITION": text("", "sbatch --partition (empty: the cluster's default)"),
+        "AURA_SLURM_ACCOUNT": text("", "sbatch --account"),
+        "AURA_SLURM_QOS": text("", "sbatch --qos"),
+        "AURA_SLURM_ARGS": text("", "extra sbatch options, shell-quoted"),
+        "AURA_SLURM_GPUS": whole(0, "sbatch --gpus per worker; 0 asks for none"),
         # git mode
         "AURA_GIT": one_of(
             "auto",

@@ -77,6 +77,11 @@ KINDS: tuple[EventKind, ...] = (
         "supervisor",
         lambda d: f"worker {d['worker_id']} started (pid {d.get('pid')}, {d.get('backend')})",
     ),
+    EventKind(
+        "worker_queued",
+        "supervisor",
+        lambda d: f"worker {d['worker_id']} queued as Slurm job {d.get('job_id')}",
+    ),
     EventKind("worker_exited", "supervisor", _exited, wakes_brain=True),
     EventKind("worker_killed", "supervisor", lambda d: f"worker {d['worker_id']} stopping: {d.get('reason')}"),
     EventKind(
@@ -203,6 +208,7 @@ class Kind:
     DAEMON_RESTARTED = "daemon_restarted"
     DAEMON_DOWN = "daemon_down"
     WORKER_STARTED = "worker_started"
+    WORKER_QUEUED = "worker_queued"
     WORKER_EXITED = "worker_exited"
     WORKER_KILLED = "worker_killed"
     WORKER_ADOPTED = "worker_adopted"

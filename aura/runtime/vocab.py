@@ -9,11 +9,12 @@ from __future__ import annotations
 
 # -- a worker, as the supervisor's registry records it -------------------------------------------------
 STARTING = "starting"  # the spawn is recorded; the shim has not reported the worker yet
+QUEUED = "queued"  # a cluster job waits in its scheduler's queue (the shim has not started yet)
 RUNNING = "running"
 ORPHANED = "orphaned"  # the shim is gone but the worker runs on; followed by its own pid
 EXITED = "exited"  # the exit record is in (or the worker was declared lost)
-WORKER_STATES = (STARTING, RUNNING, ORPHANED, EXITED)
-LIVE_STATES = (STARTING, RUNNING, ORPHANED)
+WORKER_STATES = (STARTING, QUEUED, RUNNING, ORPHANED, EXITED)
+LIVE_STATES = (STARTING, QUEUED, RUNNING, ORPHANED)
 
 # -- how a worker ended: one rule for every backend (aura.supervisor.backends.base) --------------------
 SUCCEEDED = "succeeded"

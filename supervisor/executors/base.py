@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 StartReport = Callable[[str, "dict | None"], None]  # (worker id, the shim's report, or None: none came)
@@ -35,6 +35,9 @@ class StartOrder:
     stdout: Path
     stderr: Path
     env: dict[str, str]
+    executor: str = "local"  # which executor runs it (AURA_EXECUTOR, or the task's own choice)
+    budget_s: float = 0.0  # a cluster executor asks its scheduler for this much time (plus grace)
+    limits: dict = field(default_factory=dict)  # the worker's limit overrides: a scheduler's requests
 
 
 class Executor(ABC):

@@ -3,7 +3,8 @@
 Request: {worker_id: str = "<task_id>-<6 hex>", task_id: str = "", backend: str = AURA_LAYER2_BACKEND,
           argv: [str], command: str, prompt: str, cwd: str, task_dir: str, env: {str: str},
           budget_s: float = AURA_TASK_BUDGET * 60, max_turns: int, model: str, max_budget_usd: float,
-          resume_session: str, isolation: str, mounts: [str], limits: {str: any}, meta: {str: any}}
+          resume_session: str, isolation: str, mounts: [str], limits: {str: any}, meta: {str: any},
+          executor: str = AURA_EXECUTOR}
 Reply: {worker_id: str, task_id: str, state: str, worker_pid: int, ..., existing: true}
 
 The reply is the worker's record as `get` returns it, with `existing` when the id was already known.
@@ -27,6 +28,8 @@ from ..backends import BackendError, get_backend, plan_worker
 from ..placement import cpu_ceiling
 from ..starting import SPAWN_FAILED
 
+EXECUTORS = ("local", "slurm")
+
 if TYPE_CHECKING:
     from ..main import SupervisorDaemon
 
@@ -49,6 +52,7 @@ ARGS = (
     Arg("mounts", list, None),
     Arg("limits", dict, None),
     Arg("meta", dict, None),
+    Arg("executor", str, None),
 )
 
 
@@ -83,7 +87,11 @@ def worker_spec(sup: SupervisorDaemon, args: dict, wid: str, task_id: str) -> di
     if budget_s < 0:
         raise BadArgs("`budget_s` must not be negative")
     backend = args["backend"] if args["backend"] is not None else sup.cfg.text("AURA_LAYER2_BACKEND")
+    executor = args["executor"] or sup.cfg.text("AURA_EXECUTOR")
+    if executor not in EXECUTORS:
+        raise BadArgs(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
     return {
+        "executor": executor,
         "worker_id": wid,
         "task_id": task_id,
         "backend": backend,

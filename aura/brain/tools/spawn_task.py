@@ -17,6 +17,7 @@ TASK_FIELDS = (
     "budget_minutes",
     "backend",
     "expects_change",
+    "executor",
 )
 
 
@@ -99,6 +100,11 @@ TOOL = Tool(
         "accept_commands": {"type": "array", "items": {"type": "string"}},
         "budget_minutes": {"type": "number", "minimum": 0.1, "description": "time budget (default AURA_TASK_BUDGET)"},
         "backend": {"type": "string", "enum": BACKENDS, "description": "worker CLI (default AURA_LAYER2_BACKEND)"},
+        "executor": {
+            "type": "string",
+            "enum": ["local", "slurm"],
+            "description": "where the worker runs (default AURA_EXECUTOR): this machine or a Slurm job",
+        },
         "expects_change": {
             "type": "boolean",
             "description": "git mode: false for an agent task that only reads or reports (default true: "
