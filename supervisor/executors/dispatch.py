@@ -64,6 +64,9 @@ class Dispatch(Executor):
     def force_kill(self, rec: dict) -> bool:
         return self.of(rec).force_kill(rec)
 
+    def find(self, rec: dict) -> dict | None:
+        return self.of(rec).find(rec)
+
     def place(self, rec: dict, ceiling: float, in_use: list[int]) -> list[int] | None:
         return self.of(rec).place(rec, ceiling, in_use)
 
