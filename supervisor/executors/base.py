@@ -95,6 +95,10 @@ class Executor(ABC):
     def force_kill(self, rec: dict) -> bool:
         """Stop whatever of the worker is left, now (SIGKILL); False: nothing was there."""
 
+    def select(self, name: str | None) -> Executor:
+        """The executor a worker that asks for `name` runs under (a single executor: itself)."""
+        return self
+
     def ready(self) -> str | None:
         """None when a worker can be started now; else why not (a scheduler that does not answer)."""
         return None

@@ -69,7 +69,7 @@ def spawn(sup: SupervisorDaemon, args: dict) -> dict | Deferred:
         plan = plan_worker(get_backend(spec["backend"]), spec, sup.cfg)
     except BackendError as exc:
         raise IpcError(SPAWN_FAILED, str(exc)) from None
-    executor = sup.executor.get(spec["executor"])
+    executor = sup.executor.select(spec["executor"])
     not_ready = executor.ready()
     if not_ready:  # the same spawn may pass later: the brain waits, and no attempt is spent
         raise IpcError(RESERVE_SHORT, f"the {executor.name} executor cannot take a worker now: {not_ready}")
