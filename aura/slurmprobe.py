@@ -13,14 +13,12 @@ from .runtime import slurm
 from .runtime.config import Config
 from .runtime.fsutil import atomic_write_text
 
-PROBE_WAIT_S = 60.0
-
 
 class ProbeError(Exception):
     """Slurm cannot run Aura's workers here; one line that says why and what to change."""
 
 
-def check_slurm(cfg: Config, data: Path, warn: Callable[[str], None], wait_s: float = PROBE_WAIT_S) -> str | None:
+def check_slurm(cfg: Config, data: Path, warn: Callable[[str], None]) -> str | None:
     """None when the run does not use Slurm; else the line `aura up` prints. ProbeError when it cannot
     work: a client command missing, sbatch refusing, or a node that cannot see the data folder."""
     if cfg.text("AURA_EXECUTOR") != "slurm":
@@ -41,7 +39,7 @@ def check_slurm(cfg: Config, data: Path, warn: Callable[[str], None], wait_s: fl
     except slurm.SlurmError as exc:
         raise ProbeError(f"AURA_EXECUTOR=slurm but a probe job was refused: {exc}") from None
     try:
-        return _wait(job, mark, data, warn, wait_s)
+        return _wait(job, mark, data, warn, cfg.number("AURA_SLURM_PROBE_SECONDS"))
     finally:
         script.unlink(missing_ok=True)
         mark.unlink(missing_ok=True)

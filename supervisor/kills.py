@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from aura.runtime.vocab import KILLED
+from aura.runtime.vocab import KILLED, QUEUED
 
 from .executors.base import Executor
 from .states import WorkerTable
@@ -54,7 +54,11 @@ class Kills:
                     )
 
     def stop_all(self, finish: Finish) -> None:
-        """SIGTERM every worker, wait the grace, SIGKILL the rest, then take in their exit records."""
+        """SIGTERM every worker, wait the grace, SIGKILL the rest, then take in their exit records. A
+        cluster job still in its queue is cancelled there (it has no shim to write a record)."""
+        for rec in [w for w in self.workers.live() if w.get("state") == QUEUED]:
+            self.executor.terminate(rec)
+            finish(rec["worker_id"], {"exit_code": None, "signal": None, "error": "cancelled while queued: aura down"})
         live = self.workers.active()
         for rec in live:
             self.workers.record_change(

@@ -84,9 +84,9 @@ class SupervisorDaemon(Daemon):
         self.call_every(2.0, self.housekeeping.scan_outputs)
 
     def teardown(self) -> None:
-        self.executor.close()
         if self.stop_workers_on_exit:
             self.kills.stop_all(self.exits.finish)
+        self.executor.close()
 
     def status_fields(self) -> dict:
         return {

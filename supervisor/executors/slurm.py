@@ -23,7 +23,7 @@ from aura.runtime.fsutil import atomic_write_text, read_json
 from aura.runtime.loop import Daemon
 from aura.runtime.paths import project_id
 from aura.runtime.records import START_FACTS, WORKER_EXIT, WORKER_START_REPORT
-from aura.runtime.vocab import QUEUED
+from aura.runtime.vocab import QUEUED, RUNNING
 
 from .base import Ended, Executor, StartOrder, StartReport
 from .local import SHIM
@@ -207,12 +207,13 @@ class SlurmExecutor(Executor):
         return {"job_id": known[0]} if known else None
 
     def _state(self, rec: dict) -> slurm.JobState | None:
-        if not rec.get("job_id"):
+        job = self.job_of(rec)
+        if job is None:
             return None
         try:
-            return slurm.queue([str(rec["job_id"])]).get(str(rec["job_id"]))
+            return slurm.queue([job]).get(job)
         except slurm.SlurmError:
-            return slurm.JobState(str(rec["job_id"]), "UNKNOWN")  # slurmctld down: assume it still runs
+            return slurm.JobState(job, "UNKNOWN")  # slurmctld down: assume it still runs
 
     def supervised(self, rec: dict) -> bool:
         state = self._state(rec)
@@ -226,19 +227,28 @@ class SlurmExecutor(Executor):
         return state is not None and (state.running or state.pending)
 
     # -- signals ------------------------------------------------------------------------------------
+    def job_of(self, rec: dict) -> str | None:
+        """The record's job id, or the one this executor submitted before the record could say it."""
+        wid = rec["worker_id"]
+        job = rec.get("job_id") or (self.queued.get(wid) or self.watched.get(wid) or {}).get("job_id")
+        return str(job) if job else None
+
     def terminate(self, rec: dict) -> bool:
-        if not rec.get("job_id"):
+        if self.job_of(rec) is None:
             return False
-        if rec.get("state") == QUEUED:
+        if rec.get("state") != RUNNING:  # queued: nothing runs yet to be told
             return self._cancel(rec, None)
         return self._cancel(rec, "TERM")
 
     def force_kill(self, rec: dict) -> bool:
-        return self._cancel(rec, "KILL") if rec.get("job_id") else False
+        return self._cancel(rec, "KILL") if self.job_of(rec) else False
 
     def _cancel(self, rec: dict, signal_name: str | None) -> bool:
+        job = self.job_of(rec)
+        if job is None:
+            return False
         try:
-            return slurm.cancel(str(rec["job_id"]), signal_name)
+            return slurm.cancel(job, signal_name)
         except slurm.SlurmError as exc:
             self.loop.log.warning("scancel_failed", worker=rec["worker_id"], error=str(exc))
             return False
