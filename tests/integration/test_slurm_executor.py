@@ -119,3 +119,16 @@ def test_aura_up_refuses_when_slurm_cannot_take_jobs(project: Project, tmp_path:
     project.write_task("# X\n\n- [ ] x `true`\n")
     proc = project.aura("up", "-d", "task.md", check=False)
     assert proc.returncode != 0 and "`sbatch` is not installed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_time_budget_of_a_slurm_worker_starts_when_it_runs_and_ends_it_through_scancel(
+    project: Project, slurm_cluster: Any
+) -> None:
+    p = slurm_project(project, slurm_cluster, AURA_TASK_BUDGET="0.1", AURA_KILL_GRACE_SECONDS="2")
+    p.write_task("# Too long\n\n- [ ] too long `sleep 120`\n")
+    p.up()
+    wid = wait_for(lambda: next(iter(p.workers()), None), 60)
+    rec = wait_for(lambda: p.workers()[wid] if p.workers()[wid].get("state") == "exited" else None, 60)
+    assert rec["outcome"] == "timed_out", rec
+    assert rec["deadline"] == rec["started_at"] + 6.0  # from the start on the node, not the submission
+    slurm_cluster.wait_state(str(rec["job_id"]), "CANCELLED", "COMPLETED", "FAILED")
