@@ -117,9 +117,10 @@ def mem_total() -> int:
 class NodeGpu:
     """GPU memory of a set of pids on this node through NVML, the devices looked up once."""
 
-    def __init__(self, nvml: Any, handles: list[Any], total: int):
+    def __init__(self, nvml: Any, handles: list[Any], sizes: list[int], total: int):
         self.nvml = nvml
         self.handles = handles
+        self.sizes = sizes  # each device's memory: a process said to hold more is a misread record
         self.total = total
 
     @classmethod
@@ -132,18 +133,19 @@ class NodeGpu:
         try:
             nvml.nvmlInit()
             handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+            sizes = [int(nvml.nvmlDeviceGetMemoryInfo(h).total) for h in handles]
             visible = visible_devices(handles, nvml)
-            total = sum(int(nvml.nvmlDeviceGetMemoryInfo(h).total) for h in visible)
         except Exception as exc:  # noqa: BLE001 - NVMLError and a driver's other surprises
             return None, f"NVML cannot be used on the node: {exc}"
         if not handles:
             return None, "NVML shows no GPU on the node"
-        return cls(nvml, handles, total), ""
+        total = sum(size for h, size in zip(handles, sizes, strict=True) if h in visible)
+        return cls(nvml, handles, sizes, total), ""
 
     def used_by(self, pids: dict[int, Any]) -> int:
         """Memory the pids hold on any device (a pid on both lists of a device counts once)."""
         total = 0
-        for handle in self.handles:
+        for handle, size in zip(self.handles, self.sizes, strict=True):
             held: dict[int, int] = {}
             for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
                 try:
@@ -151,8 +153,9 @@ class NodeGpu:
                 except self.nvml.NVMLError:
                     continue  # not supported on this device
                 for p in procs:
-                    if p.pid in pids and isinstance(p.usedGpuMemory, int):
-                        held[p.pid] = max(held.get(p.pid, 0), p.usedGpuMemory)
+                    used = p.usedGpuMemory
+                    if p.pid in pids and isinstance(used, int) and 0 <= used <= size:
+                        held[p.pid] = max(held.get(p.pid, 0), used)
             total += sum(held.values())
         return total
 
