@@ -51,8 +51,11 @@ class Adoption:
             return
         report = registry.start_report(wid) or {}
         if not report and rec.get("state") == STARTING:
-            self.await_start_report(wid)
-            return
+            found = self.executor.find(rec)
+            if found is None:
+                self.await_start_report(wid)
+                return
+            self.workers.change_state(rec, QUEUED, "worker_queued", **found, logged=found, published=found)
         if not report and rec.get("state") == QUEUED:  # still in the cluster's queue, or gone from it
             job = rec.get("job_id")
             self.workers.change_state(rec, QUEUED, "worker_adopted", logged={"job_id": job}, published={"job_id": job})

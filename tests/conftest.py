@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.harness import Project
 from tests.support.rig import Rig
+from tests.support.slurm import SlurmCluster, require_slurm
 
 TESTS = Path(__file__).resolve().parent
 KINDS = ("unit", "integration", "real")
@@ -64,3 +65,20 @@ def serve() -> Any:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_session(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One private Slurm cluster for the session (see tests/support/slurm.py); skipped where Slurm is
+    missing, failed under CI=true. Tests take `slurm_cluster`, which cleans it between them."""
+    require_slurm()
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_cluster(slurm_session: SlurmCluster) -> Any:
+    """The session's Slurm cluster; after the test every job is cancelled and both daemons run again."""
+    yield slurm_session
+    slurm_session.reset()

@@ -103,12 +103,14 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
 def with_jobs(table: list[list[str]], rows: list[dict]) -> list[list[str]]:
     """Slurm workers: a JOB column (job id, and node once it runs), and a queued one's reason."""
+    from ..runtime.vocab import QUEUED
+
     if not any(w.get("executor") == "slurm" for w in rows):
         return table
     out = [[*table[0], "JOB"]]
     for line, w in zip(table[1:], rows, strict=True):
         job = f"{w['job_id']}@{w['node']}" if w.get("job_id") and w.get("node") else str(w.get("job_id") or "-")
-        if w.get("state") == "queued" and w.get("slurm_reason"):
+        if w.get("state") == QUEUED and w.get("slurm_reason"):
             line = [*line]
             line[4] = f"queued:{w['slurm_reason']}"
         out.append([*line, job])

@@ -238,6 +238,10 @@ KEYS: dict[str, Setting] = _typed(
         "AURA_SLURM_QOS": text("", "sbatch --qos"),
         "AURA_SLURM_ARGS": text("", "extra sbatch options, shell-quoted"),
         "AURA_SLURM_GPUS": whole(0, "sbatch --gpus per worker; 0 asks for none"),
+        "AURA_SLURM_QUEUE_TIMEOUT": number(
+            3600.0,
+            "seconds a Slurm job may wait in the queue before it is cancelled and its attempt fails; 0: no limit",
+        ),
         # git mode
         "AURA_GIT": one_of(
             "auto",

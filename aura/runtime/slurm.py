@@ -106,6 +106,15 @@ def parse_queue(out: str) -> dict[str, JobState]:
     return found
 
 
+def controller_up() -> str | None:
+    """None when slurmctld answers; else why not, in one line."""
+    try:
+        out = run("scontrol", "ping", timeout=10.0)
+    except SlurmError as exc:
+        return str(exc)
+    return None if " is UP" in out else f"slurmctld is not up: {' '.join(out.split())}"
+
+
 def jobs_named(name: str) -> list[str]:
     """The ids of jobs with this name that Slurm still lists (a submission whose answer was lost)."""
     out = run("squeue", "--noheader", "--states=all", "--format=%i", f"--name={name}")

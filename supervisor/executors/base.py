@@ -46,6 +46,7 @@ class Executor(ABC):
 
     name = ""
     start_timeout = 15.0  # seconds from a spawn until its shim must have reported the start
+    on_this_machine = True  # its workers use this machine's memory and cores (the watchdog's preflight)
 
     def __init__(self, on_start_report: StartReport, on_end: Ended):
         self.on_start_report = on_start_report  # called once per `start`, with the shim's report or None
@@ -93,6 +94,19 @@ class Executor(ABC):
     @abstractmethod
     def force_kill(self, rec: dict) -> bool:
         """Stop whatever of the worker is left, now (SIGKILL); False: nothing was there."""
+
+    def select(self, name: str | None) -> Executor:
+        """The executor a worker that asks for `name` runs under (a single executor: itself)."""
+        return self
+
+    def ready(self) -> str | None:
+        """None when a worker can be started now; else why not (a scheduler that does not answer)."""
+        return None
+
+    def find(self, rec: dict) -> dict | None:
+        """A start whose answer was lost (the supervisor died between asking and hearing): what the
+        executor itself knows of it (a cluster job found by its name), or None."""
+        return None
 
     def place(self, rec: dict, ceiling: float, in_use: list[int]) -> list[int] | None:
         """Keep the worker to the share of CPUs `ceiling` (percent) allows, away from the cores in

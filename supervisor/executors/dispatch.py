@@ -20,7 +20,7 @@ class Dispatch(Executor):
         self.make = make
         self.start_timeout = local.start_timeout
 
-    def get(self, name: str | None) -> Executor:
+    def select(self, name: str | None) -> Executor:
         name = name or LOCAL
         if name not in self.executors:
             made = self.make[name]()
@@ -29,16 +29,16 @@ class Dispatch(Executor):
         return self.executors[name]
 
     def of(self, rec: dict) -> Executor:
-        return self.get(rec.get("executor"))
+        return self.select(rec.get("executor"))
 
     def setup(self) -> None:
         self.executors[LOCAL].setup()
 
     def start(self, order: StartOrder) -> None:
-        self.get(order.executor).start(order)
+        self.select(order.executor).start(order)
 
     def facts(self, report: dict) -> dict:
-        return self.get(report.get("executor")).facts(report)
+        return self.select(report.get("executor")).facts(report)
 
     def watch(self, rec: dict) -> None:
         self.of(rec).watch(rec)
@@ -63,6 +63,9 @@ class Dispatch(Executor):
 
     def force_kill(self, rec: dict) -> bool:
         return self.of(rec).force_kill(rec)
+
+    def find(self, rec: dict) -> dict | None:
+        return self.of(rec).find(rec)
 
     def place(self, rec: dict, ceiling: float, in_use: list[int]) -> list[int] | None:
         return self.of(rec).place(rec, ceiling, in_use)

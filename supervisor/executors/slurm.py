@@ -14,6 +14,7 @@ import math
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,7 @@ QueueNews = Callable[[str, dict], None]  # (worker id, {slurm_state, slurm_reaso
 
 class SlurmExecutor(Executor):
     name = "slurm"
+    on_this_machine = False
 
     def __init__(
         self, loop: Daemon, grace: float, on_start_report: StartReport, on_end: Ended, on_queue_news: QueueNews
@@ -49,14 +51,19 @@ class SlurmExecutor(Executor):
         self._polling = False
 
     # -- starting ---------------------------------------------------------------------------------
+    def ready(self) -> str | None:
+        """None when a job can be submitted now; else why not (slurmctld down or unreachable)."""
+        return slurm.controller_up()
+
     def start(self, order: StartOrder) -> None:
         script = order.worker_dir / JOB_SCRIPT
         atomic_write_text(script, job_script(order, min(self.grace, 5.0), self.sample_every()), mode=0o700)
         try:
-            job_id = slurm.submit(script, self.options(order), self.job_env(order))
+            known = slurm.jobs_named(job_name(self.loop.paths.root, order.worker_id))
+            job_id = known[0] if known else slurm.submit(script, self.options(order), self.job_env(order))
         except slurm.SlurmError as exc:
             raise OSError(str(exc)) from None
-        self.queued[order.worker_id] = {"job_id": job_id, "dir": order.worker_dir}
+        self.queued[order.worker_id] = {"job_id": job_id, "dir": order.worker_dir, "since": time.time()}
         self._ensure_polling()
         self.loop.call_later(
             0, lambda: self.on_start_report(order.worker_id, {"ok": True, "in_queue": True, "job_id": job_id})
@@ -118,7 +125,8 @@ class SlurmExecutor(Executor):
     # -- watching ---------------------------------------------------------------------------------
     def track_queued(self, rec: dict) -> None:
         """A queued job found again after a supervisor restart."""
-        self.queued[rec["worker_id"]] = {"job_id": rec["job_id"], "dir": self._dir(rec)}
+        since = float(rec.get("created_at") or time.time())
+        self.queued[rec["worker_id"]] = {"job_id": rec["job_id"], "dir": self._dir(rec), "since": since}
         self._ensure_polling()
 
     def watch(self, rec: dict) -> None:
@@ -174,6 +182,14 @@ class SlurmExecutor(Executor):
             }
             self.on_start_report(wid, {"ok": False, "error": slurm.ended_exit(fields)["error"], "executor": self.name})
             return
+        timeout = self.loop.cfg.number("AURA_SLURM_QUEUE_TIMEOUT")
+        waited = time.time() - float(job["since"])
+        if state.pending and timeout and waited > timeout:
+            self.queued.pop(wid, None)
+            slurm.cancel(job["job_id"])
+            why = f"Slurm job {job['job_id']} was still queued after {timeout:g}s ({state.reason or 'no reason given'})"
+            self.on_start_report(wid, {"ok": False, "error": f"{why}; cancelled (AURA_SLURM_QUEUE_TIMEOUT)"})
+            return
         news = (state.state, state.reason, state.node)
         if self.news.get(wid) != news:
             self.news[wid] = news
@@ -192,6 +208,14 @@ class SlurmExecutor(Executor):
         return slurm.ended_exit(fields) if fields else None
 
     # -- finding again after a restart ------------------------------------------------------------
+    def find(self, rec: dict) -> dict | None:
+        """A submission whose answer was lost: the job, found by its name, so it is never sent twice."""
+        try:
+            known = slurm.jobs_named(job_name(self.loop.paths.root, rec["worker_id"]))
+        except slurm.SlurmError:
+            return None
+        return {"job_id": known[0]} if known else None
+
     def _state(self, rec: dict) -> slurm.JobState | None:
         if not rec.get("job_id"):
             return None

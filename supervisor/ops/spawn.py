@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aura.ipc.envelope import BadArgs, IpcError
+from aura.ipc.envelope import RESERVE_SHORT, BadArgs, IpcError
 from aura.ipc.server import Deferred
 from aura.runtime.ops import Arg, operation
 from aura.runtime.paths import safe_name
@@ -69,6 +69,12 @@ def spawn(sup: SupervisorDaemon, args: dict) -> dict | Deferred:
         plan = plan_worker(get_backend(spec["backend"]), spec, sup.cfg)
     except BackendError as exc:
         raise IpcError(SPAWN_FAILED, str(exc)) from None
+    executor = sup.executor.select(spec["executor"])
+    not_ready = executor.ready()
+    if not_ready:  # the same spawn may pass later: the brain waits, and no attempt is spent
+        raise IpcError(RESERVE_SHORT, f"the {executor.name} executor cannot take a worker now: {not_ready}")
+    if not executor.on_this_machine:  # the cluster's scheduler places it; this machine's reserves are not its node's
+        return sup.starter.start(wid, spec, plan, 0.0)
     preflight = sup.preflight.ask(wid, spec)
     return sup.starter.start(wid, spec, plan, cpu_ceiling(spec, preflight, sup.cfg))
 
