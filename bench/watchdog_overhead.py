@@ -10,8 +10,11 @@ watchdog's CPU % at the default poll interval (10 s) and at 1 s.
 
 "idle" trees sleep; in "busy" trees every process spins (at nice 19, so the sampler gets
 the CPU it would get on a box whose workers are busy but not starved of it by priority).
+"slurm" workers run on another node: no local process, a record with `executor: slurm` and the
+`usage.json` its shim would write there, replaced with a new sample before each pass (outside
+the timing), so the pass reads and judges each node's figures as it does in a Slurm run.
 
-    python bench/watchdog_overhead.py                      # sizes 10,50,200, both loads
+    python bench/watchdog_overhead.py                      # sizes 10,50,200, every load
     python bench/watchdog_overhead.py --sizes 200 --samples 50 --json out.json
 """
 
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +120,52 @@ def write_records(paths: ProjectPaths, trees: list[subprocess.Popen]) -> None:
         )
 
 
+def write_slurm_records(paths: ProjectPaths, workers: int) -> list[Path]:
+    """Records of Slurm workers as the supervisor writes them, their pids the node's (none here)."""
+    found = []
+    for i in range(workers):
+        wid = f"bench-{i}"
+        task_dir = paths.task_dir(wid)
+        task_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("output.txt", "error.log"):
+            (task_dir / name).write_bytes(b"x" * 4096)
+        folder = paths.workers_dir / wid
+        atomic_write_json(
+            folder / "record.json",
+            {
+                "worker_id": wid,
+                "task_id": wid,
+                "backend": "shell",
+                "state": "running",
+                "limits": {},
+                "executor": "slurm",
+                "job_id": str(1000 + i),
+                "node": "node1",
+                "worker_pid": 4_000_000 + i,
+                "pgid": 4_000_000 + i,
+                "created_at": time.time(),
+                "output": str(task_dir / "output.txt"),
+                "error_log": str(task_dir / "error.log"),
+            },
+        )
+        found.append(folder / "usage.json")
+    return found
+
+
+def node_samples(paths: list[Path]) -> Callable[[], None]:
+    """What the shims do between two passes: each replaces its worker's usage.json with a new sample."""
+
+    def write() -> None:
+        for path in paths:
+            sample = {"sampled_at": time.time(), "host": "node1", "every": 1.0, "cpu_percent": 3.0}
+            sample.update(rss_bytes=50 * 1024**2, nprocs=PER_TREE, ncpu=64, mem_total_bytes=512 * 1024**3)
+            tmp = path.with_name("usage.json.tmp")
+            tmp.write_text(json.dumps(sample))
+            os.replace(tmp, path)
+
+    return write
+
+
 def make_watchdog(root: Path) -> WatchdogDaemon:
     paths = ProjectPaths.for_root(root)
     paths.ensure()
@@ -130,12 +180,16 @@ def make_watchdog(root: Path) -> WatchdogDaemon:
     return WatchdogDaemon(paths, cfg)
 
 
-def measure(dog: WatchdogDaemon, samples: int, interval: float) -> dict[str, float]:
-    """Drive the sampling pass at `interval`; CPU and wall time of each call."""
+def measure(
+    dog: WatchdogDaemon, samples: int, interval: float, between: Callable[[], None] = lambda: None
+) -> dict[str, float]:
+    """Drive the sampling pass at `interval`; CPU and wall time of each call (not of `between`)."""
     cpu, wall, nprocs = [], [], []
+    between()
     dog.sampling.once()  # the first sample reads every record and builds the trackers
     for _ in range(samples):
         time.sleep(interval)
+        between()
         c0, w0 = time.process_time(), time.perf_counter()
         dog.sampling.once()
         cpu.append(time.process_time() - c0)
@@ -158,6 +212,17 @@ def measure(dog: WatchdogDaemon, samples: int, interval: float) -> dict[str, flo
         "samples": samples,
         **{k: round(v, 4) for k, v in figures.items()},
     }
+
+
+def run_slurm_case(total: int, samples: int, interval: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aura-wd-bench-") as tmp:
+        dog = make_watchdog(Path(tmp))
+        try:
+            usage = write_slurm_records(dog.paths, max(1, total // PER_TREE))
+            result = measure(dog, samples, interval, node_samples(usage))
+        finally:
+            dog.ctx.destroy(linger=0)
+    return {"processes": total, "load": "slurm", "started_procs": 0, **result}
 
 
 def run_case(total: int, busy: bool, samples: int, interval: float) -> dict[str, Any]:
@@ -213,7 +278,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10,50,200", help="total processes per case (comma-separated)")
-    ap.add_argument("--loads", default="idle,busy", help="idle, busy or both")
+    ap.add_argument("--loads", default="idle,busy,slurm", help="idle, busy, slurm (comma-separated)")
     ap.add_argument("--samples", type=int, default=40, help="measured samples per case")
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
@@ -222,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for load in [x.strip() for x in args.loads.split(",") if x.strip()]:
         for size in [int(x) for x in args.sizes.split(",") if x.strip()]:
-            rows.append(run_case(size, load == "busy", args.samples, args.interval))
+            if load == "slurm":
+                rows.append(run_slurm_case(size, args.samples, args.interval))
+            else:
+                rows.append(run_case(size, load == "busy", args.samples, args.interval))
     print_table(rows)
     report = {
         "host": platform.node(),

@@ -10,7 +10,10 @@ supervisor is down still gets its exit record. The worker's output goes to files
 shim opened, never to a pipe that a dead supervisor could break.
 
     python -m aura.supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
-                              [--task-dir DIR] [--status-fd N] [--grace S] -- ARGV...
+                              [--task-dir DIR] [--status-fd N] [--grace S] [--sample-every S] -- ARGV...
+
+With `--sample-every S` (a worker on another node: a Slurm job) the shim also samples its worker's
+tree every S seconds into `usage.json` for the watchdog (supervisor/nodesample.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task-dir", type=Path, default=None)
     parser.add_argument("--status-fd", type=int, default=None)
     parser.add_argument("--grace", type=float, default=3.0)
+    parser.add_argument("--sample-every", type=float, default=0.0)
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -309,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         _kill_unrecorded(pid)
         return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
     _tell(args.status_fd, {"ok": True, **report})
+    sampling = _start_sampling(args.dir, args.sample_every)
     status = _wait_for(pid)
     ended = time.time()
     worker_exit = _exit_fields(status)
@@ -333,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         leftovers = stopped + stop_leftovers(pid, args.grace)
     else:
         leftovers = stop_leftovers(pid, args.grace)
+    if sampling is not None:
+        sampling.set()
     finished = time.time()
     record.update(ended_at=finished, duration_s=round(finished - started, 3), leftovers_stopped=leftovers)
     try:
@@ -340,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:  # nowhere to write it: our own exit status carries the worker's to the supervisor
         return exitrecord.encode(worker_exit["exit_code"], worker_exit["signal"])
     return 0
+
+
+def _start_sampling(folder: Path, every: float) -> threading.Event | None:
+    """The node-side sampler, for as long as the worker (and the jobs it registered) run."""
+    if not every > 0:
+        return None
+    from aura.supervisor.nodesample import NodeSampler
+
+    return NodeSampler(folder, every).start()
 
 
 def _start_failed(args: argparse.Namespace, reason: str, started: float) -> int:

@@ -1,7 +1,8 @@
 """The watchdog daemon: samples every worker's process tree and enforces the limits.
 
 It learns the workers from the registry on disk, so enforcement goes on while the supervisor is
-down, and it stops workers by process group itself. This class holds the policy in force and
+down, and it stops workers by process group itself; a worker on another node (a Slurm job) it judges
+by the samples its shim writes there (nodes.py) and stops through `scancel`. This class holds the policy in force and
 wires the parts: sampling.py (one pass over the live workers), kills.py (the stops), policy.py
 (limits, windows, strikes), disk.py and gpu.py (their readings) and ops/ (the requests it answers).
 """

@@ -1,111 +1,43 @@
 """Samples worker process trees: CPU from CPU-time deltas, resident memory.
 
-This is the watchdog's hot path, so on Linux it reads `/proc` directly and reads each
-process once per sample: one `stat` read gives CPU times, RSS, start time and the thread
-count, and the tree is walked through `/proc/<pid>/task/<tid>/children` in the same pass
-(a single-threaded process needs no directory listing), so the cost grows with the
-workers' trees, not with every process on the machine. Elsewhere it uses psutil.
+This is the watchdog's hot path, so on Linux it reads `/proc` directly through
+`aura.runtime.proctree` (each process read once per sample, the tree walked in the same pass,
+the cost growing with the workers' trees, not with every process on the machine). Elsewhere,
+or where the kernel has no children files, it uses psutil.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+from aura.runtime import proctree
+from aura.runtime.proctree import HAS_CHILDREN_FILES, LINUX, CpuMeter, NoChildrenFiles, ProcStat
+
 NCPU = psutil.cpu_count() or 1
 TOTAL_RAM = psutil.virtual_memory().total
 
-
-@dataclass
-class ProcStat:
-    cpu_s: float  # user + system CPU seconds
-    rss: int  # bytes
-    start: int  # start time in clock ticks since boot (PID-reuse guard between samples)
-    threads: int = 1
+__all__ = ["NCPU", "TOTAL_RAM", "ProcStat", "TreeSample", "TreeTracker", "read_tree", "start_ticks", "tree_pids"]
 
 
 @dataclass
 class TreeSample:
     t: float
     pids: list[int]
-    cpu_percent: float  # of the whole machine
+    cpu_percent: float  # of the whole machine (the node's, for a worker on another node)
     rss_bytes: int
     nprocs: int
     gpu_mem_bytes: int = 0
     gpu_util_percent: float | None = None
+    mem_total: int = TOTAL_RAM  # the base of mem_percent: this machine's RAM, or the node's
+    gpu_total: int | None = None  # the node's visible GPU memory, for a worker on another node
+    host: str | None = None  # the node that sampled it; None: this machine
 
     @property
     def mem_percent(self) -> float:
-        return 100.0 * self.rss_bytes / TOTAL_RAM
-
-
-def _read_proc(path: str) -> bytes:
-    """A small /proc file with raw os calls (about half the cost of a Python file object).
-
-    /proc hands out a page at a time, so reading stops at the first chunk shorter than that."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = chunk = os.read(fd, 65536)
-        while len(chunk) >= 4000:
-            chunk = os.read(fd, 65536)
-            data += chunk
-        return data
-    finally:
-        os.close(fd)
-
-
-def _read_stat_linux(pid: int) -> ProcStat | None:
-    try:
-        data = _read_proc(f"/proc/{pid}/stat")
-    except OSError:
-        return None
-    # the command name may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        if fields[0] in (b"Z", b"X"):
-            return None
-        return ProcStat(
-            cpu_s=(int(fields[11]) + int(fields[12])) / CLK_TCK,
-            rss=int(fields[21]) * PAGE,
-            start=int(fields[19]),
-            threads=int(fields[17]),
-        )
-    except (IndexError, ValueError):
-        return None
-
-
-def _children_linux(pid: int, threads: int = 0) -> list[int] | None:
-    """Children of every thread of `pid`; None when the kernel lacks the children files.
-
-    With `threads == 1` the only thread is `pid` itself, so its file is read directly."""
-    if threads == 1:
-        tids = [str(pid)]
-    else:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            return []
-    out: list[int] = []
-    for tid in tids:
-        try:
-            out.extend(int(x) for x in _read_proc(f"/proc/{pid}/task/{tid}/children").split())
-        except FileNotFoundError:
-            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
-                continue  # the thread (or process) ended meanwhile
-            return None
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-_LINUX = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
-_HAS_CHILDREN_FILES = _LINUX and os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+        return 100.0 * self.rss_bytes / self.mem_total
 
 
 def tree_pids(root: int, include_root: bool = True) -> list[int]:
@@ -121,28 +53,12 @@ def read_tree(root: int, include_root: bool = True, root_start: int | None = Non
     differs (its PID was reused). Without `include_root` the root is read (to walk and to
     check it) but left out of the result.
     """
-    if not _HAS_CHILDREN_FILES:
+    if not HAS_CHILDREN_FILES:
         return _read_tree_psutil(root, include_root, root_start)
-    root_stat = read_stat(root)
-    if root_stat is None or (root_start is not None and root_stat.start != root_start):
-        return None
-    out: dict[int, ProcStat] = {root: root_stat} if include_root else {}
-    known = {root}
-    stack = [(root, root_stat)]
-    while stack:
-        pid, st = stack.pop()
-        kids = _children_linux(pid, st.threads)
-        if kids is None:
-            return _read_tree_psutil(root, include_root, root_start)
-        for kid in kids:
-            if kid in known:
-                continue
-            known.add(kid)
-            kst = read_stat(kid)
-            if kst is not None:
-                out[kid] = kst
-                stack.append((kid, kst))
-    return out
+    try:
+        return proctree.read_tree(root, include_root, root_start)
+    except NoChildrenFiles:
+        return _read_tree_psutil(root, include_root, root_start)
 
 
 def _read_tree_psutil(root: int, include_root: bool, root_start: int | None) -> dict[int, ProcStat] | None:
@@ -178,7 +94,7 @@ def _read_stat_psutil(pid: int) -> ProcStat | None:
         return None
 
 
-read_stat = _read_stat_linux if _LINUX else _read_stat_psutil
+read_stat = proctree.read_stat if LINUX else _read_stat_psutil
 
 
 def start_ticks(pid: int) -> int | None:
@@ -187,32 +103,12 @@ def start_ticks(pid: int) -> int | None:
     return st.start if st is not None else None
 
 
-@dataclass
-class TreeTracker:
+class TreeTracker(CpuMeter):
     """Keeps the previous sample of one worker's processes to turn CPU times into a rate."""
-
-    last_t: float = 0.0
-    last: dict[int, ProcStat] = field(default_factory=dict)
 
     def sample(self, stats: dict[int, ProcStat], now: float | None = None) -> TreeSample:
         """CPU % of the tree since the previous call, from the stats `read_tree` returned."""
-        now = time.monotonic() if now is None else now
-        cpu = 0.0
-        if self.last_t:
-            dt = now - self.last_t
-            used = 0.0
-            uptime: float | None = None
-            for pid, st in stats.items():
-                prev = self.last.get(pid)
-                if prev is not None and prev.start == st.start:
-                    used += max(0.0, st.cpu_s - prev.cpu_s)
-                    continue
-                if uptime is None:
-                    uptime = _uptime()
-                if self._born_since_last(st, uptime, now):
-                    used += st.cpu_s
-            cpu = 100.0 * used / (dt * NCPU) if dt > 0 else 0.0
-        self.last_t, self.last = now, stats
+        cpu = self.percent(stats, time.monotonic() if now is None else now, NCPU)
         return TreeSample(
             t=time.time(),
             pids=list(stats),
@@ -220,17 +116,3 @@ class TreeTracker:
             rss_bytes=sum(s.rss for s in stats.values()),
             nprocs=len(stats),
         )
-
-    def _born_since_last(self, st: ProcStat, uptime: float, now: float) -> bool:
-        """A process that appeared since the last sample: its whole CPU time is new (Linux ticks)."""
-        if not _LINUX:
-            return False
-        return uptime * CLK_TCK - st.start <= (now - self.last_t) * CLK_TCK + CLK_TCK
-
-
-def _uptime() -> float:
-    try:
-        with open("/proc/uptime", "rb") as fh:
-            return float(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0

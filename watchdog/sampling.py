@@ -13,6 +13,8 @@ import psutil
 
 from aura.runtime.eventkinds import DISK_LOW
 from aura.runtime.limits import GUARD_OFF
+from aura.runtime.records import WORKER_USAGE
+from aura.runtime.vocab import SLURM
 
 from .disk import DiskGuard
 from .gpu import (
@@ -24,6 +26,7 @@ from .gpu import (
     visible_total_bytes,
 )
 from .kills import Kills
+from .nodes import NodeFigures
 from .policy import Policy, Violation, reserve_victim
 from .sampler import TreeSample
 from .workers import RegistryView, Watched
@@ -63,12 +66,19 @@ class Sampling:
             self.max_gap_s = max(self.max_gap_s, now - self.last_sample_at)
         dog, watched = self.dog, self.dog.watched
         workers = self.view.live()
+        if dog.kills.jobs:
+            dog.kills.forget_ended(workers)
         gpu_snap = dog.gpu.sample() if dog.gpu.available else None
         samples: dict[str, TreeSample] = {}
+        remote: list[str] = []
         for wid, rec in workers.items():
             w = watched.get(wid)
             if w is None or w.rec is not rec:
                 w = self._watch(wid, rec, w)
+            if w.node is not None:
+                remote.append(wid)
+                self._take_node_sample(w, wid, samples, now)
+                continue
             stats = w.read()
             if not stats:
                 continue
@@ -78,8 +88,8 @@ class Sampling:
             w.sample, w.sampled_at = sample, now
             samples[wid] = sample
         self.evaluate(samples, gpu_snap, now)
-        self._check_disk(samples, now)
-        for gone in set(watched) - set(samples):
+        self._check_disk(samples, remote, now)
+        for gone in set(watched).difference(samples, remote):
             del watched[gone]
         if gpu_snap is not None and len(gpu_snap.notes) > self.gpu_notes_logged:
             self.log_gpu_notes()
@@ -94,9 +104,23 @@ class Sampling:
                 self.dog.log.info("worker_limits", worker=wid, task=rec.get("task_id"), overrides=rec["limits"])
         else:
             w, w.rec, w.limits_gen = old, rec, -1
-        w.resolve_root()
+        if rec.get("executor") == SLURM:
+            w.node = w.node or NodeFigures(f"{self.view.root}/{wid}/{WORKER_USAGE}")
+        else:
+            w.resolve_root()
         self.dog.watched[wid] = w
         return w
+
+    def _take_node_sample(self, w: Watched, wid: str, samples: dict[str, TreeSample], now: float) -> None:
+        """A worker on another node: its shim's newest sample, when there is a new one; none when
+        the last is stale (`usage` then says why)."""
+        assert w.node is not None
+        sample = w.node.take(now, self.dog.policy.poll_s)
+        if sample is not None:
+            w.sample, w.sampled_at = sample, now
+            samples[wid] = sample
+        elif w.node.missing:
+            w.sample = None
 
     # -- the policy ----------------------------------------------------------------------------
     def evaluate(self, samples: dict[str, TreeSample], gpu_snap: GpuSnapshot | None, now: float) -> None:
@@ -122,12 +146,13 @@ class Sampling:
         """A reserve shortfall is charged to one victim: the biggest worker (one victim at a time),
         under the reserve in force for it (a task may have its own)."""
         dog = self.dog
-        wid = reserve_victim({w: s.rss_bytes for w, s in samples.items()}, RESERVE_MIN_RSS)
+        # a worker on another node does not use this machine's memory or GPUs
+        wid = reserve_victim({w: s.rss_bytes for w, s in samples.items() if s.host is None}, RESERVE_MIN_RSS)
         if wid is not None and dog.limits_of(dog.watched[wid])["AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"] > 0:
             metrics[wid]["system_free_gb"] = psutil.virtual_memory().available / GIB
         if gpu_snap is None:
             return
-        wid = reserve_victim({w: s.gpu_mem_bytes for w, s in samples.items()}, 1)
+        wid = reserve_victim({w: s.gpu_mem_bytes for w, s in samples.items() if s.host is None}, 1)
         free = best_free_bytes(gpu_snap)
         if (
             wid is not None
@@ -137,9 +162,14 @@ class Sampling:
             metrics[wid]["gpu_free_gb"] = free / GIB
 
     # -- the disk: the data folder's free space and each worker's output ----------------------
-    def _check_disk(self, samples: dict[str, TreeSample], now: float) -> None:
+    def _check_disk(self, samples: dict[str, TreeSample], remote: list[str], now: float) -> None:
+        """Every live worker's output files (those on other nodes too: they are in the shared data
+        folder); which local processes write the disk, for the local ones."""
         dog = self.dog
-        change, stops = dog.disk.check({wid: (dog.watched[wid].rec, s.pids) for wid, s in samples.items()}, now)
+        workers = {wid: (dog.watched[wid].rec, s.pids) for wid, s in samples.items()}
+        for wid in remote:
+            workers[wid] = (dog.watched[wid].rec, [])
+        change, stops = dog.disk.check(workers, now)
         if change is not None:
             info = dog.disk.status()
             report = dog.log.warning if change == DISK_LOW else dog.log.info
@@ -159,6 +189,8 @@ class Sampling:
 
 
 def _metrics(sample: TreeSample, gpu_total: int) -> dict[str, float | None]:
+    if sample.host is not None:  # sampled on its node: that node's GPUs, when it could read them
+        gpu_total = sample.gpu_total or 0
     return {
         "cpu_percent": sample.cpu_percent,
         "mem_percent": sample.mem_percent,

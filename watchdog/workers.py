@@ -19,6 +19,7 @@ from aura.runtime.pidfile import is_alive
 from aura.runtime.records import START_FACTS, WORKER_RECORD, WorkerRecords
 from aura.runtime.vocab import LIVE_STATES
 
+from .nodes import NodeFigures
 from .policy import WorkerWindow
 from .sampler import TreeSample, TreeTracker, read_tree, start_ticks
 
@@ -113,6 +114,7 @@ class Watched:
     limits_gen: int = -1
     sample: TreeSample | None = None
     sampled_at: float = 0.0
+    node: NodeFigures | None = None  # a worker on another node: its shim's samples, never local pids
 
     def resolve_root(self) -> None:
         """Where the tree hangs: under the shim (which adopts orphans), else the worker itself.

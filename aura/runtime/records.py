@@ -6,6 +6,7 @@ Each record has one writer; everyone else reads it here, never by spelling out i
     run/workers/<id>/launch.json   the shim's start report: the worker's pid, start time, process group
     run/workers/<id>/exit.json     the shim: how the worker ended (exit code or signal, end time)
     run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
+    run/workers/<id>/usage.json    the shim of a worker on another node: its latest sample of the worker
     watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
     watchdog/limits.json           the watchdog: the limits `aura limits` changed, kept across runs
 
@@ -27,6 +28,7 @@ WORKER_RECORD = "record.json"
 WORKER_START_REPORT = "launch.json"  # the shim's report that the worker runs
 WORKER_EXIT = "exit.json"
 WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.json) are kept
+WORKER_USAGE = "usage.json"  # a node's sample of its worker (the shim's --sample-every)
 EXIT_RESERVE = "exit.reserve"  # room the shim keeps for exit.json on a full disk
 START_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
 

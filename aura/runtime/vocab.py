@@ -16,6 +16,11 @@ EXITED = "exited"  # the exit record is in (or the worker was declared lost)
 WORKER_STATES = (STARTING, QUEUED, RUNNING, ORPHANED, EXITED)
 LIVE_STATES = (STARTING, QUEUED, RUNNING, ORPHANED)
 
+# -- where a worker runs (its record's `executor`) ------------------------------------------------------
+LOCAL = "local"  # a process on this machine under its shim
+SLURM = "slurm"  # a Slurm batch job: its processes are on a node this machine cannot see
+EXECUTORS = (LOCAL, SLURM)
+
 # -- how a worker ended: one rule for every backend (aura.supervisor.backends.base) --------------------
 SUCCEEDED = "succeeded"
 FAILED = "failed"

@@ -69,7 +69,9 @@ class Backend(Protocol):
 def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, needs_final: bool = False) -> str:
     """The outcome of a finished worker, the same rule for every backend.
 
-    1. It never started (start error) -> failed.
+    1. It never started (start error) -> failed; so does a Slurm job that ended without the shim's
+       exit record (Slurm's state in `slurm_state`), unless Aura had asked to stop it: then the stop
+       (Slurm's KILL after the grace, which takes the shim too) ended it, and 3 or 5 applies.
     2. The CLI's own final line said success -> succeeded, even if Aura then stopped a CLI that
        printed its result and did not exit.
     3. Aura stopped it for its time budget -> timed_out; for its turn cap -> turns_exceeded; the
@@ -83,7 +85,7 @@ def decide_outcome(exit_rec: dict, kill: dict | None, progress: dict | None, nee
     """
     progress = progress or {}
     verdict = progress.get("verdict")
-    if exit_rec.get("error"):
+    if exit_rec.get("error") and not (kill and exit_rec.get("slurm_state")):
         return FAILED
     if verdict == SUCCEEDED:
         return SUCCEEDED

@@ -22,7 +22,7 @@ from aura.runtime import slurm
 from aura.runtime.fsutil import atomic_write_text, read_json
 from aura.runtime.loop import Daemon
 from aura.runtime.paths import project_id
-from aura.runtime.records import START_FACTS, WORKER_EXIT, WORKER_START_REPORT
+from aura.runtime.records import START_FACTS, WORKER_EXIT, WORKER_START_REPORT, run_time_limits
 from aura.runtime.vocab import QUEUED, RUNNING
 
 from .base import Ended, Executor, StartOrder, StartReport
@@ -57,7 +57,7 @@ class SlurmExecutor(Executor):
 
     def start(self, order: StartOrder) -> None:
         script = order.worker_dir / JOB_SCRIPT
-        atomic_write_text(script, job_script(order, min(self.grace, 5.0)), mode=0o700)
+        atomic_write_text(script, job_script(order, min(self.grace, 5.0), self.sample_every()), mode=0o700)
         try:
             known = slurm.jobs_named(job_name(self.loop.paths.root, order.worker_id))
             job_id = known[0] if known else slurm.submit(script, self.options(order), self.job_env(order))
@@ -68,6 +68,16 @@ class SlurmExecutor(Executor):
         self.loop.call_later(
             0, lambda: self.on_start_report(order.worker_id, {"ok": True, "in_queue": True, "job_id": job_id})
         )
+
+    def sample_every(self) -> float:
+        """The watchdog's poll in force (`aura limits` may have changed it): the node samples at it."""
+        key = "AURA_WORKER_RESOURCE_POLL_SECONDS"
+        changed = run_time_limits(self.loop.paths.watchdog_dir).get(key, "")
+        try:
+            every = float(changed)
+        except ValueError:
+            every = 0.0
+        return every if every > 0 and math.isfinite(every) else self.loop.cfg.number(key)
 
     def options(self, order: StartOrder) -> list[str]:
         """sbatch's options: the job's name, output and folder, and the worker's limits as requests."""
@@ -262,8 +272,9 @@ def job_name(root: Path, worker_id: str) -> str:
     return f"aura-{project_id(root)[:8]}-{worker_id}"
 
 
-def job_script(order: StartOrder, grace: float) -> str:
-    """The batch script: the shim, started by the node's Python of the same path (a shared install)."""
+def job_script(order: StartOrder, grace: float, sample_every: float) -> str:
+    """The batch script: the shim, started by the node's Python of the same path (a shared install),
+    sampling its worker for the watchdog every `sample_every` seconds."""
     argv = [
         sys.executable,
         "-I",
@@ -281,6 +292,8 @@ def job_script(order: StartOrder, grace: float) -> str:
         str(order.task_dir),
         "--grace",
         str(grace),
+        "--sample-every",
+        f"{sample_every:g}",
         "--",
         *order.argv,
     ]

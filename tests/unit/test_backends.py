@@ -381,6 +381,9 @@ def test_own_cgroup_memory_is_readable_here() -> None:
 
 # -- one outcome rule ---------------------------------------------------------------------------------
 
+# a Slurm job that ended without the shim's exit record, as aura.runtime.slurm.ended_exit reads it
+SLURM_ENDED = {"exit_code": None, "error": "Slurm job 9 ended CANCELLED: ...", "slurm_state": "CANCELLED"}
+
 
 @pytest.mark.parametrize(
     ("exit_rec", "kill", "progress", "needs_final", "expected"),
@@ -401,6 +404,9 @@ def test_own_cgroup_memory_is_readable_here() -> None:
         ({"exit_code": 124}, None, None, False, "timed_out"),
         ({"exit_code": None, "signal": None}, None, None, False, "lost"),
         ({"exit_code": 2}, None, None, False, "failed"),
+        ({**SLURM_ENDED, "signal": 9}, None, None, False, "failed"),
+        ({**SLURM_ENDED, "signal": 9}, {"reason_code": "resource"}, None, False, "killed"),
+        ({**SLURM_ENDED, "signal": 9}, {"reason_code": "timed_out"}, None, False, "timed_out"),
     ],
 )
 def test_decide_outcome(

@@ -1,6 +1,9 @@
 """usage: each watched worker's latest figures, with the guard mode, GPU and disk state (`aura ps`,
 the brain's view of its running workers).
 
+A worker on another node (a Slurm job) also has `host` and `node_sampled_at` (its shim's sample
+there), or, without a fresh sample, `missing` (why) in place of the figures.
+
 Request: {worker_ids: [str] = null (every watched worker)}
 Reply: {workers: {id: {sampled_at, cpu_percent, rss_bytes, mem_percent, nprocs, gpu_mem_bytes,
     gpu_util_percent, avg, strikes, task_id, output_bytes, limits, overrides}}, sampled_at: float (null
@@ -23,7 +26,9 @@ if TYPE_CHECKING:
 def usage(dog: WatchdogDaemon, args: dict) -> dict:
     ids = args["worker_ids"]
     workers = {
-        wid: figures(dog, w) for wid, w in dog.watched.items() if w.sample is not None and (ids is None or wid in ids)
+        wid: figures(dog, w) if w.sample is not None else missing(dog, w)
+        for wid, w in dog.watched.items()
+        if (w.sample is not None or w.node is not None) and (ids is None or wid in ids)
     }
     return {
         "workers": workers,
@@ -38,7 +43,7 @@ def figures(dog: WatchdogDaemon, w: Watched) -> dict:
     """One worker's latest figures, built on request rather than at every sample."""
     s = w.sample
     assert s is not None
-    return {
+    out = {
         "sampled_at": w.sampled_at,
         "cpu_percent": s.cpu_percent,
         "rss_bytes": s.rss_bytes,
@@ -46,6 +51,21 @@ def figures(dog: WatchdogDaemon, w: Watched) -> dict:
         "nprocs": s.nprocs,
         "gpu_mem_bytes": s.gpu_mem_bytes,
         "gpu_util_percent": s.gpu_util_percent,
+        **judged(dog, w),
+    }
+    if s.host is not None:
+        out.update(host=s.host, node_sampled_at=s.t)
+    return out
+
+
+def missing(dog: WatchdogDaemon, w: Watched) -> dict:
+    """A worker on another node without a fresh sample: why, and what the watchdog still knows."""
+    assert w.node is not None
+    return {"missing": w.node.missing, "host": w.node.host or None, **judged(dog, w)}
+
+
+def judged(dog: WatchdogDaemon, w: Watched) -> dict:
+    return {
         "avg": {k: round(v, 4) for k, v in w.window.averages().items()},
         "strikes": {k: n for k, n in w.window.strikes.items() if n},
         "task_id": w.rec.get("task_id"),
