@@ -46,6 +46,9 @@ class Exits:
         exit_rec = self.workers.registry.exit(wid)
         if exit_rec is not None:
             self.finish(wid, exit_rec)
+        elif recovered is not None and recovered.get("slurm_state"):  # a cluster job that ended without one
+            note = f"the shim wrote no exit record; Slurm says the job ended {recovered['slurm_state']}"
+            self.finish(wid, {**recovered, "ended_at": time.time(), "recovered_from": "slurm"}, note=note)
         elif recovered is not None:  # the shim could not write the record: its exit status carries it
             disk = full_note(self.paths.data)
             note = "exit record recovered from the shim's exit status (it could not be written" + (
