@@ -33,7 +33,7 @@ from .runtime.fsutil import atomic_write_json
 from .runtime.paths import DAEMONS, ProjectPaths, remove_runtime_dir_if_empty
 from .runtime.peers import launch_spec, lock_is_held, start_daemon
 from .runtime.pidfile import start_time
-from .runtime.vocab import SHELL, TASK_DONE
+from .runtime.vocab import LOCAL_PLANNER, SHELL, TASK_DONE
 
 if TYPE_CHECKING:
     from .brain.taskfile import TaskFile
@@ -174,7 +174,7 @@ def announce(
     echo(f"Aura {__version__}: {tf.mission}")
     for note in notes:
         echo(f"  {note}")
-    if not cfg.text("AURA_API_KEY") and cfg.text("AURA_PLANNER") in ("auto", "local"):
+    if not cfg.text("AURA_API_KEY") and cfg.text("AURA_PLANNER") in ("auto", LOCAL_PLANNER):
         echo("  no API key configured: the offline `local` planner runs the task file's checklist")
     if cfg.number("AURA_BUDGET_USD") <= 0 and (cfg.text("AURA_API_KEY") or cfg.text("AURA_LAYER2_BACKEND") != SHELL):
         echo(

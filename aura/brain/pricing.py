@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aura.runtime.config import Config
+from aura.runtime.vocab import LOCAL_PLANNER
 
 PRICE_KEYS = {
     "miss": "CACHE_MISS",
@@ -243,7 +244,7 @@ def worker_prices(cfg: Config, model: str | None = None) -> Prices:
 def start_notice(cfg: Config) -> tuple[str | None, bool]:
     """(a line for `aura up`, whether it must refuse): a model brain with no known price cannot keep
     a run budget, so that is refused; without a budget it is a warning."""
-    if not cfg.text("AURA_API_KEY") or cfg.text("AURA_PLANNER").lower() == "local":
+    if not cfg.text("AURA_API_KEY") or cfg.text("AURA_PLANNER").lower() == LOCAL_PLANNER:
         return None, False
     if brain_prices(cfg).known:
         return None, False

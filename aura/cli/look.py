@@ -103,9 +103,9 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
 def with_jobs(table: list[list[str]], rows: list[dict]) -> list[list[str]]:
     """Slurm workers: a JOB column (job id, and node once it runs), and a queued one's reason."""
-    from ..runtime.vocab import QUEUED
+    from ..runtime.vocab import QUEUED, SLURM
 
-    if not any(w.get("executor") == "slurm" for w in rows):
+    if not any(w.get("executor") == SLURM for w in rows):
         return table
     out = [[*table[0], "JOB"]]
     for line, w in zip(table[1:], rows, strict=True):

@@ -20,6 +20,7 @@ LIVE_STATES = (STARTING, QUEUED, RUNNING, ORPHANED)
 LOCAL = "local"  # a process on this machine under its shim
 SLURM = "slurm"  # a Slurm batch job: its processes are on a node this machine cannot see
 EXECUTORS = (LOCAL, SLURM)
+LOCAL_PLANNER = "local"  # the brain's offline planner (AURA_PLANNER), a word of another vocabulary
 
 # -- how a worker ended: one rule for every backend (aura.supervisor.backends.base) --------------------
 SUCCEEDED = "succeeded"
