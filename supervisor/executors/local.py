@@ -63,28 +63,7 @@ class LocalExecutor(Executor):
     def start(self, order: StartOrder) -> None:
         """Start the shim in a new session; its start report arrives on a pipe."""
         r, w = os.pipe()
-        cmd = [
-            sys.executable,
-            "-I",
-            "-S",
-            SHIM,
-            "--dir",
-            str(order.worker_dir),
-            "--cwd",
-            order.cwd,
-            "--stdout",
-            str(order.stdout),
-            "--stderr",
-            str(order.stderr),
-            "--task-dir",
-            str(order.task_dir),
-            "--status-fd",
-            str(w),
-            "--grace",
-            str(min(self.grace, 5.0)),
-            "--",
-            *order.argv,
-        ]
+        cmd = shim_command(order, min(self.grace, 5.0), "--status-fd", str(w))
         cmd = scoped(self.scope_prefix, self.loop.paths.root, order.worker_id, cmd)
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
@@ -225,3 +204,28 @@ class LocalExecutor(Executor):
         for fd in self.watch_fds.values():
             os.close(fd)
         self.watch_fds.clear()
+
+
+def shim_command(order: StartOrder, grace: float, *options: str) -> list[str]:
+    """The shim's command line for one worker (`options`: what its executor adds, before `--`)."""
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        SHIM,
+        "--dir",
+        str(order.worker_dir),
+        "--cwd",
+        order.cwd,
+        "--stdout",
+        str(order.stdout),
+        "--stderr",
+        str(order.stderr),
+        "--task-dir",
+        str(order.task_dir),
+        "--grace",
+        str(grace),
+        *options,
+        "--",
+        *order.argv,
+    ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from aura.runtime.records import START_FACTS, WORKER_EXIT, WORKER_START_REPORT, 
 from aura.runtime.vocab import QUEUED, RUNNING
 
 from .base import Ended, Executor, StartOrder, StartReport
-from .local import SHIM
+from .local import shim_command
 
 POLL_S = 1.0
 JOB_SCRIPT = "job.sh"
@@ -275,26 +274,5 @@ def job_name(root: Path, worker_id: str) -> str:
 def job_script(order: StartOrder, grace: float, sample_every: float) -> str:
     """The batch script: the shim, started by the node's Python of the same path (a shared install),
     sampling its worker for the watchdog every `sample_every` seconds."""
-    argv = [
-        sys.executable,
-        "-I",
-        "-S",
-        SHIM,
-        "--dir",
-        str(order.worker_dir),
-        "--cwd",
-        order.cwd,
-        "--stdout",
-        str(order.stdout),
-        "--stderr",
-        str(order.stderr),
-        "--task-dir",
-        str(order.task_dir),
-        "--grace",
-        str(grace),
-        "--sample-every",
-        f"{sample_every:g}",
-        "--",
-        *order.argv,
-    ]
+    argv = shim_command(order, grace, "--sample-every", f"{sample_every:g}")
     return "#!/bin/sh\n# Aura worker " + order.worker_id + "\nexec " + " ".join(shlex.quote(a) for a in argv) + "\n"
