@@ -214,6 +214,23 @@ def git_lines(sec: dict) -> list[str]:
     ]
 
 
+def slurm_lines(sec: dict) -> list[str]:
+    """The slurm section (bench/slurmcost.py): workers as jobs on a private one-node cluster."""
+    if not sec.get("available"):
+        return [f"- Workers as Slurm jobs: not available ({sec.get('why')})."]
+    n, ps = sec["workers"], sec["ps_ms"]
+    return [
+        f"- {n} workers as Slurm jobs (private one-node cluster, `OverSubscribe=FORCE:16`): from the `spawn` "
+        f"request to `sbatch`'s job id median {_fmt(sec['submit_ms'].get('median'))} ms, to the shim's start on "
+        f"the node median {_fmt(sec['to_node_start_ms'].get('median'))} ms (max "
+        f"{_fmt(sec['to_node_start_ms'].get('max'))} ms), to the supervisor reporting it running median "
+        f"{_fmt(sec['to_running_ms'].get('median'))} ms (max {_fmt(sec['to_running_ms'].get('max'))} ms); all {n} "
+        f"running after {_fmt(sec['all_running_s'], 2)} s. `aura ps` with {n} Slurm workers: median "
+        f"{_fmt(ps.get('median'))} ms, p95 {_fmt(ps.get('p95'))} ms; `aura down` stopping them all through "
+        f"`scancel`: {_fmt(sec['down_s'], 2)} s.",
+    ]
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     riv = result.get("rivals") or {}
@@ -233,6 +250,8 @@ def render(result: dict) -> str:
     extra = aura_only_lines(secs)
     if "git" in secs:
         extra += git_lines(secs["git"])
+    if "slurm" in secs:
+        extra += slurm_lines(secs["slurm"])
     if extra:
         out += ["", "Aura only:", *extra]
     return "\n".join(out)

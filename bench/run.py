@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from aura import __version__  # noqa: E402
-from bench import aura_bench, gitcost, rivals  # noqa: E402
+from bench import aura_bench, gitcost, rivals, slurmcost  # noqa: E402
 from bench.report import render  # noqa: E402
 from bench.stats import summary  # noqa: E402
 
-SECTIONS = ("control", "events", "watchdog", "scale", "tokens", "git")
+SECTIONS = ("control", "events", "watchdog", "scale", "tokens", "git", "slurm")
 RESULTS = Path(__file__).resolve().with_name("results")
 
 
@@ -53,6 +53,8 @@ def plan(quick: bool) -> dict[str, Any]:
             "git_files": 10_000,
             "git_runs": 5,
             "git_accepts": 3,
+            "slurm_workers": 8,
+            "slurm_ps_runs": 5,
         }
     return {
         "cmd_runs": 50,
@@ -65,6 +67,8 @@ def plan(quick: bool) -> dict[str, Any]:
         "git_files": 10_000,
         "git_runs": 20,
         "git_accepts": 10,
+        "slurm_workers": 32,
+        "slurm_ps_runs": 20,
     }
 
 
@@ -218,6 +222,8 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
         return aura_bench.brain_tokens(p["token_cycles"])
     if name == "git":
         return gitcost.measure(p["git_files"], p["git_runs"], p["git_accepts"])
+    if name == "slurm":
+        return slurmcost.measure(p["slurm_workers"], p["slurm_ps_runs"])
     raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
 
 

@@ -44,7 +44,9 @@ class Exits:
             return
         recovered = self.executor.collect(wid)
         exit_rec = self.workers.registry.exit(wid)
-        if exit_rec is not None:
+        if exit_rec is not None and recovered is not None and recovered.get("note"):  # Slurm ended it
+            self.finish(wid, {**exit_rec, "slurm_state": recovered["slurm_state"]}, note=recovered["note"])
+        elif exit_rec is not None:
             self.finish(wid, exit_rec)
         elif recovered is not None and recovered.get("slurm_state"):  # a cluster job that ended without one
             note = f"the shim wrote no exit record; Slurm says the job ended {recovered['slurm_state']}"

@@ -73,7 +73,7 @@ class Kills:
             )
             self.executor.terminate(rec)
         deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline and any(self.executor.running(r) for r in live):
+        while time.monotonic() < deadline and self.executor.any_running(live):
             time.sleep(0.05)
         for rec in live:
             self.executor.force_kill(rec)

@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     subreaper = become_subreaper()
     set_process_name("aura-shim")  # a worker's `pkill python` must not take its own exit record with it
     started = time.time()
+    if _started_before(args.dir):
+        return _refuse_second_start(args, started)
     try:
         exitrecord.reserve(args.dir)  # no room for the exit record: the worker is not started at all
     except OSError as exc:
@@ -348,6 +350,30 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:  # nowhere to write it: our own exit status carries the worker's to the supervisor
         return exitrecord.encode(worker_exit["exit_code"], worker_exit["signal"])
     return 0
+
+
+def _started_before(folder: Path) -> bool:
+    """Did a shim already start this worker here? (a cluster job that its scheduler ran again)"""
+    try:
+        earlier = json.loads((folder / "launch.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(earlier, dict) and bool(earlier.get("worker_pid"))
+
+
+def _refuse_second_start(args: argparse.Namespace, started: float) -> int:
+    """A worker runs at most once: the earlier start's records stand; an exit record is added only
+    where the earlier shim never wrote one (its node died under it)."""
+    if not (args.dir / "exit.json").exists():
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "")
+        why = "this worker was started before in this folder" + (f" (Slurm restart {restarts})" if restarts else "")
+        record = {"exit_code": None, "signal": None, "started_at": started, "ended_at": time.time()}
+        try:
+            exitrecord.write(args.dir, {**record, "error": f"{why}; not run a second time"})
+        except OSError:
+            pass
+    _tell(args.status_fd, {"ok": False, "error": "started before; not run a second time"})
+    return 127
 
 
 def _start_sampling(folder: Path, every: float) -> threading.Event | None:

@@ -27,7 +27,10 @@ ENDED_WITHOUT_RECORD = {
     "DEADLINE": "Slurm's deadline passed",
     "FAILED": "failed before the shim could record it",
     "COMPLETED": "completed without an exit record",
+    "REQUEUED": "Slurm put it back in its queue (a failed node or a preemption); cancelled there, not run twice",
 }
+# states in which Slurm, not the worker, ended a job: kept in the record even beside the shim's exit record
+ENDED_BY_SLURM = ("TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REQUEUED")
 
 
 class SlurmError(Exception):
@@ -115,6 +118,14 @@ def controller_up() -> str | None:
     return None if " is UP" in out else f"slurmctld is not up: {' '.join(out.split())}"
 
 
+def node_cpus(partition: str = "") -> int | None:
+    """CPUs of the smallest node in the partition (the default one when none is named): a share of
+    them is a request any of its nodes can meet. None when sinfo lists no node."""
+    out = run("sinfo", "--noheader", "--Node", "--format=%c", *([f"--partition={partition}"] if partition else []))
+    counts = [int(word) for word in out.split() if word.isdigit()]
+    return min(counts) if counts else None
+
+
 def jobs_named(name: str) -> list[str]:
     """The ids of jobs with this name that Slurm still lists (a submission whose answer was lost)."""
     out = run("squeue", "--noheader", "--states=all", "--format=%i", f"--name={name}")
@@ -159,6 +170,11 @@ def ended_exit(fields: dict[str, str]) -> dict:
         "error": f"Slurm job {fields.get('JobId')} ended {state}: {why}; the shim wrote no exit record",
         "slurm_state": state,
     }
+
+
+def abnormal(fields: dict[str, str]) -> bool:
+    """Did Slurm itself end the job (its node, its time limit, a preemption), whatever the shim wrote?"""
+    return fields.get("JobState", "") in ENDED_BY_SLURM
 
 
 def duration(seconds: float) -> str:

@@ -95,6 +95,10 @@ class Executor(ABC):
     def force_kill(self, rec: dict) -> bool:
         """Stop whatever of the worker is left, now (SIGKILL); False: nothing was there."""
 
+    def any_running(self, recs: list[dict]) -> bool:
+        """Does any of these workers still run? (one question for many, where the executor can batch it)"""
+        return any(self.running(rec) for rec in recs)
+
     def select(self, name: str | None) -> Executor:
         """The executor a worker that asks for `name` runs under (a single executor: itself)."""
         return self

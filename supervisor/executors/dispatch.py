@@ -58,6 +58,12 @@ class Dispatch(Executor):
     def running(self, rec: dict) -> bool:
         return self.of(rec).running(rec)
 
+    def any_running(self, recs: list[dict]) -> bool:
+        by_executor: dict[str, list[dict]] = {}
+        for rec in recs:
+            by_executor.setdefault(rec.get("executor") or LOCAL, []).append(rec)
+        return any(self.select(name).any_running(group) for name, group in by_executor.items())
+
     def terminate(self, rec: dict) -> bool:
         return self.of(rec).terminate(rec)
 

@@ -48,6 +48,7 @@ class SlurmExecutor(Executor):
         self.news: dict[str, tuple[str, str, str]] = {}
         self.last_error = ""
         self._polling = False
+        self._node_cpus: int | None = None
 
     # -- starting ---------------------------------------------------------------------------------
     def ready(self) -> str | None:
@@ -87,6 +88,7 @@ class SlurmExecutor(Executor):
             f"--output={order.worker_dir / 'slurm-%j.out'}",
             f"--chdir={order.cwd}",
             "--export=ALL",
+            "--no-requeue",  # Slurm never runs a worker again behind Aura's back; the retry policy decides
         ]
         if order.budget_s:
             out.append(f"--time={slurm.duration(order.budget_s + self.grace + 60)}")
@@ -95,7 +97,7 @@ class SlurmExecutor(Executor):
             out.append(f"--mem={math.ceil(mem_gb * 1024)}M")
         cpu_pct = float(limits.get("AURA_WORKER_MAX_CPU_PERCENT", cfg.number("AURA_WORKER_MAX_CPU_PERCENT")))
         if cpu_pct > 0:
-            out.append(f"--cpus-per-task={max(1, round(cpu_pct / 100 * (os.cpu_count() or 1)))}")
+            out.append(f"--cpus-per-task={max(1, round(cpu_pct / 100 * self.node_cpus()))}")
         if cfg.integer("AURA_SLURM_GPUS"):
             out.append(f"--gpus={cfg.integer('AURA_SLURM_GPUS')}")
         for key, flag in (("AURA_SLURM_PARTITION", "partition"), ("AURA_SLURM_ACCOUNT", "account")):
@@ -104,6 +106,17 @@ class SlurmExecutor(Executor):
         if cfg.text("AURA_SLURM_QOS"):
             out.append(f"--qos={cfg.text('AURA_SLURM_QOS')}")
         return out + shlex.split(cfg.text("AURA_SLURM_ARGS"))
+
+    def node_cpus(self) -> int:
+        """The CPUs a share of AURA_WORKER_MAX_CPU_PERCENT is taken of: the partition's smallest node,
+        asked once (this machine's count when Slurm cannot say)."""
+        if self._node_cpus is None:
+            try:
+                self._node_cpus = slurm.node_cpus(self.loop.cfg.text("AURA_SLURM_PARTITION")) or 0
+            except slurm.SlurmError as exc:
+                self.loop.log.warning("slurm_node_cpus_unknown", error=str(exc))
+                self._node_cpus = 0
+        return self._node_cpus or os.cpu_count() or 1
 
     def job_env(self, order: StartOrder) -> dict[str, str]:
         """The worker's environment for the job, with what Slurm's own commands need (SLURM_CONF, PATH)."""
@@ -162,8 +175,20 @@ class SlurmExecutor(Executor):
             self._look_at_queued(wid, job, states.get(job["job_id"]))
         for wid, job in list(self.watched.items()):
             state = states.get(job["job_id"])
-            if (job["dir"] / WORKER_EXIT).exists() or state is None or not (state.running or state.pending):
+            if state is not None and state.pending:
+                self._requeued(wid, job)
+            elif (job["dir"] / WORKER_EXIT).exists() or state is None or not state.running:
                 self.on_end(wid)
+
+    def _requeued(self, wid: str, job: dict) -> None:
+        """A running job back in the queue (its node failed or it was preempted, and the site or
+        AURA_SLURM_ARGS allowed a requeue): cancelled, so its worker never runs a second time."""
+        job["requeued"] = True
+        try:
+            slurm.cancel(job["job_id"])
+        except slurm.SlurmError as exc:
+            self.loop.log.warning("scancel_failed", worker=wid, error=str(exc))
+        self.on_end(wid)
 
     def _look_at_queued(self, wid: str, job: dict, state: slurm.JobState | None) -> None:
         report_path = job["dir"] / WORKER_START_REPORT
@@ -198,13 +223,20 @@ class SlurmExecutor(Executor):
         """Stop watching; for a job that ended without the shim's exit record, Slurm's word on it."""
         job = self.watched.pop(worker_id, None) or self.queued.pop(worker_id, None)
         self.news.pop(worker_id, None)
-        if job is None or (job["dir"] / WORKER_EXIT).exists():
+        if job is None:
             return None
         try:
             fields = slurm.show_job(job["job_id"])
         except slurm.SlurmError:
+            fields = None
+        if job.get("requeued"):
+            fields = {**(fields or {}), "JobId": job["job_id"], "JobState": "REQUEUED"}
+        if not fields:
             return None
-        return slurm.ended_exit(fields) if fields else None
+        ended = slurm.ended_exit(fields)
+        if (job["dir"] / WORKER_EXIT).exists():  # the shim's record stands; Slurm's word is kept when it says more
+            return {"slurm_state": ended["slurm_state"], "note": ended["error"]} if slurm.abnormal(fields) else None
+        return ended
 
     # -- finding again after a restart ------------------------------------------------------------
     def find(self, rec: dict) -> dict | None:
@@ -234,6 +266,14 @@ class SlurmExecutor(Executor):
     def running(self, rec: dict) -> bool:
         state = self._state(rec)
         return state is not None and (state.running or state.pending)
+
+    def any_running(self, recs: list[dict]) -> bool:
+        jobs = [job for job in (self.job_of(rec) for rec in recs) if job]
+        try:
+            states = slurm.queue(jobs)
+        except slurm.SlurmError:
+            return bool(jobs)  # slurmctld down: assume they still run
+        return any(state.running or state.pending for state in states.values())
 
     # -- signals ------------------------------------------------------------------------------------
     def job_of(self, rec: dict) -> str | None:

@@ -7,37 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aura.runtime.fsutil import read_json
 from tests.support.harness import Project, wait_for
-from tests.support.slurm import SlurmCluster
-
-RUN_S = 90
-
-
-def slurm_project(project: Project, cluster: SlurmCluster, **env: str) -> Project:
-    project.env.update(cluster.env)
-    project.env.update(
-        AURA_EXECUTOR="slurm",
-        AURA_LAYER2_BACKEND="shell",
-        AURA_GIT="off",
-        AURA_MAX_CONCURRENT_TASKS="4",
-        AURA_WORKER_MAX_CPU_PERCENT="0",  # one CPU each: the two-CPU node runs two jobs at a time
-    )
-    project.env.update(env)
-    return project
-
-
-def state(p: Project) -> dict:
-    return read_json(p.paths.state_dir / "state.json") or {}
-
-
-def finished(p: Project) -> dict | None:
-    st = state(p)
-    return st if (st.get("run") or {}).get("finished") else None
-
-
-def by_title(st: dict) -> dict[str, dict]:
-    return {str(t.get("title", "")).split(" `")[0]: t for t in st["tasks"].values()}
+from tests.support.slurmrun import RUN_S, by_title, finished, slurm_project
 
 
 def test_workers_run_as_slurm_jobs_and_end_with_their_exit_records(project: Project, slurm_cluster: Any) -> None:

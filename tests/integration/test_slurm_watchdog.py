@@ -10,12 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from aura.runtime.fsutil import read_json
 from tests.support.harness import wait_for
 from tests.support.rig import GIB, Rig
+from tests.support.slurmrun import spawn_on_slurm, use_cluster
 
 LIMIT_GB = 0.2
 HOG_MB = 300  # over LIMIT_GB
@@ -26,31 +26,6 @@ b = bytearray(int(sys.argv[1]) * 1024 * 1024)
 b[::4096] = b"x" * len(b[::4096])  # touch every page, so it is resident
 time.sleep(120)
 """
-
-
-def use_cluster(rig: Rig, cluster: Any, **settings: str) -> Path:
-    """Point the project's daemons at the cluster; the controller's log, as its config names it."""
-    rig.p.env.update(SLURM_CONF=str(cluster.conf), PATH=cluster.env["PATH"], AURA_EXECUTOR="slurm", **settings)
-    return slurmctld_log(str(cluster.conf))
-
-
-def slurmctld_log(conf: str) -> Path:
-    """The cluster's controller log, as its config names it."""
-    found = re.search(r"^SlurmctldLogFile=(\S+)", Path(conf).read_text(), re.M)
-    assert found, f"{conf} names no SlurmctldLogFile"
-    return Path(found.group(1))
-
-
-def spawn_on_slurm(rig: Rig, wid: str, body: str, *argv: str) -> dict:
-    """Spawn a shell worker as a Slurm job and wait until its shim reports from the node."""
-    args = {"worker_id": wid, "task_id": wid, "backend": "shell", "executor": "slurm"}
-    rig.call("supervisor", "spawn", {**args, "argv": [sys.executable, rig.script(wid, body), *argv]}, timeout=30)
-    rec = wait_for(
-        lambda: (r := rig.worker(wid)).get("state") != "queued" and r, 60, what=f"{wid}'s job to start on its node"
-    )
-    rig.p.remember()
-    assert rec["state"] == "running" and rec["executor"] == "slurm" and rec["job_id"], rec
-    return rec
 
 
 def aura_ps(rig: Rig, *options: str) -> str:
