@@ -42,6 +42,7 @@ from aura.runtime.config import Config  # noqa: E402
 from aura.runtime.fsutil import atomic_write_json  # noqa: E402
 from aura.runtime.paths import ProjectPaths  # noqa: E402
 from aura.runtime.pidfile import start_time  # noqa: E402
+from aura.runtime.usagehistory import FLUSH_S  # noqa: E402
 from aura.watchdog.main import WatchdogDaemon  # noqa: E402
 from aura.watchdog.sampler import tree_pids  # noqa: E402
 
@@ -183,11 +184,13 @@ def make_watchdog(root: Path) -> WatchdogDaemon:
 def measure(
     dog: WatchdogDaemon, samples: int, interval: float, between: Callable[[], None] = lambda: None
 ) -> dict[str, float]:
-    """Drive the sampling pass at `interval`; CPU and wall time of each call (not of `between`)."""
-    cpu, wall, nprocs = [], [], []
+    """Drive the sampling pass at `interval`; CPU and wall time of each call (not of `between`).
+    The usage history's flush runs on its own timer in the daemon: timed apart, every FLUSH_S."""
+    cpu, wall, nprocs, flush = [], [], [], []
+    flush_every = max(1, round(FLUSH_S / interval))
     between()
     dog.sampling.once()  # the first sample reads every record and builds the trackers
-    for _ in range(samples):
+    for i in range(samples):
         time.sleep(interval)
         between()
         c0, w0 = time.process_time(), time.perf_counter()
@@ -195,6 +198,10 @@ def measure(
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
         nprocs.append(sum(w.sample.nprocs for w in dog.watched.values() if w.sample))
+        if (i + 1) % flush_every == 0:
+            c0 = time.process_time()
+            dog.history.flush(time.time(), lambda wid: None)
+            flush.append(time.process_time() - c0)
     procs = max(1, round(statistics.median(nprocs)))
     cpu_med, wall_med = statistics.median(cpu), statistics.median(wall)
     figures = {
@@ -205,6 +212,7 @@ def measure(
         "wall_us_per_proc": 1e6 * wall_med / procs,
         "cpu_percent_at_10s_poll": 100 * cpu_med / 10.0,
         "cpu_percent_at_1s_poll": 100 * cpu_med / 1.0,
+        "history_flush_cpu_ms": 1000 * statistics.median(flush) if flush else 0.0,
     }
     return {
         "sampled_procs": procs,
@@ -253,6 +261,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "wall us/proc",
         "CPU% @10s",
         "CPU% @1s",
+        "history flush ms",
     ]
     lines = [header]
     for r in rows:
@@ -268,6 +277,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f"{r['wall_us_per_proc']:.1f}",
                 f"{r['cpu_percent_at_10s_poll']:.3f}",
                 f"{r['cpu_percent_at_1s_poll']:.2f}",
+                f"{r['history_flush_cpu_ms']:.2f}",
             ]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -9,12 +9,14 @@ wires the parts: sampling.py (one pass over the live workers), kills.py (the sto
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aura.runtime.diskspace import disk_settings
 from aura.runtime.loop import Daemon
 from aura.runtime.peers import PeerKeeper
 from aura.runtime.records import WorkerRecords, run_time_limits
+from aura.runtime.usagehistory import FLUSH_S, UsageHistory, history_dir
 
 from .disk import DiskGuard
 from .gpu import GpuSampler
@@ -39,6 +41,7 @@ class WatchdogDaemon(Daemon):
         self.peers: PeerKeeper | None = None
         self.kills = Kills(self.paths, self.log, self.publish, self.cfg.number("AURA_KILL_GRACE_SECONDS"))
         self.disk = DiskGuard(self.paths.data, disk_settings(self.cfg, self.paths.watchdog_dir))
+        self.history = UsageHistory(history_dir(self.paths))
         self.sampling = Sampling(self, RegistryView(self.registry))
 
     def setup(self) -> None:
@@ -55,6 +58,18 @@ class WatchdogDaemon(Daemon):
         self.sampling.log_gpu_notes()
         self.call_later(0, self._sample_loop)
         self.call_every(0.2, self.kills.finish)
+        self.call_every(FLUSH_S, self._flush_history)
+
+    def teardown(self) -> None:
+        self._flush_history()
+
+    def _flush_history(self) -> None:
+        """The usage history's buffered points to disk, off the sampling pass."""
+        self.history.flush(time.time(), self._task_of)
+
+    def _task_of(self, wid: str) -> str | None:
+        w = self.watched.get(wid)
+        return w.rec.get("task_id") if w is not None else None
 
     def _sample_loop(self) -> None:
         try:

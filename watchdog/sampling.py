@@ -14,6 +14,7 @@ import psutil
 from aura.runtime.eventkinds import DISK_LOW
 from aura.runtime.limits import GUARD_OFF
 from aura.runtime.records import WORKER_USAGE
+from aura.runtime.usagehistory import UsageHistory
 from aura.runtime.vocab import SLURM
 
 from .disk import DiskGuard
@@ -42,6 +43,7 @@ class Watchdog(Protocol):
     gpu: GpuSampler
     disk: DiskGuard
     kills: Kills
+    history: UsageHistory
     log: Any
 
     def publish(self, kind: str, **data: Any) -> dict | None: ...
@@ -89,8 +91,11 @@ class Sampling:
             samples[wid] = sample
         self.evaluate(samples, gpu_snap, now)
         self._check_disk(samples, remote, now)
+        add = dog.history.add
+        for wid, s in samples.items():
+            add(wid, now, s.cpu_percent, s.rss_bytes, s.gpu_mem_bytes, s.gpu_util_percent)
         for gone in set(watched).difference(samples, remote):
-            del watched[gone]
+            dog.history.end(gone, watched.pop(gone).rec.get("task_id"))
         if gpu_snap is not None and len(gpu_snap.notes) > self.gpu_notes_logged:
             self.log_gpu_notes()
         self.last_sample_at = now

@@ -28,6 +28,7 @@ from .diskpause import CHECK_EVERY, DiskPause
 from .local_planner import LocalPlanner
 from .notify import Notifier
 from .pricing import start_notice
+from .runreport import write_report
 from .state import ROOT, counts
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
@@ -82,6 +83,7 @@ class BrainDaemon(Daemon):
                 write_task_summary(self.paths, core.state, task, core.workers)
         elif kind == Kind.RUN_FINISHED:
             write_final_report(self.paths, core.state)
+            write_report(self.paths, core.state)
 
     def refresh_budget(self) -> None:
         """Recompute the spend against the budget; publish its events; stop or allow new spawns."""

@@ -24,6 +24,7 @@ LAZY_COMMANDS = {
     **{n: ("aura.cli.look", n) for n in ("status", "ps", "logs")},
     "tail": ("aura.cli.look", "tail_cmd"),
     "diff": ("aura.cli.diff", "diff"),
+    **{n: ("aura.cli.view", n) for n in ("top", "report")},
     **{n: ("aura.cli.steer", n) for n in ("wake", "limits")},
     "doctor": ("aura.cli.doctor", "doctor"),
     **{n: ("aura.cli.brain", n) for n in ("history", "progress", "changelog", "summaries", "projects", "budget")},

@@ -567,7 +567,8 @@ def test_read_commands_never_import_the_model_sdk(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom aura.cli import cli\n"
         "for args in (['status'], ['ps'], ['wake'], ['history'], ['progress'], ['budget'], ['changelog'],"
-        " ['summaries']):\n    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
+        " ['summaries'], ['top', '--once'], ['report', '--out', sys.argv[1] + '/r.html']):\n"
+        "    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
         "print('anthropic' in sys.modules)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path))
