@@ -106,7 +106,7 @@ def ask(
     task = core.tasks.get(task_id) if task_id else None
     if task is not None and blocking:
         hold(core, task, q)
-    core.publish(Kind.QUESTION, question_id=qid, task_id=task_id, text=q["text"], options=q["options"], kind=kind)
+    core.publish(Kind.QUESTION, question_id=qid, task_id=task_id, text=q["text"], options=q["options"], question_kind=kind)
     core.save()
     return q
 
@@ -146,6 +146,13 @@ def hold_spawn(core: Any, task: dict, spec: dict) -> bool:
     wanted = rules(core.cfg)
     approved = task.setdefault("approved", [])
     if "spawn" in wanted and "spawn" not in approved:
+        asked = next(
+            (q for q in open_questions(core.state) if q.get("action") == "spawn" and q["task_id"] == task["id"]), None
+        )
+        if asked is not None:  # a task blocked and unblocked while its approval was open: the same one holds it
+            asked["spec"] = spec
+            hold(core, task, asked)
+            return True
         what = spec.get("command") or f"{spec.get('backend')} agent on its task.md"
         text = (
             f"start attempt {int(task.get('spawns') or 0) + 1} of {task['id']} ({task.get('title', '')[:120]}): {what}"

@@ -55,7 +55,7 @@ def _question(d: dict) -> str:
     """The whole question, so the notification itself says what to answer and how."""
     about = f" about task {d['task_id']}" if d.get("task_id") else ""
     options = f" [{' / '.join(map(str, d['options']))}]" if d.get("options") else ""
-    how = "aura approve|deny" if d.get("kind") == "approval" else "aura answer"
+    how = "aura approve|deny" if d.get("question_kind") == "approval" else "aura answer"
     return f"question {d.get('question_id')}{about}: {d.get('text')}{options} ({how} {d.get('question_id')})"
 
 
