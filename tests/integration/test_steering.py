@@ -117,3 +117,25 @@ def test_approvals_hold_spawns_across_a_brain_kill_and_the_user_steers_the_tree(
     assert f"answer Q2 {y}: deny: not this one" in history
     by_user = [d for d in decisions(project, "status") if d["by"] == "user"]
     assert {(d["task_id"], d["new"]) for d in by_user} >= {(y, "blocked"), (y, "pending"), (x, "pending")}
+
+
+ASK = """\
+grep -q 'Answer: blue' "$AURA_TASK_DIR/task.md" && echo blue > colour.txt && exit 0
+printf 'Which colour?\\n- blue\\n- red\\n' > "$AURA_TASK_DIR/question.md"
+exit 3
+"""
+
+
+def test_a_worker_asks_through_its_task_folder_and_its_next_attempt_reads_the_answer(project: Project) -> None:
+    (project.root / "ask.sh").write_text(ASK)
+    project.write_task("# Worker asks\n\n- [ ] paint `sh ask.sh`\n")
+    project.up()
+    q = wait_for(lambda: (state(project).get("questions") or {}).get("Q1"), 30, what="the worker's question")
+    assert q["text"] == "Which colour?" and q["options"] == ["blue", "red"] and q["asked_by"] == "worker"
+    tid = q["task_id"]
+    wait_for(lambda: task_status(project, tid) == "waiting_for_user", 10, what="the task to wait")
+    assert state(project)["tasks"][tid]["attempts"] == 0, "asking is not a failed attempt"
+    project.aura("answer", "blue")
+    wait_for(lambda: task_status(project, tid) == "completed", 30, what="the second attempt to use the answer")
+    assert (project.root / "colour.txt").read_text() == "blue\n"
+    assert "question.md" in (project.paths.task_dir(tid) / "task.md").read_text(), "task.md says how to ask"
