@@ -106,7 +106,9 @@ def ask(
     task = core.tasks.get(task_id) if task_id else None
     if task is not None and blocking:
         hold(core, task, q)
-    core.publish(Kind.QUESTION, question_id=qid, task_id=task_id, text=q["text"], options=q["options"], question_kind=kind)
+    core.publish(
+        Kind.QUESTION, question_id=qid, task_id=task_id, text=q["text"], options=q["options"], question_kind=kind
+    )
     core.save()
     return q
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.gitrepos import GIT_ENV, git, make_repo
 from tests.support.harness import Project, wait_for
 from tests.support.llm import NO_OP, decisions, events, first_user_text, state, tool_step, use_llm
 
@@ -139,3 +140,17 @@ def test_a_worker_asks_through_its_task_folder_and_its_next_attempt_reads_the_an
     wait_for(lambda: task_status(project, tid) == "completed", 30, what="the second attempt to use the answer")
     assert (project.root / "colour.txt").read_text() == "blue\n"
     assert "question.md" in (project.paths.task_dir(tid) / "task.md").read_text(), "task.md says how to ask"
+
+
+def test_git_mode_merges_a_checked_attempt_only_once_approved(project: Project) -> None:
+    project.env.update(GIT_ENV, AURA_APPROVE="merge")
+    make_repo(project.root)
+    project.write_task("# Merge\n\n- [ ] write x `printf 'x\\n' > x.txt`\n")
+    project.up()
+    q = wait_for(lambda: (state(project).get("questions") or {}).get("Q1"), 30, what="the merge approval")
+    assert q["text"].startswith(f"merge {q['task_id']}") and task_status(project, q["task_id"]) == "waiting_for_user"
+    branch = state(project)["git"]["branch"]
+    assert "x.txt" not in git(project.root, "ls-tree", "--name-only", branch)
+    project.aura("approve", "Q1")
+    wait_for(lambda: task_status(project, q["task_id"]) == "completed", 30, what="the merge once approved")
+    assert git(project.root, "show", f"{branch}:x.txt") == "x"

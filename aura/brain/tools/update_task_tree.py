@@ -64,6 +64,8 @@ def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> Tool
             "with `Status: done`, passing acceptance commands)"
         )
     problem = core.accept(task, proof, by="model", claim=f"{evidence} | checked by the brain: ", reason=reason)
+    if problem and task["status"] == WAITING_FOR_USER:
+        return ToolResult(f"{task['id']} passed its checks; {task.get('reason')}")
     if problem:
         raise ToolError(f"refused: {task['id']} was not merged: {problem}; it goes back for another attempt")
     return ToolResult(f"{task['id']} completed; the brain checked: {task.get('evidence', '')[:600]}")
