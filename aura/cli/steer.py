@@ -101,7 +101,7 @@ def question_lines(listed: list[dict], columns: int | None) -> list[str]:
         out.append(wrap(q.get("text", ""), columns, "    "))
         if q.get("options"):
             out.append(wrap(" / ".join(q["options"]), columns, "    ", first="    options: "))
-        if q.get("status") == "answered":
+        if q.get("answered_at"):
             out.append(wrap(str(q.get("answer")), columns, "    ", first="    answer: "))
     return out
 
