@@ -27,6 +27,7 @@ from aura.runtime.config import Config
 from aura.runtime.vocab import COMPLETED, IN_PROGRESS, PENDING, TASK_DONE, TASK_ENDED
 
 from . import costs as costmod
+from . import questions
 from .state import ROOT, attempt_no, counts, walk
 from .worker_usage import DOWN as WATCHDOG_DOWN
 from .worker_usage import describe as describe_usage
@@ -304,6 +305,7 @@ def snapshot(
     if diff:
         lines += [f"## Task file changed: {diff['summary']}", "```diff", *diff["diff"], "```", ""]
     lines += ["## What changed since your last cycle", *(news_section(news) or ["- nothing new"]), ""]
+    lines += questions.context_lines(state)
     lines += [
         f"Planning needed: {'yes (' + planning + ')' if planning else 'no'}",
         f"Batch prefix for new top-level tasks: {(state.get('task_batch') or {}).get('prefix', 'A')}",

@@ -34,7 +34,7 @@ from aura.runtime.vocab import (
 )
 
 from . import evidence as ev
-from . import parking
+from . import parking, questions
 from .costs import remaining_usd
 from .decisions import DecisionLog
 from .diskpause import save_quietly
@@ -138,10 +138,10 @@ class BrainCore:
             Kind.TASK_STATUS, task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered
         )
 
-    def add_task(self, task_id: str, title: str, parent: str = ROOT, **extra: Any) -> dict:
+    def add_task(self, task_id: str, title: str, parent: str = ROOT, by: str = "brain", **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
         self.decisions.record(
-            "task_added", task_id=task_id, title=title, parent=parent, cycle=self.state["total_cycles"]
+            "task_added", task_id=task_id, title=title, parent=parent, by=by, cycle=self.state["total_cycles"]
         )
         return task
 
@@ -176,6 +176,10 @@ class BrainCore:
             return None
         if not_before(task) > time.time():
             return None
+        if questions.hold_spawn(self, task, spec):  # AURA_APPROVE: a person says yes first
+            return None
+        questions.use_approval(task, "spawn")
+        task.pop("held_spec", None)
         task.pop("retry_at", None)
         spec = parking.resume_spec(task, spec, self.paths.task_dir(task["id"]))
         remaining = remaining_usd(self.state)
@@ -315,6 +319,7 @@ class BrainCore:
                     self.attempt_failed(task, "no worker record for this attempt", "supervisor list")
             elif worker.get("state") == EXITED:
                 self.settle(task, worker)
+        questions.start_held(self)
 
     def settle(self, task: dict, worker: dict) -> None:
         """Decide a finished attempt on evidence the brain checks itself."""
@@ -324,6 +329,8 @@ class BrainCore:
             return
         if worker.get("outcome") == RATE_LIMITED:
             self.rate_limited(task, worker)
+            return
+        if questions.worker_question(self, task, worker):
             return
         artifacts = task.get("artifacts") or []
         need_result = task.get("kind") in ("agent", "resource_fix")
@@ -377,6 +384,13 @@ class BrainCore:
         """Mark a task done on checked evidence; in git mode its attempt is merged first (a conflict or
         a failed acceptance command on the merged tree sends it back). Returns the problem, if any."""
         evidence = proof.summary()
+        if self.in_worktree(task) and questions.needs_approval(self, task, "merge"):
+            text = f"merge {task['id']} ({task.get('title', '')[:120]}) into {self.git.branch}: {evidence[:300]}"
+            questions.ask(
+                self, text, options=["approve", "deny"], task_id=task["id"], by="brain", kind="approval", action="merge"
+            )
+            return "the merge waits for the user's approval"
+        questions.use_approval(task, "merge")
         if self.in_worktree(task):
             outcome = self.git.accept(
                 task, evidence, list(task.get("accept_commands") or []), self.cfg.number("AURA_ACCEPTANCE_TIMEOUT")

@@ -30,6 +30,7 @@ from aura.runtime.vocab import BLOCKED, COMPLETED, IN_PROGRESS, PENDING, TASK_DO
 
 from . import context as ctxmod
 from . import costs as costmod
+from . import questions
 from .evidence import run_acceptance
 from .memory import Memory, recommendations
 from .model_client import ClientSettings, ModelClient, ModelError, Reply
@@ -58,6 +59,7 @@ class LlmPlanner:
         self.tool_defs = definitions(self.cfg)
         self.toolbox: Toolbox | None = None
         self.cycle_no = 0
+        self.told: list[str] = []  # the answers the cycle's first request shows
         self.clock: Callable[[], float] = time.time  # the review interval's clock; tests drive it
         self.usage = WorkerUsage(self.paths.endpoint("watchdog"), daemon.ctx)
 
@@ -185,7 +187,7 @@ class LlmPlanner:
             if d.get("new") == IN_PROGRESS:
                 return False  # a spawn the planner asked for, or a re-sent one
             return not (d.get("task_id") == ROOT and run_finished)
-        return d.get("kind") in ("task_added", "acceptance_failed")
+        return d.get("kind") in ("task_added", "acceptance_failed", "note")
 
     def _reasons_to_call(self) -> list[str]:
         state, llm = self.core.state, self._llm_state()
@@ -198,6 +200,8 @@ class LlmPlanner:
             why.append(f"{len(llm['news'])} change(s)")
         if any(r.startswith("wake:") for r in self._wake_reasons()):
             why.append("aura wake")
+        if questions.has_news(state):
+            why.append("an answer from the user")
         stuck = self._new_stuck()
         if stuck:
             why.append(f"stuck or looping: {', '.join(stuck)}")
@@ -366,6 +370,7 @@ class LlmPlanner:
     def _first_message(self, why: list[str], news: list[dict]) -> dict:
         state, llm = self.core.state, self._llm_state()
         tf = self.core.task_file()
+        self.told = questions.untold(state)
         snap = ctxmod.snapshot(
             self.core,
             self.cfg,
@@ -494,6 +499,7 @@ class LlmPlanner:
             pass
         state.pop("pending_task_diff", None)
         state.pop("planning_needed", None)
+        questions.mark_told(state, self.told)
         if llm.get("pending_review"):
             llm["pending_review"]["consumed"] = True
         safe = state.get("safe_mode") or {}

@@ -64,7 +64,13 @@ class LocalPlanner:
             task["executor"] = item.executor
         self.sync_acceptance(core, tf)
         for task in list(core.tasks.values()):
-            if task.get("parent") == ROOT and task["id"] not in (WHOLE_GOAL, ACCEPT) and task["id"] not in wanted:
+            ours = task.get("added_by") != "user"  # a task the user added (`aura task add`) is theirs to remove
+            if (
+                ours
+                and task.get("parent") == ROOT
+                and task["id"] not in (WHOLE_GOAL, ACCEPT)
+                and task["id"] not in wanted
+            ):
                 if task["status"] == PENDING:
                     core.set_status(task, ARCHIVED, "removed from the task file", "task file no longer lists it")
         root["children"].sort(key=lambda tid: core.tasks[tid].get("line", 0))

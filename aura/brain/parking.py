@@ -79,5 +79,7 @@ def resume_spec(task: dict, spec: dict, task_dir: Path) -> dict:
     task.pop("parked_until", None)
     session = task.pop("resume_session", None)
     if not session or spec.get("backend") not in RESUMABLE:
+        task.pop("resume_prompt", None)
         return spec
-    return {**spec, "resume_session": session, "prompt": RESUME_PROMPT.format(task_md=task_dir / "task.md")}
+    prompt = task.pop("resume_prompt", None) or RESUME_PROMPT.format(task_md=task_dir / "task.md")
+    return {**spec, "resume_session": session, "prompt": prompt}

@@ -8,6 +8,7 @@ from aura.runtime.config import Config
 from aura.runtime.fsutil import atomic_write_text, make_dirs
 from aura.runtime.vocab import PENDING, SHELL
 
+from .questions import WORKER_FILE, task_md_lines
 from .state import ROOT, attempt_no
 
 RESULT_MD_GUIDE = """\
@@ -37,6 +38,12 @@ can resume. Anything you leave running that is not registered is stopped when yo
 detach jobs from yourself (no nohup, setsid, screen, tmux or cron), and never kill processes by
 name (no pkill or killall python: other programs, Aura's included, run under that name).
 """
+QUESTION_GUIDE = """\
+If you cannot go on without a decision only a person can make (which data set, whether something
+may be deleted, which of two designs), write the question to `{path}`: the question first, then
+each option on its own line starting with `- `. Then stop and exit. Aura asks the person running
+it; your next attempt (or your resumed session) gets the answer. Decide yourself whatever you can.
+"""
 SIBLINGS_SHOWN = 12
 
 
@@ -50,6 +57,7 @@ def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
         lines += ["## Details", "", task["description"], ""]
     if task.get("acceptance_criteria"):
         lines += ["## Done means", "", str(task["acceptance_criteria"]), ""]
+    lines += task_md_lines(task)
     if task.get("artifacts"):
         lines += ["## Evidence this task must leave", ""] + [f"- `{a}`" for a in task["artifacts"]] + [""]
     lines += _siblings_section(state, task)
@@ -67,6 +75,7 @@ def render_task_md(state: dict, task: dict, cfg: Config, task_dir: Path) -> str:
     ]
     lines += _git_section(task, cfg)
     lines += ["## Long-running jobs", "", LONG_JOBS_GUIDE.format(registry=task_dir / "process.json", task_dir=task_dir)]
+    lines += ["## Asking the person running Aura", "", QUESTION_GUIDE.format(path=task_dir / WORKER_FILE)]
     lines += ["## Output", "", RESULT_MD_GUIDE.format(result=task_dir / "result.md")]
     return "\n".join(lines)
 

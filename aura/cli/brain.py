@@ -52,9 +52,14 @@ def format_decision(d: dict, columns: int | None = None) -> str:
     if kind == "merged":
         into = f"{d.get('branch')} as {str(d.get('commit'))[:10]}" if d.get("commit") else f"{d.get('branch')}"
         return wrap(f"{head} merged {d.get('task_id')} ({d.get('worker_id')}) into {into}", columns)
-    detail = d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or ""
-    who = f" {d['task_id']}" if d.get("task_id") else ""
-    return wrap(f"{head} {kind}{who}: {detail}", columns)
+    detail = (
+        d.get("reason") or d.get("message") or d.get("error") or d.get("title") or d.get("evidence") or d.get("text")
+    )
+    if kind == "answer":
+        detail = f"{d.get('verdict') or 'answered'}: {d.get('answer')}"
+    who = "".join(f" {d[k]}" for k in ("question_id", "task_id") if d.get(k))
+    by = " (by user)" if d.get("by") == "user" and kind not in ("steer", "answer") else ""
+    return wrap(f"{head} {kind}{who}{by}: {detail or ''}", columns)
 
 
 KEY_KINDS = {
@@ -73,6 +78,12 @@ KEY_KINDS = {
     "model_error",
     "no_op",
     "review",
+    "question",
+    "answer",
+    "answer_refused",
+    "steer",
+    "steer_refused",
+    "note",
 }
 
 

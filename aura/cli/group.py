@@ -16,7 +16,18 @@ import click
 from .. import __version__
 
 # commands that change state: output to a closed pipe is dropped rather than stopping them half-way
-STEADY_COMMANDS = ("restart", "cleanup", "clean-workspaces", "service", "budget", "limits")
+STEADY_COMMANDS = (
+    "restart",
+    "cleanup",
+    "clean-workspaces",
+    "service",
+    "budget",
+    "limits",
+    "answer",
+    "approve",
+    "deny",
+    "task",
+)
 
 # command -> (module, attribute); the modules import aura.cli.common, never this module
 LAZY_COMMANDS = {
@@ -25,7 +36,7 @@ LAZY_COMMANDS = {
     "tail": ("aura.cli.look", "tail_cmd"),
     "diff": ("aura.cli.diff", "diff"),
     **{n: ("aura.cli.view", n) for n in ("top", "report")},
-    **{n: ("aura.cli.steer", n) for n in ("wake", "limits")},
+    **{n: ("aura.cli.steer", n) for n in ("wake", "limits", "questions", "answer", "approve", "deny", "task")},
     "doctor": ("aura.cli.doctor", "doctor"),
     **{n: ("aura.cli.brain", n) for n in ("history", "progress", "changelog", "summaries", "projects", "budget")},
     **{

@@ -20,7 +20,7 @@ from .common import EXIT_NOT_RUNNING, age, paths_of, size, when, width, wrap
 def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Workers with their resource use."""
     from ..control import try_call
-    from ..runtime.vocab import EXITED, LIVE_STATES, RUNNING
+    from ..runtime.vocab import LIVE_STATES
 
     paths = paths_of(ctx)
     workers = try_call(paths, "supervisor", "list", {"include_exited": True})
@@ -31,6 +31,7 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         workers = workers_from_disk(paths)
         source = "disk (the supervisor is not running)"
     usage = (try_call(paths, "watchdog", "usage") or {}).get("workers", {})
+    asked = (try_call(paths, "brain", "questions", timeout=1.0) or {}).get("questions") or []
     rows = []
     for w in sorted(workers, key=lambda w: w.get("created_at", 0)):
         live = w.get("state") in LIVE_STATES
@@ -39,11 +40,20 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         u = usage.get(w["worker_id"], {})
         rows.append({**w, "usage": u})
     if as_json:
-        click.echo(json.dumps({"source": source, "workers": rows}, default=str, indent=1))
+        click.echo(json.dumps({"source": source, "workers": rows, "questions": asked}, default=str, indent=1))
         return
     if not rows:
         click.echo("no workers yet" if not workers else "no running workers (aura ps -a shows ended ones)")
-        return
+    else:
+        worker_table(rows, source)
+    for line in open_question_lines(asked):
+        click.echo(line)
+
+
+def worker_table(rows: list[dict], source: str) -> None:
+    """`aura ps`'s table: one line per worker, with its figures."""
+    from ..runtime.vocab import EXITED, RUNNING
+
     header = [
         "WORKER",
         "TASK",
@@ -208,6 +218,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
     for line in tree_display(brain):
         click.echo(line)
+    for line in open_question_lines(brain.get("questions")):
+        click.echo(line)
     if len(live) < len(DAEMONS):
         sys.exit(EXIT_NOT_RUNNING)
 
@@ -218,6 +230,7 @@ def brain_from_disk(paths: Any) -> dict:
     from ..brain.gitwork import status_of
     from ..brain.state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
     from ..runtime.fsutil import read_json
+    from ..runtime.vocab import OPEN
 
     state = read_json(paths.state_dir / "state.json")
     if not isinstance(state, dict) or "tasks" not in state:
@@ -236,7 +249,23 @@ def brain_from_disk(paths: Any) -> dict:
         "safe_mode": state.get("safe_mode"),
         "llm": llm or None,
         "git": status_of(state.get("git") or {}),
+        "questions": [q for q in (state.get("questions") or {}).values() if q.get("status") == OPEN],
     }
+
+
+def open_question_lines(listed: list[dict] | None) -> list[str]:
+    """The questions the run waits on, each with the command that answers it (`aura status`, `aura ps`)."""
+    out = []
+    for q in listed or []:
+        about = f" (task {q['task_id']})" if q.get("task_id") else ""
+        options = f" [{' / '.join(q['options'])}]" if q.get("options") else ""
+        how = (
+            f"aura approve {q['id']} | aura deny {q['id']} WHY"
+            if q.get("kind") == "approval"
+            else f"aura answer {q['id']} TEXT"
+        )
+        out.append(f"Question {q['id']}{about}: {' '.join(str(q.get('text')).split())[:200]}{options} -> {how}")
+    return out
 
 
 def git_status_lines(git: dict | None) -> list[str]:

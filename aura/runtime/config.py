@@ -224,6 +224,10 @@ KEYS: dict[str, Setting] = _typed(
             "state_changes", "state_changes / done_only / silent", "state_changes", "done_only", "silent"
         ),
         "AURA_NOTIFY_TIMEOUT": positive(10.0, "seconds a notification hook may take"),
+        "AURA_APPROVE": text(
+            "",
+            "actions that wait for a person's yes (aura approve): spawn, merge, kill, spend-over:USD, comma-separated",
+        ),
         "AURA_NO_PROGRESS_MINUTES": number(
             60.0,
             "notify (no_progress) when nothing started, ended or called the model "

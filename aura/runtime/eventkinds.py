@@ -51,6 +51,14 @@ def _said(prefix: str) -> Text:
     return lambda d: str(d.get("message") or f"{prefix}: {json.dumps(d, default=str)[:300]}")
 
 
+def _question(d: dict) -> str:
+    """The whole question, so the notification itself says what to answer and how."""
+    about = f" about task {d['task_id']}" if d.get("task_id") else ""
+    options = f" [{' / '.join(map(str, d['options']))}]" if d.get("options") else ""
+    how = "aura approve|deny" if d.get("question_kind") == "approval" else "aura answer"
+    return f"question {d.get('question_id')}{about}: {d.get('text')}{options} ({how} {d.get('question_id')})"
+
+
 def _worker(what: str) -> Text:
     return lambda d: f"worker {d['worker_id']} {what}"
 
@@ -172,6 +180,8 @@ KINDS: tuple[EventKind, ...] = (
         notify=True,
     ),
     EventKind("no_progress", "brain", _said("no progress"), shown=False, notify=True),
+    EventKind("question", "brain", _question, notify=True, urgent=True),
+    EventKind("question_answered", "brain", lambda d: f"question {d.get('question_id')} answered: {d.get('answer')}"),
 )
 BY_NAME: dict[str, EventKind] = {k.name: k for k in KINDS}
 WAKES_BRAIN = frozenset(k.name for k in KINDS if k.wakes_brain)
@@ -236,3 +246,5 @@ class Kind:
     SAFE_MODE_ENTERED = "safe_mode_entered"
     SAFE_MODE_LEFT = "safe_mode_left"
     NO_PROGRESS = "no_progress"
+    QUESTION = "question"
+    QUESTION_ANSWERED = "question_answered"

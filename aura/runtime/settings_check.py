@@ -12,6 +12,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from .approvals import EXPECTED as APPROVALS
+from .approvals import ApprovalError
+from .approvals import parse as parse_approvals
 from .config import ALIASES, KEYS, Config, ConfigError
 
 # AURA_* names that Aura, its service units, its hooks and its tests put in an environment, and
@@ -52,6 +55,7 @@ MIN_POLLS_PER_WINDOW = 2  # a strike compares a window average, which needs two 
 HANG = "AURA_PEER_HANG_SECONDS"
 MIN_HANG_SECONDS = 2.0
 RAM_RESERVE = "AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB"
+APPROVE = "AURA_APPROVE"
 
 
 def is_secret(key: str) -> bool:
@@ -119,6 +123,14 @@ def cross_problems(values: Mapping[str, str], sources: Mapping[str, str]) -> lis
             f"pings about once a second, so a bound this short would kill daemons that are merely busy; "
             f"expected 0 (no hang check) or at least {MIN_HANG_SECONDS:g}"
         )
+    approve = (values.get(APPROVE) or "").strip()
+    if approve:
+        try:
+            parse_approvals(approve)
+        except ApprovalError as exc:
+            found.append(
+                f"{shown(APPROVE, approve)} from {sources.get(APPROVE, 'the default')}: {exc}; expected {APPROVALS}"
+            )
     reserve = number(RAM_RESERVE)
     if reserve:
         import psutil

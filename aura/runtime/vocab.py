@@ -59,10 +59,24 @@ COMPLETED = "completed"
 TASK_FAILED = "failed"
 ARCHIVED = "archived"
 TASK_KILLED = "killed"
-TASK_STATUSES = (PENDING, IN_PROGRESS, BLOCKED, COMPLETED, TASK_FAILED, ARCHIVED, TASK_KILLED)
+WAITING_FOR_USER = "waiting_for_user"  # held by an open question or approval; other tasks go on
+TASK_STATUSES = (PENDING, IN_PROGRESS, WAITING_FOR_USER, BLOCKED, COMPLETED, TASK_FAILED, ARCHIVED, TASK_KILLED)
 TASK_ENDED = (COMPLETED, ARCHIVED, BLOCKED, TASK_FAILED, TASK_KILLED)  # no worker will run for it again
 TASK_DONE = (COMPLETED, ARCHIVED)
-REASON_SHOWN = (BLOCKED, TASK_FAILED, TASK_KILLED)  # `aura status` prints why under these
+REASON_SHOWN = (BLOCKED, TASK_FAILED, TASK_KILLED, WAITING_FOR_USER)  # `aura status` prints why under these
+# the moves a person's `aura task` request may make: action -> (statuses it applies to, status it sets)
+USER_MOVES = {
+    "retry": ((BLOCKED, TASK_FAILED, TASK_KILLED, ARCHIVED), PENDING),
+    "block": ((PENDING, WAITING_FOR_USER), BLOCKED),
+    "unblock": ((BLOCKED,), PENDING),
+}
+
+# -- a person's answers: what AURA_APPROVE may name, and the questions' states ---------------------------
+APPROVABLE = ("spawn", "merge", "kill", "spend-over")  # spend-over takes a figure: spend-over:USD
+OPEN = "open"
+ANSWERED = "answered"
+APPROVE = "approve"
+DENY = "deny"
 
 # -- Layer 2 backends -----------------------------------------------------------------------------------
 SHELL = "shell"

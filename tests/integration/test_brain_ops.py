@@ -17,7 +17,7 @@ from aura.runtime import ops, vocab
 from aura.runtime.eventkinds import KINDS, Kind
 from tests.support.harness import REPO, Project
 
-BRAIN_OPS = {"wake", "status", "budget"}
+BRAIN_OPS = {"wake", "status", "budget", "questions", "answer", "task"}
 
 
 def test_each_brain_operation_is_a_module_of_the_brain_ops_package() -> None:

@@ -200,6 +200,13 @@ def test_a_window_shorter_than_two_polls_is_refused_at_start(project: Project) -
     assert "at least 20 s" in line
 
 
+def test_an_action_aura_approve_cannot_hold_is_refused_at_start(project: Project) -> None:
+    line = refused_start(project, "-O", "AURA_APPROVE=spawn, deploy")
+    assert line.startswith("Error: AURA_APPROVE='spawn, deploy' from --override: unknown action 'deploy'; expected")
+    assert "spend-over:5" not in line and "spend-over:USD" in line
+    assert "needs one" in refused_start(project, "-O", "AURA_APPROVE=spend-over")
+
+
 def test_limits_kept_from_an_earlier_run_are_checked_at_start(project: Project) -> None:
     project.paths.watchdog_dir.mkdir(parents=True)
     (project.paths.watchdog_dir / "limits.json").write_text(

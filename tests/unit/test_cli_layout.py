@@ -37,11 +37,13 @@ def test_every_command_of_the_table_loads_under_its_name() -> None:
 
 
 def test_a_command_imports_only_its_own_module(tmp_path) -> None:
-    """`aura ps`, `aura wake` and `aura status` start fast: the other command modules, the start and
-    stop code and the model SDK stay unimported."""
+    """`aura ps`, `aura wake`, `aura status` and the commands that answer the run or steer its tree
+    start fast: the other command modules, the start and stop code and the model SDK stay unimported."""
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom aura.cli import cli\n"
-        "for args in (['ps'], ['wake'], ['status']):\n    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
+        "for args in (['ps'], ['wake'], ['status'], ['questions'], ['answer', 'Q1', 'yes'], ['approve', 'Q1'],\n"
+        "             ['deny', 'Q1', 'no'], ['task', 'note', 'T1', 'hi']):\n"
+        "    CliRunner().invoke(cli, ['--project', sys.argv[1], *args])\n"
         "print(sorted(m for m in sys.modules if m.startswith(('aura.cli.', 'aura.startstop', 'anthropic'))))\n"
     )
     (tmp_path / ".aura").mkdir()

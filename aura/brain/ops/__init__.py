@@ -1,5 +1,5 @@
 """The brain's operations, one module each (aura.runtime.ops); importing this package registers them."""
 
-from . import budget, status, wake
+from . import answer, budget, questions, status, task, wake
 
-__all__ = ["budget", "status", "wake"]
+__all__ = ["answer", "budget", "questions", "status", "task", "wake"]

@@ -4,7 +4,8 @@ Request: {}
 Reply: {mission: str, task_file: str, planner: str, cycles: int, last_cycle_at: float,
     counts: {status: int}, run: dict, tree: [str], tree_rows: [dict], safe_mode: dict,
     supervisor_ok: bool, pid: int, started_at: float, disk: dict, costs: dict, budget: dict,
-    llm: dict, git: {enabled, branch, base, head, user_branch, merged: [task id], disk_bytes, bring_in}}
+    llm: dict, git: {enabled, branch, base, head, user_branch, merged: [task id], disk_bytes, bring_in},
+    questions: [{id, kind, text, options, task_id, ...}] (the open ones)}
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from aura.runtime.ops import operation
 
 from .. import costs as costmod
+from .. import questions as qmod
 from ..gitwork import status_of
 from ..state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
 
@@ -48,4 +50,5 @@ def status(brain: BrainDaemon, args: dict) -> dict:
         "budget": state.get("budget"),
         "llm": {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS},
         "git": status_of(state.get("git") or {}),
+        "questions": [qmod.shown(q) for q in qmod.open_questions(state)],
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import (
+    ask_user,
     decompose_task,
     kill_task,
     list_directory,
@@ -38,6 +39,7 @@ TOOLS: tuple[Tool, ...] = tuple(
         web_fetch,
         web_search,
         no_op,
+        ask_user,
     )
 )
 BY_NAME: dict[str, Tool] = {t.name: t for t in TOOLS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import questions
 from .base import Tool, ToolContext, ToolError, ToolResult, string
 
 
@@ -10,6 +11,19 @@ def kill_task(box: ToolContext, a: dict) -> ToolResult:
     reason = a.get("reason") or "killed by the model"
     if task["status"] != "in_progress":
         raise ToolError(f"the kill did not happen: {task['id']} is {task['status']}, not running")
+    if questions.needs_approval(box.core, task, "kill"):
+        q = questions.ask(
+            box.core,
+            f"kill the worker of {task['id']} ({task.get('title', '')[:120]}): {reason}",
+            options=["approve", "deny"],
+            task_id=task["id"],
+            blocking=False,
+            by="model",
+            kind=questions.APPROVAL,
+            action="kill",
+        )
+        return ToolResult(f"the kill of {task['id']} waits for the user's approval ({q['id']}); it runs on meanwhile")
+    questions.use_approval(task, "kill")
     result = box.core.kill(task, reason)
     if not result.get("killed"):
         raise ToolError(

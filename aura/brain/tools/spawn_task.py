@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from aura.runtime.vocab import WAITING_FOR_USER
+
 from ..state import ROOT, not_before
 from ..workerspec import spawn_spec
 from .base import Tool, ToolContext, ToolError, ToolResult, string
@@ -52,6 +54,8 @@ def check_spawnable(task: dict) -> None:
         raise ToolError(f"{task['id']} has subtasks ({', '.join(task['children'][:6])}); spawn a leaf")
     if task["status"] == "in_progress":
         raise ToolError(f"{task['id']} is already running (worker {task.get('worker_id')})")
+    if task["status"] == WAITING_FOR_USER:
+        raise ToolError(f"{task['id']} {task.get('reason')}; it waits until the user answers")
     if task["status"] in ("completed", "archived"):
         raise ToolError(f"{task['id']} is {task['status']}; reopen it with update_task_tree first if needed")
 
@@ -71,6 +75,8 @@ def outcome(box: ToolContext, task: dict, rec: dict | None, reason: str | None) 
                 f"{task['id']}: spawn of {task.get('worker_id')} is saved; the supervisor did not "
                 "answer, it is re-sent at the next reconcile"
             )
+        if task["status"] == WAITING_FOR_USER:
+            return ToolResult(f"{task['id']} {task.get('reason')}; it starts once the user approves")
         if task["status"] == "pending" and not_before(task) > time.time():
             return ToolResult(
                 f"{task['id']} waits until {time.ctime(not_before(task))}: {task.get('reason')}", ok=False

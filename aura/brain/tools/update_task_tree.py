@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aura.runtime.vocab import WAITING_FOR_USER
+
 from ..state import ROOT, STATUSES, TERMINAL
 from .base import Tool, ToolContext, ToolError, ToolResult, string
 
@@ -17,6 +19,8 @@ def update_task_tree(box: ToolContext, a: dict) -> ToolResult:
     new, reason, evidence = a["new_status"], a["reason"], a["evidence"]
     if new == "in_progress":
         raise ToolError("tasks become in_progress only through spawn_task")
+    if new == WAITING_FOR_USER:
+        raise ToolError("tasks wait for the user only through ask_user")
     if task["id"] == ROOT:
         return root_status(box, new, reason, evidence)
     if task["status"] == "in_progress" and new != "completed":
@@ -60,6 +64,8 @@ def claim_done(box: ToolContext, task: dict, reason: str, evidence: str) -> Tool
             "with `Status: done`, passing acceptance commands)"
         )
     problem = core.accept(task, proof, by="model", claim=f"{evidence} | checked by the brain: ", reason=reason)
+    if problem and task["status"] == WAITING_FOR_USER:
+        return ToolResult(f"{task['id']} passed its checks; {task.get('reason')}")
     if problem:
         raise ToolError(f"refused: {task['id']} was not merged: {problem}; it goes back for another attempt")
     return ToolResult(f"{task['id']} completed; the brain checked: {task.get('evidence', '')[:600]}")
@@ -83,7 +89,7 @@ TOOL = Tool(
     "acceptance commands); ROOT completed declares the goal done.",
     properties={
         "task_id": string("task id, or ROOT", minLength=1),
-        "new_status": {"type": "string", "enum": list(STATUSES)},
+        "new_status": {"type": "string", "enum": [s for s in STATUSES if s != WAITING_FOR_USER]},
         "reason": string("why", minLength=1),
         "evidence": string("what shows it (files, exit codes, outputs)", minLength=1),
     },
