@@ -136,7 +136,10 @@ def header(paths: ProjectPaths, snap: Snapshot) -> RenderableType:
             )
         ],
     )
-    return Group(line, mission, daemons, spend_line(brain))
+    from .cli.look import open_question_lines
+
+    asked = [Text(q, style="bold magenta") for q in open_question_lines(brain.get("questions"))[:3]]
+    return Group(line, mission, daemons, spend_line(brain), *asked)
 
 
 def spend_line(brain: dict) -> Text:

@@ -20,6 +20,7 @@ from aura.runtime.fsutil import atomic_write_text, read_json, read_jsonl
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import WorkerRecords, watchdog_kill
 from aura.runtime.usagehistory import read_history
+from aura.runtime.vocab import EXITED, RUNNING
 
 from . import costs as costmod
 from .state import ROOT, counts, walk
@@ -66,7 +67,7 @@ def attempts(paths: ProjectPaths) -> list[dict]:
         exit_rec = w.get("exit") or {}
         kill = w.get("kill") or watchdog_kill(paths, w["worker_id"]) or {}
         outcome = w.get("outcome") or (
-            f"exit {exit_rec.get('exit_code')}" if exit_rec else ("running" if w.get("state") != "exited" else "ended")
+            f"exit {exit_rec.get('exit_code')}" if exit_rec else (RUNNING if w.get("state") != EXITED else "ended")
         )
         rows.append(
             {

@@ -89,6 +89,8 @@ def test_approvals_hold_spawns_across_a_brain_kill_and_the_user_steers_the_tree(
     wait_for(lambda: project.daemon_pid("brain") not in (None, old), 30, what="the brain to be restarted")
     listed = project.aura("questions").stdout
     assert "Q1" in listed and "Q2" in listed and "echo x > x.txt" in listed
+    top = project.aura("top", "--once").stdout
+    assert "Question Q1" in top and "aura approve Q1" in top, top
 
     assert f"{y} blocked: [blocked]" in project.aura("task", "block", y, "not", "now").stdout
     assert f"Q1 approved; task {x} is now pending" in project.aura("approve", "Q1").stdout
