@@ -117,7 +117,10 @@ def test_claude_worker_writes_result_runs_bash_and_aura_accepts_the_evidence(cla
     _note(test="evidence", version=p["cli_version"], turns=p["turns"], cost_usd=p["total_cost_usd"])
 
 
-def test_usage_limit_parks_the_task_and_resumes_the_same_session(claude: Path, project: Project) -> None:
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_usage_limit_parks_the_task_and_resumes_the_same_session(
+    claude: Path, project: Project, executor: str, request: pytest.FixtureRequest
+) -> None:
     task_dir = project.paths.task_dir("GOAL")
     lifts = int(time.time()) + 3
     script = {
@@ -136,6 +139,9 @@ def test_usage_limit_parks_the_task_and_resumes_the_same_session(claude: Path, p
     project.write_task("# Survive a usage limit\n\nWrite result.md.\n")
     with ScriptedServer(script) as server:
         _claude_env(project, claude, server)
+        if executor == "slurm":  # each attempt a job on the private cluster, the session resumed on the node
+            cluster = request.getfixturevalue("slurm_cluster")
+            project.env.update(SLURM_CONF=str(cluster.conf), PATH=cluster.env["PATH"], AURA_EXECUTOR="slurm")
         project.up()
         st = wait_for(lambda: _run_finished(project), 90, what="the run to finish")
         last_prompt = server.messages_requests("worker")[-1]["body"]["messages"]
@@ -145,6 +151,7 @@ def test_usage_limit_parks_the_task_and_resumes_the_same_session(claude: Path, p
     session = first["progress"]["session_id"]
     assert first["outcome"] == "rate_limited" and first["progress"]["rate_limit_reset_at"] == lifts
     assert second["outcome"] == "succeeded" and second["progress"]["session_id"] == session
+    assert first.get("executor", "local") == second.get("executor", "local") == executor
     assert second["argv"][second["argv"].index("--resume") + 1] == session
     assert second["started_at"] >= lifts - 1  # not before the limit said it lifts
     assert "Continue the task from where you stopped" in json.dumps(last_prompt)
