@@ -11,6 +11,7 @@ shim opened, never to a pipe that a dead supervisor could break.
 
     python -m aura.supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
                               [--task-dir DIR] [--status-fd N] [--grace S] [--sample-every S] -- ARGV...
+    python -m aura.supervisor.shim --fork-server FD     (supervisor/forkserver.py)
 
 With `--sample-every S` (a worker on another node: a Slurm job) the shim also samples its worker's
 tree every S seconds into `usage.json` for the watchdog (supervisor/nodesample.py).
@@ -410,5 +411,15 @@ def _start_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> 
     return f"could not start {exe}: {exc}"
 
 
+def entry(argv: list[str]) -> int:
+    """A shim, or with `--fork-server FD` the fork server that forks shims (supervisor/forkserver.py)."""
+    if argv[:1] == ["--fork-server"]:
+        from aura.supervisor import forkserver
+
+        set_process_name("aura-forkserver")
+        return forkserver.serve(int(argv[1]), main)
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(sys.argv[1:]))
