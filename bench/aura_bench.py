@@ -36,25 +36,36 @@ HOG = (
 
 
 class PeakRss:
-    """Samples the resident memory of some processes in a thread and keeps each one's peak."""
+    """Samples the resident memory of some processes in a thread and keeps each one's peak; for the
+    labels in `pss` also the proportional set size (shared pages split between their sharers), the
+    fair cost of processes that share pages, as forked shims do."""
 
-    def __init__(self, pids: Callable[[], dict[str, list[int]]], interval: float = 0.1):
+    def __init__(self, pids: Callable[[], dict[str, list[int]]], interval: float = 0.1, pss: tuple[str, ...] = ()):
         self.pids = pids
         self.interval = interval
+        self.pss = pss
         self.peak: dict[str, int] = {}
+        self.peak_pss: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             for label, pids in self.pids().items():
-                total = 0
+                rss = pss = 0
                 for pid in pids:
                     try:
-                        total += psutil.Process(pid).memory_info().rss
-                    except psutil.NoSuchProcess:
+                        proc = psutil.Process(pid)
+                        if label in self.pss:
+                            full = proc.memory_full_info()
+                            rss, pss = rss + full.rss, pss + full.pss
+                        else:
+                            rss += proc.memory_info().rss
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
-                self.peak[label] = max(self.peak.get(label, 0), total)
+                self.peak[label] = max(self.peak.get(label, 0), rss)
+                if label in self.pss:
+                    self.peak_pss[label] = max(self.peak_pss.get(label, 0), pss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakRss:
@@ -259,7 +270,7 @@ def watchdog_overhead_script(quick: bool) -> dict:
 
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
-    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
+    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shims_pss_peak": {}}
     with Project.temporary(
         {
             "AURA_WORKER_RESOURCE_POLL_SECONDS": "10",
@@ -277,13 +288,14 @@ def aura_scale(sizes: list[int]) -> dict:
             fifo, ends, script = worker_script(folder)
             adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), f"s{n}", ["/bin/sh", str(script)])
             try:
-                with PeakRss(lambda n=n: _aura_pids(p, f"s{n}")) as peak:
+                with PeakRss(lambda n=n: _aura_pids(p, f"s{n}"), pss=("shims",)) as peak:
                     raw = driver.scale(adapter, n, str(fifo))
             finally:
                 adapter.close()
                 p.remember()
             out["runs"][str(n)] = summary_scale(raw, read_ends(ends))
             out["rss_peak"][str(n)] = peak.peak
+            out["shims_pss_peak"][str(n)] = peak.peak_pss.get("shims")
     return out
 
 
@@ -294,8 +306,19 @@ def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:
         started = read_json(wdir / "launch.json") or {}
         if started.get("shim_pid") and not (wdir / "exit.json").exists():
             shims.append(started["shim_pid"])
-    pids["shims"] = shims
+    pids["shims"] = shims + _fork_servers(pids.get("supervisor", []))
     return pids
+
+
+def _fork_servers(supervisor: list[int]) -> list[int]:
+    """The supervisor's fork server: the shims' pages it shares are part of their cost."""
+    out = []
+    for pid in supervisor:
+        try:
+            out += [c.pid for c in psutil.Process(pid).children() if "--fork-server" in c.cmdline()]
+        except psutil.Error:
+            continue
+    return out
 
 
 # -- brain tokens --------------------------------------------------------------------------------------------

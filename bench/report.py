@@ -120,6 +120,21 @@ def memory_rows(sec: dict, sizes: list[int]) -> list[list[str]]:
         rows.append(
             [f"Aura: shims alone at N={top} (one per worker), MB", _fmt(_mb(peak.get("shims"))), "-", "-", "-", "-"]
         )
+    rows += per_shim_rows(aura, sizes)
+    return rows
+
+
+def per_shim_rows(aura: dict, sizes: list[int]) -> list[list[str]]:
+    """Each shim's share, resident (RSS, shared pages counted in full) and proportional (PSS, shared
+    pages split between their sharers); the fork server's pages are counted with the shims."""
+    rows = []
+    for n in sizes:
+        rss = ((aura.get("rss_peak") or {}).get(str(n)) or {}).get("shims")
+        pss = (aura.get("shims_pss_peak") or {}).get(str(n))
+        if rss is None and pss is None:
+            continue
+        per = [_fmt(_mb(v / n) if v is not None else None) for v in (rss, pss)]
+        rows.append([f"Aura: memory per shim at N={n}, MB, RSS / PSS", f"{per[0]} / {per[1]}", "-", "-", "-", "-"])
     return rows
 
 

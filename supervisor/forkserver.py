@@ -3,7 +3,7 @@ worker, so a start costs a fork instead of an interpreter start and its imports,
 the server's pages copy-on-write.
 
 A forked shim is what `python -I -S shim.py ...` would be: a session of its own (setsid), the
-environment and working folder of the request, its stdout and stderr on its shim.log, its start
+working folder of the request and its environment for the worker, its stdout and stderr on its shim.log, its start
 report on the status pipe the supervisor passed. Nothing ties it to the server or the supervisor: it
 outlives both and writes its exit record as any shim does. The server only reaps its shims and
 tells the supervisor an exit status that carries something (a shim that could not write the exit
@@ -11,7 +11,7 @@ record says the worker's exit in it, supervisor/exitrecord.py).
 
 One message per datagram on a SOCK_SEQPACKET socket, JSON:
 
-    supervisor -> server  {"id": WID, "argv": [shim options], "env": {...}, "cwd": DIR}
+    supervisor -> server  {"id": WID, "options": {shim options}, "env": {...}, "cwd": DIR}
                           with two descriptors: the status pipe and shim.log
     server -> supervisor  {"id": WID, "pid": PID}, or {"id": WID, "error": TEXT} when fork failed
                           {"pid": PID, "status": CODE} when a shim ended with a non-zero status
@@ -34,9 +34,10 @@ from collections.abc import Callable
 
 MAX_MESSAGE = 1 << 20
 FDS_PER_REQUEST = 2
+RunShim = Callable[[dict, int, dict[str, str]], int]  # shim.forked: its options, status pipe, worker's environment
 
 
-def serve(sock_fd: int, run_shim: Callable[[list[str]], int]) -> int:
+def serve(sock_fd: int, run_shim: RunShim) -> int:
     """Fork a shim for each request until the supervisor's end closes."""
     sock = socket.socket(fileno=sock_fd)
     sock.setblocking(True)
@@ -70,7 +71,7 @@ def serve(sock_fd: int, run_shim: Callable[[list[str]], int]) -> int:
             _fork_one(sock, msg, fds, run_shim, own)
 
 
-def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: Callable[[list[str]], int], own: list) -> None:
+def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: RunShim, own: list) -> None:
     try:
         req = json.loads(msg)
         status_fd, log_fd = fds
@@ -87,7 +88,7 @@ def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: Callabl
     _send(sock, {"id": req.get("id"), "pid": pid})
 
 
-def _run_child(req: dict, status_fd: int, log_fd: int, run_shim: Callable[[list[str]], int], own: list) -> None:
+def _run_child(req: dict, status_fd: int, log_fd: int, run_shim: RunShim, own: list) -> None:
     """Become the shim `req` asks for, and never return into the server's loop."""
     code = 1
     try:
@@ -103,9 +104,7 @@ def _run_child(req: dict, status_fd: int, log_fd: int, run_shim: Callable[[list[
         os.close(devnull)
         os.close(log_fd)
         os.chdir(req["cwd"])
-        os.environ.clear()
-        os.environ.update(req["env"])
-        code = run_shim(["--status-fd", str(status_fd), *req["argv"]])
+        code = run_shim(req["options"], status_fd, req["env"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:

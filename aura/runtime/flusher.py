@@ -1,9 +1,10 @@
-"""fsync off the daemon's loop: files already renamed into place, made durable by a thread.
+"""Record writes and fsyncs off the daemon's loop: a thread renames records into place and makes
+them durable, so a burst of worker exits does not queue behind the file system.
 
-A burst of worker exits used to spend most of the supervisor's loop in fsync (two per record
-write, each waiting behind the shims' own fsyncs), so the last exit of a burst reached clients
-late. The record is renamed into place at once (whole, visible to every process, safe from a
-kill -9 of the daemon) and this thread fsyncs it, and each folder once per batch, soon after.
+Two kinds of work: `write` (the latest bytes for a path: written to a temp file and renamed over it
+by the thread, later bytes for the same path replacing earlier ones not yet written) and `add` (a
+file the caller already renamed into place: only fsynced). A write that fails is kept for
+`failed`, which the owner's loop reads to retry it and say so.
 """
 
 from __future__ import annotations
@@ -12,41 +13,69 @@ import os
 import threading
 from pathlib import Path
 
-from .fsutil import fsync_dir
+from .fsutil import atomic_write_bytes, fsync_dir
 
 
 class Flusher:
-    """Makes the files handed to `add` durable in the background; `drain` waits for that."""
+    """Writes and fsyncs handed to it, in a thread; `drain` waits for all of them."""
 
     def __init__(self) -> None:
-        self._todo: set[Path] = set()
+        self._writes: dict[Path, bytes] = {}
+        self._syncs: set[Path] = set()
+        self._failed: dict[Path, OSError] = {}
         self._cond = threading.Condition()
         self._busy = False
         self._thread: threading.Thread | None = None
 
+    def write(self, path: Path, data: bytes) -> None:
+        with self._cond:
+            self._writes[path] = data
+            self._wake()
+
     def add(self, path: Path) -> None:
         with self._cond:
-            self._todo.add(path)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            self._syncs.add(path)
+            self._wake()
+
+    def failed(self) -> dict[Path, OSError]:
+        """The writes that failed since the last call (the caller writes them again)."""
+        with self._cond:
+            out, self._failed = self._failed, {}
+            return out
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every file added so far is durable (a stopping daemon calls this)."""
+        """Wait until every write and fsync handed in so far is done (a stopping daemon calls this)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._todo and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._pending() and not self._busy, timeout)
+
+    def _pending(self) -> bool:
+        return bool(self._writes or self._syncs)
+
+    def _wake(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+            self._thread.start()
+        self._cond.notify()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: bool(self._todo))
-                batch, self._todo = self._todo, set()
+                self._cond.wait_for(self._pending)
+                writes, self._writes = self._writes, {}
+                syncs, self._syncs = self._syncs, set()
                 self._busy = True
+            failed = {}
             try:
-                sync_files(batch)
+                for path, data in writes.items():
+                    try:
+                        atomic_write_bytes(path, data, sync=False)
+                        syncs.add(path)
+                    except OSError as exc:
+                        failed[path] = exc
+                sync_files(syncs)
             finally:
                 with self._cond:
+                    self._failed.update(failed)
                     self._busy = False
                     self._cond.notify_all()
 
@@ -56,7 +85,7 @@ def sync_files(paths: set[Path]) -> None:
     for path in paths:
         try:
             fd = os.open(path, os.O_RDONLY)
-        except OSError:  # replaced or removed meanwhile: its successor was handed in too
+        except OSError:  # removed meanwhile
             continue
         try:
             os.fsync(fd)

@@ -88,6 +88,21 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def sync_file(path: Path) -> None:
+    """fsync a file written with `sync=False`, and its folder (best effort, as `fsync_dir`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    fsync_dir(Path(path).parent)
+
+
 def disk_full(exc: BaseException) -> bool:
     """An error that says the file system (or the user's quota on it) has no room left."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -126,7 +141,12 @@ def atomic_write_text(path: Path, text: str, mode: int = PRIVATE) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE, sync: bool = True) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8"), mode, sync)
+    atomic_write_bytes(path, json_bytes(obj), mode, sync)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """A state file's content, as every writer here lays it out."""
+    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8")
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:

@@ -39,9 +39,9 @@ class ForkServer:
         self.pids: dict[str, int] = {}  # worker id -> its shim's pid, for the shims this server forked
         self.status: dict[int, int] = {}  # shim pid -> its non-zero exit status
 
-    def start(self, wid: str, argv: list[str], env: dict[str, str], cwd: str, status_w: int, log_fd: int) -> bool:
-        """Ask the server to fork the shim (`argv`: its options); False when the server cannot be reached."""
-        msg = json.dumps({"id": wid, "argv": argv, "env": env, "cwd": cwd}).encode()
+    def start(self, wid: str, options: dict, env: dict[str, str], cwd: str, status_w: int, log_fd: int) -> bool:
+        """Ask the server to fork the shim (`options`: local.shim_args); False when it cannot be reached."""
+        msg = json.dumps({"id": wid, "options": options, "env": env, "cwd": cwd}).encode()
         for _attempt in range(2):  # a server found dead is started again once
             sock = self._connected()
             if sock is None:
@@ -57,6 +57,9 @@ class ForkServer:
                     return False
                 self._lost(f"it could not be reached: {exc}")
         return False
+
+    def warm(self) -> None:
+        self._connected()
 
     def forked(self, wid: str) -> bool:
         return wid in self.pids

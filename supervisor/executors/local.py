@@ -62,6 +62,8 @@ class LocalExecutor(Executor):
 
     def setup(self) -> None:
         self.scope_prefix = scope_command(self.loop.cfg.text("AURA_WORKER_SCOPE"), log=self.loop.log)
+        if not self.scope_prefix:
+            self.forks.warm()  # its interpreter starts now, not on the first spawn
 
     # -- starting ---------------------------------------------------------------------------------
     def start(self, order: StartOrder) -> None:
@@ -70,13 +72,13 @@ class LocalExecutor(Executor):
         r, w = os.pipe()
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
-                options = shim_options(order, min(self.grace, 5.0))
+                grace = min(self.grace, 5.0)
                 root = str(self.loop.paths.root)
                 forked = not self.scope_prefix and self.forks.start(
-                    order.worker_id, options, order.env, root, w, shim_log.fileno()
+                    order.worker_id, shim_args(order, grace), order.env, root, w, shim_log.fileno()
                 )
                 if not forked:
-                    self.children[order.worker_id] = self._popen(order, options, w, shim_log)
+                    self.children[order.worker_id] = self._popen(order, shim_options(order, grace), w, shim_log)
         except OSError:
             os.close(r)
             raise
@@ -234,21 +236,21 @@ def shim_prefix() -> list[str]:
     return [sys.executable, "-I", "-S", SHIM]
 
 
+def shim_args(order: StartOrder, grace: float) -> dict:
+    """The shim's options for one worker, by name (as the fork server takes them)."""
+    return {
+        "dir": str(order.worker_dir),
+        "cwd": order.cwd,
+        "stdout": str(order.stdout),
+        "stderr": str(order.stderr),
+        "task_dir": str(order.task_dir),
+        "grace": grace,
+        "argv": list(order.argv),
+    }
+
+
 def shim_options(order: StartOrder, grace: float) -> list[str]:
-    """The shim's options for one worker, ending with `-- ARGV`."""
-    return [
-        "--dir",
-        str(order.worker_dir),
-        "--cwd",
-        order.cwd,
-        "--stdout",
-        str(order.stdout),
-        "--stderr",
-        str(order.stderr),
-        "--task-dir",
-        str(order.task_dir),
-        "--grace",
-        str(grace),
-        "--",
-        *order.argv,
-    ]
+    """The shim's options for one worker on its command line, ending with `-- ARGV`."""
+    named = shim_args(order, grace)
+    argv = named.pop("argv")
+    return [*(x for key, value in named.items() for x in (f"--{key.replace('_', '-')}", str(value))), "--", *argv]
