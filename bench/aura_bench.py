@@ -7,6 +7,7 @@ another's numbers, and stops every process it caused by PID.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -36,36 +37,25 @@ HOG = (
 
 
 class PeakRss:
-    """Samples the resident memory of some processes in a thread and keeps each one's peak; for the
-    labels in `pss` also the proportional set size (shared pages split between their sharers), the
-    fair cost of processes that share pages, as forked shims do."""
+    """Samples the resident memory of some processes in a thread and keeps each one's peak."""
 
-    def __init__(self, pids: Callable[[], dict[str, list[int]]], interval: float = 0.1, pss: tuple[str, ...] = ()):
+    def __init__(self, pids: Callable[[], dict[str, list[int]]], interval: float = 0.1):
         self.pids = pids
         self.interval = interval
-        self.pss = pss
         self.peak: dict[str, int] = {}
-        self.peak_pss: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             for label, pids in self.pids().items():
-                rss = pss = 0
+                total = 0
                 for pid in pids:
                     try:
-                        proc = psutil.Process(pid)
-                        if label in self.pss:
-                            full = proc.memory_full_info()
-                            rss, pss = rss + full.rss, pss + full.pss
-                        else:
-                            rss += proc.memory_info().rss
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        total += psutil.Process(pid).memory_info().rss
+                    except psutil.NoSuchProcess:
                         continue
-                self.peak[label] = max(self.peak.get(label, 0), rss)
-                if label in self.pss:
-                    self.peak_pss[label] = max(self.peak_pss.get(label, 0), pss)
+                self.peak[label] = max(self.peak.get(label, 0), total)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakRss:
@@ -270,7 +260,7 @@ def watchdog_overhead_script(quick: bool) -> dict:
 
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
-    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shims_pss_peak": {}}
+    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shim_memory": {}}
     with Project.temporary(
         {
             "AURA_WORKER_RESOURCE_POLL_SECONDS": "10",
@@ -288,14 +278,16 @@ def aura_scale(sizes: list[int]) -> dict:
             fifo, ends, script = worker_script(folder)
             adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), f"s{n}", ["/bin/sh", str(script)])
             try:
-                with PeakRss(lambda n=n: _aura_pids(p, f"s{n}"), pss=("shims",)) as peak:
-                    raw = driver.scale(adapter, n, str(fifo))
+                shims: dict[str, int] = {}
+                measure = functools.partial(lambda group, into: into.update(shim_memory(p, group)), f"s{n}", shims)
+                with PeakRss(lambda n=n: _aura_pids(p, f"s{n}")) as peak:
+                    raw = driver.scale(adapter, n, str(fifo), on_running=measure)
             finally:
                 adapter.close()
                 p.remember()
             out["runs"][str(n)] = summary_scale(raw, read_ends(ends))
             out["rss_peak"][str(n)] = peak.peak
-            out["shims_pss_peak"][str(n)] = peak.peak_pss.get("shims")
+            out["shim_memory"][str(n)] = shims
     return out
 
 
@@ -308,6 +300,21 @@ def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:
             shims.append(started["shim_pid"])
     pids["shims"] = shims + _fork_servers(pids.get("supervisor", []))
     return pids
+
+
+def shim_memory(p: Project, group: str) -> dict[str, int]:
+    """The shims' memory while all N run: resident (RSS, shared pages counted in each) and
+    proportional (PSS, shared pages split between their sharers), the fork server's included."""
+    out = {"rss": 0, "pss": 0, "processes": 0}
+    for pid in _aura_pids(p, group)["shims"]:
+        try:
+            full = psutil.Process(pid).memory_full_info()
+        except psutil.Error:
+            continue
+        out["rss"] += full.rss
+        out["pss"] += full.pss
+        out["processes"] += 1
+    return out
 
 
 def _fork_servers(supervisor: list[int]) -> list[int]:

@@ -125,16 +125,23 @@ def memory_rows(sec: dict, sizes: list[int]) -> list[list[str]]:
 
 
 def per_shim_rows(aura: dict, sizes: list[int]) -> list[list[str]]:
-    """Each shim's share, resident (RSS, shared pages counted in full) and proportional (PSS, shared
-    pages split between their sharers); the fork server's pages are counted with the shims."""
+    """Each shim's share while all N run, resident (RSS, shared pages counted in full) and proportional
+    (PSS, shared pages split between their sharers); the fork server's pages are counted with them."""
     rows = []
     for n in sizes:
-        rss = ((aura.get("rss_peak") or {}).get(str(n)) or {}).get("shims")
-        pss = (aura.get("shims_pss_peak") or {}).get(str(n))
-        if rss is None and pss is None:
+        mem = (aura.get("shim_memory") or {}).get(str(n)) or {}
+        if not mem:
             continue
-        per = [_fmt(_mb(v / n) if v is not None else None) for v in (rss, pss)]
-        rows.append([f"Aura: memory per shim at N={n}, MB, RSS / PSS", f"{per[0]} / {per[1]}", "-", "-", "-", "-"])
+        rows.append(
+            [
+                f"Aura: memory per shim at N={n}, MB, RSS / PSS",
+                f"{_fmt(_mb(mem['rss'] / n))} / {_fmt(_mb(mem['pss'] / n))}",
+                "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
     return rows
 
 
