@@ -7,6 +7,7 @@ another's numbers, and stops every process it caused by PID.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -259,7 +260,7 @@ def watchdog_overhead_script(quick: bool) -> dict:
 
 def aura_scale(sizes: list[int]) -> dict:
     """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
-    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
+    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shim_memory": {}}
     with Project.temporary(
         {
             "AURA_WORKER_RESOURCE_POLL_SECONDS": "10",
@@ -277,13 +278,16 @@ def aura_scale(sizes: list[int]) -> dict:
             fifo, ends, script = worker_script(folder)
             adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), f"s{n}", ["/bin/sh", str(script)])
             try:
+                shims: dict[str, int] = {}
+                measure = functools.partial(lambda group, into: into.update(shim_memory(p, group)), f"s{n}", shims)
                 with PeakRss(lambda n=n: _aura_pids(p, f"s{n}")) as peak:
-                    raw = driver.scale(adapter, n, str(fifo))
+                    raw = driver.scale(adapter, n, str(fifo), on_running=measure)
             finally:
                 adapter.close()
                 p.remember()
             out["runs"][str(n)] = summary_scale(raw, read_ends(ends))
             out["rss_peak"][str(n)] = peak.peak
+            out["shim_memory"][str(n)] = shims
     return out
 
 
@@ -294,8 +298,34 @@ def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:
         started = read_json(wdir / "launch.json") or {}
         if started.get("shim_pid") and not (wdir / "exit.json").exists():
             shims.append(started["shim_pid"])
-    pids["shims"] = shims
+    pids["shims"] = shims + _fork_servers(pids.get("supervisor", []))
     return pids
+
+
+def shim_memory(p: Project, group: str) -> dict[str, int]:
+    """The shims' memory while all N run: resident (RSS, shared pages counted in each) and
+    proportional (PSS, shared pages split between their sharers), the fork server's included."""
+    out = {"rss": 0, "pss": 0, "processes": 0}
+    for pid in _aura_pids(p, group)["shims"]:
+        try:
+            full = psutil.Process(pid).memory_full_info()
+        except psutil.Error:
+            continue
+        out["rss"] += full.rss
+        out["pss"] += full.pss
+        out["processes"] += 1
+    return out
+
+
+def _fork_servers(supervisor: list[int]) -> list[int]:
+    """The supervisor's fork server: the shims' pages it shares are part of their cost."""
+    out = []
+    for pid in supervisor:
+        try:
+            out += [c.pid for c in psutil.Process(pid).children() if "--fork-server" in c.cmdline()]
+        except psutil.Error:
+            continue
+    return out
 
 
 # -- brain tokens --------------------------------------------------------------------------------------------

@@ -212,9 +212,10 @@ def _waiting_on_fifo(pid: int) -> bool:
         return False
 
 
-def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0) -> dict:
+def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0, on_running: Callable[[], Any] | None = None) -> dict:
     """Start `n` workers, wait until the manager reports all running, release them together, then
-    time until the manager reports none running and until every process has been reaped."""
+    time until the manager reports none running and until every process has been reaped.
+    `on_running` is called while all run, before the release (outside every timed span)."""
     t0 = time.time()
     adapter.start(n)
     t_started = time.time()
@@ -222,6 +223,8 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0) -> dict:
     t_running = time.time()
     tracked = adapter.tracked_pids() if hasattr(adapter, "tracked_pids") else list(pids)
     ids = identities(tracked)
+    if on_running is not None:
+        on_running()
     release(fifo, pids)
     t_released = time.time()
     seen = reaped = None

@@ -120,6 +120,28 @@ def memory_rows(sec: dict, sizes: list[int]) -> list[list[str]]:
         rows.append(
             [f"Aura: shims alone at N={top} (one per worker), MB", _fmt(_mb(peak.get("shims"))), "-", "-", "-", "-"]
         )
+    rows += per_shim_rows(aura, sizes)
+    return rows
+
+
+def per_shim_rows(aura: dict, sizes: list[int]) -> list[list[str]]:
+    """Each shim's share while all N run, resident (RSS, shared pages counted in full) and proportional
+    (PSS, shared pages split between their sharers); the fork server's pages are counted with them."""
+    rows = []
+    for n in sizes:
+        mem = (aura.get("shim_memory") or {}).get(str(n)) or {}
+        if not mem:
+            continue
+        rows.append(
+            [
+                f"Aura: memory per shim at N={n}, MB, RSS / PSS",
+                f"{_fmt(_mb(mem['rss'] / n))} / {_fmt(_mb(mem['pss'] / n))}",
+                "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
     return rows
 
 

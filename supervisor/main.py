@@ -87,6 +87,7 @@ class SupervisorDaemon(Daemon):
         if self.stop_workers_on_exit:
             self.kills.stop_all(self.exits.finish)
         self.executor.close()
+        self.workers.registry.flusher.drain()
 
     def status_fields(self) -> dict:
         return {

@@ -11,6 +11,7 @@ shim opened, never to a pipe that a dead supervisor could break.
 
     python -m aura.supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
                               [--task-dir DIR] [--status-fd N] [--grace S] [--sample-every S] -- ARGV...
+    python -m aura.supervisor.shim --fork-server FD     (supervisor/forkserver.py)
 
 With `--sample-every S` (a worker on another node: a Slurm job) the shim also samples its worker's
 tree every S seconds into `usage.json` for the watchdog (supervisor/nodesample.py).
@@ -19,7 +20,6 @@ tree every S seconds into `usage.json` for the watchdog (supervisor/nodesample.p
 from __future__ import annotations
 
 import argparse
-import ctypes
 import errno
 import json
 import os
@@ -55,9 +55,9 @@ def _load_aura() -> None:
 
 
 _load_aura()
-from aura.runtime.fsutil import atomic_write_json, disk_full, open_private  # noqa: E402
+from aura.runtime.fsutil import atomic_write_json, disk_full, open_private, sync_file  # noqa: E402
 from aura.runtime.procgroup import group_alive as _group_alive  # noqa: E402
-from aura.runtime.proctitle import set_process_name  # noqa: E402
+from aura.runtime.proctitle import libc, set_process_name  # noqa: E402
 from aura.supervisor import exitrecord, jobs  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -68,8 +68,7 @@ def become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
@@ -255,7 +254,7 @@ def stop_leftovers(pgid: int, grace: float) -> int:
     return left
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aura.supervisor.shim")
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--cwd", required=True)
@@ -266,8 +265,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=3.0)
     parser.add_argument("--sample-every", type=float, default=0.0)
     parser.add_argument("argv", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run(args, args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
+
+
+def forked(options: dict, status_fd: int, env: dict[str, str]) -> int:
+    """A shim forked by the fork server: its options as the supervisor's `shim_args` names them,
+    already parsed (argparse would fault in pages that the fork server's shims otherwise share)."""
+    args = argparse.Namespace(
+        dir=Path(options["dir"]),
+        cwd=str(options["cwd"]),
+        stdout=str(options["stdout"]),
+        stderr=str(options["stderr"]),
+        task_dir=Path(options["task_dir"]) if options.get("task_dir") else None,
+        status_fd=status_fd,
+        grace=float(options["grace"]),
+        sample_every=0.0,
+    )
+    return run(args, [str(a) for a in options["argv"]], env)
+
+
+def run(args: argparse.Namespace, cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Start the worker `cmd`, report, wait, record its exit; `env` is the worker's environment
+    (None: the shim's own, which a shim started for the worker has)."""
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     subreaper = become_subreaper()
@@ -283,7 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         out = os.fdopen(open_private(Path(args.stdout), append=False), "wb")  # in the private data folder
         err = os.fdopen(open_private(Path(args.stderr), append=False), "wb")
         proc = subprocess.Popen(
-            cmd, cwd=args.cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True, close_fds=True
+            cmd,
+            cwd=args.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
         )
     except (OSError, ValueError) as exc:
         return _start_failed(args, _start_error(exc, cmd, args.cwd, args.dir), started)
@@ -311,11 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         "host": os.uname().nodename,  # a cluster job's node
     }
     try:
-        atomic_write_json(args.dir / "launch.json", report)
+        atomic_write_json(args.dir / "launch.json", report, sync=False)
     except OSError as exc:  # a worker nobody could re-adopt must not run: stop it, and say why
         _kill_unrecorded(pid)
         return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
     _tell(args.status_fd, {"ok": True, **report})
+    sync_file(args.dir / "launch.json")  # renamed into place already; durable now, after the supervisor heard
     sampling = _start_sampling(args.dir, args.sample_every)
     status = _wait_for(pid)
     ended = time.time()
@@ -436,5 +468,15 @@ def _start_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> 
     return f"could not start {exe}: {exc}"
 
 
+def entry(argv: list[str]) -> int:
+    """A shim, or with `--fork-server FD` the fork server that forks shims (supervisor/forkserver.py)."""
+    if argv[:1] == ["--fork-server"]:
+        from aura.supervisor import forkserver
+
+        set_process_name("aura-forkserver")  # loads the C library the forked shims use
+        return forkserver.serve(int(argv[1]), forked)
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(sys.argv[1:]))

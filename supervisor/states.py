@@ -6,8 +6,10 @@ an end against the outcomes of aura.runtime.vocab), writes the record, logs the 
 publishes its event. A change that keeps the state (a kill asked for, cores pinned, jobs
 registered) goes through `record_change`, which does the same without the check.
 
-A record that a full disk keeps from being written stays in memory, is said once in the log, and
-is written again by `retry_unsaved` (each second) until there is room.
+A new worker's record is written before its shim starts; later changes are written by the
+registry's thread (supervisor/registry.py). A record that a full disk keeps from being written
+stays in memory, is said once in the log, and is written again by `retry_unsaved` (each second)
+until there is room.
 """
 
 from __future__ import annotations
@@ -98,16 +100,17 @@ class WorkerTable(dict[str, dict]):
         log_as: str | None = None,
         **fields: Any,
     ) -> bool:
-        """A change that keeps the worker's state: write it, log `event` (as `log_as` where the log
-        names it otherwise) and, with `published`, publish it with the worker's and task's ids."""
+        """A change that keeps the worker's state: write it (in the registry's thread), log `event`
+        (as `log_as` where the log names it otherwise) and, with `published`, publish it with the
+        worker's and task's ids."""
         rec.update(fields)
-        saved = self.save(rec)
+        self.registry.save_later(rec)
         wid = rec["worker_id"]
         if event is not None:
             getattr(self.log, level)(log_as or event, worker=wid, **(logged or {}))
             if published is not None:
                 self.publish(event, worker_id=wid, task_id=rec.get("task_id"), **published)
-        return saved
+        return wid not in self.unsaved
 
     def save(self, rec: dict) -> bool:
         """Write a worker's record; on a full disk keep it in memory, retry it, and say so once."""
@@ -125,6 +128,12 @@ class WorkerTable(dict[str, dict]):
         return True
 
     def retry_unsaved(self) -> None:
+        for wid, exc in self.registry.not_saved().items():
+            if wid in self and wid not in self.unsaved:
+                again = disk_full(exc)
+                self.log.error("record_not_saved", worker=wid, error=str(exc), retry="every second" if again else None)
+                if again:
+                    self.unsaved.add(wid)
         for wid in list(self.unsaved):
             if wid in self and self.save(self[wid]):
                 self.log.info("record_saved", worker=wid, after="the disk had room again")

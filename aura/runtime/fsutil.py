@@ -34,8 +34,11 @@ def make_dirs(folder: Path, mode: int) -> None:
     folder.mkdir(mode=mode, exist_ok=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE) -> None:
-    """Write to a temp file in the same folder, fsync, rename over `path`."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE, sync: bool = True) -> None:
+    """Write to a temp file in the same folder, fsync, rename over `path`. With `sync=False` the
+    fsyncs are the caller's (aura.runtime.flusher does them off the caller's thread): the rename
+    alone already makes the new content whole and visible to other processes, and survives a
+    kill -9 of the writer; only a crash of the machine needs the fsyncs."""
     path = Path(path)
     make_parent(path, mode)
     fd, tmp = _temp_beside(path)
@@ -43,7 +46,8 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -52,7 +56,8 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 _serial = itertools.count()
@@ -69,7 +74,7 @@ def _temp_beside(path: Path) -> tuple[int, str]:
             continue
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (best effort: not every platform allows it)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -81,6 +86,21 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def sync_file(path: Path) -> None:
+    """fsync a file written with `sync=False`, and its folder (best effort, as `fsync_dir`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    fsync_dir(Path(path).parent)
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -120,8 +140,13 @@ def atomic_write_text(path: Path, text: str, mode: int = PRIVATE) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8"), mode)
+def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE, sync: bool = True) -> None:
+    atomic_write_bytes(path, json_bytes(obj), mode, sync)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """A state file's content, as every writer here lays it out."""
+    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8")
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:

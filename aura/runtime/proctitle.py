@@ -11,10 +11,21 @@ threads started afterwards inherit the name, so call it early.
 
 from __future__ import annotations
 
+import functools
 import sys
+from typing import Any
 
 PR_SET_NAME = 15
 MAX_LEN = 15  # TASK_COMM_LEN - 1
+
+
+@functools.cache
+def libc() -> Any:
+    """The C library already loaded (no find_library subprocess); loaded once, so a shim forked by
+    the fork server (supervisor/forkserver.py) finds it ready."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def set_process_name(name: str) -> bool:
@@ -27,8 +38,7 @@ def set_process_name(name: str) -> bool:
         raw = str(name).encode("utf-8", "replace")[:MAX_LEN]
         if not raw or b"\0" in raw:
             return False
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded (no find_library subprocess)
         buf = ctypes.create_string_buffer(raw)
-        return libc.prctl(PR_SET_NAME, buf, 0, 0, 0) == 0
+        return libc().prctl(PR_SET_NAME, buf, 0, 0, 0) == 0
     except Exception:  # no libc, no prctl, a sandbox refusing it: the name is a nicety
         return False

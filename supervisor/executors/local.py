@@ -1,10 +1,11 @@
 """Workers as local processes, each under its shim (supervisor/shim.py).
 
-Start: the shim starts in a session of its own (in a transient systemd scope where AURA_WORKER_SCOPE
-allows) and reports the worker's pid on a pipe, read in the daemon's poll loop, so many workers start
-in parallel. Exit: a pidfd per shim in the poll loop, where the platform has pidfds (the supervisor
-hears of an exit in milliseconds); a 0.25 s poll elsewhere. Signals go to the worker's process group
-and its shim.
+Start: the shim starts in a session of its own, forked by the supervisor's fork server
+(executors/forking.py); as a fresh interpreter where AURA_WORKER_SCOPE puts it in a transient
+systemd scope, or where the fork server cannot be reached. It reports the worker's pid on a pipe,
+read in the daemon's poll loop, so many workers start in parallel. Exit: a pidfd per shim in the
+poll loop, where the platform has pidfds (the supervisor hears of an exit in milliseconds); a 0.25 s
+poll elsewhere. Signals go to the worker's process group and its shim.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from aura.runtime.fsutil import open_private
 from aura.runtime.loop import Daemon
@@ -28,6 +30,7 @@ from .. import exitrecord
 from ..placement import CpuPinning
 from ..scope import scope_command, scoped
 from .base import Ended, Executor, StartOrder, StartReport
+from .forking import ForkServer
 
 SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
 POLL_INTERVAL = 0.25  # where there are no pidfds
@@ -54,29 +57,28 @@ class LocalExecutor(Executor):
         self.watch_fds: dict[str, int] = {}
         self.polled: dict[str, dict] = {}
         self.pinning = CpuPinning(loop.log)
+        self.forks = ForkServer(loop, SHIM, on_failed=self._fork_failed)
         self._polling = False
 
     def setup(self) -> None:
         self.scope_prefix = scope_command(self.loop.cfg.text("AURA_WORKER_SCOPE"), log=self.loop.log)
+        if not self.scope_prefix:
+            self.forks.warm()  # its interpreter starts now, not on the first spawn
 
     # -- starting ---------------------------------------------------------------------------------
     def start(self, order: StartOrder) -> None:
-        """Start the shim in a new session; its start report arrives on a pipe."""
+        """Start the shim in a new session, forked by the fork server where it can (not in a systemd
+        scope of its own: systemd-run must start that one); its start report arrives on a pipe."""
         r, w = os.pipe()
-        cmd = shim_command(order, min(self.grace, 5.0), "--status-fd", str(w))
-        cmd = scoped(self.scope_prefix, self.loop.paths.root, order.worker_id, cmd)
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
-                child = subprocess.Popen(
-                    cmd,
-                    env=order.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=shim_log,
-                    stderr=shim_log,
-                    start_new_session=True,
-                    pass_fds=(w,),
-                    cwd=str(self.loop.paths.root),
+                grace = min(self.grace, 5.0)
+                root = str(self.loop.paths.root)
+                forked = not self.scope_prefix and self.forks.start(
+                    order.worker_id, shim_args(order, grace), order.env, root, w, shim_log.fileno()
                 )
+                if not forked:
+                    self.children[order.worker_id] = self._popen(order, shim_options(order, grace), w, shim_log)
         except OSError:
             os.close(r)
             raise
@@ -84,10 +86,25 @@ class LocalExecutor(Executor):
             os.close(w)
         os.set_blocking(r, False)
         wid = order.worker_id
-        self.children[wid] = child
         self.pending[wid] = _Pending(r)
         self.loop.add_reader(r, lambda: self._on_report(wid))
         self.loop.call_later(self.start_timeout, lambda: self._reported(wid, None))
+
+    def _popen(self, order: StartOrder, options: list[str], status_w: int, log: IO[bytes]) -> subprocess.Popen:
+        cmd = [*shim_prefix(), "--status-fd", str(status_w), *options]
+        return subprocess.Popen(
+            scoped(self.scope_prefix, self.loop.paths.root, order.worker_id, cmd),
+            env=order.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            pass_fds=(status_w,),
+            cwd=str(self.loop.paths.root),
+        )
+
+    def _fork_failed(self, wid: str, why: str) -> None:
+        self._reported(wid, {"ok": False, "error": why})
 
     def _on_report(self, wid: str) -> None:
         pending = self.pending.get(wid)
@@ -160,6 +177,8 @@ class LocalExecutor(Executor):
             self.loop.remove_reader(fd)
             os.close(fd)
         self.polled.pop(worker_id, None)
+        if self.forks.forked(worker_id):
+            return self.forks.collect(worker_id, self.loop.paths.worker_dir(worker_id))
         child = self.children.pop(worker_id, None)
         if child is None:
             return None
@@ -204,28 +223,34 @@ class LocalExecutor(Executor):
         for fd in self.watch_fds.values():
             os.close(fd)
         self.watch_fds.clear()
+        self.forks.close()
 
 
 def shim_command(order: StartOrder, grace: float, *options: str) -> list[str]:
     """The shim's command line for one worker (`options`: what its executor adds, before `--`)."""
-    return [
-        sys.executable,
-        "-I",
-        "-S",
-        SHIM,
-        "--dir",
-        str(order.worker_dir),
-        "--cwd",
-        order.cwd,
-        "--stdout",
-        str(order.stdout),
-        "--stderr",
-        str(order.stderr),
-        "--task-dir",
-        str(order.task_dir),
-        "--grace",
-        str(grace),
-        *options,
-        "--",
-        *order.argv,
-    ]
+    return [*shim_prefix(), *options, *shim_options(order, grace)]
+
+
+def shim_prefix() -> list[str]:
+    """The interpreter running the shim: `-I -S`, the standard library only, a fast start."""
+    return [sys.executable, "-I", "-S", SHIM]
+
+
+def shim_args(order: StartOrder, grace: float) -> dict:
+    """The shim's options for one worker, by name (as the fork server takes them)."""
+    return {
+        "dir": str(order.worker_dir),
+        "cwd": order.cwd,
+        "stdout": str(order.stdout),
+        "stderr": str(order.stderr),
+        "task_dir": str(order.task_dir),
+        "grace": grace,
+        "argv": list(order.argv),
+    }
+
+
+def shim_options(order: StartOrder, grace: float) -> list[str]:
+    """The shim's options for one worker on its command line, ending with `-- ARGV`."""
+    named = shim_args(order, grace)
+    argv = named.pop("argv")
+    return [*(x for key, value in named.items() for x in (f"--{key.replace('_', '-')}", str(value))), "--", *argv]

@@ -34,6 +34,7 @@ def _table(tmp_path: Path) -> tuple[WorkerTable, list[tuple[str, dict]], Path]:
 
 
 def _on_disk(table: WorkerTable, wid: str) -> dict:
+    assert table.registry.flusher.drain()  # later changes are written by the registry's thread
     return table.registry.record(wid) or {}
 
 

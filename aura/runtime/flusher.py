@@ -1,0 +1,97 @@
+"""Record writes and fsyncs off the daemon's loop: a thread renames records into place and makes
+them durable, so a burst of worker exits does not queue behind the file system.
+
+Two kinds of work: `write` (the latest bytes for a path: written to a temp file and renamed over it
+by the thread, later bytes for the same path replacing earlier ones not yet written) and `add` (a
+file the caller already renamed into place: only fsynced). A write that fails is kept for
+`failed`, which the owner's loop reads to retry it and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from .fsutil import atomic_write_bytes, fsync_dir
+
+
+class Flusher:
+    """Writes and fsyncs handed to it, in a thread; `drain` waits for all of them."""
+
+    def __init__(self) -> None:
+        self._writes: dict[Path, bytes] = {}
+        self._syncs: set[Path] = set()
+        self._failed: dict[Path, OSError] = {}
+        self._cond = threading.Condition()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def write(self, path: Path, data: bytes) -> None:
+        with self._cond:
+            self._writes[path] = data
+            self._wake()
+
+    def add(self, path: Path) -> None:
+        with self._cond:
+            self._syncs.add(path)
+            self._wake()
+
+    def failed(self) -> dict[Path, OSError]:
+        """The writes that failed since the last call (the caller writes them again)."""
+        with self._cond:
+            out, self._failed = self._failed, {}
+            return out
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every write and fsync handed in so far is done (a stopping daemon calls this)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending() and not self._busy, timeout)
+
+    def _pending(self) -> bool:
+        return bool(self._writes or self._syncs)
+
+    def _wake(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+            self._thread.start()
+        self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(self._pending)
+                writes, self._writes = self._writes, {}
+                syncs, self._syncs = self._syncs, set()
+                self._busy = True
+            failed = {}
+            try:
+                for path, data in writes.items():
+                    try:
+                        atomic_write_bytes(path, data, sync=False)
+                        syncs.add(path)
+                    except OSError as exc:
+                        failed[path] = exc
+                sync_files(syncs)
+            finally:
+                with self._cond:
+                    self._failed.update(failed)
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+def sync_files(paths: set[Path]) -> None:
+    """fsync each file, then each of their folders once (the renames)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # removed meanwhile
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    for folder in {p.parent for p in paths}:
+        fsync_dir(folder)

@@ -1,0 +1,153 @@
+"""The fork server: one process per supervisor, with the shim's code loaded, that forks a shim per
+worker, so a start costs a fork instead of an interpreter start and its imports, and the shims share
+the server's pages copy-on-write.
+
+A forked shim is what `python -I -S shim.py ...` would be: a session of its own (setsid), the
+working folder of the request and its environment for the worker, its stdout and stderr on its shim.log, its start
+report on the status pipe the supervisor passed. Nothing ties it to the server or the supervisor: it
+outlives both and writes its exit record as any shim does. The server only reaps its shims and
+tells the supervisor an exit status that carries something (a shim that could not write the exit
+record says the worker's exit in it, supervisor/exitrecord.py).
+
+One message per datagram on a SOCK_SEQPACKET socket, JSON:
+
+    supervisor -> server  {"id": WID, "options": {shim options}, "env": {...}, "cwd": DIR}
+                          with two descriptors: the status pipe and shim.log
+    server -> supervisor  {"id": WID, "pid": PID}, or {"id": WID, "error": TEXT} when fork failed
+                          {"pid": PID, "status": CODE} when a shim ended with a non-zero status
+
+The server exits when the supervisor's end of the socket closes (the supervisor stopped or died);
+its shims run on. Imported by the shim (`python -I -S`): the standard library only.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+
+MAX_MESSAGE = 1 << 20
+FDS_PER_REQUEST = 2
+RunShim = Callable[[dict, int, dict[str, str]], int]  # shim.forked: its options, status pipe, worker's environment
+
+
+def serve(sock_fd: int, run_shim: RunShim) -> int:
+    """Fork a shim for each request until the supervisor's end closes."""
+    sock = socket.socket(fileno=sock_fd)
+    sock.setblocking(True)
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w.fileno())
+    gc.collect()
+    gc.freeze()  # the collector never writes to the loaded code's pages: they stay shared with every shim
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    own: list = [sel, sock, wake_r, wake_w]
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is wake_r:
+                _drain(wake_r)
+                _reap(sock)
+                continue
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, FDS_PER_REQUEST)
+            except InterruptedError:
+                continue
+            except OSError:
+                return 0
+            if not msg and not fds:
+                return 0  # the supervisor is gone; the shims run on
+            _fork_one(sock, msg, fds, run_shim, own)
+
+
+def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: RunShim, own: list) -> None:
+    try:
+        req = json.loads(msg)
+        status_fd, log_fd = fds
+        pid = os.fork()
+    except (ValueError, OSError) as exc:
+        for fd in fds:
+            os.close(fd)
+        _send(sock, {"id": _id_of(msg), "error": f"the fork server could not start the shim: {exc}"})
+        return
+    if pid == 0:
+        _run_child(req, status_fd, log_fd, run_shim, own)
+    os.close(status_fd)
+    os.close(log_fd)
+    _send(sock, {"id": req.get("id"), "pid": pid})
+
+
+def _run_child(req: dict, status_fd: int, log_fd: int, run_shim: RunShim, own: list) -> None:
+    """Become the shim `req` asks for, and never return into the server's loop."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for s in own:
+            s.close()
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(devnull)
+        os.close(log_fd)
+        os.chdir(req["cwd"])
+        code = run_shim(req["options"], status_fd, req["env"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            _send(sock, {"pid": pid, "status": code})
+
+
+def _send(sock: socket.socket, message: dict) -> None:
+    try:
+        sock.send(json.dumps(message).encode())
+    except OSError:  # the supervisor is gone; the loop ends at its EOF
+        pass
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+
+
+def _id_of(msg: bytes) -> str | None:
+    try:
+        return json.loads(msg).get("id")
+    except (ValueError, AttributeError):
+        return None

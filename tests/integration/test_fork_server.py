@@ -1,0 +1,64 @@
+"""The fork server (supervisor/forkserver.py) with real processes: a shim it forked lives in a
+session of its own, survives a kill -9 of the fork server and of the supervisor, records its
+worker's exit while the supervisor is dead, and is re-adopted by the next supervisor; a dead fork
+server is replaced at the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+
+from tests.support.harness import gone, wait_for
+from tests.support.rig import Rig
+
+WAIT_THEN_EXIT = """import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def _fork_server(rig: Rig) -> psutil.Process:
+    sup = psutil.Process(rig.p.daemon_pid("supervisor") or -1)
+    return wait_for(
+        lambda: next((c for c in sup.children() if c.name() == "aura-forkserver"), None), 10, what="the fork server"
+    )
+
+
+def _forked_by(rec: dict, server: psutil.Process) -> None:
+    shim = psutil.Process(rec["shim_pid"])
+    assert shim.ppid() == server.pid and shim.name() == "aura-shim"
+    assert os.getsid(shim.pid) == shim.pid and os.getsid(rec["worker_pid"]) == rec["worker_pid"]  # own sessions
+
+
+def test_forked_shims_outlive_the_fork_server_and_the_supervisor_and_are_readopted(rig: Rig, tmp_path: Path) -> None:
+    rig.start("supervisor")
+    first = _fork_server(rig)
+    ends_early, ends_late = tmp_path / "early", tmp_path / "late"
+    early = rig.spawn("early", WAIT_THEN_EXIT, str(ends_early), "7")
+    late = rig.spawn("late", WAIT_THEN_EXIT, str(ends_late), "0")
+    for rec in (early, late):
+        _forked_by(rec, first)
+
+    first.send_signal(signal.SIGKILL)
+    wait_for(lambda: gone(first.pid), 10, what="the fork server to die")
+    again = rig.spawn_argv("again", ["true"])  # started by a new fork server
+    second = _fork_server(rig)
+    assert second.pid != first.pid and again["state"] == "running"
+
+    rig.p.kill9("supervisor")
+    wait_for(lambda: gone(second.pid), 10, what="the fork server to end with its supervisor")
+    assert all(psutil.pid_exists(r["shim_pid"]) for r in (early, late))
+    ends_early.touch()
+    wait_for(lambda: (rig.p.workers()["early"].get("exit_file") or {}).get("exit_code") == 7, 20, what="exit record")
+
+    rig.start("supervisor")
+    assert rig.worker("late")["state"] == "running"  # re-adopted: its shim, at its start time, still runs
+    done = rig.exited("early")
+    assert done and done["exit"]["exit_code"] == 7 and done["note"] == "ended while the supervisor was down"
+    ends_late.touch()
+    late_done = wait_for(lambda: rig.exited("late"), 20, what="the re-adopted worker's exit")
+    assert late_done["exit"]["exit_code"] == 0 and late_done["outcome"] == "succeeded"
