@@ -56,6 +56,7 @@ def _load_aura() -> None:
 
 _load_aura()
 from aura.runtime.fsutil import atomic_write_json, disk_full, open_private, sync_file  # noqa: E402
+from aura.runtime.pidfile import start_time  # noqa: E402
 from aura.runtime.procgroup import group_alive as _group_alive  # noqa: E402
 from aura.runtime.proctitle import libc, set_process_name  # noqa: E402
 from aura.supervisor import exitrecord, jobs  # noqa: E402
@@ -71,26 +72,6 @@ def become_subreaper() -> bool:
         return libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
-
-
-def _process_start(pid: int) -> float | None:
-    """The process start time exactly as psutil computes it (boot time + start ticks), read from
-    /proc on Linux so the shim does not pay for importing psutil on every worker start."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-        ticks = int(data[data.rfind(b")") + 2 :].split()[19])
-        with open("/proc/stat", "rb") as fh:
-            btime = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
-        return ticks / os.sysconf("SC_CLK_TCK") + btime
-    except (OSError, ValueError, IndexError, StopIteration):
-        pass
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None
 
 
 def _tell(status_fd: int | None, message: dict) -> None:
@@ -173,7 +154,7 @@ def keep_registered(task_dir: Path | None) -> tuple[list[jobs.RegisteredJob], se
     if not registered:
         return [], set(), []
     children = _children_map(os.getpid())
-    kept = jobs.keep(registered, _descendants(), _process_start)
+    kept = jobs.keep(registered, _descendants(), start_time)
     refused = [
         {"pid": r.pid, "kind": r.kind, "why": "not a live descendant of the worker started at that time"}
         for r in registered
@@ -333,10 +314,10 @@ def run(args: argparse.Namespace, cmd: list[str], env: dict[str, str] | None = N
     signal.signal(signal.SIGTERM, forward)
     report = {
         "worker_pid": pid,
-        "worker_create_time": _process_start(pid),
+        "worker_create_time": start_time(pid),
         "pgid": pid,
         "shim_pid": os.getpid(),
-        "shim_create_time": _process_start(os.getpid()),
+        "shim_create_time": start_time(os.getpid()),
         "started_at": started,
         "subreaper": subreaper,
         "host": os.uname().nodename,  # a cluster job's node

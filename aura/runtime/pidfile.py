@@ -11,31 +11,64 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .fsutil import read_json, write_json_even_if_full
 
-START_TIME_TOLERANCE = 0.05  # seconds; psutil reports the same float for the same process
+START_TIME_TOLERANCE = 0.05  # seconds; the same process always gets the same float
+PROC = Path("/proc")
+_boot_time: float | None = None
 
 
-def start_time(pid: int) -> float | None:
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """(state letter, start time) of `pid` from /proc, computed exactly as psutil computes it (boot
+    time + start ticks), so `aura ps` and the shim need not import psutil; None: no such process."""
+    global _boot_time
     try:
-        return psutil.Process(pid).create_time()
+        data = (PROC / str(pid) / "stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    if _boot_time is None:
+        with open(PROC / "stat", "rb") as fh:
+            _boot_time = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
+    return fields[0].decode(), int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time
+
+
+def _psutil_stat(pid: int) -> tuple[str, float] | None:
+    """The same from psutil, where there is no /proc (macOS)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return ("Z" if proc.status() == psutil.STATUS_ZOMBIE else "R"), proc.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
 
 
+def _stat(pid: int) -> tuple[str, float] | None:
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    if PROC.joinpath("self", "stat").exists():
+        try:
+            return _proc_stat(pid)
+        except (OSError, ValueError, IndexError, StopIteration):
+            pass
+    return _psutil_stat(pid)
+
+
+def start_time(pid: int) -> float | None:
+    found = _stat(pid)
+    return found[1] if found else None
+
+
 def is_alive(pid: int | None, created: float | None) -> bool:
     """True when `pid` runs, is not a zombie, and started at `created`."""
-    if not isinstance(pid, int) or pid <= 0:
+    found = _stat(pid) if isinstance(pid, int) else None
+    if found is None:
         return False
-    try:
-        proc = psutil.Process(pid)
-        if created is not None and abs(proc.create_time() - float(created)) > START_TIME_TOLERANCE:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+    state, started = found
+    if created is not None and abs(started - float(created)) > START_TIME_TOLERANCE:
         return False
+    return state != "Z"
 
 
 def write_pidfile(path: Path, **fields: Any) -> dict:
