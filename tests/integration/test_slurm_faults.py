@@ -1,12 +1,14 @@
-"""What Slurm does to a job behind Aura's back: a node that fails under a running worker, and a job put
-back in the queue (requeued). With the real private one-node cluster, the real daemons and the local
-planner; nothing stands in for Slurm."""
+"""What Slurm does to a job behind Aura's back: a node that fails under a running worker, a job put
+back in the queue (requeued), and a job preempted by one of a higher partition. With the real private
+one-node cluster, the real daemons and the local planner; nothing stands in for Slurm."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.support.harness import Project, wait_for
+from tests.support.slurm import cluster, require_slurm
 from tests.support.slurmrun import RUN_S, by_title, finished, slurm_project
 
 # The first attempt writes its line and waits to be stopped; a later attempt finds the marker and ends.
@@ -64,3 +66,31 @@ def test_a_requeued_job_is_cancelled_so_its_worker_never_runs_twice(project: Pro
     assert by_title(st)["requeued"]["status"] == "completed"
     assert (p.root / "ledger.txt").read_text().split() == ["run", "again"]  # the requeued job ran no second time
     assert len(p.workers()) == 2
+
+
+def test_a_preempted_job_keeps_slurms_word_beside_the_shims_record_and_the_task_runs_again(
+    project: Project, tmp_path: Path
+) -> None:
+    require_slurm()
+    preempting = {"PreemptType": "preempt/partition_prio", "PreemptMode": "CANCEL"}
+    with cluster(
+        tmp_path / "cluster",
+        settings=preempting,
+        partition={"PriorityTier": "1"},
+        more_partitions={"urgent": {"PriorityTier": "10"}},
+    ) as slurm:
+        p = slurm_project(project, slurm, AURA_KILL_GRACE_SECONDS="2")
+        p.write_task(f"# Preempt\n\n- [ ] preempted `{ONCE_THEN_WAIT}`\n")
+        p.up()
+        wid = running_worker(p)
+        job = str(p.workers()[wid]["job_id"])
+        urgent = slurm.sbatch("#!/bin/sh\nsleep 3\n", "--partition=urgent", "--exclusive")
+        rec = exited(p, wid)
+        assert slurm.job(job)["JobState"] == "PREEMPTED"
+        assert rec["exit"]["slurm_state"] == "PREEMPTED" and "preempted" in rec["note"], rec
+        assert rec["exit"]["signal"] == 15 and rec["outcome"] == "killed"  # the shim recorded Slurm's SIGTERM
+        slurm.wait_state(urgent, "COMPLETED")
+        st = wait_for(lambda: finished(p), RUN_S, what="the task's next attempt once the urgent job is done")
+        assert by_title(st)["preempted"]["status"] == "completed"
+        assert (p.root / "ledger.txt").read_text().split() == ["run", "again"]
+        p.aura("down")

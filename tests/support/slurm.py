@@ -219,7 +219,8 @@ def parse_record(line: str) -> dict[str, str]:
 class SlurmCluster:
     """One private cluster in `root`: node `localhost`, one partition, the machine's CPUs.
 
-    `settings` and `partition` override or add slurm.conf keys and partition options."""
+    `settings` and `partition` override or add slurm.conf keys and partition options;
+    `more_partitions` adds partitions (name -> options) on the same node."""
 
     def __init__(
         self,
@@ -227,6 +228,7 @@ class SlurmCluster:
         *,
         settings: Mapping[str, str] | None = None,
         partition: Mapping[str, str] | None = None,
+        more_partitions: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.root = Path(root)
         self.conf = self.root / "slurm.conf"
@@ -234,6 +236,7 @@ class SlurmCluster:
         self.partition = "test"
         self.extra_settings = dict(settings or {})
         self.extra_partition = dict(partition or {})
+        self.more_partitions = {name: dict(options) for name, options in (more_partitions or {}).items()}
         self.cpus = machine_cpus()
         self.memory_mb = max(256, int(psutil.virtual_memory().available / 2**20 * 0.9))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_ENV)}
@@ -288,6 +291,9 @@ class SlurmCluster:
         lines = [f"{key}={value}" for key, value in self.settings().items()]
         lines.append(f"NodeName=localhost CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN")
         lines.append(f"PartitionName={self.partition} " + " ".join(f"{k}={v}" for k, v in partition.items()))
+        for name, options in self.more_partitions.items():
+            more = {"Nodes": "localhost", "MaxTime": "INFINITE", "State": "UP", **options}
+            lines.append(f"PartitionName={name} " + " ".join(f"{k}={v}" for k, v in more.items()))
         self.conf.write_text("\n".join(lines) + "\n")
 
     # -- daemons ------------------------------------------------------------------------------
