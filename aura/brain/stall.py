@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from aura.runtime.config import Config
-from aura.runtime.vocab import IN_PROGRESS
+from aura.runtime.vocab import IN_PROGRESS, WAITING_FOR_USER
 
 from .state import ROOT
 
@@ -40,11 +40,15 @@ def check(state: dict, cfg: Config, now: float | None = None) -> dict[str, Any] 
     if minutes <= 0 or stopped or clock.get("notified") or idle < minutes * 60:
         return None
     clock["notified"] = True
-    running = sorted(tid for tid, t in (state.get("tasks") or {}).items() if t.get("status") == IN_PROGRESS)
+    tasks = (state.get("tasks") or {}).items()
+    running = sorted(tid for tid, t in tasks if t.get("status") == IN_PROGRESS)
+    waiting = sorted(tid for tid, t in tasks if t.get("status") == WAITING_FOR_USER)
     span = f"{idle / 60:.0f} min" if idle >= 60 else f"{idle:.0f} s"
     return {
         "idle_minutes": round(idle / 60, 2),
         "running": running,
+        "waiting_for_user": waiting,
         "message": f"no progress for {span}: nothing started or ended and no model call answered"
-        + (f" (still running: {', '.join(running)})" if running else ""),
+        + (f" (still running: {', '.join(running)})" if running else "")
+        + (f"; waiting for a person's answer: {', '.join(waiting)} (aura questions)" if waiting else ""),
     }

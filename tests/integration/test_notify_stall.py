@@ -65,3 +65,13 @@ def test_no_progress_is_notified_once_per_stall(project: Project) -> None:
     time.sleep(2)
     assert len(events(project, "no_progress")) == 2
     assert len(decisions(project, "no_progress")) == 2
+
+
+def test_a_run_that_only_waits_for_a_person_says_so_when_it_stalls(project: Project) -> None:
+    project.env.update(
+        AURA_CYCLE_INTERVAL="0.5", AURA_NO_PROGRESS_MINUTES="0.05", AURA_APPROVE="spawn", AURA_NOTIFY_COMMAND=HOOK
+    )
+    project.write_task("# Held\n\n- [ ] held `true`\n")
+    project.up()
+    said = wait_for(lambda: events(project, "no_progress"), 20, what="the stall to be notified")
+    assert "waiting for a person's answer: T" in said[0] and "(aura questions)" in said[0], said
