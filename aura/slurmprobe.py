@@ -33,9 +33,7 @@ def check_slurm(cfg: Config, data: Path, warn: Callable[[str], None]) -> str | N
     script = probe_dir / f"slurm-probe-{token}.sh"
     atomic_write_text(script, f"#!/bin/sh\necho ok > '{mark}'\n", mode=0o700)
     try:
-        job = slurm.submit(
-            script, [f"--job-name=aura-probe-{token}", "--output=/dev/null", "--time=1"], slurm.client_env()
-        )
+        job = slurm.submit(script, [f"--job-name=aura-probe-{token}", *probe_options(cfg)], slurm.client_env())
     except slurm.SlurmError as exc:
         raise ProbeError(f"AURA_EXECUTOR=slurm but a probe job was refused: {exc}") from None
     try:
@@ -43,6 +41,12 @@ def check_slurm(cfg: Config, data: Path, warn: Callable[[str], None]) -> str | N
     finally:
         script.unlink(missing_ok=True)
         mark.unlink(missing_ok=True)
+
+
+def probe_options(cfg: Config) -> list[str]:
+    """The probe asks for what every worker's job asks for (partition, account, QOS, AURA_SLURM_ARGS),
+    so a setting Slurm refuses is refused at start, not by every spawn of the run."""
+    return ["--output=/dev/null", "--time=1", "--no-requeue", *slurm.site_options(cfg)]
 
 
 def _wait(job: str, mark: Path, data: Path, warn: Callable[[str], None], wait_s: float) -> str:

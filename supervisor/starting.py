@@ -18,7 +18,7 @@ from aura.ipc.server import Deferred
 from aura.runtime.diskspace import full_note
 from aura.runtime.fsutil import disk_full, make_dirs
 from aura.runtime.paths import ProjectPaths
-from aura.runtime.vocab import QUEUED, RUNNING, STARTING
+from aura.runtime.vocab import LOCAL, QUEUED, RUNNING, STARTING
 
 from . import exitrecord
 from .backends import get_backend
@@ -128,7 +128,12 @@ class Starter:
         try:
             self.executor.start(order)
         except OSError as exc:
-            self.exits.finish(wid, {"exit_code": None, "signal": None, "error": f"could not start the shim: {exc}"})
+            what = (
+                "could not start the shim"
+                if rec["executor"] in (None, LOCAL)
+                else f"could not submit its {rec['executor']} job"
+            )
+            self.exits.finish(wid, {"exit_code": None, "signal": None, "error": f"{what}: {exc}"})
             return self.view(rec)
         pending = _Pending(deferred=Deferred(), spec=spec, cpu_ceiling=cpu_ceiling)
         self.pending[wid] = pending

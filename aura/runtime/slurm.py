@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from .config import Config
 
 COMMAND_TIMEOUT_S = 30.0
 
@@ -133,8 +136,9 @@ def jobs_named(name: str) -> list[str]:
 
 
 def cancel(job_id: str, signal_name: str | None = None) -> bool:
-    """`scancel` (with `--signal NAME --full`: the batch shell and every step get it); False when
-    Slurm no longer knows the job (it ended)."""
+    """`scancel` (with `--signal NAME --full`: the batch shell and every step get it). With a signal,
+    False when the job already ended or Slurm forgot it; a plain cancel of such a job is silent
+    (scancel exits 0), so it answers True."""
     args = ["scancel", job_id] if signal_name is None else ["scancel", "--full", f"--signal={signal_name}", job_id]
     try:
         run(*args)
@@ -175,6 +179,20 @@ def ended_exit(fields: dict[str, str]) -> dict:
 def abnormal(fields: dict[str, str]) -> bool:
     """Did Slurm itself end the job (its node, its time limit, a preemption), whatever the shim wrote?"""
     return fields.get("JobState", "") in ENDED_BY_SLURM
+
+
+def site_options(cfg: Config) -> list[str]:
+    """What every job of the run asks of the site: partition, account, QOS, then AURA_SLURM_ARGS (last,
+    so they can override)."""
+    out = []
+    for key, flag in (
+        ("AURA_SLURM_PARTITION", "partition"),
+        ("AURA_SLURM_ACCOUNT", "account"),
+        ("AURA_SLURM_QOS", "qos"),
+    ):
+        if cfg.text(key):
+            out.append(f"--{flag}={cfg.text(key)}")
+    return out + shlex.split(cfg.text("AURA_SLURM_ARGS"))
 
 
 def duration(seconds: float) -> str:

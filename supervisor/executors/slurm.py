@@ -100,12 +100,7 @@ class SlurmExecutor(Executor):
             out.append(f"--cpus-per-task={max(1, round(cpu_pct / 100 * self.node_cpus()))}")
         if cfg.integer("AURA_SLURM_GPUS"):
             out.append(f"--gpus={cfg.integer('AURA_SLURM_GPUS')}")
-        for key, flag in (("AURA_SLURM_PARTITION", "partition"), ("AURA_SLURM_ACCOUNT", "account")):
-            if cfg.text(key):
-                out.append(f"--{flag}={cfg.text(key)}")
-        if cfg.text("AURA_SLURM_QOS"):
-            out.append(f"--qos={cfg.text('AURA_SLURM_QOS')}")
-        return out + shlex.split(cfg.text("AURA_SLURM_ARGS"))
+        return out + slurm.site_options(cfg)
 
     def node_cpus(self) -> int:
         """The CPUs a share of AURA_WORKER_MAX_CPU_PERCENT is taken of: the partition's smallest node,

@@ -7,9 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from aura.runtime import slurm
+from aura.supervisor.executors.slurm import job_name
 from tests.support.harness import Project, wait_for
+from tests.support.rig import Rig
 from tests.support.slurm import cluster, require_slurm
-from tests.support.slurmrun import RUN_S, by_title, finished, slurm_project
+from tests.support.slurmrun import RUN_S, by_title, finished, slurm_project, state, use_cluster
 
 # The first attempt writes its line and waits to be stopped; a later attempt finds the marker and ends.
 ONCE_THEN_WAIT = (
@@ -94,3 +99,80 @@ def test_a_preempted_job_keeps_slurms_word_beside_the_shims_record_and_the_task_
         assert by_title(st)["preempted"]["status"] == "completed"
         assert (p.root / "ledger.txt").read_text().split() == ["run", "again"]
         p.aura("down")
+
+
+# -- bad input and the queue: refused at start, refused at submission, too long in the queue, lost answers --
+
+
+def test_aura_up_refuses_a_partition_slurm_refuses_in_one_line(project: Project, slurm_cluster: Any) -> None:
+    p = slurm_project(project, slurm_cluster, AURA_SLURM_PARTITION="nosuch")
+    p.write_task("# X\n\n- [ ] x `true`\n")
+    proc = p.aura("up", "-d", "task.md", check=False)
+    said = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(said) == 1 and "probe job was refused" in said[0], proc.stderr
+    assert "nosuch" in said[0] and "Traceback" not in proc.stderr and p.all_up() is None
+
+
+def test_a_job_sbatch_refuses_fails_its_start_with_sbatchs_words_and_the_task_waits_to_retry(
+    project: Project, slurm_cluster: Any
+) -> None:
+    # a local run; the one task asks for Slurm, whose partition is wrong: no probe, so sbatch refuses at spawn
+    p = slurm_project(project, slurm_cluster, AURA_EXECUTOR="local", AURA_SLURM_PARTITION="nosuch")
+    p.write_task("# X\n\n- [ ] x `echo x >> ledger.txt` on slurm\n")
+    p.up()
+    task = wait_for(
+        lambda: next((t for t in state(p).get("tasks", {}).values() if "nosuch" in t.get("reason", "")), None),
+        40,
+        what="sbatch's words in the task's reason",
+    )
+    assert "could not submit its slurm job: sbatch failed" in task["reason"] and "retrying" in task["reason"], task
+    assert task["status"] == "pending" and task["retry_at"] > task["updated_at"]  # not lost: it waits to retry
+    assert not (p.root / "ledger.txt").exists() and slurm_cluster.queue() == []
+
+
+def test_a_job_too_long_in_the_queue_is_cancelled_and_a_lost_answer_is_found_by_name(
+    rig: Rig, slurm_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_cluster(rig, slurm_cluster, AURA_SLURM_QUEUE_TIMEOUT="3")
+    rig.start("watchdog", "supervisor")
+    # a submission whose answer the supervisor never heard: the job is there, under the worker's name
+    name = job_name(rig.p.root, "lost")
+    earlier = slurm_cluster.sbatch("#!/bin/sh\nsleep 60\n", f"--job-name={name}")
+    rig.call(
+        "supervisor",
+        "spawn",
+        {
+            "worker_id": "lost",
+            "task_id": "lost",
+            "backend": "shell",
+            "executor": "slurm",
+            "argv": ["/bin/sh", "-c", "sleep 60"],
+        },
+        timeout=30,
+    )
+    assert str(rig.worker("lost")["job_id"]) == earlier and len(slurm_cluster.queue()) == 1, "not submitted twice"
+    rig.call("supervisor", "kill", {"worker_id": "lost", "reason": "test over"})
+    slurm_cluster.wait_state(earlier, "CANCELLED")
+    # the node taken whole by another job: the worker's job waits past AURA_SLURM_QUEUE_TIMEOUT
+    hold = slurm_cluster.sbatch("#!/bin/sh\nsleep 60\n", "--exclusive")
+    slurm_cluster.wait_state(hold, "RUNNING")
+    rig.call(
+        "supervisor",
+        "spawn",
+        {
+            "worker_id": "waits",
+            "task_id": "waits",
+            "backend": "shell",
+            "executor": "slurm",
+            "argv": ["/bin/sh", "-c", "true"],
+        },
+        timeout=30,
+    )
+    rec = wait_for(lambda: rig.exited("waits"), 30, what="the queue timeout")
+    assert "still queued after 3s" in rec["exit"]["error"] and "AURA_SLURM_QUEUE_TIMEOUT" in rec["exit"]["error"]
+    slurm_cluster.wait_state(str(rec["job_id"]), "CANCELLED")
+    # a signal for a job that already ended, or that Slurm forgot, is no error: a plain False
+    for key, value in slurm_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    assert slurm.cancel(earlier, "KILL") is False and slurm.cancel("99999999", "KILL") is False
+    slurm_cluster.run("scancel", hold)

@@ -48,3 +48,19 @@ def test_a_job_a_slurm_worker_registers_keeps_its_task_running_until_it_ends(rig
     done = wait_for(lambda: rig.exited("trainer"), 30, what="the worker's exit record")
     assert done["outcome"] == "succeeded" and done["exit"]["managed"]["children"][0]["exit_code"] == 3
     slurm_cluster.wait_state(str(worker["job_id"]), "COMPLETED")
+
+
+def test_down_keep_workers_leaves_the_jobs_running_and_the_next_up_adopts_them(
+    project: Project, slurm_cluster: Any
+) -> None:
+    p = slurm_project(project, slurm_cluster)
+    p.write_task("# Keep\n\n- [ ] kept `sleep 8; echo kept >> ledger.txt`\n")
+    p.up()
+    wid = wait_for(lambda: next((w for w, r in p.workers().items() if r.get("state") == "running"), None), 60)
+    job = str(p.workers()[wid]["job_id"])
+    p.aura("down", "--keep-workers")
+    assert p.all_up() is None and slurm_cluster.job(job)["JobState"] == "RUNNING"
+    p.up()
+    st = wait_for(lambda: finished(p), RUN_S, what="the adopted job's task to finish")
+    assert by_title(st)["kept"]["status"] == "completed"
+    assert (p.root / "ledger.txt").read_text().split() == ["kept"] and list(p.workers()) == [wid]
