@@ -52,7 +52,7 @@ class LocalPlanner:
                     item.text,
                     kind="command" if item.command else "agent",
                     command=item.command,
-                    artifacts=item.artifacts,
+                    artifacts=list(item.artifacts),
                     line=item.line,
                     executor=item.executor,
                 )
