@@ -1,7 +1,7 @@
 """Aura's figures beside circus and supervisord, from one command.
 
-    python bench/run.py            # the full run (about 14 minutes on 2 cores)
-    python bench/run.py --quick    # a smoke run (about 4 minutes): fewer runs, smaller scale
+    python bench/run.py            # the full run (about 25 minutes on 2 cores, 10 of them the soak)
+    python bench/run.py --quick    # a smoke run (about 6 minutes): fewer runs, smaller scale
     python bench/run.py --no-rivals --sections control,events
 
 It prints a table and writes every figure (n, min, median, p95, p99, max) to bench/results/<date>-<host>[-quick].json.
@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from aura import __version__  # noqa: E402
-from bench import aura_bench, gitcost, rivals  # noqa: E402
+from bench import aura_bench, gitcost, rivals, soak  # noqa: E402
 from bench.report import render  # noqa: E402
 from bench.stats import summary  # noqa: E402
 
-SECTIONS = ("control", "events", "watchdog", "scale", "tokens", "git")
+SECTIONS = ("control", "events", "watchdog", "scale", "tokens", "git", "soak")
 RESULTS = Path(__file__).resolve().with_name("results")
 
 
@@ -53,6 +53,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "git_files": 10_000,
             "git_runs": 5,
             "git_accepts": 3,
+            "soak_tasks": 1000,
         }
     return {
         "cmd_runs": 50,
@@ -65,6 +66,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "git_files": 10_000,
         "git_runs": 20,
         "git_accepts": 10,
+        "soak_tasks": 5000,
     }
 
 
@@ -218,6 +220,8 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
         return aura_bench.brain_tokens(p["token_cycles"])
     if name == "git":
         return gitcost.measure(p["git_files"], p["git_runs"], p["git_accepts"])
+    if name == "soak":
+        return soak.soak(p["soak_tasks"])
     raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
 
 

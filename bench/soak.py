@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -77,7 +80,72 @@ def soak(tasks: int, profile: Path | None = None) -> dict:
         "status_changes": changes,
         "brain_bytes_written_per_change": {k: round(v / max(1, changes)) for k, v in written.items()},
         "state_json_bytes": state_bytes,
+        "save_cost": save_cost(),
     }
+
+
+def save_cost(sizes: tuple[int, ...] = (500, 5000), runs: int = 20, store_class: Any = None) -> dict:
+    """One status change saved, in process, on trees of `sizes` finished tasks shaped like the soak's:
+    median milliseconds and the bytes passed to write(2) (the journal line, or the files rewritten)."""
+    from aura.brain.state import StateStore, add_task, new_task
+
+    out = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="aura-save-cost-") as tmp:
+            folder = Path(tmp)
+            store = (store_class or StateStore)(folder)
+            state = store.load().state
+            for i in range(n):
+                add_task(state, new_task(f"T{i:06d}", f"item {i} `true`", **_finished_fields(f"T{i:06d}", tmp)))
+            store.save(state)
+            times, written = [], []
+            for r in range(runs):
+                task = state["tasks"][f"T{r:06d}"]
+                task.update(status="pending" if r % 2 else "completed", reason=f"change {r}", updated_at=time.time())
+                before = _written()
+                t0 = time.perf_counter()
+                try:
+                    store.save(state, {task["id"]})
+                except TypeError:  # a store whose save takes the tree alone
+                    store.save(state)
+                times.append(time.perf_counter() - t0)
+                written.append(_written() - before)
+        out[str(n)] = {"ms": round(1000 * statistics.median(times), 3), "bytes": int(statistics.median(written))}
+    return out
+
+
+def _finished_fields(tid: str, root: str) -> dict:
+    return {
+        "status": COMPLETED,
+        "attempts": 1,
+        "spawns": 1,
+        "kind": "command",
+        "command": "true",
+        "artifacts": [],
+        "executor": None,
+        "reason": "evidence checked",
+        "evidence": f"worker {tid}-1 exited 0 (outcome succeeded)",
+        "worker_id": f"{tid}-1",
+        "workers": [f"{tid}-1"],
+        "started_at": time.time(),
+        "finished_at": time.time(),
+        "spawn_spec": {
+            "backend": "shell",
+            "budget_s": 1800.0,
+            "command": "true",
+            "cwd": root,
+            "limits": {},
+            "mounts": [],
+            "task_dir": f"{root}/.aura/workspace/tasks/{tid}",
+            "task_id": tid,
+            "worker_id": f"{tid}-1",
+        },
+    }
+
+
+def _written() -> int:
+    """Bytes this process has passed to write(2) so far."""
+    return int(getattr(psutil.Process().io_counters(), "write_chars", 0))
 
 
 def _finished(p: Project) -> bool:
@@ -158,6 +226,8 @@ def render(res: dict) -> str:
         f"status changes {res['status_changes']}; brain wrote per change: {per['write_chars']} B (write calls), "
         f"{per['write_bytes']} B (to disk); state.json {res['state_json_bytes']} B"
     )
+    for n, c in res["save_cost"].items():
+        lines.append(f"one status change saved on a tree of {n} tasks: {c['ms']} ms, {c['bytes']} B written")
     return "\n".join(lines)
 
 

@@ -202,19 +202,19 @@ class BrainDaemon(Daemon):
                 self.request_cycle("disk space is back", 0)
 
     def maybe_persist(self) -> None:
-        """Snapshot once the brain is quiet, or a second after a change while it is busy, never
-        spending more than SNAPSHOT_SHARE of its time on it (the snapshot is the one write whose
-        cost follows the tree's size)."""
+        """Snapshot once the brain is quiet, or a second after a change while it is busy; quiet
+        moments take at most SNAPSHOT_SHARE of its time (the snapshot is the one write whose cost
+        follows the tree's size)."""
         now = time.monotonic()
         since = now - self.snapshot_at
-        if since < self.snapshot_took / SNAPSHOT_SHARE:
+        if since < min(SNAPSHOT_EVERY, self.snapshot_took / SNAPSHOT_SHARE):
             return
         if now - self.active_at >= SNAPSHOT_IDLE or since >= SNAPSHOT_EVERY:
             self.persist()
 
     def persist(self) -> None:
         """Fold the journal into a new state.json and render progress.md, when the tree changed:
-        once a second at most, so a cycle's cost follows its changes, not the tree's size."""
+        off the cycle, so a cycle's cost follows its changes, not the tree's size."""
         core = self.core
         if core is None or not (core.store.pending or core.save_error):
             return
