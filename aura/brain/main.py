@@ -288,6 +288,8 @@ class BrainDaemon(Daemon):
             elif core.git.info.get("to_remove"):
                 core.git.remove_merged()  # a merged worktree a process still used
             core.save()
+            if finished:
+                self.persist()  # a finished run is read from state.json at once: it holds the end
         self.last_cycle_at = time.time()
         self.active_at = time.monotonic()
         self.log.info(

@@ -90,7 +90,7 @@ class StateStore:
             applied, good = statejournal.replay(self.journal.path, primary)
             self.journal.open(keep=good)  # a torn tail is cut off before the next append
             self.pending = applied
-            self._last_saved = _deep_copy(primary)
+            self._last_saved = _mirror(primary)
             if applied:
                 self.flush(primary)
             return LoadResult(primary, "primary")
@@ -147,7 +147,7 @@ class StateStore:
         self.journal.clear()
         self.pending = 0
         if self._last_saved is None:
-            self._last_saved = json.loads(data)
+            self._last_saved = _mirror(state)
 
     def close(self) -> None:
         self.journal.close()
@@ -174,8 +174,16 @@ def _valid(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("tasks"), dict) and ROOT in obj["tasks"]
 
 
-def _deep_copy(obj: Any) -> Any:
-    return json.loads(statejournal.dumps(obj))
+def _mirror(obj: Any) -> Any:
+    """A copy of the tree for the next save's comparison: its own dicts and lists, sharing the
+    immutable leaves (strings, numbers) with the tree, so it costs about half of a full copy."""
+    if isinstance(obj, dict):
+        return {k: _mirror(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_mirror(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, float)):
+        return obj
+    return json.loads(statejournal.dumps(obj))  # anything else as the journal would hold it
 
 
 # -- tree helpers ---------------------------------------------------------------------------------
