@@ -104,9 +104,8 @@ class BrainCore:
             self.touched = set()
 
     def snapshot(self) -> None:
-        """Fold the journal into a new state.json, when it holds anything (the brain does it each second)."""
-        if self.store.pending or self.save_error is not None:
-            self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True)
+        """Fold the journal into a new state.json (the brain does it once quiet, or each second)."""
+        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True)
 
     @property
     def tasks(self) -> dict[str, dict]:

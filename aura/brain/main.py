@@ -65,6 +65,7 @@ class BrainDaemon(Daemon):
         self.disk = DiskPause(self.paths, self.cfg, self.log)
         self.active_at = self.snapshot_at = time.monotonic()  # the last cycle's end; the last snapshot
         self.snapshot_took = 0.0
+        self.rendered = -1  # the store's change count progress.md shows
 
     # -- events this brain publishes: notifications and summaries ---------------------------------------
     def publish(self, kind: str, **data: Any) -> dict | None:
@@ -216,12 +217,13 @@ class BrainDaemon(Daemon):
         """Fold the journal into a new state.json and render progress.md, when the tree changed:
         off the cycle, so a cycle's cost follows its changes, not the tree's size."""
         core = self.core
-        if core is None or not (core.store.pending or core.save_error):
+        if core is None or not (core.store.pending or core.save_error or core.store.changes != self.rendered):
             return
         started = time.monotonic()
         core.snapshot()
         if core.save_error is None:
             progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
+            self.rendered = core.store.changes
             if self.disk.save_error:
                 self.check_disk()  # saved again: spawns resume now, not at the next check
         self.snapshot_at = time.monotonic()

@@ -27,6 +27,7 @@ from . import statejournal
 SCHEMA = 1
 STATUSES, TERMINAL = TASK_STATUSES, TASK_ENDED  # the names the brain tools import
 ROOT = "ROOT"
+SMALL_TREE_BYTES = 16 * 1024  # below this a save rewrites state.json whole: as cheap as a journal line
 
 
 def new_state(mission: str = "", task_file: str = "") -> dict:
@@ -80,6 +81,9 @@ class StateStore:
         self.journal = statejournal.Journal(state_dir / "state.journal")
         self._last_saved: dict | None = None  # the tree as the snapshot and the journal hold it
         self.pending = 0  # journal lines not yet in a snapshot
+        self.changes = 0  # saves that changed something, since the store was made
+        self.unwritten = False  # a change is only in memory: a small tree's snapshot failed
+        self.snapshot_bytes = 0
         self.text = statejournal.SnapshotText()
 
     def load(self) -> LoadResult:
@@ -87,6 +91,7 @@ class StateStore:
             return LoadResult(new_state(), "new")
         primary = read_json(self.path)
         if _valid(primary):
+            self.snapshot_bytes = self.path.stat().st_size
             applied, good = statejournal.replay(self.journal.path, primary)
             self.journal.open(keep=good)  # a torn tail is cut off before the next append
             self.pending = applied
@@ -110,9 +115,9 @@ class StateStore:
         )
 
     def save(self, state: dict, touched: set[str] | None = None) -> None:
-        """Make the tree's changes since the last save durable: one journal line (the first save
-        of a store that has no snapshot writes one). With `touched`, only those tasks are compared
-        (and every key beside the tasks); a change elsewhere in a task waits for the next `flush`."""
+        """Make the tree's changes since the last save durable: one journal line, or, while the
+        tree is small (SMALL_TREE_BYTES), a new snapshot. With `touched`, only those tasks are
+        compared (and every key beside the tasks); a change elsewhere waits for the next `flush`."""
         if self._last_saved is None:
             self.flush(state)
             return
@@ -120,34 +125,51 @@ class StateStore:
             ops = statejournal.diff(self._last_saved, state)
         else:
             ops = statejournal.diff_tasks(self._last_saved, state, touched)
-        if not ops:
-            return
-        state["updated_at"] = time.time()
-        ops.append([["updated_at"], state["updated_at"]])
-        line = statejournal.dumps(ops)
-        self.journal.append(line)
-        statejournal.apply(self._last_saved, json.loads(line))  # a copy, as a replay would read it
-        self.text.changed(ops)
-        self.pending += 1
+        if ops:
+            state["updated_at"] = time.time()
+            ops.append([["updated_at"], state["updated_at"]])
+            line = statejournal.dumps(ops)
+            small = self.snapshot_bytes < SMALL_TREE_BYTES
+            if not small:
+                self.journal.append(line)
+                self.pending += 1
+            statejournal.apply(self._last_saved, json.loads(line))  # a copy, as a replay would read it
+            self.text.changed(ops)
+            self.changes += 1
+            self.unwritten = small
+        if self.unwritten:
+            self._snapshot(state)
 
     def flush(self, state: dict) -> None:
-        """Write the whole tree as the new snapshot and empty the journal it now holds."""
-        if self._last_saved is not None:
-            self.save(state)
-        state["updated_at"] = state.get("updated_at") or time.time()
+        """Write the whole tree as the new snapshot (unless state.json holds it already) and empty
+        the journal it now holds."""
         if self._last_saved is None:
             self.text.stale = None
+            self._snapshot(state)
+            self._last_saved = _mirror(state)
+            return
+        self.save(state)
+        if self.pending:
+            self._snapshot(state)
+
+    def _snapshot(self, state: dict) -> None:
+        state["updated_at"] = state.get("updated_at") or time.time()
         data = self.text.text(state).encode("utf-8")
+        keep = self.bak.with_name(f".{self.bak.name}.{os.getpid()}.tmp")
+        keep.unlink(missing_ok=True)
         if self.path.exists():
-            tmp = self.bak.with_name(f".{self.bak.name}.{os.getpid()}.tmp")
-            tmp.unlink(missing_ok=True)
-            os.link(self.path, tmp)  # the previous snapshot, kept without copying it
-            os.replace(tmp, self.bak)
-        atomic_write_bytes(self.path, data)
+            os.link(self.path, keep)  # the previous snapshot, kept without copying it
+        try:
+            atomic_write_bytes(self.path, data)
+        except BaseException:
+            keep.unlink(missing_ok=True)
+            raise
+        if keep.exists():
+            os.replace(keep, self.bak)  # only now: a full disk must not free the old backup's room
         self.journal.clear()
         self.pending = 0
-        if self._last_saved is None:
-            self._last_saved = _mirror(state)
+        self.unwritten = False
+        self.snapshot_bytes = len(data)
 
     def close(self) -> None:
         self.journal.close()

@@ -21,6 +21,14 @@ def _store_with_tasks(folder: Path, n: int) -> tuple[StateStore, dict]:
     return store, state
 
 
+def test_a_small_tree_is_saved_whole(tmp_path: Path) -> None:
+    store, state = _store_with_tasks(tmp_path, 3)
+    state["tasks"]["t1"]["status"] = "completed"
+    store.save(state)
+    assert json.loads((tmp_path / "state.json").read_text())["tasks"]["t1"]["status"] == "completed"
+    assert not (tmp_path / "state.journal").exists() or (tmp_path / "state.journal").stat().st_size == 0
+
+
 def test_a_save_writes_only_the_change_and_a_reload_replays_it(tmp_path: Path) -> None:
     store, state = _store_with_tasks(tmp_path, 300)
     snapshot = (tmp_path / "state.json").stat().st_size
@@ -35,12 +43,13 @@ def test_a_save_writes_only_the_change_and_a_reload_replays_it(tmp_path: Path) -
 
 
 def test_a_torn_journal_tail_is_ignored_and_cut_off(tmp_path: Path) -> None:
-    store, state = _store_with_tasks(tmp_path, 3)
+    store, state = _store_with_tasks(tmp_path, 100)  # above SMALL_TREE_BYTES: saves go to the journal
     state["tasks"]["t1"]["status"] = "completed"
     store.save(state)
     del state["tasks"]["t2"]["evidence"]
     store.save(state)
     store.close()
+    assert (tmp_path / "state.journal").read_bytes().count(b"\n") == 2
     with open(tmp_path / "state.journal", "ab") as fh:
         fh.write(b'[[["tasks","t0","status"],"compl')  # the write a kill -9 cut short
     loaded = StateStore(tmp_path).load()
@@ -52,7 +61,7 @@ def test_a_torn_journal_tail_is_ignored_and_cut_off(tmp_path: Path) -> None:
 
 
 def test_a_save_compares_only_the_touched_tasks_and_the_snapshot_catches_the_rest(tmp_path: Path) -> None:
-    store, state = _store_with_tasks(tmp_path, 50)
+    store, state = _store_with_tasks(tmp_path, 100)
     state["tasks"]["t3"]["status"] = "in_progress"
     state["tasks"]["t9"]["note"] = "changed without a status change"
     state["total_cycles"] = 7
