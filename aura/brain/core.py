@@ -593,9 +593,10 @@ class BrainCore:
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
-        todo = [t for t in leaves(self.state) if t["status"] not in TASK_ENDED]
+        every = leaves(self.state)
+        todo = any(t["status"] not in TASK_ENDED for t in every)
         run = self.state.setdefault("run", {"finished": False})
-        if todo or not leaves(self.state):
+        if todo or not every:
             if run.get("finished"):
                 run.update(finished=False, reopened_at=time.time())
             return False
