@@ -1,10 +1,11 @@
 """The task tree in `.aura/state/state.json`, written only by the brain.
 
-A save appends what changed to `state.journal` (statejournal.py): one short line, so its cost follows
-the change, not the tree. `flush` writes the whole tree as the new `state.json` snapshot (atomically,
-after keeping the previous one as `state.json.bak`) and empties the journal; the brain flushes at
-most a second after a change, so every reader of `state.json` sees a complete tree that trails the
-live one by about a second. `load` replays the journal on the snapshot (a torn last line is
+A save appends what changed to `state.journal` (statejournal.py): one short line, so its cost
+follows the change, not the tree (a tree under SMALL_TREE_BYTES is rewritten whole instead). `flush`
+writes the whole tree as the new `state.json` snapshot (atomically, keeping the previous one as
+`state.json.bak`) and empties the journal; the brain flushes once quiet, or a second after a change
+while busy, so every reader of `state.json` sees a complete tree at most about a second old
+(`read_state` gives the live one). `load` replays the journal on the snapshot (a torn last line is
 ignored) and folds it in. A corrupted snapshot is restored from the backup, and if both are bad
 the brain starts from an empty tree in safe mode and keeps the bad files aside for a human.
 """
