@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aura.brain.state import read_state  # noqa: E402
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 from aura.runtime.fsutil import read_json  # noqa: E402
 from aura.runtime.paths import DAEMONS  # noqa: E402
@@ -309,7 +310,7 @@ def check_tasks(p: Project, items: int, report: ChaosReport, git: bool = False) 
                 runs[int(m.group(1))] = runs.get(int(m.group(1)), 0) + 1
     except FileNotFoundError:
         pass
-    state = read_json(p.paths.state_dir / "state.json") or {}
+    state = read_state(p.paths.state_dir) or {}
     statuses = {t.get("title", ""): t.get("status") for t in (state.get("tasks") or {}).values()}
     report.tasks = items
     for i in range(items):
@@ -414,7 +415,7 @@ def run_chaos(cfg: ChaosConfig, log: Any = print) -> ChaosReport:
 
 
 def check_git(p: Project, items: int, user_head: str, report: ChaosReport) -> None:
-    state = read_json(p.paths.state_dir / "state.json") or {}
+    state = read_state(p.paths.state_dir) or {}
     chaos_git.check_merges(p.root, state, items, report)
     chaos_git.check_user_tree(p.root, user_head, report)
     p.aura("down", check=False)

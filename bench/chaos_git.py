@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from aura.runtime.fsutil import read_json
+from aura.brain.state import read_state
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Chaos",
@@ -45,7 +45,7 @@ def make_repo(root: Path) -> str:
 
 
 def merging_now(state_dir: Path) -> bool:
-    state = read_json(state_dir / "state.json") or {}
+    state = read_state(state_dir) or {}  # the live tree: the journal holds each merge step
     return bool((state.get("git") or {}).get("merging"))
 
 

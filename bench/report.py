@@ -207,6 +207,27 @@ def aura_only_lines(sections: dict) -> list[str]:
     return lines
 
 
+def soak_lines(sec: dict) -> list[str]:
+    """The long run: throughput per window of 500 tasks, first and last, and the daemons' memory."""
+    win = sec.get("windows") or []
+    if not win:
+        return ["- Soak: no figures (the run did not finish)."]
+    mb = 1024 * 1024
+    start, end = sec.get("rss_start") or {}, sec.get("rss_end") or {}
+    rss = ", ".join(f"{k} {start.get(k, 0) / mb:.1f} -> {end.get(k, 0) / mb:.1f} MB" for k in ("brain", "supervisor"))
+    rates = " ".join(f"{w['per_s']:g}" for w in win)
+    per = sec.get("brain_bytes_written_per_change") or {}
+    return [
+        f"- Soak, {sec['tasks']} one-line tasks, {sec['concurrency']} at a time (local planner, shell workers): "
+        f"{win[0]['per_s']:g} tasks/s in the first 500, {win[-1]['per_s']:g} in the last (each 500: {rates}); "
+        f"daemon memory (RSS) {rss}; the brain wrote {per.get('write_chars', 0) / 1024:.1f} KB per status change "
+        f"(every file, the snapshots included; state.json {sec.get('state_json_bytes', 0) / mb:.2f} MB at the end)."
+    ] + [
+        f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written."
+        for n, c in (sec.get("save_cost") or {}).items()
+    ]
+
+
 def git_lines(sec: dict) -> list[str]:
     """The git section (bench/gitcost.py): what one attempt costs in git mode."""
     if not sec.get("available"):
@@ -274,6 +295,8 @@ def render(result: dict) -> str:
         extra += git_lines(secs["git"])
     if "slurm" in secs:
         extra += slurm_lines(secs["slurm"])
+    if "soak" in secs:
+        extra += soak_lines(secs["soak"])
     if extra:
         out += ["", "Aura only:", *extra]
     return "\n".join(out)

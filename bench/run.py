@@ -1,7 +1,7 @@
 """Aura's figures beside circus and supervisord, from one command.
 
-    python bench/run.py            # the full run (about 14 minutes on 2 cores)
-    python bench/run.py --quick    # a smoke run (about 4 minutes): fewer runs, smaller scale
+    python bench/run.py            # the full run (about 25 minutes on 2 cores, 10 of them the soak)
+    python bench/run.py --quick    # a smoke run (about 6 minutes): fewer runs, smaller scale
     python bench/run.py --no-rivals --sections control,events
 
 It prints a table and writes every figure (n, min, median, p95, p99, max) to bench/results/<date>-<host>[-quick].json.
@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from aura import __version__  # noqa: E402
-from bench import aura_bench, gitcost, rivals, slurmcost  # noqa: E402
+from bench import aura_bench, gitcost, rivals, slurmcost, soak  # noqa: E402
 from bench.report import render  # noqa: E402
 from bench.stats import summary  # noqa: E402
 
-SECTIONS = ("control", "events", "watchdog", "scale", "tokens", "git", "slurm")
+SECTIONS = ("control", "events", "watchdog", "scale", "tokens", "git", "slurm", "soak")
 RESULTS = Path(__file__).resolve().with_name("results")
 
 
@@ -55,6 +55,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "git_accepts": 3,
             "slurm_workers": 8,
             "slurm_ps_runs": 5,
+            "soak_tasks": 1000,
         }
     return {
         "cmd_runs": 50,
@@ -69,6 +70,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "git_accepts": 10,
         "slurm_workers": 32,
         "slurm_ps_runs": 20,
+        "soak_tasks": 5000,
     }
 
 
@@ -224,6 +226,8 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
         return gitcost.measure(p["git_files"], p["git_runs"], p["git_accepts"])
     if name == "slurm":
         return slurmcost.measure(p["slurm_workers"], p["slurm_ps_runs"])
+    if name == "soak":
+        return soak.soak(p["soak_tasks"])
     raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
 
 

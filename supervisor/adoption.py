@@ -35,8 +35,9 @@ class Adoption:
         self.call_later = call_later
 
     def adopt_all(self) -> None:
-        for rec in self.workers.registry.records():
-            self.workers[rec["worker_id"]] = rec
+        records = sorted(self.workers.registry.records(), key=lambda r: float(r.get("ended_at") or 0))
+        for rec in records:
+            self.workers.hold(rec)
             if rec.get("state") in LIVE_STATES:
                 self.adopt(rec["worker_id"])
 

@@ -10,11 +10,15 @@ A new worker's record is written before its shim starts; later changes are writt
 registry's thread (supervisor/registry.py). A record that a full disk keeps from being written
 stays in memory, is said once in the log, and is written again by `retry_unsaved` (each second)
 until there is room.
+
+Only the live workers and the last KEEP_EXITED that ended stay in memory: an older record is read
+from its folder when asked for (`find`), so a run of thousands of workers does not grow the daemon.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aura.runtime.fsutil import disk_full
@@ -32,6 +36,7 @@ ALLOWED: dict[str | None, frozenset[str]] = {
     EXITED: frozenset(),
 }
 ACTIVE = (RUNNING, ORPHANED)  # started and not ended: budgets, kills and output scans apply
+KEEP_EXITED = 64  # ended workers kept in memory, the latest first to be asked about
 
 
 class IllegalTransition(RuntimeError):
@@ -54,6 +59,37 @@ class WorkerTable(dict[str, dict]):
         self.log = log
         self.publish = publish
         self.unsaved: set[str] = set()
+        self.ended: deque[str] = deque()  # ended workers held in memory, oldest first
+
+    def find(self, wid: str) -> dict | None:
+        """A worker's record: held in memory, else (an older ended one) read from its folder."""
+        rec = self.get(wid)
+        return rec if rec is not None else self.registry.record(wid)
+
+    def on_disk_only(self) -> Iterator[dict]:
+        """The records of ended workers no longer held in memory."""
+        for wid in self.registry.ids():
+            if wid not in self:
+                rec = self.registry.record(wid)
+                if rec is not None:
+                    yield rec
+
+    def hold(self, rec: dict) -> None:
+        """Hold a record read at start-up: a live one, or one of the latest ended ones."""
+        self[rec["worker_id"]] = rec
+        if rec.get("state") not in LIVE_STATES:
+            self.retire(rec["worker_id"])
+
+    def retire(self, wid: str) -> None:
+        """The worker ended: keep it among the latest ended ones, letting the oldest go from memory
+        (never one whose record a full disk kept from being written)."""
+        self.ended.append(wid)
+        for _ in range(len(self.ended) - KEEP_EXITED):
+            old = self.ended.popleft()
+            if old in self.unsaved:
+                self.ended.append(old)
+            else:
+                self.pop(old, None)
 
     def live(self) -> list[dict]:
         return [w for w in self.values() if w.get("state") in LIVE_STATES]
@@ -87,7 +123,10 @@ class WorkerTable(dict[str, dict]):
         publish it. False when a full disk kept the record from being written (it is retried)."""
         check(rec.get("state"), state, fields)
         rec.update(state=state, **fields)
-        return self.record_change(rec, event, logged=logged, published=published, level=level)
+        saved = self.record_change(rec, event, logged=logged, published=published, level=level)
+        if state == EXITED:
+            self.retire(rec["worker_id"])
+        return saved
 
     def record_change(
         self,

@@ -8,6 +8,7 @@ resources is retried once smaller, then blocked with a resource-fix subtask.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,8 @@ class BrainCore:
         self.wait: Callable[[float], None] = time.sleep  # the daemon's pump: requests are answered meanwhile
         self.git = GitWork(paths, cfg, self.state, log, self.save)
         self.git_block: str | None = None  # why no worker may start: git mode refused or unusable
+        self.touched: set[str] = set()  # tasks changed since the last save (their status, or new)
+        self._task_file: tuple[tuple | None, TaskFile | None] = (None, None)  # (its stat, its parse)
 
     def start_git(self) -> None:
         self.git.wait = self.wait
@@ -93,7 +96,16 @@ class BrainCore:
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self) -> None:
-        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error)
+        """Journal what changed: the tasks that changed status or were added since the last save, the
+        running ones, and every key beside the tasks (the snapshot each second compares the rest)."""
+        touched = self.touched | {t["id"] for t in self.running()}
+        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, touched=touched)
+        if self.save_error is None:
+            self.touched = set()
+
+    def snapshot(self) -> None:
+        """Fold the journal into a new state.json (the brain does it once quiet, or each second)."""
+        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True)
 
     @property
     def tasks(self) -> dict[str, dict]:
@@ -104,10 +116,19 @@ class BrainCore:
         if not path:
             return None
         try:
-            return read_task_file(Path(path))
+            st = os.stat(path)
+            sig = (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            sig = None
+        if sig is not None and self._task_file[0] == sig:
+            return self._task_file[1]  # unchanged since the last cycle: not parsed again
+        try:
+            tf = read_task_file(Path(path))
         except TaskFileError as exc:
             self.log.error("task_file_unusable", error=str(exc))
             return None
+        self._task_file = (sig, tf)
+        return tf
 
     # -- status changes ---------------------------------------------------------------------------
     def set_status(self, task: dict, new: str, reason: str, evidence: str, by: str = "brain") -> None:
@@ -116,6 +137,7 @@ class BrainCore:
         if old == new and task.get("reason") == reason:
             return
         now = time.time()
+        self.touched.add(task["id"])
         task.update(status=new, reason=reason, evidence=evidence, updated_at=now)
         if new == IN_PROGRESS:
             task["started_at"] = now
@@ -140,6 +162,7 @@ class BrainCore:
 
     def add_task(self, task_id: str, title: str, parent: str = ROOT, by: str = "brain", **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
+        self.touched.update((task_id, parent))
         self.decisions.record(
             "task_added", task_id=task_id, title=title, parent=parent, by=by, cycle=self.state["total_cycles"]
         )
@@ -149,7 +172,7 @@ class BrainCore:
     def refresh_workers(self) -> bool:
         """The supervisor's view of every worker; False (and nothing changes) while it is down."""
         try:
-            listed = self.supervisor.call("list", {"include_exited": True})
+            listed = self.supervisor.call("list", {"include_exited": True, "worker_ids": self.worker_ids()})
         except (DaemonUnavailable, RemoteError) as exc:
             if self.supervisor_ok:
                 self.log.warning("supervisor_unavailable", error=str(exc))
@@ -158,6 +181,20 @@ class BrainCore:
         self.workers = {w["worker_id"]: w for w in listed}
         self.supervisor_ok = True
         return True
+
+    def worker(self, wid: str) -> dict | None:
+        """A worker's record: from the last listing (the running tasks' workers), else asked for."""
+        if wid not in self.workers:
+            try:
+                self.workers[wid] = self.supervisor.call("get", {"worker_id": wid})
+            except (DaemonUnavailable, RemoteError):
+                return None
+        return self.workers[wid]
+
+    def worker_ids(self) -> list[str]:
+        """The workers of every running task, all its attempts: what the brain asks the supervisor
+        about, so a cycle's cost follows the running tasks, not every worker the run ever had."""
+        return [wid for t in self.running() for wid in t.get("workers") or ()]
 
     def running(self) -> list[dict]:
         return [t for t in self.tasks.values() if t["status"] == IN_PROGRESS]
@@ -274,7 +311,7 @@ class BrainCore:
                 problems=[f"subtasks not done: {', '.join(open_)}"] if open_ else [],
             )
         wid = task.get("worker_id")
-        worker = self.workers.get(wid) if wid else None
+        worker = self.worker(wid) if wid else None
         artifacts = task.get("artifacts") or []
         commands = task.get("accept_commands") or []
         if wid and worker is None:
@@ -570,9 +607,10 @@ class BrainCore:
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
-        todo = [t for t in leaves(self.state) if t["status"] not in TASK_ENDED]
+        every = leaves(self.state)
+        todo = any(t["status"] not in TASK_ENDED for t in every)
         run = self.state.setdefault("run", {"finished": False})
-        if todo or not leaves(self.state):
+        if todo or not every:
             if run.get("finished"):
                 run.update(finished=False, reopened_at=time.time())
             return False

@@ -20,10 +20,16 @@ from aura.runtime.paths import ProjectPaths
 CHECK_EVERY = 2.0  # seconds between checks of the free space
 
 
-def save_quietly(store: Any, state: dict, log: Any, last_error: str | None) -> str | None:
-    """Save the task tree; on a full disk log it once (no traceback) and return the error, else None."""
+def save_quietly(
+    store: Any, state: dict, log: Any, last_error: str | None, whole: bool = False, touched: set[str] | None = None
+) -> str | None:
+    """Save the task tree (`whole`: as a new snapshot; `touched`: the tasks to compare); on a full
+    disk log it once (no traceback) and return the error, else None."""
     try:
-        store.save(state)
+        if whole:
+            store.flush(state)
+        else:
+            store.save(state, touched)
     except OSError as exc:
         if not disk_full(exc):
             raise

@@ -11,7 +11,7 @@ the reason, never spawned to fail.
 from __future__ import annotations
 
 from aura.runtime.eventkinds import Kind
-from aura.runtime.vocab import ARCHIVED, BLOCKED, PENDING, TASK_DONE, TASK_FAILED
+from aura.runtime.vocab import ARCHIVED, BLOCKED, IN_PROGRESS, PENDING, TASK_DONE, TASK_FAILED
 from aura.runtime.workercli import agent_task_problem
 
 from .core import BrainCore
@@ -52,7 +52,7 @@ class LocalPlanner:
                     item.text,
                     kind="command" if item.command else "agent",
                     command=item.command,
-                    artifacts=item.artifacts,
+                    artifacts=list(item.artifacts),
                     line=item.line,
                     executor=item.executor,
                 )
@@ -104,14 +104,16 @@ class LocalPlanner:
 
     def dispatch(self, core: BrainCore) -> int:
         started = 0
+        room = core.capacity()  # counted once, not once per task: each count walks the tree
         for task in self.ready(core):
-            if core.capacity() <= 0 or not core.supervisor_ok:
+            if room <= 0 or not core.supervisor_ok:
                 break
             spec = spawn_spec(task, core.cfg, core.paths.root, core.paths.task_dir(task["id"]))
             if not task.get("command") and self.cannot_start(core, task, spec["backend"]):
                 continue
             core.spawn(task, spec)
             started += 1
+            room -= task["status"] == IN_PROGRESS
         return started
 
     def cannot_start(self, core: BrainCore, task: dict, backend: str) -> bool:

@@ -36,6 +36,9 @@ from .taskfile import TaskFileError, read_task_file
 RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02
+SNAPSHOT_EVERY = 1.0  # state.json trails the journal by at most this while the brain is busy
+SNAPSHOT_IDLE = 0.1  # ... and is written this soon after the brain went quiet
+SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to writing snapshots
 
 
 GIT_RETRY_S = 2.0  # a merge git could not run now is tried again this soon
@@ -61,6 +64,9 @@ class BrainDaemon(Daemon):
         self.costbook = costmod.CostBook(self.paths.state_dir, self.cfg)
         self.notifier = Notifier(self.cfg, self.log, self.paths.root, self.paths.state_dir / "notifications.jsonl")
         self.disk = DiskPause(self.paths, self.cfg, self.log)
+        self.active_at = self.snapshot_at = time.monotonic()  # the last cycle's end; the last snapshot
+        self.snapshot_took = 0.0
+        self.rendered = -1  # the store's change count progress.md shows
 
     # -- events this brain publishes: notifications and summaries ---------------------------------------
     def publish(self, kind: str, **data: Any) -> dict | None:
@@ -125,6 +131,7 @@ class BrainDaemon(Daemon):
         self.request_cycle("start", 0)
         self.call_every(1.0, self.watch_task_file)
         self.call_every(CHECK_EVERY, self.check_disk)
+        self.call_every(SNAPSHOT_IDLE, self.maybe_persist)
 
     def _resolve_task_file(self) -> None:
         assert self.core is not None
@@ -197,6 +204,33 @@ class BrainDaemon(Daemon):
             if change == Kind.DISK_OK:
                 self.request_cycle("disk space is back", 0)
 
+    def maybe_persist(self) -> None:
+        """Snapshot once the brain is quiet, or a second after a change while it is busy; quiet
+        moments take at most SNAPSHOT_SHARE of its time (the snapshot is the one write whose cost
+        follows the tree's size)."""
+        now = time.monotonic()
+        since = now - self.snapshot_at
+        if since < min(SNAPSHOT_EVERY, self.snapshot_took / SNAPSHOT_SHARE):
+            return
+        if now - self.active_at >= SNAPSHOT_IDLE or since >= SNAPSHOT_EVERY:
+            self.persist()
+
+    def persist(self) -> None:
+        """Fold the journal into a new state.json and render progress.md, when the tree changed:
+        off the cycle, so a cycle's cost follows its changes, not the tree's size."""
+        core = self.core
+        if core is None or not (core.store.pending or core.save_error or core.store.changes != self.rendered):
+            return
+        started = time.monotonic()
+        core.snapshot()
+        if core.save_error is None:
+            progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
+            self.rendered = core.store.changes
+            if self.disk.save_error:
+                self.check_disk()  # saved again: spawns resume now, not at the next check
+        self.snapshot_at = time.monotonic()
+        self.snapshot_took = self.snapshot_at - started
+
     def on_events(self) -> None:
         assert self.feed is not None
         events = self.feed.drain()
@@ -258,9 +292,10 @@ class BrainDaemon(Daemon):
             elif core.git.info.get("to_remove"):
                 core.git.remove_merged()  # a merged worktree a process still used
             core.save()
-            if core.save_error is None:
-                progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
+            if finished:
+                self.persist()  # a finished run is read from state.json at once: it holds the end
         self.last_cycle_at = time.time()
+        self.active_at = time.monotonic()
         self.log.info(
             "cycle",
             n=core.state["total_cycles"],
@@ -304,4 +339,6 @@ class BrainDaemon(Daemon):
                 self.feed.close()
             self.core.supervisor.close()
             self.core.save()
+            self.persist()
+            self.core.store.close()
         self.notifier.wait(2.0)

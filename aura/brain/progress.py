@@ -1,4 +1,5 @@
-"""`.aura/state/progress.md`: the run at a glance, rendered after every cycle."""
+"""`.aura/state/progress.md`: the run at a glance, rendered with each snapshot of the tree (a second
+after a change at most)."""
 
 from __future__ import annotations
 

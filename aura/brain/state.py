@@ -1,12 +1,18 @@
 """The task tree in `.aura/state/state.json`, written only by the brain.
 
-Every save replaces the file atomically, after copying the previous version to
-`state.json.bak`; a corrupted primary is restored from the backup, and if both are bad the
-brain starts from an empty tree in safe mode and keeps the bad files aside for a human.
+A save appends what changed to `state.journal` (statejournal.py): one short line, so its cost
+follows the change, not the tree (a tree under SMALL_TREE_BYTES is rewritten whole instead). `flush`
+writes the whole tree as the new `state.json` snapshot (atomically, keeping the previous one as
+`state.json.bak`) and empties the journal; the brain flushes once quiet, or a second after a change
+while busy, so every reader of `state.json` sees a complete tree at most about a second old
+(`read_state` gives the live one). `load` replays the journal on the snapshot (a torn last line is
+ignored) and folds it in. A corrupted snapshot is restored from the backup, and if both are bad
+the brain starts from an empty tree in safe mode and keeps the bad files aside for a human.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -14,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aura.runtime.fsutil import atomic_write_json, read_json
+from aura.runtime.fsutil import atomic_write_bytes, read_json
 from aura.runtime.vocab import PENDING, REASON_SHOWN, TASK_ENDED, TASK_STATUSES
+
+from . import statejournal
 
 SCHEMA = 1
 STATUSES, TERMINAL = TASK_STATUSES, TASK_ENDED  # the names the brain tools import
 ROOT = "ROOT"
+SMALL_TREE_BYTES = 16 * 1024  # below this a save rewrites state.json whole: as cheap as a journal line
 
 
 def new_state(mission: str = "", task_file: str = "") -> dict:
@@ -70,20 +79,33 @@ class StateStore:
     def __init__(self, state_dir: Path):
         self.path = state_dir / "state.json"
         self.bak = state_dir / "state.json.bak"
-        self._last_saved: dict | None = None
+        self.journal = statejournal.Journal(state_dir / "state.journal")
+        self._last_saved: dict | None = None  # the tree as the snapshot and the journal hold it
+        self.pending = 0  # journal lines not yet in a snapshot
+        self.changes = 0  # saves that changed something, since the store was made
+        self.unwritten = False  # a change is only in memory: a small tree's snapshot failed
+        self.snapshot_bytes = 0
+        self.text = statejournal.SnapshotText()
 
     def load(self) -> LoadResult:
         if not self.path.exists() and not self.bak.exists():
             return LoadResult(new_state(), "new")
         primary = read_json(self.path)
         if _valid(primary):
-            self._last_saved = primary
+            self.snapshot_bytes = self.path.stat().st_size
+            applied, good = statejournal.replay(self.journal.path, primary)
+            self.journal.open(keep=good)  # a torn tail is cut off before the next append
+            self.pending = applied
+            self._last_saved = _mirror(primary)
+            if applied:
+                self.flush(primary)
             return LoadResult(primary, "primary")
+        self._keep_aside(self.journal.path)  # it continues the bad snapshot, not the backup
         backup = read_json(self.bak)
         if _valid(backup):
             problem = "state.json was unreadable; restored from state.json.bak"
             self._keep_aside(self.path)
-            self.save(backup)
+            self.flush(backup)
             return LoadResult(backup, "backup", problem)
         kept = [str(p) for p in (self._keep_aside(self.path), self._keep_aside(self.bak)) if p]
         return LoadResult(
@@ -93,12 +115,65 @@ class StateStore:
             f"(the bad files are kept as {', '.join(kept) or 'nothing'})",
         )
 
-    def save(self, state: dict) -> None:
-        state["updated_at"] = time.time()
-        if self._last_saved is not None:
-            atomic_write_json(self.bak, self._last_saved)
-        atomic_write_json(self.path, state)
-        self._last_saved = _deep_copy(state)
+    def save(self, state: dict, touched: set[str] | None = None) -> None:
+        """Make the tree's changes since the last save durable: one journal line, or, while the
+        tree is small (SMALL_TREE_BYTES), a new snapshot. With `touched`, only those tasks are
+        compared (and every key beside the tasks); a change elsewhere waits for the next `flush`."""
+        if self._last_saved is None:
+            self.flush(state)
+            return
+        if touched is None:
+            ops = statejournal.diff(self._last_saved, state)
+        else:
+            ops = statejournal.diff_tasks(self._last_saved, state, touched)
+        if ops:
+            state["updated_at"] = time.time()
+            ops.append([["updated_at"], state["updated_at"]])
+            line = statejournal.dumps(ops)
+            small = self.snapshot_bytes < SMALL_TREE_BYTES
+            if not small:
+                self.journal.append(line)
+                self.pending += 1
+            statejournal.apply(self._last_saved, json.loads(line))  # a copy, as a replay would read it
+            self.text.changed(ops)
+            self.changes += 1
+            self.unwritten = small
+        if self.unwritten:
+            self._snapshot(state)
+
+    def flush(self, state: dict) -> None:
+        """Write the whole tree as the new snapshot (unless state.json holds it already) and empty
+        the journal it now holds."""
+        if self._last_saved is None:
+            self.text.stale = None
+            self._snapshot(state)
+            self._last_saved = _mirror(state)
+            return
+        self.save(state)
+        if self.pending:
+            self._snapshot(state)
+
+    def _snapshot(self, state: dict) -> None:
+        state["updated_at"] = state.get("updated_at") or time.time()
+        data = self.text.text(state).encode("utf-8")
+        keep = self.bak.with_name(f".{self.bak.name}.{os.getpid()}.tmp")
+        keep.unlink(missing_ok=True)
+        if self.path.exists():
+            os.link(self.path, keep)  # the previous snapshot, kept without copying it
+        try:
+            atomic_write_bytes(self.path, data)
+        except BaseException:
+            keep.unlink(missing_ok=True)
+            raise
+        if keep.exists():
+            os.replace(keep, self.bak)  # only now: a full disk must not free the old backup's room
+        self.journal.clear()
+        self.pending = 0
+        self.unwritten = False
+        self.snapshot_bytes = len(data)
+
+    def close(self) -> None:
+        self.journal.close()
 
     def _keep_aside(self, path: Path) -> Path | None:
         if not path.exists():
@@ -108,14 +183,30 @@ class StateStore:
         return target
 
 
+def read_state(state_dir: Path) -> dict | None:
+    """The live tree as a reader outside the brain can know it: the snapshot with the journal
+    replayed on it (nothing is written); None when there is no readable snapshot."""
+    state = read_json(state_dir / "state.json")
+    if not _valid(state):
+        return None
+    statejournal.replay(state_dir / "state.journal", state)
+    return state
+
+
 def _valid(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("tasks"), dict) and ROOT in obj["tasks"]
 
 
-def _deep_copy(obj: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(obj, default=str))
+def _mirror(obj: Any) -> Any:
+    """A copy of the tree for the next save's comparison: its own dicts and lists, sharing the
+    immutable leaves (strings, numbers) with the tree, so it costs about half of a full copy."""
+    if isinstance(obj, dict):
+        return {k: _mirror(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_mirror(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, float)):
+        return obj
+    return json.loads(statejournal.dumps(obj))  # anything else as the journal would hold it
 
 
 # -- tree helpers ---------------------------------------------------------------------------------

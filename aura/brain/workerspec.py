@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from aura.runtime.config import Config
@@ -149,20 +150,20 @@ def _hierarchy_section(state: dict, task: dict) -> list[str]:
 
 def _siblings_section(state: dict, task: dict) -> list[str]:
     """The other tasks under the same parent, so a worker neither redoes nor undoes their work."""
+    tasks = state["tasks"]
     parent = task.get("parent") or ROOT
-    peers = [
-        t
-        for t in state["tasks"].values()
-        if (t.get("parent") or ROOT) == parent and t.get("id") not in (task["id"], ROOT)
-    ]
-    if not peers:
+    children = (tasks.get(parent) or {}).get("children") or ()
+    others = len(children) - (task["id"] in children) - (ROOT in children)
+    if others <= 0:
         return []
+    ids = itertools.islice((c for c in children if c not in (task["id"], ROOT)), SIBLINGS_SHOWN)
+    peers = [tasks[c] for c in ids if c in tasks]  # the first few of its parent's list: no walk of the tree
     out = ["## Other tasks beside this one", ""]
-    for t in peers[:SIBLINGS_SHOWN]:
+    for t in peers:
         why = f" ({str(t['reason'])[:160]})" if t.get("reason") and t.get("status") != PENDING else ""
         out.append(f"- {t['id']} [{t.get('status', PENDING)}] {t.get('title', '')}{why}")
-    if len(peers) > SIBLINGS_SHOWN:
-        out.append(f"- and {len(peers) - SIBLINGS_SHOWN} more")
+    if others > SIBLINGS_SHOWN:
+        out.append(f"- and {others - SIBLINGS_SHOWN} more")
     return out + [""]
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @operation("get", "supervisor", Arg("worker_id", str))
 def get(sup: SupervisorDaemon, args: dict) -> dict:
-    rec = sup.workers.get(args["worker_id"])
+    rec = sup.workers.find(args["worker_id"])
     if rec is None:
         raise IpcError(env.NOT_FOUND, f"no worker {args['worker_id']!r}")
     return sup.public(rec)

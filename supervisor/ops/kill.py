@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 )
 def kill(sup: SupervisorDaemon, args: dict) -> dict:
     wid = args["worker_id"]
-    rec = sup.workers.get(wid)
+    rec = sup.workers.find(wid)
     if rec is None:
         raise IpcError(env.NOT_FOUND, f"no worker {wid!r}")
     if rec.get("state") not in LIVE_STATES:

@@ -1,5 +1,5 @@
 """list: the workers' records (`aura ps`, the brain's reconcile), without their environment and
-with their live progress.
+with their live progress; ended workers no longer held in memory are read from their folders.
 
 Request: {include_exited: bool = true, worker_ids: [str] = all}
 Reply: [{worker_id: str, task_id: str, state: str, backend: str, worker_pid: int, outcome: str, ...}, ...]
@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 @operation("list", "supervisor", Arg("include_exited", bool, True), Arg("worker_ids", list, None))
 def list_workers(sup: SupervisorDaemon, args: dict) -> list[dict]:
-    ids = args["worker_ids"]
-    return [
-        sup.public(rec)
-        for wid, rec in sup.workers.items()
-        if (ids is None or wid in ids) and (args["include_exited"] or rec.get("state") in LIVE_STATES)
-    ]
+    ids, include_exited = args["worker_ids"], args["include_exited"]
+    if ids is not None:  # the brain asks for its running tasks' workers: as many reads as ids
+        found = (sup.workers.find(wid) for wid in dict.fromkeys(ids))
+        return [sup.public(r) for r in found if r is not None and (include_exited or r.get("state") in LIVE_STATES)]
+    older = list(sup.workers.on_disk_only()) if include_exited else []
+    held = [r for r in sup.workers.values() if include_exited or r.get("state") in LIVE_STATES]
+    return [sup.public(r) for r in older + held]

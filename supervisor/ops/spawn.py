@@ -62,8 +62,9 @@ def spawn(sup: SupervisorDaemon, args: dict) -> dict | Deferred:
     wid = args["worker_id"] or new_worker_id(task_id)
     if safe_name(wid) != wid:
         raise BadArgs(f"worker_id {wid!r} may hold only letters, digits, '.', '_' and '-'")
-    if wid in sup.workers:
-        return {**sup.public(sup.workers[wid]), "existing": True}
+    existing = sup.workers.find(wid)
+    if existing is not None:
+        return {**sup.public(existing), "existing": True}
     spec = worker_spec(sup, args, wid, task_id)
     try:
         plan = plan_worker(get_backend(spec["backend"]), spec, sup.cfg)

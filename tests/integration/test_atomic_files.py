@@ -1,4 +1,5 @@
-"""kill -9 at random moments while state is written: every file on disk stays valid."""
+"""kill -9 at random moments while state is written: every file on disk stays valid, and the task
+tree comes back from snapshot + journal with every save that returned (acknowledged) in it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ while True:
     loaded["total_cycles"] = n
     loaded["padding"] = "x" * (n % 50000)   # sizes vary, so a torn write would show
     store.save(loaded)
+    print(n, flush=True)  # acknowledged: the save returned
+    if n % 20 == 0:
+        store.flush(loaded)
     atomic_write_json(folder / "record.json", {"n": n, "blob": "y" * (n % 30000)})
 """
 
@@ -54,10 +58,15 @@ def test_kill9_during_writes_never_leaves_a_torn_file(tmp_path: Path) -> None:
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+        acked = [int(x) for x in proc.stdout.read().split() if x.isdigit()]
         kills += 1
         for name in ("state.json", "state.json.bak", "record.json"):
             assert _valid(tmp_path / name), f"{name} is torn after kill {kills}"
         assert (tmp_path / "state.json").exists() or (tmp_path / "state.json.bak").exists()
+        if acked:
+            from aura.brain.state import read_state
+
+            assert (read_state(tmp_path) or {}).get("total_cycles", 0) >= acked[-1], f"save {acked[-1]} lost"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     # temp files of interrupted writes may remain; they are never read as state
     assert all(n.startswith(".") for n in leftovers)

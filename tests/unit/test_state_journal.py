@@ -1,0 +1,74 @@
+"""The task tree's journal (aura/brain/statejournal.py behind StateStore).
+
+Why: a save must cost what changed, not the tree, and the snapshot + journal must come back whole:
+a torn last line (a kill -9 in the middle of a write) is ignored and cut off, never read as state,
+and everything before it is kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aura.brain.state import StateStore, add_task, new_task, read_state
+
+
+def _store_with_tasks(folder: Path, n: int) -> tuple[StateStore, dict]:
+    store = StateStore(folder)
+    state = store.load().state
+    for i in range(n):
+        add_task(state, new_task(f"t{i}", f"task {i}"))
+    store.save(state)  # the first save of a new store is a snapshot
+    return store, state
+
+
+def test_a_small_tree_is_saved_whole(tmp_path: Path) -> None:
+    store, state = _store_with_tasks(tmp_path, 3)
+    state["tasks"]["t1"]["status"] = "completed"
+    store.save(state)
+    assert json.loads((tmp_path / "state.json").read_text())["tasks"]["t1"]["status"] == "completed"
+    assert not (tmp_path / "state.journal").exists() or (tmp_path / "state.journal").stat().st_size == 0
+
+
+def test_a_save_writes_only_the_change_and_a_reload_replays_it(tmp_path: Path) -> None:
+    store, state = _store_with_tasks(tmp_path, 300)
+    snapshot = (tmp_path / "state.json").stat().st_size
+    state["tasks"]["t7"].update(status="completed", reason="evidence checked")
+    store.save(state)
+    line = (tmp_path / "state.journal").read_bytes()
+    assert line.count(b"\n") == 1 and len(line) < 300 < snapshot / 100, (len(line), snapshot)
+    assert read_state(tmp_path)["tasks"]["t7"]["status"] == "completed"  # a reader sees snapshot + journal
+    again = StateStore(tmp_path).load()
+    assert again.source == "primary" and again.state["tasks"]["t7"]["reason"] == "evidence checked"
+    assert (tmp_path / "state.journal").stat().st_size == 0  # folded into the snapshot at load
+
+
+def test_a_torn_journal_tail_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    store, state = _store_with_tasks(tmp_path, 100)  # above SMALL_TREE_BYTES: saves go to the journal
+    state["tasks"]["t1"]["status"] = "completed"
+    store.save(state)
+    del state["tasks"]["t2"]["evidence"]
+    store.save(state)
+    store.close()
+    assert (tmp_path / "state.journal").read_bytes().count(b"\n") == 2
+    with open(tmp_path / "state.journal", "ab") as fh:
+        fh.write(b'[[["tasks","t0","status"],"compl')  # the write a kill -9 cut short
+    loaded = StateStore(tmp_path).load()
+    assert loaded.source == "primary" and loaded.problem is None
+    tasks = loaded.state["tasks"]
+    assert tasks["t1"]["status"] == "completed" and "evidence" not in tasks["t2"]
+    assert tasks["t0"]["status"] == "pending"
+    assert (tmp_path / "state.journal").read_bytes() == b""
+
+
+def test_a_save_compares_only_the_touched_tasks_and_the_snapshot_catches_the_rest(tmp_path: Path) -> None:
+    store, state = _store_with_tasks(tmp_path, 100)
+    state["tasks"]["t3"]["status"] = "in_progress"
+    state["tasks"]["t9"]["note"] = "changed without a status change"
+    state["total_cycles"] = 7
+    store.save(state, touched={"t3"})
+    journal = (tmp_path / "state.journal").read_text()
+    assert '"t3"' in journal and '"total_cycles"' in journal and '"t9"' not in journal
+    add_task(state, new_task("t50", "a new one"))
+    del state["tasks"]["t4"]["reason"]
+    store.flush(state)  # only the tasks that changed are encoded again
+    assert read_state(tmp_path) == json.loads(json.dumps(state))
