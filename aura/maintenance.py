@@ -85,8 +85,9 @@ def remove_tree(path: Path) -> None:
 
 
 def read_state(state_dir: Path) -> dict:
-    state = read_json(state_dir / "state.json")
-    return state if isinstance(state, dict) and isinstance(state.get("tasks"), dict) else {}
+    from .brain.state import read_state as live
+
+    return live(state_dir) or {}
 
 
 # -- clean-workspaces ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ def register(root: Path, task: Path) -> None:
 def listing() -> list[dict]:
     """One row per known project: mission, cycles, run state, spend, whether it runs now."""
     from .brain import costs as costmod
+    from .brain.state import read_state
     from .control import running_daemons
     from .runtime.paths import ProjectPaths
 
@@ -39,8 +40,8 @@ def listing() -> list[dict]:
     for root, entry in sorted((read_json(index_path()) or {}).items(), key=lambda kv: -kv[1].get("last_up", 0)):
         paths = ProjectPaths.for_root(Path(root))
         row = {"root": root, "task": entry.get("task"), "last_up": entry.get("last_up"), "exists": Path(root).is_dir()}
-        state = read_json(paths.state_dir / "state.json") if row["exists"] else None
-        if isinstance(state, dict) and "tasks" in state:
+        state = read_state(paths.state_dir) if row["exists"] else None
+        if state is not None:
             row.update(
                 mission=state.get("mission"),
                 cycles=state.get("total_cycles", 0),

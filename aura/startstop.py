@@ -141,10 +141,10 @@ def backend_notes(cfg: Config, tf: TaskFile) -> list[str]:
 def git_notes(cfg: Config, paths: ProjectPaths) -> list[str]:
     """What `aura up` says about git mode; StartError when a setting asks for what the folder cannot
     give. A run already going keeps the choice its brain made (in its state)."""
-    from .runtime.fsutil import read_json
+    from .brain.state import read_state
     from .runtime.gitmode import decide
 
-    known = (read_json(paths.state_dir / "state.json") or {}).get("git") or {}
+    known = (read_state(paths.state_dir) or {}).get("git") or {}
     if known.get("enabled"):
         return [f"git mode: the run goes on on branch {known.get('branch')}"]
     if "enabled" in known:

@@ -23,7 +23,7 @@ from aura.runtime.usagehistory import read_history
 from aura.runtime.vocab import EXITED, RUNNING
 
 from . import costs as costmod
-from .state import ROOT, counts, walk
+from .state import ROOT, counts, read_state, walk
 from .svgchart import line_chart, timeline
 
 REPORT_NAME = "report.html"
@@ -37,12 +37,17 @@ def report_path(paths: ProjectPaths) -> Path:
 
 
 def load_state(paths: ProjectPaths) -> dict | None:
-    """The brain's state as it last saved it (its backup when the file is unreadable); read only."""
-    for name in ("state.json", "state.json.bak"):
-        state = read_json(paths.state_dir / name)
-        if isinstance(state, dict) and isinstance(state.get("tasks"), dict) and ROOT in state["tasks"]:
-            return state
-    return None
+    """The brain's state as it last saved it (its snapshot with the journal replayed, else its backup
+    when the snapshot is unreadable); read only."""
+    state = read_state(paths.state_dir)
+    if state is not None:
+        return state
+    backup = read_json(paths.state_dir / "state.json.bak")
+    return (
+        backup
+        if isinstance(backup, dict) and isinstance(backup.get("tasks"), dict) and ROOT in backup["tasks"]
+        else None
+    )
 
 
 def write_report(paths: ProjectPaths, state: dict | None = None, out: Path | None = None) -> Path:

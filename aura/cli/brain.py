@@ -15,10 +15,9 @@ from .common import EXIT_NOT_RUNNING, paths_of, when, width, wrap
 
 
 def _state(paths: Any) -> dict:
-    from ..runtime.fsutil import read_json
+    from ..brain.state import read_state
 
-    state = read_json(paths.state_dir / "state.json")
-    return state if isinstance(state, dict) and "tasks" in state else {}
+    return read_state(paths.state_dir) or {}
 
 
 TOOL_RESULT_CHARS = 300  # a tool's result can be a whole file; the decision log keeps it, history shows its start

@@ -16,11 +16,11 @@ from .common import paths_of
 def diff(ctx: click.Context, task: str, stat_only: bool) -> None:
     """Show the diff of TASK's latest attempt against its base: the merged commits once it was
     accepted, else what its worktree holds now (uncommitted and untracked files included)."""
+    from ..brain.state import read_state
     from ..runtime import gitrepo as g
-    from ..runtime.fsutil import read_json
 
     paths = paths_of(ctx)
-    state = read_json(paths.state_dir / "state.json") or {}
+    state = read_state(paths.state_dir) or {}
     if not (state.get("git") or {}).get("enabled"):
         raise click.ClickException("this run is not in git mode: there is no attempt diff (see `aura status`)")
     found = (state.get("tasks") or {}).get(task)

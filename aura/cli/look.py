@@ -228,12 +228,11 @@ def brain_from_disk(paths: Any) -> dict:
     """What `aura status` shows of the brain while it is down, read from its state.json."""
     from ..brain import costs as costmod
     from ..brain.gitwork import status_of
-    from ..brain.state import STATUS_LLM_FIELDS, counts, tree_lines, tree_rows
-    from ..runtime.fsutil import read_json
+    from ..brain.state import STATUS_LLM_FIELDS, counts, read_state, tree_lines, tree_rows
     from ..runtime.vocab import OPEN
 
-    state = read_json(paths.state_dir / "state.json")
-    if not isinstance(state, dict) or "tasks" not in state:
+    state = read_state(paths.state_dir)
+    if state is None:
         return {"from_disk": True}
     llm = {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}
     return {
