@@ -172,7 +172,7 @@ def tasks_table(snap: Snapshot, rows: int) -> Table:
             indent + str(r["id"]),
             Text(status, TASK_STYLE.get(status, "")),
             str(r.get("attempt") or "-"),
-            age(ages.get(str(r["id"]))),
+            age(snap.at - float(r["since"]) if r.get("since") else ages.get(str(r["id"]))),
             title,
         )
     if len(tree) > rows:

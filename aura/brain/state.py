@@ -270,8 +270,9 @@ STATUS_LLM_FIELDS = ("model_cycles", "skipped_total", "failures_in_row", "goal_c
 
 
 def tree_rows(state: dict) -> list[dict]:
-    """The tree for `aura status`: depth, id, status, title, attempt, and the reason of every task
-    that ended without completing or waits to start (a retry, a rate limit, a short reserve)."""
+    """The tree for `aura status` and `aura top`: depth, id, status, title, attempt, since when it has
+    its status, and the reason of every task that ended without completing or waits to start (a
+    retry, a rate limit, a short reserve)."""
     now = time.time()
     return [
         {
@@ -280,6 +281,7 @@ def tree_rows(state: dict) -> list[dict]:
             "status": t["status"],
             "title": t.get("title", ""),
             "attempt": attempt_no(t),
+            "since": t.get("updated_at"),
             "reason": t.get("reason")
             if t["status"] in REASON_SHOWN or (t["status"] == PENDING and not_before(t) > now)
             else None,
