@@ -476,11 +476,13 @@ class SlurmCluster:
 
     # -- processes ----------------------------------------------------------------------------
     def owns(self, proc: psutil.Process) -> bool:
-        """True for a process of this cluster: its environment names this config (the daemons, the jobs),
-        or it is a slurmstepd with a socket or file in this cluster's folder (its environment is empty)."""
+        """True for a process of this cluster: its environment names this config and it is a Slurm daemon
+        or runs in a job (SLURM_JOB_ID), or it is a slurmstepd with a socket or file in this cluster's
+        folder (its environment is empty). A client of the cluster (Aura's daemons under test) is not."""
         if proc.pid == os.getpid():
             return False
-        if proc.environ().get("SLURM_CONF") == str(self.conf):
+        env = proc.environ()
+        if env.get("SLURM_CONF") == str(self.conf) and (env.get("SLURM_JOB_ID") or proc.name().startswith("slurm")):
             return True
         if proc.name() != "slurmstepd":
             return False
