@@ -102,7 +102,7 @@ class TopModel:
         brain = self._ask("brain", "status", None, live, daemons)
         if brain is None:
             brain = brain_from_disk(self.paths)
-        workers = self._ask("supervisor", "list", {"include_exited": True}, live, daemons)
+        workers = self._ask("supervisor", "list", {"include_exited": True, "from_disk": False}, live, daemons)
         source = "supervisor"
         if workers is None:
             from .psview import workers_from_disk

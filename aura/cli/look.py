@@ -4,6 +4,7 @@ what is on disk when one is down; none of them imports the model SDK."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -23,7 +24,7 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     from ..runtime.vocab import LIVE_STATES
 
     paths = paths_of(ctx)
-    workers = try_call(paths, "supervisor", "list", {"include_exited": True})
+    workers = try_call(paths, "supervisor", "list", {"include_exited": show_all})
     source = "supervisor"
     if workers is None:
         from ..psview import workers_from_disk
@@ -43,11 +44,24 @@ def ps(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps({"source": source, "workers": rows, "questions": asked}, default=str, indent=1))
         return
     if not rows:
-        click.echo("no workers yet" if not workers else "no running workers (aura ps -a shows ended ones)")
+        click.echo(
+            "no workers yet"
+            if not (workers or any_worker(paths))
+            else "no running workers (aura ps -a shows ended ones)"
+        )
     else:
         worker_table(rows, source)
     for line in open_question_lines(asked):
         click.echo(line)
+
+
+def any_worker(paths: Any) -> bool:
+    """Has this run started a worker? (one directory entry read, however long the run)"""
+    try:
+        with os.scandir(paths.workers_dir) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
 
 
 def worker_table(rows: list[dict], source: str) -> None:

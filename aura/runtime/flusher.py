@@ -9,11 +9,10 @@ file the caller already renamed into place: only fsynced). A write that fails is
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
-from .fsutil import atomic_write_bytes, fsync_dir
+from .fsutil import atomic_write_bytes, fsync_dir, fsync_path
 
 
 class Flusher:
@@ -83,15 +82,6 @@ class Flusher:
 def sync_files(paths: set[Path]) -> None:
     """fsync each file, then each of their folders once (the renames)."""
     for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:  # removed meanwhile
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fsync_path(path)  # a file removed meanwhile is skipped
     for folder in {p.parent for p in paths}:
         fsync_dir(folder)

@@ -74,33 +74,31 @@ def _temp_beside(path: Path) -> tuple[int, str]:
             continue
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (best effort: not every platform allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def sync_file(path: Path) -> None:
-    """fsync a file written with `sync=False`, and its folder (best effort, as `fsync_dir`)."""
+def fsync_path(path: Path | str) -> bool:
+    """fsync a file or a folder by its path (best effort: not every platform allows it on a folder);
+    False when it could not be opened (it was removed meanwhile)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        return False
     try:
         os.fsync(fd)
     except OSError:
         pass
     finally:
         os.close(fd)
-    fsync_dir(Path(path).parent)
+    return True
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable."""
+    fsync_path(folder)
+
+
+def sync_file(path: Path) -> None:
+    """fsync a file written with `sync=False`, and its folder."""
+    if fsync_path(path):
+        fsync_dir(Path(path).parent)
 
 
 def disk_full(exc: BaseException) -> bool:

@@ -28,6 +28,7 @@ from .base import Ended, Executor, StartOrder, StartReport
 from .local import shim_command
 
 POLL_S = 1.0
+RECORD_WAIT_S = 10.0  # the longest an exit record waits for Slurm to finish its job
 JOB_SCRIPT = "job.sh"
 QueueNews = Callable[[str, dict], None]  # (worker id, {slurm_state, slurm_reason, node}) while queued
 
@@ -172,8 +173,17 @@ class SlurmExecutor(Executor):
             state = states.get(job["job_id"])
             if state is not None and state.pending:
                 self._requeued(wid, job)
-            elif (job["dir"] / WORKER_EXIT).exists() or state is None or not state.running:
+            elif state is None or not state.running or self._recorded_long_ago(job):
                 self.on_end(wid)
+
+    @staticmethod
+    def _recorded_long_ago(job: dict) -> bool:
+        """The shim's exit record is there, but Slurm still lists the job as running or completing: its
+        end is taken once Slurm says how the job ended (a preemption, a failed node), or after a while."""
+        if not (job["dir"] / WORKER_EXIT).exists():
+            return False
+        seen = job.setdefault("exit_seen", time.monotonic())
+        return time.monotonic() - seen > RECORD_WAIT_S
 
     def _requeued(self, wid: str, job: dict) -> None:
         """A running job back in the queue (its node failed or it was preempted, and the site or

@@ -91,7 +91,7 @@ def test_a_preempted_job_keeps_slurms_word_beside_the_shims_record_and_the_task_
         job = str(p.workers()[wid]["job_id"])
         urgent = slurm.sbatch("#!/bin/sh\nsleep 3\n", "--partition=urgent", "--exclusive")
         rec = exited(p, wid)
-        assert slurm.job(job)["JobState"] == "PREEMPTED"
+        slurm.wait_state(job, "PREEMPTED")
         assert rec["exit"]["slurm_state"] == "PREEMPTED" and "preempted" in rec["note"], rec
         assert rec["exit"]["signal"] == 15 and rec["outcome"] == "killed"  # the shim recorded Slurm's SIGTERM
         slurm.wait_state(urgent, "COMPLETED")
