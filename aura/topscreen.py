@@ -26,6 +26,7 @@ from rich.text import Text
 
 from .runtime.paths import DAEMONS, ProjectPaths
 from .runtime.vocab import LIVE_STATES
+from .statusview import open_question_lines
 from .topview import SORTS, SPARK_POINTS, Snapshot, TopModel, run_state, sort_workers, task_ages, worker_state
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -136,8 +137,6 @@ def header(paths: ProjectPaths, snap: Snapshot) -> RenderableType:
             )
         ],
     )
-    from .cli.look import open_question_lines
-
     asked = [Text(q, style="bold magenta") for q in open_question_lines(brain.get("questions"))[:3]]
     return Group(line, mission, daemons, spend_line(brain), *asked)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .runtime.paths import DAEMONS, ProjectPaths
 from .runtime.vocab import EXITED, LIVE_STATES
+from .statusview import brain_from_disk
 
 SPARK_POINTS = 40  # points of history per sparkline
 EVENTS_KEPT = 200
@@ -144,13 +145,6 @@ class TopModel:
             s = self.series[wid] = Series()
             for p in (history.get(wid) or {}).get("points", [])[-SPARK_POINTS:]:
                 s.add(p[0], p[1], p[2])
-
-
-def brain_from_disk(paths: ProjectPaths) -> dict:
-    """The brain's `status`, read from its state on disk while it is down (`aura status`'s reader)."""
-    from .cli.look import brain_from_disk as read
-
-    return read(paths)
 
 
 # -- figures the screen shows ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from aura.runtime.fsutil import append_line, disk_full
+from aura.runtime.fsutil import append_line, disk_full, json_lines
 
 KEEP_RECENT = 100  # entries kept in memory for `recent`, so a cycle never rereads the whole log
 TAIL_BYTES = 256 * 1024  # how much of the log's end is read at start for them
@@ -48,12 +48,5 @@ def _tail(path: Path) -> list[dict]:
             lines = fh.read().splitlines()
     except FileNotFoundError:
         return []
-    out = []
-    for raw in lines[1:] if size > TAIL_BYTES else lines:  # the first line may be cut
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out[-KEEP_RECENT:]
+    whole = lines[1:] if size > TAIL_BYTES else lines  # the first line may be cut
+    return [obj for obj in json_lines(whole) if isinstance(obj, dict)][-KEEP_RECENT:]

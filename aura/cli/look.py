@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..statusview import brain_from_disk, open_question_lines
 from .common import EXIT_NOT_RUNNING, age, paths_of, size, when, width, wrap
 
 
@@ -236,49 +237,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
     if len(live) < len(DAEMONS):
         sys.exit(EXIT_NOT_RUNNING)
-
-
-def brain_from_disk(paths: Any) -> dict:
-    """What `aura status` shows of the brain while it is down, read from its state.json."""
-    from ..brain import costs as costmod
-    from ..brain.gitwork import status_of
-    from ..brain.state import STATUS_LLM_FIELDS, counts, read_state, tree_lines, tree_rows
-    from ..runtime.vocab import OPEN
-
-    state = read_state(paths.state_dir)
-    if state is None:
-        return {"from_disk": True}
-    llm = {k: v for k, v in (state.get("llm") or {}).items() if k in STATUS_LLM_FIELDS}
-    return {
-        "mission": state.get("mission"),
-        "run": state.get("run"),
-        "cycles": state.get("total_cycles"),
-        "counts": counts(state),
-        "tree": tree_lines(state),
-        "tree_rows": tree_rows(state),
-        "from_disk": True,
-        "costs": costmod.summary(state),
-        "budget": state.get("budget"),
-        "safe_mode": state.get("safe_mode"),
-        "llm": llm or None,
-        "git": status_of(state.get("git") or {}),
-        "questions": [q for q in (state.get("questions") or {}).values() if q.get("status") == OPEN],
-    }
-
-
-def open_question_lines(listed: list[dict] | None) -> list[str]:
-    """The questions the run waits on, each with the command that answers it (`aura status`, `aura ps`)."""
-    out = []
-    for q in listed or []:
-        about = f" (task {q['task_id']})" if q.get("task_id") else ""
-        options = f" [{' / '.join(q['options'])}]" if q.get("options") else ""
-        how = (
-            f"aura approve {q['id']} | aura deny {q['id']} WHY"
-            if q.get("kind") == "approval"
-            else f"aura answer {q['id']} TEXT"
-        )
-        out.append(f"Question {q['id']}{about}: {' '.join(str(q.get('text')).split())[:200]}{options} -> {how}")
-    return out
 
 
 def git_status_lines(git: dict | None) -> list[str]:

@@ -13,6 +13,7 @@ import errno
 import itertools
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,21 +187,22 @@ def open_private(path: Path, append: bool = True) -> int:
     return fd
 
 
+def json_lines(lines: Iterable[bytes]) -> Iterator[Any]:
+    """The JSON value of each line; a torn or corrupt line is skipped."""
+    for raw in lines:
+        try:
+            yield json.loads(raw)
+        except ValueError:
+            continue
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Every valid JSON object line of a journal; a torn or corrupt line is skipped."""
-    out: list[dict] = []
     try:
         with open(path, "rb") as fh:
-            for raw in fh:
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict):
-                    out.append(obj)
+            return [obj for obj in json_lines(fh) if isinstance(obj, dict)]
     except FileNotFoundError:
-        pass
-    return out
+        return []
 
 
 def tree_size(path: Path, on_disk: bool = False) -> int:

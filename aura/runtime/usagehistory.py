@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .fsutil import PRIVATE, atomic_write_bytes, make_dirs
+from .fsutil import PRIVATE, atomic_write_bytes, json_lines, make_dirs
 from .paths import ProjectPaths, safe_name
 
 FOLDER = "usage"
@@ -185,11 +185,7 @@ def read_file(path: Path) -> tuple[dict | None, list[list]]:
     points: list[list] = []
     try:
         with open(path, "rb") as fh:
-            for raw in fh:
-                try:
-                    obj = json.loads(raw)
-                except ValueError:
-                    continue
+            for obj in json_lines(fh):
                 if isinstance(obj, dict) and header is None:
                     header = obj
                 elif isinstance(obj, list) and len(obj) == 5 and all(isinstance(v, (int, float)) for v in obj[:4]):
