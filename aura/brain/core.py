@@ -144,6 +144,7 @@ class BrainCore:
         if new in TASK_ENDED:
             task["finished_at"] = now
         numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
+        self.save()  # journaled before it is logged: a kill -9 between the two never has it redone
         self.decisions.record(
             "status",
             task_id=task["id"],
