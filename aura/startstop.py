@@ -155,6 +155,18 @@ def git_notes(cfg: Config, paths: ProjectPaths) -> list[str]:
     return decision.notes
 
 
+def shim_notes(cfg: Config) -> list[str]:
+    """AURA_SHIM=native: the native shim built now (the supervisor then finds it), or StartError."""
+    from .supervisor.nativeshim import NATIVE, find
+
+    if cfg.text("AURA_SHIM") != NATIVE:
+        return []
+    found = find(NATIVE)
+    if found.path is None:
+        raise StartError(f"AURA_SHIM=native: the native shim cannot be built: {found.why}. Nothing was started.")
+    return []
+
+
 def slurm_notes(cfg: Config, paths: ProjectPaths, echo: Callable[[str], None]) -> list[str]:
     """AURA_EXECUTOR=slurm: Slurm's commands and the data folder checked from a node, or StartError."""
     from .slurmprobe import ProbeError, check_slurm

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aura.runtime import proctree
+from aura.runtime.pidfile import start_time
 from aura.runtime.vocab import ORPHANED, TURNS_EXCEEDED
 
 from .states import ACTIVE
@@ -32,6 +34,7 @@ ARTIFACT_SCAN_MAX = 5000
 ARTIFACT_SCAN_EVERY = 10.0
 SKIP_DIRS = {".git", ".aura", "node_modules", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".tox"}
 OWN_FILES = {"output.jsonl", "output.txt", "error.log", "task.md", "container.id"}
+CREATED_SLACK = 1.0  # seconds between a recorded start time and the process's, still the same process
 SIGNALS = ("output", "tail", "errors", "artifacts", "cpu", "turns", "managed_logs")
 
 
@@ -142,29 +145,50 @@ def artifacts_fingerprint(folders: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def tree_cpu_seconds(rec: dict) -> float | None:
-    """CPU seconds of everything the worker runs: the shim's descendants (the worker, its children,
-    and orphans the shim adopted as subreaper), plus the container's cgroup for Docker workers."""
+def _tree_cpu(root_pid: int, created: float | None, with_root: bool) -> float | None:
+    """CPU seconds (its reaped children's included) of the tree under `root_pid`, started at
+    `created`; from /proc, reading only the tree (psutil's children() reads every process on the
+    machine, once per worker per scan), psutil where there are no children files."""
+    if proctree.HAS_CHILDREN_FILES:
+        started = start_time(root_pid)
+        if started is None or (created is not None and abs(started - float(created)) > CREATED_SLACK):
+            return None
+        try:
+            tree = proctree.read_tree(root_pid, include_root=with_root)
+        except proctree.NoChildrenFiles:
+            tree = None
+        if tree is not None:
+            return sum(st.cpu_s + st.reaped_cpu_s for st in tree.values())
+    return _tree_cpu_psutil(root_pid, created, with_root)
+
+
+def _tree_cpu_psutil(root_pid: int, created: float | None, with_root: bool) -> float | None:
     import psutil
 
-    total: float | None = None
-    root_pid, created = rec.get("shim_pid") or rec.get("worker_pid"), rec.get("shim_create_time")
-    if rec.get("state") == ORPHANED or not rec.get("shim_pid"):
-        root_pid, created = rec.get("worker_pid"), rec.get("worker_create_time")
     try:
-        root = psutil.Process(int(root_pid or -1))
-        if created is not None and abs(root.create_time() - float(created)) > 1.0:
-            raise psutil.NoSuchProcess(root.pid)
-        procs = root.children(recursive=True) + ([root] if root.pid == rec.get("worker_pid") else [])
+        root = psutil.Process(root_pid)
+        if created is not None and abs(root.create_time() - float(created)) > CREATED_SLACK:
+            return None
         total = 0.0
-        for proc in procs:
+        for proc in root.children(recursive=True) + ([root] if with_root else []):
             try:
                 t = proc.cpu_times()
                 total += t.user + t.system + t.children_user + t.children_system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+        return total
     except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError, ValueError):
-        pass
+        return None
+
+
+def tree_cpu_seconds(rec: dict) -> float | None:
+    """CPU seconds of everything the worker runs: the shim's descendants (the worker, its children,
+    and orphans the shim adopted as subreaper), plus the container's cgroup for Docker workers."""
+    root_pid, created = rec.get("shim_pid") or rec.get("worker_pid"), rec.get("shim_create_time")
+    if rec.get("state") == ORPHANED or not rec.get("shim_pid"):
+        root_pid, created = rec.get("worker_pid"), rec.get("worker_create_time")
+    with_root = bool(root_pid) and root_pid == rec.get("worker_pid")
+    total = _tree_cpu(int(root_pid or -1), created, with_root)
     container = rec.get("container") or {}
     if container.get("cidfile"):
         from .backends.isolation import container_usage

@@ -30,7 +30,7 @@ class Registry(WorkerRecords):
         self.flusher.add(path)
 
     def save_later(self, rec: dict) -> None:
-        self.flusher.write(self.path(rec["worker_id"]), json_bytes(rec))
+        self.flusher.write(self.path(rec["worker_id"]), json_bytes(rec, compact=True))
 
     def not_saved(self) -> dict[str, OSError]:
         """Worker ids whose later write failed since the last call, with the error."""

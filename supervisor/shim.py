@@ -212,6 +212,21 @@ class StopRequest:
         self.requested = False
 
 
+def _forward_term(pgid: int) -> StopRequest:
+    """From now on a SIGTERM to the shim goes to the worker's group and marks the stop requested."""
+    stop = StopRequest()
+
+    def forward(signum: int, _frame: object) -> None:
+        stop.requested = True
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    return stop
+
+
 def stop_leftovers(pgid: int, grace: float) -> int:
     """Stop what the worker left behind: its process group, then every other descendant."""
     left = 0
@@ -302,16 +317,7 @@ def run(args: argparse.Namespace, cmd: list[str], env: dict[str, str] | None = N
     out.close()
     err.close()
     pid = proc.pid
-    stop = StopRequest()
-
-    def forward(signum: int, _frame: object) -> None:
-        stop.requested = True
-        try:
-            os.killpg(pid, signum)
-        except OSError:
-            pass
-
-    signal.signal(signal.SIGTERM, forward)
+    stop = _forward_term(pid)
     report = {
         "worker_pid": pid,
         "worker_create_time": start_time(pid),
@@ -331,7 +337,20 @@ def run(args: argparse.Namespace, cmd: list[str], env: dict[str, str] | None = N
     sync_file(args.dir / "launch.json")  # renamed into place already; durable now, after the supervisor heard
     sampling = _start_sampling(args.dir, args.sample_every)
     status = _wait_for(pid)
-    ended = time.time()
+    return finish(args, pid, status, started, time.time(), stop, sampling)
+
+
+def finish(
+    args: argparse.Namespace,
+    pid: int,
+    status: int,
+    started: float,
+    ended: float,
+    stop: StopRequest,
+    sampling: threading.Event | None = None,
+) -> int:
+    """The worker `pid` ended with wait status `status`: keep the children it registered, stop the
+    rest, and write the exit record; the shim's exit status."""
     worker_exit = _exit_fields(status)
     kept, kept_tree, refused = ([], set(), []) if stop.requested else keep_registered(args.task_dir)
     record: dict = {**worker_exit, "started_at": started}
@@ -449,13 +468,63 @@ def _start_error(exc: BaseException, cmd: list[str], cwd: str, folder: Path) -> 
     return f"could not start {exe}: {exc}"
 
 
+# -- what the native shim (supervisor/nativeshim.c) hands over by exec, keeping its pid and children --
+
+
+def after_exit(mode: list[str], argv: list[str]) -> int:
+    """The worker ended and its task folder names children it registered: keep them, as `run` does.
+    The native shim blocked SIGTERM across the exec; it is taken again once it is forwarded."""
+    named = dict(zip(mode[::2], mode[1::2], strict=True))
+    args = parser().parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    set_process_name("aura-shim")
+    pid = int(named["--worker-pid"])
+    stop = _forward_term(pid)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    started, ended = float(named["--started-at"]), float(named["--ended-at"])
+    return finish(args, pid, int(named["--wait-status"]), started, ended, stop)
+
+
+def write_exit(record: str, argv: list[str]) -> int:
+    """Write the exit record the native shim could not (a full disk: into the space reserved at the
+    start), or carry the worker's exit in the shim's exit status."""
+    args = parser().parse_args(argv)
+    data = json.loads(record)
+    try:
+        exitrecord.write(args.dir, data)
+    except OSError:
+        return exitrecord.encode(data.get("exit_code"), data.get("signal"))
+    return 0
+
+
+def launch_not_written(errno_text: str, argv: list[str]) -> int:
+    """The native shim could not write `launch.json` and stopped the worker: record why, and say so."""
+    args = parser().parse_args(argv)
+    code = int(errno_text)
+    exc = OSError(code, os.strerror(code), str(args.dir / "launch.json"))
+    return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), time.time())
+
+
+NATIVE_HANDOVERS = {"--after-exit": 8, "--write-exit": 1, "--launch-errno": 1}  # mode -> how many values
+
+
 def entry(argv: list[str]) -> int:
-    """A shim, or with `--fork-server FD` the fork server that forks shims (supervisor/forkserver.py)."""
+    """A shim, the native shim's hand-over (NATIVE_HANDOVERS), or with `--fork-server FD` the fork
+    server that forks shims (supervisor/forkserver.py)."""
     if argv[:1] == ["--fork-server"]:
         from aura.supervisor import forkserver
 
         set_process_name("aura-forkserver")  # loads the C library the forked shims use
         return forkserver.serve(int(argv[1]), forked)
+    count = NATIVE_HANDOVERS.get(argv[0]) if argv else None
+    if count is not None:
+        values, rest = argv[1 : 1 + count], argv[1 + count :]
+        if argv[0] == "--after-exit":
+            return after_exit(values, rest)
+        if argv[0] == "--write-exit":
+            return write_exit(values[0], rest)
+        return launch_not_written(values[0], rest)
     return main(argv)
 
 

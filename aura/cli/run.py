@@ -32,6 +32,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         journal_positions,
         plan_up,
         read_goal,
+        shim_notes,
         slurm_notes,
         start_run,
     )
@@ -49,7 +50,7 @@ def up(ctx: click.Context, task: Path, detach: bool, stay: bool) -> None:
         plan = plan_up(paths, tf.path)
         notes = backend_notes(cfg, tf) + git_notes(cfg, paths)
         if not plan.partial:
-            notes += slurm_notes(cfg, paths, click.echo)
+            notes += shim_notes(cfg) + slurm_notes(cfg, paths, click.echo)
         announce(cfg, tf, notes, plan, bool(config_file or overrides), click.echo)
     except StartError as exc:
         raise click.ClickException(str(exc)) from None

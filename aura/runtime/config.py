@@ -316,6 +316,13 @@ KEYS: dict[str, Setting] = _typed(
         "AURA_BWRAP_SHARE_NET": flag(True, "bubblewrap workers keep the network (agent CLIs need their API)"),
         "AURA_BWRAP_HIDE": text("", "more paths hidden from bubblewrap workers (comma-separated)"),
         "AURA_DOCKER_IMAGE": text("", "image for Docker workers (must hold the worker CLI)"),
+        "AURA_SHIM": one_of(
+            "auto",
+            "auto / native / python: the C shim per worker where it can be built, or the Python one",
+            "auto",
+            "native",
+            "python",
+        ),
         "AURA_WORKER_SCOPE": one_of(
             "auto", "auto / on / off: each worker in its own systemd scope when under systemd", *SCOPE_WORDS
         ),

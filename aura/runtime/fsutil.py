@@ -143,8 +143,11 @@ def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE, sync: bool = Tr
     atomic_write_bytes(path, json_bytes(obj), mode, sync)
 
 
-def json_bytes(obj: Any) -> bytes:
-    """A state file's content, as every writer here lays it out."""
+def json_bytes(obj: Any, compact: bool = False) -> bytes:
+    """A state file's content, as every writer here lays it out: one key a line, or `compact` on
+    one line for the records written on a hot path (json's C encoder does not indent)."""
+    if compact:
+        return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8")
     return json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8")
 
 

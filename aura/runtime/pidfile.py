@@ -15,6 +15,7 @@ from .fsutil import read_json, write_json_even_if_full
 
 START_TIME_TOLERANCE = 0.05  # seconds; the same process always gets the same float
 PROC = Path("/proc")
+HAS_PROC = PROC.joinpath("self", "stat").exists()  # Linux; elsewhere (macOS) psutil reads processes
 _boot_time: float | None = None
 
 
@@ -23,7 +24,11 @@ def _proc_stat(pid: int) -> tuple[str, float] | None:
     time + start ticks), so `aura ps` and the shim need not import psutil; None: no such process."""
     global _boot_time
     try:
-        data = (PROC / str(pid) / "stat").read_bytes()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)  # a stat line is far shorter (its command name is at most 16 bytes)
+        finally:
+            os.close(fd)
     except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return None
     fields = data[data.rfind(b")") + 2 :].split()
@@ -47,7 +52,7 @@ def _psutil_stat(pid: int) -> tuple[str, float] | None:
 def _stat(pid: int) -> tuple[str, float] | None:
     if not isinstance(pid, int) or pid <= 0:
         return None
-    if PROC.joinpath("self", "stat").exists():
+    if HAS_PROC:
         try:
             return _proc_stat(pid)
         except (OSError, ValueError, IndexError, StopIteration):

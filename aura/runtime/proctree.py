@@ -31,6 +31,7 @@ class ProcStat:
     rss: int  # bytes
     start: int  # start time in clock ticks since boot (PID-reuse guard between samples)
     threads: int = 1
+    reaped_cpu_s: float = 0.0  # user + system CPU seconds of its children that ended and were waited for
 
 
 def read_proc(path: str) -> bytes:
@@ -64,6 +65,7 @@ def read_stat(pid: int) -> ProcStat | None:
             rss=int(fields[21]) * PAGE,
             start=int(fields[19]),
             threads=int(fields[17]),
+            reaped_cpu_s=(int(fields[13]) + int(fields[14])) / CLK_TCK,
         )
     except (IndexError, ValueError):
         return None

@@ -1,8 +1,9 @@
 """Workers as local processes, each under its shim (supervisor/shim.py).
 
-Start: the shim starts in a session of its own, forked by the supervisor's fork server
-(executors/forking.py); as a fresh interpreter where AURA_WORKER_SCOPE puts it in a transient
-systemd scope, or where the fork server cannot be reached. It reports the worker's pid on a pipe,
+Start: the shim starts in a session of its own: the native shim (supervisor/nativeshim.c) where it
+could be built, spawned directly; else the Python shim forked by the supervisor's fork server
+(executors/forking.py), or as a fresh interpreter where AURA_WORKER_SCOPE puts it in a transient
+systemd scope or the fork server cannot be reached. It reports the worker's pid on a pipe,
 read in the daemon's poll loop, so many workers start in parallel. Exit: a pidfd per shim in the
 poll loop, where the platform has pidfds (the supervisor hears of an exit in milliseconds); a 0.25 s
 poll elsewhere. Signals go to the worker's process group and its shim.
@@ -15,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,7 +28,7 @@ from aura.runtime.procgroup import signal_group, terminate_worker
 from aura.runtime.records import START_FACTS
 from aura.runtime.vocab import ORPHANED
 
-from .. import exitrecord
+from .. import exitrecord, nativeshim
 from ..placement import CpuPinning
 from ..scope import scope_command, scoped
 from .base import Ended, Executor, StartOrder, StartReport
@@ -34,6 +36,8 @@ from .forking import ForkServer
 
 SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
 POLL_INTERVAL = 0.25  # where there are no pidfds
+STATUS_FD = 3  # where a spawned native shim finds its status pipe
+REAP_WAIT = 2.0  # how long collect waits for an ended shim's exit status
 
 
 @dataclass
@@ -53,6 +57,8 @@ class LocalExecutor(Executor):
         self.grace = grace
         self.scope_prefix: list[str] = []
         self.children: dict[str, subprocess.Popen] = {}
+        self.spawned: dict[str, int] = {}  # worker id -> pid of its native shim, our child
+        self.native: Path | None = None
         self.pending: dict[str, _Pending] = {}
         self.watch_fds: dict[str, int] = {}
         self.polled: dict[str, dict] = {}
@@ -62,36 +68,73 @@ class LocalExecutor(Executor):
 
     def setup(self) -> None:
         self.scope_prefix = scope_command(self.loop.cfg.text("AURA_WORKER_SCOPE"), log=self.loop.log)
-        if not self.scope_prefix:
+        mode = self.loop.cfg.text("AURA_SHIM")
+        found = nativeshim.find(mode)
+        self.native = found.path
+        if found.path is not None:
+            self.loop.log.info("native_shim", path=str(found.path))
+        elif mode != nativeshim.PYTHON:
+            self.loop.log.warning("native_shim_unavailable", reason=found.why, then="Python shims")
+        if not self.scope_prefix and self.native is None:
             self.forks.warm()  # its interpreter starts now, not on the first spawn
 
     # -- starting ---------------------------------------------------------------------------------
     def start(self, order: StartOrder) -> None:
-        """Start the shim in a new session, forked by the fork server where it can (not in a systemd
-        scope of its own: systemd-run must start that one); its start report arrives on a pipe."""
+        """Start the shim in a new session: the native shim spawned, else the Python shim forked by
+        the fork server where it can (not in a systemd scope of its own: systemd-run must start that
+        one); its start report arrives on a pipe."""
         r, w = os.pipe()
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
                 grace = min(self.grace, 5.0)
                 root = str(self.loop.paths.root)
-                forked = not self.scope_prefix and self.forks.start(
+                if self.native is not None and not self.scope_prefix:
+                    self.spawned[order.worker_id] = self._spawn(order, shim_options(order, grace), w, shim_log)
+                elif self.scope_prefix or not self.forks.start(
                     order.worker_id, shim_args(order, grace), order.env, root, w, shim_log.fileno()
-                )
-                if not forked:
+                ):
                     self.children[order.worker_id] = self._popen(order, shim_options(order, grace), w, shim_log)
         except OSError:
             os.close(r)
             raise
         finally:
             os.close(w)
+        self._expect_report(order.worker_id, r)
+
+    def _expect_report(self, wid: str, r: int) -> None:
+        """The shim's start report comes on `r`, read in the poll loop, or its time runs out."""
         os.set_blocking(r, False)
-        wid = order.worker_id
         self.pending[wid] = _Pending(r)
         self.loop.add_reader(r, lambda: self._on_report(wid))
         self.loop.call_later(self.start_timeout, lambda: self._reported(wid, None))
 
+    def _spawn(self, order: StartOrder, options: list[str], status_w: int, log: IO[bytes]) -> int:
+        """The native shim, by posix_spawn (no Python between fork and exec): its status pipe on
+        STATUS_FD, its output on shim.log, every signal at its default and none blocked."""
+        cmd = [*self._shim_prefix(), "--status-fd", str(STATUS_FD), *options]
+        return os.posix_spawn(
+            cmd[0],
+            cmd,
+            order.env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+                (os.POSIX_SPAWN_DUP2, status_w, STATUS_FD),
+            ],
+            setsid=True,
+            setsigmask=(),
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD),
+        )
+
+    def _shim_prefix(self) -> list[str]:
+        """The native shim (which hands over to the Python one what it does not do itself), or the Python shim."""
+        if self.native is None:
+            return shim_prefix()
+        return [str(self.native), "--python", sys.executable, "--script", SHIM]
+
     def _popen(self, order: StartOrder, options: list[str], status_w: int, log: IO[bytes]) -> subprocess.Popen:
-        cmd = [*shim_prefix(), "--status-fd", str(status_w), *options]
+        cmd = [*self._shim_prefix(), "--status-fd", str(status_w), *options]
         return subprocess.Popen(
             scoped(self.scope_prefix, self.loop.paths.root, order.worker_id, cmd),
             env=order.env,
@@ -179,6 +222,8 @@ class LocalExecutor(Executor):
         self.polled.pop(worker_id, None)
         if self.forks.forked(worker_id):
             return self.forks.collect(worker_id, self.loop.paths.worker_dir(worker_id))
+        if worker_id in self.spawned:
+            return self._collect_spawned(worker_id)
         child = self.children.pop(worker_id, None)
         if child is None:
             return None
@@ -188,10 +233,26 @@ class LocalExecutor(Executor):
             self.children[worker_id] = child
             return None
 
+    def _collect_spawned(self, worker_id: str) -> dict | None:
+        pid = self.spawned[worker_id]
+        deadline = time.monotonic() + REAP_WAIT
+        while True:
+            status = _reaped(pid)
+            if status is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if status is None:  # still running: reap() takes it later
+            return None
+        del self.spawned[worker_id]
+        return exitrecord.decode(os.waitstatus_to_exitcode(status)) if status >= 0 else None
+
     def reap(self) -> None:
         for wid, child in list(self.children.items()):
             if child.poll() is not None and wid not in self.watch_fds and wid not in self.polled:
                 self.children.pop(wid, None)
+        for wid, pid in list(self.spawned.items()):
+            if wid not in self.watch_fds and wid not in self.polled and _reaped(pid) is not None:
+                self.spawned.pop(wid, None)
 
     # -- finding again after a restart ------------------------------------------------------------
     def supervised(self, rec: dict) -> bool:
@@ -224,6 +285,15 @@ class LocalExecutor(Executor):
             os.close(fd)
         self.watch_fds.clear()
         self.forks.close()
+
+
+def _reaped(pid: int) -> int | None:
+    """The wait status of our ended child `pid` (-1: not ours, or taken already); None while it runs."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -1
+    return status if got == pid else None
 
 
 def shim_command(order: StartOrder, grace: float, *options: str) -> list[str]:

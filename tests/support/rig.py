@@ -158,6 +158,16 @@ class Rig:
         assert rec["state"] == "running", rec
         return rec
 
+    def readopted_after_down(self, ended: str, code: int, running: str, release: Path) -> None:
+        """After a supervisor restart: `ended` (which exited with `code` while it was down) is
+        recorded so, and `running` is re-adopted and ends normally once `release` exists."""
+        assert self.worker(running)["state"] == "running"  # re-adopted: its shim, at its start time, still runs
+        done = self.exited(ended)
+        assert done and done["exit"]["exit_code"] == code and done["note"] == "ended while the supervisor was down"
+        release.touch()
+        late = wait_for(lambda: self.exited(running), 20, what="the re-adopted worker's exit")
+        assert late["exit"]["exit_code"] == 0 and late["outcome"] == "succeeded"
+
     def usage(self, wid: str) -> dict | None:
         return self.call("watchdog", "usage")["workers"].get(wid)
 

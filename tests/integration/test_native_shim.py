@@ -1,0 +1,100 @@
+"""The native shim (supervisor/nativeshim.c) with real processes, as the default shim where a C
+compiler is at hand: spawned by the supervisor, in a session of its own, it survives a kill -9 of
+the supervisor, records its worker's exit while the supervisor is dead, and is re-adopted; what it
+does not do itself it hands to the Python shim by exec (a worker that cannot be executed, children
+the worker registered, a kill during that hand-over); and it holds far less memory than a Python shim."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from aura.runtime.fsutil import read_json
+from aura.supervisor import nativeshim
+from tests.support.harness import gone, wait_for
+from tests.support.rig import Rig
+
+pytestmark = pytest.mark.skipif(nativeshim.find().path is None, reason="the native shim cannot be built here")
+
+WAIT_THEN_EXIT = """import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+sys.exit(int(sys.argv[2]))
+"""
+
+REGISTER_CHILD = """import json, os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+with open(os.path.join(os.environ["AURA_TASK_DIR"], "process.json"), "w") as fh:
+    json.dump({"managed_subprocesses": [{"pid": child.pid, "kind": "job"}]}, fh)
+open(sys.argv[1], "w").write(str(child.pid))
+"""
+
+
+def _native(rig: Rig, rec: dict) -> psutil.Process:
+    """The worker's shim: the native program, the supervisor's child, in a session of its own."""
+    launch = read_json(rig.p.paths.worker_dir(rec["worker_id"]) / "launch.json")
+    assert launch["native"] is True
+    shim = psutil.Process(rec["shim_pid"])
+    assert shim.name() == "aura-shim" and shim.exe().startswith(str(nativeshim.SOURCE.parent))
+    assert shim.ppid() == rig.p.daemon_pid("supervisor")
+    assert os.getsid(shim.pid) == shim.pid and os.getsid(rec["worker_pid"]) == rec["worker_pid"]
+    return shim
+
+
+def test_native_shims_outlive_the_supervisor_record_the_exit_and_are_readopted(rig: Rig, tmp_path: Path) -> None:
+    rig.start("supervisor")
+    ends_early, ends_late = tmp_path / "early", tmp_path / "late"
+    early = rig.spawn("early", WAIT_THEN_EXIT, str(ends_early), "7")
+    late = rig.spawn("late", WAIT_THEN_EXIT, str(ends_late), "0")
+    shims = [_native(rig, rec) for rec in (early, late)]
+
+    rig.p.kill9("supervisor")
+    assert all(s.is_running() for s in shims)
+    ends_early.touch()
+    exit_file = rig.p.paths.worker_dir("early") / "exit.json"
+    record = wait_for(lambda: read_json(exit_file), 20, what="the exit record written with no supervisor")
+    assert record["exit_code"] == 7 and record["signal"] is None and record["duration_s"] > 0
+    assert not (exit_file.parent / "exit.reserve").exists()  # the space set aside is given back
+
+    rig.start("supervisor")
+    rig.readopted_after_down("early", 7, "late", ends_late)
+
+
+def test_a_worker_that_cannot_run_is_explained_by_the_python_shim(rig: Rig, tmp_path: Path) -> None:
+    rig.start("supervisor")
+    missing = str(tmp_path / "no-such-program")
+    rec = rig.call("supervisor", "spawn", {"worker_id": "w", "task_id": "w", "backend": "shell", "argv": [missing]})
+    rig.p.remember()
+    assert rec["state"] == "exited" and rec["exit"]["error"] == f"executable not found: {missing}"
+    assert rec["outcome"] == "failed"
+
+
+def test_registered_children_are_kept_through_the_hand_over_and_a_kill_reaches_them(rig: Rig, tmp_path: Path) -> None:
+    rig.start("supervisor")
+    told = tmp_path / "child.pid"
+    rig.spawn("w", REGISTER_CHILD, str(told))
+    child = int(wait_for(lambda: told.exists() and told.read_text(), 20, what="the registered child"))
+    managed = wait_for(lambda: read_json(rig.p.paths.worker_dir("w") / "managed.json"), 20, what="managed.json")
+    assert [c["pid"] for c in managed["children"]] == [child]  # the Python shim took over and kept it
+    shim = psutil.Process(rig.worker("w")["shim_pid"])
+    assert shim.name() == "aura-shim" and "shim.py" in " ".join(shim.cmdline())  # same pid, now Python
+    assert psutil.pid_exists(child) and rig.worker("w")["state"] == "running"
+
+    shim.send_signal(signal.SIGTERM)  # a kill: the shim stops the kept child too
+    done = wait_for(lambda: rig.exited("w"), 20, what="the worker's end")
+    assert done["exit"]["managed"]["stopped_by_request"] is True
+    wait_for(lambda: gone(child), 10, what="the registered child to be stopped")
+
+
+def test_a_native_shim_holds_a_small_fraction_of_a_python_one(rig: Rig) -> None:
+    rig.start("supervisor")
+    rec = rig.spawn_argv("w", ["sleep", "60"])
+    shim = _native(rig, rec)
+    time.sleep(0.2)
+    private = shim.memory_full_info().uss
+    assert private < 1 << 20, f"the native shim holds {private} bytes of its own"
