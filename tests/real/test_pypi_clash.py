@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from aura.supervisor import nativeshim
 from tests.support.harness import REPO, Project, wait_for
 
 PYPI = ("watchdog", "supervisor")
@@ -139,12 +140,18 @@ def test_daemon_entry_point_runs_from_any_folder(installed_site: Path, tmp_path:
     assert "{supervisor,watchdog,brain}" in proc.stdout
 
 
+@pytest.mark.parametrize("shim", ["native", "python"])
 def test_daemons_and_shim_run_from_a_regular_install(
-    installed_site: Path, project: Project, rig: Any, tmp_path: Path
+    installed_site: Path, project: Project, rig: Any, tmp_path: Path, shim: str
 ) -> None:
-    """The real supervisor and watchdog, from the installed tree, start a worker through the shim
-    (`python -I -S .../aura/supervisor/shim.py`), with PyPI's packages first on the path."""
+    """The real supervisor and watchdog, from the installed tree, start a worker through the shim:
+    the native one built from the installed source into the installed tree's `__pycache__` (its
+    hand-over script the installed shim.py), or `python -I -S .../aura/supervisor/shim.py`, with
+    PyPI's packages first on the path."""
+    if shim == "native" and nativeshim.find().path is None:
+        pytest.skip("the native shim cannot be built here")
     project.env["PYTHONPATH"] = str(installed_site)
+    project.env["AURA_SHIM"] = shim
     rig.start("supervisor", "watchdog")
     release = tmp_path / "release"
     rec = rig.spawn(
@@ -152,9 +159,13 @@ def test_daemons_and_shim_run_from_a_regular_install(
     )
     cmdline = psutil.Process(rec["shim_pid"]).cmdline()
     release.write_text("go")
-    shim = next(a for a in cmdline if a.endswith("shim.py"))
-    assert _under(shim, installed_site / "aura" / "supervisor"), cmdline
-    assert "-I" in cmdline and "-S" in cmdline, cmdline
+    script = next(a for a in cmdline if a.endswith("shim.py"))
+    assert _under(script, installed_site / "aura" / "supervisor"), cmdline
+    if shim == "native":
+        assert _under(cmdline[0], installed_site / "aura" / "supervisor" / "__pycache__"), cmdline
+        assert cmdline[cmdline.index("--script") + 1] == script, cmdline
+    else:
+        assert "-I" in cmdline and "-S" in cmdline, cmdline
     done = wait_for(lambda: rig.exited("w1"), 30, what="the worker's exit record")
     assert done["outcome"] == "succeeded" and done["exit"]["exit_code"] == 0, done
     assert rig.call("watchdog", "hello")["daemon"] == "watchdog"
