@@ -129,11 +129,11 @@ class AuraAdapter:
                 raise RuntimeError(f"aura spawn {self.group}-{i}: {rec.get('state')} {rec.get('exit')}")
             self.ids.append(rec["worker_id"])
 
-    def _mine(self) -> list[dict]:
-        return self.client.call("list", {"worker_ids": self.ids})
+    def _mine(self, include_exited: bool = True) -> list[dict]:
+        return self.client.call("list", {"worker_ids": self.ids, "include_exited": include_exited})
 
     def running_pids(self) -> list[int]:
-        return [w["worker_pid"] for w in self._mine() if w.get("state") in ("running", "orphaned")]
+        return [w["worker_pid"] for w in self._mine(include_exited=False) if w.get("state") in ("running", "orphaned")]
 
     def tracked_pids(self) -> list[int]:
         """Workers and their shims: a shim left unreaped would be Aura's zombie."""

@@ -12,7 +12,6 @@ the brain starts from an empty tree in safe mode and keeps the bad files aside f
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -80,12 +79,11 @@ class StateStore:
         self.path = state_dir / "state.json"
         self.bak = state_dir / "state.json.bak"
         self.journal = statejournal.Journal(state_dir / "state.journal")
-        self._last_saved: dict | None = None  # the tree as the snapshot and the journal hold it
+        self.saved: statejournal.Saved | None = None  # the tree as the snapshot and the journal hold it
         self.pending = 0  # journal lines not yet in a snapshot
         self.changes = 0  # saves that changed something, since the store was made
         self.unwritten = False  # a change is only in memory: a small tree's snapshot failed
         self.snapshot_bytes = 0
-        self.text = statejournal.SnapshotText()
 
     def load(self) -> LoadResult:
         if not self.path.exists() and not self.bak.exists():
@@ -96,7 +94,7 @@ class StateStore:
             applied, good = statejournal.replay(self.journal.path, primary)
             self.journal.open(keep=good)  # a torn tail is cut off before the next append
             self.pending = applied
-            self._last_saved = _mirror(primary)
+            self.saved = statejournal.Saved(primary)
             if applied:
                 self.flush(primary)
             return LoadResult(primary, "primary")
@@ -119,13 +117,10 @@ class StateStore:
         """Make the tree's changes since the last save durable: one journal line, or, while the
         tree is small (SMALL_TREE_BYTES), a new snapshot. With `touched`, only those tasks are
         compared (and every key beside the tasks); a change elsewhere waits for the next `flush`."""
-        if self._last_saved is None:
+        if self.saved is None:
             self.flush(state)
             return
-        if touched is None:
-            ops = statejournal.diff(self._last_saved, state)
-        else:
-            ops = statejournal.diff_tasks(self._last_saved, state, touched)
+        ops = self.saved.changes(state, touched)
         if ops:
             state["updated_at"] = time.time()
             ops.append([["updated_at"], state["updated_at"]])
@@ -134,8 +129,7 @@ class StateStore:
             if not small:
                 self.journal.append(line)
                 self.pending += 1
-            statejournal.apply(self._last_saved, json.loads(line))  # a copy, as a replay would read it
-            self.text.changed(ops)
+            self.saved.rest["updated_at"] = state["updated_at"]
             self.changes += 1
             self.unwritten = small
         if self.unwritten:
@@ -144,10 +138,9 @@ class StateStore:
     def flush(self, state: dict) -> None:
         """Write the whole tree as the new snapshot (unless state.json holds it already) and empty
         the journal it now holds."""
-        if self._last_saved is None:
-            self.text.stale = None
+        if self.saved is None:
+            self.saved = statejournal.Saved(state)
             self._snapshot(state)
-            self._last_saved = _mirror(state)
             return
         self.save(state)
         if self.pending:
@@ -155,7 +148,8 @@ class StateStore:
 
     def _snapshot(self, state: dict) -> None:
         state["updated_at"] = state.get("updated_at") or time.time()
-        data = self.text.text(state).encode("utf-8")
+        assert self.saved is not None
+        data = self.saved.snapshot(state).encode("utf-8")
         keep = self.bak.with_name(f".{self.bak.name}.{os.getpid()}.tmp")
         keep.unlink(missing_ok=True)
         if self.path.exists():
@@ -195,18 +189,6 @@ def read_state(state_dir: Path) -> dict | None:
 
 def _valid(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("tasks"), dict) and ROOT in obj["tasks"]
-
-
-def _mirror(obj: Any) -> Any:
-    """A copy of the tree for the next save's comparison: its own dicts and lists, sharing the
-    immutable leaves (strings, numbers) with the tree, so it costs about half of a full copy."""
-    if isinstance(obj, dict):
-        return {k: _mirror(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_mirror(v) for v in obj]
-    if obj is None or isinstance(obj, (str, int, float)):
-        return obj
-    return json.loads(statejournal.dumps(obj))  # anything else as the journal would hold it
 
 
 # -- tree helpers ---------------------------------------------------------------------------------

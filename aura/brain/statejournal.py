@@ -49,19 +49,6 @@ def diff(old: dict, new: dict, path: tuple = (), out: list[Op] | None = None) ->
     return ops
 
 
-def diff_tasks(old: dict, new: dict, touched: set[str]) -> list[Op]:
-    """`diff` with the task table compared only at the `touched` tasks (when no task was added or
-    removed): a status change then costs the same at 10 tasks and at 10,000."""
-    ops = diff({k: v for k, v in old.items() if k != "tasks"}, {k: v for k, v in new.items() if k != "tasks"})
-    before, after = old.get("tasks"), new.get("tasks")
-    if not (isinstance(before, dict) and isinstance(after, dict) and before.keys() == after.keys()):
-        return diff({"tasks": before}, {"tasks": after}, (), ops) if before != after else ops
-    for tid in touched:
-        if tid in after:
-            diff({tid: before[tid]}, {tid: after[tid]}, ("tasks",), ops)
-    return ops
-
-
 def apply(state: dict, ops: list[Op]) -> None:
     """Apply operations in order; a path whose parent is missing or not a dict is created as dicts."""
     for op in ops:
@@ -101,41 +88,61 @@ def replay(path: Path, state: dict) -> tuple[int, int]:
     return applied, good
 
 
-class SnapshotText:
-    """The whole tree's JSON, with each task's text kept from one snapshot to the next: only the
-    tasks the journal's operations named are encoded again."""
+class Saved:
+    """The tree as last saved, for the next save to compare with: each task as its JSON text (a
+    task is held once as a dict, in the live tree, and once as a string, which also makes the next
+    snapshot without encoding it again), and the keys beside the tasks as a copy."""
 
-    def __init__(self) -> None:
-        self.parts: dict[str, str] = {}
-        self.stale: set[str] | None = None  # None: every task
+    def __init__(self, state: dict) -> None:
+        tasks = state.get("tasks")
+        self.tasks: dict[str, str] = {tid: dumps(t) for tid, t in tasks.items()} if isinstance(tasks, dict) else {}
+        self.rest: dict = json.loads(dumps(_rest(state)))
 
-    def changed(self, ops: list[Op]) -> None:
-        for op in ops:
-            path = op[0]
-            if path[0] != "tasks":
+    def changes(self, state: dict, touched: set[str] | None = None) -> list[Op]:
+        """The operations that turn the saved tree into `state`, and `state` is now the saved one.
+        With `touched` (and the same task ids as saved) only those tasks are compared, so a status
+        change costs the same at 10 tasks and at 10,000; a change to another task waits for the
+        next comparison of all of them."""
+        rest = _rest(state)
+        ops = diff(self.rest, rest)
+        table = state.get("tasks")
+        tasks: dict = table if isinstance(table, dict) else {}
+        if touched is None or tasks.keys() != self.tasks.keys():
+            for tid in self.tasks.keys() - tasks.keys():
+                ops.append([["tasks", tid]])
+                del self.tasks[tid]
+            compared = list(tasks)
+        else:
+            compared = [tid for tid in touched if tid in tasks]
+        for tid in compared:
+            text = dumps(tasks[tid])
+            before = self.tasks.get(tid)
+            if before == text:
                 continue
-            if len(path) == 1:
-                self.stale = None
-            elif self.stale is not None:
-                self.stale.add(path[1])
+            if before is None:
+                ops.append([["tasks", tid], tasks[tid]])
+            else:
+                diff({tid: json.loads(before)}, {tid: tasks[tid]}, ("tasks",), ops)
+            self.tasks[tid] = text
+        if ops:
+            self.rest = json.loads(dumps(rest))
+        return ops
 
-    def text(self, state: dict) -> str:
+    def snapshot(self, state: dict) -> str:
+        """The saved tree's JSON, in the order of `state`'s tasks (its keys beside them as they are now)."""
+        rest = dumps(_rest(state))
         tasks = state.get("tasks")
         if not isinstance(tasks, dict):
             return dumps(state)
-        if self.stale is None:
-            self.parts = {}
-        for tid in tasks if self.stale is None else self.stale:
-            if tid in tasks:
-                self.parts[tid] = dumps(tasks[tid])
-            else:
-                self.parts.pop(tid, None)
-        self.stale = set()
-        if self.parts.keys() != tasks.keys():  # a change no operation named: encode them all
-            self.parts = {tid: dumps(t) for tid, t in tasks.items()}
-        rest = dumps({k: v for k, v in state.items() if k != "tasks"})
-        body = ",".join(f"{json.dumps(tid)}:{self.parts[tid]}" for tid in tasks)
+        body = ",".join(f"{json.dumps(tid)}:{self.tasks[tid]}" for tid in tasks if tid in self.tasks)
         return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"tasks":{{{body}}}}}'
+
+
+def _rest(state: dict) -> dict:
+    """The tree's keys beside its task table (all of them, when `tasks` is no table)."""
+    if not isinstance(state.get("tasks"), dict):
+        return state
+    return {k: v for k, v in state.items() if k != "tasks"}
 
 
 class Journal:
