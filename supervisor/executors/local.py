@@ -86,14 +86,7 @@ class LocalExecutor(Executor):
         r, w = os.pipe()
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
-                grace = min(self.grace, 5.0)
-                root = str(self.loop.paths.root)
-                if self.native is not None and not self.scope_prefix:
-                    self.spawned[order.worker_id] = self._spawn(order, shim_options(order, grace), w, shim_log)
-                elif self.scope_prefix or not self.forks.start(
-                    order.worker_id, shim_args(order, grace), order.env, root, w, shim_log.fileno()
-                ):
-                    self.children[order.worker_id] = self._popen(order, shim_options(order, grace), w, shim_log)
+                self._launch(order, w, shim_log)
         except OSError:
             os.close(r)
             raise
@@ -107,6 +100,27 @@ class LocalExecutor(Executor):
         self.pending[wid] = _Pending(r)
         self.loop.add_reader(r, lambda: self._on_report(wid))
         self.loop.call_later(self.start_timeout, lambda: self._reported(wid, None))
+
+    def _launch(self, order: StartOrder, status_w: int, log: IO[bytes]) -> None:
+        grace = min(self.grace, 5.0)
+        if not self.scope_prefix:
+            if self.native is not None and self._spawned(order, grace, status_w, log):
+                return
+            root = str(self.loop.paths.root)
+            if self.forks.start(order.worker_id, shim_args(order, grace), order.env, root, status_w, log.fileno()):
+                return
+        self.children[order.worker_id] = self._popen(order, shim_options(order, grace), status_w, log)
+
+    def _spawned(self, order: StartOrder, grace: float, status_w: int, log: IO[bytes]) -> bool:
+        """Start the native shim; False when it cannot be run any more (its file was removed, say):
+        from then on the Python shims start the workers."""
+        try:
+            self.spawned[order.worker_id] = self._spawn(order, shim_options(order, grace), status_w, log)
+            return True
+        except OSError as exc:
+            self.loop.log.warning("native_shim_failed", path=str(self.native), error=str(exc), then="Python shims")
+            self.native = None
+            return False
 
     def _spawn(self, order: StartOrder, options: list[str], status_w: int, log: IO[bytes]) -> int:
         """The native shim, by posix_spawn (no Python between fork and exec): its status pipe on

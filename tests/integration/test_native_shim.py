@@ -98,3 +98,18 @@ def test_a_native_shim_holds_a_small_fraction_of_a_python_one(rig: Rig) -> None:
     time.sleep(0.2)
     private = shim.memory_full_info().uss
     assert private < 1 << 20, f"the native shim holds {private} bytes of its own"
+
+
+def test_a_native_shim_removed_while_running_leaves_the_python_shims_to_start_workers(rig: Rig) -> None:
+    rig.start("supervisor")
+    first = rig.spawn_argv("first", ["sleep", "60"])
+    built = Path(psutil.Process(first["shim_pid"]).exe())
+    aside = built.with_name(built.name + ".aside")
+    os.replace(built, aside)  # as a cleaner of __pycache__ folders would
+    try:
+        second = rig.spawn_argv("second", ["sleep", "60"])
+    finally:
+        os.replace(aside, built)
+    launch = read_json(rig.p.paths.worker_dir("second") / "launch.json")
+    assert "native" not in launch and psutil.Process(second["shim_pid"]).name() == "aura-shim"
+    assert [e["error"] for e in rig.logged("native_shim_failed", "supervisor")]
