@@ -156,9 +156,8 @@ def _tree_cpu(root_pid: int, created: float | None, with_root: bool) -> float | 
         try:
             tree = proctree.read_tree(root_pid, include_root=with_root)
         except proctree.NoChildrenFiles:
-            tree = None
-        if tree is not None:
-            return sum(st.cpu_s + st.reaped_cpu_s for st in tree.values())
+            return _tree_cpu_psutil(root_pid, created, with_root)
+        return None if tree is None else sum(st.cpu_s + st.reaped_cpu_s for st in tree.values())  # None: ended
     return _tree_cpu_psutil(root_pid, created, with_root)
 
 

@@ -62,6 +62,7 @@ class Starter:
         self.answer = answer  # resolve a deferred reply
         self.pending: dict[str, _Pending] = {}
         self.queued: dict[str, _Pending] = {}  # answered as queued; waiting for the shim on a node
+        self.base_env: dict[str, str] | None = None  # worker_env, filtered from the environment once
 
     def start(self, wid: str, spec: dict, plan: Any, cpu_ceiling: float) -> dict | Deferred:
         """Write the record and start the worker; its record once the start is reported."""
@@ -78,7 +79,9 @@ class Starter:
                 "could not start the worker: " + exitrecord.disk_message(self.paths.data, "no room for its folders"),
             ) from None
         out, err = task_dir / plan.stdout_name, task_dir / plan.stderr_name
-        env_vars = worker_env(self.cfg)
+        if self.base_env is None:  # the supervisor's environment and settings are fixed once it runs
+            self.base_env = worker_env(self.cfg)
+        env_vars = dict(self.base_env)
         env_vars.update(plan.env)
         env_vars.update(spec["env"])
         env_vars.update(
