@@ -16,6 +16,7 @@ is down.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +41,27 @@ def run_time_limits_path(watchdog_dir: Path) -> Path:
     return watchdog_dir / RUN_TIME_LIMITS
 
 
+_limits_seen: dict[Path, tuple[tuple[int, int, int], dict[str, str]]] = {}  # path -> (file identity, limits)
+
+
 def run_time_limits(watchdog_dir: Path) -> dict[str, str]:
-    """The limits `aura limits` changed (key -> value as given); {} when none were or the file is unreadable."""
-    rec = read_json(run_time_limits_path(watchdog_dir))
+    """The limits `aura limits` changed (key -> value as given); {} when none were or the file is
+    unreadable. Read again only when the file is another one (it is replaced whole, by a rename):
+    the supervisor asks at every worker's end."""
+    path = run_time_limits_path(watchdog_dir)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    identity = (st.st_ino, st.st_mtime_ns, st.st_size)
+    seen = _limits_seen.get(path)
+    if seen is not None and seen[0] == identity:
+        return dict(seen[1])
+    rec = read_json(path)
     overrides = rec.get("overrides") if isinstance(rec, dict) else None
-    return {str(k): str(v) for k, v in overrides.items()} if isinstance(overrides, dict) else {}
+    limits = {str(k): str(v) for k, v in overrides.items()} if isinstance(overrides, dict) else {}
+    _limits_seen[path] = (identity, limits)
+    return dict(limits)
 
 
 def kills_dir(paths: ProjectPaths) -> Path:
@@ -79,6 +96,12 @@ def watchdog_kill(paths: ProjectPaths, worker_id: str) -> dict | None:
     return kill
 
 
+@functools.lru_cache(maxsize=1024)
+def _worker_dir(root: Path, worker_id: str) -> Path:
+    """A worker's folder: built once for the workers asked about often (the live and the latest)."""
+    return root / safe_name(worker_id)
+
+
 class WorkerRecords:
     """The worker folders under run/workers/, read-only (the supervisor's Registry writes them)."""
 
@@ -87,7 +110,7 @@ class WorkerRecords:
         self.root = paths.workers_dir
 
     def dir(self, worker_id: str) -> Path:
-        return self.root / safe_name(worker_id)
+        return _worker_dir(self.root, worker_id)
 
     def ids(self) -> list[str]:
         try:

@@ -11,6 +11,7 @@ poll elsewhere. Signals go to the worker's process group and its shim.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -38,6 +39,7 @@ SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
 POLL_INTERVAL = 0.25  # where there are no pidfds
 STATUS_FD = 3  # where a spawned native shim finds its status pipe
 REAP_WAIT = 2.0  # how long collect waits for an ended shim's exit status
+PROGRAM_GONE = (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR)  # the native shim cannot be run
 
 
 @dataclass
@@ -112,12 +114,15 @@ class LocalExecutor(Executor):
         self.children[order.worker_id] = self._popen(order, shim_options(order, grace), status_w, log)
 
     def _spawned(self, order: StartOrder, grace: float, status_w: int, log: IO[bytes]) -> bool:
-        """Start the native shim; False when it cannot be run any more (its file was removed, say):
-        from then on the Python shims start the workers."""
+        """Start the native shim; False when the program cannot be run any more (its file was
+        removed, say): from then on the Python shims start the workers. Any other failure (an
+        argument list too long, no memory) is this start's, and raised."""
         try:
             self.spawned[order.worker_id] = self._spawn(order, shim_options(order, grace), status_w, log)
             return True
         except OSError as exc:
+            if exc.errno not in PROGRAM_GONE:
+                raise
             self.loop.log.warning("native_shim_failed", path=str(self.native), error=str(exc), then="Python shims")
             self.native = None
             return False

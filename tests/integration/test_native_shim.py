@@ -113,3 +113,16 @@ def test_a_native_shim_removed_while_running_leaves_the_python_shims_to_start_wo
     launch = read_json(rig.p.paths.worker_dir("second") / "launch.json")
     assert "native" not in launch and psutil.Process(second["shim_pid"]).name() == "aura-shim"
     assert [e["error"] for e in rig.logged("native_shim_failed", "supervisor")]
+
+
+def test_a_start_the_system_refuses_fails_alone_and_the_native_shim_stays(rig: Rig) -> None:
+    rig.start("supervisor")
+    too_long = "x" * 200_000  # one argument over the kernel's limit for a single string
+    rec = rig.call(
+        "supervisor", "spawn", {"worker_id": "w", "task_id": "w", "backend": "shell", "argv": ["echo", too_long]}
+    )
+    rig.p.remember()
+    assert rec["state"] == "exited" and "Argument list too long" in rec["exit"]["error"]
+    after = rig.spawn_argv("after", ["sleep", "60"])
+    _native(rig, after)
+    assert not rig.logged("native_shim_failed", "supervisor")
