@@ -134,7 +134,8 @@ def test_whole_run_plans_replans_refuses_unproven_done_and_finishes(project: Pro
     )
     assert {d["task_id"] for d in decisions(project, "task_added")} == {"A1", "A2", "A3"}
     assert decisions(project, "project_context") and decisions(project, "model_cycle")
-    assert any(e["kind"] == "goal_done" for e in events(project))
+    # the end is saved first, then announced: the event follows the state that says finished
+    wait_for(lambda: any(e["kind"] == "goal_done" for e in events(project)), 10, what="the goal_done event")
 
 
 # -- the task file changes mid-run ---------------------------------------------------------------------
