@@ -99,8 +99,10 @@ def test_top_shows_the_run_live_and_survives_a_killed_supervisor_then_the_report
         assert re.search(r"supervisor\s+worker \S+ started", screen), screen  # the events pane
 
         project.kill9("supervisor")
-        screen = term.wait(r"supervisor DOWN", "top to say the supervisor is down")
-        assert "from disk: the supervisor is down" in screen and all(w in screen for w in ids), screen
+        # the note below the header: a capture taken while the screen is redrawn top to bottom can
+        # hold the new header above the old workers pane, never the new pane under the old header
+        screen = term.wait(r"from disk: the supervisor is down", "top to read the workers from disk")
+        assert "supervisor DOWN" in screen and all(w in screen for w in ids), screen
         assert term.alive()
 
         term.keys("f")  # follow the selected worker's output, then back
