@@ -23,8 +23,7 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().with_name("nativeshim.c")
 CFLAGS = ("-O2", "-Wall")
 BUILD_TIMEOUT = 120.0
-AUTO, NATIVE, PYTHON = "auto", "native", "python"
-CHOICES = (AUTO, NATIVE, PYTHON)
+AUTO, NATIVE, PYTHON = "auto", "native", "python"  # AURA_SHIM
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Found:
 
 
 def find(mode: str = AUTO) -> Found:
-    """The native shim for `mode` (one of CHOICES), built when missing."""
+    """The native shim for `mode` (AUTO, NATIVE or PYTHON), built when missing."""
     if mode == PYTHON:
         return Found(None, "AURA_SHIM=python")
     if not sys.platform.startswith("linux"):
@@ -89,13 +88,16 @@ def _build(compiler: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        done = subprocess.run(
-            [compiler, *CFLAGS, "-o", str(tmp), str(SOURCE)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-        )
+        try:
+            done = subprocess.run(
+                [compiler, *CFLAGS, "-o", str(tmp), str(SOURCE)],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+            )
+        except OSError as exc:  # the compiler itself, not the folder
+            raise subprocess.SubprocessError(f"cannot run it: {exc}") from None
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
             raise subprocess.SubprocessError(last)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -506,7 +507,12 @@ def launch_not_written(errno_text: str, argv: list[str]) -> int:
     return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), time.time())
 
 
-NATIVE_HANDOVERS = {"--after-exit": 8, "--write-exit": 1, "--launch-errno": 1}  # mode -> how many values
+# the native shim's hand-overs: mode -> (how many values follow it, what takes them and the shim's options)
+NATIVE_HANDOVERS: dict[str, tuple[int, Callable[[list[str], list[str]], int]]] = {
+    "--after-exit": (8, after_exit),
+    "--write-exit": (1, lambda values, argv: write_exit(values[0], argv)),
+    "--launch-errno": (1, lambda values, argv: launch_not_written(values[0], argv)),
+}
 
 
 def entry(argv: list[str]) -> int:
@@ -517,14 +523,9 @@ def entry(argv: list[str]) -> int:
 
         set_process_name("aura-forkserver")  # loads the C library the forked shims use
         return forkserver.serve(int(argv[1]), forked)
-    count = NATIVE_HANDOVERS.get(argv[0]) if argv else None
-    if count is not None:
-        values, rest = argv[1 : 1 + count], argv[1 + count :]
-        if argv[0] == "--after-exit":
-            return after_exit(values, rest)
-        if argv[0] == "--write-exit":
-            return write_exit(values[0], rest)
-        return launch_not_written(values[0], rest)
+    if argv and argv[0] in NATIVE_HANDOVERS:
+        count, take = NATIVE_HANDOVERS[argv[0]]
+        return take(argv[1 : 1 + count], argv[1 + count :])
     return main(argv)
 
 

@@ -25,7 +25,7 @@ def list_workers(sup: SupervisorDaemon, args: dict) -> list[dict]:
     ids, include_exited = args["worker_ids"], args["include_exited"]
     if ids is not None:  # the brain asks for its running tasks' workers: as many reads as ids
         # a live worker's record is always held in memory: only ended ones are read from disk
-        lookup = sup.workers.find if include_exited else sup.workers.get
+        lookup = sup.workers.find if include_exited and args["from_disk"] else sup.workers.get
         found = (lookup(wid) for wid in dict.fromkeys(ids))
         return [sup.public(r) for r in found if r is not None and (include_exited or r.get("state") in LIVE_STATES)]
     older = list(sup.workers.on_disk_only()) if include_exited and args["from_disk"] else []
