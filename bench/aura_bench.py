@@ -25,7 +25,7 @@ from aura.runtime.paths import DAEMONS
 from tests.support.harness import REPO, Project, wait_for
 
 from . import driver
-from .rivals import read_ends, summary_scale, worker_script
+from .rivals import read_ends, rounds_median, summary_scale, worker_script
 from .stats import summary
 
 IDLE_TASK = "# Idle\n\n- [ ] wait `sleep 3600`\n"
@@ -258,8 +258,10 @@ def watchdog_overhead_script(quick: bool) -> dict:
 # -- scale ---------------------------------------------------------------------------------------------------
 
 
-def aura_scale(sizes: list[int]) -> dict:
-    """N shell workers started through the supervisor, released together, reaped; peak daemon memory."""
+def aura_scale(sizes: list[int], rounds: int = 1) -> dict:
+    """N shell workers started through the supervisor, released together, reaped, `rounds` times
+    for each N (the figures are the rounds' medians); peak daemon memory over the rounds, shim
+    memory in the first."""
     out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shim_memory": {}}
     with Project.temporary(
         {
@@ -273,22 +275,32 @@ def aura_scale(sizes: list[int]) -> dict:
         time.sleep(1.0)
         out["rss_idle"] = daemon_rss(p)
         for n in sizes:
-            folder = p.root / f"scale-{n}"
-            folder.mkdir()
-            fifo, ends, script = worker_script(folder)
-            adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), f"s{n}", ["/bin/sh", str(script)])
-            try:
-                shims: dict[str, int] = {}
-                measure = functools.partial(lambda group, into: into.update(shim_memory(p, group)), f"s{n}", shims)
-                with PeakRss(lambda n=n: _aura_pids(p, f"s{n}")) as peak:
-                    raw = driver.scale(adapter, n, str(fifo), on_running=measure)
-            finally:
-                adapter.close()
-                p.remember()
-            out["runs"][str(n)] = summary_scale(raw, read_ends(ends))
-            out["rss_peak"][str(n)] = peak.peak
-            out["shim_memory"][str(n)] = shims
+            summaries, peaks = [], []
+            for r in range(rounds):
+                raw, ends, peak, shims = _scale_round(p, n, f"s{n}r{r}", measure_shims=r == 0)
+                summaries.append(summary_scale(raw, read_ends(ends)))
+                peaks.append(peak)
+                if shims:
+                    out["shim_memory"][str(n)] = shims
+            out["runs"][str(n)] = rounds_median(summaries)
+            out["rss_peak"][str(n)] = {k: max(pk.get(k, 0) for pk in peaks) for k in {k for pk in peaks for k in pk}}
     return out
+
+
+def _scale_round(p: Project, n: int, group: str, measure_shims: bool) -> tuple[dict, Path, dict, dict]:
+    folder = p.root / f"scale-{group}"
+    folder.mkdir()
+    fifo, ends, script = worker_script(folder)
+    adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), group, ["/bin/sh", str(script)])
+    shims: dict[str, int] = {}
+    measure = functools.partial(lambda into: into.update(shim_memory(p, group)), shims) if measure_shims else None
+    try:
+        with PeakRss(lambda: _aura_pids(p, group)) as peak:
+            raw = driver.scale(adapter, n, str(fifo), on_running=measure)
+    finally:
+        adapter.close()
+        p.remember()
+    return raw, ends, peak.peak, shims
 
 
 def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:

@@ -24,6 +24,8 @@ import psutil
 
 from tests.support.harness import PidBook, TimedOut, wait_for
 
+from .stats import percentile
+
 PACKAGES = ("circus==0.19.0", "supervisor==4.3.0")
 DRIVER = Path(__file__).resolve().with_name("driver.py")
 SLEEPER = "sleeper"  # an always-running program, so that `status` has a row and `signal` a target
@@ -265,3 +267,17 @@ def summary_scale(raw: dict[str, Any], end_times: list[float]) -> dict:
         "reaped_s": since("reaped", last_end),
         "ends_recorded": len(end_times),
     }
+
+
+SCALE_FIGURES = ("spawn_s", "exit_seen_s", "reaped_s")
+
+
+def rounds_median(rounds: list[dict]) -> dict:
+    """One size's rounds as one summary: each figure's median (nearest rank, over the rounds that
+    have it), with every round kept under `rounds` so the median can be checked."""
+    out: dict[str, Any] = {"n": rounds[0]["n"], "ends_recorded": min(r["ends_recorded"] for r in rounds)}
+    for key in SCALE_FIGURES:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        out[key] = percentile(values, 50) if values else None
+    out["rounds"] = rounds
+    return out

@@ -49,6 +49,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "wd_seconds": 6,
             "wd_kill_runs": 1,
             "sizes": [8, 32],
+            "scale_rounds": 1,
             "token_cycles": 2,
             "git_files": 10_000,
             "git_runs": 5,
@@ -64,6 +65,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "wd_seconds": 20,
         "wd_kill_runs": 3,
         "sizes": [8, 32, 128],
+        "scale_rounds": 5,
         "token_cycles": 5,
         "git_files": 10_000,
         "git_runs": 20,
@@ -145,21 +147,27 @@ def control_plane(p: dict, managers: dict[str, rivals.Manager]) -> dict:
         proj.cleanup()
 
 
-def rival_scale(bindir: Path, sizes: list[int]) -> dict:
+def rival_scale(bindir: Path, sizes: list[int], rounds: int = 1) -> dict:
+    """Each rival as Aura is measured: `rounds` times for each N, a fresh manager each time."""
     out: dict[str, Any] = {}
     for kind, start in (("circus", rivals.start_circus), ("supervisord", rivals.start_supervisord)):
         res: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
         for n in sizes:
-            mgr = start(bindir, n)
-            try:
-                res["rss_idle"][str(n)] = mgr.rss()
-                with aura_bench.PeakRss(lambda kind=kind, mgr=mgr: {kind: [mgr.daemon_pid()]}) as peak:
-                    raw = mgr.driver("scale", "--n", str(n), "--fifo", str(mgr.folder / "release.fifo"))
-                res["runs"][str(n)] = rivals.summary_scale(raw, rivals.ends(mgr))
-                res["rss_peak"][str(n)] = peak.peak.get(kind)
-            finally:
-                mgr.stop()
-                rivals.cleanup_folder(mgr)
+            summaries, idle, peaks = [], [], []
+            for _ in range(rounds):
+                mgr = start(bindir, n)
+                try:
+                    idle.append(mgr.rss())
+                    with aura_bench.PeakRss(lambda kind=kind, mgr=mgr: {kind: [mgr.daemon_pid()]}) as peak:
+                        raw = mgr.driver("scale", "--n", str(n), "--fifo", str(mgr.folder / "release.fifo"))
+                    summaries.append(rivals.summary_scale(raw, rivals.ends(mgr)))
+                    peaks.append(peak.peak.get(kind))
+                finally:
+                    mgr.stop()
+                    rivals.cleanup_folder(mgr)
+            res["runs"][str(n)] = rivals.rounds_median(summaries)
+            res["rss_idle"][str(n)] = min(idle)
+            res["rss_peak"][str(n)] = max((x for x in peaks if x is not None), default=None)
         out[kind] = res
     return out
 
@@ -216,9 +224,9 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
             "sampling_cost": aura_bench.watchdog_overhead_script(quick),
         }
     if name == "scale":
-        out = {"aura": aura_bench.aura_scale(p["sizes"])}
+        out = {"aura": aura_bench.aura_scale(p["sizes"], p["scale_rounds"])}
         if bindir is not None:
-            out.update(rival_scale(bindir, p["sizes"]))
+            out.update(rival_scale(bindir, p["sizes"], p["scale_rounds"]))
         return out
     if name == "tokens":
         return aura_bench.brain_tokens(p["token_cycles"])

@@ -1,22 +1,40 @@
 """A worker's end: heard from its executor, read from the shim's exit record (or from what can be
-known without one), and recorded with its outcome, its final progress and its trimmed output."""
+known without one), and recorded with its outcome, its final progress and its trimmed output.
+
+Ends heard in one round of the loop are taken in together, after it (`ended` queues, `_take_in`
+works): a burst of exits reads the kill folder and the limits once, and hands its record writes
+to the flusher in one go, so the loop keeps pace with the shims however many end at once."""
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aura.runtime.diskspace import full_note
 from aura.runtime.paths import ProjectPaths
-from aura.runtime.records import watchdog_kill
+from aura.runtime.records import kill_record_names, watchdog_kill
 from aura.runtime.vocab import EXITED, LIVE_STATES, LOST, ORPHANED, SHELL
 
 from .backends import get_backend
 from .executors.base import Executor
 from .kills import Kills
 from .monitor import OutputMonitor
-from .outputs import trim_outputs
+from .outputs import TrimRule, trim_outputs
 from .states import WorkerTable
+
+Later = Callable[[float, Callable[[], Any]], None]
+Guard = Callable[[Callable[[], Any]], None]
+
+
+@dataclass
+class _Burst:
+    """What every exit of a burst reads alike, read once for all of them."""
+
+    kills: frozenset[str]  # kill records there are (records.kill_record_names)
+    trim: TrimRule
 
 
 class Exits:
@@ -28,6 +46,8 @@ class Exits:
         monitor: OutputMonitor,
         cfg: Any,
         paths: ProjectPaths,
+        later: Later,
+        guard: Guard,
     ):
         self.workers = workers
         self.executor = executor
@@ -35,9 +55,31 @@ class Exits:
         self.monitor = monitor
         self.cfg = cfg
         self.paths = paths
+        self.later = later
+        self.guard = guard
+        self.ready: list[str] = []
 
     def ended(self, wid: str) -> None:
-        """What the executor watched has ended: the worker, or (orphaned) at least its shim."""
+        """What the executor watched has ended: the worker, or (orphaned) at least its shim. Taken
+        in once this round of the loop is done, with the others that ended in it."""
+        self.ready.append(wid)
+        if len(self.ready) == 1:
+            self.later(0, self.take_in)
+
+    def take_in(self) -> None:
+        """Every end heard so far; one that fails is logged and the rest are still taken in."""
+        ready, self.ready = self.ready, []
+        if not ready:
+            return
+        with self.workers.registry.flusher.held():
+            burst = self._burst()
+            for wid in ready:
+                self.guard(functools.partial(self._take_one, wid, burst))
+
+    def _burst(self) -> _Burst:
+        return _Burst(kill_record_names(self.paths), TrimRule(self.cfg, self.paths))
+
+    def _take_one(self, wid: str, burst: _Burst) -> None:
         rec = self.workers.get(wid)
         if rec is None or rec.get("state") not in LIVE_STATES:
             self.executor.collect(wid)
@@ -45,18 +87,19 @@ class Exits:
         recovered = self.executor.collect(wid)
         exit_rec = self.workers.registry.exit(wid)
         if exit_rec is not None and recovered is not None and recovered.get("note"):  # Slurm ended it
-            self.finish(wid, {**exit_rec, "slurm_state": recovered["slurm_state"]}, note=recovered["note"])
+            self.finish(wid, {**exit_rec, "slurm_state": recovered["slurm_state"]}, note=recovered["note"], burst=burst)
         elif exit_rec is not None:
-            self.finish(wid, exit_rec)
+            self.finish(wid, exit_rec, burst=burst)
         elif recovered is not None and recovered.get("slurm_state"):  # a cluster job that ended without one
             note = f"the shim wrote no exit record; Slurm says the job ended {recovered['slurm_state']}"
-            self.finish(wid, {**recovered, "ended_at": time.time(), "recovered_from": "slurm"}, note=note)
+            self.finish(wid, {**recovered, "ended_at": time.time(), "recovered_from": "slurm"}, note=note, burst=burst)
         elif recovered is not None:  # the shim could not write the record: its exit status carries it
             disk = full_note(self.paths.data)
             note = "exit record recovered from the shim's exit status (it could not be written" + (
                 f": {disk})" if disk else ")"
             )
-            self.finish(wid, {**recovered, "ended_at": time.time(), "recovered_from": "shim exit status"}, note=note)
+            exit_rec = {**recovered, "ended_at": time.time(), "recovered_from": "shim exit status"}
+            self.finish(wid, exit_rec, note=note, burst=burst)
         elif rec.get("state") == ORPHANED:
             self.finish(
                 wid,
@@ -67,6 +110,7 @@ class Exits:
                     "error": "the shim died before the worker; exit status unknown",
                 },
                 lost=True,
+                burst=burst,
             )
         else:
             self.shim_gone(wid)
@@ -93,16 +137,18 @@ class Exits:
                 lost=True,
             )
 
-    def finish(self, wid: str, exit_rec: dict, note: str | None = None, lost: bool = False) -> None:
+    def finish(
+        self, wid: str, exit_rec: dict, note: str | None = None, lost: bool = False, burst: _Burst | None = None
+    ) -> None:
         """Record the worker's end: its outcome (the backend's rule, or `lost`), the kill that ended
         it, its last progress, and its output cut down where it grew too big."""
         rec = self.workers[wid]
         backend = get_backend(rec.get("backend", SHELL))
         progress = self.monitor.finish(rec)
-        kill = rec.get("kill") or watchdog_kill(self.paths, wid)
+        kill = rec.get("kill") or watchdog_kill(self.paths, wid, burst.kills if burst else None)
         if kill and not rec.get("kill"):
             rec["kill"] = kill
-        trimmed = trim_outputs(rec, kill, self.cfg, self.paths)
+        trimmed = trim_outputs(rec, kill, (burst or self._burst()).trim)
         if trimmed:
             rec["output_trimmed"] = trimmed
             self.workers.log.warning("output_trimmed", worker=wid, why=trimmed["why"], dropped_bytes=trimmed["dropped"])

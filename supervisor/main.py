@@ -52,7 +52,9 @@ class SupervisorDaemon(Daemon):
         local = LocalExecutor(self, self.grace, on_start_report=self._start_reported, on_end=self._ended)
         self.executor = Dispatch(local, {"slurm": self._slurm})
         self.kills = Kills(self.workers, self.executor, self.grace)
-        self.exits = Exits(self.workers, self.executor, self.kills, self.monitor, self.cfg, self.paths)
+        self.exits = Exits(
+            self.workers, self.executor, self.kills, self.monitor, self.cfg, self.paths, self.call_later, self.guard
+        )
         self.adoption = Adoption(self.workers, self.executor, self.exits, self.call_later)
         self.preflight = Preflight(self.paths, self.ctx, self.log, self.publish)
         self.starter = Starter(
@@ -84,6 +86,7 @@ class SupervisorDaemon(Daemon):
         self.call_every(2.0, self.housekeeping.scan_outputs)
 
     def teardown(self) -> None:
+        self.exits.take_in()  # ends heard in the loop's last round
         if self.stop_workers_on_exit:
             self.kills.stop_all(self.exits.finish)
         self.executor.close()

@@ -400,7 +400,7 @@ class OutputMonitor:
             follow.partial = b""
         self.follows.pop(rec["worker_id"], None)
         out = follow.summary()
-        out["error_tail"] = error_tail(rec.get("error_log"))
+        out["error_tail"] = error_tail(rec.get("error_log")) if out["error_bytes"] else None
         return out
 
     def should_stop(self, rec: dict) -> tuple[str, str] | None:

@@ -135,7 +135,10 @@ static void fsync_path(const char *path) {
     }
 }
 
-/* Write `name` in the worker folder by a rename over it (fsynced, and its folder, when `sync`); 0 or -1. */
+/* Write `name` in the worker folder by a rename over it; 0 or -1. With `sync`, the file and then its
+ * folder are fsynced after the rename: a journaling file system commits both in the file's fsync,
+ * where an fsync before the rename would wait for a second commit. A crash before that fsync can
+ * leave the name on an empty file, which every reader takes for no record, as it would the tmp. */
 static int atomic_write(const char *dir, const char *name, const char *data, int sync) {
     char path[PATH_MAX], tmp[PATH_MAX];
     char tmpname[NAME_MAX];
@@ -146,12 +149,17 @@ static int atomic_write(const char *dir, const char *name, const char *data, int
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
-    int bad = write_all(fd, data, strlen(data)) || (sync && fsync(fd) != 0);
+    if (write_all(fd, data, strlen(data)) != 0 || rename(tmp, path) != 0) {
+        int saved = errno;
+        close(fd);
+        unlink(tmp);
+        errno = saved;
+        return -1;
+    }
+    int bad = sync && fsync(fd) != 0;
     int saved = errno;
     close(fd);
-    if (bad || rename(tmp, path) != 0) {
-        saved = bad ? saved : errno;
-        unlink(tmp);
+    if (bad) {
         errno = saved;
         return -1;
     }

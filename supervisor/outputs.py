@@ -26,24 +26,39 @@ from aura.runtime.paths import ProjectPaths
 from aura.runtime.vocab import DISK_OUTCOMES
 
 
-def trim_outputs(rec: dict, kill: dict | None, cfg: Any, paths: ProjectPaths) -> dict:
+class TrimRule:
+    """The output cap and the disk reserve, read once for a burst of exits (the limits file and
+    the free space are the same for all of them)."""
+
+    def __init__(self, cfg: Any, paths: ProjectPaths):
+        self.settings = disk_settings(cfg, paths.watchdog_dir)
+        self.cap = int(self.settings[OUTPUT_KEY] * MB)
+        self.reserve = int(self.settings[RESERVE_KEY] * MB)
+        self.data = paths.data
+        self._low: bool | None = None
+
+    def disk_low(self) -> bool:
+        if self._low is None:
+            self._low = bool(self.reserve) and (free_bytes(self.data) or 0) < self.reserve
+        return self._low
+
+
+def trim_outputs(rec: dict, kill: dict | None, rule: TrimRule) -> dict:
     """Cut down the ended worker's output and error log where they must be; {} or {"why": reason,
     "dropped": {file name: bytes dropped}}."""
-    settings = disk_settings(cfg, paths.watchdog_dir)
-    cap = int(settings[OUTPUT_KEY] * MB)
-    reserve = int(settings[RESERVE_KEY] * MB)
     files = [p for p in (rec.get("output"), rec.get("error_log")) if p]
     sizes = {p: _size(p) for p in files}
     code = (kill or {}).get("reason_code")
     if code in DISK_OUTCOMES:  # stopped for its output or the disk: its output is cut down
         why = f"the watchdog stopped the worker: {(kill or {}).get('reason')}"
-    elif cap and sum(sizes.values()) > cap:
-        why = f"the output passed {OUTPUT_KEY}={settings[OUTPUT_KEY]:g} MB"
-    elif reserve and (free_bytes(paths.data) or 0) < reserve:
-        why = f"the data folder's disk was below its reserve {RESERVE_KEY}={settings[RESERVE_KEY]:g} MB when it ended"
+    elif rule.cap and sum(sizes.values()) > rule.cap:
+        why = f"the output passed {OUTPUT_KEY}={rule.settings[OUTPUT_KEY]:g} MB"
+    elif rule.disk_low():
+        reserve = f"{RESERVE_KEY}={rule.settings[RESERVE_KEY]:g} MB"
+        why = f"the data folder's disk was below its reserve {reserve} when it ended"
     else:
         return {}
-    keep = int((kill or {}).get("keep_bytes") or keep_bytes(cap))
+    keep = int((kill or {}).get("keep_bytes") or keep_bytes(rule.cap))
     dropped = {}
     for path in files:
         if sizes[path] > 2 * keep:

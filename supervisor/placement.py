@@ -72,6 +72,11 @@ def cpu_ceiling(spec: dict, preflight: dict | None, cfg: Any) -> float:
         return 0.0
 
 
+def pins(ceiling: float) -> bool:
+    """Whether a worker under this CPU ceiling is pinned to a share of the cores (below 100 %)."""
+    return 0 < ceiling < 100
+
+
 class CpuPinning:
     """Pins local processes (their children inherit it) to a share of this daemon's cores."""
 
@@ -81,7 +86,7 @@ class CpuPinning:
 
     def pin(self, wid: str, pid: int, ceiling: float, in_use: list[int]) -> list[int] | None:
         """Pin the worker `pid` and its children under a ceiling below 100 %; the cores, or None."""
-        if not 0 < ceiling < 100:
+        if not pins(ceiling):
             return None
         cpus = self.pick(ceiling, in_use)
         if cpus is None:

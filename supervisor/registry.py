@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aura.runtime.flusher import Flusher
-from aura.runtime.fsutil import atomic_write_json, json_bytes
+from aura.runtime.fsutil import atomic_write_bytes, json_bytes
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import WORKER_RECORD, WorkerRecords
 
@@ -26,7 +26,7 @@ class Registry(WorkerRecords):
 
     def save(self, rec: dict) -> None:
         path = self.path(rec["worker_id"])
-        atomic_write_json(path, rec, sync=False)
+        atomic_write_bytes(path, json_bytes(rec, compact=True), sync=False)
         self.flusher.add(path)
 
     def save_later(self, rec: dict) -> None:

@@ -25,6 +25,7 @@ from .backends import get_backend
 from .executors.base import Executor, StartOrder
 from .exits import Exits
 from .monitor import OutputMonitor
+from .placement import pins
 from .states import WorkerTable
 from .workerenv import worker_env
 
@@ -213,6 +214,8 @@ class Starter:
         self.monitor.track(rec, get_backend(spec["backend"]))
 
     def _place(self, rec: dict, ceiling: float) -> None:
+        if not pins(ceiling):  # the cores in use are counted over every live worker: only when needed
+            return
         in_use = [c for w in self.workers.live() for c in w.get("cpus") or ()]
         cpus = self.executor.place(rec, ceiling, in_use)
         if cpus is not None:

@@ -9,7 +9,9 @@ file the caller already renamed into place: only fsynced). A write that fails is
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .fsutil import atomic_write_bytes, fsync_dir, fsync_path
@@ -25,6 +27,7 @@ class Flusher:
         self._cond = threading.Condition()
         self._busy = False
         self._thread: threading.Thread | None = None
+        self._holds = 0  # writes are handed over when the last `held` ends
 
     def write(self, path: Path, data: bytes) -> None:
         with self._cond:
@@ -35,6 +38,20 @@ class Flusher:
         with self._cond:
             self._syncs.add(path)
             self._wake()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hand the thread the writes of a burst at its end, in one go: woken per write, it would
+        take the interpreter's lock from the loop for each one while the burst is still coming."""
+        with self._cond:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holds -= 1
+                if self._pending():
+                    self._wake()
 
     def failed(self) -> dict[Path, OSError]:
         """The writes that failed since the last call (the caller writes them again)."""
@@ -51,15 +68,17 @@ class Flusher:
         return bool(self._writes or self._syncs)
 
     def _wake(self) -> None:
+        if self._holds:
+            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
             self._thread.start()
-        self._cond.notify()
+        self._cond.notify_all()  # the thread, and any `drain` waiting
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._pending)
+                self._cond.wait_for(lambda: self._pending() and not self._holds)
                 writes, self._writes = self._writes, {}
                 syncs, self._syncs = self._syncs, set()
                 self._busy = True

@@ -28,11 +28,15 @@ def make_parent(path: Path, mode: int) -> None:
 
 def make_dirs(folder: Path, mode: int) -> None:
     """`mkdir -p` that gives every folder it creates `mode` (pathlib gives it only to the last)."""
-    if folder.is_dir():
+    if os.path.isdir(folder):
         return
-    if not folder.parent.is_dir():
+    try:
+        os.mkdir(folder, mode)
+    except FileNotFoundError:
         make_dirs(folder.parent, mode)
-    folder.mkdir(mode=mode, exist_ok=True)
+        folder.mkdir(mode=mode, exist_ok=True)
+    except FileExistsError:  # made meanwhile, or a file: raised as before where it is not a folder
+        folder.mkdir(mode=mode, exist_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE, sync: bool = True) -> None:
@@ -152,14 +156,24 @@ def json_bytes(obj: Any, compact: bool = False) -> bytes:
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:
-    """Read a JSON file written by another process; a missing or unreadable file gives `default`."""
+    """Read a JSON file written by another process; a missing or unreadable file gives `default`.
+    Plain descriptor reads: records are read on every worker's exit, and a buffered file object
+    costs twice the system calls."""
     try:
-        with open(path, "rb") as fh:
-            return json.loads(fh.read())
-    except (FileNotFoundError, NotADirectoryError):
-        return default
+        return json.loads(read_bytes(path))
     except (ValueError, OSError):
         return default
+
+
+def read_bytes(path: str | Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def append_line(path: Path, line: str) -> None:

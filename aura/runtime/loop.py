@@ -229,7 +229,7 @@ class Daemon:
             self.server.handle_ready()
         for source, fn in list(self._readers.items()):
             if source in ready:
-                self._guard(fn)
+                self.guard(fn)
 
     def pump(self, seconds: float) -> None:
         """Keep answering requests (and noting events) while the caller waits on something slow,
@@ -243,9 +243,9 @@ class Daemon:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now and not self.stopping:
             _, _, fn = heapq.heappop(self._timers)
-            self._guard(fn)
+            self.guard(fn)
 
-    def _guard(self, fn: Callable[[], Any]) -> None:
+    def guard(self, fn: Callable[[], Any]) -> None:
         """A bug in one callback is logged; the daemon keeps serving."""
         try:
             fn()

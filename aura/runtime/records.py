@@ -78,9 +78,21 @@ def kill_record(paths: ProjectPaths, worker_id: str) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def watchdog_kill(paths: ProjectPaths, worker_id: str) -> dict | None:
+def kill_record_names(paths: ProjectPaths) -> frozenset[str]:
+    """The file names of the kill records there are now: one listing answers a burst of exits,
+    where a failed open per worker would not."""
+    try:
+        return frozenset(e.name for e in os.scandir(kills_dir(paths)))
+    except OSError:
+        return frozenset()
+
+
+def watchdog_kill(paths: ProjectPaths, worker_id: str, present: frozenset[str] | None = None) -> dict | None:
     """The watchdog's stop of this worker as a worker record's `kill` field (the record it wrote
-    before signalling), or None."""
+    before signalling), or None. With `present` (kill_record_names), a worker without a record
+    there is not looked for."""
+    if present is not None and f"{safe_name(worker_id)}.json" not in present:
+        return None
     rec = kill_record(paths, worker_id)
     if rec is None:
         return None

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bench.report import render
-from bench.rivals import summary_scale
+from bench.rivals import rounds_median, summary_scale
 from bench.stats import percentile, ratio, summary
 from tests.support.harness import REPO
 
@@ -90,3 +90,14 @@ def test_report_cli_rerenders_a_saved_result(tmp_path) -> None:
         [sys.executable, str(REPO / "bench" / "report.py"), str(path)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stdout.startswith("Aura 0.2.0 bench, d (quick)")
+
+
+def test_scale_rounds_give_each_figure_its_median_and_keep_every_round() -> None:
+    rounds = [
+        {"n": 8, "spawn_s": 0.03, "exit_seen_s": 0.05, "reaped_s": None, "ends_recorded": 8},
+        {"n": 8, "spawn_s": 0.01, "exit_seen_s": 0.09, "reaped_s": 0.2, "ends_recorded": 7},
+        {"n": 8, "spawn_s": 0.02, "exit_seen_s": 0.04, "reaped_s": 0.1, "ends_recorded": 8},
+    ]
+    got = rounds_median(rounds)
+    assert (got["spawn_s"], got["exit_seen_s"], got["reaped_s"]) == (0.02, 0.05, 0.1)
+    assert got["ends_recorded"] == 7 and got["rounds"] == rounds and got["n"] == 8
