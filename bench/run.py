@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from aura import __version__  # noqa: E402
-from bench import aura_bench, gitcost, rivals, slurmcost, soak  # noqa: E402
+from bench import aura_bench, fsyncfloor, gitcost, rivals, slurmcost, soak  # noqa: E402
 from bench.report import render  # noqa: E402
 from bench.stats import summary  # noqa: E402
 
@@ -225,6 +225,7 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
         }
     if name == "scale":
         out = {"aura": aura_bench.aura_scale(p["sizes"], p["scale_rounds"])}
+        out["aura"]["fsync_floor"] = fsyncfloor.measure(p["sizes"], p["scale_rounds"])
         if bindir is not None:
             out.update(rival_scale(bindir, p["sizes"], p["scale_rounds"]))
         return out

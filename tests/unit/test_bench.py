@@ -4,11 +4,14 @@ the runs whose figures go into the README (the real measurement: tests/integrati
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
+from bench import fsyncfloor
 from bench.report import render
 from bench.rivals import rounds_median, summary_scale
 from bench.stats import percentile, ratio, summary
@@ -69,11 +72,19 @@ def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
         "sections": {
             "control": {"whole_commands": whole, "round_trip_us": {}},
             "tokens": {"available": False, "reason": "no planner"},
+            "scale": {
+                "aura": {
+                    "runs": {"128": {"n": 128, "spawn_s": 0.3, "exit_seen_s": 0.05, "reaped_s": 0.06}},
+                    "fsync_floor": {"128": {"median_ms": 42.4, "rounds_ms": [42.4]}},
+                }
+            },
         },
     }
     text = render(result)
     row = next(line for line in text.splitlines() if line.startswith("| `aura ps` vs `status`, whole command, median"))
     assert row.split("|")[2:7] == [" 100.0 ", " 200.0 ", " 50.0 ", " 0.50 ", " 2.00 "]
+    floor = next(line for line in text.splitlines() if "exit records written and fsynced at once" in line)
+    assert floor.split("|")[1].strip().startswith("N=128: Aura only") and floor.split("|")[2:4] == [" 42 ", " - "]
     assert "not available (no planner)" in text
 
 
@@ -101,3 +112,11 @@ def test_scale_rounds_give_each_figure_its_median_and_keep_every_round() -> None
     got = rounds_median(rounds)
     assert (got["spawn_s"], got["exit_seen_s"], got["reaped_s"]) == (0.02, 0.05, 0.1)
     assert got["ends_recorded"] == 7 and got["rounds"] == rounds and got["n"] == 8
+
+
+def test_fsync_floor_times_every_round_of_real_writers_and_leaves_nothing() -> None:
+    before = set(os.listdir(tempfile.gettempdir()))
+    got = fsyncfloor.measure([3], 2)
+    assert list(got) == ["3"] and len(got["3"]["rounds_ms"]) == 2
+    assert all(t > 0 for t in got["3"]["rounds_ms"]) and got["3"]["median_ms"] in got["3"]["rounds_ms"]
+    assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("aura-fsync-")]

@@ -1,0 +1,86 @@
+"""The disk's share of Aura's exit figure at scale: N processes released at once, each writing a
+small exit record as the native shim does (a temp file renamed into place, then the file and its
+folder fsynced), and the time until the last of them is done.
+
+Circus and supervisord keep no record of an exit, so this is time only Aura spends: the part of
+"last exit to none running" that keeping every exit record durable costs on this machine's disk.
+
+    python -m bench.fsyncfloor --n 128 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from .stats import percentile
+
+RECORD = b'{"exit_code": 0, "signal": null, "started_at": 1.0, "ended_at": 2.0, "duration_s": 1.0}\n'
+
+
+def one_round(n: int) -> float:
+    """Seconds from the release of `n` forked writers to the end of the last."""
+    base = tempfile.mkdtemp(prefix="aura-fsync-")
+    try:
+        folders = [os.path.join(base, f"w{i}") for i in range(n)]
+        for folder in folders:
+            os.mkdir(folder)
+        go_r, go_w = os.pipe()
+        kids = [_writer(folder, go_r, go_w) for folder in folders]
+        os.close(go_r)
+        time.sleep(0.2)  # every writer is waiting on the pipe
+        started = time.perf_counter()
+        os.close(go_w)
+        for pid in kids:
+            os.waitpid(pid, 0)
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _writer(folder: str, go_r: int, go_w: int) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.close(go_w)
+        os.read(go_r, 1)  # EOF: released
+        tmp, path = os.path.join(folder, ".exit.json.tmp"), os.path.join(folder, "exit.json")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, RECORD)
+        os.rename(tmp, path)
+        os.fsync(fd)
+        os.close(fd)
+        dfd = os.open(folder, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+    finally:
+        os._exit(0)
+
+
+def measure(sizes: list[int], rounds: int) -> dict:
+    """Each N's rounds in ms, with their median."""
+    out = {}
+    for n in sizes:
+        times = [round(one_round(n) * 1000, 1) for _ in range(rounds)]
+        out[str(n)] = {"median_ms": percentile(times, 50), "rounds_ms": times}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, action="append", help="writers released at once (repeatable)")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    json.dump(measure(args.n or [8, 32, 128], args.rounds), sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
