@@ -15,7 +15,7 @@ from typing import Any
 
 from aura.runtime.diskspace import full_note
 from aura.runtime.paths import ProjectPaths
-from aura.runtime.records import kill_record_names, watchdog_kill
+from aura.runtime.records import KillNames, watchdog_kill
 from aura.runtime.vocab import EXITED, LIVE_STATES, LOST, ORPHANED, SHELL
 
 from .backends import get_backend
@@ -58,6 +58,7 @@ class Exits:
         self.later = later
         self.guard = guard
         self.ready: list[str] = []
+        self.kill_names = KillNames(paths)
 
     def ended(self, wid: str) -> None:
         """What the executor watched has ended: the worker, or (orphaned) at least its shim. Taken
@@ -77,7 +78,7 @@ class Exits:
                 self.guard(functools.partial(self._take_one, wid, burst))
 
     def _burst(self) -> _Burst:
-        return _Burst(kill_record_names(self.paths), TrimRule(self.cfg, self.paths))
+        return _Burst(self.kill_names(), TrimRule(self.cfg, self.paths))
 
     def _take_one(self, wid: str, burst: _Burst) -> None:
         rec = self.workers.get(wid)
@@ -148,7 +149,7 @@ class Exits:
         kill = rec.get("kill") or watchdog_kill(self.paths, wid, burst.kills if burst else None)
         if kill and not rec.get("kill"):
             rec["kill"] = kill
-        trimmed = trim_outputs(rec, kill, (burst or self._burst()).trim)
+        trimmed = trim_outputs(rec, kill, burst.trim if burst else TrimRule(self.cfg, self.paths))
         if trimmed:
             rec["output_trimmed"] = trimmed
             self.workers.log.warning("output_trimmed", worker=wid, why=trimmed["why"], dropped_bytes=trimmed["dropped"])

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from aura.runtime.fsutil import read_json
+from aura.runtime.fsutil import RACY_NS, FolderWatch, read_json, stat_key
 from aura.runtime.pidfile import is_alive
 from aura.runtime.records import START_FACTS, WORKER_RECORD, WorkerRecords
 from aura.runtime.vocab import LIVE_STATES
@@ -23,12 +23,6 @@ from .nodes import NodeFigures
 from .policy import WorkerWindow
 from .sampler import TreeSample, TreeTracker, read_tree, start_ticks
 
-RACY_NS = 1_000_000_000
-
-
-def _key(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_mtime_ns, st.st_ino, st.st_size
-
 
 class RegistryView:
     """Live workers' records, from the registry folder, with per-file change detection."""
@@ -36,7 +30,7 @@ class RegistryView:
     def __init__(self, registry: WorkerRecords):
         self.registry = registry
         self.root = str(registry.root)
-        self._dir_key: tuple[int, int, int] | None = None
+        self._dir = FolderWatch(self.root)
         self._ids: list[str] = []
         self._records: dict[str, tuple[tuple[int, int, int], dict]] = {}
         self._ended: set[str] = set()
@@ -44,7 +38,7 @@ class RegistryView:
     def live(self) -> dict[str, dict]:
         """worker id -> record (the same dict object while its file is unchanged)."""
         now_ns = time.time_ns()
-        self._refresh_ids(now_ns)
+        self._refresh_ids()
         out: dict[str, dict] = {}
         for wid in self._ids:
             if wid in self._ended:
@@ -62,16 +56,13 @@ class RegistryView:
                 out[wid] = rec
         return out
 
-    def _refresh_ids(self, now_ns: int) -> None:
-        try:
-            st = os.stat(self.root)
-        except FileNotFoundError:
-            self._ids, self._dir_key = [], None
+    def _refresh_ids(self) -> None:
+        changed = self._dir.changed()
+        if changed is None:
+            self._ids = []
             return
-        key = _key(st)
-        if key == self._dir_key and now_ns - st.st_mtime_ns >= RACY_NS:
+        if not changed:
             return
-        self._dir_key = key
         self._ids = self.registry.ids()
         present = set(self._ids)
         self._ended &= present
@@ -84,7 +75,7 @@ class RegistryView:
             st = os.stat(path)
         except FileNotFoundError:
             return None
-        key = _key(st)
+        key = stat_key(st)
         cached = self._records.get(wid)
         if cached is not None and cached[0] == key and now_ns - st.st_mtime_ns >= RACY_NS:
             return cached[1]

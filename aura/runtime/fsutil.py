@@ -13,6 +13,7 @@ import errno
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,37 @@ def json_bytes(obj: Any, compact: bool = False) -> bytes:
     if compact:
         return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8")
     return json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8")
+
+
+RACY_NS = 1_000_000_000  # a timestamp this young may hide a change made in the same clock tick
+
+
+def stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells a file or folder changed: its mtime, inode and size."""
+    return st.st_mtime_ns, st.st_ino, st.st_size
+
+
+class FolderWatch:
+    """Whether a folder must be listed again: it changed since the last listing, or that listing
+    was taken while its mtime was too young to reveal a change made in the same clock tick (such
+    a listing is never trusted later, when the mtime has aged but may still hide that change)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = str(folder)
+        self._key: tuple[int, int, int] | None = None
+
+    def changed(self) -> bool | None:
+        """True: list it now; False: the last listing still holds; None: there is no folder."""
+        try:
+            st = os.stat(self.folder)
+        except OSError:
+            self._key = None
+            return None
+        key = stat_key(st)
+        if key == self._key:
+            return False
+        self._key = key if time.time_ns() - st.st_mtime_ns >= RACY_NS else None
+        return True
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .fsutil import read_json
+from .fsutil import FolderWatch, read_json
 from .paths import ProjectPaths, safe_name
 from .vocab import EXITED, LIVE_STATES
 
@@ -85,6 +85,24 @@ def kill_record_names(paths: ProjectPaths) -> frozenset[str]:
         return frozenset(e.name for e in os.scandir(kills_dir(paths)))
     except OSError:
         return frozenset()
+
+
+class KillNames:
+    """The kill records' file names, listed again only when the kill folder changed: a burst of
+    exits asks once, and a long run's folder of old records is not read for every burst."""
+
+    def __init__(self, paths: ProjectPaths):
+        self.paths = paths
+        self.watch = FolderWatch(kills_dir(paths))
+        self._names: frozenset[str] = frozenset()
+
+    def __call__(self) -> frozenset[str]:
+        changed = self.watch.changed()
+        if changed is None:
+            self._names = frozenset()
+        elif changed:
+            self._names = kill_record_names(self.paths)
+        return self._names
 
 
 def watchdog_kill(paths: ProjectPaths, worker_id: str, present: frozenset[str] | None = None) -> dict | None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from aura.runtime.flusher import Flusher
-from aura.runtime.fsutil import make_dirs, read_json
+from aura.runtime.fsutil import FolderWatch, make_dirs, read_json
 from aura.runtime.paths import ProjectPaths
-from aura.runtime.records import kill_record_names, kill_record_path, watchdog_kill
+from aura.runtime.records import KillNames, kill_record_names, kill_record_path, watchdog_kill
 
 
 def test_writes_handed_in_while_held_land_together_when_the_hold_ends(tmp_path: Path) -> None:
@@ -79,3 +79,36 @@ def test_a_kill_folder_listed_once_answers_for_every_worker(tmp_path: Path) -> N
     assert watchdog_kill(paths, "w2", names) is None
     os.unlink(record)  # a listing taken before the record went still names it; the read then finds none
     assert watchdog_kill(paths, "w/1", names) is None
+
+
+def test_a_folder_listed_while_its_mtime_is_young_is_listed_again(tmp_path: Path) -> None:
+    folder = tmp_path / "kills"
+    watch = FolderWatch(folder)
+    assert watch.changed() is None  # no folder yet
+    folder.mkdir()
+    young = time.time_ns()
+    os.utime(folder, ns=(young, young))
+    assert watch.changed() is True
+    (folder / "w1.json").write_text("{}")  # a change inside the same clock tick: the same mtime
+    os.utime(folder, ns=(young, young))
+    assert watch.changed() is True  # the first listing was young: not trusted
+    old = young - 10 * 10**9
+    os.utime(folder, ns=(old, old))
+    assert watch.changed() is True and watch.changed() is False  # an old mtime: trusted until it moves
+    (folder / "w2.json").write_text("{}")
+    assert watch.changed() is True
+
+
+def test_kill_names_are_listed_again_only_when_the_folder_changed(tmp_path: Path) -> None:
+    paths = ProjectPaths(tmp_path, tmp_path / ".aura")
+    names = KillNames(paths)
+    assert names() == frozenset()
+    record = kill_record_path(paths, "w1")
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    assert names() == {record.name}
+    old = time.time_ns() - 10 * 10**9
+    os.utime(record.parent, ns=(old, old))
+    assert names() == {record.name}
+    (record.parent / "w2.json").write_text("{}")
+    assert names() == {record.name, "w2.json"}
