@@ -258,49 +258,64 @@ def watchdog_overhead_script(quick: bool) -> dict:
 # -- scale ---------------------------------------------------------------------------------------------------
 
 
-def aura_scale(sizes: list[int], rounds: int = 1) -> dict:
-    """N shell workers started through the supervisor, released together, reaped, `rounds` times
-    for each N (the figures are the rounds' medians); peak daemon memory over the rounds, shim
-    memory in the first."""
-    out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shim_memory": {}}
-    with Project.temporary(
-        {
-            "AURA_WORKER_RESOURCE_POLL_SECONDS": "10",
-            "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
-            "AURA_CYCLE_INTERVAL": "300",
-        }
-    ) as p:
-        p.write_task(DONE_TASK)
-        p.up()
-        time.sleep(1.0)
-        out["rss_idle"] = daemon_rss(p)
-        for n in sizes:
-            summaries, peaks = [], []
-            for r in range(rounds):
-                raw, ends, peak, shims = _scale_round(p, n, f"s{n}r{r}", measure_shims=r == 0)
-                summaries.append(summary_scale(raw, read_ends(ends)))
-                peaks.append(peak)
-                if shims:
-                    out["shim_memory"][str(n)] = shims
-            out["runs"][str(n)] = rounds_median(summaries)
-            out["rss_peak"][str(n)] = {k: max(pk.get(k, 0) for pk in peaks) for k in {k for pk in peaks for k in pk}}
-    return out
+class AuraScale:
+    """Aura's side of the scale section: one project, up for all the rounds, each round a new
+    group of N shell workers started through the supervisor, released together and reaped. The
+    caller runs the rounds, between the rivals' (bench/run.py interleaves them)."""
 
+    def __init__(self) -> None:
+        self.project = Project.temporary(
+            {
+                "AURA_WORKER_RESOURCE_POLL_SECONDS": "10",
+                "AURA_WORKER_RESOURCE_AVG_WINDOW_SECONDS": "20",
+                "AURA_CYCLE_INTERVAL": "300",
+            }
+        )
+        self.rounds: dict[str, list[dict]] = {}
+        self.out: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}, "shim_memory": {}}
 
-def _scale_round(p: Project, n: int, group: str, measure_shims: bool) -> tuple[dict, Path, dict, dict]:
-    folder = p.root / f"scale-{group}"
-    folder.mkdir()
-    fifo, ends, script = worker_script(folder)
-    adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), group, ["/bin/sh", str(script)])
-    shims: dict[str, int] = {}
-    measure = functools.partial(lambda into: into.update(shim_memory(p, group)), shims) if measure_shims else None
-    try:
-        with PeakRss(lambda: _aura_pids(p, group)) as peak:
-            raw = driver.scale(adapter, n, str(fifo), on_running=measure)
-    finally:
-        adapter.close()
-        p.remember()
-    return raw, ends, peak.peak, shims
+    def __enter__(self) -> AuraScale:
+        p = self.project
+        try:
+            p.write_task(DONE_TASK)
+            p.up()
+            time.sleep(1.0)
+            self.out["rss_idle"] = daemon_rss(p)
+        except BaseException:
+            p.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.project.cleanup()
+
+    def round(self, n: int) -> None:
+        """One round of N workers; the first round of each N also measures the shims' memory."""
+        done = self.rounds.setdefault(str(n), [])
+        p, group = self.project, f"s{n}r{len(done)}"
+        folder = p.root / f"scale-{group}"
+        folder.mkdir()
+        fifo, ends, script = worker_script(folder)
+        adapter = driver.AuraAdapter(p.paths.endpoint("supervisor"), group, ["/bin/sh", str(script)])
+        shims: dict[str, int] = {}
+        measure = functools.partial(lambda into: into.update(shim_memory(p, group)), shims) if not done else None
+        try:
+            with PeakRss(lambda: _aura_pids(p, group)) as peak:
+                raw = driver.scale(adapter, n, str(fifo), on_running=measure)
+        finally:
+            adapter.close()
+            p.remember()
+        done.append(summary_scale(raw, read_ends(ends)))
+        if shims:
+            self.out["shim_memory"][str(n)] = shims
+        top = self.out["rss_peak"].setdefault(str(n), {})
+        for label, rss in peak.peak.items():
+            top[label] = max(top.get(label, 0), rss)
+
+    def result(self) -> dict:
+        """Each N's figures as the median of its rounds, every round kept."""
+        self.out["runs"] = {n: rounds_median(done) for n, done in self.rounds.items()}
+        return self.out
 
 
 def _aura_pids(p: Project, group: str) -> dict[str, list[int]]:

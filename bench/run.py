@@ -147,28 +147,49 @@ def control_plane(p: dict, managers: dict[str, rivals.Manager]) -> dict:
         proj.cleanup()
 
 
-def rival_scale(bindir: Path, sizes: list[int], rounds: int = 1) -> dict:
-    """Each rival as Aura is measured: `rounds` times for each N, a fresh manager each time."""
-    out: dict[str, Any] = {}
-    for kind, start in (("circus", rivals.start_circus), ("supervisord", rivals.start_supervisord)):
-        res: dict[str, Any] = {"runs": {}, "rss_idle": {}, "rss_peak": {}}
+class RivalScale:
+    """A rival's side of the scale section: a fresh manager for each round, stopped after it."""
+
+    def __init__(self, bindir: Path, kind: str):
+        self.bindir = bindir
+        self.kind = kind
+        self.start = rivals.start_circus if kind == "circus" else rivals.start_supervisord
+        self.rounds: dict[str, list[dict]] = {}
+        self.idle: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def round(self, n: int) -> None:
+        mgr = self.start(self.bindir, n)
+        key = str(n)
+        try:
+            self.idle[key] = min(self.idle.get(key, mgr.rss()), mgr.rss())
+            with aura_bench.PeakRss(lambda: {self.kind: [mgr.daemon_pid()]}) as peak:
+                raw = mgr.driver("scale", "--n", key, "--fifo", str(mgr.folder / "release.fifo"))
+            self.rounds.setdefault(key, []).append(rivals.summary_scale(raw, rivals.ends(mgr)))
+            if peak.peak.get(self.kind) is not None:
+                self.peak[key] = max(self.peak.get(key, 0), peak.peak[self.kind])
+        finally:
+            mgr.stop()
+            rivals.cleanup_folder(mgr)
+
+    def result(self) -> dict:
+        runs = {n: rivals.rounds_median(done) for n, done in self.rounds.items()}
+        return {"runs": runs, "rss_idle": self.idle, "rss_peak": self.peak}
+
+
+def scale(bindir: Path | None, sizes: list[int], rounds: int) -> dict:
+    """Every N, `rounds` times, the managers taking turns within each round, so a change in the
+    machine's load between rounds falls on all three alike; then the fsync floor."""
+    rival_sides = [RivalScale(bindir, kind) for kind in ("circus", "supervisord")] if bindir is not None else []
+    with aura_bench.AuraScale() as aura:
         for n in sizes:
-            summaries, idle, peaks = [], [], []
             for _ in range(rounds):
-                mgr = start(bindir, n)
-                try:
-                    idle.append(mgr.rss())
-                    with aura_bench.PeakRss(lambda kind=kind, mgr=mgr: {kind: [mgr.daemon_pid()]}) as peak:
-                        raw = mgr.driver("scale", "--n", str(n), "--fifo", str(mgr.folder / "release.fifo"))
-                    summaries.append(rivals.summary_scale(raw, rivals.ends(mgr)))
-                    peaks.append(peak.peak.get(kind))
-                finally:
-                    mgr.stop()
-                    rivals.cleanup_folder(mgr)
-            res["runs"][str(n)] = rivals.rounds_median(summaries)
-            res["rss_idle"][str(n)] = min(idle)
-            res["rss_peak"][str(n)] = max((x for x in peaks if x is not None), default=None)
-        out[kind] = res
+                aura.round(n)
+                for side in rival_sides:
+                    side.round(n)
+        out = {"aura": aura.result()}
+    out["aura"]["fsync_floor"] = fsyncfloor.measure(sizes, rounds)
+    out.update({side.kind: side.result() for side in rival_sides})
     return out
 
 
@@ -224,11 +245,7 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
             "sampling_cost": aura_bench.watchdog_overhead_script(quick),
         }
     if name == "scale":
-        out = {"aura": aura_bench.aura_scale(p["sizes"], p["scale_rounds"])}
-        out["aura"]["fsync_floor"] = fsyncfloor.measure(p["sizes"], p["scale_rounds"])
-        if bindir is not None:
-            out.update(rival_scale(bindir, p["sizes"], p["scale_rounds"]))
-        return out
+        return scale(bindir, p["sizes"], p["scale_rounds"])
     if name == "tokens":
         return aura_bench.brain_tokens(p["token_cycles"])
     if name == "git":
