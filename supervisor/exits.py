@@ -1,7 +1,7 @@
 """A worker's end: heard from its executor, read from the shim's exit record (or from what can be
 known without one), and recorded with its outcome, its final progress and its trimmed output.
 
-Ends heard in one round of the loop are taken in together, after it (`ended` queues, `_take_in`
+Ends heard in one round of the loop are taken in together, after it (`ended` queues, `take_in`
 works): a burst of exits reads the kill folder and the limits once, and hands its record writes
 to the flusher in one go, so the loop keeps pace with the shims however many end at once."""
 
@@ -33,7 +33,7 @@ Guard = Callable[[Callable[[], Any]], None]
 class _Burst:
     """What every exit of a burst reads alike, read once for all of them."""
 
-    kills: frozenset[str]  # kill records there are (records.kill_record_names)
+    kills: frozenset[str]  # the kill records there are (records.KillNames)
     trim: TrimRule
 
 
