@@ -91,6 +91,8 @@ def test_stop_leaves_no_process_of_the_cluster(tmp_path: Path) -> None:
         job = cluster.sbatch("exec sleep 300\n")
         cluster.wait_state(job, "RUNNING")
         munged = MUNGE.proc.pid if MUNGE.proc is not None else None
+        # Slurm calls the job RUNNING before slurmd has its step and the job's process going
+        wait_for(lambda: {"slurmstepd", "sleep"} <= _names(cluster), 30, what="the job's step and process")
         seen = {proc.pid: (proc.name(), proc.create_time()) for proc in cluster.processes()}
         names = sorted(name for name, _ in seen.values())
         assert {"slurmctld", "slurmd", "slurmstepd", "sleep"} <= set(names), names
@@ -131,3 +133,13 @@ def test_a_missing_slurm_skips_or_fails_under_ci(ci: str, monkeypatch: pytest.Mo
     outcome = pytest.fail.Exception if ci else pytest.skip.Exception
     with pytest.raises(outcome, match="Slurm is not installed.*sbatch"):
         require_slurm()
+
+
+def _names(cluster: SlurmCluster) -> set[str]:
+    out = set()
+    for proc in cluster.processes():
+        try:
+            out.add(proc.name())
+        except psutil.Error:  # ended since it was listed
+            continue
+    return out
