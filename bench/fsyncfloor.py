@@ -72,10 +72,17 @@ def measure(sizes: list[int], rounds: int) -> dict:
     return out
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a whole number of at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, action="append", help="writers released at once (repeatable)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n", type=_positive, action="append", help="writers released at once (repeatable)")
+    parser.add_argument("--rounds", type=_positive, default=5)
     args = parser.parse_args(argv)
     json.dump(measure(args.n or [8, 32, 128], args.rounds), sys.stdout, indent=1)
     print()

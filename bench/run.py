@@ -162,7 +162,8 @@ class RivalScale:
         mgr = self.start(self.bindir, n)
         key = str(n)
         try:
-            self.idle[key] = min(self.idle.get(key, mgr.rss()), mgr.rss())
+            rss = mgr.rss()
+            self.idle[key] = min(self.idle.get(key, rss), rss)
             with aura_bench.PeakRss(lambda: {self.kind: [mgr.daemon_pid()]}) as peak:
                 raw = mgr.driver("scale", "--n", key, "--fifo", str(mgr.folder / "release.fifo"))
             self.rounds.setdefault(key, []).append(rivals.summary_scale(raw, rivals.ends(mgr)))

@@ -107,8 +107,8 @@ class KillNames:
 
 def watchdog_kill(paths: ProjectPaths, worker_id: str, present: frozenset[str] | None = None) -> dict | None:
     """The watchdog's stop of this worker as a worker record's `kill` field (the record it wrote
-    before signalling), or None. With `present` (kill_record_names), a worker without a record
-    there is not looked for."""
+    before signalling), or None. With `present` (the names KillNames lists), a worker without a
+    record there is not looked for."""
     if present is not None and f"{safe_name(worker_id)}.json" not in present:
         return None
     rec = kill_record(paths, worker_id)
