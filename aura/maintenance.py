@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from .runtime import gitrepo as g
+from .runtime.exitfile import exit_record, has_exit
 from .runtime.fsutil import read_json, read_jsonl, tree_size
 from .runtime.gitmode import attempt_branch
 from .runtime.paths import DAEMONS, ProjectPaths, safe_name
 from .runtime.pidfile import is_alive
 from .runtime.procgroup import processes_in
-from .runtime.records import WORKER_EXIT, WORKER_RECORD, WORKER_START_REPORT, kills_dir
+from .runtime.records import WORKER_RECORD, WORKER_START_REPORT, kills_dir
 from .runtime.vocab import COMPLETED, EXITED, LIVE_STATES, TASK_ENDED
 
 DAY = 86400.0
@@ -135,7 +136,7 @@ def worker_status(wdir: Path, live_ids: set[str] | None) -> str | None:
     `live_ids`: the workers the supervisor lists as live, or None when it did not answer."""
     if live_ids is not None and wdir.name in live_ids:
         return "running (supervisor)"
-    if (wdir / WORKER_EXIT).exists():
+    if has_exit(wdir):
         return None
     why = _worker_running(wdir)
     rec = read_json(wdir / WORKER_RECORD) or {}
@@ -167,7 +168,7 @@ def plan_workspaces(
     workers = sorted(p for p in _subdirs(paths.workers_dir))
     for wdir in workers:
         rec = read_json(wdir / WORKER_RECORD) or {}
-        exit_rec = read_json(wdir / WORKER_EXIT) or {}
+        exit_rec = exit_record(wdir) or {}
         keep = worker_status(wdir, live_ids)
         task_id = rec.get("task_id")
         if keep is not None:
@@ -346,7 +347,7 @@ def unfinished_workers(paths: ProjectPaths) -> list[str]:
     """Workers whose shim or process is still alive (judged from disk)."""
     out = []
     for wdir in sorted(_subdirs(paths.workers_dir)):
-        if not (wdir / WORKER_EXIT).exists() and _worker_running(wdir).startswith("running"):
+        if not has_exit(wdir) and _worker_running(wdir).startswith("running"):
             out.append(wdir.name)
     return out
 

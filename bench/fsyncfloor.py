@@ -1,6 +1,7 @@
 """The disk's share of Aura's exit figure at scale: N processes released at once, each writing a
-small exit record as the native shim does (a temp file renamed into place, then the file and its
-folder fsynced), and the time until the last of them is done.
+small exit record as the native shim does (into the blocks of the reserve it made durable at the
+start, padded to its size, fdatasynced, then renamed to exit.json), and the time until the last of
+them is done.
 
 Circus and supervisord keep no record of an exit, so this is time only Aura spends: the part of
 "last exit to none running" that keeping every exit record durable costs on this machine's disk.
@@ -21,6 +22,7 @@ import time
 from .stats import percentile
 
 RECORD = b'{"exit_code": 0, "signal": null, "started_at": 1.0, "ended_at": 2.0, "duration_s": 1.0}\n'
+RESERVE_BYTES = 8192  # supervisor/nativeshim.c
 
 
 def one_round(n: int) -> float:
@@ -30,6 +32,7 @@ def one_round(n: int) -> float:
         folders = [os.path.join(base, f"w{i}") for i in range(n)]
         for folder in folders:
             os.mkdir(folder)
+            _reserve(folder)
         go_r, go_w = os.pipe()
         kids = [_writer(folder, go_r, go_w) for folder in folders]
         os.close(go_r)
@@ -50,17 +53,26 @@ def _writer(folder: str, go_r: int, go_w: int) -> int:
     try:
         os.close(go_w)
         os.read(go_r, 1)  # EOF: released
-        tmp, path = os.path.join(folder, ".exit.json.tmp"), os.path.join(folder, "exit.json")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, RECORD)
-        os.rename(tmp, path)
-        os.fsync(fd)
+        spare = os.path.join(folder, "exit.reserve")
+        fd = os.open(spare, os.O_WRONLY)
+        os.pwrite(fd, RECORD.ljust(RESERVE_BYTES), 0)
+        os.fdatasync(fd)
         os.close(fd)
-        dfd = os.open(folder, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
+        os.rename(spare, os.path.join(folder, "exit.json"))
     finally:
         os._exit(0)
+
+
+def _reserve(folder: str) -> None:
+    """The reserve as the shim leaves it once its worker runs: written, then the file and its folder fsynced."""
+    spare = os.path.join(folder, "exit.reserve")
+    fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, b" " * RESERVE_BYTES)
+    os.fsync(fd)
+    os.close(fd)
+    dfd = os.open(folder, os.O_RDONLY)
+    os.fsync(dfd)
+    os.close(dfd)
 
 
 def measure(sizes: list[int], rounds: int) -> dict:

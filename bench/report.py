@@ -81,7 +81,7 @@ def scale_rows(sec: dict) -> list[list[str]]:
             rows.append(_row(f"N={n}: {label}", vals, digits))
         floor = ((sec.get("aura", {}).get("fsync_floor") or {}).get(str(n)) or {}).get("median_ms")
         if floor is not None:
-            rows.append([f"N={n}: Aura only: N exit records written and fsynced at once, ms", _fmt(floor, 0), *"----"])
+            rows.append([f"N={n}: Aura only: N exit records made durable at once, ms", _fmt(floor, 0), *"----"])
     rows += memory_rows(sec, sizes)
     return rows
 

@@ -1,13 +1,21 @@
-"""A worker's exit record survives a full disk.
+"""A worker's exit record: durable before the shim exits, cheap in a burst, kept on a full disk.
 
 The shim writes `exit.reserve` (RESERVE_BYTES of spaces) before it starts the worker, while there is
-room. When the worker has ended and `exit.json` cannot be written because the disk is full, the
-record is written into the reserve's blocks in place and the reserve renamed to `exit.json` (a rename
-needs no space). When even that fails, the shim's own exit status carries the worker's (encode /
-decode below), which the supervisor reads when it reaps the shim it started. A shim that cannot
-reserve the space does not start the worker at all, and says why.
+room, and makes it durable once the worker runs (`sync_reserve`). When the worker has ended, the
+record is written into the reserve's blocks in place, padded to the same size, flushed with
+fdatasync, and the reserve renamed to `exit.json`. Nothing is allocated and the size does not
+change, so the flush is a data write with no journal commit to wait for (many shims ending at once
+do not queue behind the file system's commits), and it works on a full disk (a rename needs no
+space). The rename reaches the disk at the file system's next commit: a machine that goes down
+before it keeps the whole record under the reserve's name, which the readers take in
+(aura.runtime.records.exit_record).
 
-Imported by the shim (`python -I -S`): standard library and aura.runtime.fsutil only.
+A record too big for the reserve is written atomically beside it; on a full disk, trimmed to fit the
+reserve. When even that fails, the shim's own exit status carries the worker's (encode / decode
+below), which the supervisor reads when it reaps the shim it started. A shim that cannot reserve the
+space does not start the worker at all, and says why.
+
+Imported by the shim (`python -I -S`): standard library, aura.runtime.fsutil and aura.runtime.exitfile only.
 """
 
 from __future__ import annotations
@@ -17,10 +25,10 @@ import json
 import os
 from pathlib import Path
 
-from aura.runtime.fsutil import atomic_write_json, disk_full, rewrite_in_place
+from aura.runtime.exitfile import EXIT_RESERVE, RESERVE_BYTES, WORKER_EXIT
+from aura.runtime.fsutil import atomic_write_json, disk_full, fsync_path, rewrite_in_place
 
-RESERVE_NAME = "exit.reserve"
-RESERVE_BYTES = 8192
+RESERVE_NAME = EXIT_RESERVE
 BULKY = ("managed", "registered_not_kept")  # dropped from a record too big for the reserve
 ESSENTIAL = ("exit_code", "signal", "error", "started_at", "ended_at", "duration_s", "written_via")
 
@@ -53,17 +61,31 @@ def reserve(folder: Path) -> None:
     os.close(fd)
 
 
+def sync_reserve(folder: Path) -> None:
+    """Make the reserve's blocks durable while the worker runs, so its exit record is a data-only
+    write (an fsync at the end would otherwise commit their allocation too)."""
+    fsync_path(folder / RESERVE_NAME)
+
+
 def write(folder: Path, record: dict) -> str:
-    """Write `exit.json`: atomically ('file'), else into the reserve on a full disk ('reserve').
-    OSError when neither worked."""
+    """Write `exit.json`: into the reserve's blocks ('reserve'), else atomically ('file'), else,
+    on a full disk, trimmed into the reserve ('reserve'). OSError when none worked."""
     spare = folder / RESERVE_NAME
+    data = _compact(record)
+    if len(data) <= RESERVE_BYTES:
+        try:
+            rewrite_in_place(spare, data)
+            os.replace(spare, folder / WORKER_EXIT)
+            return "reserve"
+        except OSError:
+            pass  # no reserve (a worker removed it): written beside it
     try:
-        atomic_write_json(folder / "exit.json", record)
+        atomic_write_json(folder / WORKER_EXIT, record)
     except OSError as exc:
         if not disk_full(exc) or not spare.exists():
             raise
         rewrite_in_place(spare, _fit({**record, "written_via": "space reserved at launch (the disk was full)"}))
-        os.replace(spare, folder / "exit.json")
+        os.replace(spare, folder / WORKER_EXIT)
         return "reserve"
     try:
         os.unlink(spare)

@@ -4,7 +4,7 @@
  * It keeps every promise of the Python shim: the worker in a session of its own, its output on files
  * the shim opened (no pipe a dead supervisor could break), `launch.json` before the supervisor hears
  * of the start, this shim as the subreaper of whatever the worker leaves behind, no parent-death
- * signal (it outlives the supervisor), `exit.json` written atomically and fsynced, SIGTERM passed to
+ * signal (it outlives the supervisor), `exit.json` durable before the shim exits, SIGTERM passed to
  * the worker's group. The records have the Python shim's fields and meaning.
  *
  * Whatever is not the common path it hands to the Python shim by exec, which keeps this process, its
@@ -14,8 +14,8 @@
  *     whole start again and says why it failed in its own words;
  *   - after the worker ended, when its task folder holds `process.json` (children it registered to
  *     outlive it): `--after-exit` keeps those children and writes the record;
- *   - when `exit.json` cannot be written (a full disk): `--write-exit` writes it into the space
- *     reserved at the start, or carries the exit in the shim's exit status.
+ *   - when `exit.json` cannot be written (no reserve, and a full disk): `--write-exit` writes it, or
+ *     carries the exit in the shim's exit status.
  *
  *   aura-shim --python PY --script SHIM.py --dir D --cwd C --stdout F --stderr F [--task-dir T]
  *             [--status-fd N] [--grace S] -- ARGV...
@@ -165,6 +165,28 @@ static int atomic_write(const char *dir, const char *name, const char *data, int
     }
     if (sync) fsync_path(dir);
     return 0;
+}
+
+/* The exit record into the blocks `exit.reserve` was given at the start, padded with spaces to its
+ * size, then the reserve renamed to `exit.json`; 0 or -1 (no reserve, or the record does not fit).
+ * Neither the size nor the blocks change, so fdatasync is a data write and a cache flush, with no
+ * journal commit to wait for: a burst of exits does not queue behind the file system's commits. The
+ * rename reaches the disk at the next commit; a crash before it leaves the whole record in the
+ * reserve, which every reader of exit records takes in (aura/runtime/records.py exit_record). */
+static int write_in_reserve(const char *dir, const char *record) {
+    char spare[PATH_MAX], path[PATH_MAX], padded[RESERVE_BYTES];
+    size_t len = strlen(record);
+    if (len > sizeof padded || !join(spare, sizeof spare, dir, "exit.reserve") || !join(path, sizeof path, dir, "exit.json"))
+        return -1;
+    int fd = open(spare, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    memset(padded, ' ', sizeof padded);
+    memcpy(padded, record, len);
+    struct stat st;
+    int bad = fstat(fd, &st) != 0 || st.st_size != (off_t)sizeof padded ||
+              pwrite(fd, padded, sizeof padded, 0) != (ssize_t)sizeof padded || fdatasync(fd) != 0;
+    close(fd);
+    return bad ? -1 : rename(spare, path);
 }
 
 static int reserve_exit_space(const char *dir) {
@@ -377,13 +399,14 @@ static int finish(const struct options *o, int status, double started) {
     snprintf(record, sizeof record,
              "{%s, \"started_at\": %.17g, \"ended_at\": %.17g, \"duration_s\": %.3f, \"leftovers_stopped\": %d}\n",
              fields, started, finished, finished - started, leftovers);
+    if (write_in_reserve(o->dir, record) == 0) return 0;
     if (atomic_write(o->dir, "exit.json", record, 1) == 0) {
         char spare[PATH_MAX];
         if (join(spare, sizeof spare, o->dir, "exit.reserve")) unlink(spare);
         return 0;
     }
     char *mode_args[] = {record};
-    exec_python(o, "--write-exit", mode_args, 1); /* the disk is full: the Python shim uses the reserve */
+    exec_python(o, "--write-exit", mode_args, 1); /* no reserve and a full disk: the Python shim's last tries */
     if (WIFSIGNALED(status)) return 160 + (WTERMSIG(status) < 64 ? WTERMSIG(status) : 64);
     return WEXITSTATUS(status) <= 61 ? 64 + WEXITSTATUS(status) : 126; /* supervisor/exitrecord.py encode */
 }
@@ -505,8 +528,9 @@ int main(int argc, char **argv) {
         }
         close(o.status_fd);
     }
-    char launch_path[PATH_MAX];
-    if (join(launch_path, sizeof launch_path, o.dir, "launch.json")) fsync_path(launch_path);
+    char durable[PATH_MAX]; /* the reserve's blocks too, so the exit record is a data-only write */
+    if (join(durable, sizeof durable, o.dir, "exit.reserve")) fsync_path(durable);
+    if (join(durable, sizeof durable, o.dir, "launch.json")) fsync_path(durable);
     fsync_path(o.dir);
     int status = wait_for(pid);
     double ended = now();

@@ -56,6 +56,7 @@ def _load_aura() -> None:
 
 
 _load_aura()
+from aura.runtime.exitfile import has_exit  # noqa: E402
 from aura.runtime.fsutil import atomic_write_json, disk_full, open_private, sync_file  # noqa: E402
 from aura.runtime.pidfile import start_time  # noqa: E402
 from aura.runtime.procgroup import group_alive as _group_alive  # noqa: E402
@@ -335,6 +336,7 @@ def run(args: argparse.Namespace, cmd: list[str], env: dict[str, str] | None = N
         _kill_unrecorded(pid)
         return _start_failed(args, _record_error(exc, args.dir, "no room for its launch record"), started)
     _tell(args.status_fd, {"ok": True, **report})
+    exitrecord.sync_reserve(args.dir)
     sync_file(args.dir / "launch.json")  # renamed into place already; durable now, after the supervisor heard
     sampling = _start_sampling(args.dir, args.sample_every)
     status = _wait_for(pid)
@@ -397,7 +399,7 @@ def _started_before(folder: Path) -> bool:
 def _refuse_second_start(args: argparse.Namespace, started: float) -> int:
     """A worker runs at most once: the earlier start's records stand; an exit record is added only
     where the earlier shim never wrote one (its node died under it)."""
-    if not (args.dir / "exit.json").exists():
+    if not has_exit(args.dir):
         restarts = os.environ.get("SLURM_RESTART_COUNT", "")
         why = "this worker was started before in this folder" + (f" (Slurm restart {restarts})" if restarts else "")
         record = {"exit_code": None, "signal": None, "started_at": started, "ended_at": time.time()}
@@ -488,8 +490,8 @@ def after_exit(mode: list[str], argv: list[str]) -> int:
 
 
 def write_exit(record: str, argv: list[str]) -> int:
-    """Write the exit record the native shim could not (a full disk: into the space reserved at the
-    start), or carry the worker's exit in the shim's exit status."""
+    """Write the exit record the native shim could not (its reserve gone and the disk full), or
+    carry the worker's exit in the shim's exit status."""
     args = parser().parse_args(argv)
     data = json.loads(record)
     try:

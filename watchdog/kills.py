@@ -22,11 +22,12 @@ from typing import Any
 
 from aura.runtime import slurm
 from aura.runtime.eventkinds import RESOURCE_VIOLATION, WORKER_RESOURCE_KILLED
+from aura.runtime.exitfile import has_exit
 from aura.runtime.fsutil import atomic_write_json, disk_full
 from aura.runtime.limits import GUARD_DRY_RUN, GUARD_OFF
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.procgroup import group_alive, signal_group, signal_shim
-from aura.runtime.records import WORKER_EXIT, kill_record_path
+from aura.runtime.records import kill_record_path
 from aura.runtime.vocab import DISK_LOW, SLURM
 
 from .disk import Stop
@@ -42,7 +43,7 @@ class JobStop:
     """The stop of a worker that runs as a Slurm job."""
 
     job_id: str
-    exit_file: Path  # the shim's exit record: once it is there, the worker has ended
+    worker_dir: Path  # once the shim's exit record is there, the worker has ended
     kill_due: float
     term_sent: bool = False
     retry_at: float = 0.0  # after a scancel that failed
@@ -147,7 +148,7 @@ class Kills:
         """A Slurm worker: SIGTERM to its job's processes through scancel; the KILL is due after the grace."""
         job = JobStop(
             str(rec.get("job_id") or ""),
-            self.paths.worker_dir(wid) / WORKER_EXIT,
+            self.paths.worker_dir(wid),
             time.monotonic() + self.grace_s,
         )
         self.jobs[wid] = job
@@ -209,7 +210,7 @@ class Kills:
         (`forget_ended`): Slurm's KILL is a cancel, whose last SIGKILL comes only after the
         cluster's KillWait, and until then the worker is not judged again."""
         for wid, job in list(self.jobs.items()):
-            if not job.job_id or job.exit_file.exists():
+            if not job.job_id or has_exit(job.worker_dir):
                 self.jobs.pop(wid, None)
             elif now < job.retry_at:
                 continue

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aura.runtime.fsutil import PRIVATE, make_parent
+from aura.runtime.fsutil import PRIVATE, datasync, make_parent
 
 Op = list  # [path] or [path, value]
 FIELD_DEPTH = 2  # below the state's keys and one more level (a task), changed dicts are diffed by field
@@ -171,7 +171,7 @@ class Journal:
             written = os.write(self.fd, data)
             if written != len(data):
                 raise OSError(errno.ENOSPC, "short write to the state journal")
-            os.fdatasync(self.fd)
+            datasync(self.fd)
         except OSError:
             try:
                 os.ftruncate(self.fd, self.size)

@@ -112,19 +112,25 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def datasync(fd: int) -> None:
+    """fdatasync where the platform has it (Linux), else fsync (macOS has no fdatasync)."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 def rewrite_in_place(path: Path, data: bytes) -> None:
-    """Overwrite a small existing file inside the blocks it already has, for when the disk is full
-    and `atomic_write_bytes` cannot create its temp file. Refused (ENOSPC) unless `data` fits in the
-    file's current size; the rest is padded with spaces (valid trailing JSON whitespace), so one
-    pwrite and no allocation. Not atomic: a reader that races it sees unparseable JSON, never a
-    valid wrong value."""
+    """Overwrite a small existing file inside the blocks it already has: where `atomic_write_bytes`
+    cannot create its temp file (a full disk), and for the exit record (supervisor/exitrecord.py).
+    Refused (ENOSPC) unless `data` fits in the file's current size; the rest is padded with spaces
+    (valid trailing JSON whitespace), so one pwrite, no allocation and no change of size, which
+    makes fdatasync enough to make it durable. Not atomic: a reader that races it sees unparseable
+    JSON, never a valid wrong value."""
     fd = os.open(path, os.O_WRONLY)
     try:
         size = os.fstat(fd).st_size
         if len(data) > size:
             raise OSError(errno.ENOSPC, f"no room to rewrite {path} in place ({len(data)} > {size} bytes)")
         os.pwrite(fd, data + b" " * (size - len(data)), 0)
-        os.fsync(fd)
+        datasync(fd)
     finally:
         os.close(fd)
 

@@ -4,7 +4,8 @@ Each record has one writer; everyone else reads it here, never by spelling out i
 
     run/workers/<id>/record.json   the supervisor: the worker as spawned, its state, its outcome
     run/workers/<id>/launch.json   the shim's start report: the worker's pid, start time, process group
-    run/workers/<id>/exit.json     the shim: how the worker ended (exit code or signal, end time)
+    run/workers/<id>/exit.json     the shim: how the worker ended (exit code or signal, end time);
+                                   read by aura.runtime.exitfile, which knows where else it can be
     run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
     run/workers/<id>/usage.json    the shim of a worker on another node: its latest sample of the worker
     watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
@@ -21,16 +22,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .exitfile import exit_record
 from .fsutil import FolderWatch, read_json
 from .paths import ProjectPaths, safe_name
 from .vocab import EXITED, LIVE_STATES
 
 WORKER_RECORD = "record.json"
 WORKER_START_REPORT = "launch.json"  # the shim's report that the worker runs
-WORKER_EXIT = "exit.json"
 WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.json) are kept
 WORKER_USAGE = "usage.json"  # a node's sample of its worker (the shim's --sample-every)
-EXIT_RESERVE = "exit.reserve"  # room the shim keeps for exit.json on a full disk
 START_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
 
 
@@ -159,7 +159,7 @@ class WorkerRecords:
         return self._read(worker_id, WORKER_START_REPORT)
 
     def exit(self, worker_id: str) -> dict | None:
-        return self._read(worker_id, WORKER_EXIT)
+        return exit_record(self.dir(worker_id))
 
     def jobs(self, worker_id: str) -> dict | None:
         return self._read(worker_id, WORKER_JOBS)

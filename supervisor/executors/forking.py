@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aura.runtime.exitfile import has_exit
 from aura.runtime.fsutil import open_private
 from aura.runtime.loop import Daemon
 
@@ -71,7 +72,7 @@ class ForkServer:
         pid = self.pids.pop(wid, None)
         if pid is None:
             return None
-        if (worker_dir / "exit.json").exists():
+        if has_exit(worker_dir):
             self.status.pop(pid, None)
             return None
         deadline = time.monotonic() + STATUS_WAIT

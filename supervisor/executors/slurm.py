@@ -18,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aura.runtime import slurm
+from aura.runtime.exitfile import has_exit
 from aura.runtime.fsutil import atomic_write_text, read_json
 from aura.runtime.loop import Daemon
 from aura.runtime.paths import project_id
-from aura.runtime.records import START_FACTS, WORKER_EXIT, WORKER_START_REPORT, run_time_limits
+from aura.runtime.records import START_FACTS, WORKER_START_REPORT, run_time_limits
 from aura.runtime.vocab import QUEUED, RUNNING
 
 from .base import Ended, Executor, StartOrder, StartReport
@@ -180,7 +181,7 @@ class SlurmExecutor(Executor):
     def _recorded_long_ago(job: dict) -> bool:
         """The shim's exit record is there, but Slurm still lists the job as running or completing: its
         end is taken once Slurm says how the job ended (a preemption, a failed node), or after a while."""
-        if not (job["dir"] / WORKER_EXIT).exists():
+        if not has_exit(job["dir"]):
             return False
         seen = job.setdefault("exit_seen", time.monotonic())
         return time.monotonic() - seen > RECORD_WAIT_S
@@ -239,7 +240,7 @@ class SlurmExecutor(Executor):
         if not fields:
             return None
         ended = slurm.ended_exit(fields)
-        if (job["dir"] / WORKER_EXIT).exists():  # the shim's record stands; Slurm's word is kept when it says more
+        if has_exit(job["dir"]):  # the shim's record stands; Slurm's word is kept when it says more
             return {"slurm_state": ended["slurm_state"], "note": ended["error"]} if slurm.abnormal(fields) else None
         return ended
 

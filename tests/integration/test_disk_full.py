@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from aura.runtime.exitfile import RESERVE_BYTES
 from aura.runtime.fsutil import read_json, read_jsonl
 from aura.runtime.paths import DAEMONS, ProjectPaths
 from aura.runtime.peers import lock_is_held
@@ -326,8 +327,9 @@ def test_an_exit_record_that_hits_a_full_disk_is_written_into_its_reserve(disk_r
     done = wait_for(lambda: disk_rig.exited("flood"), 30, what="the flooding worker to end")
     assert free(p.paths.data) < 64 * 1024  # the disk is still full
     assert done["outcome"] == "failed" and done["exit"]["exit_code"] == 7, done
-    on_disk = read_json(p.paths.worker_dir("flood") / "exit.json")
-    assert on_disk["exit_code"] == 7 and "reserved" in on_disk["written_via"]
+    exit_file = p.paths.worker_dir("flood") / "exit.json"
+    assert read_json(exit_file)["exit_code"] == 7
+    assert exit_file.stat().st_size == RESERVE_BYTES  # the reserve's blocks, renamed
     assert not (p.paths.worker_dir("flood") / "exit.reserve").exists()
 
 

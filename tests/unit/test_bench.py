@@ -83,7 +83,7 @@ def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
     text = render(result)
     row = next(line for line in text.splitlines() if line.startswith("| `aura ps` vs `status`, whole command, median"))
     assert row.split("|")[2:7] == [" 100.0 ", " 200.0 ", " 50.0 ", " 0.50 ", " 2.00 "]
-    floor = next(line for line in text.splitlines() if "exit records written and fsynced at once" in line)
+    floor = next(line for line in text.splitlines() if "exit records made durable at once" in line)
     assert floor.split("|")[1].strip().startswith("N=128: Aura only") and floor.split("|")[2:4] == [" 42 ", " - "]
     assert "not available (no planner)" in text
 

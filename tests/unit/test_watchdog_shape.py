@@ -10,19 +10,19 @@ import ast
 import importlib
 from pathlib import Path
 
-from aura.runtime import eventkinds, ops, records, vocab
+from aura.runtime import eventkinds, exitfile, ops, records, vocab
 
 WATCHDOG = Path(importlib.import_module("aura.watchdog").__path__[0])
 WATCHDOG_OPS = ("usage", "limits", "set_limits", "preflight", "status")
 OWNED = {
     **{k: "aura.runtime.eventkinds" for k in eventkinds.BY_NAME},
     **{k: "aura.runtime.vocab" for k in (*vocab.WORKER_STATES, *vocab.OUTCOMES)},
+    **{k: "aura.runtime.exitfile" for k in (exitfile.WORKER_EXIT, exitfile.EXIT_RESERVE)},
     **{
         k: "aura.runtime.records"
         for k in (
             records.WORKER_RECORD,
             records.WORKER_START_REPORT,
-            records.WORKER_EXIT,
             records.WORKER_JOBS,
             "limits.json",
             "kills",
