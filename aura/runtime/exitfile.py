@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .fsutil import read_bytes, read_json
+from .fsutil import read_bytes, read_json, unpadded
 
 WORKER_EXIT = "exit.json"
 EXIT_RESERVE = "exit.reserve"  # the blocks the exit record is written into, set aside at the start
@@ -43,7 +43,7 @@ def _reserve_record(folder: Path) -> dict | None:
     if not data.startswith(b"{"):  # blank: the worker has not ended
         return None
     try:
-        rec = json.loads(data)
+        rec = json.loads(unpadded(data))
     except ValueError:  # caught half-written
         return None
     return rec if isinstance(rec, dict) else None

@@ -72,7 +72,6 @@ def setup_logging(path: Path, daemon: str, level: str = "info", to_stderr: bool 
     sink: Any = _Tee(fh, sys.stderr) if to_stderr else fh
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=False),
             structlog.processors.format_exc_info,
