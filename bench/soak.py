@@ -96,7 +96,7 @@ def save_cost(sizes: tuple[int, ...] = (500, 5000), runs: int = 20, store_class:
             store = (store_class or StateStore)(folder)
             state = store.load().state
             for i in range(n):
-                add_task(state, new_task(f"T{i:06d}", f"item {i} `true`", **_finished_fields(f"T{i:06d}", tmp)))
+                add_task(state, new_task(f"T{i:06d}", f"item {i} `true`", **_finished_fields(f"T{i:06d}")))
             store.save(state)
             times, written = [], []
             for r in range(runs):
@@ -114,7 +114,7 @@ def save_cost(sizes: tuple[int, ...] = (500, 5000), runs: int = 20, store_class:
     return out
 
 
-def _finished_fields(tid: str, root: str) -> dict:
+def _finished_fields(tid: str) -> dict:
     return {
         "status": COMPLETED,
         "attempts": 1,
@@ -129,17 +129,6 @@ def _finished_fields(tid: str, root: str) -> dict:
         "workers": [f"{tid}-1"],
         "started_at": time.time(),
         "finished_at": time.time(),
-        "spawn_spec": {
-            "backend": "shell",
-            "budget_s": 1800.0,
-            "command": "true",
-            "cwd": root,
-            "limits": {},
-            "mounts": [],
-            "task_dir": f"{root}/.aura/workspace/tasks/{tid}",
-            "task_id": tid,
-            "worker_id": f"{tid}-1",
-        },
     }
 
 

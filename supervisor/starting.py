@@ -112,6 +112,8 @@ class Starter:
         }
         if plan.max_turns:
             rec["max_turns_enforced"] = plan.max_turns
+        if spec.get("max_budget_usd"):
+            rec["max_budget_usd"] = spec["max_budget_usd"]  # the cap the brain gave it, from the run's budget left
         if not self.workers.add(rec):  # no room for its record: a worker nobody could re-adopt is not started
             raise IpcError(
                 SPAWN_FAILED, "could not start the worker: " + exitrecord.disk_message(wdir, "no room for its record")

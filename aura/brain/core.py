@@ -361,6 +361,7 @@ class BrainCore:
 
     def settle(self, task: dict, worker: dict) -> None:
         """Decide a finished attempt on evidence the brain checks itself."""
+        task.pop("spawn_spec", None)  # spent: the supervisor's record keeps what ran; a retry builds its own
         kill = worker.get("kill") or {}
         if kill.get("reason_code") == "resource":
             self.resource_killed(task, worker)

@@ -410,7 +410,7 @@ def test_budget_stops_new_spawns_at_its_figure_and_raising_it_resumes(project: P
     st = state(project)
     assert st["tasks"]["A2"]["status"] == "pending" and "A2-1" not in project.workers()
     assert st["budget"]["state"] == "reached" and st["budget"]["spent_usd"] == pytest.approx(1.6)
-    assert st["tasks"]["A1"]["spawn_spec"]["max_budget_usd"] == pytest.approx(0.5), "the worker's own cap"
+    assert project.workers()["A1-1"]["max_budget_usd"] == pytest.approx(0.5), "the worker's own cap"
     kinds = [e["kind"] for e in events(project)]
     assert "budget_warning" in kinds and "budget_reached" in kinds
     assert "BUDGET REACHED" in project.aura("status", check=False).stdout

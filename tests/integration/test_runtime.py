@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aura.runtime.fsutil import read_jsonl
+from aura.runtime.fsutil import read_json, read_jsonl
 from tests.support.harness import REPO, Project, wait_for
 from tests.support.workloads import MEM_HOG
 
@@ -37,6 +37,8 @@ def test_bundled_task_runs_to_completion_and_down_leaves_nothing(project: Projec
     assert project.seen, "no process was recorded"
     project.aura("down")
     assert project.survivors() == []
+    tasks = read_json(project.paths.state_dir / "state.json")["tasks"]
+    assert not [t for t in tasks if "spawn_spec" in tasks[t]], "a settled attempt's spawn intent stays in the tree"
 
 
 def test_second_up_is_refused_and_names_the_running_one(project: Project) -> None:

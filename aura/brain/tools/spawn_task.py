@@ -44,7 +44,7 @@ def spawn_task(box: ToolContext, a: dict) -> ToolResult:
     if task.get("backend") and not task.get("command"):
         spec["backend"] = task["backend"]
     rec = core.spawn(task, spec)  # the core adds the remaining budget as the worker's own cap
-    return outcome(box, task, rec, a.get("reason"))
+    return outcome(box, task, rec, a.get("reason"), spec.get("backend"))
 
 
 def check_spawnable(task: dict) -> None:
@@ -60,14 +60,14 @@ def check_spawnable(task: dict) -> None:
         raise ToolError(f"{task['id']} is {task['status']}; reopen it with update_task_tree first if needed")
 
 
-def outcome(box: ToolContext, task: dict, rec: dict | None, reason: str | None) -> ToolResult:
+def outcome(box: ToolContext, task: dict, rec: dict | None, reason: str | None, backend: str | None) -> ToolResult:
     """What the model is told: started, saved for the next reconcile, waiting, refused or ended at once."""
     box.planner.record(
         "spawn",
         task_id=task["id"],
         worker_id=task.get("worker_id"),
         reason=reason or "",
-        backend=(task.get("spawn_spec") or {}).get("backend"),
+        backend=backend,
     )
     if rec is None:
         if task["status"] == "in_progress":
