@@ -8,7 +8,7 @@ change, so the flush is a data write with no journal commit to wait for (many sh
 do not queue behind the file system's commits), and it works on a full disk (a rename needs no
 space). The rename reaches the disk at the file system's next commit: a machine that goes down
 before it keeps the whole record under the reserve's name, which the readers take in
-(aura.runtime.records.exit_record).
+(aura.runtime.exitfile).
 
 A record too big for the reserve is written atomically beside it; on a full disk, trimmed to fit the
 reserve. When even that fails, the shim's own exit status carries the worker's (encode / decode
@@ -46,7 +46,7 @@ def disk_message(folder: Path | str, what: str) -> str:
 def reserve(folder: Path) -> None:
     """Set aside the blocks the exit record will need; OSError (ENOSPC) when there is no room."""
     path = folder / RESERVE_NAME
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it becomes exit.json: private, as every record
     try:
         data = b" " * RESERVE_BYTES
         if os.write(fd, data) < len(data):  # written is allocated (or, delayed, reserved): no fsync needed

@@ -172,7 +172,7 @@ static int atomic_write(const char *dir, const char *name, const char *data, int
  * Neither the size nor the blocks change, so fdatasync is a data write and a cache flush, with no
  * journal commit to wait for: a burst of exits does not queue behind the file system's commits. The
  * rename reaches the disk at the next commit; a crash before it leaves the whole record in the
- * reserve, which every reader of exit records takes in (aura/runtime/records.py exit_record). */
+ * reserve, which every reader of exit records takes in (aura/runtime/exitfile.py). */
 static int write_in_reserve(const char *dir, const char *record) {
     char spare[PATH_MAX], path[PATH_MAX], padded[RESERVE_BYTES];
     size_t len = strlen(record);
@@ -192,7 +192,7 @@ static int write_in_reserve(const char *dir, const char *record) {
 static int reserve_exit_space(const char *dir) {
     char path[PATH_MAX];
     if (!join(path, sizeof path, dir, "exit.reserve")) return -1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* it becomes exit.json: private, as every record */
     if (fd < 0) return -1;
     char spaces[RESERVE_BYTES];
     memset(spaces, ' ', sizeof spaces);

@@ -4,6 +4,7 @@ renamed; a machine that went down before the rename reached the disk leaves it i
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from aura.maintenance import worker_status
@@ -27,6 +28,7 @@ def test_the_record_is_written_into_the_reserves_blocks_and_renamed(tmp_path: Pa
     assert exitrecord.write(spare.parent, RECORD) == "reserve"
     done = spare.parent / WORKER_EXIT
     assert not spare.exists() and done.stat().st_ino == inode and done.stat().st_size == RESERVE_BYTES
+    assert stat.S_IMODE(done.stat().st_mode) == 0o600  # private, as every record
     assert exit_record(spare.parent) == RECORD and has_exit(spare.parent)
 
 
