@@ -75,7 +75,7 @@ def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
             "scale": {
                 "aura": {
                     "runs": {"128": {"n": 128, "spawn_s": 0.3, "exit_seen_s": 0.05, "reaped_s": 0.06}},
-                    "fsync_floor": {"128": {"median_ms": 42.4, "rounds_ms": [42.4]}},
+                    "fsync_floor": {"128": {"median_ms": 42.4, "rounds_ms": [42.4], "unsynced_median_ms": 30.2}},
                 }
             },
         },
@@ -84,7 +84,7 @@ def test_report_renders_aura_beside_the_rivals_with_ratios() -> None:
     row = next(line for line in text.splitlines() if line.startswith("| `aura ps` vs `status`, whole command, median"))
     assert row.split("|")[2:7] == [" 100.0 ", " 200.0 ", " 50.0 ", " 0.50 ", " 2.00 "]
     floor = next(line for line in text.splitlines() if "exit records made durable at once" in line)
-    assert floor.split("|")[1].strip().startswith("N=128: Aura only") and floor.split("|")[2:4] == [" 42 ", " - "]
+    assert floor.split("|")[1].strip().startswith("N=128: Aura only") and floor.split("|")[2:4] == [" 42 (30) ", " - "]
     assert "not available (no planner)" in text
 
 
@@ -117,6 +117,7 @@ def test_scale_rounds_give_each_figure_its_median_and_keep_every_round() -> None
 def test_fsync_floor_times_every_round_of_real_writers_and_leaves_nothing() -> None:
     before = set(os.listdir(tempfile.gettempdir()))
     got = fsyncfloor.measure([3], 2)
-    assert list(got) == ["3"] and len(got["3"]["rounds_ms"]) == 2
+    assert list(got) == ["3"] and len(got["3"]["rounds_ms"]) == 2 == len(got["3"]["unsynced_rounds_ms"])
     assert all(t > 0 for t in got["3"]["rounds_ms"]) and got["3"]["median_ms"] in got["3"]["rounds_ms"]
+    assert got["3"]["unsynced_median_ms"] in got["3"]["unsynced_rounds_ms"]
     assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("aura-fsync-")]
