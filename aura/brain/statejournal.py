@@ -100,14 +100,16 @@ class Saved:
 
     def changes(self, state: dict, touched: set[str] | None = None) -> list[Op]:
         """The operations that turn the saved tree into `state`, and `state` is now the saved one.
-        With `touched` (and the same task ids as saved) only those tasks are compared, so a status
+        With `touched` (and as many tasks as saved) only those tasks are compared, so a status
         change costs the same at 10 tasks and at 10,000; a change to another task waits for the
-        next comparison of all of them."""
+        next comparison of all of them. Tasks leave the tree only by being archived, never removed,
+        so an unchanged count means the same tasks: comparing the ids themselves would cost a walk
+        over all of them on every save."""
         rest = _rest(state)
         ops = diff(self.rest, rest)
         table = state.get("tasks")
         tasks: dict = table if isinstance(table, dict) else {}
-        if touched is None or tasks.keys() != self.tasks.keys():
+        if touched is None or len(tasks) != len(self.tasks):
             for tid in self.tasks.keys() - tasks.keys():
                 ops.append([["tasks", tid]])
                 del self.tasks[tid]

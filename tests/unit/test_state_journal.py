@@ -72,3 +72,16 @@ def test_a_save_compares_only_the_touched_tasks_and_the_snapshot_catches_the_res
     del state["tasks"]["t4"]["reason"]
     store.flush(state)  # only the tasks that changed are encoded again
     assert read_state(tmp_path) == json.loads(json.dumps(state))
+
+
+def test_a_task_added_without_being_named_touched_is_saved_all_the_same(tmp_path: Path) -> None:
+    """A touched save compares only the touched tasks while the count is the one saved; a task
+    added (the count changed) makes it compare them all."""
+    store, state = _store_with_tasks(tmp_path, 100)
+    add_task(state, new_task("t100", "added by the planner"))
+    state["tasks"]["t5"]["note"] = "changed in the same round"
+    store.save(state, touched={"t3"})
+    journal = (tmp_path / "state.journal").read_text()
+    assert '"t100"' in journal and '"t5"' in journal
+    store.close()
+    assert StateStore(tmp_path).load().state["tasks"]["t100"]["title"] == "added by the planner"
