@@ -21,10 +21,11 @@ import sys
 import tempfile
 import time
 
+from aura.runtime.exitfile import RESERVE_BYTES
+
 from .stats import percentile
 
 RECORD = b'{"exit_code": 0, "signal": null, "started_at": 1.0, "ended_at": 2.0, "duration_s": 1.0}\n'
-RESERVE_BYTES = 8192  # supervisor/nativeshim.c
 
 
 def one_round(n: int, durable: bool = True) -> float:

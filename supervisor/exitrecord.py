@@ -28,7 +28,6 @@ from pathlib import Path
 from aura.runtime.exitfile import EXIT_RESERVE, RESERVE_BYTES, WORKER_EXIT
 from aura.runtime.fsutil import atomic_write_json, disk_full, fsync_path, rewrite_in_place
 
-RESERVE_NAME = EXIT_RESERVE
 BULKY = ("managed", "registered_not_kept")  # dropped from a record too big for the reserve
 ESSENTIAL = ("exit_code", "signal", "error", "started_at", "ended_at", "duration_s", "written_via")
 
@@ -45,7 +44,7 @@ def disk_message(folder: Path | str, what: str) -> str:
 
 def reserve(folder: Path) -> None:
     """Set aside the blocks the exit record will need; OSError (ENOSPC) when there is no room."""
-    path = folder / RESERVE_NAME
+    path = folder / EXIT_RESERVE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it becomes exit.json: private, as every record
     try:
         data = b" " * RESERVE_BYTES
@@ -64,13 +63,13 @@ def reserve(folder: Path) -> None:
 def sync_reserve(folder: Path) -> None:
     """Make the reserve's blocks durable while the worker runs, so its exit record is a data-only
     write (an fsync at the end would otherwise commit their allocation too)."""
-    fsync_path(folder / RESERVE_NAME)
+    fsync_path(folder / EXIT_RESERVE)
 
 
 def write(folder: Path, record: dict) -> str:
     """Write `exit.json`: into the reserve's blocks ('reserve'), else atomically ('file'), else,
     on a full disk, trimmed into the reserve ('reserve'). OSError when none worked."""
-    spare = folder / RESERVE_NAME
+    spare = folder / EXIT_RESERVE
     data = _compact(record)
     if len(data) <= RESERVE_BYTES:
         try:

@@ -12,10 +12,9 @@ Imported by the shim (`python -I -S`): the standard library and aura.runtime.fsu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .fsutil import read_bytes, read_json, unpadded
+from .fsutil import read_json
 
 WORKER_EXIT = "exit.json"
 EXIT_RESERVE = "exit.reserve"  # the blocks the exit record is written into, set aside at the start
@@ -36,14 +35,6 @@ def has_exit(folder: Path) -> bool:
 
 
 def _reserve_record(folder: Path) -> dict | None:
-    try:
-        data = read_bytes(folder / EXIT_RESERVE)
-    except OSError:
-        return None
-    if not data.startswith(b"{"):  # blank: the worker has not ended
-        return None
-    try:
-        rec = json.loads(unpadded(data))
-    except ValueError:  # caught half-written
-        return None
+    """The record in the reserve; None while it is blank (no JSON once unpadded) or half-written."""
+    rec = read_json(folder / EXIT_RESERVE)
     return rec if isinstance(rec, dict) else None

@@ -204,10 +204,12 @@ def read_json(path: str | Path, default: Any = None) -> Any:
 
 
 def unpadded(data: bytes) -> bytes:
-    """A record rewritten in place (`rewrite_in_place`, always a JSON object) without its padding
-    of spaces: json would decode all of it to text and match it with a regular expression, where
-    finding the object's end from the back is one memrchr."""
-    return data[: data.rfind(b"}") + 1] if data.endswith(b" ") else data
+    """A record rewritten in place (`rewrite_in_place`) without its padding of spaces: json would
+    decode all of it to text and match it with a regular expression, where finding the object's
+    or the list's end from the back is a memrchr each. All spaces give b"" (no JSON)."""
+    if not data.endswith(b" "):
+        return data
+    return data[: max(data.rfind(b"}"), data.rfind(b"]")) + 1]
 
 
 def read_bytes(path: str | Path) -> bytes:
