@@ -129,16 +129,19 @@ class AuraAdapter:
                 raise RuntimeError(f"aura spawn {self.group}-{i}: {rec.get('state')} {rec.get('exit')}")
             self.ids.append(rec["worker_id"])
 
-    def _mine(self, include_exited: bool = True) -> list[dict]:
-        return self.client.call("list", {"worker_ids": self.ids, "include_exited": include_exited})
+    def _mine(self, fields: list[str], include_exited: bool = True) -> list[dict]:
+        """Only the fields asked for, as circus's `list` answers with pids alone."""
+        args = {"worker_ids": self.ids, "include_exited": include_exited, "fields": fields}
+        return self.client.call("list", args)
 
     def running_pids(self) -> list[int]:
-        return [w["worker_pid"] for w in self._mine(include_exited=False) if w.get("state") in ("running", "orphaned")]
+        listed = self._mine(["state", "worker_pid"], include_exited=False)
+        return [w["worker_pid"] for w in listed if w.get("state") in ("running", "orphaned")]
 
     def tracked_pids(self) -> list[int]:
         """Workers and their shims: a shim left unreaped would be Aura's zombie."""
         out: list[int] = []
-        for w in self._mine():
+        for w in self._mine(["worker_pid", "shim_pid"]):
             out += [p for p in (w.get("worker_pid"), w.get("shim_pid")) if p]
         return out
 

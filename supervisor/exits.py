@@ -2,8 +2,10 @@
 known without one), and recorded with its outcome, its final progress and its trimmed output.
 
 Ends heard in one round of the loop are taken in together, after it (`ended` queues, `take_in`
-works): a burst of exits reads the kill folder and the limits once, and hands its record writes
-to the flusher in one go, so the loop keeps pace with the shims however many end at once."""
+works): a burst of exits reaps every shim first, reads the kill folder and the limits once, marks
+every worker ended, and only then (`tell`, in a later round, so requests waiting meanwhile are
+answered first) writes, logs and publishes each end, handing the record writes to the flusher in
+one go. So the loop keeps pace with the shims however many end at once."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .executors.base import Executor
 from .kills import Kills
 from .monitor import OutputMonitor
 from .outputs import TrimRule, trim_outputs
-from .states import WorkerTable
+from .states import News, WorkerTable
 
 Later = Callable[[float, Callable[[], Any]], None]
 Guard = Callable[[Callable[[], Any]], None]
@@ -58,6 +60,7 @@ class Exits:
         self.later = later
         self.guard = guard
         self.ready: list[str] = []
+        self.untold: list[News] = []
         self.kill_names = KillNames(paths)
 
     def ended(self, wid: str) -> None:
@@ -69,23 +72,39 @@ class Exits:
 
     def take_in(self) -> None:
         """Every end heard so far; one that fails is logged and the rest are still taken in."""
-        ready, self.ready = self.ready, []
+        ready, self.ready = list(dict.fromkeys(self.ready)), []
         if not ready:
             return
+        reaped: dict[str, dict | None] = {}
+        for wid in ready:
+            self.guard(functools.partial(self._reap, wid, reaped))
+        burst = self._burst()
+        with self.workers.holding_news() as news:
+            for wid in reaped:
+                self.guard(functools.partial(self._take_one, wid, reaped[wid], burst))
+        if news:
+            if not self.untold:
+                self.later(0, self.tell)
+            self.untold += news
+
+    def tell(self) -> None:
+        """Write, log and publish the ends taken in; one that fails is logged, the rest still told."""
+        untold, self.untold = self.untold, []
         with self.workers.registry.flusher.held():
-            burst = self._burst()
-            for wid in ready:
-                self.guard(functools.partial(self._take_one, wid, burst))
+            for news in untold:
+                self.guard(functools.partial(self.workers.announce, news))
+
+    def _reap(self, wid: str, reaped: dict[str, dict | None]) -> None:
+        """Stop watching the worker and reap its shim (what its exit status says, if anything)."""
+        reaped[wid] = self.executor.collect(wid)
 
     def _burst(self) -> _Burst:
         return _Burst(self.kill_names(), TrimRule(self.cfg, self.paths))
 
-    def _take_one(self, wid: str, burst: _Burst) -> None:
+    def _take_one(self, wid: str, recovered: dict | None, burst: _Burst) -> None:
         rec = self.workers.get(wid)
         if rec is None or rec.get("state") not in LIVE_STATES:
-            self.executor.collect(wid)
             return
-        recovered = self.executor.collect(wid)
         exit_rec = self.workers.registry.exit(wid)
         if exit_rec is not None and recovered is not None and recovered.get("note"):  # Slurm ended it
             self.finish(wid, {**exit_rec, "slurm_state": recovered["slurm_state"]}, note=recovered["note"], burst=burst)

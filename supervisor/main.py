@@ -87,6 +87,7 @@ class SupervisorDaemon(Daemon):
 
     def teardown(self) -> None:
         self.guard(self.exits.take_in)  # ends heard in the loop's last round; the rest of the stop still runs
+        self.guard(self.exits.tell)
         if self.stop_workers_on_exit:
             self.kills.stop_all(self.exits.finish)
         self.executor.close()
@@ -100,9 +101,15 @@ class SupervisorDaemon(Daemon):
         }
 
     # -- what the parts share -----------------------------------------------------------------
-    def public(self, rec: dict) -> dict:
-        """A worker's record as clients see it: without its environment, with its live progress."""
-        out = dict(rec)
+    def public(self, rec: dict, keys: list[str] | None = None) -> dict:
+        """A worker's record as clients see it (only `keys`, where given): without its environment,
+        with its live progress."""
+        if keys is None:
+            out = dict(rec)
+        else:
+            out = {k: rec[k] for k in keys if k in rec}
+            if "progress" not in keys:
+                return out
         out.pop("env", None)
         live = self.monitor.summary(rec["worker_id"])
         if live:

@@ -3,6 +3,7 @@ names them and reads them for everyone)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aura.runtime.flusher import Flusher
@@ -23,6 +24,11 @@ class Registry(WorkerRecords):
     def __init__(self, paths: ProjectPaths, flusher: Flusher | None = None):
         super().__init__(paths)
         self.flusher = flusher or Flusher()
+
+    def record(self, worker_id: str) -> dict | None:
+        """The latest record: the bytes still on their way to the disk, else the file."""
+        data = self.flusher.pending(self.path(worker_id))
+        return json.loads(data) if data is not None else super().record(worker_id)
 
     def save(self, rec: dict) -> None:
         path = self.path(rec["worker_id"])

@@ -7,9 +7,11 @@ publishes its event. A change that keeps the state (a kill asked for, cores pinn
 registered) goes through `record_change`, which does the same without the check.
 
 A new worker's record is written before its shim starts; later changes are written by the
-registry's thread (supervisor/registry.py). A record that a full disk keeps from being written
-stays in memory, is said once in the log, and is written again by `retry_unsaved` (each second)
-until there is room.
+registry's thread (supervisor/registry.py). Inside `holding_news` a change is made in memory at
+once and its write, log line and event wait for `announce`: a burst of exits marks every worker
+ended before it announces any of them, so a request is not kept waiting behind the announcements.
+A record that a full disk keeps from being written stays in memory, is said once in the log, and is
+written again by `retry_unsaved` (each second) until there is room.
 
 Only the live workers and the last KEEP_EXITED that ended stay in memory: an older record is read
 from its folder when asked for (`find`), so a run of thousands of workers does not grow the daemon.
@@ -17,8 +19,10 @@ from its folder when asked for (`find`), so a run of thousands of workers does n
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from aura.runtime.fsutil import disk_full
@@ -50,6 +54,19 @@ def check(old: str | None, new: str, fields: dict) -> None:
         raise IllegalTransition(f"a worker may not end with outcome {fields.get('outcome')!r}")
 
 
+@dataclass(frozen=True)
+class News:
+    """A change made to a record, to be written, logged (as `log_as` or `event`) and published."""
+
+    rec: dict
+    event: str | None
+    logged: dict | None = None
+    published: dict | None = None
+    level: str = "info"
+    log_as: str | None = None
+    ended: bool = False  # the worker ended: once told, it may leave memory (`retire`)
+
+
 class WorkerTable(dict[str, dict]):
     """Every worker's record by id, as the registry holds it (or will, once the disk has room)."""
 
@@ -60,6 +77,17 @@ class WorkerTable(dict[str, dict]):
         self.publish = publish
         self.unsaved: set[str] = set()
         self.ended: deque[str] = deque()  # ended workers held in memory, oldest first
+        self._held: list[News] | None = None
+
+    @contextlib.contextmanager
+    def holding_news(self) -> Iterator[list[News]]:
+        """Changes made meanwhile are kept in the list this yields, for the caller to `announce`."""
+        held: list[News] = []
+        self._held = held
+        try:
+            yield held
+        finally:
+            self._held = None
 
     def find(self, wid: str) -> dict | None:
         """A worker's record: held in memory, else (an older ended one) read from its folder."""
@@ -123,10 +151,7 @@ class WorkerTable(dict[str, dict]):
         publish it. False when a full disk kept the record from being written (it is retried)."""
         check(rec.get("state"), state, fields)
         rec.update(state=state, **fields)
-        saved = self.record_change(rec, event, logged=logged, published=published, level=level)
-        if state == EXITED:
-            self.retire(rec["worker_id"])
-        return saved
+        return self._change(News(rec, event, logged, published, level, ended=state == EXITED))
 
     def record_change(
         self,
@@ -143,13 +168,24 @@ class WorkerTable(dict[str, dict]):
         (as `log_as` where the log names it otherwise) and, with `published`, publish it with the
         worker's and task's ids."""
         rec.update(fields)
+        return self._change(News(rec, event, logged, published, level, log_as))
+
+    def _change(self, news: News) -> bool:
+        if self._held is not None:
+            self._held.append(news)
+        else:
+            self.announce(news)
+        return news.rec["worker_id"] not in self.unsaved
+
+    def announce(self, news: News) -> None:
+        rec, wid = news.rec, news.rec["worker_id"]
         self.registry.save_later(rec)
-        wid = rec["worker_id"]
-        if event is not None:
-            getattr(self.log, level)(log_as or event, worker=wid, **(logged or {}))
-            if published is not None:
-                self.publish(event, worker_id=wid, task_id=rec.get("task_id"), **published)
-        return wid not in self.unsaved
+        if news.event is not None:
+            getattr(self.log, news.level)(news.log_as or news.event, worker=wid, **(news.logged or {}))
+            if news.published is not None:
+                self.publish(news.event, worker_id=wid, task_id=rec.get("task_id"), **news.published)
+        if news.ended:
+            self.retire(wid)
 
     def save(self, rec: dict) -> bool:
         """Write a worker's record; on a full disk keep it in memory, retry it, and say so once."""

@@ -4,7 +4,8 @@ them durable, so a burst of worker exits does not queue behind the file system.
 Two kinds of work: `write` (the latest bytes for a path: written to a temp file and renamed over it
 by the thread, later bytes for the same path replacing earlier ones not yet written) and `add` (a
 file the caller already renamed into place: only fsynced). A write that fails is kept for
-`failed`, which the owner's loop reads to retry it and say so.
+`failed`, which the owner's loop reads to retry it and say so. Until a write has landed, `pending`
+has its bytes, for a reader that would otherwise find the file one version behind.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Flusher:
 
     def __init__(self) -> None:
         self._writes: dict[Path, bytes] = {}
+        self._inflight: dict[Path, bytes] = {}  # taken by the thread, maybe not in place yet
         self._syncs: set[Path] = set()
         self._failed: dict[Path, OSError] = {}
         self._cond = threading.Condition()
@@ -33,6 +35,12 @@ class Flusher:
         with self._cond:
             self._writes[path] = data
             self._wake()
+
+    def pending(self, path: Path) -> bytes | None:
+        """The latest bytes handed in for `path` that may not be in place yet, if any."""
+        with self._cond:
+            data = self._writes.get(path)
+            return data if data is not None else self._inflight.get(path)
 
     def add(self, path: Path) -> None:
         with self._cond:
@@ -80,6 +88,7 @@ class Flusher:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending() and not self._holds)
                 writes, self._writes = self._writes, {}
+                self._inflight = writes
                 syncs, self._syncs = self._syncs, set()
                 self._busy = True
             failed = {}
@@ -94,6 +103,7 @@ class Flusher:
             finally:
                 with self._cond:
                     self._failed.update(failed)
+                    self._inflight = {}
                     self._busy = False
                     self._cond.notify_all()
 

@@ -91,9 +91,17 @@ class Supervisor:
         return self.call("get", {"worker_id": wid})
 
     def wait_exited(self, wid: str, timeout: float = 60.0) -> dict:
-        return wait_for(
+        """The worker's record once it says exited and its `worker_exited` event is journaled (the
+        supervisor marks a burst of ends before it announces them: supervisor/exits.py)."""
+        rec = wait_for(
             lambda: (w := self.get(wid)).get("state") == "exited" and w, timeout, what=f"worker {wid} to exit"
         )
+        wait_for(
+            lambda: any(e["data"].get("worker_id") == wid for e in self.events("worker_exited")),
+            timeout,
+            what=f"worker {wid}'s end to be published",
+        )
+        return rec
 
     def events(self, kind: str | None = None) -> list[dict]:
         events = read_jsonl(self.project.paths.journal("supervisor"))

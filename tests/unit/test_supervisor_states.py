@@ -16,6 +16,7 @@ import pytest
 from aura.runtime.logs import setup_logging
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.vocab import EXITED, LOST, ORPHANED, OUTCOMES, RUNNING, STARTING, WORKER_STATES
+from aura.supervisor import states
 from aura.supervisor.registry import Registry
 from aura.supervisor.states import ALLOWED, IllegalTransition, WorkerTable
 
@@ -131,3 +132,44 @@ def _spelt_out(path: Path) -> list[str]:
 def test_the_supervisor_spells_no_state_or_outcome_out() -> None:
     found = [hit for path in sorted(SUPERVISOR.rglob("*.py")) for hit in _spelt_out(path)]
     assert found == [], "use aura.runtime.vocab's names:\n" + "\n".join(found)
+
+
+def test_changes_held_as_news_are_in_memory_at_once_and_told_only_when_announced(tmp_path: Path) -> None:
+    """A burst of exits marks every worker ended before any is written, logged or published
+    (supervisor/exits.py), and an ended worker leaves memory only once its end has been told."""
+    table, published, log_path = _table(tmp_path)
+    recs = []
+    for i in range(states.KEEP_EXITED + 2):
+        rec = {"worker_id": f"w{i}", "task_id": "T", "state": STARTING}
+        table.registry.dir(rec["worker_id"]).mkdir()
+        assert table.add(rec)
+        table.change_state(rec, RUNNING, "worker_started", published={})
+        recs.append(rec)
+    published.clear()
+    with table.holding_news() as news:
+        for rec in recs:
+            table.change_state(rec, EXITED, "worker_exited", outcome=LOST, logged={}, published={"outcome": LOST})
+    assert [table[r["worker_id"]]["state"] for r in recs] == [EXITED] * len(recs)  # every one held, marked
+    assert published == [] and len(news) == len(recs)
+    assert _on_disk(table, "w0")["state"] == RUNNING  # not written yet
+    for item in news:
+        table.announce(item)
+    assert [kind for kind, _ in published] == ["worker_exited"] * len(recs)
+    assert "w0" not in table and len(table) == states.KEEP_EXITED  # told, the oldest left memory
+    assert _on_disk(table, "w0")["state"] == EXITED
+    told = [json.loads(line)["worker"] for line in log_path.read_text().splitlines() if "worker_exited" in line]
+    assert told == [r["worker_id"] for r in recs]
+
+
+def test_a_record_on_its_way_to_the_disk_is_read_as_handed_in(tmp_path: Path) -> None:
+    """A record let go from memory before the flusher wrote it is read from the flusher, not from
+    the older file."""
+    table, _, _ = _table(tmp_path)
+    rec = {"worker_id": "w1", "task_id": "T", "state": STARTING}
+    table.registry.dir("w1").mkdir()
+    assert table.add(rec)
+    with table.registry.flusher.held():  # the thread writes nothing until the hold ends
+        table.change_state(rec, RUNNING, "worker_started")
+        assert table.registry.record("w1")["state"] == RUNNING
+        assert json.loads((table.registry.dir("w1") / "record.json").read_bytes())["state"] == STARTING
+    assert _on_disk(table, "w1")["state"] == RUNNING
