@@ -231,12 +231,15 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0, on_running: C
     release(fifo, pids)
     t_released = time.time()
     seen = reaped = None
+    left = set(tracked)  # found reaped, not looked at again: the last look is as cheap for 256 as for 128
     deadline = time.monotonic() + timeout
     while (seen is None or reaped is None) and time.monotonic() < deadline:
         if seen is None and not adapter.running_pids():
             seen = time.time()
-        if reaped is None and all(gone(p) for p in tracked):
-            reaped = time.time()
+        if reaped is None:
+            left = {p for p in left if not gone(p)}
+            if not left:
+                reaped = time.time()
         time.sleep(POLL_S)
     return {
         "n": n,
