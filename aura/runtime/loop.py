@@ -38,6 +38,16 @@ EXIT_ALREADY_RUNNING = 3
 
 
 REPLY_LINGER_MS = 500
+POLL_MAX_MS = 1000  # the longest the loop waits with no timer due: how soon it sees `stopping`
+
+
+def poll_timeout(due_in: float | None) -> int:
+    """Milliseconds the loop may wait for I/O when its next timer is due in `due_in` seconds: none
+    when it is overdue (a callback scheduled for now runs in the next round, not a millisecond
+    later), else rounded up so the timer is never run early."""
+    if due_in is None:
+        return POLL_MAX_MS
+    return 0 if due_in <= 0 else min(POLL_MAX_MS, int(due_in * 1000) + 1)
 
 
 class Daemon:
@@ -206,10 +216,7 @@ class Daemon:
     def _loop(self, wake_r: socket.socket) -> None:
         self._wake_r = wake_r
         while not self.stopping:
-            timeout = 1000
-            if self._timers:
-                timeout = max(0, min(timeout, int((self._timers[0][0] - time.monotonic()) * 1000) + 1))
-            self._poll_once(timeout)
+            self._poll_once(poll_timeout(self._timers[0][0] - time.monotonic() if self._timers else None))
             self._run_due_timers()
 
     _wake_r: socket.socket | None = None

@@ -13,6 +13,7 @@ from aura.ipc import envelope as env
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError
 from aura.ipc.events import EventFeed, Publisher, last_seq, read_journal
 from aura.ipc.server import RequestServer
+from aura.runtime.loop import POLL_MAX_MS, poll_timeout
 
 
 @pytest.fixture
@@ -187,3 +188,12 @@ def test_a_new_publisher_does_not_glue_its_first_event_to_a_torn_line(tmp_path: 
     finally:
         ctx.destroy(linger=0)
     assert [e["kind"] for e in read_journal(journal)] == ["a", "after_crash"]
+
+
+def test_the_loop_polls_without_waiting_when_a_timer_is_due_and_never_wakes_before_one() -> None:
+    """A callback scheduled for now (`call_later(0, ...)` from another callback, as the supervisor
+    announces a burst of exits) must not wait a millisecond; a timer due later must not run early."""
+    assert poll_timeout(None) == POLL_MAX_MS
+    assert poll_timeout(-0.0004) == 0 and poll_timeout(0.0) == 0
+    assert poll_timeout(0.0004) == 1 and poll_timeout(0.0021) == 3  # rounded up, never early
+    assert poll_timeout(3600.0) == POLL_MAX_MS
