@@ -104,16 +104,12 @@ class SupervisorDaemon(Daemon):
     def public(self, rec: dict, keys: list[str] | None = None) -> dict:
         """A worker's record as clients see it (only `keys`, where given): without its environment,
         with its live progress."""
-        if keys is None:
-            out = dict(rec)
-        else:
-            out = {k: rec[k] for k in keys if k in rec}
-            if "progress" not in keys:
-                return out
+        out = dict(rec) if keys is None else {k: rec[k] for k in keys if k in rec}
         out.pop("env", None)
-        live = self.monitor.summary(rec["worker_id"])
-        if live:
-            out["progress"] = live
+        if keys is None or "progress" in keys:
+            live = self.monitor.summary(rec["worker_id"])
+            if live:
+                out["progress"] = live
         return out
 
     def _start_reported(self, wid: str, report: dict | None) -> None:

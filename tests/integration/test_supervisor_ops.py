@@ -71,5 +71,6 @@ def test_a_misspelt_argument_is_refused_with_its_name_and_starts_nothing(sup: Su
     assert sup.get("t-1")["state"] == "running" and not sup.get("t-1").get("kill")
     narrow = sup.call("list", {"worker_ids": ["t-1"], "fields": ["state", "worker_pid", "no_such_field"]})
     assert narrow == [{"worker_id": "t-1", "state": "running", "worker_pid": rec["worker_pid"]}]
+    assert sup.call("list", {"worker_ids": ["t-1"], "fields": ["env"]}) == [{"worker_id": "t-1"}]  # never given out
     assert sup.call("kill", {"worker_id": rec["worker_id"], "reason": "test"})["killed"] is True
     assert sup.wait_exited("t-1")["outcome"] == "killed"
