@@ -179,13 +179,15 @@ class WorkerTable(dict[str, dict]):
 
     def announce(self, news: News) -> None:
         rec, wid = news.rec, news.rec["worker_id"]
-        self.registry.save_later(rec)
-        if news.event is not None:
-            getattr(self.log, news.level)(news.log_as or news.event, worker=wid, **(news.logged or {}))
-            if news.published is not None:
-                self.publish(news.event, worker_id=wid, task_id=rec.get("task_id"), **news.published)
-        if news.ended:
-            self.retire(wid)
+        try:
+            self.registry.save_later(rec)
+            if news.event is not None:
+                getattr(self.log, news.level)(news.log_as or news.event, worker=wid, **(news.logged or {}))
+                if news.published is not None:
+                    self.publish(news.event, worker_id=wid, task_id=rec.get("task_id"), **news.published)
+        finally:  # an ended worker whose announcement failed must still leave memory in its turn
+            if news.ended:
+                self.retire(wid)
 
     def save(self, rec: dict) -> bool:
         """Write a worker's record; on a full disk keep it in memory, retry it, and say so once."""
