@@ -102,7 +102,7 @@ class Saved:
         """The operations that turn the saved tree into `state`, and `state` is now the saved one.
         With `touched` (and as many tasks as saved) only those tasks are compared, so a status
         change costs the same at 10 tasks and at 10,000; a change to another task waits for the
-        next comparison of all of them. Tasks leave the tree only by being archived, never removed,
+        next comparison of all of them. No task is ever removed from the tree (archiving is a status),
         so an unchanged count means the same tasks: comparing the ids themselves would cost a walk
         over all of them on every save."""
         rest = _rest(state)
