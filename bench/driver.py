@@ -23,6 +23,8 @@ from typing import Any
 import psutil
 
 POLL_S = 0.02  # how often each manager's API is asked during a scale run (the same for all three)
+EXIT_POLL_S = 0.005  # how often once the workers are let go: finer than the exits being timed
+BARRIER_WAIT = "wait_for_partner"  # /proc/PID/wchan of a process blocked opening a FIFO no one writes
 
 
 # -- adapters -------------------------------------------------------------------------------------
@@ -186,23 +188,58 @@ def identities(pids: list[int]) -> list[list[float]]:
 
 
 def gone(pid: int) -> bool:
-    """True once nobody has to reap `pid` any more (not a zombie waiting for its parent)."""
+    """True once nobody has to reap `pid` any more: a zombie still answers signal 0, and this costs
+    the cores the exits are timed on a system call, not a read of /proc."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_DEAD
-    except psutil.NoSuchProcess:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return True
+    except PermissionError:
+        return False
+    return False
+
+
+def at_barrier(pids: list[int], timeout: float = 10.0) -> bool:
+    """Wait until every worker blocks opening the FIFO, so one open by the bench lets all go at
+    once and nothing is left to retry while the exits are timed. False where the kernel does not
+    say what a process waits in (no /proc wchan): then the release retries as it goes."""
+    deadline = time.monotonic() + timeout
+    waiting = set(pids)
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            where = _wchan(pid)
+            if where is None:
+                return False
+            if where == BARRIER_WAIT:
+                waiting.discard(pid)
+        if waiting:
+            time.sleep(0.005)
+    return not waiting
+
+
+def _wchan(pid: int) -> str | None:
+    """What `pid` is blocked in ("0" while it runs); None where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/wchan") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def release_once(fifo: str) -> None:
+    """Open and close the barrier FIFO: every worker blocked opening it reads EOF."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no worker has it open
+    except OSError:
+        return
+    os.close(fd)
 
 
 def release(fifo: str, pids: list[int], timeout: float = 30.0) -> None:
     """Open and close the barrier FIFO until every worker got past it (each waits for EOF on it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no worker has it open
-        except OSError:
-            fd = None
-        if fd is not None:
-            os.close(fd)  # every worker that has it open reads EOF now
+        release_once(fifo)
         if not any(_waiting_on_fifo(p) for p in pids):
             return
         time.sleep(0.05)
@@ -228,7 +265,10 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0, on_running: C
     ids = identities(tracked)
     if on_running is not None:
         on_running()
-    release(fifo, pids)
+    if at_barrier(pids):
+        release_once(fifo)  # all go at once; watched from now on
+    else:
+        release(fifo, pids)
     t_released = time.time()
     seen = reaped = None
     left = set(tracked)  # found reaped, not looked at again: the last look is as cheap for 256 as for 128
@@ -240,7 +280,7 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0, on_running: C
             left = {p for p in left if not gone(p)}
             if not left:
                 reaped = time.time()
-        time.sleep(POLL_S)
+        time.sleep(EXIT_POLL_S)
     return {
         "n": n,
         "t0": t0,
