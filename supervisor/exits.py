@@ -4,8 +4,9 @@ known without one), and recorded with its outcome, its final progress and its tr
 Ends heard in one round of the loop are taken in together, after it (`ended` queues, `take_in`
 works): a burst of exits reaps every shim first, reads the kill folder and the limits once, marks
 every worker ended, and only then (`tell`, in a later round, so requests waiting meanwhile are
-answered first) writes, logs and publishes each end, handing the record writes to the flusher in
-one go. So the loop keeps pace with the shims however many end at once."""
+answered first) writes, logs and publishes each end, a batch per round, handing each batch's record
+writes to the flusher in one go. So the loop keeps pace with the shims however many end at once,
+and a request that arrives during a burst waits for one batch at most."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .outputs import TrimRule, trim_outputs
 from .states import News, WorkerTable
 
 Later = Callable[[float, Callable[[], Any]], None]
+TELL_BATCH = 16  # ends announced per round of the loop: a burst's announcements never hold a request long
 Guard = Callable[[Callable[[], Any]], None]
 
 
@@ -88,11 +90,23 @@ class Exits:
             self.untold += news
 
     def tell(self) -> None:
-        """Write, log and publish the ends taken in; one that fails is logged, the rest still told."""
-        untold, self.untold = self.untold, []
+        """Write, log and publish up to TELL_BATCH of the ends taken in, then let the loop answer
+        requests before the next batch; one that fails is logged, the rest still told. Ends heard
+        since are taken in first: under a burst, marking them is what requests wait on."""
+        if self.ready:
+            self.take_in()
+        untold, self.untold = self.untold[:TELL_BATCH], self.untold[TELL_BATCH:]
         with self.workers.registry.flusher.held():
             for news in untold:
                 self.guard(functools.partial(self.workers.announce, news))
+        if self.untold:
+            self.later(0, self.tell)
+
+    def tell_all(self) -> None:
+        """Every end heard or taken in, announced now (the daemon is stopping: no later round)."""
+        self.take_in()
+        while self.untold:
+            self.tell()
 
     def _reap(self, wid: str, reaped: dict[str, dict | None]) -> None:
         """Stop watching the worker and reap its shim (what its exit status says, if anything)."""

@@ -86,8 +86,7 @@ class SupervisorDaemon(Daemon):
         self.call_every(2.0, self.housekeeping.scan_outputs)
 
     def teardown(self) -> None:
-        self.guard(self.exits.take_in)  # ends heard in the loop's last round; the rest of the stop still runs
-        self.guard(self.exits.tell)
+        self.guard(self.exits.tell_all)  # ends heard in the loop's last round; the rest of the stop still runs
         if self.stop_workers_on_exit:
             self.kills.stop_all(self.exits.finish)
         self.executor.close()

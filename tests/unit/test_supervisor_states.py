@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from aura.runtime.logs import setup_logging
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.vocab import EXITED, LOST, ORPHANED, OUTCOMES, RUNNING, STARTING, WORKER_STATES
 from aura.supervisor import states
+from aura.supervisor.exits import TELL_BATCH, Exits
 from aura.supervisor.registry import Registry
 from aura.supervisor.states import ALLOWED, IllegalTransition, WorkerTable
 
@@ -173,3 +176,60 @@ def test_a_record_on_its_way_to_the_disk_is_read_as_handed_in(tmp_path: Path) ->
         assert table.registry.record("w1")["state"] == RUNNING
         assert json.loads((table.registry.dir("w1") / "record.json").read_bytes())["state"] == STARTING
     assert _on_disk(table, "w1")["state"] == RUNNING
+
+
+def _held_ends(table: WorkerTable, n: int) -> list:
+    recs = []
+    for i in range(n):
+        rec = {"worker_id": f"w{i}", "task_id": "T", "state": STARTING}
+        table.registry.dir(rec["worker_id"]).mkdir()
+        assert table.add(rec)
+        table.change_state(rec, RUNNING, "worker_started", published={})
+        recs.append(rec)
+    with table.holding_news() as news:
+        for rec in recs:
+            table.change_state(rec, EXITED, "worker_exited", outcome=LOST, logged={}, published={"outcome": LOST})
+    return news
+
+
+def _exits(table: WorkerTable, later: list, tmp_path: Path) -> Exits:
+    def guard(fn: Callable[[], Any]) -> None:
+        fn()
+
+    parts: Any = None  # the announcing half uses the table alone
+    paths = ProjectPaths.for_root(tmp_path)
+    return Exits(table, parts, parts, parts, parts, paths, lambda _delay, fn: later.append(fn), guard)
+
+
+def test_a_burst_is_announced_a_batch_per_round_and_ends_heard_meanwhile_are_taken_in_first(tmp_path: Path) -> None:
+    """Requests are answered between batches of announcements, so none waits for a whole burst's
+    writes and events; an end heard before a batch is marked before that batch is told."""
+    table, published, _ = _table(tmp_path)
+    n = 2 * TELL_BATCH + 3
+    later: list = []
+    exits = _exits(table, later, tmp_path)
+    exits.untold = _held_ends(table, n)
+    published.clear()
+    taken: list[list[str]] = []
+    exits.ready = ["late"]
+    exits.take_in = lambda: taken.append(exits.ready[:]) or exits.ready.clear()  # type: ignore[method-assign]
+    exits.tell()
+    assert taken == [["late"]]  # before the first batch was told
+    assert len(published) == TELL_BATCH and later == [exits.tell]  # the rest in a later round
+    rounds = 1
+    while later:
+        later.pop()()
+        rounds += 1
+    assert rounds == 3 and not exits.untold
+    assert [data["worker_id"] for _, data in published] == [f"w{i}" for i in range(n)]
+
+
+def test_a_stopping_supervisor_announces_every_end_at_once(tmp_path: Path) -> None:
+    table, published, _ = _table(tmp_path)
+    later: list = []
+    exits = _exits(table, later, tmp_path)
+    exits.untold = _held_ends(table, 2 * TELL_BATCH + 1)
+    published.clear()
+    exits.tell_all()
+    assert len(published) == 2 * TELL_BATCH + 1 and not exits.untold
+    assert _on_disk(table, f"w{2 * TELL_BATCH}")["state"] == EXITED
