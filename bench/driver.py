@@ -194,8 +194,8 @@ def gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # there, and not ours to signal
+        pass
     return False
 
 

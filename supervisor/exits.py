@@ -29,8 +29,8 @@ from .outputs import TrimRule, trim_outputs
 from .states import News, WorkerTable
 
 Later = Callable[[float, Callable[[], Any]], None]
-TELL_BATCH = 16  # ends announced per round of the loop: a burst's announcements never hold a request long
 Guard = Callable[[Callable[[], Any]], None]
+TELL_BATCH = 16  # ends announced per round of the loop: a burst's announcements never hold a request long
 
 
 @dataclass
@@ -91,22 +91,26 @@ class Exits:
 
     def tell(self) -> None:
         """Write, log and publish up to TELL_BATCH of the ends taken in, then let the loop answer
-        requests before the next batch; one that fails is logged, the rest still told. Ends heard
-        since are taken in first: under a burst, marking them is what requests wait on."""
+        requests before the next batch. Ends heard since are taken in first: under a burst,
+        marking them is what requests wait on."""
         if self.ready:
             self.take_in()
-        untold, self.untold = self.untold[:TELL_BATCH], self.untold[TELL_BATCH:]
-        with self.workers.registry.flusher.held():
-            for news in untold:
-                self.guard(functools.partial(self.workers.announce, news))
+        self._announce(TELL_BATCH)
         if self.untold:
             self.later(0, self.tell)
 
     def tell_all(self) -> None:
         """Every end heard or taken in, announced now (the daemon is stopping: no later round)."""
         self.take_in()
-        while self.untold:
-            self.tell()
+        self._announce(len(self.untold))
+
+    def _announce(self, n: int) -> None:
+        """The first `n` ends taken in, their record writes handed over together; one that fails is
+        logged and the rest are still told."""
+        untold, self.untold = self.untold[:n], self.untold[n:]
+        with self.workers.registry.flusher.held():
+            for news in untold:
+                self.guard(functools.partial(self.workers.announce, news))
 
     def _reap(self, wid: str, reaped: dict[str, dict | None]) -> None:
         """Stop watching the worker and reap its shim (what its exit status says, if anything)."""
