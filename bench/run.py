@@ -7,13 +7,16 @@
 It prints a table and writes every figure (n, min, median, p95, p99, max) to bench/results/<date>-<host>[-quick].json.
 circus and supervisord are installed from the package index into a throwaway virtual
 environment (a temporary folder, or --rivals-venv DIR to keep one between runs); they are
-not dependencies of Aura. The commands are interleaved run by run (A, B, C, A, B, C, ...),
+not dependencies of Aura. `aura ps` and `aura wake` are timed as a user installs them too: this
+checkout, installed into an environment of its own (--aura-venv DIR to keep it; --dev-aura times
+the running environment's `aura` instead). The commands are interleaved run by run (A, B, C, A, B, C, ...),
 so a machine that slows down mid-run slows all three alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import json
 import platform
@@ -31,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from aura import __version__  # noqa: E402
-from bench import aura_bench, fsyncfloor, gitcost, rivals, slurmcost, soak  # noqa: E402
+from bench import aura_bench, fsyncfloor, gitcost, installed, rivals, slurmcost, soak  # noqa: E402
 from bench.report import render  # noqa: E402
 from bench.stats import summary  # noqa: E402
 
@@ -102,27 +105,32 @@ def _cpu_model() -> str:
 
 
 def time_commands(commands: dict[str, tuple[list[str], Path, dict | None]], runs: int, warmup: int = 2) -> dict:
-    """Wall seconds of each whole command (process start to exit), interleaved run by run."""
+    """Wall seconds of each whole command (process start to exit), interleaved run by run. A command
+    that fails stops the bench: the time it took to fail is no figure."""
     samples: dict[str, list[float]] = {k: [] for k in commands}
-    failures: dict[str, str] = {}
     for i in range(warmup + runs):
         for label, (argv, cwd, env) in commands.items():
             t = time.perf_counter()
             out = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True)
             took = time.perf_counter() - t
             if out.returncode not in (0, 3):  # supervisorctl status says 3 when a program has exited
-                failures[label] = out.stderr.decode(errors="replace")[-300:]
+                error = out.stderr.decode(errors="replace").strip()[-300:]
+                raise SystemExit(f"bench: `{label}` failed (exit {out.returncode}): {error}")
             if i >= warmup:
                 samples[label].append(took)
-    return {k: {**summary(v, 1000, 1), "unit": "ms", "failure": failures.get(k)} for k, v in samples.items()}
+    return {k: {**summary(v, 1000, 1), "unit": "ms"} for k, v in samples.items()}
 
 
-def control_plane(p: dict, managers: dict[str, rivals.Manager]) -> dict:
+def control_plane(p: dict, managers: dict[str, rivals.Manager], aura: list[str] | None) -> dict:
+    """`aura`: the command timed whole (an installed Aura); None: the bench's own environment's."""
     proj = aura_bench.control_project()
     try:
+        argv, env = proj.aura_argv(), proj.env
+        if aura:  # the checkout on PYTHONPATH (for the daemons' bench code) would shadow the installed package
+            argv, env = aura, {k: v for k, v in proj.env.items() if k != "PYTHONPATH"}
         cmds: dict[str, tuple[list[str], Path, dict | None]] = {
-            "aura ps": (proj.aura_argv("ps"), proj.root, proj.env),
-            "aura wake": (proj.aura_argv("wake", "bench"), proj.root, proj.env),
+            "aura ps": ([*argv, "ps"], proj.root, env),
+            "aura wake": ([*argv, "wake", "bench"], proj.root, env),
         }
         for kind, mgr in managers.items():
             sig = ["signal", rivals.SLEEPER, "CONT"] if kind == "circus" else ["signal", "CONT", rivals.SLEEPER]
@@ -135,6 +143,7 @@ def control_plane(p: dict, managers: dict[str, rivals.Manager]) -> dict:
         rtt_summary = {k: {op: summary(v, 1e6, 1) for op, v in r.items()} for k, r in rtt.items()}
         return {
             "whole_commands": whole,
+            "aura_command": "installed" if aura else "the bench's own environment",
             "round_trip_us": rtt_summary,
             "mapping": {
                 "ps": "aura ps | circusctl status | supervisorctl status",
@@ -214,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
         for name in sections:
             t0 = time.monotonic()
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            result["sections"][name] = _section(name, p, bindir, args.quick)
+            result["sections"][name] = _section(name, p, bindir, args)
             print(f"[bench] {name} done in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
     finally:
         if tmp_venv is not None:
@@ -222,7 +231,8 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
+def _section(name: str, p: dict, bindir: Path | None, args: argparse.Namespace) -> Any:
+    quick = args.quick
     if name == "control":
         managers = {}
         try:
@@ -231,7 +241,7 @@ def _section(name: str, p: dict, bindir: Path | None, quick: bool) -> Any:
                     "circus": rivals.start_circus(bindir, 8),
                     "supervisord": rivals.start_supervisord(bindir, 8),
                 }
-            return control_plane(p, managers)
+            return control_plane(p, managers, _installed_aura(args))
         finally:
             for mgr in managers.values():
                 mgr.stop()
@@ -268,6 +278,18 @@ def _rivals_env(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return rivals.ensure_venv(tmp / "venv"), tmp
 
 
+def _installed_aura(args: argparse.Namespace) -> list[str] | None:
+    """Aura installed as a user installs it, for the whole-command timings (bench/installed.py)."""
+    if args.dev_aura:
+        return None
+    if args.aura_venv:
+        return [str(installed.ensure_installed(Path(args.aura_venv)))]
+    print("[bench] installing Aura into a throwaway environment ...", file=sys.stderr, flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="aura-installed-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return [str(installed.ensure_installed(tmp / "venv"))]
+
+
 def write(result: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M")
@@ -285,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-rivals", action="store_true", help="Aura only: do not install circus and supervisord")
     parser.add_argument("--rivals-venv", metavar="DIR", help="reuse (or create) the rivals' environment in DIR")
+    parser.add_argument("--aura-venv", metavar="DIR", help="reuse (or create) the environment Aura is installed into")
+    parser.add_argument(
+        "--dev-aura", action="store_true", help="time this environment's `aura` (no install; an editable one is slower)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result (default bench/results)")
     args = parser.parse_args(argv)
     result = run(args)

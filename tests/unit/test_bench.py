@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,14 @@ def test_fsync_floor_times_every_round_of_real_writers_and_leaves_nothing() -> N
     assert all(t > 0 for t in got["3"]["rounds_ms"]) and got["3"]["median_ms"] in got["3"]["rounds_ms"]
     assert got["3"]["unsynced_median_ms"] in got["3"]["unsynced_rounds_ms"]
     assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("aura-fsync-")]
+
+
+def test_a_whole_command_that_fails_stops_the_bench_instead_of_giving_a_figure(tmp_path: Path) -> None:
+    """The time a command takes to fail (an installed Aura that cannot import itself, say) is no figure."""
+    from bench.run import time_commands
+
+    ok = time_commands({"true": (["true"], tmp_path, None)}, runs=3, warmup=1)
+    assert ok["true"]["n"] == 3 and ok["true"]["unit"] == "ms"
+    failing = ["sh", "-c", "echo cannot import >&2; exit 1"]
+    with pytest.raises(SystemExit, match=r"`aura ps` failed \(exit 1\): cannot import"):
+        time_commands({"true": (["true"], tmp_path, None), "aura ps": (failing, tmp_path, None)}, runs=3)
