@@ -2,11 +2,11 @@
 
 The bench itself runs from the development checkout, usually an editable install: its import hook
 (setuptools' finder, loaded by `site` at every interpreter start, and asked for every module of
-Aura's) makes every command slower than after a `pip install`. circus and supervisord are timed as installed from the package
-index, so Aura is timed as installed too: a regular (non-editable) install of this checkout into a
-virtual environment of its own, its dependencies from the package index. The environment is kept
-where the caller names it (`--aura-venv DIR`), and Aura itself is installed again on every run, so
-the timings are of the code in the checkout.
+Aura's) makes every command slower than after a `pip install`. circus and supervisord are timed as
+installed from the package index, so Aura is timed as installed too: a regular (non-editable)
+install of this checkout into a virtual environment of its own, its dependencies from the package
+index. The environment is kept where the caller names it (`--aura-venv DIR`), and Aura itself is
+installed again on every run, so the timings are of the code in the checkout.
 """
 
 from __future__ import annotations
