@@ -48,7 +48,7 @@ def test_a_burst_of_exits_keeps_each_workers_code_outcome_and_kill(rig: Rig) -> 
         assert rec["exit"]["exit_code"] == i + 1 and rec["exit"]["signal"] is None, rec
         assert rec["outcome"] == "failed" and not rec.get("kill"), rec
     hog = rig.worker("hog")
-    assert hog["exit"]["exit_code"] == 7 and hog["exit"]["signal"] is None
+    assert hog["exit"]["exit_code"] == 7 and hog["exit"]["signal"] is None, hog
     assert hog["kill"]["by"] == "watchdog" and hog["kill"]["limit"] == "AURA_WORKER_MAX_SYSTEM_MEMORY_GB"
     assert hog["outcome"] == "killed", hog  # a kill Aura asked for, whatever code the worker then exited with
     exits = rig.logged("worker_exited", "supervisor")
