@@ -93,8 +93,7 @@ class Exits:
         """Write, log and publish up to TELL_BATCH of the ends taken in, then let the loop answer
         requests before the next batch. Ends heard since are taken in first: under a burst,
         marking them is what requests wait on."""
-        if self.ready:
-            self.take_in()
+        self.take_in()
         self._announce(TELL_BATCH)
         if self.untold:
             self.later(0, self.tell)
