@@ -30,8 +30,11 @@ def ensure_installed(folder: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="aura-source-") as tmp:
         source = Path(tmp) / "aura"  # a copy: a build in the checkout would leave build/ there, stale files and all
         shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
-        if (bindir / "aura").exists():
-            subprocess.run([*pip, "--no-deps", "--force-reinstall", str(source)], check=True, stdout=subprocess.DEVNULL)
-        else:
-            subprocess.run([*pip, str(source)], check=True, stdout=subprocess.DEVNULL)  # with its dependencies
+        again = (bindir / "aura").exists()  # else with its dependencies, from the package index
+        argv = [*pip, "--no-deps", "--force-reinstall", str(source)] if again else [*pip, str(source)]
+        got = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if got.returncode != 0:
+        why = got.stderr.strip().splitlines()[-1:] or [f"pip exited {got.returncode}"]
+        hint = "--dev-aura times this environment's aura instead"
+        raise SystemExit(f"bench: could not install Aura into {folder}: {why[0]} ({hint})")
     return bindir / "aura"

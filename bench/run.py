@@ -307,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-rivals", action="store_true", help="Aura only: do not install circus and supervisord")
     parser.add_argument("--rivals-venv", metavar="DIR", help="reuse (or create) the rivals' environment in DIR")
-    parser.add_argument("--aura-venv", metavar="DIR", help="reuse (or create) the environment Aura is installed into")
-    parser.add_argument(
+    which_aura = parser.add_mutually_exclusive_group()
+    which_aura.add_argument(
+        "--aura-venv", metavar="DIR", help="reuse (or create) the environment Aura is installed into"
+    )
+    which_aura.add_argument(
         "--dev-aura", action="store_true", help="time this environment's `aura` (no install; an editable one is slower)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result (default bench/results)")
