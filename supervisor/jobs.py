@@ -51,6 +51,12 @@ def _first(entry: dict, keys: Iterable[str]) -> object:
     return next((entry[k] for k in keys if entry.get(k) not in (None, "")), None)
 
 
+def may_keep(rec: dict) -> bool:
+    """Might the worker's shim keep jobs past its end? (it registered some, or they are kept already)"""
+    task_dir = rec.get("task_dir")
+    return bool(rec.get("managed")) or (isinstance(task_dir, str) and (Path(task_dir) / FILE_NAME).exists())
+
+
 def read_registered(task_dir: Path) -> list[RegisteredJob]:
     """The children listed in the worker's process.json; an unreadable file lists none."""
     try:

@@ -17,12 +17,13 @@ of a circus- or supervisord-style loop. This module wires the parts together:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from aura.ipc.server import Deferred
 from aura.runtime.loop import Daemon
 from aura.runtime.peers import PeerKeeper
-from aura.runtime.vocab import QUEUED
+from aura.runtime.vocab import EXITING, QUEUED, RUNNING
 
 from .adoption import Adoption
 from .executors.dispatch import Dispatch
@@ -30,6 +31,7 @@ from .executors.local import SHIM, LocalExecutor
 from .executors.slurm import SlurmExecutor
 from .exits import Exits
 from .housekeeping import Housekeeping
+from .jobs import may_keep
 from .kills import Kills
 from .monitor import OutputMonitor
 from .placement import Preflight
@@ -100,16 +102,25 @@ class SupervisorDaemon(Daemon):
         }
 
     # -- what the parts share -----------------------------------------------------------------
-    def public(self, rec: dict, keys: list[str] | None = None) -> dict:
+    def public(self, rec: dict, keys: list[str] | None = None, ending: Collection[str] = ()) -> dict:
         """A worker's record as clients see it (only `keys`, where given): without its environment,
-        with its live progress."""
+        with its live progress, and `exiting` where it is among `ending` (`list` and `get` ask for
+        it; a spawn's answer tells the start as recorded)."""
         out = dict(rec) if keys is None else {k: rec[k] for k in keys if k in rec}
         out.pop("env", None)
+        if out.get("state") == RUNNING and rec["worker_id"] in ending:
+            out["state"] = EXITING
         if keys is None or "progress" in keys:
             live = self.monitor.summary(rec["worker_id"])
             if live:
                 out["progress"] = live
         return out
+
+    def ending(self) -> set[str]:
+        """Running workers whose process has ended while their end is not taken in yet; not one that
+        registered jobs, whose shim may keep them (jobs.py): its task runs on in them."""
+        running = {wid for wid, rec in self.workers.items() if rec.get("state") == RUNNING}
+        return {wid for wid in self.executor.ending(running) if not may_keep(self.workers[wid])}
 
     def _start_reported(self, wid: str, report: dict | None) -> None:
         self.starter.start_reported(wid, report)

@@ -12,9 +12,10 @@ STARTING = "starting"  # the spawn is recorded; the shim has not reported the wo
 QUEUED = "queued"  # a cluster job waits in its scheduler's queue (the shim has not started yet)
 RUNNING = "running"
 ORPHANED = "orphaned"  # the shim is gone but the worker runs on; followed by its own pid
+EXITING = "exiting"  # shown, never recorded: the worker's process has ended, its shim still writes the exit record
 EXITED = "exited"  # the exit record is in (or the worker was declared lost)
-WORKER_STATES = (STARTING, QUEUED, RUNNING, ORPHANED, EXITED)
-LIVE_STATES = (STARTING, QUEUED, RUNNING, ORPHANED)
+WORKER_STATES = (STARTING, QUEUED, RUNNING, ORPHANED, EXITED)  # the states a record holds
+LIVE_STATES = (STARTING, QUEUED, RUNNING, ORPHANED, EXITING)
 
 # -- where a worker runs (its record's `executor`) ------------------------------------------------------
 LOCAL = "local"  # a process on this machine under its shim

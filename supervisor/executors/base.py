@@ -15,7 +15,7 @@ watchdog samples and signals).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +94,12 @@ class Executor(ABC):
     @abstractmethod
     def force_kill(self, rec: dict) -> bool:
         """Stop whatever of the worker is left, now (SIGKILL); False: nothing was there."""
+
+    def ending(self, running: Collection[str]) -> set[str]:
+        """Those of the `running` workers (all the supervisor holds as running) whose own process
+        has ended while the end is not taken in: what `list` shows as exiting (none where the
+        executor cannot see the process)."""
+        return set()
 
     def any_running(self, recs: list[dict]) -> bool:
         """Does any of these workers still run? (one question for many, where the executor can batch it)"""

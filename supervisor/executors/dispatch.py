@@ -4,7 +4,7 @@ The Slurm executor is made only when a worker first needs it, so a local run nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from .base import Executor, StartOrder
 
@@ -57,6 +57,9 @@ class Dispatch(Executor):
 
     def running(self, rec: dict) -> bool:
         return self.of(rec).running(rec)
+
+    def ending(self, running: Collection[str]) -> set[str]:
+        return set().union(*(executor.ending(running) for executor in self.executors.values()))
 
     def any_running(self, recs: list[dict]) -> bool:
         by_executor: dict[str, list[dict]] = {}

@@ -6,7 +6,9 @@ could be built, spawned directly; else the Python shim forked by the supervisor'
 systemd scope or the fork server cannot be reached. It reports the worker's pid on a pipe,
 read in the daemon's poll loop, so many workers start in parallel. Exit: a pidfd per shim in the
 poll loop, where the platform has pidfds (the supervisor hears of an exit in milliseconds); a 0.25 s
-poll elsewhere. Signals go to the worker's process group and its shim.
+poll elsewhere. A second pidfd, on the worker's own process, tells `list` which workers have ended
+while their shims still write the records (workerends.py). Signals go to the worker's process group
+and its shim.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -34,6 +37,7 @@ from ..placement import CpuPinning
 from ..scope import scope_command, scoped
 from .base import Ended, Executor, StartOrder, StartReport
 from .forking import ForkServer
+from .workerends import WorkerEnds
 
 SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
 POLL_INTERVAL = 0.25  # where there are no pidfds
@@ -64,6 +68,7 @@ class LocalExecutor(Executor):
         self.pending: dict[str, _Pending] = {}
         self.watch_fds: dict[str, int] = {}
         self.polled: dict[str, dict] = {}
+        self.worker_ends = WorkerEnds()
         self.pinning = CpuPinning(loop.log)
         self.forks = ForkServer(loop, SHIM, on_failed=self._fork_failed)
         self._polling = False
@@ -206,6 +211,8 @@ class LocalExecutor(Executor):
         wid = rec["worker_id"]
         key = "worker" if rec.get("state") == ORPHANED else "shim"
         pid = rec[f"{key}_pid"]
+        if key == "shim":
+            self.worker_ends.follow(wid, rec.get("worker_pid"), rec.get("worker_create_time"))
         try:
             fd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -238,6 +245,7 @@ class LocalExecutor(Executor):
         if fd is not None:
             self.loop.remove_reader(fd)
             os.close(fd)
+        self.worker_ends.settle(worker_id)
         self.polled.pop(worker_id, None)
         if self.forks.forked(worker_id):
             return self.forks.collect(worker_id, self.loop.paths.worker_dir(worker_id))
@@ -273,6 +281,9 @@ class LocalExecutor(Executor):
             if wid not in self.watch_fds and wid not in self.polled and _reaped(pid) is not None:
                 self.spawned.pop(wid, None)
 
+    def ending(self, running: Collection[str]) -> set[str]:
+        return self.worker_ends.ended(running)
+
     # -- finding again after a restart ------------------------------------------------------------
     def supervised(self, rec: dict) -> bool:
         return rec.get("state") != ORPHANED and is_alive(rec.get("shim_pid"), rec.get("shim_create_time"))
@@ -303,6 +314,7 @@ class LocalExecutor(Executor):
         for fd in self.watch_fds.values():
             os.close(fd)
         self.watch_fds.clear()
+        self.worker_ends.close()
         self.forks.close()
 
 

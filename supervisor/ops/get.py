@@ -1,4 +1,4 @@
-"""get: one worker's record, as `list` shows it.
+"""get: one worker's record, as `list` shows it (`exiting` included).
 
 Request: {worker_id: str}
 Reply: {worker_id: str, task_id: str, state: str, backend: str, worker_pid: int, outcome: str, exit: {...},
@@ -24,4 +24,4 @@ def get(sup: SupervisorDaemon, args: dict) -> dict:
     rec = sup.workers.find(args["worker_id"])
     if rec is None:
         raise IpcError(env.NOT_FOUND, f"no worker {args['worker_id']!r}")
-    return sup.public(rec)
+    return sup.public(rec, ending=sup.ending())

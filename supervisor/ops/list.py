@@ -1,5 +1,6 @@
 """list: the workers' records (`aura ps`, the brain's reconcile), without their environment and
-with their live progress; ended workers no longer held in memory are read from their folders.
+with their live progress; ended workers no longer held in memory are read from their folders. A
+running worker whose process has ended shows state `exiting` until its shim's exit record is in.
 
 Request: {include_exited: bool = true, worker_ids: [str] = all, from_disk: bool = true, fields: [str] = all}
 (`from_disk: false`: only the records held in memory, the live workers and the latest ended ones, so
@@ -40,7 +41,6 @@ def list_workers(sup: SupervisorDaemon, args: dict) -> list[dict]:
         found = older + list(sup.workers.values())
     shown = (r for r in found if r is not None and (include_exited or r.get("state") in LIVE_STATES))
     fields = args["fields"]
-    if fields is None:
-        return [sup.public(r) for r in shown]
-    keys = ["worker_id", *(str(f) for f in fields if f != "worker_id")]
-    return [sup.public(r, keys) for r in shown]
+    keys = None if fields is None else ["worker_id", *(str(f) for f in fields if f != "worker_id")]
+    ending = sup.ending()  # one question for every worker listed
+    return [sup.public(r, keys, ending) for r in shown]

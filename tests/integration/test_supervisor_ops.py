@@ -7,6 +7,8 @@ real request would now be refused: the brain's spawn spec is checked against the
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from aura.ipc.client import RemoteError
 from aura.runtime.config import Config
 from aura.runtime.ops import operations
 from aura.supervisor.main import SupervisorDaemon
-from tests.support.harness import Project
+from tests.support.harness import Project, wait_for
 from tests.support.workers import Supervisor
 
 NAMES = ("spawn", "kill", "list", "get")
@@ -74,3 +76,33 @@ def test_a_misspelt_argument_is_refused_with_its_name_and_starts_nothing(sup: Su
     assert sup.call("list", {"worker_ids": ["t-1"], "fields": ["env"]}) == [{"worker_id": "t-1"}]  # never given out
     assert sup.call("kill", {"worker_id": rec["worker_id"], "reason": "test"})["killed"] is True
     assert sup.wait_exited("t-1")["outcome"] == "killed"
+
+
+def _process_state(pid: int) -> str:
+    """The one-letter state of /proc/PID/stat ("" once the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_worker_whose_process_ended_shows_exiting_until_its_end_is_recorded(sup: Supervisor, tmp_path: Path) -> None:
+    sup.start()
+    go = tmp_path / "go"
+    code = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\nraise SystemExit(3)"
+    rec = sup.spawn(task_id="t", worker_id="t-1", backend="shell", argv=[sys.executable, "-c", code])
+    assert sup.get("t-1")["state"] == "running"
+    os.kill(rec["shim_pid"], signal.SIGSTOP)  # the shim cannot reap its worker nor write the exit record
+    try:
+        go.touch()
+        wait_for(lambda: _process_state(rec["worker_pid"]) == "Z", 20, what="the worker to end under its stopped shim")
+        assert sup.get("t-1")["state"] == "exiting"
+        assert sup.call("list", {"include_exited": False, "fields": ["state"]}) == [
+            {"worker_id": "t-1", "state": "exiting"}
+        ]
+        assert sup.record("t-1")["state"] == "running"  # shown, never recorded: the shim's record decides the end
+    finally:
+        os.kill(rec["shim_pid"], signal.SIGCONT)
+    ended = sup.wait_exited("t-1")
+    assert ended["state"] == "exited" and ended["outcome"] == "failed" and ended["exit"]["exit_code"] == 3
