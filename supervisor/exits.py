@@ -2,8 +2,8 @@
 known without one), and recorded with its outcome, its final progress and its trimmed output.
 
 Ends heard in one round of the loop are taken in together, after it (`ended` queues, `take_in`
-works): a burst of exits reaps every shim first, reads the kill folder and the limits once, marks
-every worker ended, and only then (`tell`, in a later round, so requests waiting meanwhile are
+works), a batch per round: a batch reaps its shims first, reads the kill folder and the limits once,
+marks its workers ended, and only then (`tell`, in a later round, so requests waiting meanwhile are
 answered first) writes, logs and publishes each end, a batch per round, handing each batch's record
 writes to the flusher in one go. So the loop keeps pace with the shims however many end at once,
 and a request that arrives during a burst waits for one batch at most."""
@@ -11,6 +11,7 @@ and a request that arrives during a burst waits for one batch at most."""
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from .states import News, WorkerTable
 
 Later = Callable[[float, Callable[[], Any]], None]
 Guard = Callable[[Callable[[], Any]], None]
-TELL_BATCH = 16  # ends announced per round of the loop: a burst's announcements never hold a request long
+REAP_BATCH = 64  # shims reaped per round of the loop
+TAKE_BATCH = 16  # ends marked per round of the loop: a burst never holds a request long
+TELL_BATCH = 16  # ends announced per round of the loop, for the same reason
 
 
 @dataclass
@@ -61,25 +64,37 @@ class Exits:
         self.paths = paths
         self.later = later
         self.guard = guard
-        self.ready: list[str] = []
+        self.ready: dict[str, None] = {}  # heard, not reaped: an ordered set (a pidfd reads ready until reaped)
+        self.reaped: dict[str, dict | None] = {}  # reaped, not marked: what the executor alone knows of each end
         self.untold: list[News] = []
         self.kill_names = KillNames(paths)
+        self._round_due = False
 
     def ended(self, wid: str) -> None:
         """What the executor watched has ended: the worker, or (orphaned) at least its shim. Taken
         in once this round of the loop is done, with the others that ended in it."""
-        self.ready.append(wid)
-        if len(self.ready) == 1:
+        self.ready[wid] = None
+        self._next_round()
+
+    def _next_round(self) -> None:
+        if not self._round_due:
+            self._round_due = True
             self.later(0, self.take_in)
 
     def take_in(self) -> None:
-        """Every end heard so far; one that fails is logged and the rest are still taken in."""
-        ready, self.ready = list(dict.fromkeys(self.ready)), []
-        if not ready:
+        """Reap up to REAP_BATCH of the ends heard (cheap, and it frees their shims soonest), then
+        mark up to TAKE_BATCH of those reaped ended; the rest in later rounds, so a request waits for
+        one round at most (`list` shows the others exiting meanwhile: executors/workerends.py). One
+        that fails is logged and the rest are still taken in."""
+        self._round_due = False
+        for wid in list(itertools.islice(self.ready, REAP_BATCH)):
+            del self.ready[wid]
+            self.guard(functools.partial(self._reap, wid, self.reaped))
+        reaped = {wid: self.reaped.pop(wid) for wid in list(itertools.islice(self.reaped, TAKE_BATCH))}
+        if self.ready or self.reaped:
+            self._next_round()
+        if not reaped:
             return
-        reaped: dict[str, dict | None] = {}
-        for wid in ready:
-            self.guard(functools.partial(self._reap, wid, reaped))
         burst = self._burst()
         with self.workers.holding_news() as news:
             for wid in reaped:
@@ -91,16 +106,15 @@ class Exits:
 
     def tell(self) -> None:
         """Write, log and publish up to TELL_BATCH of the ends taken in, then let the loop answer
-        requests before the next batch. Ends heard since are taken in first: under a burst,
-        marking them is what requests wait on."""
-        self.take_in()
+        requests before the next batch (under a burst, rounds of `take_in` come between)."""
         self._announce(TELL_BATCH)
         if self.untold:
             self.later(0, self.tell)
 
     def tell_all(self) -> None:
         """Every end heard or taken in, announced now (the daemon is stopping: no later round)."""
-        self.take_in()
+        while self.ready or self.reaped:
+            self.take_in()
         self._announce(len(self.untold))
 
     def _announce(self, n: int) -> None:

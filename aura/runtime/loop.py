@@ -217,7 +217,7 @@ class Daemon:
         self._wake_r = wake_r
         while not self.stopping:
             self._poll_once(poll_timeout(self._timers[0][0] - time.monotonic() if self._timers else None))
-            self._run_due_timers()
+            self._run_due_timer()
 
     _wake_r: socket.socket | None = None
 
@@ -246,9 +246,10 @@ class Daemon:
             return
         self._poll_once(max(0, int(seconds * 1000)))
 
-    def _run_due_timers(self) -> None:
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now and not self.stopping:
+    def _run_due_timer(self) -> None:
+        """The earliest due timer, one per round: requests that came in meanwhile are answered
+        before the next (a burst of work scheduled in rounds never holds a request behind two)."""
+        if self._timers and self._timers[0][0] <= time.monotonic() and not self.stopping:
             _, _, fn = heapq.heappop(self._timers)
             self.guard(fn)
 

@@ -19,7 +19,7 @@ from aura.runtime.logs import setup_logging
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.vocab import EXITED, LOST, ORPHANED, OUTCOMES, RUNNING, STARTING, WORKER_STATES
 from aura.supervisor import states
-from aura.supervisor.exits import TELL_BATCH, Exits
+from aura.supervisor.exits import TAKE_BATCH, TELL_BATCH, Exits
 from aura.supervisor.registry import Registry
 from aura.supervisor.states import ALLOWED, IllegalTransition, WorkerTable
 
@@ -201,20 +201,16 @@ def _exits(table: WorkerTable, later: list, tmp_path: Path) -> Exits:
     return Exits(table, parts, parts, parts, parts, paths, lambda _delay, fn: later.append(fn), guard)
 
 
-def test_a_burst_is_announced_a_batch_per_round_and_ends_heard_meanwhile_are_taken_in_first(tmp_path: Path) -> None:
+def test_a_burst_is_announced_a_batch_per_round_in_order(tmp_path: Path) -> None:
     """Requests are answered between batches of announcements, so none waits for a whole burst's
-    writes and events; an end heard before a batch is marked before that batch is told."""
+    writes and events."""
     table, published, _ = _table(tmp_path)
     n = 2 * TELL_BATCH + 3
     later: list = []
     exits = _exits(table, later, tmp_path)
     exits.untold = _held_ends(table, n)
     published.clear()
-    taken: list[list[str]] = []
-    exits.ready = ["late"]
-    exits.take_in = lambda: taken.append(exits.ready[:]) or exits.ready.clear()  # type: ignore[method-assign]
     exits.tell()
-    assert taken == [["late"]]  # before the first batch was told
     assert len(published) == TELL_BATCH and later == [exits.tell]  # the rest in a later round
     rounds = 1
     while later:
@@ -233,3 +229,59 @@ def test_a_stopping_supervisor_announces_every_end_at_once(tmp_path: Path) -> No
     exits.tell_all()
     assert len(published) == 2 * TELL_BATCH + 1 and not exits.untold
     assert _on_disk(table, f"w{2 * TELL_BATCH}")["state"] == EXITED
+
+
+def _counting_take_in(exits: Exits, reaps: list[tuple[int, str]] | None = None) -> list[list[str]]:
+    """Each round's ends marked (and into `reaps`, each shim reaped with its round); no shim or
+    record is touched."""
+    rounds: list[list[str]] = []
+    reaps = [] if reaps is None else reaps
+
+    def reap(wid: str, reaped: dict) -> None:
+        reaps.append((len(rounds), wid))
+        reaped[wid] = None
+
+    exits._reap = reap  # type: ignore[method-assign]
+    exits._burst = lambda: None  # type: ignore[method-assign,assignment,return-value]
+    exits._take_one = lambda wid, _rec, _burst: rounds[-1].append(wid)  # type: ignore[method-assign]
+    exits.guard = lambda fn: fn()
+    real = exits.take_in
+
+    def take_in() -> None:
+        rounds.append([])
+        real()
+
+    exits.take_in = take_in  # type: ignore[method-assign]
+    return rounds
+
+
+def test_a_burst_is_taken_in_a_batch_per_round_each_end_once(tmp_path: Path) -> None:
+    """A request waits for one round of reaps and marks at most, not for a whole burst's."""
+    table, _, _ = _table(tmp_path)
+    later: list = []
+    exits = _exits(table, later, tmp_path)
+    reaps: list[tuple[int, str]] = []
+    rounds = _counting_take_in(exits, reaps)
+    n = 2 * TAKE_BATCH + 3
+    for i in range(n):
+        exits.ended(f"w{i}")
+    exits.ended("w0")  # heard twice: taken in once
+    assert later == [exits.take_in]
+    while later:
+        later.pop(0)()
+    assert reaps == [(1, f"w{i}") for i in range(n)]  # every shim reaped in the first round: freed soonest
+    assert [len(r) for r in rounds] == [TAKE_BATCH, TAKE_BATCH, 3]
+    assert [wid for r in rounds for wid in r] == [f"w{i}" for i in range(n)]
+    exits.ended("late")
+    assert later == [exits.take_in]  # a new end after the burst starts a round of its own
+
+
+def test_a_stopping_supervisor_takes_in_every_end_heard(tmp_path: Path) -> None:
+    table, _, _ = _table(tmp_path)
+    later: list = []
+    exits = _exits(table, later, tmp_path)
+    rounds = _counting_take_in(exits)
+    for i in range(TAKE_BATCH + 1):
+        exits.ended(f"w{i}")
+    exits.tell_all()
+    assert sum(len(r) for r in rounds) == TAKE_BATCH + 1 and not exits.ready
