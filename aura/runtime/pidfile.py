@@ -16,7 +16,8 @@ from .fsutil import read_json, write_json_even_if_full
 START_TIME_TOLERANCE = 0.05  # seconds; the same process always gets the same float
 PROC = Path("/proc")
 HAS_PROC = PROC.joinpath("self", "stat").exists()  # Linux; elsewhere (macOS) psutil reads processes
-_boot_time: float | None = None
+BOOT_TIME_TTL = 1.0  # seconds a boot time read is used: a stepped clock (a VM resumed, NTP) moves it
+_boot_time: tuple[float, float] | None = None  # (boot time, when it was read: time.monotonic())
 
 
 def _proc_stat(pid: int) -> tuple[str, float] | None:
@@ -32,10 +33,11 @@ def _proc_stat(pid: int) -> tuple[str, float] | None:
     except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return None
     fields = data[data.rfind(b")") + 2 :].split()
-    if _boot_time is None:
+    now = time.monotonic()
+    if _boot_time is None or now - _boot_time[1] > BOOT_TIME_TTL:
         with open(PROC / "stat", "rb") as fh:
-            _boot_time = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
-    return fields[0].decode(), int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time
+            _boot_time = (next(float(line.split()[1]) for line in fh if line.startswith(b"btime")), now)
+    return fields[0].decode(), int(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time[0]
 
 
 def _psutil_stat(pid: int) -> tuple[str, float] | None:
