@@ -27,7 +27,7 @@ class WorkerEnds:
         self._epoll: select.epoll | None = None
         self._fds: dict[int, str] = {}  # pidfd -> worker id
         self._by_worker: dict[str, int] = {}
-        self._gone: set[str] = set()  # ended before a pidfd could be opened on it
+        self._gone: set[str] = set()  # ended, and no pidfd held on it (gone before followed, or settled)
 
     def follow(self, wid: str, pid: int | None, created: float | None) -> None:
         """Watch `pid`, the worker's process started at `created`. Nothing where pidfds or epoll are
