@@ -37,6 +37,7 @@ from aura.watchdog.policy import (
 )
 from aura.watchdog.sampler import NCPU, ProcStat, TreeSample, TreeTracker, read_tree, start_ticks
 from aura.watchdog.workers import RegistryView, Watched
+from tests.support.harness import wait_for
 from tests.support.workloads import UNMET_RAM_RESERVE_GB
 
 GB = 1024**3
@@ -433,6 +434,8 @@ def tree() -> Any:
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     kids = [int(x) for x in proc.stdout.readline().split()]
+    for kid in kids:  # a kid still between fork and exec reads as its parent's copy, or with no memory yet
+        wait_for(lambda k=kid: b"subprocess" not in Path(f"/proc/{k}/cmdline").read_bytes(), 10, what="the kid's exec")
     yield proc, kids
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
