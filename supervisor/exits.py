@@ -1,12 +1,12 @@
 """A worker's end: heard from its executor, read from the shim's exit record (or from what can be
 known without one), and recorded with its outcome, its final progress and its trimmed output.
 
-Ends heard in one round of the loop are taken in together, after it (`ended` queues, `take_in`
-works), a batch per round: a batch reaps its shims first, reads the kill folder and the limits once,
-marks its workers ended, and only then (`tell`, in a later round, so requests waiting meanwhile are
-answered first) writes, logs and publishes each end, a batch per round, handing each batch's record
-writes to the flusher in one go. So the loop keeps pace with the shims however many end at once,
-and a request that arrives during a burst waits for one batch at most."""
+Ends heard are taken in after the loop's round (`ended` queues, `take_in` works), in rounds of
+their own: each reaps up to REAP_BATCH shims, then marks up to TAKE_BATCH of the reaped workers ended
+(the kill folder and the limits read once for them), and only then (`tell`, in later rounds, so
+requests waiting meanwhile are answered first) writes, logs and publishes up to TELL_BATCH ends,
+handing each batch's record writes to the flusher in one go. So the loop keeps pace with the shims
+however many end at once, and a request that arrives during a burst waits for one round at most."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from collections.abc import Collection
 
 from aura.runtime.pidfile import is_alive
 
+SUPPORTED = hasattr(select, "epoll") and hasattr(os, "pidfd_open")  # Linux 5.3 and later
 FD_SHARE = 4  # at most this fraction of the descriptors we may open: the shims' pidfds and start pipes come first
 
 
@@ -33,9 +34,7 @@ class WorkerEnds:
         """Watch `pid`, the worker's process started at `created`. Nothing where pidfds or epoll are
         missing or `most` are followed already: the worker is then shown running until its shim's
         end is heard."""
-        if not pid or wid in self._by_worker or len(self._fds) >= self.most:
-            return
-        if not (hasattr(select, "epoll") and hasattr(os, "pidfd_open")):
+        if not SUPPORTED or not pid or wid in self._by_worker or len(self._fds) >= self.most:
             return
         try:
             fd = os.pidfd_open(pid)
