@@ -103,9 +103,10 @@ class BrainCore:
         if self.save_error is None:
             self.touched = set()
 
-    def snapshot(self) -> None:
-        """Fold the journal into a new state.json (the brain does it once quiet, or each second)."""
-        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True)
+    def snapshot(self, lazily: bool = False) -> None:
+        """Fold the journal into a new state.json (the brain does it once quiet, and lazily each
+        second while busy: see StateStore.flush)."""
+        self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True, lazily=lazily)
 
     @property
     def tasks(self) -> dict[str, dict]:

@@ -21,13 +21,20 @@ CHECK_EVERY = 2.0  # seconds between checks of the free space
 
 
 def save_quietly(
-    store: Any, state: dict, log: Any, last_error: str | None, whole: bool = False, touched: set[str] | None = None
+    store: Any,
+    state: dict,
+    log: Any,
+    last_error: str | None,
+    whole: bool = False,
+    touched: set[str] | None = None,
+    lazily: bool = False,
 ) -> str | None:
-    """Save the task tree (`whole`: as a new snapshot; `touched`: the tasks to compare); on a full
-    disk log it once (no traceback) and return the error, else None."""
+    """Save the task tree (`whole`: as a new snapshot, `lazily` as StateStore.flush takes it;
+    `touched`: the tasks to compare); on a full disk log it once (no traceback) and return the
+    error, else None."""
     try:
         if whole:
-            store.flush(state)
+            store.flush(state, lazily)
         else:
             store.save(state, touched)
     except OSError as exc:

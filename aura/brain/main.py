@@ -36,8 +36,8 @@ from .taskfile import TaskFileError, read_task_file
 RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02
-SNAPSHOT_EVERY = 1.0  # state.json trails the journal by at most this while the brain is busy
-SNAPSHOT_IDLE = 0.1  # ... and is written this soon after the brain went quiet
+SNAPSHOT_EVERY = 1.0  # while busy, the tree is compared whole and progress.md rendered this often
+SNAPSHOT_IDLE = 0.1  # state.json is written anew this soon after the brain went quiet
 SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to writing snapshots
 
 
@@ -205,24 +205,27 @@ class BrainDaemon(Daemon):
                 self.request_cycle("disk space is back", 0)
 
     def maybe_persist(self) -> None:
-        """Snapshot once the brain is quiet, or a second after a change while it is busy; quiet
-        moments take at most SNAPSHOT_SHARE of its time (the snapshot is the one write whose cost
+        """Snapshot once the brain is quiet, and lazily a second after a change while it is busy;
+        these take at most SNAPSHOT_SHARE of its time (the snapshot is the one write whose cost
         follows the tree's size)."""
         now = time.monotonic()
         since = now - self.snapshot_at
         if since < min(SNAPSHOT_EVERY, self.snapshot_took / SNAPSHOT_SHARE):
             return
-        if now - self.active_at >= SNAPSHOT_IDLE or since >= SNAPSHOT_EVERY:
+        if now - self.active_at >= SNAPSHOT_IDLE:
             self.persist()
+        elif since >= SNAPSHOT_EVERY:
+            self.persist(lazily=True)
 
-    def persist(self) -> None:
-        """Fold the journal into a new state.json and render progress.md, when the tree changed:
-        off the cycle, so a cycle's cost follows its changes, not the tree's size."""
+    def persist(self, lazily: bool = False) -> None:
+        """Fold the journal into a new state.json (`lazily`: see StateStore.flush) and render
+        progress.md, when the tree changed: off the cycle, so a cycle's cost follows its changes,
+        not the tree's size."""
         core = self.core
         if core is None or not (core.store.pending or core.save_error or core.store.changes != self.rendered):
             return
         started = time.monotonic()
-        core.snapshot()
+        core.snapshot(lazily)
         if core.save_error is None:
             progress.write(self.paths.state_dir / "progress.md", core.state, core.decisions.recent(30))
             self.rendered = core.store.changes

@@ -1,5 +1,5 @@
-"""`.aura/state/progress.md`: the run at a glance, rendered with each snapshot of the tree (a second
-after a change at most)."""
+"""`.aura/state/progress.md`: the run at a glance, rendered each time the brain compares its whole
+tree (a second after a change at most)."""
 
 from __future__ import annotations
 

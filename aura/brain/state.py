@@ -3,11 +3,12 @@
 A save appends what changed to `state.journal` (statejournal.py): one short line, so its cost
 follows the change, not the tree (a tree under SMALL_TREE_BYTES is rewritten whole instead). `flush`
 writes the whole tree as the new `state.json` snapshot (atomically, keeping the previous one as
-`state.json.bak`) and empties the journal; the brain flushes once quiet, or a second after a change
-while busy, so every reader of `state.json` sees a complete tree at most about a second old
-(`read_state` gives the live one). `load` replays the journal on the snapshot (a torn last line is
-ignored) and folds it in. A corrupted snapshot is restored from the backup, and if both are bad
-the brain starts from an empty tree in safe mode and keeps the bad files aside for a human.
+`state.json.bak`) and empties the journal. The brain flushes once quiet; while busy, only once the
+journal has grown to 1/FOLD_RATIO of the snapshot, so `state.json` alone may trail a busy run:
+`read_state`, which every reader in Aura uses, gives the live tree. `load` replays the journal on
+the snapshot (a torn last line is ignored) and folds it in. A corrupted snapshot is restored from
+the backup, and if both are bad the brain starts from an empty tree in safe mode and keeps the bad
+files aside for a human.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SCHEMA = 1
 STATUSES, TERMINAL = TASK_STATUSES, TASK_ENDED  # the names the brain tools import
 ROOT = "ROOT"
 SMALL_TREE_BYTES = 16 * 1024  # below this a save rewrites state.json whole: as cheap as a journal line
+FOLD_RATIO = 8  # a lazy flush writes a snapshot once the journal holds this fraction of its bytes
 
 
 def new_state(mission: str = "", task_file: str = "") -> dict:
@@ -94,6 +96,7 @@ class StateStore:
             applied, good = statejournal.replay(self.journal.path, primary)
             self.journal.open(keep=good)  # a torn tail is cut off before the next append
             self.pending = applied
+            share_strings(primary)
             self.saved = statejournal.Saved(primary)
             if applied:
                 self.flush(primary)
@@ -103,6 +106,7 @@ class StateStore:
         if _valid(backup):
             problem = "state.json was unreadable; restored from state.json.bak"
             self._keep_aside(self.path)
+            share_strings(backup)
             self.flush(backup)
             return LoadResult(backup, "backup", problem)
         kept = [str(p) for p in (self._keep_aside(self.path), self._keep_aside(self.bak)) if p]
@@ -117,10 +121,27 @@ class StateStore:
         """Make the tree's changes since the last save durable: one journal line, or, while the
         tree is small (SMALL_TREE_BYTES), a new snapshot. With `touched`, only those tasks are
         compared (and every key beside the tasks); a change elsewhere waits for the next `flush`."""
+        self._save(state, touched, None)
+
+    def flush(self, state: dict, lazily: bool = False) -> None:
+        """Compare the whole tree, then write it as the new snapshot (unless state.json holds it
+        already) and empty the journal it now holds. `lazily`, only once the journal holds
+        1/FOLD_RATIO of the snapshot's bytes: a busy run's snapshots then cost a bounded share of
+        the bytes its changes write, whatever the tree's size."""
+        if self.saved is None:
+            self.saved = statejournal.Saved(state)
+            self._snapshot(state)
+            return
+        encoded: dict[str, str] = {}  # the comparison encodes every task: the snapshot reuses them
+        self._save(state, None, encoded)
+        if self.pending and not (lazily and self.journal.size * FOLD_RATIO < self.snapshot_bytes):
+            self._snapshot(state, encoded)
+
+    def _save(self, state: dict, touched: set[str] | None, encoded: dict[str, str] | None) -> None:
         if self.saved is None:
             self.flush(state)
             return
-        ops = self.saved.changes(state, touched)
+        ops = self.saved.changes(state, touched, encoded)
         if ops:
             state["updated_at"] = time.time()
             ops.append([["updated_at"], state["updated_at"]])
@@ -133,23 +154,12 @@ class StateStore:
             self.changes += 1
             self.unwritten = small
         if self.unwritten:
-            self._snapshot(state)
+            self._snapshot(state, encoded)
 
-    def flush(self, state: dict) -> None:
-        """Write the whole tree as the new snapshot (unless state.json holds it already) and empty
-        the journal it now holds."""
-        if self.saved is None:
-            self.saved = statejournal.Saved(state)
-            self._snapshot(state)
-            return
-        self.save(state)
-        if self.pending:
-            self._snapshot(state)
-
-    def _snapshot(self, state: dict) -> None:
+    def _snapshot(self, state: dict, encoded: dict[str, str] | None = None) -> None:
         state["updated_at"] = state.get("updated_at") or time.time()
         assert self.saved is not None
-        data = self.saved.snapshot(state).encode("utf-8")
+        data = self.saved.snapshot(state, encoded).encode("utf-8")
         keep = self.bak.with_name(f".{self.bak.name}.{os.getpid()}.tmp")
         keep.unlink(missing_ok=True)
         if self.path.exists():
@@ -185,6 +195,18 @@ def read_state(state_dir: Path) -> dict | None:
         return None
     statejournal.replay(state_dir / "state.journal", state)
     return state
+
+
+def share_strings(state: dict) -> None:
+    """Make equal strings among the tasks' fields one object. A parsed tree holds a copy of each
+    value per task ("completed", the parent's id, a command), which would make a loaded tree half
+    as big again as the same tree built by the brain."""
+    seen: dict[str, str] = {}
+    for task in state["tasks"].values():
+        if isinstance(task, dict):
+            for key, value in task.items():
+                if type(value) is str:
+                    task[key] = seen.setdefault(value, value)
 
 
 def _valid(obj: Any) -> bool:

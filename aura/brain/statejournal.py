@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aura.runtime.fsutil import PRIVATE, datasync, make_parent
+from aura.runtime.vocab import TASK_ENDED
 
 Op = list  # [path] or [path, value]
 FIELD_DEPTH = 2  # below the state's keys and one more level (a task), changed dicts are diffed by field
@@ -89,55 +90,87 @@ def replay(path: Path, state: dict) -> tuple[int, int]:
 
 
 class Saved:
-    """The tree as last saved, for the next save to compare with: each task as its JSON text (a
-    task is held once as a dict, in the live tree, and once as a string, which also makes the next
-    snapshot without encoding it again), and the keys beside the tasks as a copy."""
+    """The tree as last saved, for the next save to compare with. An open task is held as its JSON
+    text, so a change to it is written field by field; an ended task, which rarely changes again
+    and makes up most of a long run's tree, only as a digest of that text, so the brain holds it
+    once (the live dict) and not twice. A change to an ended task is written as the whole task."""
 
     def __init__(self, state: dict) -> None:
+        self.texts: dict[str, str] = {}
+        self.sums: dict[str, int] = {}
         tasks = state.get("tasks")
-        self.tasks: dict[str, str] = {tid: dumps(t) for tid, t in tasks.items()} if isinstance(tasks, dict) else {}
+        for tid, task in tasks.items() if isinstance(tasks, dict) else ():
+            self._keep(tid, task, dumps(task))
         self.rest: dict = json.loads(dumps(_rest(state)))
 
-    def changes(self, state: dict, touched: set[str] | None = None) -> list[Op]:
+    def __len__(self) -> int:
+        return len(self.texts) + len(self.sums)
+
+    def changes(self, state: dict, touched: set[str] | None = None, encoded: dict[str, str] | None = None) -> list[Op]:
         """The operations that turn the saved tree into `state`, and `state` is now the saved one.
         With `touched` (and as many tasks as saved) only those tasks are compared, so a status
         change costs the same at 10 tasks and at 10,000; a change to another task waits for the
         next comparison of all of them. No task is ever removed from the tree (archiving is a status),
         so an unchanged count means the same tasks: comparing the ids themselves would cost a walk
-        over all of them on every save."""
+        over all of them on every save. `encoded` receives the ended tasks' texts made on the way,
+        for a snapshot to reuse."""
         rest = _rest(state)
         ops = diff(self.rest, rest)
         table = state.get("tasks")
         tasks: dict = table if isinstance(table, dict) else {}
-        if touched is None or len(tasks) != len(self.tasks):
-            for tid in self.tasks.keys() - tasks.keys():
+        if touched is None or len(tasks) != len(self):
+            for tid in (self.texts.keys() | self.sums.keys()) - tasks.keys():
                 ops.append([["tasks", tid]])
-                del self.tasks[tid]
+                self.texts.pop(tid, None)
+                self.sums.pop(tid, None)
             compared = list(tasks)
         else:
             compared = [tid for tid in touched if tid in tasks]
         for tid in compared:
-            text = dumps(tasks[tid])
-            before = self.tasks.get(tid)
-            if before == text:
-                continue
-            if before is None:
-                ops.append([["tasks", tid], tasks[tid]])
-            else:
-                diff({tid: json.loads(before)}, {tid: tasks[tid]}, ("tasks",), ops)
-            self.tasks[tid] = text
+            task = tasks[tid]
+            text = dumps(task)
+            before = self.texts.get(tid)
+            if before is not None:
+                if before != text:
+                    diff({tid: json.loads(before)}, {tid: task}, ("tasks",), ops)
+            elif self.sums.get(tid) != _digest(text):
+                ops.append([["tasks", tid], task])
+            self._keep(tid, task, text)
+            if encoded is not None and tid in self.sums:
+                encoded[tid] = text
         if ops:
             self.rest = json.loads(dumps(rest))
         return ops
 
-    def snapshot(self, state: dict) -> str:
-        """The saved tree's JSON, in the order of `state`'s tasks (its keys beside them as they are now)."""
+    def snapshot(self, state: dict, encoded: dict[str, str] | None = None) -> str:
+        """The tree's JSON, in the order of `state`'s tasks (its keys beside them as they are now):
+        the saved text of each open task, and each ended task as `encoded` holds it, else as it is now."""
         rest = dumps(_rest(state))
         tasks = state.get("tasks")
         if not isinstance(tasks, dict):
             return dumps(state)
-        body = ",".join(f"{json.dumps(tid)}:{self.tasks[tid]}" for tid in tasks if tid in self.tasks)
-        return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"tasks":{{{body}}}}}'
+        made = encoded or {}
+        parts = []
+        for tid, task in tasks.items():
+            text = self.texts.get(tid)
+            if text is None and tid in self.sums:
+                text = made.get(tid) or dumps(task)
+            if text is not None:
+                parts.append(f"{json.dumps(tid)}:{text}")
+        return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"tasks":{{{",".join(parts)}}}}}'
+
+    def _keep(self, tid: str, task: Any, text: str) -> None:
+        if isinstance(task, dict) and task.get("status") in TASK_ENDED:
+            self.sums[tid] = _digest(text)
+            self.texts.pop(tid, None)
+        else:
+            self.texts[tid] = text
+            self.sums.pop(tid, None)
+
+
+def _digest(text: str) -> int:
+    """The text's 64-bit hash: two different texts share one about once in 2**64 comparisons."""
+    return hash(text)
 
 
 def _rest(state: dict) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aura.brain.state import StateStore, add_task, new_task, read_state
+from aura.brain.state import FOLD_RATIO, StateStore, add_task, new_task, read_state
 
 
 def _store_with_tasks(folder: Path, n: int) -> tuple[StateStore, dict]:
@@ -85,3 +85,59 @@ def test_a_task_added_without_being_named_touched_is_saved_all_the_same(tmp_path
     assert '"t100"' in journal and '"t5"' in journal
     store.close()
     assert StateStore(tmp_path).load().state["tasks"]["t100"]["title"] == "added by the planner"
+
+
+def test_an_ended_task_is_held_as_a_digest_and_its_change_is_written_whole(tmp_path: Path) -> None:
+    """A long run's tree is mostly ended tasks: the store keeps no second copy of them, and a
+    change to one (a task reopened by hand) still reaches the journal, the snapshot and a reload."""
+    store, state = _store_with_tasks(tmp_path, 100)
+    for i in range(90):
+        state["tasks"][f"t{i}"].update(status="completed", reason=f"done {i}")
+    store.flush(state)
+    assert store.saved is not None and not {f"t{i}" for i in range(90)} & store.saved.texts.keys()
+    assert read_state(tmp_path) == json.loads(json.dumps(state))  # the snapshot encoded them afresh
+    state["tasks"]["t5"].update(status="pending", reason="reopened")
+    state["tasks"]["t95"]["reason"] = "an open task: written field by field"
+    store.save(state, touched={"t5", "t95"})
+    ops = json.loads((tmp_path / "state.journal").read_text())
+    assert [["tasks", "t5"], state["tasks"]["t5"]] in ops
+    assert [["tasks", "t95", "reason"], "an open task: written field by field"] in ops
+    assert "t5" in store.saved.texts  # open again: held as text, so its next change is a field
+    store.close()
+    again = StateStore(tmp_path).load().state
+    assert again["tasks"]["t5"]["reason"] == "reopened" and again["tasks"]["t6"]["reason"] == "done 6"
+
+
+def test_a_loaded_tree_holds_each_repeated_value_once(tmp_path: Path) -> None:
+    store, state = _store_with_tasks(tmp_path, 100)
+    for i in range(100):
+        state["tasks"][f"t{i}"].update(status="completed", kind="command", command="make test")
+    store.flush(state)
+    store.close()
+    tasks = StateStore(tmp_path).load().state["tasks"]
+    assert len({id(t["command"]) for t in tasks.values() if "command" in t}) == 1
+    assert len({id(t["status"]) for t in tasks.values() if t["id"] != "ROOT"}) == 1
+    assert tasks["t7"]["command"] == "make test"
+
+
+def test_a_lazy_flush_folds_the_journal_only_once_it_is_worth_a_snapshot(tmp_path: Path) -> None:
+    """While the brain is busy it flushes lazily: each flush still compares the whole tree (a
+    change no save was told of reaches the journal), but the snapshot is rewritten only once the
+    journal holds 1/FOLD_RATIO of its bytes, so a busy run's bytes per change stay bounded."""
+    store, state = _store_with_tasks(tmp_path, 200)
+    snapshot = (tmp_path / "state.json").read_bytes()
+    state["tasks"]["t1"]["note"] = "no save was told of this one"
+    store.flush(state, lazily=True)
+    assert (tmp_path / "state.json").read_bytes() == snapshot
+    assert '"note"' in (tmp_path / "state.journal").read_text()
+    assert read_state(tmp_path) == json.loads(json.dumps(state))
+    i = 0
+    while (tmp_path / "state.json").read_bytes() == snapshot:
+        state["tasks"][f"t{i % 200}"]["reason"] = f"change {i}"
+        store.save(state, {f"t{i % 200}"})
+        journal = store.journal.size
+        store.flush(state, lazily=True)
+        i += 1
+        assert i < 1000, "the journal was never folded"
+    assert journal * FOLD_RATIO >= len(snapshot) > (journal - 200) * FOLD_RATIO  # folded at the first flush due
+    assert store.journal.size == 0 and read_state(tmp_path) == json.loads(json.dumps(state))
