@@ -230,7 +230,8 @@ def soak_lines(sec: dict) -> list[str]:
         f"daemon memory (RSS) {rss}; the brain wrote {per.get('write_chars', 0) / 1024:.1f} KB per status change "
         f"(every file, the snapshots included; state.json {sec.get('state_json_bytes', 0) / mb:.2f} MB at the end)."
     ] + [
-        f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written."
+        f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written"
+        + (f" ({c['reopened_bytes']} bytes to reopen an ended task, written whole)." if "reopened_bytes" in c else ".")
         for n, c in (sec.get("save_cost") or {}).items()
     ]
 

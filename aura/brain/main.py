@@ -37,7 +37,7 @@ RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02
 SNAPSHOT_EVERY = 1.0  # while busy, the tree is compared whole and progress.md rendered this often
-SNAPSHOT_IDLE = 0.1  # state.json is written anew this soon after the brain went quiet
+SNAPSHOT_IDLE = 0.1  # ... and this soon after the brain went quiet
 SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to writing snapshots
 
 
@@ -205,24 +205,26 @@ class BrainDaemon(Daemon):
                 self.request_cycle("disk space is back", 0)
 
     def maybe_persist(self) -> None:
-        """Snapshot once the brain is quiet, and lazily a second after a change while it is busy;
-        these take at most SNAPSHOT_SHARE of its time (the snapshot is the one write whose cost
-        follows the tree's size)."""
+        """Compare the whole tree and render progress.md once the brain is quiet, or a second after a
+        change while it is busy, taking at most SNAPSHOT_SHARE of its time; state.json is rewritten
+        then only once the journal is worth folding (StateStore.flush), so neither a busy run nor a
+        slow one writes the whole tree per change."""
         now = time.monotonic()
         since = now - self.snapshot_at
         if since < min(SNAPSHOT_EVERY, self.snapshot_took / SNAPSHOT_SHARE):
             return
-        if now - self.active_at >= SNAPSHOT_IDLE:
-            self.persist()
-        elif since >= SNAPSHOT_EVERY:
+        if now - self.active_at >= SNAPSHOT_IDLE or since >= SNAPSHOT_EVERY:
             self.persist(lazily=True)
 
     def persist(self, lazily: bool = False) -> None:
         """Fold the journal into a new state.json (`lazily`: see StateStore.flush) and render
         progress.md, when the tree changed: off the cycle, so a cycle's cost follows its changes,
-        not the tree's size."""
+        not the tree's size. A lazy one with no change since the last does nothing, though the
+        journal is not yet folded: a quiet brain does no work on an unchanged tree."""
         core = self.core
-        if core is None or not (core.store.pending or core.save_error or core.store.changes != self.rendered):
+        if core is None:
+            return
+        if not (core.save_error or core.store.changes != self.rendered or (core.store.pending and not lazily)):
             return
         started = time.monotonic()
         core.snapshot(lazily)

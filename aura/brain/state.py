@@ -3,9 +3,9 @@
 A save appends what changed to `state.journal` (statejournal.py): one short line, so its cost
 follows the change, not the tree (a tree under SMALL_TREE_BYTES is rewritten whole instead). `flush`
 writes the whole tree as the new `state.json` snapshot (atomically, keeping the previous one as
-`state.json.bak`) and empties the journal. The brain flushes once quiet; while busy, only once the
-journal has grown to 1/FOLD_RATIO of the snapshot, so `state.json` alone may trail a busy run:
-`read_state`, which every reader in Aura uses, gives the live tree. `load` replays the journal on
+`state.json.bak`) and empties the journal. While it runs, the brain flushes only once the journal
+has grown to 1/FOLD_RATIO of the snapshot (and at the run's end and its own stop), so `state.json`
+alone trails the run: `read_state`, which every reader in Aura uses, gives the live tree. `load` replays the journal on
 the snapshot (a torn last line is ignored) and folds it in. A corrupted snapshot is restored from
 the backup, and if both are bad the brain starts from an empty tree in safe mode and keeps the bad
 files aside for a human.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aura.runtime.fsutil import atomic_write_bytes, read_json
+from aura.runtime.fsutil import atomic_write_chunks, read_json
 from aura.runtime.vocab import PENDING, REASON_SHOWN, TASK_ENDED, TASK_STATUSES
 
 from . import statejournal
@@ -85,6 +85,7 @@ class StateStore:
         self.pending = 0  # journal lines not yet in a snapshot
         self.changes = 0  # saves that changed something, since the store was made
         self.unwritten = False  # a change is only in memory: a small tree's snapshot failed
+        self.held: list[str] = []  # journal lines an append failed to write (a full disk), written next
         self.snapshot_bytes = 0
 
     def load(self) -> LoadResult:
@@ -123,6 +124,34 @@ class StateStore:
         compared (and every key beside the tasks); a change elsewhere waits for the next `flush`."""
         self._save(state, touched, None)
 
+    def _save(self, state: dict, touched: set[str] | None, encoded: dict[str, str] | None) -> None:
+        if self.saved is None:
+            self.flush(state)
+            return
+        ops = self.saved.changes(state, touched, encoded)
+        small = self.snapshot_bytes < SMALL_TREE_BYTES
+        if ops:
+            state["updated_at"] = time.time()
+            ops.append([["updated_at"], state["updated_at"]])
+            self.saved.rest["updated_at"] = state["updated_at"]
+            self.changes += 1
+            if small:
+                self.unwritten = True
+            else:
+                self.held.append(statejournal.dumps(ops))
+        if self.held and not small:
+            self._append_held()
+        if self.unwritten:
+            self._snapshot(state, encoded)
+
+    def _append_held(self) -> None:
+        """Append the lines not yet in the journal in one write. The comparison already counts
+        their changes as saved, so a line that failed is kept and written first next time (or
+        folded into the next snapshot), never dropped."""
+        self.journal.append("\n".join(self.held))
+        self.pending += len(self.held)
+        self.held.clear()
+
     def flush(self, state: dict, lazily: bool = False) -> None:
         """Compare the whole tree, then write it as the new snapshot (unless state.json holds it
         already) and empty the journal it now holds. `lazily`, only once the journal holds
@@ -132,40 +161,23 @@ class StateStore:
             self.saved = statejournal.Saved(state)
             self._snapshot(state)
             return
-        encoded: dict[str, str] = {}  # the comparison encodes every task: the snapshot reuses them
+        fold = not lazily or self.journal.size * FOLD_RATIO >= self.snapshot_bytes
+        encoded: dict[str, str] | None = {} if fold else None  # the comparison's texts, for the snapshot
         self._save(state, None, encoded)
-        if self.pending and not (lazily and self.journal.size * FOLD_RATIO < self.snapshot_bytes):
-            self._snapshot(state, encoded)
-
-    def _save(self, state: dict, touched: set[str] | None, encoded: dict[str, str] | None) -> None:
-        if self.saved is None:
-            self.flush(state)
-            return
-        ops = self.saved.changes(state, touched, encoded)
-        if ops:
-            state["updated_at"] = time.time()
-            ops.append([["updated_at"], state["updated_at"]])
-            line = statejournal.dumps(ops)
-            small = self.snapshot_bytes < SMALL_TREE_BYTES
-            if not small:
-                self.journal.append(line)
-                self.pending += 1
-            self.saved.rest["updated_at"] = state["updated_at"]
-            self.changes += 1
-            self.unwritten = small
-        if self.unwritten:
+        if fold and (self.pending or self.held):
             self._snapshot(state, encoded)
 
     def _snapshot(self, state: dict, encoded: dict[str, str] | None = None) -> None:
+        """Stream the tree into a new state.json, a task at a time (an ended task's text from
+        `encoded` when the comparison just made it), so the brain never holds the whole text."""
         state["updated_at"] = state.get("updated_at") or time.time()
         assert self.saved is not None
-        data = self.saved.snapshot(state, encoded).encode("utf-8")
         keep = self.bak.with_name(f".{self.bak.name}.{os.getpid()}.tmp")
         keep.unlink(missing_ok=True)
         if self.path.exists():
             os.link(self.path, keep)  # the previous snapshot, kept without copying it
         try:
-            atomic_write_bytes(self.path, data)
+            size = atomic_write_chunks(self.path, self.saved.snapshot(state, encoded))
         except BaseException:
             keep.unlink(missing_ok=True)
             raise
@@ -173,8 +185,9 @@ class StateStore:
             os.replace(keep, self.bak)  # only now: a full disk must not free the old backup's room
         self.journal.clear()
         self.pending = 0
+        self.held.clear()
         self.unwritten = False
-        self.snapshot_bytes = len(data)
+        self.snapshot_bytes = size
 
     def close(self) -> None:
         self.journal.close()

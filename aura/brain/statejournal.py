@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,14 @@ Op = list  # [path] or [path, value]
 FIELD_DEPTH = 2  # below the state's keys and one more level (a task), changed dicts are diffed by field
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
+
+
 def dumps(obj: Any) -> str:
-    """Compact JSON (the C encoder; an indent would force the pure-Python one)."""
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
+    """Compact JSON from the C encoder (an indent would force the pure-Python one), through one
+    encoder made once: `json.dumps` with arguments makes a new one per call, which costs as much
+    as encoding a task."""
+    return _ENCODER.encode(obj)
 
 
 def diff(old: dict, new: dict, path: tuple = (), out: list[Op] | None = None) -> list[Op]:
@@ -113,7 +119,7 @@ class Saved:
         next comparison of all of them. No task is ever removed from the tree (archiving is a status),
         so an unchanged count means the same tasks: comparing the ids themselves would cost a walk
         over all of them on every save. `encoded` receives the ended tasks' texts made on the way,
-        for a snapshot to reuse."""
+        for the snapshot that follows to write without encoding them again."""
         rest = _rest(state)
         ops = diff(self.rest, rest)
         table = state.get("tasks")
@@ -142,22 +148,26 @@ class Saved:
             self.rest = json.loads(dumps(rest))
         return ops
 
-    def snapshot(self, state: dict, encoded: dict[str, str] | None = None) -> str:
-        """The tree's JSON, in the order of `state`'s tasks (its keys beside them as they are now):
-        the saved text of each open task, and each ended task as `encoded` holds it, else as it is now."""
-        rest = dumps(_rest(state))
+    def snapshot(self, state: dict, encoded: dict[str, str] | None = None) -> Iterator[bytes]:
+        """The tree's JSON in pieces, for a snapshot to be written without the whole of it in memory
+        at once: the keys beside the tasks as they are now, then in the order of `state`'s tasks the
+        saved text of each open task and each ended task as `encoded` holds it, else as it is now."""
+        made = encoded or {}
         tasks = state.get("tasks")
         if not isinstance(tasks, dict):
-            return dumps(state)
-        made = encoded or {}
-        parts = []
+            yield dumps(state).encode("utf-8")
+            return
+        rest = dumps(_rest(state))
+        yield f'{rest[:-1]}{"," if len(rest) > 2 else ""}"tasks":{{'.encode()
+        sep = ""
         for tid, task in tasks.items():
             text = self.texts.get(tid)
             if text is None and tid in self.sums:
                 text = made.get(tid) or dumps(task)
             if text is not None:
-                parts.append(f"{json.dumps(tid)}:{text}")
-        return f'{rest[:-1]}{"," if len(rest) > 2 else ""}"tasks":{{{",".join(parts)}}}}}'
+                yield f"{sep}{json.dumps(tid)}:{text}".encode()
+                sep = ","
+        yield b"}}"
 
     def _keep(self, tid: str, task: Any, text: str) -> None:
         if isinstance(task, dict) and task.get("status") in TASK_ENDED:

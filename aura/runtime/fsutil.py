@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 PRIVATE = 0o600
+CHUNK_BUFFER = 1 << 16  # a file written in pieces reaches write(2) in runs this long
 
 
 def make_parent(path: Path, mode: int) -> None:
@@ -45,12 +46,20 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE, sync: bool 
     fsyncs are the caller's (aura.runtime.flusher does them off the caller's thread): the rename
     alone already makes the new content whole and visible to other processes, and survives a
     kill -9 of the writer; only a crash of the machine needs the fsyncs."""
+    atomic_write_chunks(path, (data,), mode, sync)
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes], mode: int = PRIVATE, sync: bool = True) -> int:
+    """`atomic_write_bytes` for content made piece by piece, so it is never whole in memory; the
+    bytes written."""
     path = Path(path)
     make_parent(path, mode)
     fd, tmp = _temp_beside(path)
+    size = 0
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, "wb", buffering=CHUNK_BUFFER) as fh:
+            for chunk in chunks:
+                size += fh.write(chunk)
             fh.flush()
             if sync:
                 os.fsync(fh.fileno())
@@ -64,6 +73,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE, sync: bool 
         raise
     if sync:
         fsync_dir(path.parent)
+    return size
 
 
 _serial = itertools.count()

@@ -7,7 +7,11 @@ and everything before it is kept."""
 from __future__ import annotations
 
 import json
+import os
+import tracemalloc
 from pathlib import Path
+
+import pytest
 
 from aura.brain.state import FOLD_RATIO, StateStore, add_task, new_task, read_state
 
@@ -141,3 +145,41 @@ def test_a_lazy_flush_folds_the_journal_only_once_it_is_worth_a_snapshot(tmp_pat
         assert i < 1000, "the journal was never folded"
     assert journal * FOLD_RATIO >= len(snapshot) > (journal - 200) * FOLD_RATIO  # folded at the first flush due
     assert store.journal.size == 0 and read_state(tmp_path) == json.loads(json.dumps(state))
+
+
+def test_a_journal_line_that_failed_to_write_is_written_with_the_next_save(tmp_path: Path) -> None:
+    """A save compares, then appends: when the append fails (a full disk) the comparison already
+    counts the change as saved, so the line itself is kept and written first next time."""
+    store, state = _store_with_tasks(tmp_path, 100)
+    (tmp_path / "state.journal").touch()
+    store.journal.fd = os.open(tmp_path / "state.journal", os.O_RDONLY)  # every write to it fails
+    state["tasks"]["t1"]["status"] = "completed"
+    with pytest.raises(OSError):
+        store.save(state, {"t1"})
+    os.close(store.journal.fd)
+    store.journal.fd = None  # writable again: the next append opens it afresh
+    state["tasks"]["t2"]["status"] = "completed"
+    store.save(state, {"t2"})
+    store.close()
+    tasks = StateStore(tmp_path).load().state["tasks"]
+    assert tasks["t1"]["status"] == "completed" and tasks["t2"]["status"] == "completed"
+
+
+def test_a_snapshot_is_streamed_to_disk_not_built_whole_in_memory(tmp_path: Path) -> None:
+    """The brain's peak memory while it writes state.json stays near one copy of the tree's text
+    (the comparison's own), not the several a joined string and its bytes would add."""
+    store, state = _store_with_tasks(tmp_path, 0)
+    for i in range(2000):
+        add_task(state, new_task(f"t{i}", f"task {i}", status="completed", reason="x" * 200))
+    store.flush(state)
+    state["tasks"]["t1"]["reason"] = "changed"
+    store.save(state, {"t1"})
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        store.flush(state)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert store.snapshot_bytes > 500_000 and peak < 1.6 * store.snapshot_bytes, (peak, store.snapshot_bytes)
+    assert read_state(tmp_path) == json.loads(json.dumps(state))
