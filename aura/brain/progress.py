@@ -58,4 +58,4 @@ def render(state: dict, recent: list[dict]) -> str:
 
 
 def write(path: Path, state: dict, recent: list[dict]) -> None:
-    atomic_write_text(path, render(state, recent))
+    atomic_write_text(path, render(state, recent), sync=False)  # a view, rendered anew a second later

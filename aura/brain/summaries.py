@@ -83,7 +83,8 @@ def _git_lines(task: dict) -> list[str]:
 def write_task_summary(paths: ProjectPaths, state: dict, task: dict, workers: dict[str, dict]) -> Path:
     folder = summaries_dir(paths)
     path = folder / f"{safe_name(task['id'])}_{time.strftime('%Y%m%d_%H%M%S')}.md"
-    atomic_write_text(path, task_summary(paths, state, task, workers))
+    # Not fsynced: a report, whose facts the state and the workers' records keep.
+    atomic_write_text(path, task_summary(paths, state, task, workers), sync=False)
     return path
 
 

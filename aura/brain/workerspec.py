@@ -203,7 +203,8 @@ def _resource_section(task: dict, cfg: Config) -> list[str]:
 def write_task_md(task_dir: Path, state: dict, task: dict, cfg: Config) -> Path:
     make_dirs(task_dir, 0o700)
     path = task_dir / "task.md"
-    atomic_write_text(path, render_task_md(state, task, cfg, task_dir))
+    # Not fsynced: it is rendered anew for every attempt, and no worker outlives the machine.
+    atomic_write_text(path, render_task_md(state, task, cfg, task_dir), sync=False)
     return path
 
 

@@ -156,8 +156,8 @@ def write_json_even_if_full(path: Path, obj: Any, mode: int = PRIVATE) -> None:
         rewrite_in_place(path, json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8"))
 
 
-def atomic_write_text(path: Path, text: str, mode: int = PRIVATE) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), mode)
+def atomic_write_text(path: Path, text: str, mode: int = PRIVATE, sync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode, sync)
 
 
 def atomic_write_json(path: Path, obj: Any, mode: int = PRIVATE, sync: bool = True) -> None:
