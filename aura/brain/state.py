@@ -5,10 +5,10 @@ follows the change, not the tree (a tree under SMALL_TREE_BYTES is rewritten who
 writes the whole tree as the new `state.json` snapshot (atomically, keeping the previous one as
 `state.json.bak`) and empties the journal. While it runs, the brain flushes only once the journal
 has grown to 1/FOLD_RATIO of the snapshot (and at the run's end and its own stop), so `state.json`
-alone trails the run: `read_state`, which every reader in Aura uses, gives the live tree. `load` replays the journal on
-the snapshot (a torn last line is ignored) and folds it in. A corrupted snapshot is restored from
-the backup, and if both are bad the brain starts from an empty tree in safe mode and keeps the bad
-files aside for a human.
+alone trails the run: `read_state`, which every reader in Aura uses, gives the live tree. `load`
+replays the journal on the snapshot (a torn last line is ignored) and folds it in. A corrupted
+snapshot is restored from the backup, and if both are bad the brain starts from an empty tree in
+safe mode and keeps the bad files aside for a human.
 """
 
 from __future__ import annotations
