@@ -83,6 +83,7 @@ class BrainCore:
         self.git = GitWork(paths, cfg, self.state, log, self.save)
         self.git_block: str | None = None  # why no worker may start: git mode refused or unusable
         self.touched: set[str] = set()  # tasks changed since the last save (their status, or new)
+        self._running: dict[str, None] = {tid: None for tid, t in self.tasks.items() if t["status"] == IN_PROGRESS}
         self._task_file: tuple[tuple | None, TaskFile | None] = (None, None)  # (its stat, its parse)
 
     def start_git(self) -> None:
@@ -142,6 +143,9 @@ class BrainCore:
         task.update(status=new, reason=reason, evidence=evidence, updated_at=now)
         if new == IN_PROGRESS:
             task["started_at"] = now
+            self._running[task["id"]] = None
+        else:
+            self._running.pop(task["id"], None)
         if new in TASK_ENDED:
             task["finished_at"] = now
         numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
@@ -164,6 +168,8 @@ class BrainCore:
 
     def add_task(self, task_id: str, title: str, parent: str = ROOT, by: str = "brain", **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
+        if task["status"] == IN_PROGRESS:
+            self._running[task_id] = None
         self.touched.update((task_id, parent))
         self.decisions.record(
             "task_added", task_id=task_id, title=title, parent=parent, by=by, cycle=self.state["total_cycles"]
@@ -199,7 +205,11 @@ class BrainCore:
         return [wid for t in self.running() for wid in t.get("workers") or ()]
 
     def running(self) -> list[dict]:
-        return [t for t in self.tasks.values() if t["status"] == IN_PROGRESS]
+        """The running tasks, in the order they started. Kept as an index that `set_status` (the
+        only way a status changes) and `add_task` maintain: every save asks for them, and a walk
+        over the tree would make a save cost more as the tree grows."""
+        tasks = self.tasks
+        return [t for tid in self._running if (t := tasks.get(tid)) is not None and t["status"] == IN_PROGRESS]
 
     def capacity(self) -> int:
         return max(0, self.cfg.integer("AURA_MAX_CONCURRENT_TASKS") - len(self.running()))
@@ -610,8 +620,11 @@ class BrainCore:
 
     # -- the end ------------------------------------------------------------------------------------
     def check_finished(self) -> bool:
-        every = leaves(self.state)
-        todo = any(t["status"] not in TASK_ENDED for t in every)
+        """Whether every leaf of the tree has ended. A leaf at work answers no at once: the walk
+        over the whole tree is left to the cycles when nothing runs."""
+        todo = any(not t.get("children") for t in self.running())
+        every = [] if todo else leaves(self.state)
+        todo = todo or any(t["status"] not in TASK_ENDED for t in every)
         run = self.state.setdefault("run", {"finished": False})
         if todo or not every:
             if run.get("finished"):

@@ -576,3 +576,21 @@ def test_read_commands_never_import_the_model_sdk(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60
     )
     assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
+
+
+def test_the_running_tasks_follow_every_status_change_and_a_reload(brain: Any) -> None:
+    """`running()` is an index kept by set_status, not a walk of the tree: it must still name
+    exactly the tasks in progress, in the order they started, before and after a restart."""
+    daemon, core, _ = brain()
+    for tid in ("A", "B", "C"):
+        core.add_task(tid, f"task {tid}")
+    core.set_status(core.tasks["C"], "in_progress", "started", "unit")
+    core.set_status(core.tasks["A"], "in_progress", "started", "unit")
+    assert [t["id"] for t in core.running()] == ["C", "A"]
+    core.set_status(core.tasks["C"], "completed", "done", "unit")
+    core.set_status(core.tasks["B"], "in_progress", "started", "unit")
+    assert [t["id"] for t in core.running()] == ["A", "B"]
+    core.store.flush(core.state)
+    again = BrainCore(core.paths, core.cfg, daemon.log, daemon.publish, daemon.ctx)
+    assert sorted(t["id"] for t in again.running()) == ["A", "B"]
+    again.store.close()
