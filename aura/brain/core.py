@@ -105,8 +105,8 @@ class BrainCore:
             self.touched = set()
 
     def snapshot(self, lazily: bool = False) -> None:
-        """Fold the journal into a new state.json (the brain does it once quiet, and lazily each
-        second while busy: see StateStore.flush)."""
+        """Compare the whole tree and fold the journal into a new state.json: lazily while the brain
+        runs, fully at the run's end and at its stop (see StateStore.flush)."""
         self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True, lazily=lazily)
 
     @property

@@ -38,7 +38,7 @@ RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, nev
 EVENT_BATCH_DELAY = 0.02
 SNAPSHOT_EVERY = 1.0  # while busy, the tree is compared whole and progress.md rendered this often
 SNAPSHOT_IDLE = 0.1  # ... and this soon after the brain went quiet
-SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to writing snapshots
+SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to persist (comparison, snapshot, progress.md)
 
 
 GIT_RETRY_S = 2.0  # a merge git could not run now is tried again this soon
