@@ -224,16 +224,29 @@ def soak_lines(sec: dict) -> list[str]:
     rss = ", ".join(f"{k} {start.get(k, 0) / mb:.1f} -> {end.get(k, 0) / mb:.1f} MB" for k in ("brain", "supervisor"))
     rates = " ".join(f"{w['per_s']:g}" for w in win)
     per = sec.get("brain_bytes_written_per_change") or {}
-    return [
-        f"- Soak, {sec['tasks']} one-line tasks, {sec['concurrency']} at a time (local planner, shell workers): "
-        f"{win[0]['per_s']:g} tasks/s in the first 500, {win[-1]['per_s']:g} in the last (each 500: {rates}); "
-        f"daemon memory (RSS) {rss}; the brain wrote {per.get('write_chars', 0) / 1024:.1f} KB per status change "
-        f"(every file, the snapshots included; state.json {sec.get('state_json_bytes', 0) / mb:.2f} MB at the end)."
-    ] + [
-        f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written"
-        + (f" ({c['reopened_bytes']} bytes to reopen an ended task, written whole)." if "reopened_bytes" in c else ".")
-        for n, c in (sec.get("save_cost") or {}).items()
-    ]
+    return (
+        [
+            f"- Soak, {sec['tasks']} one-line tasks, {sec['concurrency']} at a time (local planner, shell workers): "
+            f"{win[0]['per_s']:g} tasks/s in the first 500, {win[-1]['per_s']:g} in the last (each 500: {rates}); "
+            f"daemon memory (RSS) {rss}; the brain wrote {per.get('write_chars', 0) / 1024:.1f} KB per status change "
+            f"(every file, the snapshots included; state.json {sec.get('state_json_bytes', 0) / mb:.2f} MB at the end)."
+        ]
+        + [
+            f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written"
+            + (
+                f" ({c['reopened_bytes']} bytes to reopen an ended task, written whole)."
+                if "reopened_bytes" in c
+                else "."
+            )
+            for n, c in (sec.get("save_cost") or {}).items()
+        ]
+        + [
+            f"- Over a tree of {n} ended tasks (in process, ms): the sweep each second {c['sweep']}, the counts each "
+            f"cycle {c['counts']}, the stall signature {c['stall']}, progress.md {c['progress']}, a fold of the "
+            f"journal into state.json {c['fold']}."
+            for n, c in (sec.get("tree_cost") or {}).items()
+        ]
+    )
 
 
 def git_lines(sec: dict) -> list[str]:

@@ -13,6 +13,7 @@ divided by the status changes it made.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
@@ -81,6 +82,7 @@ def soak(tasks: int, profile: Path | None = None) -> dict:
         "brain_bytes_written_per_change": {k: round(v / max(1, changes)) for k, v in written.items()},
         "state_json_bytes": state_bytes,
         "save_cost": save_cost(),
+        "tree_cost": tree_cost(),
     }
 
 
@@ -114,6 +116,54 @@ def save_cost(sizes: tuple[int, ...] = (500, 5000), runs: int = 20, store_class:
             "reopened_bytes": reopened,
         }
     return out
+
+
+def tree_cost(sizes: tuple[int, ...] = (5000, 50000), runs: int = 5) -> dict:
+    """What the brain still does over the whole tree, in process, on trees of `sizes` ended tasks
+    (median milliseconds): `sweep`, the lazy flush each second finding changes no save was told of
+    (bounded: open, settling and SWEEP settled tasks); `counts`, each cycle; `stall`, the stall
+    check's signature, at most each second; `progress`, progress.md rendered at each persist; and
+    `fold`, the snapshot written once the journal holds an eighth of it."""
+    from aura.brain import progress, stall
+    from aura.brain.state import StateStore, add_task, counts, new_task
+
+    out = {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="aura-tree-cost-") as tmp:
+            store = StateStore(Path(tmp))
+            state = store.load().state
+            for i in range(n):
+                add_task(state, new_task(f"T{i:06d}", f"item {i} `true`", **_finished_fields(f"T{i:06d}")))
+            store.flush(state)
+            out[str(n)] = {
+                "sweep": _median_ms(functools.partial(store.flush, state, lazily=True), runs),
+                "counts": _median_ms(functools.partial(counts, state), runs),
+                "stall": _median_ms(functools.partial(stall.signature, state), runs),
+                "progress": _median_ms(functools.partial(progress.render, state, []), runs),
+                "fold": _fold_ms(store, state, runs),
+            }
+    return out
+
+
+def _fold_ms(store: Any, state: dict, runs: int) -> float:
+    """A flush that folds a one-line journal: the whole tree compared and streamed to state.json."""
+    times = []
+    for i in range(runs):
+        state["tasks"]["T000000"]["reason"] = f"evidence checked again ({i})"
+        store.save(state, {"T000000"})
+        t0 = time.perf_counter()
+        store.flush(state)
+        times.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(times), 2)
+
+
+def _median_ms(call: Any, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(times), 2)
 
 
 def _save_one(store: Any, state: dict, tid: str, change: dict) -> tuple[float, int]:
@@ -235,6 +285,8 @@ def render(res: dict) -> str:
             f"one status change saved on a tree of {n} tasks: {c['ms']} ms, {c['bytes']} B written "
             f"({c.get('reopened_bytes', '-')} B to reopen an ended task)"
         )
+    for n, c in (res.get("tree_cost") or {}).items():
+        lines.append(f"over a tree of {n} ended tasks, ms: " + ", ".join(f"{k} {v}" for k, v in c.items()))
     return "\n".join(lines)
 
 

@@ -98,15 +98,16 @@ class BrainCore:
     # -- persistence ----------------------------------------------------------------------------
     def save(self) -> None:
         """Journal what changed: the tasks that changed status or were added since the last save, the
-        running ones, and every key beside the tasks (the snapshot each second compares the rest)."""
+        running ones, and every key beside the tasks (the sweep each second finds the rest)."""
         touched = self.touched | {t["id"] for t in self.running()}
         self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, touched=touched)
         if self.save_error is None:
             self.touched = set()
 
     def snapshot(self, lazily: bool = False) -> None:
-        """Compare the whole tree and fold the journal into a new state.json: lazily while the brain
-        runs, fully at the run's end and at its stop (see StateStore.flush)."""
+        """Journal what a sweep of the tree finds and fold the journal into a new state.json once
+        it is due, while the brain runs; compare the whole tree and fold at once at the run's end
+        and at its stop (see StateStore.flush)."""
         self.save_error = save_quietly(self.store, self.state, self.log, self.save_error, whole=True, lazily=lazily)
 
     @property

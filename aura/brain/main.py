@@ -28,7 +28,7 @@ from .diskpause import CHECK_EVERY, DiskPause
 from .local_planner import LocalPlanner
 from .notify import Notifier
 from .pricing import start_notice
-from .runreport import write_report
+from .reportchild import ReportChild
 from .state import ROOT, counts
 from .summaries import write_final_report, write_task_summary
 from .taskfile import TaskFileError, read_task_file
@@ -36,12 +36,22 @@ from .taskfile import TaskFileError, read_task_file
 RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
 EVENT_BATCH_DELAY = 0.02
-SNAPSHOT_EVERY = 1.0  # while busy, the tree is compared whole and progress.md rendered this often
+SNAPSHOT_EVERY = 1.0  # while busy, the tree is swept and progress.md rendered this often
 SNAPSHOT_IDLE = 0.1  # ... and this soon after the brain went quiet
-SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to persist (comparison, snapshot, progress.md)
+SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to persist (sweep, snapshot, progress.md)
 
 
 GIT_RETRY_S = 2.0  # a merge git could not run now is tried again this soon
+STALL_CHECK_S = 1.0  # the run is checked for a stall (aura/brain/stall.py) at most this often
+
+
+def persist_due(since: float, took: float, quiet: bool) -> bool:
+    """Whether to persist now, `since` seconds after the last persist, which took `took`: never
+    sooner than keeps it to SNAPSHOT_SHARE of the brain's time (a big tree's progress.md and
+    snapshot are spread out, not run each second), then once the brain is quiet or each second."""
+    if since < took / SNAPSHOT_SHARE:
+        return False
+    return quiet or since >= SNAPSHOT_EVERY
 
 
 class BrainDaemon(Daemon):
@@ -66,7 +76,9 @@ class BrainDaemon(Daemon):
         self.disk = DiskPause(self.paths, self.cfg, self.log)
         self.active_at = self.snapshot_at = time.monotonic()  # the last cycle's end; the last snapshot
         self.snapshot_took = 0.0
+        self.stall_checked_at = -STALL_CHECK_S  # monotonic: the first cycle checks
         self.rendered = -1  # the store's change count progress.md shows
+        self.report = ReportChild(self.paths, self.log)
 
     # -- events this brain publishes: notifications and summaries ---------------------------------------
     def publish(self, kind: str, **data: Any) -> dict | None:
@@ -89,7 +101,7 @@ class BrainDaemon(Daemon):
                 write_task_summary(self.paths, core.state, task, core.workers)
         elif kind == Kind.RUN_FINISHED:
             write_final_report(self.paths, core.state)
-            write_report(self.paths, core.state)
+            self.report.request()
 
     def refresh_budget(self) -> None:
         """Recompute the spend against the budget; publish its events; stop or allow new spawns."""
@@ -132,6 +144,7 @@ class BrainDaemon(Daemon):
         self.call_every(1.0, self.watch_task_file)
         self.call_every(CHECK_EVERY, self.check_disk)
         self.call_every(SNAPSHOT_IDLE, self.maybe_persist)
+        self.call_every(1.0, self.report.poll)
 
     def _resolve_task_file(self) -> None:
         assert self.core is not None
@@ -205,22 +218,17 @@ class BrainDaemon(Daemon):
                 self.request_cycle("disk space is back", 0)
 
     def maybe_persist(self) -> None:
-        """Compare the whole tree and render progress.md once the brain is quiet, or a second after a
-        change while it is busy, taking at most SNAPSHOT_SHARE of its time; state.json is rewritten
-        then only once the journal is worth folding (StateStore.flush), so neither a busy run nor a
-        slow one writes the whole tree per change."""
+        """Sweep the tree for changes no save was told of and render progress.md (see `persist`)."""
         now = time.monotonic()
-        since = now - self.snapshot_at
-        if since < min(SNAPSHOT_EVERY, self.snapshot_took / SNAPSHOT_SHARE):
-            return
-        if now - self.active_at >= SNAPSHOT_IDLE or since >= SNAPSHOT_EVERY:
+        if persist_due(now - self.snapshot_at, self.snapshot_took, now - self.active_at >= SNAPSHOT_IDLE):
             self.persist(lazily=True)
 
     def persist(self, lazily: bool = False) -> None:
-        """Fold the journal into a new state.json (`lazily`: see StateStore.flush) and render
-        progress.md, when the tree changed: off the cycle, so a cycle's cost follows its changes,
-        not the tree's size. A lazy one with no change since the last does nothing, though the
-        journal is not yet folded: a quiet brain does no work on an unchanged tree."""
+        """Fold the journal into a new state.json (`lazily`: a sweep, and a fold only once it is
+        due; see StateStore.flush) and render progress.md, when the tree changed: off the cycle, so
+        a cycle's cost follows its changes, not the tree's size. A lazy one with no change since
+        the last does nothing, though the journal is not yet folded: a quiet brain does no work on
+        an unchanged tree."""
         core = self.core
         if core is None:
             return
@@ -328,7 +336,13 @@ class BrainDaemon(Daemon):
             self.request_cycle("interval", self.interval)
 
     def _check_stall(self) -> None:
+        """At most each STALL_CHECK_S: a stall is minutes long, and a busy brain cycles many
+        times a second."""
         assert self.core is not None
+        now = time.monotonic()
+        if now - self.stall_checked_at < STALL_CHECK_S:
+            return
+        self.stall_checked_at = now
         event = stall.check(self.core.state, self.cfg)
         if event:
             self.log.warning(Kind.NO_PROGRESS, **event)
@@ -346,4 +360,5 @@ class BrainDaemon(Daemon):
             self.core.save()
             self.persist()
             self.core.store.close()
+        self.report.close()
         self.notifier.wait(2.0)

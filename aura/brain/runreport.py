@@ -11,6 +11,7 @@ script (which checks that each chart drew its series, and records any script err
 from __future__ import annotations
 
 import json
+import sys
 import time
 from html import escape
 from pathlib import Path
@@ -267,3 +268,14 @@ table.decisions th {{ text-align: left; }}
 <script>{script}</script>
 </body></html>
 """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m aura.brain.runreport ROOT DATA`: the brain's child at the run's end (reportchild.py)."""
+    root, data = argv if argv is not None else sys.argv[1:]
+    write_report(ProjectPaths(Path(root), Path(data)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -122,13 +122,13 @@ class StateStore:
         """Make the tree's changes since the last save durable: one journal line, or, while the
         tree is small (SMALL_TREE_BYTES), a new snapshot. With `touched`, only those tasks are
         compared (and every key beside the tasks); a change elsewhere waits for the next `flush`."""
-        self._save(state, touched, None)
-
-    def _save(self, state: dict, touched: set[str] | None, encoded: dict[str, str] | None) -> None:
         if self.saved is None:
             self.flush(state)
             return
-        ops = self.saved.changes(state, touched, encoded)
+        self._write(state, self.saved.changes(state, touched), None)
+
+    def _write(self, state: dict, ops: list, encoded: dict[str, str] | None) -> None:
+        assert self.saved is not None
         small = self.snapshot_bytes < SMALL_TREE_BYTES
         if ops:
             state["updated_at"] = time.time()
@@ -156,15 +156,18 @@ class StateStore:
         """Compare the whole tree, then write it as the new snapshot (unless state.json holds it
         already) and empty the journal it now holds. `lazily`, only once the journal holds
         1/FOLD_RATIO of the snapshot's bytes: a busy run's snapshots then cost a bounded share of
-        the bytes its changes write, whatever the tree's size."""
+        the bytes its changes write, whatever the tree's size; until then a lazy flush journals
+        what a sweep finds (statejournal.Saved.sweep), at a cost that does not follow the tree."""
         if self.saved is None:
             self.saved = statejournal.Saved(state)
             self._snapshot(state)
             return
-        fold = not lazily or self.journal.size * FOLD_RATIO >= self.snapshot_bytes
-        encoded: dict[str, str] | None = {} if fold else None  # the comparison's texts, for the snapshot
-        self._save(state, None, encoded)
-        if fold and (self.pending or self.held):
+        if lazily and self.journal.size * FOLD_RATIO < self.snapshot_bytes:
+            self._write(state, self.saved.sweep(state), None)
+            return
+        encoded: dict[str, str] = {}  # the comparison's texts, for the snapshot
+        self._write(state, self.saved.changes(state, None, encoded), encoded)
+        if self.pending or self.held:
             self._snapshot(state, encoded)
 
     def _snapshot(self, state: dict, encoded: dict[str, str] | None = None) -> None:
@@ -230,10 +233,13 @@ def _valid(obj: Any) -> bool:
 
 
 def add_task(state: dict, task: dict) -> dict:
+    """Put `task` in the table and under its parent; a task added again keeps its one place there
+    (its parent's children are searched only then: a run adds thousands of tasks under the root)."""
     tasks = state["tasks"]
+    known = task["id"] in tasks
     tasks[task["id"]] = task
     parent = tasks.get(task.get("parent") or ROOT)
-    if parent is not None and task["id"] not in parent["children"]:
+    if parent is not None and not (known and task["id"] in parent["children"]):
         parent["children"].append(task["id"])
     return task
 
@@ -242,13 +248,17 @@ def walk(state: dict, start: str = ROOT) -> Iterator[tuple[int, dict]]:
     """Depth-first (depth, task) pairs in the tree's order, the root first."""
     tasks = state["tasks"]
     stack = [(0, start)]
+    pop, push = stack.pop, stack.extend
     while stack:
-        depth, tid = stack.pop()
+        depth, tid = pop()
         task = tasks.get(tid)
         if task is None:
             continue
         yield depth, task
-        stack.extend((depth + 1, c) for c in reversed(task.get("children", [])))
+        children = task.get("children")
+        if children:
+            below = depth + 1
+            push([(below, c) for c in reversed(children)])
 
 
 def leaves(state: dict) -> list[dict]:
@@ -258,12 +268,14 @@ def leaves(state: dict) -> list[dict]:
 def counts(state: dict) -> dict[str, int]:
     """Tasks by status, as the tree shows them: every task below the root, except a parent that is
     still open (its work is its subtasks, counted themselves). A parent that ended (blocked after
-    two resource kills, completed) counts like any task, so the run's figures match the tree."""
+    two resource kills, completed) counts like any task, so the run's figures match the tree. One
+    pass over the table, not a walk of the tree: the brain counts at every cycle."""
     out = {s: 0 for s in TASK_STATUSES}
-    for d, t in walk(state):
-        if d == 0 or (t.get("children") and t["status"] not in TASK_ENDED):
+    for tid, t in state["tasks"].items():
+        status = t["status"]
+        if tid == ROOT or (t.get("children") and status not in TASK_ENDED):
             continue
-        out[t["status"]] = out.get(t["status"], 0) + 1
+        out[status] = out.get(status, 0) + 1
     return out
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from aura.runtime.vocab import TASK_ENDED
 
 Op = list  # [path] or [path, value]
 FIELD_DEPTH = 2  # below the state's keys and one more level (a task), changed dicts are diffed by field
+SETTLE_S = 60.0  # an ended task is compared at every sweep this long after it ended (its merge, its costs)
+SWEEP = 512  # ... and after that this many settled tasks a sweep, in turn, so each sweep costs the same
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
@@ -104,9 +107,13 @@ class Saved:
     def __init__(self, state: dict) -> None:
         self.texts: dict[str, str] = {}
         self.sums: dict[str, int] = {}
+        self.settling: dict[str, float] = {}  # ended within SETTLE_S: id -> when (monotonic)
+        self.turn: list[str] = []  # the settled tasks the sweeps go through, and where they are in it
+        self.at = 0
         tasks = state.get("tasks")
         for tid, task in tasks.items() if isinstance(tasks, dict) else ():
             self._keep(tid, task, dumps(task))
+        self.settling.clear()  # a loaded tree's ended tasks are settled
         self.rest: dict = json.loads(dumps(_rest(state)))
 
     def __len__(self) -> int:
@@ -116,22 +123,50 @@ class Saved:
         """The operations that turn the saved tree into `state`, and `state` is now the saved one.
         With `touched` (and as many tasks as saved) only those tasks are compared, so a status
         change costs the same at 10 tasks and at 10,000; a change to another task waits for the
-        next comparison of all of them. No task is ever removed from the tree (archiving is a status),
-        so an unchanged count means the same tasks: comparing the ids themselves would cost a walk
-        over all of them on every save. `encoded` receives the ended tasks' texts made on the way,
-        for the snapshot that follows to write without encoding them again."""
+        next sweep or comparison of all of them. No task is ever removed from the tree (archiving is
+        a status), so an unchanged count means the same tasks: comparing the ids themselves would
+        cost a walk over all of them on every save. `encoded` receives the ended tasks' texts made
+        on the way, for the snapshot that follows to write without encoding them again."""
+        tasks = _tasks(state)
+        if touched is None or len(tasks) != len(self):
+            return self._compare(state, list(tasks), encoded, self._forget(tasks))
+        return self._compare(state, [tid for tid in touched if tid in tasks], encoded)
+
+    def sweep(self, state: dict) -> list[Op]:
+        """`changes` for what a save may not have been told of, at a cost that does not follow the
+        tree: every open task, every task that ended within SETTLE_S, and the next SWEEP of the
+        settled ones in turn, so a change to any task reaches the journal within a round of sweeps
+        (a round is one sweep per SWEEP settled tasks). A flush that folds compares them all."""
+        tasks = _tasks(state)
+        if len(tasks) != len(self):
+            return self._compare(state, list(tasks), None, self._forget(tasks))
+        now = time.monotonic()
+        for tid, ended in list(self.settling.items()):
+            if now - ended > SETTLE_S:
+                del self.settling[tid]
+        if self.at >= len(self.turn):
+            self.turn, self.at = list(self.sums), 0
+        settled = self.turn[self.at : self.at + SWEEP]
+        self.at += SWEEP
+        picked = dict.fromkeys([*self.texts, *self.settling, *settled])
+        return self._compare(state, [tid for tid in picked if tid in tasks], None)
+
+    def _forget(self, tasks: dict) -> list[str]:
+        """The saved tasks the tree no longer has, forgotten."""
+        gone = list((self.texts.keys() | self.sums.keys()) - tasks.keys())
+        for tid in gone:
+            self.texts.pop(tid, None)
+            self.sums.pop(tid, None)
+            self.settling.pop(tid, None)
+        return gone
+
+    def _compare(
+        self, state: dict, compared: list[str], encoded: dict[str, str] | None, gone: Iterable[str] = ()
+    ) -> list[Op]:
         rest = _rest(state)
         ops = diff(self.rest, rest)
-        table = state.get("tasks")
-        tasks: dict = table if isinstance(table, dict) else {}
-        if touched is None or len(tasks) != len(self):
-            for tid in (self.texts.keys() | self.sums.keys()) - tasks.keys():
-                ops.append([["tasks", tid]])
-                self.texts.pop(tid, None)
-                self.sums.pop(tid, None)
-            compared = list(tasks)
-        else:
-            compared = [tid for tid in touched if tid in tasks]
+        ops += [[["tasks", tid]] for tid in gone]
+        tasks = _tasks(state)
         for tid in compared:
             task = tasks[tid]
             text = dumps(task)
@@ -171,7 +206,10 @@ class Saved:
 
     def _keep(self, tid: str, task: Any, text: str) -> None:
         if isinstance(task, dict) and task.get("status") in TASK_ENDED:
-            self.sums[tid] = _digest(text)
+            digest = _digest(text)
+            if self.sums.get(tid) != digest:  # it ended, or changed since: it settles anew
+                self.settling[tid] = time.monotonic()
+            self.sums[tid] = digest
             self.texts.pop(tid, None)
         else:
             self.texts[tid] = text
@@ -181,6 +219,11 @@ class Saved:
 def _digest(text: str) -> int:
     """The text's 64-bit hash: two different texts share one about once in 2**64 comparisons."""
     return hash(text)
+
+
+def _tasks(state: dict) -> dict:
+    table = state.get("tasks")
+    return table if isinstance(table, dict) else {}
 
 
 def _rest(state: dict) -> dict:

@@ -23,7 +23,7 @@ from aura.brain import costs as costmod
 from aura.brain.changelog import TaskFileChangelog, batch_prefix, summarize
 from aura.brain.core import BrainCore
 from aura.brain.llm_planner import LlmPlanner
-from aura.brain.main import BrainDaemon
+from aura.brain.main import SNAPSHOT_EVERY, SNAPSHOT_SHARE, BrainDaemon, persist_due
 from aura.brain.memory import Memory
 from aura.brain.model_client import ClientSettings, ModelClient, ModelError, Usage, detect_provider
 from aura.brain.notify import Notifier
@@ -594,3 +594,15 @@ def test_the_running_tasks_follow_every_status_change_and_a_reload(brain: Any) -
     again = BrainCore(core.paths, core.cfg, daemon.log, daemon.publish, daemon.ctx)
     assert sorted(t["id"] for t in again.running()) == ["A", "B"]
     again.store.close()
+
+
+def test_persisting_takes_a_bounded_share_of_the_brain_whatever_it_costs() -> None:
+    """A cheap persist runs once the brain is quiet, or each second while it is busy; a costly one
+    (a big tree's progress.md or snapshot) waits until it is SNAPSHOT_SHARE of the time since."""
+    assert persist_due(0.2, 0.001, quiet=True)
+    assert not persist_due(0.2, 0.001, quiet=False) and persist_due(SNAPSHOT_EVERY, 0.001, quiet=False)
+    took = 0.2  # 4 s apart at a 5% share, quiet or busy
+    wait = took / SNAPSHOT_SHARE
+    assert wait > SNAPSHOT_EVERY
+    assert not persist_due(SNAPSHOT_EVERY, took, quiet=True) and not persist_due(wait * 0.99, took, quiet=False)
+    assert persist_due(wait, took, quiet=True) and persist_due(wait, took, quiet=False)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from aura.brain import statejournal
 from aura.brain.state import FOLD_RATIO, StateStore, add_task, new_task, read_state
 
 
@@ -125,9 +126,9 @@ def test_a_loaded_tree_holds_each_repeated_value_once(tmp_path: Path) -> None:
 
 
 def test_a_lazy_flush_folds_the_journal_only_once_it_is_worth_a_snapshot(tmp_path: Path) -> None:
-    """While the brain is busy it flushes lazily: each flush still compares the whole tree (a
-    change no save was told of reaches the journal), but the snapshot is rewritten only once the
-    journal holds 1/FOLD_RATIO of its bytes, so a busy run's bytes per change stay bounded."""
+    """While the brain is busy it flushes lazily: each flush sweeps the tree (a change no save was
+    told of reaches the journal), but the snapshot is rewritten only once the journal holds
+    1/FOLD_RATIO of its bytes, so a busy run's bytes per change stay bounded."""
     store, state = _store_with_tasks(tmp_path, 200)
     snapshot = (tmp_path / "state.json").read_bytes()
     state["tasks"]["t1"]["note"] = "no save was told of this one"
@@ -145,6 +146,44 @@ def test_a_lazy_flush_folds_the_journal_only_once_it_is_worth_a_snapshot(tmp_pat
         assert i < 1000, "the journal was never folded"
     assert journal * FOLD_RATIO >= len(snapshot) > (journal - 200) * FOLD_RATIO  # folded at the first flush due
     assert store.journal.size == 0 and read_state(tmp_path) == json.loads(json.dumps(state))
+
+
+def test_a_lazy_flush_sweeps_the_settled_tasks_in_turn_and_a_fold_compares_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lazy flush compares the open tasks, the ones that ended within SETTLE_S (where a merge or
+    a cost lands after the end), and SWEEP settled ones in turn: its cost does not follow the tree,
+    and a change no save was told of still reaches the journal within a round of sweeps."""
+    monkeypatch.setattr(statejournal, "SWEEP", 10)
+    store, state = _store_with_tasks(tmp_path, 101)
+    for i in range(100):
+        state["tasks"][f"t{i}"].update(status="completed", reason="done: " + "evidence " * 20)
+    store.flush(state)  # above SMALL_TREE_BYTES: saves are journal lines
+    state["tasks"]["t50"]["git"] = {"merge_commit": "abc"}  # just after it ended, untold
+    store.flush(state, lazily=True)
+    assert '"merge_commit"' in (tmp_path / "state.journal").read_text()
+
+    monkeypatch.setattr(statejournal, "SETTLE_S", 0.0)
+    store.flush(state, lazily=True)  # all 100 have settled
+    encoded: list = []
+    encode = statejournal.dumps
+    monkeypatch.setattr(statejournal, "dumps", lambda obj: encoded.append(obj) or encode(obj))
+    state["tasks"]["t77"]["note"] = "untold, long after it ended"
+    sweeps = 0
+    while '"note"' not in (tmp_path / "state.journal").read_text():
+        encoded.clear()
+        store.flush(state, lazily=True)
+        sweeps += 1
+        # 10 settled, ROOT and t100 (open), the keys beside the tasks and the journal line
+        assert len(encoded) <= 10 + 2 + 2, "a sweep compared more than its share"
+        assert sweeps <= 100 // 10 + 1, "the change was never swept"
+    assert sweeps > 1 and read_state(tmp_path) == json.loads(json.dumps(state))
+
+    state["tasks"]["t3"]["note"] = "untold, and found by the fold"
+    store.flush(state)
+    assert store.journal.size == 0 and json.loads((tmp_path / "state.json").read_text()) == json.loads(
+        json.dumps(state)
+    )
 
 
 def test_a_journal_line_that_failed_to_write_is_written_with_the_next_save(tmp_path: Path) -> None:
