@@ -104,6 +104,11 @@ class BrainCore:
         if self.save_error is None:
             self.touched = set()
 
+    def touch(self, task_id: str) -> None:
+        """A task changed other than by `set_status` or `add_task` (a note, its line in the task
+        file): the next save compares it, where a sweep might reach an ended one much later."""
+        self.touched.add(task_id)
+
     def snapshot(self, lazily: bool = False) -> None:
         """Journal what a sweep of the tree finds and fold the journal into a new state.json once
         it is due, while the brain runs; compare the whole tree and fold at once at the run's end

@@ -10,6 +10,8 @@ the reason, never spawned to fail.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from aura.runtime.eventkinds import Kind
 from aura.runtime.vocab import ARCHIVED, BLOCKED, IN_PROGRESS, PENDING, TASK_DONE, TASK_FAILED
 from aura.runtime.workercli import agent_task_problem
@@ -26,10 +28,16 @@ ACCEPT = "ACCEPT"
 class LocalPlanner:
     name = "local"
 
+    def __init__(self) -> None:
+        self.synced: TaskFile | None = None  # the task file the tree was last brought in line with
+
     def cycle(self, core: BrainCore) -> dict:
         tf = core.task_file()
         if tf is not None:
-            self.sync(core, tf)
+            if tf is not self.synced:  # parsed again only when it changed: its items are in the tree
+                self.sync(core, tf)
+                self.synced = tf
+            self.sync_acceptance(core, tf)
         core.reconcile()
         started = self.dispatch(core)
         return {"spawned": started}
@@ -62,7 +70,7 @@ class LocalPlanner:
                     )
             task["line"] = item.line
             task["executor"] = item.executor
-        self.sync_acceptance(core, tf)
+            core.touch(task["id"])
         for task in list(core.tasks.values()):
             ours = task.get("added_by") != "user"  # a task the user added (`aura task add`) is theirs to remove
             if (
@@ -126,17 +134,17 @@ class LocalPlanner:
         core.publish(Kind.TASK_BLOCKED, task_id=task["id"], reason=problem)
         return True
 
-    def ready(self, core: BrainCore) -> list[dict]:
-        out = []
-        others_done = all(core.tasks[t]["status"] in TASK_DONE for t in core.tasks[ROOT]["children"] if t != ACCEPT)
-        for tid in core.tasks[ROOT]["children"]:
-            task = core.tasks[tid]
-            if tid == ACCEPT and not others_done:
+    def ready(self, core: BrainCore) -> Iterator[dict]:
+        """The pending tasks in the task file's order, as many as the caller takes."""
+        tasks = core.tasks
+        top = tasks[ROOT]["children"]
+        for tid in top:
+            task = tasks[tid]
+            if tid == ACCEPT and not all(tasks[t]["status"] in TASK_DONE for t in top if t != ACCEPT):
                 continue
             if task["status"] == PENDING and not task.get("children"):
-                out.append(task)
+                yield task
             for sub in task.get("children", []):  # subtasks, resource fixes included (Layer 2 backend)
-                st = core.tasks.get(sub)
+                st = tasks.get(sub)
                 if st and st["status"] == PENDING:
-                    out.append(st)
-        return out
+                    yield st

@@ -7,10 +7,12 @@ all from disk (runreport.py), as `aura report` does, once the brain has journale
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from typing import IO, Any
+from typing import Any
 
+from aura.runtime.fsutil import open_private
 from aura.runtime.paths import ProjectPaths
 
 STOP_WAIT_S = 10.0  # a brain that stops waits this long for a report under way, then stops it
@@ -25,7 +27,7 @@ class ReportChild:
         self.log = log
         self.child: subprocess.Popen | None = None
         self.again = False
-        self._err: IO[bytes] | None = None
+        self._err: int | None = None  # the child's stderr, a private file in the logs folder
 
     def request(self) -> None:
         if self.child is not None and self.child.poll() is None:
@@ -56,7 +58,7 @@ class ReportChild:
     def _start(self) -> None:
         out = self.paths.logs_dir / "report.out"
         try:
-            self._err = open(out, "wb")
+            self._err = open_private(out, append=False)
             self.child = subprocess.Popen(
                 [sys.executable, "-m", "aura.brain.runreport", str(self.paths.root), str(self.paths.data)],
                 stdin=subprocess.DEVNULL,
@@ -79,5 +81,5 @@ class ReportChild:
 
     def _close_err(self) -> None:
         if self._err is not None:
-            self._err.close()
+            os.close(self._err)
             self._err = None

@@ -153,10 +153,10 @@ def _siblings_section(state: dict, task: dict) -> list[str]:
     tasks = state["tasks"]
     parent = task.get("parent") or ROOT
     children = (tasks.get(parent) or {}).get("children") or ()
-    others = len(children) - (task["id"] in children) - (ROOT in children)
+    others = len(children) - 1  # add_task lists each task under its parent once; no search of the list
     if others <= 0:
         return []
-    ids = itertools.islice((c for c in children if c not in (task["id"], ROOT)), SIBLINGS_SHOWN)
+    ids = itertools.islice((c for c in children if c != task["id"]), SIBLINGS_SHOWN)
     peers = [tasks[c] for c in ids if c in tasks]  # the first few of its parent's list: no walk of the tree
     out = ["## Other tasks beside this one", ""]
     for t in peers:

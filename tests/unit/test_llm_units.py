@@ -606,3 +606,20 @@ def test_persisting_takes_a_bounded_share_of_the_brain_whatever_it_costs() -> No
     assert wait > SNAPSHOT_EVERY
     assert not persist_due(SNAPSHOT_EVERY, took, quiet=True) and not persist_due(wait * 0.99, took, quiet=False)
     assert persist_due(wait, took, quiet=True) and persist_due(wait, took, quiet=False)
+
+
+def test_a_note_on_an_ended_task_is_journaled_by_the_request_that_made_it(brain: Any) -> None:
+    """A sweep reaches a task that ended long ago only in its turn, so a person's note on one must
+    be saved by the `task` request itself: replayed from the journal at once, with no sweep."""
+    from aura.brain.ops.task import task as task_op
+    from aura.brain.state import read_state
+
+    daemon, core, _ = brain()
+    for tid in ("A", "B"):
+        core.add_task(tid, f"task {tid}")
+        core.set_status(core.tasks[tid], "completed", "done", "unit")
+    core.store.flush(core.state)
+    core.store.saved.settling.clear()  # both ended long ago
+    task_op(daemon, {"action": "note", "task_id": "A", "text": "look at the log too", "parent": "", "accept": []})
+    notes = (read_state(core.paths.state_dir) or {})["tasks"]["A"].get("notes") or []
+    assert [n["text"] for n in notes] == ["look at the log too"]

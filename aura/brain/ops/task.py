@@ -43,6 +43,7 @@ def task(brain: BrainDaemon, args: dict) -> dict:
     except steering.SteerError as exc:
         core.decisions.record("steer_refused", action=action, task_id=tid or None, reason=str(exc), by="user")
         raise BadArgs(str(exc)) from None
+    core.touch(changed["id"])
     core.decisions.record(
         "steer", action=action, task_id=changed["id"], message=f"user: {action} {changed['id']}", text=text, by="user"
     )
