@@ -274,7 +274,7 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0, on_running: C
         release(fifo, pids)
     t_released = time.time()
     seen = reaped = None
-    left = set(tracked)  # found reaped, not looked at again: the last look is as cheap for 256 as for 128
+    left = list(tracked)  # each look asks only until a process is still there: one call, whatever N
     deadline = time.monotonic() + timeout
     ask_at = 0.0
     while (seen is None or reaped is None) and time.monotonic() < deadline:
@@ -283,7 +283,8 @@ def scale(adapter: Any, n: int, fifo: str, timeout: float = 120.0, on_running: C
             if not adapter.running_pids():
                 seen = time.time()
         if reaped is None:
-            left = {p for p in left if not gone(p)}
+            while left and gone(left[-1]):
+                left.pop()
             if not left:
                 reaped = time.time()
         time.sleep(REAP_POLL_S if reaped is None else max(0.0, ask_at - time.monotonic()))
