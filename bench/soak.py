@@ -35,6 +35,8 @@ from aura.runtime.paths import DAEMONS  # noqa: E402
 from aura.runtime.vocab import COMPLETED, IN_PROGRESS, PENDING  # noqa: E402
 from tests.support.harness import Project, wait_for  # noqa: E402
 
+from .driver import round_trips  # noqa: E402
+
 WINDOW = 500
 CONCURRENCY = 8
 
@@ -158,12 +160,7 @@ def _fold_ms(store: Any, state: dict, runs: int) -> float:
 
 
 def _median_ms(call: Any, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times), 2)
+    return round(1000 * statistics.median(round_trips(call, runs, warmup=0)), 2)
 
 
 def _save_one(store: Any, state: dict, tid: str, change: dict) -> tuple[float, int]:

@@ -75,7 +75,8 @@ class ReportChild:
             self.log.error(
                 "report_failed",
                 code=child.returncode,
-                error=f"report.html was not written; see {self.paths.logs_dir / 'report.out'} (`aura report` retries)",
+                error=f"report.html was not written: see {self.paths.logs_dir / 'report.out'}; "
+                "`aura report` writes it again",
             )
         self._close_err()
 

@@ -273,7 +273,11 @@ table.decisions th {{ text-align: left; }}
 def main(argv: list[str] | None = None) -> int:
     """`python -m aura.brain.runreport ROOT DATA`: the brain's child at the run's end (reportchild.py)."""
     root, data = argv if argv is not None else sys.argv[1:]
-    write_report(ProjectPaths(Path(root), Path(data)))
+    try:
+        write_report(ProjectPaths(Path(root), Path(data)))
+    except OSError as exc:  # one line for the brain's log to point at, not a traceback
+        print(f"report.html was not written: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
