@@ -17,8 +17,10 @@ from tests.support.slurm import cluster, require_slurm
 from tests.support.slurmrun import RUN_S, by_title, finished, slurm_project, state, use_cluster
 
 # The first attempt writes its line and waits to be stopped; a later attempt finds the marker and ends.
+# It waits as `exec sleep`, so the signal Slurm sends ends the worker itself: a shell waiting on a
+# sleep that Slurm's signal reaches first would end with status 143 and no signal.
 ONCE_THEN_WAIT = (
-    "if [ -f first ]; then echo again >> ledger.txt; else touch first; echo run >> ledger.txt; sleep 300; fi"
+    "if [ -f first ]; then echo again >> ledger.txt; else touch first; echo run >> ledger.txt; exec sleep 300; fi"
 )
 
 
