@@ -8,9 +8,11 @@ resources is retried once smaller, then blocked with a resource-fix subtask.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,7 @@ class BrainCore:
         self.touched: set[str] = set()  # tasks changed since the last save (their status, or new)
         self._running: dict[str, None] = {tid: None for tid, t in self.tasks.items() if t["status"] == IN_PROGRESS}
         self._task_file: tuple[tuple | None, TaskFile | None] = (None, None)  # (its stat, its parse)
+        self._untold: list[Callable[[], None]] | None = None  # inside `one_save`: what to tell after its save
 
     def start_git(self) -> None:
         self.git.wait = self.wait
@@ -155,22 +158,47 @@ class BrainCore:
         if new in TASK_ENDED:
             task["finished_at"] = now
         numbered = {"attempt": attempt_no(task)} if attempt_no(task) else {}
+        tell = functools.partial(
+            self._tell_status, task["id"], old, new, reason, evidence, by, self.state["total_cycles"], numbered
+        )
+        if self._untold is not None:
+            self._untold.append(tell)
+            return
         self.save()  # journaled before it is logged: a kill -9 between the two never has it redone
+        tell()
+
+    def _tell_status(
+        self, tid: str, old: str, new: str, reason: str, evidence: str, by: str, cycle: int, numbered: dict
+    ) -> None:
         self.decisions.record(
-            "status",
-            task_id=task["id"],
-            old=old,
-            new=new,
-            reason=reason,
-            evidence=evidence,
-            by=by,
-            cycle=self.state["total_cycles"],
-            **numbered,
+            "status", task_id=tid, old=old, new=new, reason=reason, evidence=evidence, by=by, cycle=cycle, **numbered
         )
-        self.log.info(Kind.TASK_STATUS, task=task["id"], old=old, new=new, reason=reason, **numbered)
-        self.publish(
-            Kind.TASK_STATUS, task_id=task["id"], old=old, new=new, reason=reason, evidence=evidence, **numbered
-        )
+        self.log.info(Kind.TASK_STATUS, task=tid, old=old, new=new, reason=reason, **numbered)
+        self.publish(Kind.TASK_STATUS, task_id=tid, old=old, new=new, reason=reason, evidence=evidence, **numbered)
+
+    @contextlib.contextmanager
+    def one_save(self) -> Iterator[None]:
+        """The status changes made inside are journaled by one save as it ends (one flush to disk for
+        a burst, not one each), and only then recorded, logged and published, as `set_status` alone
+        does; so is every event published inside. Nothing inside may act outside the brain on a
+        change made inside (send a spawn, merge) before an explicit `save`."""
+        if self._untold is not None:
+            yield
+            return
+        untold: list[Callable[[], None]] = []
+        publish = self.publish
+
+        def held(kind: str, **data: Any) -> None:
+            untold.append(functools.partial(publish, kind, **data))
+
+        self._untold, self.publish = untold, held
+        try:
+            yield
+        finally:
+            self._untold, self.publish = None, publish
+            self.save()
+            for tell in untold:
+                tell()
 
     def add_task(self, task_id: str, title: str, parent: str = ROOT, by: str = "brain", **extra: Any) -> dict:
         task = add_task(self.state, new_task(task_id, title, parent=parent, **extra))
@@ -221,18 +249,41 @@ class BrainCore:
         return max(0, self.cfg.integer("AURA_MAX_CONCURRENT_TASKS") - len(self.running()))
 
     def spawn(self, task: dict, spec: dict) -> dict | None:
-        """Start an attempt of `task`. The intent is saved before the request, and the worker id
-        is deterministic, so a brain that crashes mid-spawn never starts the same attempt twice.
-        A task parked by a rate limit is not started before its resume time, and then continues
-        its worker's session."""
+        """Start an attempt of `task`: its intent saved (`intend_spawn`), then the request sent."""
+        if not self.intend_spawn(task, spec):
+            return None
+        self.save()
+        return self.send_spawn(task)
+
+    def spawn_many(self, starts: Iterator[tuple[dict, dict]], room: int) -> int:
+        """Start attempts of up to `room` of the `starts` that may start now: every intent saved by
+        one save, then every request sent at once (the supervisor starts their shims side by side),
+        each answer taken in as `send_spawn` does. How many were sent."""
+        meant: list[dict] = []
+        if room <= 0:
+            return 0
+        with self.one_save():
+            for task, spec in starts:
+                if self.intend_spawn(task, spec):
+                    meant.append(task)
+                    if len(meant) >= room:
+                        break
+        self.send_spawns(meant)
+        return len(meant)
+
+    def intend_spawn(self, task: dict, spec: dict) -> bool:
+        """Make `task` in progress with the spawn request it is to send (False: not now). The worker
+        id is deterministic, so a brain that crashes once this is saved and before the request goes
+        never starts the same attempt twice. A task parked by a rate limit is not started before its
+        resume time, and then continues its worker's session."""
         block = self.spawn_block or self.disk_block or self.git_block
         if block:
             self.log.info(Kind.SPAWN_REFUSED, task=task["id"], reason=block)
-            return None
+            return False
         if not_before(task) > time.time():
-            return None
+            return False
         if questions.hold_spawn(self, task, spec):  # AURA_APPROVE: a person says yes first
-            return None
+            return False
         questions.use_approval(task, "spawn")
         task.pop("held_spec", None)
         task.pop("retry_at", None)
@@ -249,7 +300,7 @@ class BrainCore:
         if self.git.enabled:
             moved = self.attempt_in_worktree(task, wid, spec)
             if moved is None:
-                return None
+                return False
             spec = moved
         write_task_md(task_dir, self.state, task, self.cfg)
         full = {"worker_id": wid, "task_id": task["id"], "task_dir": str(task_dir), **spec}
@@ -260,8 +311,7 @@ class BrainCore:
             f"attempt {attempt_no(task)} started",
             f"spawn request for worker {wid} ({spec.get('backend')})",
         )
-        self.save()
-        return self.send_spawn(task)
+        return True
 
     def attempt_in_worktree(self, task: dict, wid: str, spec: dict) -> dict | None:
         """Git mode: the attempt works in its own fresh worktree of the integration head."""
@@ -278,34 +328,59 @@ class BrainCore:
         return {**spec, "mounts": [worktree, *spec.get("mounts", []), *mounts], "meta": meta}
 
     def send_spawn(self, task: dict) -> dict | None:
-        spec = task.get("spawn_spec") or {}
-        if self.git.enabled and task.get("git"):
-            try:
-                self.git.prepare_attempt(task, str(spec.get("worker_id")))  # a worktree deleted by hand comes back
-            except GitError as exc:
-                self.log.warning("git_worktree_unusable", task=task["id"], error=str(exc))
+        self._before_send(task)
         try:
-            rec = self.supervisor.call("spawn", spec, timeout=20.0)
+            answer: dict | RemoteError = self.supervisor.call("spawn", task.get("spawn_spec") or {}, timeout=20.0)
         except DaemonUnavailable as exc:
             self.log.warning("spawn_deferred", task=task["id"], error=str(exc))
             return None  # the intent is saved; reconcile sends it again when the supervisor answers
         except RemoteError as exc:
-            if exc.code == RESERVE_SHORT:
-                self.wait_for_resources(task, exc.message)
+            answer = exc
+        return self._spawn_answered(task, answer)
+
+    def send_spawns(self, tasks: list[dict]) -> None:
+        """`send_spawn` for each of `tasks`, the requests sent together. Spawn is idempotent by worker
+        id, so a batch cut short is sent again by reconcile as a single one would be."""
+        if len(tasks) <= 1:
+            for task in tasks:
+                self.send_spawn(task)
+            return
+        for task in tasks:
+            self._before_send(task)
+        try:
+            answers = self.supervisor.call_many([("spawn", t.get("spawn_spec") or {}) for t in tasks], timeout=20.0)
+        except DaemonUnavailable as exc:
+            for task in tasks:
+                self.log.warning("spawn_deferred", task=task["id"], error=str(exc))
+            return
+        for task, answer in zip(tasks, answers, strict=True):
+            self._spawn_answered(task, answer)
+
+    def _before_send(self, task: dict) -> None:
+        if self.git.enabled and task.get("git"):
+            try:
+                self.git.prepare_attempt(task, str((task.get("spawn_spec") or {}).get("worker_id")))
+            except GitError as exc:  # a worktree deleted by hand comes back; one that cannot is logged
+                self.log.warning("git_worktree_unusable", task=task["id"], error=str(exc))
+
+    def _spawn_answered(self, task: dict, answer: dict | RemoteError) -> dict | None:
+        if isinstance(answer, RemoteError):
+            if answer.code == RESERVE_SHORT:
+                self.wait_for_resources(task, answer.message)
             else:
                 self.attempt_failed(
                     task,
-                    f"could not start the worker: {exc.message}",
-                    evidence=f"supervisor: {exc.code}",
+                    f"could not start the worker: {answer.message}",
+                    evidence=f"supervisor: {answer.code}",
                     retry_in=self.retry_delay(task),
                 )
             self.save()
             return None
-        self.workers[rec["worker_id"]] = rec
-        if rec.get("state") == EXITED:
-            self.settle(task, rec)
+        self.workers[answer["worker_id"]] = answer
+        if answer.get("state") == EXITED:
+            self.settle(task, answer)
             self.save()
-        return rec
+        return answer
 
     def kill(self, task: dict, reason: str) -> dict:
         wid = task.get("worker_id")
@@ -362,19 +437,26 @@ class BrainCore:
 
     def reconcile(self) -> None:
         """Match in-progress tasks with the supervisor's workers: settle the finished ones and
-        re-send spawns that never reached it."""
+        re-send spawns that never reached it (together). Outside git mode, whose merges act on a
+        completion as it is made, a burst of endings is journaled by one save."""
+        resend: list[dict] = []
+        with contextlib.nullcontext() if self.git.enabled else self.one_save():
+            self._settle_ended(resend)
+        self.send_spawns(resend)
+        questions.start_held(self)
+
+    def _settle_ended(self, resend: list[dict]) -> None:
         for task in self.running():
             wid = task.get("worker_id")
             worker = self.workers.get(wid) if wid else None
             if worker is None:
                 if task.get("spawn_spec"):
                     self.log.info("spawn_resent", task=task["id"], worker=wid)
-                    self.send_spawn(task)
+                    resend.append(task)
                 else:
                     self.attempt_failed(task, "no worker record for this attempt", "supervisor list")
             elif worker.get("state") == EXITED:
                 self.settle(task, worker)
-        questions.start_held(self)
 
     def settle(self, task: dict, worker: dict) -> None:
         """Decide a finished attempt on evidence the brain checks itself."""

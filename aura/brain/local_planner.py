@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from aura.runtime.eventkinds import Kind
-from aura.runtime.vocab import ARCHIVED, BLOCKED, IN_PROGRESS, PENDING, TASK_DONE, TASK_FAILED
+from aura.runtime.vocab import ARCHIVED, BLOCKED, PENDING, TASK_DONE, TASK_FAILED
 from aura.runtime.workercli import agent_task_problem
 
 from .core import BrainCore
@@ -111,18 +111,19 @@ class LocalPlanner:
             )
 
     def dispatch(self, core: BrainCore) -> int:
-        started = 0
-        room = core.capacity()  # counted once, not once per task: each count walks the tree
+        """Start the ready tasks there is room for, their requests sent together (BrainCore.spawn_many)."""
+        if not core.supervisor_ok:
+            return 0
+        return core.spawn_many(self.startable(core), core.capacity())
+
+    def startable(self, core: BrainCore) -> Iterator[tuple[dict, dict]]:
+        """The ready tasks with their spawn specs, as many as the caller takes; a task whose agent
+        backend cannot start here is blocked on the way."""
         for task in self.ready(core):
-            if room <= 0 or not core.supervisor_ok:
-                break
             spec = spawn_spec(task, core.cfg, core.paths.root, core.paths.task_dir(task["id"]))
             if not task.get("command") and self.cannot_start(core, task, spec["backend"]):
                 continue
-            core.spawn(task, spec)
-            started += 1
-            room -= task["status"] == IN_PROGRESS
-        return started
+            yield task, spec
 
     def cannot_start(self, core: BrainCore, task: dict, backend: str) -> bool:
         """An agent task (the goal, an item without a command, a resource fix) whose backend cannot
