@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
@@ -92,7 +93,7 @@ class Client:
             self._drop()  # the socket may hold a half-delivered request: start clean
         raise DaemonUnavailable(self.daemon, f"did not answer {op!r} within {wait:g}s ({attempts} tries)")
 
-    def call_many(self, requests: list[tuple[str, dict | None]], timeout: float | None = None) -> list[Any]:
+    def call_many(self, requests: Sequence[tuple[str, dict | None]], timeout: float | None = None) -> list[Any]:
         """Send several requests at once and collect every answer (results, or the RemoteError
         for those that failed). The daemon may answer them in any order; no retry here, since
         a partial batch cannot be resent blindly."""

@@ -36,6 +36,7 @@ from .kills import Kills
 from .monitor import OutputMonitor
 from .placement import Preflight
 from .registry import Registry
+from .spawnbatch import SpawnBatch
 from .starting import Starter
 from .states import WorkerTable
 
@@ -68,6 +69,17 @@ class SupervisorDaemon(Daemon):
             self.paths,
             view=self.public,
             answer=self._answer,
+        )
+        self.spawns = SpawnBatch(
+            self.preflight,
+            self.starter.start,
+            self.workers.find,
+            view=self.public,
+            answer=self._answer,
+            refuse=self._refuse,
+            later=self.call_later,
+            cfg=self.cfg,
+            log=self.log,
         )
         self.housekeeping = Housekeeping(self.workers, self.executor, self.kills, self.monitor)
         self.peers: PeerKeeper | None = None
@@ -140,3 +152,7 @@ class SupervisorDaemon(Daemon):
     def _answer(self, deferred: Deferred, reply: dict) -> None:
         if self.server is not None:
             self.server.resolve(deferred, reply)
+
+    def _refuse(self, deferred: Deferred, code: str, message: str) -> None:
+        if self.server is not None:
+            self.server.reject(deferred, code, message)

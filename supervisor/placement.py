@@ -33,27 +33,36 @@ class Preflight:
         self.publish = publish
         self._watchdog: Client | None = None
 
-    def ask(self, wid: str, spec: dict) -> dict | None:
-        """Raise reserve_short (with its reason, which names the reserve) when a free-memory reserve
-        is not met, spawn_refused when the spawn can never pass. A watchdog that is down or slow does
-        not stop the work: the spawn goes ahead after PREFLIGHT_TIMEOUT (None) and the log says so."""
+    def ask_many(self, asks: list[tuple[str, dict]]) -> list[dict | IpcError | None]:
+        """The watchdog's answer to each (worker id, spec), the questions sent together: its reply,
+        or the IpcError that refuses the spawn (reserve_short, its reason naming the reserve, when a
+        free-memory reserve is not met; spawn_refused when it can never pass). A watchdog that is
+        down or slow does not stop the work: a spawn goes ahead after PREFLIGHT_TIMEOUT (None) and
+        the log says so."""
         if self._watchdog is None:
             self._watchdog = Client(
                 self.paths.endpoint("watchdog"), "watchdog", timeout=PREFLIGHT_TIMEOUT, retries=0, ctx=self.ctx
             )
+        questions = [
+            ("preflight", {"worker_id": wid, "task_id": spec["task_id"], "limits": spec["limits"]})
+            for wid, spec in asks
+        ]
         try:
-            reply = self._watchdog.call(
-                "preflight", {"worker_id": wid, "task_id": spec["task_id"], "limits": spec["limits"]}
-            )
-        except (DaemonUnavailable, RemoteError) as exc:
-            self.log.warning("preflight_skipped", worker=wid, reason=str(exc))
+            replies: list[Any] = self._watchdog.call_many(questions)
+        except DaemonUnavailable as exc:
+            replies = [exc] * len(asks)
+        return [self._judged(wid, spec, reply) for (wid, spec), reply in zip(asks, replies, strict=True)]
+
+    def _judged(self, wid: str, spec: dict, reply: Any) -> dict | IpcError | None:
+        if isinstance(reply, (DaemonUnavailable, RemoteError)):
+            self.log.warning("preflight_skipped", worker=wid, reason=str(reply))
             return None
         if reply.get("ok"):
-            return reply
+            return dict(reply)
         reason = str(reply.get("reason") or "no reason given")
         self.log.warning("spawn_refused", worker=wid, task=spec["task_id"], reason=reason)
         self.publish("spawn_refused", worker_id=wid, task_id=spec["task_id"], reason=reason)
-        raise IpcError(
+        return IpcError(
             env.RESERVE_SHORT if reply.get("short") else env.SPAWN_REFUSED,
             f"resource preflight refused the spawn: {reason}",
         )

@@ -65,8 +65,11 @@ class Starter:
         self.queued: dict[str, _Pending] = {}  # answered as queued; waiting for the shim on a node
         self.base_env: dict[str, str] | None = None  # worker_env, filtered from the environment once
 
-    def start(self, wid: str, spec: dict, plan: Any, cpu_ceiling: float) -> dict | Deferred:
-        """Write the record and start the worker; its record once the start is reported."""
+    def start(
+        self, wid: str, spec: dict, plan: Any, cpu_ceiling: float, answer: Deferred | None = None
+    ) -> dict | Deferred:
+        """Write the record and start the worker; its record once the start is reported (through
+        `answer`, where the request's reply was already deferred)."""
         task_dir = Path(spec["task_dir"])
         wdir = self.workers.registry.dir(wid)
         try:
@@ -141,7 +144,7 @@ class Starter:
             )
             self.exits.finish(wid, {"exit_code": None, "signal": None, "error": f"{what}: {exc}"})
             return self.view(rec)
-        pending = _Pending(deferred=Deferred(), spec=spec, cpu_ceiling=cpu_ceiling)
+        pending = _Pending(deferred=answer or Deferred(), spec=spec, cpu_ceiling=cpu_ceiling)
         self.pending[wid] = pending
         return pending.deferred
 

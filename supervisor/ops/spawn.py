@@ -25,7 +25,6 @@ from aura.runtime.ops import Arg, operation
 from aura.runtime.paths import safe_name
 
 from ..backends import BackendError, get_backend, plan_worker
-from ..placement import cpu_ceiling
 from ..starting import SPAWN_FAILED
 
 EXECUTORS = ("local", "slurm")
@@ -76,8 +75,7 @@ def spawn(sup: SupervisorDaemon, args: dict) -> dict | Deferred:
         raise IpcError(RESERVE_SHORT, f"the {executor.name} executor cannot take a worker now: {not_ready}")
     if not executor.on_this_machine:  # the cluster's scheduler places it; this machine's reserves are not its node's
         return sup.starter.start(wid, spec, plan, 0.0)
-    preflight = sup.preflight.ask(wid, spec)
-    return sup.starter.start(wid, spec, plan, cpu_ceiling(spec, preflight, sup.cfg))
+    return sup.spawns.add(wid, spec, plan)  # preflighted with the spawns of its round (spawnbatch.py)
 
 
 def new_worker_id(task_id: str) -> str:

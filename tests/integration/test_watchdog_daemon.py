@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
+from datetime import datetime
+from typing import Any
 
 import pytest
 
-from aura.ipc.client import RemoteError
+from aura.ipc.client import Client, RemoteError
 from aura.runtime.fsutil import read_json, read_jsonl
 from tests.support.harness import Project, wait_for
 from tests.support.rig import GIB, Rig, gpu_state, rolling_averages, set_gpu
@@ -182,6 +185,38 @@ def test_per_task_reserve_refuses_that_spawn_only_and_a_down_watchdog_does_not_b
     rig.spawn("unchecked", HOG, "1", limits={"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB})
     skipped = rig.logged("preflight_skipped", "supervisor")
     assert [r["worker"] for r in skipped] == ["unchecked"] and "watchdog" in skipped[0]["reason"]
+
+
+def test_spawns_sent_together_are_preflighted_together_and_a_refusal_refuses_only_its_own(rig: Rig) -> None:
+    rig.start("watchdog", "supervisor")
+    sup = Client(rig.p.pidfile("supervisor")["endpoint"], "supervisor", timeout=30.0, retries=0)
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def spawn(wid: str, **extra: Any) -> tuple[str, dict]:
+        return "spawn", {"worker_id": wid, "task_id": wid, "backend": "shell", "argv": argv, **extra}
+
+    try:
+        picky = {"AURA_WORKER_MIN_SYSTEM_MEMORY_FREE_GB": UNMET_RAM_RESERVE_GB}
+        a, refused, b, again = sup.call_many([spawn("a"), spawn("picky", limits=picky), spawn("b"), spawn("a")])
+        assert a["state"] == b["state"] == "running" and not a.get("existing")
+        assert isinstance(refused, RemoteError) and refused.code == "reserve_short"
+        assert again["existing"] and again["worker_id"] == "a"  # one worker, however often it is asked for
+        assert sorted(p.name for p in rig.p.paths.workers_dir.iterdir()) == ["a", "b"]
+        assert wait_for(lambda: rig.worker("a")["worker_pid"], 10) == a["worker_pid"]
+        dog = rig.procs["watchdog"].pid
+        os.kill(dog, signal.SIGSTOP)  # a watchdog that does not answer holds a burst once, not once per spawn
+        try:
+            unchecked = sup.call_many([spawn(f"u{i}") for i in range(4)])
+        finally:
+            os.kill(dog, signal.SIGCONT)
+        assert [w["state"] for w in unchecked] == ["running"] * 4
+    finally:
+        sup.close()
+        rig.p.remember()
+    skipped = rig.logged("preflight_skipped", "supervisor")
+    assert [r["worker"] for r in skipped] == [f"u{i}" for i in range(4)]
+    at = [datetime.fromisoformat(r["timestamp"]).timestamp() for r in skipped]
+    assert max(at) - min(at) < 0.5, "the four were asked one after another (a timeout each)"
 
 
 def test_a_short_reserve_makes_the_task_wait_without_using_attempts_until_it_is_met(project: Project) -> None:
