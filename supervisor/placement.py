@@ -58,7 +58,7 @@ class Preflight:
             self.log.warning("preflight_skipped", worker=wid, reason=str(reply))
             return None
         if reply.get("ok"):
-            return dict(reply)
+            return reply
         reason = str(reply.get("reason") or "no reason given")
         self.log.warning("spawn_refused", worker=wid, task=spec["task_id"], reason=reason)
         self.publish("spawn_refused", worker_id=wid, task_id=spec["task_id"], reason=reason)

@@ -9,6 +9,7 @@ with its record (`existing`), as `spawn` answers an id it already knows.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +87,7 @@ class SpawnBatch:
                 self.refuse(asked, exc.code, exc.message)
             return
         except Exception as exc:  # a bug in one start is logged and answered; the others still start
-            self.log.error("spawn_failed_internal", worker=wid, error=repr(exc))
+            self.log.error("spawn_failed_internal", worker=wid, error=repr(exc), trace=traceback.format_exc()[-2000:])
             for asked in waiting.asked:
                 self.refuse(asked, INTERNAL, f"spawn failed: {exc}")
             return

@@ -259,9 +259,9 @@ class BrainCore:
         """Start attempts of up to `room` of the `starts` that may start now: every intent saved by
         one save, then every request sent at once (the supervisor starts their shims side by side),
         each answer taken in as `send_spawn` does. How many were sent."""
-        meant: list[dict] = []
         if room <= 0:
             return 0
+        meant: list[dict] = []
         with self.one_save():
             for task, spec in starts:
                 if self.intend_spawn(task, spec):
