@@ -36,6 +36,7 @@ class Adoption:
 
     def adopt_all(self) -> None:
         records = sorted(self.workers.registry.records(), key=lambda r: float(r.get("ended_at") or 0))
+        self.workers.registry.reindex(r["worker_id"] for r in records if r.get("state") in LIVE_STATES)
         for rec in records:
             self.workers.hold(rec)
             if rec.get("state") in LIVE_STATES:

@@ -1,15 +1,19 @@
-"""The worker registry: the supervisor's writing side of the worker folders (aura.runtime.records
-names them and reads them for everyone)."""
+"""The worker registry: the supervisor's writing side of the worker folders and of the index of
+the live ones (aura.runtime.records names them and reads them for everyone)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from aura.runtime.flusher import Flusher
-from aura.runtime.fsutil import atomic_write_bytes, json_bytes
-from aura.runtime.paths import ProjectPaths
+from aura.runtime.fsutil import PRIVATE, atomic_write_bytes, json_bytes, make_dirs
+from aura.runtime.paths import ProjectPaths, safe_name
 from aura.runtime.records import WORKER_RECORD, WorkerRecords
+from aura.runtime.vocab import LIVE_STATES
 
 
 class Registry(WorkerRecords):
@@ -19,7 +23,13 @@ class Registry(WorkerRecords):
     killed at any instant after leaves a record to re-adopt it from. Later changes are written by
     the flusher's thread (`save_later`): a supervisor killed before one lands leaves the previous
     record, and re-adoption brings it up to date from the shim's own launch and exit records, as
-    it does for a worker that started or ended while the supervisor was down."""
+    it does for a worker that started or ended while the supervisor was down.
+
+    The live index (run/live/) has an entry for every worker whose record is in a live state: made
+    before that record is first written, removed once an end is; `reindex` sets it right at start-up,
+    from the records, after a supervisor killed between the two. The watchdog lists it instead of
+    every worker folder the run has made. An entry is never fsynced: after a crash of the machine
+    no worker runs, and the next start-up's `reindex` removes what the crash left."""
 
     def __init__(self, paths: ProjectPaths, flusher: Flusher | None = None):
         super().__init__(paths)
@@ -32,11 +42,38 @@ class Registry(WorkerRecords):
 
     def save(self, rec: dict) -> None:
         path = self.path(rec["worker_id"])
+        self._index(rec)
         atomic_write_bytes(path, json_bytes(rec, compact=True), sync=False)
         self.flusher.add(path)
 
     def save_later(self, rec: dict) -> None:
         self.flusher.write(self.path(rec["worker_id"]), json_bytes(rec, compact=True))
+        if rec.get("state") not in LIVE_STATES:
+            self._unmark(rec["worker_id"])
+
+    def reindex(self, live: Iterable[str]) -> None:
+        """The live index made to hold exactly the workers `live` (every live record there is)."""
+        make_dirs(self.live_index, 0o700)
+        wanted = {safe_name(wid) for wid in live}
+        for name in set(os.listdir(self.live_index)) - wanted:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.live_index / name)
+        for name in wanted:
+            self._touch(name)
+
+    def _index(self, rec: dict) -> None:
+        if rec.get("state") in LIVE_STATES:
+            make_dirs(self.live_index, 0o700)
+            self._touch(safe_name(rec["worker_id"]))
+        else:
+            self._unmark(rec["worker_id"])
+
+    def _touch(self, name: str) -> None:
+        os.close(os.open(self.live_index / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE))
+
+    def _unmark(self, worker_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.live_index / safe_name(worker_id))
 
     def not_saved(self) -> dict[str, OSError]:
         """Worker ids whose later write failed since the last call, with the error."""

@@ -1,11 +1,14 @@
 """The watchdog's view of the worker registry, rebuilt only where something changed.
 
 The registry grows by one folder per worker over a run of days, and almost every folder
-belongs to a worker that ended long ago. Each sample therefore lists the folder only when
-its mtime changed, never looks at an ended worker again (a record that left the live
-states never returns to them), and re-reads a live worker's record only when its file
-changed. A timestamp younger than RACY_NS is not trusted to reveal a change (two writes
-inside one clock tick share an mtime), so such a file is read again until it is older.
+belongs to a worker that ended long ago. Each sample therefore lists the supervisor's index of
+the live workers (aura.runtime.records, LIVE_INDEX), and only when its mtime changed, never
+looks at an ended worker again while its entry stays (a record that left the live states never
+returns to them), and re-reads a live worker's record only when its file changed. What it keeps
+is only for the workers in the index, so it does not grow with the workers a run has had. A
+registry with no index yet (written before there was one) is listed whole instead, until the
+supervisor makes one. A timestamp younger than RACY_NS is not trusted to reveal a change (two
+writes inside one clock tick share an mtime), so such a file is read again until it is older.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class RegistryView:
     def __init__(self, registry: WorkerRecords):
         self.registry = registry
         self.root = str(registry.root)
+        self._index = FolderWatch(registry.live_index)
         self._dir = FolderWatch(self.root)
         self._ids: list[str] = []
         self._records: dict[str, tuple[tuple[int, int, int], dict]] = {}
@@ -57,13 +61,17 @@ class RegistryView:
         return out
 
     def _refresh_ids(self) -> None:
-        changed = self._dir.changed()
+        changed, listing = self._index.changed(), self.registry.live_ids
+        if changed is None:
+            changed, listing = self._dir.changed(), self.registry.ids
+        else:
+            self._dir.forget()
         if changed is None:
             self._ids = []
             return
         if not changed:
             return
-        self._ids = self.registry.ids()
+        self._ids = listing() or []
         present = set(self._ids)
         self._ended &= present
         for gone in set(self._records) - present:

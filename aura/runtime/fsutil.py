@@ -202,6 +202,10 @@ class FolderWatch:
         self._key = key if time.time_ns() - st.st_mtime_ns >= RACY_NS else None
         return True
 
+    def forget(self) -> None:
+        """The next `changed` says True: what the caller holds was not listed from this folder."""
+        self._key = None
+
 
 def read_json(path: str | Path, default: Any = None) -> Any:
     """Read a JSON file written by another process; a missing or unreadable file gives `default`.

@@ -8,6 +8,9 @@ Each record has one writer; everyone else reads it here, never by spelling out i
                                    read by aura.runtime.exitfile, which knows where else it can be
     run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
     run/workers/<id>/usage.json    the shim of a worker on another node: its latest sample of the worker
+    run/live/<id>                  the supervisor: an empty file for each worker in a live state, so the
+                                   watchdog lists the live workers, not the folder of every worker the
+                                   run has had
     watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
     watchdog/limits.json           the watchdog: the limits `aura limits` changed, kept across runs
 
@@ -32,6 +35,7 @@ WORKER_START_REPORT = "launch.json"  # the shim's report that the worker runs
 WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.json) are kept
 WORKER_USAGE = "usage.json"  # a node's sample of its worker (the shim's --sample-every)
 START_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
+LIVE_INDEX = "live"  # under run/: one empty file per live worker, named as its folder
 
 
 RUN_TIME_LIMITS = "limits.json"
@@ -138,6 +142,7 @@ class WorkerRecords:
     def __init__(self, paths: ProjectPaths):
         self.paths = paths
         self.root = paths.workers_dir
+        self.live_index = paths.run_dir / LIVE_INDEX
 
     def dir(self, worker_id: str) -> Path:
         return _worker_dir(self.root, worker_id)
@@ -147,6 +152,15 @@ class WorkerRecords:
             return sorted(e.name for e in os.scandir(self.root) if e.is_dir())
         except FileNotFoundError:
             return []
+
+    def live_ids(self) -> list[str] | None:
+        """The folder names of the workers the supervisor marked live (their record may say they
+        ended since: a reader checks it); None where there is no index yet, a registry written
+        before there was one, whose every folder must be looked at."""
+        try:
+            return sorted(e.name for e in os.scandir(self.live_index))
+        except FileNotFoundError:
+            return None
 
     def _read(self, worker_id: str, name: str) -> dict | None:
         rec = read_json(self.dir(worker_id) / name)

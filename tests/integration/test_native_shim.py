@@ -63,6 +63,7 @@ def test_native_shims_outlive_the_supervisor_record_the_exit_and_are_readopted(r
     reserve = exit_file.parent / "exit.reserve"
     assert not reserve.exists() and exit_file.stat().st_size == RESERVE_BYTES  # written into the reserve
     os.replace(exit_file, reserve)  # as a machine that went down before the rename reached the disk leaves it
+    assert rig.indexed_live() == {"early", "late"}  # nobody took the end in yet
 
     rig.start("supervisor")
     rig.readopted_after_down("early", 7, "late", ends_late)

@@ -164,9 +164,14 @@ class Rig:
         assert self.worker(running)["state"] == "running"  # re-adopted: its shim, at its start time, still runs
         done = self.exited(ended)
         assert done and done["exit"]["exit_code"] == code and done["note"] == "ended while the supervisor was down"
+        assert self.indexed_live() == {running}  # the watchdog's list of live workers, set right at start-up
         release.touch()
         late = wait_for(lambda: self.exited(running), 20, what="the re-adopted worker's exit")
         assert late["exit"]["exit_code"] == 0 and late["outcome"] == "succeeded"
+        assert self.indexed_live() == set()
+
+    def indexed_live(self) -> set[str]:
+        return set(os.listdir(self.p.paths.run_dir / "live"))
 
     def usage(self, wid: str) -> dict | None:
         return self.call("watchdog", "usage")["workers"].get(wid)

@@ -26,6 +26,7 @@ from aura.runtime.config import Config
 from aura.runtime.fsutil import atomic_write_json, read_json
 from aura.runtime.paths import ProjectPaths
 from aura.runtime.records import WorkerRecords
+from aura.supervisor.registry import Registry
 from aura.watchdog.policy import (
     LIMITS,
     MIN_SAMPLES,
@@ -493,3 +494,35 @@ def test_registry_view_rereads_only_changed_records_and_forgets_ended_ones(
     monkeypatch.setattr(wworkers, "read_json", lambda p: reads.append(str(p)) or None)
     atomic_write_json(paths.workers_dir / "w1" / "record.json", rec)  # an ended worker never comes back
     assert view.live() == {} and reads == []
+
+
+def test_registry_view_reads_only_the_workers_the_supervisor_indexed_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wworkers, "RACY_NS", 0)
+    paths = ProjectPaths.for_root(tmp_path)
+    paths.ensure()
+    registry = Registry(paths)
+    for i in range(200):  # the folders of a long run's ended workers
+        atomic_write_json(paths.workers_dir / f"old{i}" / "record.json", {"worker_id": f"old{i}", "state": "exited"})
+    stray = {"worker_id": "stray", "state": "running", "worker_pid": os.getpid()}
+    atomic_write_json(paths.workers_dir / "stray" / "record.json", stray)  # a live record no index names
+    live = {"worker_id": "w/1", "state": "starting", "worker_pid": os.getpid()}
+    registry.save(live)
+    assert (paths.run_dir / "live").is_dir() and os.listdir(paths.run_dir / "live") == ["w_1"]
+    reads: list[str] = []
+    real_read = wworkers.read_json
+    monkeypatch.setattr(wworkers, "read_json", lambda p: reads.append(Path(p).parent.name) or real_read(p))
+    view = RegistryView(WorkerRecords(paths))
+    assert list(view.live()) == ["w_1"] and reads == ["w_1"]  # neither the 200 ended folders nor the stray
+
+    registry.save_later({**live, "state": "exited", "outcome": "succeeded"})
+    assert os.listdir(paths.run_dir / "live") == [] and view.live() == {}
+
+    registry.reindex(["stray"])  # start-up: the index set from the records, whatever was left in it
+    assert os.listdir(paths.run_dir / "live") == ["stray"] and list(view.live()) == ["stray"]
+
+    os.unlink(paths.run_dir / "live" / "stray")
+    os.rmdir(paths.run_dir / "live")
+    assert list(view.live()) == ["stray"]  # no index (a registry from before it): every folder is looked at
+    assert registry.flusher.drain()
