@@ -63,13 +63,18 @@ class Registry(WorkerRecords):
 
     def _index(self, rec: dict) -> None:
         if rec.get("state") in LIVE_STATES:
-            make_dirs(self.live_index, 0o700)
             self._touch(safe_name(rec["worker_id"]))
         else:
             self._unmark(rec["worker_id"])
 
     def _touch(self, name: str) -> None:
-        os.close(os.open(self.live_index / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE))
+        path = self.live_index / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+        except FileNotFoundError:  # no index folder yet: made here, not looked for at every spawn
+            make_dirs(self.live_index, 0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
+        os.close(fd)
 
     def _unmark(self, worker_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
