@@ -75,6 +75,7 @@ class ChaosReport:
     worker_records_lost: int = 0
     spawns_never_started: int = 0
     spawns_interrupted: int = 0
+    live_index_left: int = 0
     tasks: int = 0
     tasks_lost: int = 0
     tasks_run_twice: int = 0
@@ -103,6 +104,7 @@ class ChaosReport:
         "workers_orphaned",
         "worker_records_lost",
         "spawns_never_started",
+        "live_index_left",
         "tasks_lost",
         "tasks_run_twice",
         "state_files_unparsable",
@@ -278,6 +280,10 @@ class PidTracker:
 
 
 def check_workers(p: Project, report: ChaosReport) -> None:
+    left = sorted(os.listdir(p.paths.run_dir / "live"))  # the watchdog's list of live workers: none runs now
+    report.live_index_left = len(left)
+    if left:
+        report.problems.append(f"the live index still names {', '.join(left[:5])} after the run drained")
     for wdir in p.worker_dirs():
         rec = read_json(wdir / "record.json") or {}
         started = read_json(wdir / "launch.json") or {}
@@ -468,6 +474,7 @@ def print_report(report: ChaosReport, log: Any = print) -> None:
         ("worker records lost (outcome lost)", report.worker_records_lost),
         ("spawns recorded but never started, unexplained", report.spawns_never_started),
         ("spawns cut off by a supervisor kill, recorded as never started (info)", report.spawns_interrupted),
+        ("live index entries left once the run drained", report.live_index_left),
         ("tasks", report.tasks),
         ("tasks lost", report.tasks_lost),
         ("tasks run twice", report.tasks_run_twice),

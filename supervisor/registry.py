@@ -25,11 +25,12 @@ class Registry(WorkerRecords):
     record, and re-adoption brings it up to date from the shim's own launch and exit records, as
     it does for a worker that started or ended while the supervisor was down.
 
-    The live index (run/live/) has an entry for every worker whose record is in a live state: made
-    before that record is first written, removed once an end is; `reindex` sets it right at start-up,
-    from the records, after a supervisor killed between the two. The watchdog lists it instead of
-    every worker folder the run has made. An entry is never fsynced: after a crash of the machine
-    no worker runs, and the next start-up's `reindex` removes what the crash left."""
+    The live index (run/live/) names every worker whose record is in a live state, so the watchdog
+    lists it instead of every worker folder the run has made. An entry is made before the worker's
+    first record is written, and removed as its end is made (`unindex`), before anyone is told of
+    the end. `reindex` sets the index from the records at start-up, so what a kill left between an
+    entry and its record does not last. An entry is never fsynced: after a crash of the machine no
+    worker runs, and the next start-up's `reindex` removes what the crash left."""
 
     def __init__(self, paths: ProjectPaths, flusher: Flusher | None = None):
         super().__init__(paths)
@@ -48,8 +49,11 @@ class Registry(WorkerRecords):
 
     def save_later(self, rec: dict) -> None:
         self.flusher.write(self.path(rec["worker_id"]), json_bytes(rec, compact=True))
-        if rec.get("state") not in LIVE_STATES:
-            self._unmark(rec["worker_id"])
+
+    def unindex(self, worker_id: str) -> None:
+        """The worker ended: out of the live index, before anyone can see it ended."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.live_index / safe_name(worker_id))
 
     def reindex(self, live: Iterable[str]) -> None:
         """The live index made to hold exactly the workers `live` (every live record there is)."""
@@ -65,7 +69,7 @@ class Registry(WorkerRecords):
         if rec.get("state") in LIVE_STATES:
             self._touch(safe_name(rec["worker_id"]))
         else:
-            self._unmark(rec["worker_id"])
+            self.unindex(rec["worker_id"])
 
     def _touch(self, name: str) -> None:
         path = self.live_index / name
@@ -75,10 +79,6 @@ class Registry(WorkerRecords):
             make_dirs(self.live_index, 0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
         os.close(fd)
-
-    def _unmark(self, worker_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.live_index / safe_name(worker_id))
 
     def not_saved(self) -> dict[str, OSError]:
         """Worker ids whose later write failed since the last call, with the error."""

@@ -59,7 +59,12 @@ def test_change_state_saves_logs_and_publishes_along_the_table(tmp_path: Path) -
 
     table.change_state(rec, ORPHANED, "worker_orphaned", level="warning", logged={"pid": 4242})
     assert len(published) == 1  # logged, not published
-    table.change_state(rec, EXITED, "worker_exited", outcome=LOST, logged={}, published={"outcome": LOST})
+    live_index = table.registry.live_index
+    assert sorted(p.name for p in live_index.iterdir()) == ["w1"]  # what the watchdog lists
+    with table.holding_news() as news:
+        table.change_state(rec, EXITED, "worker_exited", outcome=LOST, logged={}, published={"outcome": LOST})
+        assert list(live_index.iterdir()) == [] and len(published) == 1  # out of the index before it is told
+    table.announce(*news)
     assert _on_disk(table, "w1")["outcome"] == LOST and published[-1][0] == "worker_exited"
 
 
