@@ -279,8 +279,17 @@ class PidTracker:
 # -- the checks at the end ------------------------------------------------------------------------------------
 
 
+def _live_index_left(p: Project, settle_s: float = 5.0) -> list[str]:
+    """The live index once none runs: an entry goes when its worker's end is on disk, which the
+    supervisor's flusher thread may still be writing as the brain hears of the last end."""
+    deadline = time.monotonic() + settle_s
+    while (left := sorted(os.listdir(p.paths.run_dir / "live"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def check_workers(p: Project, report: ChaosReport) -> None:
-    left = sorted(os.listdir(p.paths.run_dir / "live"))  # the watchdog's list of live workers: none runs now
+    left = _live_index_left(p)
     report.live_index_left = len(left)
     if left:
         report.problems.append(f"the live index still names {', '.join(left[:5])} after the run drained")

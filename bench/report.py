@@ -232,6 +232,13 @@ def soak_lines(sec: dict) -> list[str]:
             f"(every file, the snapshots included; state.json {sec.get('state_json_bytes', 0) / mb:.2f} MB at the end)."
         ]
         + [
+            f"- A restarted supervisor's read of the soak's {c['workers']} worker folders (in process): "
+            f"{c['index_ms']} ms for the live index and the latest ended, {c['every_record_ms']} ms for every "
+            "record (the first start after the machine boots)."
+            for c in [sec["supervisor_start_read"]]
+            if sec.get("supervisor_start_read")
+        ]
+        + [
             f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written"
             + (
                 f" ({c['reopened_bytes']} bytes to reopen an ended task, written whole)."

@@ -69,6 +69,7 @@ def soak(tasks: int, profile: Path | None = None) -> dict:
         rss_end = _rss(pids)
         io_end = _io(pids["brain"])
         p.remember()
+        start_read = start_read_cost(p.paths)
         events = [e for e in read_jsonl(p.paths.journal("brain")) if e.get("kind") == "task_status"]
         state_bytes = (p.paths.state_dir / "state.json").stat().st_size
     changes = len(events)
@@ -83,6 +84,7 @@ def soak(tasks: int, profile: Path | None = None) -> dict:
         "status_changes": changes,
         "brain_bytes_written_per_change": {k: round(v / max(1, changes)) for k, v in written.items()},
         "state_json_bytes": state_bytes,
+        "supervisor_start_read": start_read,
         "save_cost": save_cost(),
         "tree_cost": tree_cost(),
     }
@@ -118,6 +120,27 @@ def save_cost(sizes: tuple[int, ...] = (500, 5000), runs: int = 20, store_class:
             "reopened_bytes": reopened,
         }
     return out
+
+
+def start_read_cost(paths: Any, runs: int = 5) -> dict:
+    """What a restarted supervisor reads of the soak's registry (every worker folder it made), in
+    process, median milliseconds: `index`, the records the live index names and the latest ended
+    ones (a start in the boot the index was set in); `every_record`, each folder's record (the
+    first start in a boot). Run once the soak has ended: no worker is live, the index is empty."""
+    from aura.supervisor.registry import Registry
+    from aura.supervisor.states import KEEP_EXITED
+
+    registry = Registry(paths)
+
+    def every_record() -> None:
+        registry.boot_mark.unlink(missing_ok=True)
+        registry.records_at_start(KEEP_EXITED)
+
+    return {
+        "workers": len(registry.ids()),
+        "every_record_ms": _median_ms(every_record, runs),
+        "index_ms": _median_ms(functools.partial(registry.records_at_start, KEEP_EXITED), runs),
+    }
 
 
 def tree_cost(sizes: tuple[int, ...] = (5000, 50000), runs: int = 5) -> dict:

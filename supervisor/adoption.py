@@ -16,7 +16,7 @@ from aura.runtime.vocab import LIVE_STATES, QUEUED, RUNNING, STARTING
 
 from .executors.base import Executor
 from .exits import Exits
-from .states import WorkerTable
+from .states import KEEP_EXITED, WorkerTable
 
 CLUSTER = "slurm"
 
@@ -35,9 +35,7 @@ class Adoption:
         self.call_later = call_later
 
     def adopt_all(self) -> None:
-        records = sorted(self.workers.registry.records(), key=lambda r: float(r.get("ended_at") or 0))
-        self.workers.registry.reindex(r["worker_id"] for r in records if r.get("state") in LIVE_STATES)
-        for rec in records:
+        for rec in self.workers.registry.records_at_start(KEEP_EXITED):
             self.workers.hold(rec)
             if rec.get("state") in LIVE_STATES:
                 self.adopt(rec["worker_id"])

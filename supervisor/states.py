@@ -151,8 +151,6 @@ class WorkerTable(dict[str, dict]):
         publish it. False when a full disk kept the record from being written (it is retried)."""
         check(rec.get("state"), state, fields)
         rec.update(state=state, **fields)
-        if state == EXITED:
-            self.registry.unindex(rec["worker_id"])
         return self._change(News(rec, event, logged, published, level, ended=state == EXITED))
 
     def record_change(

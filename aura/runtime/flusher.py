@@ -2,8 +2,9 @@
 them durable, so a burst of worker exits does not queue behind the file system.
 
 Two kinds of work: `write` (the latest bytes for a path: written to a temp file and renamed over it
-by the thread, later bytes for the same path replacing earlier ones not yet written) and `add` (a
-file the caller already renamed into place: only fsynced). A write that fails is kept for
+by the thread, later bytes for the same path replacing earlier ones not yet written; with `then`, a
+call the thread makes once those bytes are durable) and `add` (a file the caller already renamed
+into place: only fsynced). A write that fails is kept for
 `failed`, which the owner's loop reads to retry it and say so. Until a write has landed, `pending`
 has its bytes, for a reader that would otherwise find the file one version behind.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .fsutil import atomic_write_bytes, fsync_dir, fsync_path
@@ -23,6 +24,7 @@ class Flusher:
 
     def __init__(self) -> None:
         self._writes: dict[Path, bytes] = {}
+        self._then: dict[Path, list[Callable[[], None]]] = {}  # called once the path's write is durable
         self._inflight: dict[Path, bytes] = {}  # taken by the thread, maybe not in place yet
         self._syncs: set[Path] = set()
         self._failed: dict[Path, OSError] = {}
@@ -31,9 +33,14 @@ class Flusher:
         self._thread: threading.Thread | None = None
         self._holds = 0  # writes are handed over when the last `held` ends
 
-    def write(self, path: Path, data: bytes) -> None:
+    def write(self, path: Path, data: bytes, then: Callable[[], None] | None = None) -> None:
+        """`then` is called in the thread once `data`, or later bytes for `path`, is durable; not
+        if the write fails (whoever writes it again hands it in again). It must not raise: the
+        thread would die with it."""
         with self._cond:
             self._writes[path] = data
+            if then is not None:
+                self._then.setdefault(path, []).append(then)
             self._wake()
 
     def pending(self, path: Path) -> bytes | None:
@@ -88,6 +95,7 @@ class Flusher:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending() and not self._holds)
                 writes, self._writes = self._writes, {}
+                thens, self._then = self._then, {}
                 self._inflight = writes
                 syncs, self._syncs = self._syncs, set()
                 self._busy = True
@@ -100,6 +108,10 @@ class Flusher:
                     except OSError as exc:
                         failed[path] = exc
                 sync_files(syncs)
+                for path, calls in thens.items():
+                    if path not in failed:
+                        for call in calls:
+                            call()
             finally:
                 with self._cond:
                     self._failed.update(failed)

@@ -16,6 +16,7 @@ from .fsutil import read_json, write_json_even_if_full
 START_TIME_TOLERANCE = 0.05  # seconds; the same process always gets the same float
 PROC = Path("/proc")
 HAS_PROC = PROC.joinpath("self", "stat").exists()  # Linux; elsewhere (macOS) psutil reads processes
+BOOT_ID = PROC / "sys" / "kernel" / "random" / "boot_id"  # Linux: a fresh random id at each boot
 BOOT_TIME_TTL = 1.0  # seconds a boot time read is used: a stepped clock (a VM resumed, NTP) moves it
 _boot_time: tuple[float, float] | None = None  # (boot time, when it was read: time.monotonic())
 
@@ -60,6 +61,17 @@ def _stat(pid: int) -> tuple[str, float] | None:
         except (OSError, ValueError, IndexError, StopIteration):
             pass
     return _psutil_stat(pid)
+
+
+def boot_id() -> str:
+    """What names this boot of the machine. A file not yet flushed may be gone after a crash of the
+    machine: whoever trusts its own unflushed writes must know whether a boot came between."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:  # macOS: its boot time is a kernel record, not worked out from the clock
+        import psutil
+
+        return f"{psutil.boot_time():.0f}"
 
 
 def start_time(pid: int) -> float | None:

@@ -9,8 +9,10 @@ Each record has one writer; everyone else reads it here, never by spelling out i
     run/workers/<id>/managed.json  the shim: the worker ended, the jobs it registered run on
     run/workers/<id>/usage.json    the shim of a worker on another node: its latest sample of the worker
     run/live/<id>                  the supervisor: an empty file for each worker in a live state, so the
-                                   watchdog lists the live workers, not the folder of every worker the
-                                   run has had
+                                   watchdog and a starting supervisor list the live workers, not the
+                                   folder of every worker the run has had
+    run/live.boot                  the supervisor: the boot of the machine in which it last set the
+                                   index from every record (a crash of the machine may lose entries)
     watchdog/kills/<id>.json       the watchdog: why it stopped a worker, with the samples
     watchdog/limits.json           the watchdog: the limits `aura limits` changed, kept across runs
 
@@ -36,6 +38,7 @@ WORKER_JOBS = "managed.json"  # the worker ended; jobs it registered (process.js
 WORKER_USAGE = "usage.json"  # a node's sample of its worker (the shim's --sample-every)
 START_FACTS = ("worker_pid", "worker_create_time", "pgid", "shim_pid", "shim_create_time")
 LIVE_INDEX = "live"  # under run/: one empty file per live worker, named as its folder
+LIVE_INDEX_BOOT = "live.boot"  # under run/: the boot of the machine the index was last set from every record in
 
 
 RUN_TIME_LIMITS = "limits.json"

@@ -44,6 +44,22 @@ def test_holds_nest_and_only_the_outer_end_hands_the_writes_over(tmp_path: Path)
     assert flusher.drain(5.0) and path.read_bytes() == b"x"
 
 
+def test_a_write_s_follow_up_runs_once_its_bytes_are_on_disk_and_never_after_a_failed_write(tmp_path: Path) -> None:
+    flusher = Flusher()
+    path, seen = tmp_path / "r.json", []
+    with flusher.held():
+        flusher.write(path, b"1", then=lambda: seen.append(path.read_bytes()))
+        flusher.write(path, b"2", then=lambda: seen.append(b"second"))  # later bytes: both follow-ups run after them
+        assert seen == []
+    assert flusher.drain(5.0) and seen == [b"2", b"second"]
+    (tmp_path / "a-file").write_bytes(b"")
+    missing = tmp_path / "a-file" / "r.json"  # its folder is a file: the write fails
+    flusher.write(missing, b"x", then=lambda: seen.append(b"after a failure"))
+    assert flusher.drain(5.0) and list(flusher.failed()) == [missing] and len(seen) == 2
+    flusher.write(path, b"3")  # the follow-ups were taken with their write: none runs again
+    assert flusher.drain(5.0) and len(seen) == 2 and path.read_bytes() == b"3"
+
+
 def test_make_dirs_gives_every_folder_it_makes_the_mode(tmp_path: Path) -> None:
     deep = tmp_path / "a" / "b" / "c"
     make_dirs(deep, 0o700)

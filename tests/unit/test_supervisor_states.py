@@ -17,7 +17,7 @@ import pytest
 
 from aura.runtime.logs import setup_logging
 from aura.runtime.paths import ProjectPaths
-from aura.runtime.vocab import EXITED, LOST, ORPHANED, OUTCOMES, RUNNING, STARTING, WORKER_STATES
+from aura.runtime.vocab import EXITED, LIVE_STATES, LOST, ORPHANED, OUTCOMES, RUNNING, STARTING, WORKER_STATES
 from aura.supervisor import states
 from aura.supervisor.exits import TAKE_BATCH, TELL_BATCH, Exits
 from aura.supervisor.registry import Registry
@@ -63,9 +63,13 @@ def test_change_state_saves_logs_and_publishes_along_the_table(tmp_path: Path) -
     assert sorted(p.name for p in live_index.iterdir()) == ["w1"]  # what the watchdog lists
     with table.holding_news() as news:
         table.change_state(rec, EXITED, "worker_exited", outcome=LOST, logged={}, published={"outcome": LOST})
-        assert list(live_index.iterdir()) == [] and len(published) == 1  # out of the index before it is told
-    table.announce(*news)
-    assert _on_disk(table, "w1")["outcome"] == LOST and published[-1][0] == "worker_exited"
+    with table.registry.flusher.held():  # the ended record told, not yet on disk
+        table.announce(*news)
+        assert published[-1][0] == "worker_exited"
+        assert [p.name for p in live_index.iterdir()] == ["w1"]  # a live record on disk is always indexed
+        assert json.loads((table.registry.dir("w1") / "record.json").read_text())["state"] in LIVE_STATES
+    assert _on_disk(table, "w1")["outcome"] == LOST
+    assert list(live_index.iterdir()) == []  # out of the index once its end is written
 
 
 @pytest.mark.parametrize(

@@ -516,10 +516,9 @@ def test_registry_view_reads_only_the_workers_the_supervisor_indexed_live(
     view = RegistryView(WorkerRecords(paths))
     assert list(view.live()) == ["w_1"] and reads == ["w_1"]  # neither the 200 ended folders nor the stray
 
-    registry.unindex("w/1")  # the supervisor made its end (WorkerTable.change_state), then writes it
-    registry.save_later({**live, "state": "exited", "outcome": "succeeded"})
-    assert os.listdir(paths.run_dir / "live") == [] and view.live() == {}
+    registry.save_later({**live, "state": "exited", "outcome": "succeeded"})  # its end, in the flusher's thread
     assert registry.flusher.drain()
+    assert os.listdir(paths.run_dir / "live") == [] and view.live() == {}
 
     registry.reindex(["stray"])  # start-up: the index set from the records, whatever was left in it
     assert os.listdir(paths.run_dir / "live") == ["stray"] and list(view.live()) == ["stray"]
