@@ -6,9 +6,16 @@
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":
+    # A daemon logs JSON lines, yet structlog imports its console renderer with itself, and that
+    # imports rich wherever rich is installed (it is, for `aura top`): a quarter of every daemon's
+    # start, and of its restart after a crash. A None in sys.modules makes that import fail at once.
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from aura.runtime.config import ConfigError, load_config

@@ -239,6 +239,13 @@ def soak_lines(sec: dict) -> list[str]:
             if sec.get("supervisor_start_read")
         ]
         + [
+            f"- The supervisor killed with SIGKILL at the soak's end, {c['workers']} worker folders: from its "
+            f"new process's start to serving, median {c['index_ms']} ms, {c['every_record_ms']} ms when it reads "
+            "every record."
+            for c in [sec["supervisor_restart"]]
+            if sec.get("supervisor_restart")
+        ]
+        + [
             f"- One status change saved on a tree of {n} tasks (in process): {c['ms']} ms, {c['bytes']} bytes written"
             + (
                 f" ({c['reopened_bytes']} bytes to reopen an ended task, written whole)."

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -43,7 +44,8 @@ CONCURRENCY = 8
 
 def soak(tasks: int, profile: Path | None = None) -> dict:
     """Run `tasks` one-line shell tasks to the end; throughput per window, memory, bytes per change."""
-    env = {"AURA_MAX_CONCURRENT_TASKS": str(CONCURRENCY), "AURA_CYCLE_INTERVAL": "5"}
+    # restarts: the supervisor is killed six times at the end (`restart_cost`), past the default limit
+    env = {"AURA_MAX_CONCURRENT_TASKS": str(CONCURRENCY), "AURA_CYCLE_INTERVAL": "5", "AURA_RESTART_MAX": "20"}
     with Project.temporary(env) as p:
         lines = [f"- [ ] item {i} `true`" for i in range(tasks)]
         p.write_task("# Soak\n\n" + "\n".join(lines) + "\n")
@@ -70,6 +72,7 @@ def soak(tasks: int, profile: Path | None = None) -> dict:
         io_end = _io(pids["brain"])
         p.remember()
         start_read = start_read_cost(p.paths)
+        restart = restart_cost(p)
         events = [e for e in read_jsonl(p.paths.journal("brain")) if e.get("kind") == "task_status"]
         state_bytes = (p.paths.state_dir / "state.json").stat().st_size
     changes = len(events)
@@ -85,6 +88,7 @@ def soak(tasks: int, profile: Path | None = None) -> dict:
         "brain_bytes_written_per_change": {k: round(v / max(1, changes)) for k, v in written.items()},
         "state_json_bytes": state_bytes,
         "supervisor_start_read": start_read,
+        "supervisor_restart": restart,
         "save_cost": save_cost(),
         "tree_cost": tree_cost(),
     }
@@ -141,6 +145,45 @@ def start_read_cost(paths: Any, runs: int = 5) -> dict:
         "every_record_ms": _median_ms(every_record, runs),
         "index_ms": _median_ms(functools.partial(registry.records_at_start, KEEP_EXITED), runs),
     }
+
+
+def restart_cost(p: Project, runs: int = 3) -> dict:
+    """The supervisor killed with SIGKILL at the soak's end and started again by its peers, `runs`
+    times each way: median milliseconds from the new process's start to its serving (its pid file
+    marked running once it took its workers back; 10 ms ticks), `index` as it starts, `every_record` with the
+    mark of the boot removed, so that it reads every record as at the first start after a boot."""
+    from aura.runtime.records import LIVE_INDEX_BOOT
+
+    out: dict[str, Any] = {"workers": len(p.worker_dirs())}
+    for way in ("index", "every_record"):
+        took = []
+        for _ in range(runs):
+            if way == "every_record":
+                (p.paths.run_dir / LIVE_INDEX_BOOT).unlink(missing_ok=True)
+            old = p.kill9("supervisor")
+            back = functools.partial(_serving_again, p, old)
+            rec = wait_for(back, 60, "the supervisor started again", interval=0.05)
+            took.append(_age_when_marked(rec))
+        out[f"{way}_ms"] = round(1000 * statistics.median(took), 1)
+    return out
+
+
+def _age_when_marked(rec: dict) -> float:
+    """Seconds from the pid file's process start to its `updated_at`, both on the kernel's clock
+    since boot: a start time worked out from /proc/stat's boot time, a whole second, may be off by
+    up to a second against the wall clock."""
+    with open(f"/proc/{rec['pid']}/stat", "rb") as fh:
+        data = fh.read()
+    started = int(data[data.rfind(b")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime") as fh:
+        uptime = float(fh.read().split()[0])
+    return float(rec["updated_at"]) - (time.time() - uptime) - started
+
+
+def _serving_again(p: Project, old_pid: int) -> dict | None:
+    rec = p.pidfile("supervisor")
+    fresh = rec.get("state") == "running" and rec.get("pid") != old_pid
+    return rec if fresh and rec.get("create_time") and rec.get("updated_at") else None
 
 
 def tree_cost(sizes: tuple[int, ...] = (5000, 50000), runs: int = 5) -> dict:

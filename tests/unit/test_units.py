@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -163,6 +164,25 @@ def test_read_commands_do_not_import_the_model_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_daemon_process_does_not_import_rich() -> None:
+    """rich is for `aura top`: in a daemon, structlog would import it with its console renderer, which
+    no daemon uses, at a quarter of the daemon's start (bench/soak.py `restart_cost`)."""
+    code = (
+        "import json, runpy, sys; sys.argv = ['aura.daemon', '--help']\n"
+        "try:\n    runpy.run_module('aura.daemon', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(m for m, mod in sys.modules.items()\n"
+        "    if mod and m.split('.')[0] in ('rich', 'structlog'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("Usage") or "usage" in out.stdout
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "structlog" in loaded and not [m for m in loaded if m.split(".")[0] == "rich"]
+    imported_here = subprocess.run(  # imported as a module (a test, a tool), nothing is held back
+        [sys.executable, "-c", "import aura.daemon, rich.table"], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert imported_here.returncode == 0, imported_here.stderr
 
 
 @pytest.mark.parametrize("argv", [["-h"], ["ps", "-h"], ["--help"]])
