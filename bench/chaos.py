@@ -34,6 +34,7 @@ from aura.brain.state import read_state  # noqa: E402
 from aura.ipc.client import Client, DaemonUnavailable, RemoteError  # noqa: E402
 from aura.runtime.fsutil import read_json  # noqa: E402
 from aura.runtime.paths import DAEMONS  # noqa: E402
+from aura.runtime.records import WorkerRecords  # noqa: E402
 from bench import chaos_git  # noqa: E402
 from tests.support.harness import Project, TimedOut, alive, wait_for  # noqa: E402
 
@@ -283,7 +284,7 @@ def _live_index_left(p: Project, settle_s: float = 5.0) -> list[str]:
     """The live index once none runs: an entry goes when its worker's end is on disk, which the
     supervisor's flusher thread may still be writing as the brain hears of the last end."""
     deadline = time.monotonic() + settle_s
-    while (left := sorted(os.listdir(p.paths.run_dir / "live"))) and time.monotonic() < deadline:
+    while (left := WorkerRecords(p.paths).live_ids() or []) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 

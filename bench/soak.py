@@ -172,9 +172,12 @@ def _age_when_marked(rec: dict) -> float:
     """Seconds from the pid file's process start to its `updated_at`, both on the kernel's clock
     since boot: a start time worked out from /proc/stat's boot time, a whole second, may be off by
     up to a second against the wall clock."""
-    with open(f"/proc/{rec['pid']}/stat", "rb") as fh:
-        data = fh.read()
-    started = int(data[data.rfind(b")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")
+    from aura.watchdog.sampler import start_ticks
+
+    ticks = start_ticks(int(rec["pid"]))
+    if ticks is None:
+        raise RuntimeError(f"the supervisor (pid {rec['pid']}) ended as it was timed")
+    started = ticks / os.sysconf("SC_CLK_TCK")
     with open("/proc/uptime") as fh:
         uptime = float(fh.read().split()[0])
     return float(rec["updated_at"]) - (time.time() - uptime) - started

@@ -15,6 +15,7 @@ import pytest
 
 from aura.ipc.client import Client, RemoteError
 from aura.runtime.fsutil import read_json
+from aura.runtime.records import WorkerRecords
 from tests.support.harness import REPO, Project, wait_for
 
 GIB = 1024**3
@@ -171,7 +172,7 @@ class Rig:
         assert self.indexed_live() == set()
 
     def indexed_live(self) -> set[str]:
-        return set(os.listdir(self.p.paths.run_dir / "live"))
+        return set(WorkerRecords(self.p.paths).live_ids() or [])
 
     def usage(self, wid: str) -> dict | None:
         return self.call("watchdog", "usage")["workers"].get(wid)

@@ -476,12 +476,18 @@ def test_watched_worker_falls_back_from_a_dead_shim_to_the_worker(tree: Any) -> 
     assert stats is not None and proc.pid in stats and w.root[0] == proc.pid
 
 
-def test_registry_view_rereads_only_changed_records_and_forgets_ended_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectPaths:
+    """A project whose registry view trusts every mtime at once (no racy window to wait out)."""
     monkeypatch.setattr(wworkers, "RACY_NS", 0)
-    paths = ProjectPaths.for_root(tmp_path)
-    paths.ensure()
+    made = ProjectPaths.for_root(tmp_path)
+    made.ensure()
+    return made
+
+
+def test_registry_view_rereads_only_changed_records_and_forgets_ended_ones(
+    paths: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     view = RegistryView(WorkerRecords(paths))
     rec = {"worker_id": "w1", "state": "running", "worker_pid": os.getpid()}
     atomic_write_json(paths.workers_dir / "w1" / "record.json", rec)
@@ -498,11 +504,8 @@ def test_registry_view_rereads_only_changed_records_and_forgets_ended_ones(
 
 
 def test_registry_view_reads_only_the_workers_the_supervisor_indexed_live(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    paths: ProjectPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(wworkers, "RACY_NS", 0)
-    paths = ProjectPaths.for_root(tmp_path)
-    paths.ensure()
     registry = Registry(paths)
     for i in range(200):  # the folders of a long run's ended workers
         atomic_write_json(paths.workers_dir / f"old{i}" / "record.json", {"worker_id": f"old{i}", "state": "exited"})
@@ -510,7 +513,7 @@ def test_registry_view_reads_only_the_workers_the_supervisor_indexed_live(
     atomic_write_json(paths.workers_dir / "stray" / "record.json", stray)  # a live record no index names
     live = {"worker_id": "w/1", "state": "starting", "worker_pid": os.getpid()}
     registry.save(live)
-    assert (paths.run_dir / "live").is_dir() and os.listdir(paths.run_dir / "live") == ["w_1"]
+    assert (registry.live_index).is_dir() and os.listdir(registry.live_index) == ["w_1"]
     reads: list[str] = []
     real_read = wworkers.read_json
     monkeypatch.setattr(wworkers, "read_json", lambda p: reads.append(Path(p).parent.name) or real_read(p))
@@ -519,11 +522,11 @@ def test_registry_view_reads_only_the_workers_the_supervisor_indexed_live(
 
     registry.save_later({**live, "state": "exited", "outcome": "succeeded"})  # its end, in the flusher's thread
     assert registry.flusher.drain()
-    assert os.listdir(paths.run_dir / "live") == [] and view.live() == {}
+    assert os.listdir(registry.live_index) == [] and view.live() == {}
 
     registry.reindex(["stray"])  # start-up: the index set from the records, whatever was left in it
-    assert os.listdir(paths.run_dir / "live") == ["stray"] and list(view.live()) == ["stray"]
+    assert os.listdir(registry.live_index) == ["stray"] and list(view.live()) == ["stray"]
 
-    os.unlink(paths.run_dir / "live" / "stray")
-    os.rmdir(paths.run_dir / "live")
+    os.unlink(registry.live_index / "stray")
+    os.rmdir(registry.live_index)
     assert list(view.live()) == ["stray"]  # no index (a registry from before it): every folder is looked at
