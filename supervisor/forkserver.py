@@ -9,11 +9,19 @@ outlives both and writes its exit record as any shim does. The server only reaps
 tells the supervisor an exit status that carries something (a shim that could not write the exit
 record says the worker's exit in it, supervisor/exitrecord.py).
 
+Where the native shim (supervisor/nativeshim.c) can run, the request names it in `spawn` and the
+server starts it by posix_spawn instead: the shims are still the server's children, so an exit is
+reaped here at once, by a process that does nothing else, not when the supervisor's loop gets to it
+in the middle of a burst; and the spawn itself runs beside the supervisor's own work on a start.
+
 One message per datagram on a SOCK_SEQPACKET socket, JSON:
 
-    supervisor -> server  {"id": WID, "options": {shim options}, "env": {...}, "cwd": DIR}
+    supervisor -> server  {"id": WID, "options": {shim options}, "env": {...}, "cwd": DIR,
+                           "spawn": [native shim's command] (optional)}
                           with two descriptors: the status pipe and shim.log
-    server -> supervisor  {"id": WID, "pid": PID}, or {"id": WID, "error": TEXT} when fork failed
+    server -> supervisor  {"id": WID, "pid": PID}, or {"id": WID, "error": TEXT} when the start failed;
+                          with "native_failed": TEXT when the native shim could not be run (gone from
+                          its folder, say) and the Python shim was forked instead
                           {"pid": PID, "status": CODE} when a shim ended with a non-zero status
 
 The server exits when the supervisor's end of the socket closes (the supervisor stopped or died);
@@ -22,6 +30,7 @@ its shims run on. Imported by the shim (`python -I -S`): the standard library on
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -34,11 +43,14 @@ from collections.abc import Callable
 
 MAX_MESSAGE = 1 << 20
 FDS_PER_REQUEST = 2
+NATIVE_STATUS_FD = 3  # where a spawned native shim finds its status pipe (its --status-fd)
+PROGRAM_GONE = (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR)  # the native shim cannot be run
 RunShim = Callable[[dict, int, dict[str, str]], int]  # shim.forked: its options, status pipe, worker's environment
 
 
 def serve(sock_fd: int, run_shim: RunShim) -> int:
     """Fork a shim for each request until the supervisor's end closes."""
+    os.set_inheritable(sock_fd, False)  # a spawned shim holding it would hide the server's end from the supervisor
     sock = socket.socket(fileno=sock_fd)
     sock.setblocking(True)
     wake_r, wake_w = socket.socketpair()
@@ -72,20 +84,56 @@ def serve(sock_fd: int, run_shim: RunShim) -> int:
 
 
 def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: RunShim, own: list) -> None:
+    """Start the shim a request asks for and answer with its pid, or with why it could not start."""
+    answer: dict = {"id": _id_of(msg)}
     try:
+        for fd in fds:
+            os.set_inheritable(fd, False)  # a spawned shim gets them where the file actions put them, once
         req = json.loads(msg)
         status_fd, log_fd = fds
-        pid = os.fork()
+        if req.get("spawn"):
+            try:
+                answer["pid"] = spawn_native(req["spawn"], req["env"], status_fd, log_fd)
+            except OSError as exc:
+                if exc.errno not in PROGRAM_GONE:
+                    raise
+                answer["native_failed"] = f"{req['spawn'][0]}: {exc.strerror}"
+        if "pid" not in answer:
+            answer["pid"] = _fork_shim(req, status_fd, log_fd, run_shim, own)
     except (ValueError, OSError) as exc:
+        answer = {"id": answer["id"], "error": f"the fork server could not start the shim: {exc}"}
+    finally:
         for fd in fds:
             os.close(fd)
-        _send(sock, {"id": _id_of(msg), "error": f"the fork server could not start the shim: {exc}"})
-        return
+    _send(sock, answer)
+
+
+def spawn_native(argv: list[str], env: dict[str, str], status_fd: int, log_fd: int) -> int:
+    """The native shim, by posix_spawn (no Python between fork and exec), in a session of its own:
+    its status pipe on NATIVE_STATUS_FD, its output on shim.log, every signal at its default and
+    none blocked."""
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, log_fd, 1),
+            (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            (os.POSIX_SPAWN_DUP2, status_fd, NATIVE_STATUS_FD),
+        ],
+        setsid=True,
+        setsigmask=(),
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD),
+    )
+
+
+def _fork_shim(req: dict, status_fd: int, log_fd: int, run_shim: RunShim, own: list) -> int:
+    """A Python shim, forked from this process (its loaded code shared copy-on-write)."""
+    pid = os.fork()
     if pid == 0:
         _run_child(req, status_fd, log_fd, run_shim, own)
-    os.close(status_fd)
-    os.close(log_fd)
-    _send(sock, {"id": req.get("id"), "pid": pid})
+    return pid
 
 
 def _run_child(req: dict, status_fd: int, log_fd: int, run_shim: RunShim, own: list) -> None:

@@ -1,10 +1,11 @@
-"""The supervisor's end of the fork server (supervisor/forkserver.py): started on the first worker
-start, started again on the next one after it died, and never waited for.
+"""The supervisor's end of the fork server (supervisor/forkserver.py): started with the supervisor
+(or on the first worker start), started again on the next one after it died, and never waited for.
 
-`start` hands the server a shim to fork and returns at once (False: the server cannot be reached,
-so the caller starts the shim itself); the shim's start report comes on its status pipe as from a
-shim started directly. The server's answers (the shim's pid, a failed fork, a non-zero exit status)
-are read in the daemon's poll loop.
+`start` hands the server a shim to start (the native one spawned, or the Python one forked) and
+returns at once (False: the server cannot be reached, so the caller starts the shim itself); the
+shim's start report comes on its status pipe as from a shim started directly. The server's answers
+(the shim's pid, a failed start, a native shim that could not run, a non-zero exit status) are read
+in the daemon's poll loop.
 """
 
 from __future__ import annotations
@@ -31,24 +32,44 @@ STATUS_WAIT = 2.0  # how long collect waits for the exit status of a shim that w
 
 
 class ForkServer:
-    def __init__(self, loop: Daemon, shim: str, on_failed: Callable[[str, str], None]):
+    def __init__(
+        self,
+        loop: Daemon,
+        shim: str,
+        on_failed: Callable[[str, str], None],
+        on_native_failed: Callable[[str], None],
+    ):
         self.loop = loop
         self.shim = shim
-        self.on_failed = on_failed  # (worker id, why): the server could not fork its shim
+        self.on_failed = on_failed  # (worker id, why): the server could not start its shim
+        self.on_native_failed = on_native_failed  # (why): the native shim could not run; a Python one started
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen | None = None
         self.pids: dict[str, int] = {}  # worker id -> its shim's pid, for the shims this server forked
         self.status: dict[int, int] = {}  # shim pid -> its non-zero exit status
 
-    def start(self, wid: str, options: dict, env: dict[str, str], cwd: str, status_w: int, log_fd: int) -> bool:
-        """Ask the server to fork the shim (`options`: local.shim_args); False when it cannot be reached."""
-        msg = json.dumps({"id": wid, "options": options, "env": env, "cwd": cwd}).encode()
+    def start(
+        self,
+        wid: str,
+        options: dict,
+        env: dict[str, str],
+        cwd: str,
+        fds: tuple[int, int],
+        native: list[str] | None = None,
+    ) -> bool:
+        """Ask the server to start the shim: `native`, the native shim's command, spawned; else the
+        Python shim forked with `options` (local.shim_args). `fds`: its status pipe and shim.log.
+        False when the server cannot be reached."""
+        request = {"id": wid, "options": options, "env": env, "cwd": cwd}
+        if native:
+            request["spawn"] = native
+        msg = json.dumps(request).encode()
         for _attempt in range(2):  # a server found dead is started again once
             sock = self._connected()
             if sock is None:
                 return False
             try:
-                _send(sock, msg, [status_w, log_fd])
+                _send(sock, msg, list(fds))
                 return True
             except TimeoutError:
                 self._lost(f"it took no request for {SEND_TIMEOUT:g}s")
@@ -63,6 +84,9 @@ class ForkServer:
         self._connected()
 
     def forked(self, wid: str) -> bool:
+        """Did this server start the worker's shim (its answer read now if it is still on the way)?"""
+        if wid not in self.pids:
+            self._read()
         return wid in self.pids
 
     def collect(self, wid: str, worker_dir: Path) -> dict | None:
@@ -134,6 +158,8 @@ class ForkServer:
             self.status[int(msg["pid"])] = int(msg["status"])
         elif "pid" in msg:
             self.pids[str(msg["id"])] = int(msg["pid"])
+            if msg.get("native_failed"):
+                self.on_native_failed(str(msg["native_failed"]))
         elif msg.get("id") is not None:
             self.on_failed(str(msg["id"]), str(msg.get("error")))
 

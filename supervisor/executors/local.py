@@ -1,9 +1,10 @@
 """Workers as local processes, each under its shim (supervisor/shim.py).
 
-Start: the shim starts in a session of its own: the native shim (supervisor/nativeshim.c) where it
-could be built, spawned directly; else the Python shim forked by the supervisor's fork server
-(executors/forking.py), or as a fresh interpreter where AURA_WORKER_SCOPE puts it in a transient
-systemd scope or the fork server cannot be reached. It reports the worker's pid on a pipe,
+Start: the shim starts in a session of its own, from the supervisor's fork server
+(executors/forking.py): the native shim (supervisor/nativeshim.c) spawned where it could be built,
+else the Python shim forked. Where the server cannot be reached, the supervisor spawns the native
+shim itself, or starts the Python shim as a fresh interpreter, as it does where AURA_WORKER_SCOPE
+puts the shim in a transient systemd scope (systemd-run must start that one). It reports the worker's pid on a pipe,
 read in the daemon's poll loop, so many workers start in parallel. Exit: a pidfd per shim in the
 poll loop, where the platform has pidfds (the supervisor hears of an exit in milliseconds); a 0.25 s
 poll elsewhere. A second pidfd, on the worker's own process, tells `list` which workers have ended
@@ -13,7 +14,6 @@ and its shim.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -33,6 +33,7 @@ from aura.runtime.records import START_FACTS
 from aura.runtime.vocab import ORPHANED
 
 from .. import exitrecord, nativeshim
+from ..forkserver import NATIVE_STATUS_FD, PROGRAM_GONE, spawn_native
 from ..placement import CpuPinning
 from ..scope import scope_command, scoped
 from .base import Ended, Executor, StartOrder, StartReport
@@ -41,9 +42,7 @@ from .workerends import WorkerEnds
 
 SHIM = str(Path(__file__).resolve().parent.parent / "shim.py")
 POLL_INTERVAL = 0.25  # where there are no pidfds
-STATUS_FD = 3  # where a spawned native shim finds its status pipe
 REAP_WAIT = 2.0  # how long collect waits for an ended shim's exit status
-PROGRAM_GONE = (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR)  # the native shim cannot be run
 
 
 @dataclass
@@ -70,7 +69,7 @@ class LocalExecutor(Executor):
         self.polled: dict[str, dict] = {}
         self.worker_ends = WorkerEnds()
         self.pinning = CpuPinning(loop.log)
-        self.forks = ForkServer(loop, SHIM, on_failed=self._fork_failed)
+        self.forks = ForkServer(loop, SHIM, on_failed=self._fork_failed, on_native_failed=self._native_failed)
         self._polling = False
 
     def setup(self) -> None:
@@ -82,14 +81,13 @@ class LocalExecutor(Executor):
             self.loop.log.info("native_shim", path=str(found.path))
         elif mode != nativeshim.PYTHON:
             self.loop.log.warning("native_shim_unavailable", reason=found.why, then="Python shims")
-        if not self.scope_prefix and self.native is None:
+        if not self.scope_prefix:
             self.forks.warm()  # its interpreter starts now, not on the first spawn
 
     # -- starting ---------------------------------------------------------------------------------
     def start(self, order: StartOrder) -> None:
-        """Start the shim in a new session: the native shim spawned, else the Python shim forked by
-        the fork server where it can (not in a systemd scope of its own: systemd-run must start that
-        one); its start report arrives on a pipe."""
+        """Start the shim in a new session (the module's docstring says by whom); its start report
+        arrives on a pipe."""
         r, w = os.pipe()
         try:
             with os.fdopen(open_private(order.worker_dir / "shim.log"), "ab") as shim_log:
@@ -111,45 +109,35 @@ class LocalExecutor(Executor):
     def _launch(self, order: StartOrder, status_w: int, log: IO[bytes]) -> None:
         grace = min(self.grace, 5.0)
         if not self.scope_prefix:
-            if self.native is not None and self._spawned(order, grace, status_w, log):
+            native = self._native_command(order, grace) if self.native is not None else None
+            fds, root = (status_w, log.fileno()), str(self.loop.paths.root)
+            if self.forks.start(order.worker_id, shim_args(order, grace), order.env, root, fds, native):
                 return
-            root = str(self.loop.paths.root)
-            if self.forks.start(order.worker_id, shim_args(order, grace), order.env, root, status_w, log.fileno()):
+            if native is not None and self._spawned(order, native, status_w, log):
                 return
         self.children[order.worker_id] = self._popen(order, shim_options(order, grace), status_w, log)
 
-    def _spawned(self, order: StartOrder, grace: float, status_w: int, log: IO[bytes]) -> bool:
-        """Start the native shim; False when the program cannot be run any more (its file was
-        removed, say): from then on the Python shims start the workers. Any other failure (an
+    def _native_command(self, order: StartOrder, grace: float) -> list[str]:
+        return [*self._shim_prefix(), "--status-fd", str(NATIVE_STATUS_FD), *shim_options(order, grace)]
+
+    def _spawned(self, order: StartOrder, native: list[str], status_w: int, log: IO[bytes]) -> bool:
+        """Spawn the native shim ourselves; False when the program cannot be run any more (its file
+        was removed, say): from then on the Python shims start the workers. Any other failure (an
         argument list too long, no memory) is this start's, and raised."""
         try:
-            self.spawned[order.worker_id] = self._spawn(order, shim_options(order, grace), status_w, log)
+            self.spawned[order.worker_id] = spawn_native(native, order.env, status_w, log.fileno())
             return True
         except OSError as exc:
             if exc.errno not in PROGRAM_GONE:
                 raise
-            self.loop.log.warning("native_shim_failed", path=str(self.native), error=str(exc), then="Python shims")
-            self.native = None
+            self._native_failed(str(exc))
             return False
 
-    def _spawn(self, order: StartOrder, options: list[str], status_w: int, log: IO[bytes]) -> int:
-        """The native shim, by posix_spawn (no Python between fork and exec): its status pipe on
-        STATUS_FD, its output on shim.log, every signal at its default and none blocked."""
-        cmd = [*self._shim_prefix(), "--status-fd", str(STATUS_FD), *options]
-        return os.posix_spawn(
-            cmd[0],
-            cmd,
-            order.env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
-                (os.POSIX_SPAWN_DUP2, status_w, STATUS_FD),
-            ],
-            setsid=True,
-            setsigmask=(),
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD),
-        )
+    def _native_failed(self, why: str) -> None:
+        if self.native is None:  # said already, by another start of the same burst
+            return
+        self.loop.log.warning("native_shim_failed", path=str(self.native), error=why, then="Python shims")
+        self.native = None
 
     def _shim_prefix(self) -> list[str]:
         """The native shim (which hands over to the Python one what it does not do itself), or the Python shim."""

@@ -1,8 +1,8 @@
-"""The fork server (supervisor/forkserver.py) with real processes, under AURA_SHIM=python (the Python
-shims it forks stand in where the native shim cannot be built): a shim it forked lives in a session of
-its own, survives a kill -9 of the fork server and of the supervisor, records its worker's exit while
-the supervisor is dead, and is re-adopted by the next supervisor; a dead fork server is replaced at
-the next start."""
+"""The fork server (supervisor/forkserver.py) with real processes, with the shims it starts: native
+ones spawned, and under AURA_SHIM=python the Python shims it forks (where the native shim cannot be
+built). A shim it started lives in a session of its own, survives a kill -9 of the fork server and of
+the supervisor, records its worker's exit while the supervisor is dead, and is re-adopted by the
+next supervisor; a dead fork server is replaced at the next start."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import signal
 from pathlib import Path
 
 import psutil
+import pytest
 
+from aura.supervisor import nativeshim
 from tests.support.harness import gone, wait_for
 from tests.support.rig import Rig
 
@@ -35,8 +37,16 @@ def _forked_by(rec: dict, server: psutil.Process) -> None:
     assert os.getsid(shim.pid) == shim.pid and os.getsid(rec["worker_pid"]) == rec["worker_pid"]  # own sessions
 
 
-def test_forked_shims_outlive_the_fork_server_and_the_supervisor_and_are_readopted(rig: Rig, tmp_path: Path) -> None:
-    rig.p.env["AURA_SHIM"] = "python"
+NATIVE = pytest.param(
+    "native", marks=pytest.mark.skipif(nativeshim.find().path is None, reason="the native shim cannot be built here")
+)
+
+
+@pytest.mark.parametrize("shim", ["python", NATIVE])
+def test_shims_outlive_the_fork_server_and_the_supervisor_and_are_readopted(
+    rig: Rig, tmp_path: Path, shim: str
+) -> None:
+    rig.p.env["AURA_SHIM"] = shim
     rig.start("supervisor")
     first = _fork_server(rig)
     ends_early, ends_late = tmp_path / "early", tmp_path / "late"

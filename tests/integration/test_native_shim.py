@@ -1,8 +1,9 @@
 """The native shim (supervisor/nativeshim.c) with real processes, as the default shim where a C
-compiler is at hand: spawned by the supervisor, in a session of its own, it survives a kill -9 of
-the supervisor, records its worker's exit while the supervisor is dead, and is re-adopted; what it
-does not do itself it hands to the Python shim by exec (a worker that cannot be executed, children
-the worker registered, a kill during that hand-over); and it holds far less memory than a Python shim."""
+compiler is at hand: spawned by the supervisor's fork server (by the supervisor itself where a start
+cannot go through the server), in a session of its own, it survives a kill -9 of the supervisor,
+records its worker's exit while the supervisor is dead, and is re-adopted; what it does not do itself
+it hands to the Python shim by exec (a worker that cannot be executed, children the worker
+registered, a kill during that hand-over); and it holds far less memory than a Python shim."""
 
 from __future__ import annotations
 
@@ -36,13 +37,19 @@ open(sys.argv[1], "w").write(str(child.pid))
 """
 
 
-def _native(rig: Rig, rec: dict) -> psutil.Process:
-    """The worker's shim: the native program, the supervisor's child, in a session of its own."""
+def _native(rig: Rig, rec: dict, parent: str = "aura-forkserver") -> psutil.Process:
+    """The worker's shim: the native program, in a session of its own, a child of `parent` (the
+    supervisor's fork server; "supervisor": the supervisor itself)."""
     launch = read_json(rig.p.paths.worker_dir(rec["worker_id"]) / "launch.json")
     assert launch["native"] is True
     shim = psutil.Process(rec["shim_pid"])
     assert shim.name() == "aura-shim" and shim.exe().startswith(str(nativeshim.SOURCE.parent))
-    assert shim.ppid() == rig.p.daemon_pid("supervisor")
+    supervisor = rig.p.daemon_pid("supervisor")
+    if parent == "supervisor":
+        assert shim.ppid() == supervisor
+    else:
+        server = psutil.Process(shim.ppid())
+        assert server.name() == parent and server.ppid() == supervisor
     assert os.getsid(shim.pid) == shim.pid and os.getsid(rec["worker_pid"]) == rec["worker_pid"]
     return shim
 
@@ -130,3 +137,28 @@ def test_a_start_the_system_refuses_fails_alone_and_the_native_shim_stays(rig: R
     after = rig.spawn_argv("after", ["sleep", "60"])
     _native(rig, after)
     assert not rig.logged("native_shim_failed", "supervisor")
+
+
+def test_the_fork_server_reaps_an_ended_native_shim_and_the_end_is_recorded(rig: Rig, tmp_path: Path) -> None:
+    rig.start("supervisor")
+    release = tmp_path / "go"
+    rec = rig.spawn("w", WAIT_THEN_EXIT, str(release), "3")
+    shim = _native(rig, rec)
+    release.touch()
+    wait_for(lambda: gone(shim.pid), 20, what="the shim to be reaped")  # a zombie still answers signal 0
+    done = wait_for(lambda: rig.exited("w"), 20, what="the worker's end")
+    assert done["exit"]["exit_code"] == 3 and done["outcome"] == "failed"
+
+
+def test_a_start_too_big_for_the_fork_server_is_spawned_by_the_supervisor(rig: Rig, tmp_path: Path) -> None:
+    rig.start("supervisor")
+    big = {f"AURA_TEST_BIG_{i}": "x" * 100_000 for i in range(3)}  # more than one message on the server's socket
+    release = tmp_path / "go"
+    rec = rig.spawn("w", WAIT_THEN_EXIT, str(release), "0", env=big)
+    shim = _native(rig, rec, parent="supervisor")
+    release.touch()
+    done = wait_for(lambda: rig.exited("w"), 20, what="the worker's end")
+    assert done["exit"]["exit_code"] == 0 and done["outcome"] == "succeeded"
+    wait_for(lambda: gone(shim.pid), 10, what="the supervisor to reap its shim")
+    after = rig.spawn_argv("after", ["sleep", "60"])
+    _native(rig, after)  # the next start goes through the server again
