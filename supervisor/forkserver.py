@@ -25,7 +25,10 @@ One message per datagram on a SOCK_SEQPACKET socket, JSON:
                           {"pid": PID, "status": CODE} when a shim ended with a non-zero status
 
 The server exits when the supervisor's end of the socket closes (the supervisor stopped or died);
-its shims run on. Imported by the shim (`python -I -S`): the standard library only.
+its shims run on. It runs as `python -I -S forkserver.py --fork-server FD SHIM [--preload]` and
+imports the standard library only: the Python shim's code (SHIM) is loaded at the start with
+`--preload` (Python shims expected: every fork shares it), else on the first Python shim asked for,
+so a server that only spawns native shims holds half the memory.
 """
 
 from __future__ import annotations
@@ -48,7 +51,54 @@ PROGRAM_GONE = (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR)  # the
 RunShim = Callable[[dict, int, dict[str, str]], int]  # shim.forked: its options, status pipe, worker's environment
 
 
-def serve(sock_fd: int, run_shim: RunShim) -> int:
+class LazyShim:
+    """The Python shim's `forked`, its module loaded from SHIM on first use (or at once by `load`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._run: RunShim | None = None
+
+    def __call__(self, options: dict, status_fd: int, env: dict[str, str]) -> int:
+        return self.load()(options, status_fd, env)
+
+    def load(self) -> RunShim:
+        """Load the shim in this process, before it forks: the children share its pages."""
+        if self._run is None:
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location("aura_shim", self.path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            module.libc()  # the C library the forked shims name themselves with, loaded once here
+            self._run = module.forked
+            gc.collect()
+            gc.freeze()
+        return self._run
+
+
+def set_name(name: str) -> None:
+    """The kernel's name for this process (what `pkill NAME` matches), without loading ctypes."""
+    try:
+        with open("/proc/self/comm", "w") as fh:
+            fh.write(name)
+    except OSError:  # no /proc (macOS): the name is a nicety
+        pass
+
+
+def main(argv: list[str]) -> int:
+    """`--fork-server FD SHIM [--preload]`."""
+    if len(argv) < 3 or argv[0] != "--fork-server":
+        print("usage: forkserver.py --fork-server FD SHIM [--preload]", file=sys.stderr)
+        return 2
+    set_name("aura-forkserver")
+    shim = LazyShim(argv[2])
+    if "--preload" in argv[3:]:
+        shim.load()
+    return serve(int(argv[1]), shim)
+
+
+def serve(sock_fd: int, shim: LazyShim) -> int:
     """Fork a shim for each request until the supervisor's end closes."""
     os.set_inheritable(sock_fd, False)  # a spawned shim holding it would hide the server's end from the supervisor
     sock = socket.socket(fileno=sock_fd)
@@ -80,10 +130,10 @@ def serve(sock_fd: int, run_shim: RunShim) -> int:
                 return 0
             if not msg and not fds:
                 return 0  # the supervisor is gone; the shims run on
-            _fork_one(sock, msg, fds, run_shim, own)
+            _fork_one(sock, msg, fds, shim, own)
 
 
-def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: RunShim, own: list) -> None:
+def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], shim: LazyShim, own: list) -> None:
     """Start the shim a request asks for and answer with its pid, or with why it could not start."""
     answer: dict = {"id": _id_of(msg)}
     try:
@@ -99,7 +149,7 @@ def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], run_shim: RunShim
                     raise
                 answer["native_failed"] = f"{req['spawn'][0]}: {exc.strerror}"
         if "pid" not in answer:
-            answer["pid"] = _fork_shim(req, status_fd, log_fd, run_shim, own)
+            answer["pid"] = _fork_shim(req, status_fd, log_fd, shim.load(), own)
     except (ValueError, OSError) as exc:
         answer = {"id": answer["id"], "error": f"the fork server could not start the shim: {exc}"}
     finally:
@@ -199,3 +249,7 @@ def _id_of(msg: bytes) -> str | None:
         return json.loads(msg).get("id")
     except (ValueError, AttributeError):
         return None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,6 @@ shim opened, never to a pipe that a dead supervisor could break.
 
     python -m aura.supervisor.shim --dir WORKER_DIR --cwd CWD --stdout FILE --stderr FILE
                               [--task-dir DIR] [--status-fd N] [--grace S] [--sample-every S] -- ARGV...
-    python -m aura.supervisor.shim --fork-server FD     (supervisor/forkserver.py)
 
 With `--sample-every S` (a worker on another node: a Slurm job) the shim also samples its worker's
 tree every S seconds into `usage.json` for the watchdog (supervisor/nodesample.py).
@@ -518,13 +517,7 @@ NATIVE_HANDOVERS: dict[str, tuple[int, Callable[[list[str], list[str]], int]]] =
 
 
 def entry(argv: list[str]) -> int:
-    """A shim, the native shim's hand-over (NATIVE_HANDOVERS), or with `--fork-server FD` the fork
-    server that forks shims (supervisor/forkserver.py)."""
-    if argv[:1] == ["--fork-server"]:
-        from aura.supervisor import forkserver
-
-        set_process_name("aura-forkserver")  # loads the C library the forked shims use
-        return forkserver.serve(int(argv[1]), forked)
+    """A shim, or the native shim's hand-over (NATIVE_HANDOVERS)."""
     if argv and argv[0] in NATIVE_HANDOVERS:
         count, take = NATIVE_HANDOVERS[argv[0]]
         return take(argv[1 : 1 + count], argv[1 + count :])

@@ -27,6 +27,7 @@ from aura.runtime.loop import Daemon
 
 from .. import exitrecord
 
+SERVER = [sys.executable, "-I", "-S", str(Path(__file__).resolve().parent.parent / "forkserver.py")]
 SEND_TIMEOUT = 5.0  # a server that takes no request in this long is given up, and started again
 STATUS_WAIT = 2.0  # how long collect waits for the exit status of a shim that wrote no exit record
 
@@ -47,6 +48,7 @@ class ForkServer:
         self.proc: subprocess.Popen | None = None
         self.pids: dict[str, int] = {}  # worker id -> its shim's pid, for the shims this server forked
         self.status: dict[int, int] = {}  # shim pid -> its non-zero exit status
+        self.preload = True  # load the Python shim at the server's start (false: native shims expected)
 
     def start(
         self,
@@ -115,10 +117,11 @@ class ForkServer:
         if self.sock is not None:
             return self.sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command = [*SERVER, "--fork-server", str(theirs.fileno()), self.shim, *(["--preload"] if self.preload else [])]
         try:
             with os.fdopen(open_private(self.loop.paths.logs_dir / "forkserver.log"), "ab") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", self.shim, "--fork-server", str(theirs.fileno())],
+                    command,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,

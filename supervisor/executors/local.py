@@ -81,6 +81,7 @@ class LocalExecutor(Executor):
             self.loop.log.info("native_shim", path=str(found.path))
         elif mode != nativeshim.PYTHON:
             self.loop.log.warning("native_shim_unavailable", reason=found.why, then="Python shims")
+        self.forks.preload = self.native is None
         if not self.scope_prefix:
             self.forks.warm()  # its interpreter starts now, not on the first spawn
 

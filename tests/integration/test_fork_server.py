@@ -69,3 +69,18 @@ def test_shims_outlive_the_fork_server_and_the_supervisor_and_are_readopted(
 
     rig.start("supervisor")
     rig.readopted_after_down("early", 7, "late", ends_late)
+
+
+def _loaded_ctypes(server: psutil.Process) -> bool:
+    """Has the server loaded the Python shim's code (which loads ctypes, a C extension in its maps)?"""
+    return any("_ctypes" in (m.path or "") for m in server.memory_maps(grouped=True))
+
+
+@pytest.mark.parametrize("shim", ["python", NATIVE])
+def test_the_server_loads_the_python_shim_only_where_it_forks_one(rig: Rig, shim: str) -> None:
+    rig.p.env["AURA_SHIM"] = shim
+    rig.start("supervisor")
+    server = _fork_server(rig)
+    rec = rig.spawn_argv("w", ["sleep", "60"])
+    _forked_by(rec, server)
+    assert _loaded_ctypes(server) == (shim == "python")  # a server spawning native shims stays small
