@@ -14,6 +14,7 @@ and its shim.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -204,9 +205,14 @@ class LocalExecutor(Executor):
             self.worker_ends.follow(wid, rec.get("worker_pid"), rec.get("worker_create_time"))
         try:
             fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.polled[wid] = rec
-            self._ensure_polling()
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:  # ended and reaped already (by the fork server): nothing to wait for
+                self.loop.call_later(0, lambda: self.on_end(wid))
+                return
+            self._poll_for(wid, rec)
+            return
+        except AttributeError:  # no pidfds on this platform
+            self._poll_for(wid, rec)
             return
         if not is_alive(pid, rec.get(f"{key}_create_time")):  # reused PID or already gone: it ended before we looked
             os.close(fd)
@@ -214,6 +220,10 @@ class LocalExecutor(Executor):
             return
         self.watch_fds[wid] = fd
         self.loop.add_reader(fd, lambda: self.on_end(wid))
+
+    def _poll_for(self, wid: str, rec: dict) -> None:
+        self.polled[wid] = rec
+        self._ensure_polling()
 
     def _ensure_polling(self) -> None:
         if not self._polling:
