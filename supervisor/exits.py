@@ -2,7 +2,8 @@
 known without one), and recorded with its outcome, its final progress and its trimmed output.
 
 Ends heard are taken in after the loop's round (`ended` queues, `take_in` works), in rounds of
-their own: each reaps up to REAP_BATCH shims, then marks up to TAKE_BATCH of the reaped workers ended
+their own: each collects up to REAP_BATCH ended shims (the executor reaps those that are the
+supervisor's children; the fork server reaps its own), then marks up to TAKE_BATCH of them ended
 (the kill folder and the limits read once for them), and only then (`tell`, in later rounds, so
 requests waiting meanwhile are answered first) writes, logs and publishes up to TELL_BATCH ends,
 handing each batch's record writes to the flusher in one go. So the loop keeps pace with the shims
