@@ -135,11 +135,12 @@ def serve(sock_fd: int, shim: LazyShim) -> int:
 
 def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], shim: LazyShim, own: list) -> None:
     """Start the shim a request asks for and answer with its pid, or with why it could not start."""
-    answer: dict = {"id": _id_of(msg)}
+    answer: dict = {"id": None}
     try:
         for fd in fds:
             os.set_inheritable(fd, False)  # a spawned shim gets them where the file actions put them, once
         req = json.loads(msg)
+        answer["id"] = req.get("id")
         status_fd, log_fd = fds
         if req.get("spawn"):
             try:
@@ -150,7 +151,7 @@ def _fork_one(sock: socket.socket, msg: bytes, fds: list[int], shim: LazyShim, o
                 answer["native_failed"] = f"{req['spawn'][0]}: {exc.strerror}"
         if "pid" not in answer:
             answer["pid"] = _fork_shim(req, status_fd, log_fd, shim.load(), own)
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # a bad request, a failed spawn or fork, a Python shim that cannot load: this start's
         answer = {"id": answer["id"], "error": f"the fork server could not start the shim: {exc}"}
     finally:
         for fd in fds:
@@ -242,13 +243,6 @@ def _drain(sock: socket.socket) -> None:
             pass
     except OSError:
         pass
-
-
-def _id_of(msg: bytes) -> str | None:
-    try:
-        return json.loads(msg).get("id")
-    except (ValueError, AttributeError):
-        return None
 
 
 if __name__ == "__main__":
