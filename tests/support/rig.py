@@ -165,11 +165,12 @@ class Rig:
         assert self.worker(running)["state"] == "running"  # re-adopted: its shim, at its start time, still runs
         done = self.exited(ended)
         assert done and done["exit"]["exit_code"] == code and done["note"] == "ended while the supervisor was down"
-        assert self.indexed_live() == {running}  # the watchdog's list of live workers, set right at start-up
+        # the watchdog's list of live workers: an ended worker leaves it once its end is on disk (the flusher's write)
+        wait_for(lambda: self.indexed_live() == {running}, 10, what="the live index to name only the re-adopted worker")
         release.touch()
         late = wait_for(lambda: self.exited(running), 20, what="the re-adopted worker's exit")
         assert late["exit"]["exit_code"] == 0 and late["outcome"] == "succeeded"
-        assert self.indexed_live() == set()
+        wait_for(lambda: self.indexed_live() == set(), 10, what="the live index to empty")
 
     def indexed_live(self) -> set[str]:
         return set(WorkerRecords(self.p.paths).live_ids() or [])
