@@ -52,14 +52,11 @@ RunShim = Callable[[dict, int, dict[str, str]], int]  # shim.forked: its options
 
 
 class LazyShim:
-    """The Python shim's `forked`, its module loaded from SHIM on first use (or at once by `load`)."""
+    """The Python shim's `forked`, its module loaded from SHIM the first time `load` is called."""
 
     def __init__(self, path: str):
         self.path = path
         self._run: RunShim | None = None
-
-    def __call__(self, options: dict, status_fd: int, env: dict[str, str]) -> int:
-        return self.load()(options, status_fd, env)
 
     def load(self) -> RunShim:
         """Load the shim in this process, before it forks: the children share its pages."""
@@ -78,7 +75,9 @@ class LazyShim:
 
 
 def set_name(name: str) -> None:
-    """The kernel's name for this process (what `pkill NAME` matches), without loading ctypes."""
+    """The kernel's name for this process (what `pkill NAME` matches), without loading ctypes.
+    Not aura.runtime.proctitle's: under `-I -S` this script cannot import Aura until it loads the
+    shim, and its prctl needs ctypes, which a server of native shims never loads."""
     try:
         with open("/proc/self/comm", "w") as fh:
             fh.write(name)
