@@ -29,6 +29,7 @@ from .. import exitrecord
 
 SERVER = [sys.executable, "-I", "-S", str(Path(__file__).resolve().parent.parent / "forkserver.py")]
 SEND_TIMEOUT = 5.0  # a server that takes no request in this long is given up, and started again
+ANSWER_WAIT = 1.0  # how long a start's report waits for the server's answer to that start (sent at once)
 STATUS_WAIT = 2.0  # how long collect waits for the exit status of a shim that wrote no exit record
 
 
@@ -47,6 +48,7 @@ class ForkServer:
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen | None = None
         self.pids: dict[str, int] = {}  # worker id -> its shim's pid, for the shims this server forked
+        self.unanswered: set[str] = set()  # worker ids sent, the server's answer not read yet
         self.status: dict[int, int] = {}  # shim pid -> its non-zero exit status
         self.preload = True  # load the Python shim at the server's start (false: native shims expected)
 
@@ -72,6 +74,7 @@ class ForkServer:
                 return False
             try:
                 _send(sock, msg, list(fds))
+                self.unanswered.add(wid)
                 return True
             except TimeoutError:
                 self._lost(f"it took no request for {SEND_TIMEOUT:g}s")
@@ -84,6 +87,16 @@ class ForkServer:
 
     def warm(self) -> None:
         self._connected()
+
+    def await_answer(self, wid: str) -> None:
+        """Read the server's answer for `wid` if it is still on the way (up to ANSWER_WAIT): the
+        server sends it as soon as the shim is started, so a start is not reported before what the
+        server said of it (a native shim that could not run, the shim's pid) is taken in."""
+        deadline = time.monotonic() + ANSWER_WAIT
+        while wid in self.unanswered and self.sock is not None and time.monotonic() < deadline:
+            self._read()
+            if wid in self.unanswered and self.sock is not None:
+                select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
 
     def forked(self, wid: str) -> bool:
         """Did this server start the worker's shim (its answer read now if it is still on the way)?"""
@@ -157,6 +170,8 @@ class ForkServer:
             self._answer(json.loads(data))
 
     def _answer(self, msg: dict) -> None:
+        if "status" not in msg:
+            self.unanswered.discard(str(msg.get("id")))
         if "status" in msg:
             self.status[int(msg["pid"])] = int(msg["status"])
         elif "pid" in msg:
@@ -172,6 +187,7 @@ class ForkServer:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
         self.sock = None
+        self.unanswered.clear()  # the shims' reports say the rest
         if why is not None:
             self.loop.log.warning("fork_server_gone", reason=why, then="started again at the next worker start")
         if self.proc is not None:

@@ -181,6 +181,7 @@ class LocalExecutor(Executor):
         self._reported(wid, report)
 
     def _reported(self, wid: str, report: dict | None) -> None:
+        self.forks.await_answer(wid)  # a failed start it answers reports itself, through here
         pending = self.pending.pop(wid, None)
         if pending is None:
             return
