@@ -33,12 +33,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def _row(label: str, values: dict[str, float | None], digits: int = 1) -> list[str]:
-    """Aura, circus, supervisord, then Aura/circus and Aura/supervisord."""
+def _row(
+    label: str, values: dict[str, float | None], digits: int = 1, shown: dict[str, str] | None = None
+) -> list[str]:
+    """Aura, circus, supervisord (as `shown`, where given), then Aura/circus and Aura/supervisord."""
     a = values.get("aura")
     return [
         label,
-        *(_fmt(values.get(k), digits) for k in ("aura", *RIVALS)),
+        *((shown or {}).get(k) or _fmt(values.get(k), digits) for k in ("aura", *RIVALS)),
         *(_fmt(ratio(a, values.get(k)), 2) for k in RIVALS),
     ]
 
@@ -71,14 +73,16 @@ def scale_rows(sec: dict) -> list[list[str]]:
     for n in sizes:
         for key, label, scale, digits in (
             ("spawn_s", "start all, s", 1, 2),
-            ("exit_seen_s", "last exit to none running, ms", 1000, 0),
-            ("reaped_s", "last exit to all reaped, ms", 1000, 0),
+            ("exit_seen_s", "last exit to none running, ms", 1000, 1),
+            ("reaped_s", "last exit to all reaped, ms", 1000, 1),
         ):
-            vals = {}
+            vals, shown = {}, {}
             for k in ("aura", *RIVALS):
-                v = ((sec.get(k, {}).get("runs") or {}).get(str(n)) or {}).get(key)
+                run = (sec.get(k, {}).get("runs") or {}).get(str(n)) or {}
+                v = run.get(key)
                 vals[k] = v * scale if v is not None else None
-            rows.append(_row(f"N={n}: {label}", vals, digits))
+                shown[k] = _with_quartiles(vals[k], run.get(f"{key}_iqr"), scale, digits, len(run.get("rounds") or []))
+            rows.append(_row(f"N={n}: {label}", vals, digits, shown))
         floor = (sec.get("aura", {}).get("fsync_floor") or {}).get(str(n)) or {}
         if floor.get("median_ms") is not None:
             shown = _fmt(floor["median_ms"], 0)
@@ -88,6 +92,14 @@ def scale_rows(sec: dict) -> list[list[str]]:
             rows.append([label, shown, *"----"])
     rows += memory_rows(sec, sizes)
     return rows
+
+
+def _with_quartiles(median: float | None, iqr: list[float] | None, scale: float, digits: int, rounds: int) -> str:
+    """`median (p25-p75)` where there were rounds enough to have quartiles, else the median alone."""
+    if median is None or not iqr or rounds < 3:
+        return _fmt(median, digits)
+    low, high = (_fmt(v * scale, digits) for v in iqr)
+    return f"{_fmt(median, digits)} ({low}–{high})"
 
 
 def memory_rows(sec: dict, sizes: list[int]) -> list[list[str]]:

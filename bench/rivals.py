@@ -273,11 +273,14 @@ SCALE_FIGURES = ("spawn_s", "exit_seen_s", "reaped_s")
 
 
 def rounds_median(rounds: list[dict]) -> dict:
-    """One size's rounds as one summary: each figure's median (nearest rank, over the rounds that
-    have it), with every round kept under `rounds` so the median can be checked."""
+    """One size's rounds as one summary: each figure's median and its quartiles (`KEY_iqr`: the
+    25th and 75th percentiles, nearest rank, over the rounds that have it), with every round kept
+    under `rounds` so they can be checked. The quartiles show how far apart two managers' rounds
+    are: on a busy machine one round can take several times another."""
     out: dict[str, Any] = {"n": rounds[0]["n"], "ends_recorded": min(r["ends_recorded"] for r in rounds)}
     for key in SCALE_FIGURES:
         values = [r[key] for r in rounds if r.get(key) is not None]
         out[key] = percentile(values, 50) if values else None
+        out[f"{key}_iqr"] = [percentile(values, 25), percentile(values, 75)] if values else None
     out["rounds"] = rounds
     return out

@@ -68,7 +68,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "wd_seconds": 20,
         "wd_kill_runs": 3,
         "sizes": [8, 32, 128],
-        "scale_rounds": 5,
+        "scale_rounds": 11,
         "token_cycles": 5,
         "git_files": 10_000,
         "git_runs": 20,

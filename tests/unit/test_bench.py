@@ -112,7 +112,23 @@ def test_scale_rounds_give_each_figure_its_median_and_keep_every_round() -> None
     ]
     got = rounds_median(rounds)
     assert (got["spawn_s"], got["exit_seen_s"], got["reaped_s"]) == (0.02, 0.05, 0.1)
+    assert got["spawn_s_iqr"] == [0.01, 0.03] and got["exit_seen_s_iqr"] == [0.04, 0.09]
+    assert got["reaped_s_iqr"] == [0.1, 0.2]  # the round without the figure is left out
     assert got["ends_recorded"] == 7 and got["rounds"] == rounds and got["n"] == 8
+
+
+def test_scale_rows_show_quartiles_beside_the_median_once_there_are_rounds_enough() -> None:
+    from bench.report import scale_rows
+
+    rounds = [{"n": 8, "spawn_s": s, "exit_seen_s": e, "reaped_s": e, "ends_recorded": 8} for s, e in _ROUNDS]
+    one = rounds_median(rounds[:1])
+    sec = {"aura": {"runs": {"8": rounds_median(rounds)}}, "circus": {"runs": {"8": one}}}
+    row = next(r for r in scale_rows(sec) if r[0] == "N=8: last exit to none running, ms")
+    assert row[1:4] == ["3.0 (2.0–6.0)", "2.0", "-"]  # one round: no quartiles to show
+    assert row[4] == "1.50"  # the ratio stays the medians'
+
+
+_ROUNDS = [(0.02, 0.002), (0.03, 0.006), (0.01, 0.003), (0.02, 0.009), (0.02, 0.001)]
 
 
 def test_fsync_floor_times_every_round_of_real_writers_and_leaves_nothing() -> None:
