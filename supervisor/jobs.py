@@ -57,6 +57,21 @@ def may_keep(rec: dict) -> bool:
     return bool(rec.get("managed")) or (isinstance(task_dir, str) and (Path(task_dir) / FILE_NAME).exists())
 
 
+class EndedKeeps:
+    """`may_keep` of each ended worker, looked up once while it stays ended: its shim decided when
+    the worker ended, and a poll of `list` during a burst of ends would otherwise look up every
+    ended worker's file at each answer."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, bool] = {}
+
+    def without_jobs(self, ended: dict[str, dict]) -> set[str]:
+        """Of the `ended` workers (id: record), those whose shim cannot keep jobs."""
+        known = self._known
+        self._known = {wid: known[wid] if wid in known else may_keep(rec) for wid, rec in ended.items()}
+        return {wid for wid, keeps in self._known.items() if not keeps}
+
+
 def read_registered(task_dir: Path) -> list[RegisteredJob]:
     """The children listed in the worker's process.json; an unreadable file lists none."""
     try:

@@ -31,7 +31,7 @@ from .executors.local import SHIM, LocalExecutor
 from .executors.slurm import SlurmExecutor
 from .exits import Exits
 from .housekeeping import Housekeeping
-from .jobs import may_keep
+from .jobs import EndedKeeps
 from .kills import Kills
 from .monitor import OutputMonitor
 from .placement import Preflight
@@ -82,6 +82,7 @@ class SupervisorDaemon(Daemon):
             log=self.log,
         )
         self.housekeeping = Housekeeping(self.workers, self.executor, self.kills, self.monitor)
+        self.keeps = EndedKeeps()
         self.peers: PeerKeeper | None = None
         self.stop_workers_on_exit = False
 
@@ -132,7 +133,7 @@ class SupervisorDaemon(Daemon):
         """Running workers whose process has ended while their end is not taken in yet; not one that
         registered jobs, whose shim may keep them (jobs.py): its task runs on in them."""
         running = {wid for wid, rec in self.workers.items() if rec.get("state") == RUNNING}
-        return {wid for wid in self.executor.ending(running) if not may_keep(self.workers[wid])}
+        return self.keeps.without_jobs({wid: self.workers[wid] for wid in self.executor.ending(running)})
 
     def _start_reported(self, wid: str, report: dict | None) -> None:
         self.starter.start_reported(wid, report)
