@@ -170,11 +170,11 @@ class ForkServer:
             self._answer(json.loads(data))
 
     def _answer(self, msg: dict) -> None:
-        if "status" not in msg:
-            self.unanswered.discard(str(msg.get("id")))
-        if "status" in msg:
+        if "status" in msg:  # a shim's end, not an answer to a start
             self.status[int(msg["pid"])] = int(msg["status"])
-        elif "pid" in msg:
+            return
+        self.unanswered.discard(str(msg.get("id")))  # before on_failed, which reports the start
+        if "pid" in msg:
             self.pids[str(msg["id"])] = int(msg["pid"])
             if msg.get("native_failed"):
                 self.on_native_failed(str(msg["native_failed"]))
