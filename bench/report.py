@@ -327,6 +327,7 @@ def render(result: dict) -> str:
     head = [
         f"Aura {m['aura']} bench, {result['date']}{' (quick)' if result.get('quick') else ''}: "
         f"{m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gb']} GB RAM, {m['platform']}, Python {m['python']}"
+        + (f", scheduler autogroup {m['autogroup']}" if m.get("autogroup") else "")
         + (f"; circus {riv.get('circus')}, supervisor {riv.get('supervisor')}" if riv else ""),
         "",
     ]

@@ -87,8 +87,20 @@ def machine() -> dict[str, Any]:
         "cpus": psutil.cpu_count(),
         "ram_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "cpu_model": _cpu_model(),
+        "autogroup": autogroup(),
         "aura": __version__,
     }
+
+
+def autogroup() -> str | None:
+    """Whether the kernel shares CPU time between sessions rather than between processes ("on",
+    "off"; None where the kernel has no such setting). Every worker and every shim is a session of
+    its own, so the scale figures depend on it: a manager that has work to do after each exit gets
+    one share among N sessions instead of one per thread."""
+    try:
+        return "on" if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1" else "off"
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:

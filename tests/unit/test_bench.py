@@ -104,6 +104,14 @@ def test_report_cli_rerenders_a_saved_result(tmp_path) -> None:
     assert out.returncode == 0 and out.stdout.startswith("Aura 0.2.0 bench, d (quick)")
 
 
+def test_the_machine_line_says_whether_sessions_share_the_cpu_where_the_run_recorded_it() -> None:
+    machine = {"aura": "0.2.0", "cpus": 2, "cpu_model": "c", "ram_gb": 1, "platform": "p", "python": "3"}
+    first = {"date": "d", "quick": False, "machine": {**machine, "autogroup": "off"}, "sections": {}}
+    assert render(first).splitlines()[0].endswith("Python 3, scheduler autogroup off")
+    older = {"date": "d", "quick": False, "machine": machine, "sections": {}}
+    assert render(older).splitlines()[0].endswith("Python 3")
+
+
 def test_scale_rounds_give_each_figure_its_median_and_keep_every_round() -> None:
     rounds = [
         {"n": 8, "spawn_s": 0.03, "exit_seen_s": 0.05, "reaped_s": None, "ends_recorded": 8},
