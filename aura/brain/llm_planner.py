@@ -45,6 +45,7 @@ RECENT_KEEP = 5
 
 class LlmPlanner:
     name = "llm"
+    event_delay = 0.02  # a cycle may call the model: events that come together (a kill and its exit) share one call
 
     def __init__(self, daemon: Any):
         self.daemon = daemon

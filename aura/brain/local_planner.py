@@ -27,6 +27,7 @@ ACCEPT = "ACCEPT"
 
 class LocalPlanner:
     name = "local"
+    event_delay = 0.0  # a cycle calls no model: an event is taken in at once, those that come meanwhile by the next
 
     def __init__(self) -> None:
         self.synced: TaskFile | None = None  # the task file the tree was last brought in line with

@@ -35,7 +35,6 @@ from .taskfile import TaskFileError, read_task_file
 
 RETRY_DELAY = 2.0
 RETRY_MARGIN = 0.05  # run the retry cycle just after the task's retry time, never just before it
-EVENT_BATCH_DELAY = 0.02
 SNAPSHOT_EVERY = 1.0  # while busy, the tree is swept and progress.md rendered this often
 SNAPSHOT_IDLE = 0.1  # ... and this soon after the brain went quiet
 SNAPSHOT_SHARE = 0.05  # at most this share of the brain's time goes to persist (sweep, snapshot, progress.md)
@@ -252,7 +251,7 @@ class BrainDaemon(Daemon):
                 self.notifier.notify(Kind.DAEMON_DOWN, e.get("data") or {})
         wake = [e for e in events if e.get("kind") in WAKES_BRAIN]
         if wake:
-            self.request_cycle(f"event {wake[-1]['kind']}", EVENT_BATCH_DELAY)
+            self.request_cycle(f"event {wake[-1]['kind']}", self.planner.event_delay)
 
     def watch_task_file(self) -> None:
         path = self.core.state.get("task_file") if self.core else None
