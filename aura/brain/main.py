@@ -249,9 +249,15 @@ class BrainDaemon(Daemon):
         for e in events:
             if e.get("kind") == Kind.DAEMON_DOWN:  # a peer gave up restarting another daemon
                 self.notifier.notify(Kind.DAEMON_DOWN, e.get("data") or {})
-        wake = [e for e in events if e.get("kind") in WAKES_BRAIN]
+        wake = [e for e in events if e.get("kind") in WAKES_BRAIN and self._concerns_run(e)]
         if wake:
             self.request_cycle(f"event {wake[-1]['kind']}", self.planner.event_delay)
+
+    def _concerns_run(self, event: dict) -> bool:
+        """An event about a worker of a task this run does not have (another client's spawn through
+        the supervisor) changes nothing in the tree: no cycle for it."""
+        task_id = (event.get("data") or {}).get("task_id")
+        return task_id is None or self.core is None or task_id in self.core.tasks
 
     def watch_task_file(self) -> None:
         path = self.core.state.get("task_file") if self.core else None
