@@ -86,6 +86,7 @@ class BrainCore:
         self.git_block: str | None = None  # why no worker may start: git mode refused or unusable
         self.touched: set[str] = set()  # tasks changed since the last save (their status, or new)
         self._running: dict[str, None] = {tid: None for tid, t in self.tasks.items() if t["status"] == IN_PROGRESS}
+        self._held: set[str] = {tid for tid, t in self.tasks.items() if t["status"] == PENDING and not_before(t)}
         self._task_file: tuple[tuple | None, TaskFile | None] = (None, None)  # (its stat, its parse)
         self._untold: list[Callable[[], None]] | None = None  # inside `one_save`: what to tell after its save
 
@@ -144,6 +145,8 @@ class BrainCore:
     # -- status changes ---------------------------------------------------------------------------
     def set_status(self, task: dict, new: str, reason: str, evidence: str, by: str = "brain") -> None:
         """The only way a status changes: recorded with reason and evidence, published."""
+        if new == PENDING and not_before(task):
+            self._held.add(task["id"])  # a retry or a parking: `next_retry_at` looks only at these
         old = task["status"]
         if old == new and task.get("reason") == reason:
             return
@@ -626,8 +629,15 @@ class BrainCore:
         """The earliest future time a pending task may start again (a retry or a parked task), so the
         brain can run a cycle then rather than at the next interval."""
         now = time.time()
-        future = [when for t in self.tasks.values() if t["status"] == PENDING and (when := not_before(t)) > now]
-        return min(future) if future else None
+        future = []
+        for tid in list(self._held):  # every pending task held back was added by `set_status` or at load
+            task = self.tasks.get(tid)
+            when = not_before(task) if task is not None and task["status"] == PENDING else 0.0
+            if when > now:
+                future.append(when)
+            else:
+                self._held.discard(tid)
+        return min(future, default=None)
 
     def resource_killed(self, task: dict, worker: dict) -> None:
         """Kill #1: back to pending once, with the reason, for a smaller retry. Kill #2: blocked, plus a
